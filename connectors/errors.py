@@ -1,0 +1,52 @@
+"""Errors raised by connectors, grouped by what the caller should do next.
+
+    ConnectorError                  root of everything a connector raises
+    ├── RetriableError              try the same call again later (429, 5xx, lock contention, timeout, dropped link)
+    ├── FatalError                  stop the sync; a person must act (the message says what to do)
+    │   ├── AuthenticationError     wrong credentials, expired token that cannot be renewed
+    │   ├── ConfigurationError      a field, object or setting the CRM does not know
+    │   ├── UnreachableError        the instance does not answer (after retries)
+    │   └── ApiLimitError           daily API allowance exhausted or the configured share of it reached
+    └── SkippableError              one record cannot be mapped; log it by id and go on
+
+Retry decisions are made in exactly one place per connector (its ``_call`` wrapper).
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Root error of the connectors package."""
+
+
+class RetriableError(ConnectorError):
+    """A transient failure: the same call may succeed when repeated."""
+
+
+class FatalError(ConnectorError):
+    """The sync cannot go on until someone changes something."""
+
+
+class AuthenticationError(FatalError):
+    pass
+
+
+class ConfigurationError(FatalError):
+    pass
+
+
+class UnreachableError(FatalError):
+    pass
+
+
+class ApiLimitError(FatalError):
+    """The CRM's API allowance (or the share of it okrsync may use) is spent."""
+
+    def __init__(self, message: str, *, used: int | None = None, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.used = used
+        self.limit = limit
+
+
+class SkippableError(ConnectorError):
+    """One record is malformed; the rest of the page is fine."""

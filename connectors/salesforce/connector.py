@@ -1,0 +1,307 @@
+"""Salesforce pull connector: SOQL pages → canonical records, with retries, re-auth and API-budget guard.
+
+It talks to the org through simple-salesforce (REST ``query``/``queryAll``/``query_more``, ``sobjects/X/deleted``),
+never touches the database and never reads global settings. Every API call goes through ``_call``: that is the one
+place where retries (tenacity), session renewal and the daily-allowance guard are decided.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
+    SalesforceResourceNotFound,
+)
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from connectors.errors import (
+    ApiLimitError,
+    AuthenticationError,
+    ConfigurationError,
+    FatalError,
+    RetriableError,
+    SkippableError,
+    UnreachableError,
+)
+from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+from connectors.salesforce import mapping
+from connectors.salesforce.auth import Token, can_renew, fetch_token
+from connectors.salesforce.config import SalesforceConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRIABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
+
+
+@dataclass
+class Page:
+    """One page of a query, mapped. ``cursor`` is (SystemModstamp, Id) of the page's last row."""
+
+    sobject: str
+    records: list[CanonicalRecord] = field(default_factory=list)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    cursor: tuple[datetime, str] | None = None
+    total_size: int = 0
+
+
+@dataclass(frozen=True)
+class DeletedWindow:
+    deletions: list[Deletion]
+    earliest_available: datetime | None
+    latest_covered: datetime | None
+
+
+def soql_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _error_code(exc: SalesforceError) -> tuple[str, str]:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))
+    return "", str(content)[:300]
+
+
+class SalesforceConnector:
+    """Reads one Salesforce org. Create it, call ``pages()``/``deleted()``; ``api_calls`` counts REST calls made."""
+
+    crm = "salesforce"
+    streams = mapping.OBJECTS
+
+    def __init__(self, config: SalesforceConfig, *, session: requests.Session | None = None) -> None:
+        self.config = config
+        self.session = session or requests.Session()
+        if config.ca_bundle:
+            self.session.verify = str(config.ca_bundle)
+            # REQUESTS_CA_BUNDLE in the environment would override session.verify otherwise.
+            self.session.trust_env = False
+        self.api_calls = 0
+        self._token: Token | None = None
+        self._sf: Salesforce | None = None
+
+    @property
+    def lookback(self) -> timedelta:
+        return timedelta(seconds=self.config.lookback_seconds)
+
+    def kind_of(self, stream: str) -> str:
+        return mapping.KINDS[stream]
+
+    def supports_deleted(self, stream: str) -> bool:
+        return mapping.has_is_deleted(stream)
+
+    def instance_url(self) -> str | None:
+        return self._token.instance_url if self._token else self.config.instance_url
+
+    def usage_text(self) -> str | None:
+        usage = self.api_usage
+        return f"{usage[0]}/{usage[1]}" if usage else None
+
+    # -- connection -------------------------------------------------------------------------------------------
+    def connect(self) -> None:
+        self._token = fetch_token(self.config, self.session)
+        self._sf = Salesforce(
+            instance_url=self._token.instance_url,
+            session_id=self._token.access_token,
+            session=self.session,
+            version=self.config.api_version,
+        )
+
+    @property
+    def sf(self) -> Salesforce:
+        if self._sf is None:
+            self.connect()
+        assert self._sf is not None
+        return self._sf
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, limit) of the org's daily API requests as of the last answer (``Sforce-Limit-Info``)."""
+        usage = self._sf.api_usage.get("api-usage") if self._sf else None
+        return (usage.used, usage.total) if usage else None
+
+    # -- the one place where retries are decided ---------------------------------------------------------------
+    def _call(self, name: str, fn: Callable[[Salesforce], T]) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableError),
+            wait=wait_random_exponential(
+                multiplier=self.config.retry_wait_base, max=self.config.retry_wait_max
+            ),
+            stop=stop_after_attempt(self.config.max_attempts),
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "Salesforce %s failed (%s), attempt %d of %d; retrying",
+                name,
+                state.outcome.exception() if state.outcome else "?",
+                state.attempt_number,
+                self.config.max_attempts,
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._call_once(name, fn)
+        except RetriableError as exc:
+            raise UnreachableError(
+                f"Salesforce {name} still failing after {self.config.max_attempts} attempts: {exc}"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once(self, name: str, fn: Callable[[Salesforce], T]) -> T:
+        self._guard_budget()
+        renewed = False
+        while True:
+            sf = self.sf
+            self.api_calls += 1
+            try:
+                return fn(sf)
+            except SalesforceExpiredSession:
+                if renewed or not can_renew(self.config):
+                    raise AuthenticationError(
+                        "the Salesforce session expired and cannot be renewed"
+                        + (
+                            ""
+                            if can_renew(self.config)
+                            else ": an access token was configured — configure"
+                            " username/password or JWT bearer so okrsync can log in again"
+                        )
+                    ) from None
+                log.info("Salesforce session expired; logging in again")
+                self.connect()
+                renewed = True
+            except requests.exceptions.SSLError:
+                raise ConfigurationError(
+                    f"TLS verification failed for {self._token.instance_url if self._token else '?'}:"
+                    " set OKRSYNC_SALESFORCE__CA_BUNDLE to the CA that signed it"
+                ) from None
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                raise RetriableError(f"{type(exc).__name__} talking to Salesforce") from None
+            except SalesforceRefusedRequest as exc:
+                code, message = _error_code(exc)
+                if code == "REQUEST_LIMIT_EXCEEDED":
+                    used, limit = self.api_usage or (None, None)
+                    raise ApiLimitError(
+                        f"Salesforce refused: daily API request limit exceeded (used {used} of {limit});"
+                        " the sync stopped and resumes where it left off once the allowance renews",
+                        used=used,
+                        limit=limit,
+                    ) from None
+                raise AuthenticationError(f"Salesforce refused {name}: {code} {message}") from None
+            except SalesforceMalformedRequest as exc:
+                code, message = _error_code(exc)
+                if code in RETRIABLE_CODES:
+                    raise RetriableError(f"{code}: {message}") from None
+                if code in {"INVALID_FIELD", "INVALID_TYPE"}:
+                    raise ConfigurationError(
+                        f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
+                        f" — check OKRSYNC_SALESFORCE__CUSTOM_FIELDS ({self.config.custom_fields})"
+                    ) from None
+                raise FatalError(f"Salesforce rejected {name}: {code} {message.strip()}") from None
+            except SalesforceResourceNotFound as exc:
+                raise ConfigurationError(
+                    f"Salesforce has no resource {exc.url}: check the instance URL and API version"
+                ) from None
+            except SalesforceGeneralError as exc:
+                code, message = _error_code(exc)
+                if exc.status == 429 or exc.status >= 500 or code in RETRIABLE_CODES:
+                    raise RetriableError(f"HTTP {exc.status} {code}") from None
+                raise FatalError(
+                    f"Salesforce answered HTTP {exc.status} to {name}: {code} {message}"
+                ) from None
+
+    def _guard_budget(self) -> None:
+        usage = self.api_usage
+        if usage and usage[1] and usage[0] >= usage[1] * self.config.max_api_share:
+            raise ApiLimitError(
+                f"stopped before using more of the org's daily API allowance: {usage[0]} of {usage[1]} used,"
+                f" okrsync may use {self.config.max_api_share:.0%} (OKRSYNC_SALESFORCE__MAX_API_SHARE);"
+                " the next run resumes where this one stopped",
+                used=usage[0],
+                limit=usage[1],
+            )
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def soql(self, sobject: str, *, since: datetime | None) -> str:
+        fields = mapping.select_fields(
+            sobject,
+            custom=self.config.custom_fields.get(sobject, []),
+            multi_currency=self.config.multi_currency,
+        )
+        where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since else ""
+        return f"SELECT {', '.join(fields)} FROM {sobject}{where} ORDER BY SystemModstamp ASC, Id ASC"
+
+    def pages(self, sobject: str, *, since: datetime | None) -> Iterator[Page]:
+        """Yield mapped pages of ``sobject`` changed at or after ``since`` (all when None), oldest first.
+
+        Uses ``queryAll`` where the object has ``IsDeleted`` so soft deletes arrive as records with
+        ``is_deleted=True`` in the same pages, at no extra API cost.
+        """
+        include_deleted = mapping.has_is_deleted(sobject)
+        headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
+        query = self.soql(sobject, since=since)
+        timeout = self.config.timeout_seconds
+        result: dict[str, Any] = self._call(
+            "query",
+            lambda sf: sf.query(query, include_deleted=include_deleted, headers=headers, timeout=timeout),
+        )
+        while True:
+            yield self._map_page(sobject, result)
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self._call(
+                "query_more",
+                lambda sf, url=next_url: sf.query_more(
+                    url, identifier_is_url=True, headers=headers, timeout=timeout
+                ),
+            )
+
+    def _map_page(self, sobject: str, result: dict[str, Any]) -> Page:
+        page = Page(sobject=sobject, total_size=int(result.get("totalSize") or 0))
+        for row in result.get("records", []):
+            try:
+                page.records.append(mapping.to_record(sobject, row, currency=self.config.default_currency))
+            except SkippableError as exc:
+                log.warning("skipped %s", exc)
+                page.skipped.append(SkippedRecord(external_id=row.get("Id"), reason=str(exc), raw=row))
+            stamp = row.get("SystemModstamp")
+            if stamp and row.get("Id"):
+                try:
+                    page.cursor = (mapping.parse_datetime(stamp), row["Id"])  # type: ignore[assignment]
+                except ValueError:
+                    pass
+        return page
+
+    def deleted(self, sobject: str, *, start: datetime, end: datetime) -> DeletedWindow:
+        """Records deleted between start and end (``getDeleted``: soft and hard deletes of the last 15 days)."""
+        start = max(start, end - timedelta(days=29, hours=23))
+        answer: dict[str, Any] = self._call(
+            "getDeleted",
+            lambda sf: getattr(sf, sobject).deleted(start, end, timeout=self.config.timeout_seconds),
+        )
+        return DeletedWindow(
+            deletions=[
+                Deletion(external_id=item["id"], deleted_at=mapping.parse_datetime(item.get("deletedDate")))
+                for item in answer.get("deletedRecords", [])
+            ],
+            earliest_available=mapping.parse_datetime(answer.get("earliestDateAvailable")),
+            latest_covered=mapping.parse_datetime(answer.get("latestDateCovered")),
+        )
+
+
+__all__ = ["DeletedWindow", "Page", "SalesforceConnector", "soql_datetime"]

@@ -1,0 +1,304 @@
+"""Salesforce SObject rows → canonical records.
+
+Which fields each object pulls, and how each row becomes an ``Owner``/``Account``/…/``Activity``. A row that cannot
+be mapped raises ``SkippableError`` naming the record and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.errors import SkippableError
+from connectors.records import (
+    Account,
+    Activity,
+    ActivityKind,
+    CanonicalRecord,
+    Contact,
+    Direction,
+    Opportunity,
+    OpportunityContact,
+    Owner,
+)
+
+COMMON = ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp"]
+
+# Standard fields pulled per object. User has no IsDeleted (users are deactivated, never deleted).
+FIELDS: dict[str, list[str]] = {
+    "User": [*COMMON, "Name", "Email", "Title", "IsActive", "ManagerId"],
+    "Account": [
+        *COMMON,
+        "IsDeleted",
+        "Name",
+        "OwnerId",
+        "ParentId",
+        "Industry",
+        "Type",
+        "BillingCountry",
+        "AnnualRevenue",
+        "NumberOfEmployees",
+        "LastActivityDate",
+    ],
+    "Contact": [*COMMON, "IsDeleted", "Name", "Email", "Title", "AccountId", "OwnerId"],
+    "Opportunity": [
+        *COMMON,
+        "IsDeleted",
+        "Name",
+        "AccountId",
+        "OwnerId",
+        "StageName",
+        "Amount",
+        "Probability",
+        "CloseDate",
+        "NextStep",
+        "IsClosed",
+        "IsWon",
+        "ForecastCategoryName",
+        "LastActivityDate",
+        "LastStageChangeDate",
+        "PushCount",
+    ],
+    "OpportunityContactRole": [*COMMON, "IsDeleted", "OpportunityId", "ContactId", "Role", "IsPrimary"],
+    "Task": [
+        *COMMON,
+        "IsDeleted",
+        "Subject",
+        "TaskSubtype",
+        "Type",
+        "Status",
+        "IsClosed",
+        "ActivityDate",
+        "CompletedDateTime",
+        "CallDurationInSeconds",
+        "CallType",
+        "OwnerId",
+        "WhoId",
+        "WhatId",
+        "AccountId",
+    ],
+    "Event": [
+        *COMMON,
+        "IsDeleted",
+        "Subject",
+        "Type",
+        "StartDateTime",
+        "EndDateTime",
+        "DurationInMinutes",
+        "OwnerId",
+        "WhoId",
+        "WhatId",
+        "AccountId",
+    ],
+}
+
+# Synced in this order so that parents usually land before children (nothing depends on it).
+OBJECTS: tuple[str, ...] = tuple(FIELDS)
+
+# Key prefixes of the first three id characters (https://help.salesforce.com/s/articleView?id=000385203).
+PREFIX_OPPORTUNITY = "006"
+PREFIX_ACCOUNT = "001"
+PREFIX_CONTACT = "003"
+
+
+def has_is_deleted(sobject: str) -> bool:
+    return "IsDeleted" in FIELDS[sobject]
+
+
+def select_fields(sobject: str, *, custom: list[str], multi_currency: bool) -> list[str]:
+    fields = list(FIELDS[sobject])
+    if multi_currency and sobject == "Opportunity":
+        fields.append("CurrencyIsoCode")
+    fields.extend(name for name in custom if name not in fields)
+    return fields
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _date(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    return date.fromisoformat(str(value)[:10])
+
+
+def _date_as_datetime(value: Any) -> datetime | None:
+    day = _date(value)
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) if day else None
+
+
+def _common(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "external_id": row["Id"],
+        "modified_at": parse_datetime(row["SystemModstamp"]),
+        "created_at": parse_datetime(row.get("CreatedDate")),
+        "is_deleted": bool(row.get("IsDeleted") or False),
+        "raw": {k: v for k, v in row.items() if k != "attributes"},
+    }
+
+
+def _owner(row: dict[str, Any], currency: str) -> Owner:
+    return Owner(
+        **_common(row),
+        name=row.get("Name"),
+        email=row.get("Email"),
+        title=row.get("Title"),
+        is_active=row.get("IsActive") is not False,
+        manager_id=row.get("ManagerId"),
+    )
+
+
+def _account(row: dict[str, Any], currency: str) -> Account:
+    return Account(
+        **_common(row),
+        name=row.get("Name"),
+        owner_id=row.get("OwnerId"),
+        parent_id=row.get("ParentId"),
+        industry=row.get("Industry"),
+        account_type=row.get("Type"),
+        country=row.get("BillingCountry"),
+        annual_revenue=row.get("AnnualRevenue"),
+        employees=row.get("NumberOfEmployees"),
+        last_activity_date=_date(row.get("LastActivityDate")),
+    )
+
+
+def _contact(row: dict[str, Any], currency: str) -> Contact:
+    return Contact(
+        **_common(row),
+        name=row.get("Name"),
+        email=row.get("Email"),
+        title=row.get("Title"),
+        account_id=row.get("AccountId"),
+        owner_id=row.get("OwnerId"),
+    )
+
+
+def _opportunity(row: dict[str, Any], currency: str) -> Opportunity:
+    return Opportunity(
+        **_common(row),
+        name=row.get("Name"),
+        account_id=row.get("AccountId"),
+        owner_id=row.get("OwnerId"),
+        stage=row.get("StageName"),
+        amount=row.get("Amount"),
+        currency=row.get("CurrencyIsoCode") or currency,
+        probability=row.get("Probability"),
+        close_date=_date(row.get("CloseDate")),
+        next_step=row.get("NextStep"),
+        is_closed=bool(row.get("IsClosed")),
+        is_won=bool(row.get("IsWon")),
+        forecast_category=row.get("ForecastCategoryName"),
+        last_activity_date=_date(row.get("LastActivityDate")),
+        stage_entered_at=parse_datetime(row.get("LastStageChangeDate")),
+        close_date_pushes=row.get("PushCount"),
+    )
+
+
+def _contact_role(row: dict[str, Any], currency: str) -> OpportunityContact:
+    return OpportunityContact(
+        **_common(row),
+        opportunity_id=row.get("OpportunityId"),
+        contact_id=row.get("ContactId"),
+        role=row.get("Role"),
+        is_primary=bool(row.get("IsPrimary")),
+    )
+
+
+def _links(row: dict[str, Any]) -> dict[str, Any]:
+    what = row.get("WhatId") or ""
+    who = row.get("WhoId") or ""
+    account_id = row.get("AccountId") or (what if what.startswith(PREFIX_ACCOUNT) else None)
+    return {
+        "owner_id": row.get("OwnerId"),
+        "account_id": account_id,
+        "opportunity_id": what if what.startswith(PREFIX_OPPORTUNITY) else None,
+        # Leads (00Q) are not contacts; multi-contact TaskWhoRelation is not pulled.
+        "contact_ids": (who,) if who.startswith(PREFIX_CONTACT) else (),
+    }
+
+
+_TASK_KINDS = {"Call": ActivityKind.call, "Email": ActivityKind.email, "ListEmail": ActivityKind.email}
+_CALL_DIRECTIONS = {
+    "Inbound": Direction.inbound,
+    "Outbound": Direction.outbound,
+    "Internal": Direction.internal,
+}
+
+
+def _task(row: dict[str, Any], currency: str) -> Activity:
+    kind = _TASK_KINDS.get(row.get("TaskSubtype") or "", ActivityKind.task)
+    completed = parse_datetime(row.get("CompletedDateTime"))
+    due = _date_as_datetime(row.get("ActivityDate"))
+    occurred = completed or ((due or parse_datetime(row.get("CreatedDate"))) if row.get("IsClosed") else None)
+    return Activity(
+        **_common(row),
+        **_links(row),
+        activity_kind=kind,
+        subject=row.get("Subject"),
+        direction=_CALL_DIRECTIONS.get(row.get("CallType") or ""),
+        status=row.get("Status"),
+        occurred_at=occurred,
+        due_at=due,
+        completed_at=completed,
+        duration_seconds=row.get("CallDurationInSeconds"),
+    )
+
+
+def _event(row: dict[str, Any], currency: str) -> Activity:
+    minutes = row.get("DurationInMinutes")
+    return Activity(
+        **_common(row),
+        **_links(row),
+        activity_kind=ActivityKind.meeting,
+        subject=row.get("Subject"),
+        occurred_at=parse_datetime(row.get("StartDateTime")),
+        completed_at=parse_datetime(row.get("EndDateTime")),
+        duration_seconds=int(minutes) * 60 if minutes is not None else None,
+    )
+
+
+KINDS: dict[str, str] = {
+    "User": "owner",
+    "Account": "account",
+    "Contact": "contact",
+    "Opportunity": "opportunity",
+    "OpportunityContactRole": "opportunity_contact",
+    "Task": "activity",
+    "Event": "activity",
+}
+
+MAPPERS: dict[str, Callable[[dict[str, Any], str], CanonicalRecord]] = {
+    "User": _owner,
+    "Account": _account,
+    "Contact": _contact,
+    "Opportunity": _opportunity,
+    "OpportunityContactRole": _contact_role,
+    "Task": _task,
+    "Event": _event,
+}
+
+
+def to_record(sobject: str, row: dict[str, Any], *, currency: str) -> CanonicalRecord:
+    """Map one SObject row to its canonical record, or raise ``SkippableError`` naming the record and the problem."""
+    record_id = row.get("Id")
+    try:
+        if not record_id:
+            raise ValueError("the row has no Id")
+        if not row.get("SystemModstamp"):
+            raise ValueError("SystemModstamp is empty")
+        return MAPPERS[sobject](row, currency)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise SkippableError(f"{sobject} {record_id or '<no Id>'}: {problems}") from exc
+    except (ValueError, TypeError) as exc:
+        raise SkippableError(f"{sobject} {record_id or '<no Id>'}: {exc}") from exc

@@ -1,0 +1,144 @@
+"""The local sales model: one table per canonical record, keyed by (connection, external id).
+
+Rows are never removed by a sync: a record deleted in the CRM keeps its row with ``is_deleted`` set, so evidence
+behind past key-result values survives. ``raw`` holds the CRM payload (custom fields sales ops map later).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from service.kit.db import JsonType, UtcDateTime
+
+
+def _ts(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UtcDateTime, index=index, nullable=nullable)
+
+
+class CrmConnection(SQLModel, table=True):
+    """One Salesforce org or HubSpot portal. A deployment may hold several; a team may span them."""
+
+    __tablename__ = "crm_connection"
+    __table_args__ = (UniqueConstraint("crm", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str = Field(max_length=16, description="salesforce | hubspot")
+    name: str = Field(max_length=100)
+    instance_url: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class RecordBase(SQLModel):
+    connection_id: int = Field(foreign_key="crm_connection.id", primary_key=True)
+    external_id: str = Field(primary_key=True, max_length=64)
+    modified_at: datetime = Field(sa_type=UtcDateTime, description="CRM change stamp")
+    created_at: datetime | None = _ts()
+    is_deleted: bool = Field(default=False)
+    deleted_at: datetime | None = _ts()
+    synced_at: datetime = Field(sa_type=UtcDateTime)
+    seen_at: datetime | None = _ts()  # set by full syncs; rows a full sync did not see are marked deleted
+    raw: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
+
+
+class Owner(RecordBase, table=True):
+    name: str | None = None
+    email: str | None = None
+    title: str | None = None
+    is_active: bool = True
+    manager_id: str | None = None
+
+
+class Account(RecordBase, table=True):
+    __table_args__ = (Index("ix_account_owner", "connection_id", "owner_id"),)
+
+    name: str | None = Field(default=None, sa_type=Text)
+    owner_id: str | None = None
+    parent_id: str | None = None
+    industry: str | None = None
+    account_type: str | None = None
+    country: str | None = None
+    annual_revenue: float | None = None
+    employees: int | None = None
+    last_activity_date: date | None = None
+
+
+class Contact(RecordBase, table=True):
+    __table_args__ = (Index("ix_contact_account", "connection_id", "account_id"),)
+
+    name: str | None = Field(default=None, sa_type=Text)
+    email: str | None = None
+    title: str | None = Field(default=None, sa_type=Text)
+    account_id: str | None = None
+    owner_id: str | None = None
+
+
+class Opportunity(RecordBase, table=True):
+    __table_args__ = (
+        Index("ix_opportunity_account", "connection_id", "account_id"),
+        Index("ix_opportunity_owner", "connection_id", "owner_id", "is_closed"),
+    )
+
+    name: str | None = Field(default=None, sa_type=Text)
+    account_id: str | None = None
+    owner_id: str | None = None
+    stage: str | None = None
+    amount: float | None = None
+    currency: str | None = Field(default=None, max_length=3)
+    probability: float | None = None
+    close_date: date | None = None
+    next_step: str | None = Field(default=None, sa_type=Text)
+    is_closed: bool = False
+    is_won: bool = False
+    forecast_category: str | None = None
+    last_activity_date: date | None = None
+    stage_entered_at: datetime | None = _ts()
+    close_date_pushes: int | None = None
+
+
+class OpportunityContact(RecordBase, table=True):
+    __tablename__ = "opportunity_contact"
+    __table_args__ = (
+        Index("ix_opportunity_contact_opp", "connection_id", "opportunity_id"),
+        Index("ix_opportunity_contact_contact", "connection_id", "contact_id"),
+    )
+
+    opportunity_id: str
+    contact_id: str
+    role: str | None = None
+    is_primary: bool = False
+
+
+class Activity(RecordBase, table=True):
+    __table_args__ = (
+        Index("ix_activity_owner_kind_time", "connection_id", "owner_id", "activity_kind", "occurred_at"),
+        Index("ix_activity_kind_time", "connection_id", "activity_kind", "occurred_at"),
+        Index("ix_activity_account", "connection_id", "account_id", "occurred_at"),
+        Index("ix_activity_opportunity", "connection_id", "opportunity_id", "occurred_at"),
+    )
+
+    activity_kind: str = Field(max_length=16)
+    subject: str | None = Field(default=None, sa_type=Text)
+    direction: str | None = Field(default=None, max_length=16)
+    status: str | None = None
+    occurred_at: datetime | None = _ts()
+    due_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    duration_seconds: int | None = None
+    owner_id: str | None = None
+    account_id: str | None = None
+    opportunity_id: str | None = None
+
+
+class ActivityContact(SQLModel, table=True):
+    """Which contacts an activity involved (Salesforce WhoId, HubSpot engagement↔contact associations)."""
+
+    __tablename__ = "activity_contact"
+    __table_args__ = (Index("ix_activity_contact_contact", "connection_id", "contact_id"),)
+
+    connection_id: int = Field(foreign_key="crm_connection.id", primary_key=True)
+    activity_id: str = Field(primary_key=True, max_length=64)
+    contact_id: str = Field(primary_key=True, max_length=64)

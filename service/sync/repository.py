@@ -1,0 +1,206 @@
+"""All SQL of the sync domain. Functions take a Session and never commit: the sync job commits once per page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlmodel
+from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlmodel import Session, SQLModel
+
+from connectors import records as crm
+from service.crm.models import (
+    Account,
+    Activity,
+    ActivityContact,
+    Contact,
+    CrmConnection,
+    Opportunity,
+    OpportunityContact,
+    Owner,
+)
+from service.kit.db import upsert, utcnow
+from service.sync.models import SyncRun, SyncSkip, SyncState
+
+TABLES: dict[str, type[SQLModel]] = {
+    "owner": Owner,
+    "account": Account,
+    "contact": Contact,
+    "opportunity": Opportunity,
+    "opportunity_contact": OpportunityContact,
+    "activity": Activity,
+}
+
+# Chunk size for IN (...) lists: well under SQLite's and PostgreSQL's parameter limits.
+ID_CHUNK = 1000
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), ID_CHUNK):
+        yield items[start : start + ID_CHUNK]
+
+
+def get_or_create_connection(
+    session: Session, *, crm_name: str, name: str, instance_url: str | None
+) -> CrmConnection:
+    connection = session.exec(
+        sqlmodel.select(CrmConnection).where(CrmConnection.crm == crm_name, CrmConnection.name == name)
+    ).first()
+    if connection is None:
+        connection = CrmConnection(crm=crm_name, name=name, instance_url=instance_url, created_at=utcnow())
+        session.add(connection)
+        session.flush()
+    elif instance_url and connection.instance_url != instance_url:
+        connection.instance_url = instance_url
+    return connection
+
+
+def get_state(session: Session, *, connection_id: int, stream: str) -> SyncState:
+    state = session.get(SyncState, (connection_id, stream))
+    if state is None:
+        state = SyncState(connection_id=connection_id, stream=stream)
+        session.add(state)
+        session.flush()
+    return state
+
+
+def stored_stamps(session: Session, table: type[SQLModel], *, connection_id: int, ids: Sequence[str]) -> dict:
+    """external_id → (modified_at, is_deleted) of the rows already stored among ``ids``."""
+    cols: Any = table
+    found: dict[str, tuple[datetime, bool]] = {}
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(cols.external_id, cols.modified_at, cols.is_deleted).where(
+                cols.connection_id == connection_id, cols.external_id.in_(chunk)
+            )
+        )
+        found.update({r[0]: (r[1], r[2]) for r in rows})
+    return found
+
+
+def upsert_records(
+    session: Session, records: Sequence[crm.CanonicalRecord], *, connection_id: int, seen_at: datetime | None
+) -> None:
+    """Insert or update canonical records (all of one kind). Older CRM versions never replace newer rows."""
+    if not records:
+        return
+    table: Any = TABLES[records[0].kind]
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for record in records:
+        values = record.model_dump(exclude={"kind", "contact_ids"})
+        values.update(
+            connection_id=connection_id,
+            synced_at=now,
+            seen_at=seen_at,
+            deleted_at=record.modified_at if record.is_deleted else None,
+        )
+        rows.append(values)
+    upsert(session, table.__table__, rows, keys=("connection_id", "external_id"), newer_than="modified_at")
+    if records[0].kind == "activity":
+        _replace_activity_contacts(session, records, connection_id=connection_id)  # type: ignore[arg-type]
+
+
+def _replace_activity_contacts(
+    session: Session, activities: Sequence[crm.Activity], *, connection_id: int
+) -> None:
+    ids = [a.external_id for a in activities]
+    for chunk in _chunks(ids):
+        session.execute(
+            delete(ActivityContact).where(
+                ActivityContact.connection_id == connection_id,  # type: ignore[arg-type]
+                ActivityContact.activity_id.in_(chunk),  # type: ignore[attr-defined]
+            )
+        )
+    links = {(a.external_id, contact_id) for a in activities for contact_id in a.contact_ids}
+    if links:
+        session.execute(
+            ActivityContact.__table__.insert(),  # type: ignore[attr-defined]
+            [{"connection_id": connection_id, "activity_id": a, "contact_id": c} for a, c in sorted(links)],
+        )
+
+
+def mark_seen(
+    session: Session, kind: str, *, connection_id: int, ids: Sequence[str], seen_at: datetime
+) -> None:
+    table: Any = TABLES[kind]
+    for chunk in _chunks(ids):
+        session.execute(
+            update(table)
+            .where(table.connection_id == connection_id, table.external_id.in_(chunk))
+            .values(seen_at=seen_at)
+        )
+
+
+def sweep_unseen(session: Session, kind: str, *, connection_id: int, full_started_at: datetime) -> int:
+    """After a full sync: rows the CRM no longer lists are marked deleted (kept, not removed)."""
+    table: Any = TABLES[kind]
+    result = session.execute(
+        update(table)
+        .where(
+            table.connection_id == connection_id,
+            table.is_deleted.is_(False),
+            or_(table.seen_at.is_(None), table.seen_at < full_started_at),
+        )
+        .values(is_deleted=True, deleted_at=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def mark_deleted(
+    session: Session, kind: str, *, connection_id: int, deletions: Sequence[crm.Deletion]
+) -> int:
+    """Mark the listed records deleted (rows are kept); returns how many were live before."""
+    table: Any = TABLES[kind]
+    stored = stored_stamps(
+        session, table, connection_id=connection_id, ids=[d.external_id for d in deletions]
+    )
+    live = [d for d in deletions if d.external_id in stored and not stored[d.external_id][1]]
+    if live:
+        session.execute(
+            update(table)
+            .where(table.connection_id == connection_id, table.external_id == bindparam("b_id"))
+            .values(is_deleted=True, deleted_at=bindparam("b_at")),
+            [{"b_id": d.external_id, "b_at": d.deleted_at or utcnow()} for d in live],
+        )
+    return len(live)
+
+
+def record_skips(
+    session: Session,
+    skipped: Sequence[crm.SkippedRecord],
+    *,
+    connection_id: int,
+    stream: str,
+    run_id: int | None,
+) -> None:
+    rows = [
+        {
+            "connection_id": connection_id,
+            "stream": stream,
+            "external_id": item.external_id or "<no id>",
+            "reason": item.reason,
+            "raw": item.raw,
+            "run_id": run_id,
+            "skipped_at": utcnow(),
+        }
+        for item in skipped
+    ]
+    upsert(session, SyncSkip.__table__, rows, keys=("connection_id", "stream", "external_id"))  # type: ignore[attr-defined]
+
+
+def start_run(session: Session, *, connection_id: int, full: bool) -> SyncRun:
+    run = SyncRun(connection_id=connection_id, full=full, started_at=utcnow())
+    session.add(run)
+    session.flush()
+    return run
+
+
+def count_rows(session: Session, kind: str, *, connection_id: int, include_deleted: bool = False) -> int:
+    table: Any = TABLES[kind]
+    query = select(func.count()).select_from(table).where(table.connection_id == connection_id)
+    if not include_deleted:
+        query = query.where(table.is_deleted.is_(False))
+    return int(session.execute(query).scalar_one())

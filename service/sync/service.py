@@ -1,0 +1,272 @@
+"""The sync engine: streams a connector's pages into the local model.
+
+Rules it keeps, whatever the CRM:
+- one transaction per page: the page's rows, its skipped records and the moved cursor commit together, so a crash
+  (even kill -9) at any point leaves the cursor at stored data only, and the next run resumes from there;
+- upserts are idempotent and keyed by (connection, external id); a row is written only when the CRM's change
+  stamp is newer than the stored one, so re-reading the look-back window costs no writes;
+- the cursor never moves backwards; each run re-reads ``lookback`` before it, because long CRM transactions
+  commit records with a change stamp behind a cursor that already passed;
+- a full sync (first run or ``--full``) marks every row it sees and, at the end of each object, marks rows the
+  CRM no longer lists as deleted; incremental runs learn deletions from the connector (soft deletes in the pages,
+  hard deletes from ``deleted()``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from connectors.errors import ApiLimitError, ConnectorError
+from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+from service.kit.db import utcnow
+from service.sync import repository
+from service.sync.models import SyncRun
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class PageLike(Protocol):
+    records: list[CanonicalRecord]
+    skipped: list[SkippedRecord]
+    cursor: tuple[datetime, str] | None
+    total_size: int
+
+
+class DeletedLike(Protocol):
+    deletions: list[Deletion]
+    earliest_available: datetime | None
+    latest_covered: datetime | None
+
+
+class PullConnector(Protocol):
+    """What the sync engine needs from a CRM connector."""
+
+    crm: str
+    streams: tuple[str, ...]
+    api_calls: int
+    lookback: timedelta
+
+    def kind_of(self, stream: str) -> str: ...
+    def instance_url(self) -> str | None: ...
+    def pages(self, stream: str, *, since: datetime | None) -> Iterator[PageLike]: ...
+    def supports_deleted(self, stream: str) -> bool: ...
+    def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedLike: ...
+    def usage_text(self) -> str | None: ...
+
+
+@dataclass
+class StreamCounts:
+    fetched: int = 0
+    written: int = 0
+    deleted: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class SyncReport:
+    run_id: int
+    crm: str
+    full: bool
+    status: str = "running"
+    counts: dict[str, StreamCounts] = field(default_factory=dict)
+    api_calls: int = 0
+    api_usage: str | None = None
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def summary(self) -> str:
+        per_stream = ", ".join(f"{name} {c.written}/{c.fetched}" for name, c in self.counts.items())
+        deleted = sum(c.deleted for c in self.counts.values())
+        skipped = sum(c.skipped for c in self.counts.values())
+        usage = f" (daily usage {self.api_usage})" if self.api_usage else ""
+        text = (
+            f"{self.crm} {'full' if self.full else 'incremental'} sync {self.status} in {self.seconds:.1f} s —"
+            f" written/fetched: {per_stream}; {deleted} deleted; {skipped} skipped;"
+            f" {self.api_calls} API calls{usage}"
+        )
+        return text + (f"\nerror: {self.error}" if self.error else "")
+
+
+def run_sync(
+    engine: Engine,
+    connector: PullConnector,
+    *,
+    connection_name: str,
+    full: bool = False,
+    progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Sync every stream of ``connector`` into the local model. Raises the connector's FatalError after logging
+    the run; whatever was committed before stays committed and the next run resumes from it."""
+    started = time.monotonic()
+    calls_before = connector.api_calls
+    with Session(engine, expire_on_commit=False) as session:
+        connection = repository.get_or_create_connection(
+            session, crm_name=connector.crm, name=connection_name, instance_url=connector.instance_url()
+        )
+        connection_id = int(connection.id)  # type: ignore[arg-type]
+        _close_interrupted_runs(session, connection_id)
+        run = repository.start_run(session, connection_id=connection_id, full=full)
+        session.commit()
+        report = SyncReport(run_id=int(run.id), crm=connector.crm, full=full)  # type: ignore[arg-type]
+
+    try:
+        for stream in connector.streams:
+            report.counts[stream] = _sync_stream(
+                engine,
+                connector,
+                connection_id=connection_id,
+                stream=stream,
+                full=full,
+                run=report,
+                progress=progress,
+            )
+        report.status = "ok"
+    except ApiLimitError as exc:
+        report.status, report.error = "stopped", str(exc)
+        raise
+    except ConnectorError as exc:
+        report.status, report.error = "failed", str(exc)
+        raise
+    except BaseException as exc:
+        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        report.api_calls = connector.api_calls - calls_before
+        report.api_usage = connector.usage_text()
+        report.seconds = time.monotonic() - started
+        _finish_run(engine, report)
+    return report
+
+
+def _sync_stream(
+    engine: Engine,
+    connector: PullConnector,
+    *,
+    connection_id: int,
+    stream: str,
+    full: bool,
+    run: SyncReport,
+    progress: ProgressCallback | None,
+) -> StreamCounts:
+    counts = StreamCounts()
+    kind = connector.kind_of(stream)
+    with Session(engine, expire_on_commit=False) as session:
+        state = repository.get_state(session, connection_id=connection_id, stream=stream)
+        if full or state.cursor_at is None and state.full_started_at is None:
+            state.full_started_at, state.cursor_at, state.cursor_id = utcnow(), None, None
+        session.commit()
+        full_started_at = state.full_started_at
+        since = state.cursor_at - connector.lookback if state.cursor_at else None
+
+    for page in connector.pages(stream, since=since):
+        with Session(engine, expire_on_commit=False) as session:
+            written = _store_page(
+                session,
+                page,
+                kind=kind,
+                connection_id=connection_id,
+                seen_at=full_started_at,
+                run_id=run.run_id,
+                stream=stream,
+            )
+            state = repository.get_state(session, connection_id=connection_id, stream=stream)
+            if page.cursor and (
+                state.cursor_at is None or page.cursor > (state.cursor_at, state.cursor_id or "")
+            ):
+                state.cursor_at, state.cursor_id = page.cursor
+            state.updated_at = utcnow()
+            session.commit()
+        counts.fetched += len(page.records) + len(page.skipped)
+        counts.written += written
+        counts.skipped += len(page.skipped)
+        counts.deleted += sum(1 for r in page.records if r.is_deleted)
+        if progress:
+            progress(stream, counts.fetched, max(page.total_size, counts.fetched))
+
+    with Session(engine, expire_on_commit=False) as session:
+        state = repository.get_state(session, connection_id=connection_id, stream=stream)
+        if state.full_started_at is not None:
+            counts.deleted += repository.sweep_unseen(
+                session, kind, connection_id=connection_id, full_started_at=state.full_started_at
+            )
+            state.deleted_checked_at, state.full_started_at = state.full_started_at, None
+        elif connector.supports_deleted(stream) and state.deleted_checked_at is not None:
+            window = connector.deleted(
+                stream, start=state.deleted_checked_at - connector.lookback, end=utcnow()
+            )
+            if window.earliest_available and window.earliest_available > state.deleted_checked_at:
+                run.warnings.append(
+                    f"{stream}: hard deletes before {window.earliest_available:%Y-%m-%d %H:%M} UTC can no longer"
+                    f" be listed by the CRM; run the sync with --full once to sweep them"
+                )
+            counts.deleted += repository.mark_deleted(
+                session, kind, connection_id=connection_id, deletions=window.deletions
+            )
+            state.deleted_checked_at = window.latest_covered or utcnow()
+        state.updated_at = utcnow()
+        session.commit()
+    return counts
+
+
+def _store_page(
+    session: Session,
+    page: PageLike,
+    *,
+    kind: str,
+    connection_id: int,
+    seen_at: datetime | None,
+    run_id: int,
+    stream: str,
+) -> int:
+    newest: dict[str, CanonicalRecord] = {}
+    for record in page.records:
+        kept = newest.get(record.external_id)
+        if kept is None or record.modified_at >= kept.modified_at:
+            newest[record.external_id] = record
+    ids = list(newest)
+    table = repository.TABLES[kind]
+    stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
+    changed = [
+        r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]
+    ]
+    repository.upsert_records(session, changed, connection_id=connection_id, seen_at=seen_at)
+    if seen_at is not None:
+        changed_ids = {r.external_id for r in changed}
+        unchanged = [i for i in ids if i not in changed_ids]
+        repository.mark_seen(session, kind, connection_id=connection_id, ids=unchanged, seen_at=seen_at)
+    if page.skipped:
+        repository.record_skips(
+            session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id
+        )
+    return len(changed)
+
+
+def _close_interrupted_runs(session: Session, connection_id: int) -> None:
+    session.execute(
+        update(SyncRun)
+        .where(SyncRun.connection_id == connection_id, SyncRun.status == "running")  # type: ignore[arg-type]
+        .values(status="interrupted", error="the process ended before the run finished")
+    )
+
+
+def _finish_run(engine: Engine, report: SyncReport) -> None:
+    counts: dict[str, Any] = {name: vars(c) for name, c in report.counts.items()}
+    error = "\n".join(filter(None, [report.error, *report.warnings])) or None
+    with Session(engine) as session:
+        run = session.get(SyncRun, report.run_id)
+        if run is not None:
+            run.status, run.finished_at, run.counts = report.status, utcnow(), counts
+            run.api_calls, run.api_usage, run.error = report.api_calls, report.api_usage, error
+            session.commit()
