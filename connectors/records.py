@@ -48,14 +48,10 @@ class CrmRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     external_id: str = Field(min_length=1, max_length=64, description="The CRM's id of the record.")
-    modified_at: datetime = Field(
-        description="The CRM's change stamp (SystemModstamp / hs_lastmodifieddate)."
-    )
+    modified_at: datetime = Field(description="The CRM's change stamp (SystemModstamp / hs_lastmodifieddate).")
     created_at: datetime | None = None
     is_deleted: bool = False
-    raw: dict[str, Any] = Field(
-        default_factory=dict, description="The record exactly as the CRM returned it."
-    )
+    raw: dict[str, Any] = Field(default_factory=dict, description="The record exactly as the CRM returned it.")
 
     @field_validator("modified_at", "created_at", check_fields=False)
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -44,10 +45,10 @@ def sandbox_config(base_url: str, ca_path: str) -> SalesforceConfig:
         instance_url=base_url,
         login_url=base_url,
         consumer_key=defaults.consumer_key,
-        consumer_secret=defaults.consumer_secret,
+        consumer_secret=SecretStr(defaults.consumer_secret),
         username=defaults.username,
-        password=defaults.password,
-        security_token=defaults.security_token,
+        password=SecretStr(defaults.password),
+        security_token=SecretStr(defaults.security_token),
         ca_bundle=Path(ca_path),
         custom_fields={"Opportunity": ["Segment__c"], "Account": ["Key_Account__c", "Tier__c"]},
     )
@@ -61,8 +62,12 @@ def sandbox_org(settings: Settings):  # type: ignore[no-untyped-def]
     state_file = settings.data_dir / "sandbox" / "org.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
     sizes = settings.sandbox
-    wanted = {"seed": sizes.seed, "accounts": sizes.accounts, "opportunities": sizes.opportunities,
-              "activities": sizes.activities}
+    wanted = {
+        "seed": sizes.seed,
+        "accounts": sizes.accounts,
+        "opportunities": sizes.opportunities,
+        "activities": sizes.activities,
+    }
     saved = json.loads(state_file.read_text()) if state_file.exists() else {}
     if {k: saved.get(k) for k in wanted} != wanted:
         anchor = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -119,8 +124,10 @@ def sync_salesforce(
             else:
                 from connectors.sandbox.server import SandboxServer
 
-                server = stack.enter_context(SandboxServer(sandbox_org(settings), cert_dir=settings.data_dir / "sandbox"))
-                config = sandbox_config(server.base_url, server.ca_path)
+                server = stack.enter_context(
+                    SandboxServer(sandbox_org(settings), cert_dir=settings.data_dir / "sandbox")
+                )
+                config = sandbox_config(server.base_url, server.ca_path or "")
         elif settings.salesforce is None:
             console.print(
                 "[red]Salesforce is not configured.[/] Set OKRSYNC_SALESFORCE__INSTANCE_URL and credentials"
@@ -133,8 +140,13 @@ def sync_salesforce(
         progress = None
         if sys.stderr.isatty():
             bar = stack.enter_context(
-                Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                         console=console)
+                Progress(
+                    TextColumn("{task.description:<24}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                )
             )
             tasks: dict[str, int] = {}
 
@@ -155,3 +167,7 @@ def sync_salesforce(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

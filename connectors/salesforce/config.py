@@ -42,9 +42,7 @@ class SalesforceConfig(BaseModel):
         description='Extra fields to pull per object, e.g. {"Opportunity": ["Segment__c"]}.',
         examples=[{"Opportunity": ["Segment__c"], "Account": ["Key_Account__c", "Tier__c"]}],
     )
-    multi_currency: bool = Field(
-        default=False, description="The org has multi-currency on (CurrencyIsoCode)."
-    )
+    multi_currency: bool = Field(default=False, description="The org has multi-currency on (CurrencyIsoCode).")
     default_currency: str = Field(default="EUR", min_length=3, max_length=3)
     lookback_seconds: int = Field(
         default=600, ge=0, description="Re-read this much before the cursor: long transactions commit late."
@@ -56,9 +54,7 @@ class SalesforceConfig(BaseModel):
     retry_wait_base: float = Field(default=0.5, ge=0, description="Seconds; exponential backoff with jitter.")
     retry_wait_max: float = Field(default=30.0, ge=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
-    page_size: int = Field(
-        default=2000, ge=200, le=2000, description="Records per query page (Salesforce max)."
-    )
+    page_size: int = Field(default=2000, ge=200, le=2000, description="Records per query page (Salesforce max).")
 
     @field_validator("custom_fields")
     @classmethod

@@ -7,11 +7,13 @@ place where retries (tenacity), session renewal and the daily-allowance guard ar
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import requests
 from simple_salesforce import Salesforce
@@ -56,7 +58,7 @@ class Page:
     total_size: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass
 class DeletedWindow:
     deletions: list[Deletion]
     earliest_available: datetime | None
@@ -72,6 +74,10 @@ def _error_code(exc: SalesforceError) -> tuple[str, str]:
     if isinstance(content, list) and content and isinstance(content[0], dict):
         return str(content[0].get("errorCode", "")), str(content[0].get("message", ""))
     return "", str(content)[:300]
+
+
+def _query_more(sf: Salesforce, *, url: str, headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    return cast(dict[str, Any], sf.query_more(url, identifier_is_url=True, headers=headers, timeout=timeout))
 
 
 class SalesforceConnector:
@@ -135,9 +141,7 @@ class SalesforceConnector:
     def _call(self, name: str, fn: Callable[[Salesforce], T]) -> T:
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableError),
-            wait=wait_random_exponential(
-                multiplier=self.config.retry_wait_base, max=self.config.retry_wait_max
-            ),
+            wait=wait_random_exponential(multiplier=self.config.retry_wait_base, max=self.config.retry_wait_max),
             stop=stop_after_attempt(self.config.max_attempts),
             reraise=True,
             before_sleep=lambda state: log.warning(
@@ -220,9 +224,7 @@ class SalesforceConnector:
                 code, message = _error_code(exc)
                 if exc.status == 429 or exc.status >= 500 or code in RETRIABLE_CODES:
                     raise RetriableError(f"HTTP {exc.status} {code}") from None
-                raise FatalError(
-                    f"Salesforce answered HTTP {exc.status} to {name}: {code} {message}"
-                ) from None
+                raise FatalError(f"Salesforce answered HTTP {exc.status} to {name}: {code} {message}") from None
 
     def _guard_budget(self) -> None:
         usage = self.api_usage
@@ -245,30 +247,28 @@ class SalesforceConnector:
         where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since else ""
         return f"SELECT {', '.join(fields)} FROM {sobject}{where} ORDER BY SystemModstamp ASC, Id ASC"
 
-    def pages(self, sobject: str, *, since: datetime | None) -> Iterator[Page]:
-        """Yield mapped pages of ``sobject`` changed at or after ``since`` (all when None), oldest first.
+    def pages(self, stream: str, *, since: datetime | None) -> Iterator[Page]:
+        """Yield mapped pages of the CRM object ``stream`` changed at or after ``since`` (all when None), oldest first.
 
         Uses ``queryAll`` where the object has ``IsDeleted`` so soft deletes arrive as records with
         ``is_deleted=True`` in the same pages, at no extra API cost.
         """
-        include_deleted = mapping.has_is_deleted(sobject)
+        include_deleted = mapping.has_is_deleted(stream)
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
-        query = self.soql(sobject, since=since)
+        query = self.soql(stream, since=since)
         timeout = self.config.timeout_seconds
         result: dict[str, Any] = self._call(
             "query",
             lambda sf: sf.query(query, include_deleted=include_deleted, headers=headers, timeout=timeout),
         )
         while True:
-            yield self._map_page(sobject, result)
+            yield self._map_page(stream, result)
             next_url = result.get("nextRecordsUrl")
             if result.get("done", True) or not next_url:
                 return
             result = self._call(
                 "query_more",
-                lambda sf, url=next_url: sf.query_more(
-                    url, identifier_is_url=True, headers=headers, timeout=timeout
-                ),
+                partial(_query_more, url=next_url, headers=headers, timeout=timeout),
             )
 
     def _map_page(self, sobject: str, result: dict[str, Any]) -> Page:
@@ -281,18 +281,26 @@ class SalesforceConnector:
                 page.skipped.append(SkippedRecord(external_id=row.get("Id"), reason=str(exc), raw=row))
             stamp = row.get("SystemModstamp")
             if stamp and row.get("Id"):
-                try:
+                # a skipped row moves the cursor too: its payload is kept in sync_skip, named by id
+                with contextlib.suppress(ValueError):
                     page.cursor = (mapping.parse_datetime(stamp), row["Id"])  # type: ignore[assignment]
-                except ValueError:
-                    pass
         return page
 
-    def deleted(self, sobject: str, *, start: datetime, end: datetime) -> DeletedWindow:
+    def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
         """Records deleted between start and end (``getDeleted``: soft and hard deletes of the last 15 days)."""
         start = max(start, end - timedelta(days=29, hours=23))
+        # the API takes whole seconds: round the end up so a delete in the current second is inside the window
+        end = end.replace(microsecond=0) + timedelta(seconds=1) if end.microsecond else end
+        params = {
+            "start": start.astimezone(UTC).isoformat(timespec="seconds"),
+            "end": end.astimezone(UTC).isoformat(timespec="seconds"),
+        }
         answer: dict[str, Any] = self._call(
             "getDeleted",
-            lambda sf: getattr(sf, sobject).deleted(start, end, timeout=self.config.timeout_seconds),
+            lambda sf: cast(
+                dict[str, Any],
+                sf.restful(f"sobjects/{stream}/deleted/", params=params, timeout=self.config.timeout_seconds),
+            ),
         )
         return DeletedWindow(
             deletions=[

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -205,8 +205,8 @@ def _opportunity(row: dict[str, Any], currency: str) -> Opportunity:
 def _contact_role(row: dict[str, Any], currency: str) -> OpportunityContact:
     return OpportunityContact(
         **_common(row),
-        opportunity_id=row.get("OpportunityId"),
-        contact_id=row.get("ContactId"),
+        opportunity_id=cast(str, row.get("OpportunityId")),
+        contact_id=cast(str, row.get("ContactId")),
         role=row.get("Role"),
         is_primary=bool(row.get("IsPrimary")),
     )

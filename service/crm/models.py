@@ -35,6 +35,7 @@ class CrmConnection(SQLModel, table=True):
 class RecordBase(SQLModel):
     connection_id: int = Field(foreign_key="crm_connection.id", primary_key=True)
     external_id: str = Field(primary_key=True, max_length=64)
+    crm_object: str = Field(max_length=64, description="The CRM object it came from: Task, Event, calls, deals…")
     modified_at: datetime = Field(sa_type=UtcDateTime, description="CRM change stamp")
     created_at: datetime | None = _ts()
     is_deleted: bool = Field(default=False)

@@ -33,18 +33,14 @@ class SandboxSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="OKRSYNC_", env_nested_delimiter="__", env_file=".env", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="OKRSYNC_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path(".okrsync"), description="SQLite file, sandbox certificates, state.")
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; SQLite file in data_dir when empty. postgresql://user@host:5432/db for prod.",
     )
-    connection_name: str = Field(
-        default="default", description="Name of the CRM connection rows are filed under."
-    )
+    connection_name: str = Field(default="default", description="Name of the CRM connection rows are filed under.")
     salesforce: SalesforceConfig | None = None
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     log_level: str = "INFO"

@@ -42,9 +42,7 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + ID_CHUNK]
 
 
-def get_or_create_connection(
-    session: Session, *, crm_name: str, name: str, instance_url: str | None
-) -> CrmConnection:
+def get_or_create_connection(session: Session, *, crm_name: str, name: str, instance_url: str | None) -> CrmConnection:
     connection = session.exec(
         sqlmodel.select(CrmConnection).where(CrmConnection.crm == crm_name, CrmConnection.name == name)
     ).first()
@@ -81,7 +79,12 @@ def stored_stamps(session: Session, table: type[SQLModel], *, connection_id: int
 
 
 def upsert_records(
-    session: Session, records: Sequence[crm.CanonicalRecord], *, connection_id: int, seen_at: datetime | None
+    session: Session,
+    records: Sequence[crm.CanonicalRecord],
+    *,
+    connection_id: int,
+    crm_object: str,
+    seen_at: datetime | None,
 ) -> None:
     """Insert or update canonical records (all of one kind). Older CRM versions never replace newer rows."""
     if not records:
@@ -93,6 +96,7 @@ def upsert_records(
         values = record.model_dump(exclude={"kind", "contact_ids"})
         values.update(
             connection_id=connection_id,
+            crm_object=crm_object,
             synced_at=now,
             seen_at=seen_at,
             deleted_at=record.modified_at if record.is_deleted else None,
@@ -103,9 +107,7 @@ def upsert_records(
         _replace_activity_contacts(session, records, connection_id=connection_id)  # type: ignore[arg-type]
 
 
-def _replace_activity_contacts(
-    session: Session, activities: Sequence[crm.Activity], *, connection_id: int
-) -> None:
+def _replace_activity_contacts(session: Session, activities: Sequence[crm.Activity], *, connection_id: int) -> None:
     ids = [a.external_id for a in activities]
     for chunk in _chunks(ids):
         session.execute(
@@ -122,9 +124,7 @@ def _replace_activity_contacts(
         )
 
 
-def mark_seen(
-    session: Session, kind: str, *, connection_id: int, ids: Sequence[str], seen_at: datetime
-) -> None:
+def mark_seen(session: Session, kind: str, *, connection_id: int, ids: Sequence[str], seen_at: datetime) -> None:
     table: Any = TABLES[kind]
     for chunk in _chunks(ids):
         session.execute(
@@ -134,13 +134,14 @@ def mark_seen(
         )
 
 
-def sweep_unseen(session: Session, kind: str, *, connection_id: int, full_started_at: datetime) -> int:
-    """After a full sync: rows the CRM no longer lists are marked deleted (kept, not removed)."""
+def sweep_unseen(session: Session, kind: str, *, connection_id: int, crm_object: str, full_started_at: datetime) -> int:
+    """After a full sync of one CRM object: its rows the CRM no longer lists are marked deleted (kept)."""
     table: Any = TABLES[kind]
     result = session.execute(
         update(table)
         .where(
             table.connection_id == connection_id,
+            table.crm_object == crm_object,
             table.is_deleted.is_(False),
             or_(table.seen_at.is_(None), table.seen_at < full_started_at),
         )
@@ -149,19 +150,16 @@ def sweep_unseen(session: Session, kind: str, *, connection_id: int, full_starte
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def mark_deleted(
-    session: Session, kind: str, *, connection_id: int, deletions: Sequence[crm.Deletion]
-) -> int:
+def mark_deleted(session: Session, kind: str, *, connection_id: int, deletions: Sequence[crm.Deletion]) -> int:
     """Mark the listed records deleted (rows are kept); returns how many were live before."""
     table: Any = TABLES[kind]
-    stored = stored_stamps(
-        session, table, connection_id=connection_id, ids=[d.external_id for d in deletions]
-    )
+    stored = stored_stamps(session, table, connection_id=connection_id, ids=[d.external_id for d in deletions])
     live = [d for d in deletions if d.external_id in stored and not stored[d.external_id][1]]
     if live:
+        core = table.__table__  # Core table: executemany UPDATE with per-row parameters
         session.execute(
-            update(table)
-            .where(table.connection_id == connection_id, table.external_id == bindparam("b_id"))
+            update(core)
+            .where(core.c.connection_id == connection_id, core.c.external_id == bindparam("b_id"))
             .values(is_deleted=True, deleted_at=bindparam("b_at")),
             [{"b_id": d.external_id, "b_at": d.deleted_at or utcnow()} for d in live],
         )

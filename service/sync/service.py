@@ -55,7 +55,9 @@ class PullConnector(Protocol):
     crm: str
     streams: tuple[str, ...]
     api_calls: int
-    lookback: timedelta
+
+    @property
+    def lookback(self) -> timedelta: ...
 
     def kind_of(self, stream: str) -> str: ...
     def instance_url(self) -> str | None: ...
@@ -182,9 +184,7 @@ def _sync_stream(
                 stream=stream,
             )
             state = repository.get_state(session, connection_id=connection_id, stream=stream)
-            if page.cursor and (
-                state.cursor_at is None or page.cursor > (state.cursor_at, state.cursor_id or "")
-            ):
+            if page.cursor and (state.cursor_at is None or page.cursor > (state.cursor_at, state.cursor_id or "")):
                 state.cursor_at, state.cursor_id = page.cursor
             state.updated_at = utcnow()
             session.commit()
@@ -199,13 +199,12 @@ def _sync_stream(
         state = repository.get_state(session, connection_id=connection_id, stream=stream)
         if state.full_started_at is not None:
             counts.deleted += repository.sweep_unseen(
-                session, kind, connection_id=connection_id, full_started_at=state.full_started_at
+                session, kind, connection_id=connection_id, crm_object=stream, full_started_at=state.full_started_at
             )
+            run.full = True
             state.deleted_checked_at, state.full_started_at = state.full_started_at, None
         elif connector.supports_deleted(stream) and state.deleted_checked_at is not None:
-            window = connector.deleted(
-                stream, start=state.deleted_checked_at - connector.lookback, end=utcnow()
-            )
+            window = connector.deleted(stream, start=state.deleted_checked_at - connector.lookback, end=utcnow())
             if window.earliest_available and window.earliest_available > state.deleted_checked_at:
                 run.warnings.append(
                     f"{stream}: hard deletes before {window.earliest_available:%Y-%m-%d %H:%M} UTC can no longer"
@@ -238,18 +237,14 @@ def _store_page(
     ids = list(newest)
     table = repository.TABLES[kind]
     stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
-    changed = [
-        r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]
-    ]
-    repository.upsert_records(session, changed, connection_id=connection_id, seen_at=seen_at)
+    changed = [r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]]
+    repository.upsert_records(session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at)
     if seen_at is not None:
         changed_ids = {r.external_id for r in changed}
         unchanged = [i for i in ids if i not in changed_ids]
         repository.mark_seen(session, kind, connection_id=connection_id, ids=unchanged, seen_at=seen_at)
     if page.skipped:
-        repository.record_skips(
-            session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id
-        )
+        repository.record_skips(session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id)
     return len(changed)
 
 

@@ -15,11 +15,23 @@ STAMP = "2026-08-03T10:15:00.000+0000"
 
 def test_call_task_maps_kind_direction_duration_and_links() -> None:
     row = {
-        "attributes": {"type": "Task"}, "Id": "00T000000000001AAA", "SystemModstamp": STAMP, "CreatedDate": STAMP,
-        "IsDeleted": False, "Subject": "Discovery call", "TaskSubtype": "Call", "CallType": "Inbound",
-        "CallDurationInSeconds": 420, "Status": "Completed", "IsClosed": True, "ActivityDate": "2026-08-03",
-        "CompletedDateTime": "2026-08-03T10:00:00.000+0000", "OwnerId": "005000000000001AAA",
-        "WhoId": "003000000000001AAA", "WhatId": "006000000000001AAA", "AccountId": "001000000000001AAA",
+        "attributes": {"type": "Task"},
+        "Id": "00T000000000001AAA",
+        "SystemModstamp": STAMP,
+        "CreatedDate": STAMP,
+        "IsDeleted": False,
+        "Subject": "Discovery call",
+        "TaskSubtype": "Call",
+        "CallType": "Inbound",
+        "CallDurationInSeconds": 420,
+        "Status": "Completed",
+        "IsClosed": True,
+        "ActivityDate": "2026-08-03",
+        "CompletedDateTime": "2026-08-03T10:00:00.000+0000",
+        "OwnerId": "005000000000001AAA",
+        "WhoId": "003000000000001AAA",
+        "WhatId": "006000000000001AAA",
+        "AccountId": "001000000000001AAA",
     }
     activity = to_record("Task", row, currency="EUR")
     assert activity.activity_kind is ActivityKind.call  # type: ignore[union-attr]
@@ -33,13 +45,23 @@ def test_call_task_maps_kind_direction_duration_and_links() -> None:
 
 @pytest.mark.parametrize(
     ("subtype", "closed", "kind", "has_occurred"),
-    [("Email", True, ActivityKind.email, True), ("Task", False, ActivityKind.task, False),
-     (None, True, ActivityKind.task, True), ("LinkedIn", True, ActivityKind.task, True)],
+    [
+        ("Email", True, ActivityKind.email, True),
+        ("Task", False, ActivityKind.task, False),
+        (None, True, ActivityKind.task, True),
+        ("LinkedIn", True, ActivityKind.task, True),
+    ],
     ids=["email", "open-task", "no-subtype", "unknown-subtype"],
 )
 def test_task_subtypes(subtype: str | None, closed: bool, kind: ActivityKind, has_occurred: bool) -> None:
-    row = {"Id": "00T1", "SystemModstamp": STAMP, "TaskSubtype": subtype, "IsClosed": closed,
-           "ActivityDate": "2026-08-10", "WhoId": "00Q000000000001AAA"}
+    row = {
+        "Id": "00T1",
+        "SystemModstamp": STAMP,
+        "TaskSubtype": subtype,
+        "IsClosed": closed,
+        "ActivityDate": "2026-08-10",
+        "WhoId": "00Q000000000001AAA",
+    }
     activity = to_record("Task", row, currency="EUR")
     assert activity.activity_kind is kind  # type: ignore[union-attr]
     assert (activity.occurred_at is not None) is has_occurred  # type: ignore[union-attr]
@@ -47,17 +69,33 @@ def test_task_subtypes(subtype: str | None, closed: bool, kind: ActivityKind, ha
 
 
 def test_event_is_a_meeting_with_duration() -> None:
-    row = {"Id": "00U1", "SystemModstamp": STAMP, "StartDateTime": "2026-08-04T09:00:00.000+0000",
-           "EndDateTime": "2026-08-04T09:45:00.000+0000", "DurationInMinutes": 45, "WhatId": "001000000000009AAA"}
+    row = {
+        "Id": "00U1",
+        "SystemModstamp": STAMP,
+        "StartDateTime": "2026-08-04T09:00:00.000+0000",
+        "EndDateTime": "2026-08-04T09:45:00.000+0000",
+        "DurationInMinutes": 45,
+        "WhatId": "001000000000009AAA",
+    }
     meeting = to_record("Event", row, currency="EUR")
     assert meeting.activity_kind is ActivityKind.meeting  # type: ignore[union-attr]
     assert meeting.duration_seconds == 2700 and meeting.account_id == "001000000000009AAA"  # type: ignore[union-attr]
 
 
 def test_opportunity_fields_and_default_currency() -> None:
-    row = {"Id": "0061", "SystemModstamp": STAMP, "Name": "Ünïcödé — 日本語 deal", "StageName": "Made-up stage",
-           "Amount": 50000, "Probability": 40, "CloseDate": "2026-09-30", "IsClosed": False, "PushCount": 2,
-           "LastStageChangeDate": "2026-07-01T08:00:00.000+0000", "NextStep": "x" * 32_000}
+    row = {
+        "Id": "0061",
+        "SystemModstamp": STAMP,
+        "Name": "Ünïcödé — 日本語 deal",
+        "StageName": "Made-up stage",
+        "Amount": 50000,
+        "Probability": 40,
+        "CloseDate": "2026-09-30",
+        "IsClosed": False,
+        "PushCount": 2,
+        "LastStageChangeDate": "2026-07-01T08:00:00.000+0000",
+        "NextStep": "x" * 32_000,
+    }
     opportunity = to_record("Opportunity", row, currency="EUR")
     assert opportunity.currency == "EUR" and opportunity.close_date == date(2026, 9, 30)  # type: ignore[union-attr]
     assert opportunity.stage == "Made-up stage", "unknown picklist values are kept as they are"  # type: ignore[union-attr]
@@ -79,8 +117,11 @@ def test_nul_characters_are_dropped_because_postgresql_refuses_them() -> None:
         ("Task", {"Id": "00T2", "SystemModstamp": None}, "Task 00T2: SystemModstamp is empty"),
         ("Account", {"SystemModstamp": STAMP}, "Account <no Id>: the row has no Id"),
         ("Event", {"Id": "00U2", "SystemModstamp": "yesterday"}, "Event 00U2: Invalid isoformat"),
-        ("OpportunityContactRole", {"Id": "00K1", "SystemModstamp": STAMP, "ContactId": "0031"},
-         "OpportunityContactRole 00K1: opportunity_id"),
+        (
+            "OpportunityContactRole",
+            {"Id": "00K1", "SystemModstamp": STAMP, "ContactId": "0031"},
+            "OpportunityContactRole 00K1: opportunity_id",
+        ),
     ],
     ids=["amount-not-a-number", "probability-out-of-range", "null-modstamp", "no-id", "bad-datetime", "null-link"],
 )

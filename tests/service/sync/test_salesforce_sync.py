@@ -87,7 +87,8 @@ def test_records_sharing_a_timestamp_across_a_page_boundary_survive_a_crash(
     resumed = sync(engine, config)
     assert resumed.status == "ok"
     assert_local_equals_org(engine, org, config)
-    assert all(local_rows(engine, "activity")[t["Id"]].status == "Completed" for t in tasks[:2300])
+    stored = local_rows(engine, "activity")
+    assert all(stored[t["Id"]].status == "Completed" for t in tasks[:2300])
 
 
 def test_a_late_commit_behind_the_cursor_is_caught_by_the_look_back(
@@ -167,8 +168,11 @@ def test_expired_access_token_that_cannot_be_renewed_says_what_to_do(
     engine: Engine, org: SandboxOrg, sandbox: SandboxServer
 ) -> None:
     config = SalesforceConfig(
-        instance_url=sandbox.base_url, access_token=org.static_access_token, ca_bundle=sandbox.ca_path,
-        retry_wait_base=0.01, max_attempts=2,
+        instance_url=sandbox.base_url,
+        access_token=org.static_access_token,
+        ca_bundle=sandbox.ca_path,
+        retry_wait_base=0.01,
+        max_attempts=2,
     )
     org.faults.add("expire_session", match="query")
     with pytest.raises(AuthenticationError, match="access token was configured"):
@@ -178,8 +182,15 @@ def test_expired_access_token_that_cannot_be_renewed_says_what_to_do(
 def test_request_limit_exceeded_stops_cleanly_and_resumes(
     engine: Engine, org: SandboxOrg, config: SalesforceConfig
 ) -> None:
-    org.faults.add("http", match="query", after=3, times=1, status=403, error_code="REQUEST_LIMIT_EXCEEDED",
-                   message="TotalRequests Limit exceeded.")
+    org.faults.add(
+        "http",
+        match="queryAll",
+        after=3,
+        times=1,
+        status=403,
+        error_code="REQUEST_LIMIT_EXCEEDED",
+        message="TotalRequests Limit exceeded.",
+    )
     with pytest.raises(ApiLimitError, match=r"daily API request limit exceeded \(used \d+ of 100000\)"):
         sync(engine, config)
     with Session(engine) as session:

@@ -1,0 +1,545 @@
+"""Deterministic generator of a realistic quarter of a B2B sales team, as Salesforce records.
+
+`generate_org(seed=..., anchor=...)` returns ``{"User": [...], "Account": [...], ...}`` whose values are
+exactly what the REST API returns (datetimes '2026-07-01T09:30:00.000+0000', dates '2026-07-15', numbers,
+booleans, None).
+The same arguments always give the same data: everything is drawn from one ``random.Random(seed)``.
+
+Activity timestamps are minutes counted from midnight of the quarter's first day, formatted from precomputed
+day prefixes, so a million activities take seconds rather than minutes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from connectors.sandbox.schema import SOBJECTS, format_date, format_datetime, make_id
+
+QUARTER_DAYS = 91
+IdFactory = Callable[[str], str]
+
+_FIRST = [
+    "Anna",
+    "Ben",
+    "Clara",
+    "David",
+    "Elena",
+    "Felix",
+    "Greta",
+    "Hannes",
+    "Ines",
+    "Jonas",
+    "Katrin",
+    "Lukas",
+    "Mia",
+    "Noah",
+    "Olga",
+    "Paul",
+    "Rita",
+    "Sven",
+    "Tara",
+    "Uwe",
+    "Vera",
+    "Wim",
+    "Yara",
+    "Zoe",
+]
+_LAST = [
+    "Berger",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Hoffmann",
+    "Ivanova",
+    "Jansen",
+    "Keller",
+    "Lang",
+    "Moreau",
+    "Novak",
+    "Olsen",
+    "Peters",
+    "Quinn",
+    "Richter",
+    "Schulz",
+    "Thomas",
+    "Urban",
+    "Vogel",
+    "Weber",
+    "Young",
+    "Zimmer",
+]
+_WORDS = [
+    "Nordwind",
+    "Alpen",
+    "Rhein",
+    "Helix",
+    "Vanta",
+    "Kora",
+    "Lumen",
+    "Orbit",
+    "Pioneer",
+    "Quartz",
+    "Sigma",
+    "Tessel",
+    "Umbra",
+    "Vireo",
+    "Weiss",
+    "Axon",
+    "Borealis",
+    "Cobalt",
+    "Delta",
+    "Ember",
+    "Fjord",
+    "Granit",
+]
+_SECTORS = [
+    ("Logistics", "Transportation"),
+    ("Software", "Technology"),
+    ("Bank", "Banking"),
+    ("Pharma", "Healthcare"),
+    ("Energie", "Energy"),
+    ("Retail", "Retail"),
+    ("Maschinenbau", "Manufacturing"),
+    ("Versicherung", "Insurance"),
+    ("Telecom", "Telecommunications"),
+    ("Foods", "Food & Beverage"),
+]
+_COUNTRIES = [
+    "Germany",
+    "Germany",
+    "Germany",
+    "Austria",
+    "Switzerland",
+    "Netherlands",
+    "France",
+    "United Kingdom",
+]
+_TITLES = [
+    "CEO",
+    "CFO",
+    "CTO",
+    "Head of Operations",
+    "Procurement Manager",
+    "IT Director",
+    "VP Sales",
+    "Project Lead",
+    "Controller",
+    "Team Lead",
+]
+_ROLES = [
+    "Decision Maker",
+    "Economic Buyer",
+    "Technical Buyer",
+    "Influencer",
+    "Evaluator",
+    "Executive Sponsor",
+    "Business User",
+]
+_PRODUCTS = [
+    "Platform",
+    "Expansion",
+    "Renewal",
+    "Pilot",
+    "Analytics Add-on",
+    "Enterprise Licence",
+    "Services",
+]
+# (StageName, Probability, ForecastCategoryName, IsClosed, IsWon, weight)
+STAGES = [
+    ("Prospecting", 10, "Pipeline", False, False, 14),
+    ("Qualification", 10, "Pipeline", False, False, 14),
+    ("Needs Analysis", 20, "Pipeline", False, False, 12),
+    ("Proposal/Price Quote", 75, "Best Case", False, False, 12),
+    ("Negotiation/Review", 90, "Commit", False, False, 8),
+    ("Closed Won", 100, "Closed", True, True, 20),
+    ("Closed Lost", 0, "Omitted", True, False, 20),
+]
+_SEGMENTS = {"SMB": (5_000, 40_000), "Mid-Market": (30_000, 150_000), "Enterprise": (120_000, 900_000)}
+_NEXT_STEPS = [
+    "Send proposal",
+    "Schedule demo",
+    "Align with procurement",
+    "Security review",
+    "Call champion",
+    "Prepare business case",
+    "Negotiate terms",
+]
+_CALL_SUBJECTS = ["Call", "Discovery call", "Follow-up call", "Check-in call", "Pricing call"]
+_EMAIL_SUBJECTS = ["Email: Follow-up", "Email: Proposal", "Email: Meeting recap", "Email: Introduction"]
+_TASK_SUBJECTS = ["Prepare QBR deck", "Update opportunity", "Send contract", "Research account", "Follow up"]
+_EVENT_SUBJECTS = ["Meeting", "Demo", "Quarterly business review", "Workshop", "Executive alignment"]
+_DISPOSITIONS = ["Connected", "Connected", "Left voicemail", "No answer", "Meeting booked"]
+
+
+class _Clock:
+    """Formats minutes since midnight of the quarter's first day; knows the working days of the quarter."""
+
+    def __init__(self, anchor: datetime) -> None:
+        self.anchor = anchor
+        start = anchor - timedelta(days=QUARTER_DAYS)
+        self.base = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.first = int((start - self.base).total_seconds() // 60)
+        self.last = int((anchor - self.base).total_seconds() // 60) - 1
+        days = (anchor - self.base).days + 1
+        self.day_prefix = [(self.base + timedelta(days=d)).strftime("%Y-%m-%dT") for d in range(days)]
+        self.day_date = [prefix[:10] for prefix in self.day_prefix]
+        self.workdays = [d for d in range(days) if (self.base + timedelta(days=d)).weekday() < 5]
+
+    def stamp(self, minute: int, second: int = 0) -> str:
+        day, rest = divmod(minute, 1440)
+        return f"{self.day_prefix[day]}{rest // 60:02d}:{rest % 60:02d}:{second:02d}.000+0000"
+
+    def working_minute(self, rnd: random.Random) -> int:
+        minute = rnd.choice(self.workdays) * 1440 + 480 + int(rnd.random() * 600)
+        return min(max(minute, self.first), self.last)
+
+    def later(self, rnd: random.Random, minute: int) -> int:
+        """A minute at or after `minute`, not after the anchor (for LastModifiedDate/SystemModstamp)."""
+        if rnd.random() < 0.8:
+            return minute
+        return minute + int(rnd.random() * (self.last - minute + 1))
+
+    def datetime_at(self, minute: int) -> datetime:
+        return self.base + timedelta(minutes=minute)
+
+
+def _audit(record: dict, created: str, modified: str) -> dict:
+    record["CreatedDate"] = created
+    record["LastModifiedDate"] = modified
+    record["SystemModstamp"] = modified
+    return record
+
+
+def generate_org(
+    *,
+    seed: int = 42,
+    accounts: int = 400,
+    opportunities: int = 1000,
+    activities: int = 20000,
+    anchor: datetime | None = None,
+) -> dict[str, list[dict]]:
+    """Generate users, accounts, contacts, opportunities, contact roles, tasks and events for one quarter.
+
+    The quarter ends at `anchor` (default: now in UTC, truncated to the minute). Same arguments, same data.
+    """
+    if anchor is None:
+        anchor = datetime.now(UTC).replace(second=0, microsecond=0)
+    elif anchor.tzinfo is None:
+        anchor = anchor.replace(tzinfo=UTC)
+    anchor = anchor.astimezone(UTC)
+    rnd = random.Random(seed)
+    clock = _Clock(anchor)
+    counters = {name: 0 for name in SOBJECTS}
+
+    def new_id(sobject: str) -> str:
+        counters[sobject] += 1
+        return make_id(SOBJECTS[sobject].key_prefix, counters[sobject])
+
+    def long_ago(max_days: int) -> str:
+        days = QUARTER_DAYS + rnd.randint(1, max_days)
+        return format_datetime(anchor - timedelta(days=days, minutes=rnd.randint(0, 600)))
+
+    users = _users(new_id, long_ago)
+    reps, kams = users[1:9], users[9:]
+    account_rows, contacts_by_account, contacts = _accounts(rnd, clock, new_id, long_ago, accounts, reps, kams)
+    opps, roles = _opportunities(rnd, clock, new_id, opportunities, account_rows, contacts_by_account)
+    tasks, events = _activities(rnd, clock, new_id, activities, account_rows, contacts_by_account, opps, reps)
+    return {
+        "User": users,
+        "Account": account_rows,
+        "Contact": contacts,
+        "Opportunity": opps,
+        "OpportunityContactRole": roles,
+        "Task": tasks,
+        "Event": events,
+    }
+
+
+def _users(new_id: IdFactory, long_ago: Callable[[int], str]) -> list[dict]:
+    people = [("Maria", "Schneider", "Head of Sales")]
+    people += [(_FIRST[i * 3 % 24], _LAST[i * 5 % 24], "Account Executive") for i in range(8)]
+    people += [("Katrin", "Lindqvist", "Key Account Manager"), ("Tobias", "Marchetti", "Key Account Manager")]
+    users: list[dict] = []
+    for first, last, title in people:
+        created = long_ago(400)
+        users.append(
+            _audit(
+                {
+                    "Id": new_id("User"),
+                    "Name": f"{first} {last}",
+                    "FirstName": first,
+                    "LastName": last,
+                    "Email": f"{first.lower()}.{last.lower()}@sandbox.okrsync.dev",
+                    "Title": title,
+                    "IsActive": True,
+                    "ManagerId": users[0]["Id"] if users else None,
+                },
+                created,
+                created,
+            )
+        )
+    return users
+
+
+def _accounts(
+    rnd: random.Random,
+    clock: _Clock,
+    new_id: IdFactory,
+    long_ago: Callable[[int], str],
+    count: int,
+    reps: list[dict],
+    kams: list[dict],
+) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
+    accounts: list[dict] = []
+    contacts: list[dict] = []
+    contacts_by_account: dict[str, list[dict]] = {}
+    for index in range(count):
+        sector, industry = rnd.choice(_SECTORS)
+        key_account = rnd.random() < 0.1
+        tier = "A" if key_account or rnd.random() < 0.15 else rnd.choice(["B", "B", "C", "C", "C"])
+        employees = rnd.choice([20, 50, 120, 300, 800, 2500, 9000]) + rnd.randint(0, 50)
+        owner = rnd.choice(kams) if key_account else rnd.choice(reps)
+        created = long_ago(700)
+        account = _audit(
+            {
+                "Id": new_id("Account"),
+                "Name": f"{rnd.choice(_WORDS)} {sector} {index + 1}",
+                "OwnerId": owner["Id"],
+                "Type": rnd.choice(["Customer - Direct", "Customer - Direct", "Prospect", "Customer - Channel"]),
+                "Industry": industry,
+                "AnnualRevenue": float(employees * rnd.randint(80, 250) * 1000),
+                "NumberOfEmployees": employees,
+                "BillingCountry": rnd.choice(_COUNTRIES),
+                "ParentId": rnd.choice(accounts)["Id"] if accounts and rnd.random() < 0.05 else None,
+                "LastActivityDate": None,
+            },
+            created,
+            created,
+        )
+        account.update({"IsDeleted": False, "Key_Account__c": key_account, "Tier__c": tier})
+        accounts.append(account)
+        own_contacts: list[dict] = []
+        contacts_by_account[account["Id"]] = own_contacts
+        for _ in range(rnd.randint(2, 5)):
+            first, last = rnd.choice(_FIRST), rnd.choice(_LAST)
+            contact = _audit(
+                {
+                    "Id": new_id("Contact"),
+                    "FirstName": first,
+                    "LastName": last,
+                    "Name": f"{first} {last}",
+                    "Email": f"{first.lower()}.{last.lower()}{len(contacts) + 1}@example.com",
+                    "Title": rnd.choice(_TITLES),
+                    "AccountId": account["Id"],
+                    "OwnerId": owner["Id"],
+                },
+                created,
+                clock.stamp(clock.later(rnd, clock.first)) if rnd.random() < 0.2 else created,
+            )
+            contact["IsDeleted"] = False
+            own_contacts.append(contact)
+            contacts.append(contact)
+    return accounts, contacts_by_account, contacts
+
+
+def _opportunities(
+    rnd: random.Random,
+    clock: _Clock,
+    new_id: IdFactory,
+    count: int,
+    accounts: list[dict],
+    contacts_by_account: dict[str, list[dict]],
+) -> tuple[list[dict], list[dict]]:
+    opps: list[dict] = []
+    roles: list[dict] = []
+    weights = [stage[5] for stage in STAGES]
+    today = clock.anchor.date()
+    for _ in range(count):
+        account = rnd.choice(accounts)
+        stage, probability, forecast, closed, won, _weight = rnd.choices(STAGES, weights)[0]
+        employees = account["NumberOfEmployees"]
+        segment = "Enterprise" if employees > 2000 else "Mid-Market" if employees > 200 else "SMB"
+        low, high = _SEGMENTS[segment]
+        created_minute = clock.working_minute(rnd)
+        created = (
+            clock.stamp(created_minute)
+            if rnd.random() < 0.6
+            else format_datetime(clock.datetime_at(created_minute) - timedelta(days=rnd.randint(1, 180)))
+        )
+        modified_minute = clock.later(rnd, created_minute)
+        if closed:
+            close_date = clock.day_date[rnd.randrange(len(clock.day_date) - 1)]
+        elif rnd.random() < 0.15:  # overdue: close date in the past on an open deal
+            close_date = format_date(today - timedelta(days=rnd.randint(1, 40)))
+        else:
+            close_date = format_date(today + timedelta(days=rnd.randint(1, 120)))
+        stage_change = clock.stamp(clock.later(rnd, created_minute) if rnd.random() < 0.5 else created_minute)
+        opp = _audit(
+            {
+                "Id": new_id("Opportunity"),
+                "Name": f"{account['Name']} - {rnd.choice(_PRODUCTS)}",
+                "AccountId": account["Id"],
+                "OwnerId": account["OwnerId"],
+                "StageName": stage,
+                "Amount": None if rnd.random() < 0.04 else float(round(rnd.uniform(low, high), -2)),
+                "Probability": float(probability),
+                "CloseDate": close_date,
+                "NextStep": None if rnd.random() < 0.25 else rnd.choice(_NEXT_STEPS),
+                "IsClosed": closed,
+                "IsWon": won,
+                "ForecastCategoryName": forecast,
+                "Type": rnd.choice(["New Business", "Existing Business"]),
+                "LeadSource": rnd.choice(["Web", "Partner Referral", "Trade Show", "Outbound", "Customer Referral"]),
+                "LastActivityDate": None,
+                "LastStageChangeDate": max(stage_change, created),
+                "PushCount": rnd.choices([0, 1, 2, 3, 4], [50, 25, 13, 8, 4])[0],
+            },
+            created,
+            max(clock.stamp(modified_minute), created),
+        )
+        opp.update({"IsDeleted": False, "Segment__c": segment})
+        opps.append(opp)
+        people = contacts_by_account[account["Id"]]
+        for position, contact in enumerate(rnd.sample(people, min(len(people), rnd.randint(1, 3)))):
+            role = _audit(
+                {
+                    "Id": new_id("OpportunityContactRole"),
+                    "OpportunityId": opp["Id"],
+                    "ContactId": contact["Id"],
+                    "Role": rnd.choice(_ROLES),
+                    "IsPrimary": position == 0,
+                },
+                created,
+                created,
+            )
+            role["IsDeleted"] = False
+            roles.append(role)
+    return opps, roles
+
+
+def _activities(
+    rnd: random.Random,
+    clock: _Clock,
+    new_id: IdFactory,
+    count: int,
+    accounts: list[dict],
+    contacts_by_account: dict[str, list[dict]],
+    opps: list[dict],
+    reps: list[dict],
+) -> tuple[list[dict], list[dict]]:
+    tasks: list[dict] = []
+    events: list[dict] = []
+    opps_by_account: dict[str, list[dict]] = {}
+    for opp in opps:
+        opps_by_account.setdefault(opp["AccountId"], []).append(opp)
+    last_activity: dict[str, str] = {}  # record id -> latest ActivityDate of a completed activity
+    today_index = len(clock.day_date) - 1
+    random_ = rnd.random
+    for _ in range(count):
+        account = accounts[int(random_() * len(accounts))]
+        account_id = account["Id"]
+        people = contacts_by_account[account_id]
+        who = people[int(random_() * len(people))]["Id"]
+        account_opps = opps_by_account.get(account_id)
+        what = (
+            account_opps[int(random_() * len(account_opps))]["Id"] if account_opps and random_() < 0.7 else account_id
+        )
+        owner = account["OwnerId"] if random_() < 0.85 else reps[int(random_() * len(reps))]["Id"]
+        minute = clock.working_minute(rnd)
+        second = int(random_() * 60)
+        stamp = clock.stamp(minute, second)
+        modified = stamp if random_() < 0.85 else clock.stamp(clock.later(rnd, minute), 59)
+        day = clock.day_date[minute // 1440]
+        kind = random_()
+        if kind < 0.8:
+            record = {
+                "Id": new_id("Task"),
+                "Subject": None,
+                "TaskSubtype": "Task",
+                "Type": None,
+                "Status": "Completed",
+                "Priority": "Normal",
+                "ActivityDate": day,
+                "CompletedDateTime": stamp,
+                "CallDurationInSeconds": None,
+                "CallType": None,
+                "CallDisposition": None,
+                "Description": None,
+                "OwnerId": owner,
+                "WhoId": who,
+                "WhatId": what,
+                "AccountId": account_id,
+                "IsClosed": True,
+                "CreatedDate": stamp,
+                "LastModifiedDate": modified,
+                "SystemModstamp": modified,
+                "IsDeleted": False,
+            }
+            if kind < 0.45:
+                disposition = _DISPOSITIONS[int(random_() * 5)]
+                record.update(
+                    Subject=_CALL_SUBJECTS[int(random_() * 5)],
+                    TaskSubtype="Call",
+                    Type="Call",
+                    CallType="Outbound" if random_() < 0.75 else "Inbound",
+                    CallDisposition=disposition,
+                    CallDurationInSeconds=int(20 + random_() * 40)
+                    if disposition in ("No answer", "Left voicemail")
+                    else int(120 + random_() * 2400),
+                )
+            elif kind < 0.70:
+                record.update(Subject=_EMAIL_SUBJECTS[int(random_() * 4)], TaskSubtype="Email", Type="Email")
+            else:
+                record.update(
+                    Subject=_TASK_SUBJECTS[int(random_() * 5)],
+                    Type="Other",
+                    Priority="High" if random_() < 0.2 else "Normal",
+                )
+                if random_() < 0.4:  # open task, mostly due in the future
+                    due = today_index + int(random_() * 30) + 1 if random_() < 0.75 else minute // 1440
+                    record.update(
+                        Status="Not Started" if random_() < 0.6 else "In Progress",
+                        IsClosed=False,
+                        CompletedDateTime=None,
+                        ActivityDate=format_date(clock.base.date() + timedelta(days=due)),
+                    )
+            tasks.append(record)
+        else:
+            start_minute = minute - minute % 30
+            duration = (30, 45, 60, 90)[int(random_() * 4)]
+            start = clock.stamp(start_minute)
+            created = clock.stamp(max(clock.first, start_minute - int(random_() * 7 * 1440)))
+            end_time = clock.datetime_at(start_minute) + timedelta(minutes=duration)
+            record = {
+                "Id": new_id("Event"),
+                "Subject": _EVENT_SUBJECTS[int(random_() * 5)],
+                "Type": "Meeting",
+                "EventSubtype": "Event",
+                "StartDateTime": start,
+                "EndDateTime": format_datetime(end_time),
+                "DurationInMinutes": duration,
+                "ActivityDateTime": start,
+                "Description": None,
+                "OwnerId": owner,
+                "WhoId": who,
+                "WhatId": what,
+                "AccountId": account_id,
+                "CreatedDate": created,
+                "LastModifiedDate": max(created, modified),
+                "SystemModstamp": max(created, modified),
+                "IsDeleted": False,
+            }
+            events.append(record)
+        if kind >= 0.8 or record["IsClosed"]:
+            for target in (what, account_id):
+                if last_activity.get(target, "") < day:
+                    last_activity[target] = day
+    for row in accounts:
+        row["LastActivityDate"] = last_activity.get(row["Id"])
+    for row in opps:
+        row["LastActivityDate"] = last_activity.get(row["Id"])
+    return tasks, events

@@ -1,0 +1,349 @@
+"""The Salesforce REST API subset the sandbox org serves, as a FastAPI router over a :class:`SandboxOrg`.
+
+Every /services/data request goes through :func:`_serve`, which in this order: counts the call, applies planned
+faults (latency, expire_session), checks the bearer token (401 INVALID_SESSION_ID), enforces the daily allowance
+(403 REQUEST_LIMIT_EXCEEDED), counts the call against the allowance, applies http/mutate faults, runs the handler
+in a worker thread and, for a drop fault, cuts the connection mid-body. Every answer carries Sforce-Limit-Info.
+Errors are always ``[{"message", "errorCode"}]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from connectors.sandbox import soql
+from connectors.sandbox.schema import SOBJECTS, find_sobject, format_datetime, parse_datetime
+from connectors.sandbox.store import SandboxOrg
+
+DEFAULT_BATCH_SIZE = 2000
+REPLICATION_WINDOW = timedelta(days=30)
+_VERSION = re.compile(r"\d{2,3}\.\d")
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status plus Salesforce errorCode and message."""
+
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_code, self.message = status, error_code, message
+
+
+class ConnectionDropped(Exception):
+    """Raised after a partial body to make uvicorn close the connection (the 'drop' fault)."""
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+class _DroppedResponse(JSONResponse):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+        raise ConnectionDropped("sandbox fault: connection dropped mid-response")
+
+
+def _error(status: int, error_code: str, message: str) -> JSONResponse:
+    return JSONResponse([{"message": message, "errorCode": error_code}], status_code=status)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() in ("bearer", "oauth") else None
+
+
+async def _serve(org: SandboxOrg, request: Request, call: str, handler: Callable[[], Any]) -> Response:
+    org.count_call(call)
+    faults = org.faults.take(call)
+    response: Response
+    for fault in faults:
+        if fault.kind == "latency":
+            await asyncio.sleep(float(fault.params["seconds"]))
+        elif fault.kind == "expire_session":
+            org.revoke_tokens()
+    if not org.token_is_valid(_bearer(request)):
+        response = _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+    elif org.api_usage_used >= org.daily_api_limit:
+        response = _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+    else:
+        org.api_usage_used += 1
+        http_fault = next((f for f in faults if f.kind == "http"), None)
+        if http_fault is not None:
+            response = JSONResponse(http_fault.error_body, status_code=int(http_fault.params["status"]))
+        else:
+            for fault in faults:
+                if fault.kind == "mutate":
+                    org.mutate(fault.params["sobject"], int(fault.params["count"]))
+            try:
+                body = await run_in_threadpool(handler)
+                dropped = any(f.kind == "drop" for f in faults)
+                response = (_DroppedResponse if dropped else JSONResponse)(body)
+            except ApiError as exc:
+                response = _error(exc.status, exc.error_code, exc.message)
+    response.headers["Sforce-Limit-Info"] = f"api-usage={org.api_usage_used}/{org.daily_api_limit}"
+    return response
+
+
+def _check_version(version: str) -> None:
+    if not _VERSION.fullmatch(version):
+        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+
+def _batch_size(request: Request) -> int:
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm
+    match = re.search(r"batchSize\s*=\s*(\d+)", request.headers.get("sforce-query-options", ""))
+    return min(max(int(match.group(1)), 200), 2000) if match else DEFAULT_BATCH_SIZE
+
+
+def _page(org: SandboxOrg, locator: str, offset: int, version: str) -> dict[str, Any]:
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_query.htm
+    cursor = org.cursor(locator)
+    if cursor is None or not 0 <= offset <= len(cursor.rows):
+        raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+    sobject = cursor.query.sobject.name
+    end = offset + cursor.batch_size
+    records = [
+        {
+            "attributes": {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/{row['Id']}"},
+            **cursor.query.project(row),
+        }
+        for row in cursor.rows[offset:end]
+    ]
+    page: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
+    if not page["done"]:
+        page["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"
+    page["records"] = records
+    return page
+
+
+def _run_query(org: SandboxOrg, text: str, version: str, batch_size: int, include_deleted: bool) -> dict:
+    # queryAll: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_queryall.htm
+    _check_version(version)
+    try:
+        query = soql.parse(text)
+    except soql.SoqlError as exc:
+        raise ApiError(400, exc.error_code, exc.message) from exc
+    rows = query.run(org.snapshot(query.sobject.name, include_deleted=include_deleted))
+    return _page(org, org.open_cursor(query, rows, batch_size), 0, version)
+
+
+def _query_more(org: SandboxOrg, version: str, locator_and_offset: str) -> dict:
+    _check_version(version)
+    locator, _, offset = locator_and_offset.rpartition("-")
+    if not locator or not offset.isdigit():
+        raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+    return _page(org, locator, int(offset), version)
+
+
+def _sobject_name(version: str, sobject: str) -> str:
+    _check_version(version)
+    schema = find_sobject(sobject)
+    if schema is None:
+        raise ApiError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject}'")
+    return schema.name
+
+
+def _window(org: SandboxOrg, start: str | None, end: str | None) -> tuple[str, str, str]:
+    if not start or not end:
+        raise ApiError(400, "MALFORMED_QUERY", "Both start and end must be given as ISO 8601 date/times")
+    try:
+        start_at, end_at = parse_datetime(start), parse_datetime(end)
+    except ValueError as exc:
+        raise ApiError(400, "MALFORMED_QUERY", f"Invalid date/time in start or end: {exc}") from exc
+    now = org.now()
+    if start_at < now - REPLICATION_WINDOW:
+        raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago")
+    if end_at < start_at:
+        raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate must chronologically precede endDate")
+    return format_datetime(start_at), format_datetime(min(end_at, now)), format_datetime(now - REPLICATION_WINDOW)
+
+
+def _deleted(org: SandboxOrg, version: str, sobject: str, start: str | None, end: str | None) -> dict:
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getdeleted.htm
+    name = _sobject_name(version, sobject)
+    low, high, earliest = _window(org, start, end)
+    rows = sorted((date, rid) for rid, date in org.deleted_log(name).items() if low <= date <= high)
+    return {
+        "deletedRecords": [{"id": rid, "deletedDate": date} for date, rid in rows],
+        "earliestDateAvailable": earliest,
+        "latestDateCovered": high,
+    }
+
+
+def _updated(org: SandboxOrg, version: str, sobject: str, start: str | None, end: str | None) -> dict:
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getupdated.htm
+    name = _sobject_name(version, sobject)
+    low, high, _earliest = _window(org, start, end)
+    rows = sorted((row["SystemModstamp"], row["Id"]) for row in org.snapshot(name))
+    return {"ids": [rid for stamp, rid in rows if low <= stamp <= high], "latestDateCovered": high}
+
+
+def _describe(version: str, sobject: str) -> dict:
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+    schema = SOBJECTS[_sobject_name(version, sobject)]
+    return {
+        "name": schema.name,
+        "label": schema.name,
+        "keyPrefix": schema.key_prefix,
+        "custom": False,
+        "fields": [
+            {"name": name, "type": kind, "custom": name.endswith("__c")} for name, kind in schema.fields.items()
+        ],
+    }
+
+
+def _limits(org: SandboxOrg, version: str) -> dict:
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_limits.htm
+    _check_version(version)
+    remaining = max(org.daily_api_limit - org.api_usage_used, 0)
+    return {"DailyApiRequests": {"Max": org.daily_api_limit, "Remaining": remaining}}
+
+
+def create_salesforce_router(org: SandboxOrg) -> APIRouter:
+    """Routes of the Salesforce REST API subset (OAuth token, query, queryAll, getDeleted, getUpdated, ...)."""
+    router = APIRouter()
+    data = "/services/data/v{version}"
+
+    router.add_api_route("/services/oauth2/token", _token_endpoint(org), methods=["POST"], include_in_schema=False)
+
+    def add(paths: list[str], call: str, handler: Callable[[Request], Any]) -> None:
+        async def endpoint(request: Request) -> Response:
+            return await _serve(org, request, call, lambda: handler(request))
+
+        for path in paths:
+            router.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+
+    def param(request: Request, name: str) -> Any:
+        return request.path_params.get(name) or request.query_params.get(name)
+
+    def query_handler(include_deleted: bool) -> Callable[[Request], Any]:
+        def handler(r: Request) -> Any:
+            return _run_query(org, param(r, "q") or "", param(r, "version"), _batch_size(r), include_deleted)
+
+        return handler
+
+    for call, include_deleted in (("query", False), ("queryAll", True)):
+        add([f"{data}/{call}", f"{data}/{call}/"], call, query_handler(include_deleted))
+    add(
+        [f"{data}/query/{{locator}}", f"{data}/queryAll/{{locator}}"],
+        "query_more",
+        lambda r: _query_more(org, param(r, "version"), param(r, "locator")),
+    )
+    add(
+        [f"{data}/sobjects/{{sobject}}/deleted", f"{data}/sobjects/{{sobject}}/deleted/"],
+        "getDeleted",
+        lambda r: _deleted(org, param(r, "version"), param(r, "sobject"), param(r, "start"), param(r, "end")),
+    )
+    add(
+        [f"{data}/sobjects/{{sobject}}/updated", f"{data}/sobjects/{{sobject}}/updated/"],
+        "getUpdated",
+        lambda r: _updated(org, param(r, "version"), param(r, "sobject"), param(r, "start"), param(r, "end")),
+    )
+    add([f"{data}/limits", f"{data}/limits/"], "limits", lambda r: _limits(org, param(r, "version")))
+    add(
+        [f"{data}/sobjects/{{sobject}}/describe", f"{data}/sobjects/{{sobject}}/describe/"],
+        "describe",
+        lambda r: _describe(param(r, "version"), param(r, "sobject")),
+    )
+
+    def not_found(request: Request) -> Any:
+        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+
+    add(["/services/data/{rest:path}"], "not_found", not_found)
+    return router
+
+
+def _token_endpoint(org: SandboxOrg) -> Callable[[Request], Any]:
+    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_username_password_flow.htm
+    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm
+    # https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_client_credentials_flow.htm
+    def refuse(error: str, description: str) -> JSONResponse:
+        return JSONResponse({"error": error, "error_description": description}, status_code=400)
+
+    async def token(request: Request) -> Response:
+        org.token_requests += 1
+        form = {key: values[0] for key, values in parse_qs((await request.body()).decode()).items()}
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            client_id, _, client_secret = base64.b64decode(encoded).decode().partition(":")
+        grant = form.get("grant_type")
+        if grant in ("password", "client_credentials"):
+            if client_id != org.consumer_key:
+                return refuse("invalid_client_id", "client identifier invalid")
+            if client_secret != org.consumer_secret:
+                return refuse("invalid_client", "invalid client credentials")
+            if grant == "password" and (
+                form.get("username") != org.username or form.get("password") != org.password + org.security_token
+            ):
+                return refuse("invalid_grant", "authentication failure")
+        elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            problem = _check_assertion(org, form.get("assertion", ""))
+            if problem:
+                return refuse(*problem)
+        else:
+            return refuse("unsupported_grant_type", "grant type not supported")
+        access_token = org.issue_token()
+        instance_url = str(request.base_url).rstrip("/")
+        issued_at = str(int(time.time() * 1000))
+        identity = f"{instance_url}/id/{org.org_id}/{org.user_id}"
+        signature = hmac.new(org.consumer_secret.encode(), (identity + issued_at).encode(), hashlib.sha256)
+        return JSONResponse(
+            {
+                "access_token": access_token,
+                "instance_url": instance_url,
+                "id": identity,
+                "token_type": "Bearer",
+                "issued_at": issued_at,
+                "signature": base64.b64encode(signature.digest()).decode(),
+            }
+        )
+
+    return token
+
+
+def _check_assertion(org: SandboxOrg, assertion: str) -> tuple[str, str] | None:
+    # simple-salesforce sends exp as a string, which PyJWT refuses: check it by hand. aud is the login host.
+    try:
+        if org.jwt_public_key_pem:
+            claims = jwt.decode(
+                assertion,
+                org.jwt_public_key_pem,
+                algorithms=["RS256"],
+                options={"verify_aud": False, "verify_exp": False},
+            )
+        else:
+            claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ("invalid_grant", "invalid assertion")
+    if claims.get("iss") != org.consumer_key:
+        return ("invalid_client_id", "client identifier invalid")
+    if claims.get("sub") != org.username:
+        return ("invalid_grant", "authentication failure")
+    try:
+        if float(claims.get("exp", 0)) < time.time():
+            return ("invalid_grant", "expired authorization code")
+    except (TypeError, ValueError):
+        return ("invalid_grant", "invalid assertion")
+    return None

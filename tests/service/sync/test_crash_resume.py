@@ -1,0 +1,69 @@
+"""kill -9 of a running `okrsync sync salesforce`, then a resume: no loss, no duplicates."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from connectors.salesforce.connector import SalesforceConnector
+from connectors.sandbox.server import SandboxServer
+from connectors.sandbox.store import SandboxOrg
+from service.crm.models import Account, Activity
+from service.sync.models import SyncRun
+from service.sync.service import run_sync
+from tests.conftest import fast_config, small_org
+from tests.service.sync.helpers import assert_local_equals_org
+
+
+def _count(engine: Engine, table: type) -> int:
+    with Session(engine) as session:
+        return int(session.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+@pytest.mark.parametrize("kill_when", ["accounts-stored", "tasks-half-stored"])
+def test_kill_9_mid_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path, kill_when: str) -> None:
+    org: SandboxOrg = small_org(activities=12_000)
+    org.faults.add("latency", match="query_more", seconds=0.25, times=1000)
+    with SandboxServer(org, cert_dir=tmp_path / "sandbox") as server:
+        env = {
+            **os.environ,
+            "OKRSYNC_DATA_DIR": str(tmp_path),
+            "OKRSYNC_DATABASE_URL": db_url,
+            "OKRSYNC_LOG_LEVEL": "WARNING",
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "sync", "salesforce", "--sandbox-url", server.base_url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        table, threshold = (Account, 1) if kill_when == "accounts-stored" else (Activity, 2000)
+        deadline = time.monotonic() + 60
+        while _count(engine, table) < threshold:
+            assert child.poll() is None, f"sync ended before the kill: {child.communicate()}"
+            assert time.monotonic() < deadline, "the sync never got there"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        stored_before = _count(engine, Activity)
+
+        org.faults.clear()
+        config = fast_config(server)
+        report = run_sync(engine, SalesforceConnector(config), connection_name="sandbox")
+        assert report.status == "ok"
+        assert_local_equals_org(engine, org, config)
+        if kill_when == "tasks-half-stored":
+            assert stored_before >= 2000
+            assert report.counts["Task"].fetched < len(org.records("Task")), "resumed from the cursor, not from zero"
+        with Session(engine) as session:
+            statuses = [r.status for r in session.execute(select(SyncRun).order_by(SyncRun.id)).scalars()]
+        assert statuses == ["interrupted", "ok"]

@@ -1,0 +1,56 @@
+"""The okrsync command line: --help everywhere, and the README's main job on the embedded sandbox."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["sandbox"], ["sync"], ["sync", "salesforce"]], ids=lambda a: " ".join(a) or "okrsync"
+)
+def test_every_command_has_help(args: list[str]) -> None:
+    result = CliRunner().invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_sync_without_configuration_says_how_to_configure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
+    env.update(OKRSYNC_DATA_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "sync", "salesforce"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "OKRSYNC_SALESFORCE__INSTANCE_URL" in result.stderr and "--sandbox" in result.stderr
+
+
+def test_main_job_embedded_sandbox_full_then_incremental(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
+    env.update(
+        OKRSYNC_DATA_DIR=str(tmp_path),
+        OKRSYNC_SANDBOX__ACTIVITIES="2500",
+        OKRSYNC_SANDBOX__ACCOUNTS="40",
+        OKRSYNC_SANDBOX__OPPORTUNITIES="60",
+    )
+    cmd = [sys.executable, "-m", "service.cli", "sync", "salesforce", "--sandbox"]
+    first = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "salesforce full sync ok" in first.stdout and "Opportunity 60/60" in first.stdout
+    second = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "salesforce incremental sync ok" in second.stdout and "Opportunity 0/" in second.stdout
+    assert "13 API calls" in second.stdout  # 7 queries + 6 getDeleted: nothing changed, nothing written
+    assert (tmp_path / "okrsync.db").exists()
