@@ -31,14 +31,15 @@ class Direction(StrEnum):
     internal = "internal"
 
 
-def _strip_nul(value: Any) -> Any:
-    """PostgreSQL rejects NUL characters in text and JSON; a CRM may still return them."""
+def strip_nul(value: Any) -> Any:
+    """PostgreSQL rejects NUL characters in text and JSON; a CRM may still return them. Connectors apply this to
+    each row before mapping it."""
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, dict):
-        return {k: _strip_nul(v) for k, v in value.items()}
+        return {k: strip_nul(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
+        return [strip_nul(v) for v in value]
     return value
 
 
@@ -59,11 +60,6 @@ class CrmRecord(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamp has no time zone")
         return value.astimezone(UTC) if value is not None else None
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        return _strip_nul(value)
 
 
 class Owner(CrmRecord):

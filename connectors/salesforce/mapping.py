@@ -23,6 +23,7 @@ from connectors.records import (
     Opportunity,
     OpportunityContact,
     Owner,
+    strip_nul,
 )
 
 COMMON = ["Id", "CreatedDate", "LastModifiedDate", "SystemModstamp"]
@@ -294,7 +295,7 @@ def to_record(sobject: str, row: dict[str, Any], *, currency: str) -> CanonicalR
             raise ValueError("the row has no Id")
         if not row.get("SystemModstamp"):
             raise ValueError("SystemModstamp is empty")
-        return MAPPERS[sobject](row, currency)
+        return MAPPERS[sobject](strip_nul(row), currency)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)

@@ -14,6 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException
 
+from connectors.sandbox.hubspot_api import create_hubspot_router
+from connectors.sandbox.hubspot_portal import HubSpotPortal
 from connectors.sandbox.salesforce_api import create_salesforce_router
 from connectors.sandbox.store import SandboxOrg
 
@@ -54,11 +56,13 @@ def _control_router(org: SandboxOrg) -> APIRouter:
     return router
 
 
-def create_app(org: SandboxOrg) -> FastAPI:
-    """Build the sandbox CRM app serving `org`."""
+def create_app(org: SandboxOrg, portal: HubSpotPortal | None = None) -> FastAPI:
+    """Build the sandbox CRM app serving `org` (Salesforce) and, when given, `portal` (HubSpot)."""
     app = FastAPI(title="okrsync sandbox CRM", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.org = org
     app.include_router(_control_router(org))
     app.include_router(create_salesforce_router(org))
-    # HubSpot routes (CRM v3 objects, associations v4, schemas) are added here next: app.include_router(...)
+    if portal is not None:
+        app.state.portal = portal
+        app.include_router(create_hubspot_router(portal))
     return app

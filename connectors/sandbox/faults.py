@@ -55,14 +55,16 @@ class Fault:
 class FaultPlan:
     """The faults planned for an org; thread-safe."""
 
+    kinds: tuple[str, ...] = KINDS  # a subclass may allow other kinds (the HubSpot portal adds "rate_limit")
+
     def __init__(self) -> None:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
 
     def add(self, kind: str, *, times: int = 1, after: int = 0, match: str | None = None, **params: Any) -> Fault:
         """Plan a fault (see the module docstring for kinds and parameters) and return it."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown fault kind '{kind}'; use one of {', '.join(KINDS)}")
+        if kind not in self.kinds:
+            raise ValueError(f"unknown fault kind '{kind}'; use one of {', '.join(self.kinds)}")
         missing = [name for name in _REQUIRED.get(kind, ()) if name not in params]
         if missing:
             raise ValueError(f"fault '{kind}' needs parameter(s) {', '.join(missing)}")

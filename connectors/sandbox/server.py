@@ -21,6 +21,7 @@ import uvicorn
 from requests.adapters import HTTPAdapter
 
 from connectors.sandbox.app import create_app
+from connectors.sandbox.hubspot_portal import HubSpotPortal
 from connectors.sandbox.store import SandboxOrg
 
 _LOGIN_HOSTS = ("https://login.salesforce.com", "https://test.salesforce.com")
@@ -40,12 +41,14 @@ def write_certificates(cert_dir: Path) -> tuple[Path, Path, Path]:
     return ca_path, cert_path, key_path
 
 
-def _config(org: SandboxOrg, *, tls: bool, cert_dir: Path | None) -> tuple[uvicorn.Config, Path | None]:
+def _config(
+    org: SandboxOrg, *, tls: bool, cert_dir: Path | None, portal: HubSpotPortal | None = None
+) -> tuple[uvicorn.Config, Path | None]:
     ca_path = cert_path = key_path = None
     if tls:
         ca_path, cert_path, key_path = write_certificates(cert_dir or Path(tempfile.mkdtemp(prefix="sandbox-tls-")))
     config = uvicorn.Config(
-        create_app(org),
+        create_app(org, portal),
         log_level="warning",
         access_log=False,
         lifespan="off",  # no startup/shutdown hooks; lets stop() force-exit without lifespan noise
@@ -80,14 +83,16 @@ class SandboxServer:
         port: int = 0,
         tls: bool = True,
         cert_dir: Path | None = None,
+        portal: HubSpotPortal | None = None,
     ) -> None:
         self.org = org
+        self.portal = portal
         self.host = host
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((host, port))
         self.port: int = self._sock.getsockname()[1]
-        config, ca = _config(org, tls=tls, cert_dir=cert_dir)
+        config, ca = _config(org, tls=tls, cert_dir=cert_dir, portal=portal)
         self.ca_path: str | None = str(ca) if ca else None
         self.base_url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self._server = uvicorn.Server(config)

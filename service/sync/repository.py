@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -85,8 +85,11 @@ def upsert_records(
     connection_id: int,
     crm_object: str,
     seen_at: datetime | None,
+    stored_ids: Collection[str] = (),
 ) -> None:
-    """Insert or update canonical records (all of one kind). Older CRM versions never replace newer rows."""
+    """Insert or update canonical records (all of one kind). Older CRM versions never replace newer rows.
+
+    ``stored_ids``: which of them are already in the table (their activity↔contact links are replaced)."""
     if not records:
         return
     table: Any = TABLES[records[0].kind]
@@ -104,11 +107,14 @@ def upsert_records(
         rows.append(values)
     upsert(session, table.__table__, rows, keys=("connection_id", "external_id"), newer_than="modified_at")
     if records[0].kind == "activity":
-        _replace_activity_contacts(session, records, connection_id=connection_id)  # type: ignore[arg-type]
+        _replace_activity_contacts(session, records, connection_id=connection_id, stored_ids=stored_ids)  # type: ignore[arg-type]
 
 
-def _replace_activity_contacts(session: Session, activities: Sequence[crm.Activity], *, connection_id: int) -> None:
-    ids = [a.external_id for a in activities]
+def _replace_activity_contacts(
+    session: Session, activities: Sequence[crm.Activity], *, connection_id: int, stored_ids: Collection[str]
+) -> None:
+    # new activities have no links yet: deleting only for stored ones keeps a first sync insert-only
+    ids = [a.external_id for a in activities if a.external_id in stored_ids]
     for chunk in _chunks(ids):
         session.execute(
             delete(ActivityContact).where(

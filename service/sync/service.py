@@ -238,7 +238,9 @@ def _store_page(
     table = repository.TABLES[kind]
     stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
     changed = [r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]]
-    repository.upsert_records(session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at)
+    repository.upsert_records(
+        session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys()
+    )
     if seen_at is not None:
         changed_ids = {r.external_id for r in changed}
         unchanged = [i for i in ids if i not in changed_ids]

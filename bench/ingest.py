@@ -1,0 +1,151 @@
+"""Salesforce ingest: records/s into SQLite and PostgreSQL, and peak memory as the data grows.
+
+The sandbox CRM runs in its own process (`okrsync sandbox`, zero latency, TLS on loopback) so that the sync
+process's figures are its own: wall time, records stored per second and peak RSS (from wait4's rusage of the sync
+process). The memory series syncs growing orgs into SQLite; flat peak RSS means pages are streamed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "okrsync_bench"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fresh_postgres() -> str:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    return f"postgresql://postgres@127.0.0.1:5432/{BENCH_DB}"
+
+
+class Sandbox:
+    """`okrsync sandbox` in a child process."""
+
+    def __init__(self, data_dir: Path, activities: int) -> None:
+        self.port = _free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "OKRSYNC_DATA_DIR": str(data_dir),
+            "OKRSYNC_LOG_LEVEL": "WARNING",
+            "OKRSYNC_SANDBOX__ACTIVITIES": str(activities),
+            "OKRSYNC_SANDBOX__ACCOUNTS": "2000",
+            "OKRSYNC_SANDBOX__OPPORTUNITIES": "5000",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "sandbox", "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the sandbox CRM did not start") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def _sync(data_dir: Path, database_url: str, sandbox_url: str) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "OKRSYNC_DATA_DIR": str(data_dir),
+        "OKRSYNC_DATABASE_URL": database_url,
+        "OKRSYNC_LOG_LEVEL": "WARNING",
+    }
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "sync", "salesforce", "--sandbox-url", sandbox_url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    out = process.stdout.read() if process.stdout else ""
+    err = process.stderr.read() if process.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"sync failed: {err[-2000:]}")
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "summary": out.strip()}
+
+
+def _records(summary: str) -> int:
+    # "written/fetched: User 11/11, Account 30/30, …" → total written
+    part = summary.split("written/fetched:")[1].split(";")[0]
+    return sum(int(item.strip().split()[-1].split("/")[0]) for item in part.split(","))
+
+
+def run(*, activities: int, memory_steps: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {"activities": activities, "databases": {}, "memory": []}
+    with tempfile.TemporaryDirectory(prefix="okrsync-bench-") as tmp:
+        data_dir = Path(tmp)
+        sandbox = Sandbox(data_dir, activities)
+        try:
+            for name, url in (("sqlite", f"sqlite:///{data_dir / 'bench.db'}"), ("postgresql", _fresh_postgres())):
+                figures = _sync(data_dir, url, sandbox.url)
+                records = _records(figures["summary"])
+                figures.update(records=records, records_per_second=round(records / figures["seconds"]))
+                results["databases"][name] = figures
+                print(f"ingest {name}: {records} records in {figures['seconds']} s", file=sys.stderr)
+        finally:
+            sandbox.stop()
+        for step in memory_steps:
+            step_dir = data_dir / f"mem-{step}"
+            step_dir.mkdir()
+            sandbox = Sandbox(step_dir, step)
+            try:
+                figures = _sync(step_dir, f"sqlite:///{step_dir / 'bench.db'}", sandbox.url)
+            finally:
+                sandbox.stop()
+            results["memory"].append(
+                {"activities": step, "peak_rss_mb": figures["peak_rss_mb"], "seconds": figures["seconds"]}
+            )
+            print(f"memory {step}: {figures['peak_rss_mb']} MB", file=sys.stderr)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        f"## Salesforce ingest, {results['activities']:,} activities, sandbox in its own process, zero latency",
+        "",
+        "| database | records | seconds | records/s | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, f in results["databases"].items():
+        lines.append(
+            f"| {name} | {f['records']:,} | {f['seconds']} | {f['records_per_second']:,} | {f['peak_rss_mb']} |"
+        )
+    lines += [
+        "",
+        "## Peak memory of the sync process (SQLite) as the org grows",
+        "",
+        "| activities | peak RSS (MB) | seconds |",
+        "|---:|---:|---:|",
+    ]
+    lines += [f"| {m['activities']:,} | {m['peak_rss_mb']} | {m['seconds']} |" for m in results["memory"]]
+    return "\n".join(lines)
