@@ -157,6 +157,11 @@ def _project(kind: str, record: dict[str, Any], names: list[str] | None) -> dict
     return obj
 
 
+def _query_names(request: Request) -> list[str] | None:
+    # the client sends lists as repeated parameters (?properties=a&properties=b); people write "a,b"
+    return _names(",".join(request.query_params.getlist("properties")))
+
+
 def _true(value: Any) -> bool:
     return str(value).lower() == "true"
 
@@ -187,8 +192,8 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         query = request.query_params
         limit = _limit(query.get("limit"), default=10, maximum=100)
         after = int(query["after"]) if (query.get("after") or "").isdigit() else 0
-        rows = [row for row in portal.snapshot(kind, archived=_true(query.get("archived"))) if int(row["id"]) >= after]
-        names = _names(query.get("properties"))
+        rows = portal.page(kind, after=after, limit=limit + 1, archived=_true(query.get("archived")))
+        names = _query_names(request)
         page: dict[str, Any] = {"results": [_project(kind, row, names) for row in rows[:limit]]}
         if len(rows) > limit:
             next_after = rows[limit]["id"]
@@ -202,7 +207,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         record = portal.get(kind, request.path_params["objectId"])
         if record is None or record["archived"] != _true(request.query_params.get("archived")):
             raise ApiError(404, "OBJECT_NOT_FOUND", "Object not found.")
-        return _project(kind, record, _names(request.query_params.get("properties")))
+        return _project(kind, record, _query_names(request))
 
     def search_objects(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/guides/api/crm/search (limit 200, 10,000 results per query)

@@ -10,6 +10,7 @@ HUBSPOT_DEFINED type id HubSpot uses for that direction.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import Counter, deque
@@ -178,6 +179,7 @@ class HubSpotPortal:
         self._next_id = {kind: (index + 1) * 10_000_000 + 1 for index, kind in enumerate(OBJECT_TYPES)}
         # (from type, from id) -> to type -> {to id: type id}; insertion ordered
         self._links: dict[tuple[str, int], dict[str, dict[int, int]]] = {}
+        self._sorted_ids: dict[str, tuple[int, list[int]]] = {}  # kind -> (version, ids ascending)
 
     # --- records -------------------------------------------------------------------------------------------
     def _table(self, kind: str) -> dict[int, dict[str, Any]]:
@@ -275,6 +277,24 @@ class HubSpotPortal:
         with self._lock:
             table = self._table(kind)
             return [table[key] for key in sorted(table) if table[key]["archived"] == archived]
+
+    def page(self, kind: str, *, after: int, limit: int, archived: bool = False) -> list[dict[str, Any]]:
+        """Up to `limit` records with id >= `after` in id order (live or only archived), without scanning all."""
+        with self._lock:
+            table = self._table(kind)
+            plural = object_type(kind) or kind
+            cached = self._sorted_ids.get(plural)
+            if cached is None or cached[0] != self.version:
+                cached = self._sorted_ids[plural] = (self.version, sorted(table))
+            ids = cached[1]
+            rows: list[dict[str, Any]] = []
+            for index in range(bisect.bisect_left(ids, after), len(ids)):
+                row = table[ids[index]]
+                if row["archived"] == archived:
+                    rows.append(row)
+                    if len(rows) == limit:
+                        break
+            return rows
 
     # --- associations --------------------------------------------------------------------------------------
     def associate(self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int) -> None:

@@ -229,25 +229,30 @@ def _store_page(
     run_id: int,
     stream: str,
 ) -> int:
-    newest: dict[str, CanonicalRecord] = {}
+    """Store one page; a page may carry records of several kinds (HubSpot deals bring their contact links)."""
+    by_kind: dict[str, dict[str, CanonicalRecord]] = {}
     for record in page.records:
+        newest = by_kind.setdefault(record.kind, {})
         kept = newest.get(record.external_id)
         if kept is None or record.modified_at >= kept.modified_at:
             newest[record.external_id] = record
-    ids = list(newest)
-    table = repository.TABLES[kind]
-    stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
-    changed = [r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]]
-    repository.upsert_records(
-        session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys()
-    )
-    if seen_at is not None:
-        changed_ids = {r.external_id for r in changed}
-        unchanged = [i for i in ids if i not in changed_ids]
-        repository.mark_seen(session, kind, connection_id=connection_id, ids=unchanged, seen_at=seen_at)
+    written = 0
+    for record_kind, newest in by_kind.items():
+        ids = list(newest)
+        table = repository.TABLES[record_kind]
+        stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
+        changed = [r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]]
+        repository.upsert_records(
+            session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys()
+        )
+        if seen_at is not None:
+            changed_ids = {r.external_id for r in changed}
+            unchanged = [i for i in ids if i not in changed_ids]
+            repository.mark_seen(session, record_kind, connection_id=connection_id, ids=unchanged, seen_at=seen_at)
+        written += len(changed) if record_kind == kind else 0
     if page.skipped:
         repository.record_skips(session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id)
-    return len(changed)
+    return written
 
 
 def _close_interrupted_runs(session: Session, connection_id: int) -> None:

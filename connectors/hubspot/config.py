@@ -1,0 +1,30 @@
+"""Settings of one HubSpot portal connection, passed to the connector's constructor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class HubSpotConfig(BaseModel):
+    access_token: SecretStr = Field(description="Private-app access token (pat-…) or an OAuth access token.")
+    host: str = Field(default="https://api.hubapi.com", description="API base URL; the sandbox CRM in tests.")
+    ca_bundle: Path | None = Field(default=None, description="Trust this CA file (the sandbox CRM's).")
+    custom_properties: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Extra properties per object type, e.g. {"deals": ["segment"]}.',
+        examples=[{"deals": ["segment"], "companies": ["key_account", "tier"]}],
+    )
+    lookback_seconds: int = Field(
+        default=300, ge=0, description="Re-read this much before the cursor: search results lag behind writes."
+    )
+    burst_share: float = Field(
+        default=0.9, gt=0, le=1, description="Use at most this share of the app's per-10-second allowance."
+    )
+    search_per_second: float = Field(default=4.0, gt=0, le=5, description="Search API calls per second (limit 5).")
+    max_daily_share: float = Field(default=0.8, gt=0, le=1, description="Stop before this share of the daily limit.")
+    max_attempts: int = Field(default=6, ge=1)
+    retry_wait_base: float = Field(default=0.5, ge=0)
+    retry_wait_max: float = Field(default=30.0, ge=0)
+    timeout_seconds: float = Field(default=60.0, gt=0)

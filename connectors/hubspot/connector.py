@@ -1,0 +1,480 @@
+"""HubSpot pull connector: list/search pages + v4 association batch reads → canonical records.
+
+Uses the official hubspot-api-client with its own urllib3 retries switched off (``retry=False``): retries, rate
+limiting and the daily-allowance guard are decided in ``_call`` only. Never touches the database.
+
+- First sync: the list API (100 per page); engagements and deals are resolved in batches of up to 1,000 ids per
+  association batch read.
+- Incremental: the search API (200 per page) on the last-modified property, ascending, from cursor − look-back;
+  before the 10,000-result cap the window is moved to the last timestamp seen; when a single timestamp holds
+  more than 10,000 records (bulk updates) those are paged by ``hs_object_id``.
+- Deletions: archived records never appear in search; ``deleted()`` reads the archived listing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import urllib3
+from hubspot import HubSpot
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from connectors.errors import (
+    ApiLimitError,
+    AuthenticationError,
+    ConfigurationError,
+    FatalError,
+    RetriableError,
+    SkippableError,
+    UnreachableError,
+)
+from connectors.hubspot import mapping
+from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.mapping import HubSpotRow, Pipelines, Stage
+from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+LIST_LIMIT = 100
+SEARCH_LIMIT = 200
+SEARCH_CAP = 10_000
+ASSOC_BATCH = 1_000
+OWNERS_LIMIT = 500
+
+
+@dataclass
+class Page:
+    records: list[CanonicalRecord] = field(default_factory=list)
+    skipped: list[SkippedRecord] = field(default_factory=list)
+    cursor: tuple[datetime, str] | None = None
+    total_size: int = 0
+
+
+@dataclass
+class DeletedWindow:
+    deletions: list[Deletion]
+    earliest_available: datetime | None = None
+    latest_covered: datetime | None = None
+
+
+class RateGuard:
+    """Keeps okrsync under the app's per-10-second allowance and the search API's per-second limit, from the
+    ``X-HubSpot-RateLimit-*`` headers and its own call times, so 429s are not provoked."""
+
+    def __init__(self, *, burst_share: float, search_per_second: float) -> None:
+        self.burst_share = burst_share
+        self.search_interval = 1.0 / search_per_second
+        self.max_per_interval: int | None = None
+        self.interval = 10.0
+        self.daily: tuple[int, int] | None = None  # (remaining, limit)
+        self._calls: deque[float] = deque()
+        self._last_search = 0.0
+        self._lock = threading.Lock()
+
+    def before(self, *, search: bool) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if search:
+                wait = self._last_search + self.search_interval - now
+                if wait > 0:
+                    time.sleep(wait)
+                    now = time.monotonic()
+                self._last_search = now
+            if self.max_per_interval:
+                allowed = max(1, int(self.max_per_interval * self.burst_share))
+                while self._calls and self._calls[0] <= now - self.interval:
+                    self._calls.popleft()
+                if len(self._calls) >= allowed:
+                    time.sleep(self._calls[0] + self.interval - now)
+                    now = time.monotonic()
+            self._calls.append(now)
+
+    def after(self, headers: Any) -> None:
+        if not headers:
+            return
+        try:
+            if headers.get("X-HubSpot-RateLimit-Max"):
+                self.max_per_interval = int(headers["X-HubSpot-RateLimit-Max"])
+                self.interval = int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds") or 10_000) / 1000
+            if headers.get("X-HubSpot-RateLimit-Daily"):
+                self.daily = (
+                    int(headers["X-HubSpot-RateLimit-Daily-Remaining"]),
+                    int(headers["X-HubSpot-RateLimit-Daily"]),
+                )
+        except (TypeError, ValueError):
+            pass
+
+
+def _body(exc: Any) -> dict[str, Any]:
+    try:
+        return json.loads(exc.body or "{}")  # type: ignore[no-any-return]
+    except (TypeError, ValueError):
+        return {}
+
+
+class HubSpotConnector:
+    """Reads one HubSpot portal. ``api_calls`` counts the HTTP calls made (retries included)."""
+
+    crm = "hubspot"
+    streams = mapping.STREAMS
+
+    def __init__(self, config: HubSpotConfig) -> None:
+        self.config = config
+        options: dict[str, Any] = {
+            "access_token": config.access_token.get_secret_value(),
+            "host": config.host,
+            "retry": False,
+        }
+        if config.ca_bundle:
+            options["ssl_ca_cert"] = str(config.ca_bundle)
+        self._client = HubSpot(**options)
+        crm = self._client.crm
+        # each property access builds a new ApiClient (and connection pool): build them once
+        self._basic = crm.objects.basic_api
+        self._search = crm.objects.search_api
+        self._assoc_batch = crm.associations.v4.batch_api
+        self._assoc_basic = crm.associations.v4.basic_api
+        self._owners = crm.owners.owners_api
+        self._pipelines_api = crm.pipelines.pipelines_api
+        self.api_calls = 0
+        self.guard = RateGuard(burst_share=config.burst_share, search_per_second=config.search_per_second)
+        self._pipelines: Pipelines | None = None
+
+    # -- what the sync engine asks -------------------------------------------------------------------------
+    @property
+    def lookback(self) -> timedelta:
+        return timedelta(seconds=self.config.lookback_seconds)
+
+    def kind_of(self, stream: str) -> str:
+        return mapping.KINDS[stream]
+
+    def instance_url(self) -> str | None:
+        return self.config.host
+
+    def supports_deleted(self, stream: str) -> bool:
+        return stream in mapping.OBJECT_STREAMS
+
+    def usage_text(self) -> str | None:
+        if not self.guard.daily:
+            return None
+        remaining, limit = self.guard.daily
+        return f"{limit - remaining}/{limit}"
+
+    # -- the one place where retries are decided ---------------------------------------------------------------
+    def _call(self, name: str, fn: Callable[[], tuple[T, int, Any]], *, search: bool = False) -> T:
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableError),
+            wait=wait_random_exponential(multiplier=self.config.retry_wait_base, max=self.config.retry_wait_max),
+            stop=stop_after_attempt(self.config.max_attempts),
+            reraise=True,
+            before_sleep=lambda s: log.warning(
+                "HubSpot %s failed (%s); retrying", name, s.outcome.exception() if s.outcome else "?"
+            ),
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._call_once(name, fn, search=search)
+        except RetriableError as exc:
+            raise UnreachableError(
+                f"HubSpot {name} still failing after {self.config.max_attempts} attempts: {exc}"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once(self, name: str, fn: Callable[[], tuple[T, int, Any]], *, search: bool) -> T:
+        if self.guard.daily:
+            remaining, limit = self.guard.daily
+            if limit - remaining >= limit * self.config.max_daily_share:
+                raise ApiLimitError(
+                    f"stopped before using more of the portal's daily API allowance: {limit - remaining} of {limit}"
+                    f" used, okrsync may use {self.config.max_daily_share:.0%} (OKRSYNC_HUBSPOT__MAX_DAILY_SHARE)",
+                    used=limit - remaining,
+                    limit=limit,
+                )
+        self.guard.before(search=search)
+        self.api_calls += 1
+        try:
+            data, _status, headers = fn()
+        except urllib3.exceptions.SSLError as exc:
+            raise ConfigurationError(f"TLS verification failed for {self.config.host}: {exc}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RetriableError(f"{type(exc).__name__} talking to HubSpot") from None
+        except Exception as exc:  # each hubspot sub-package has its own ApiException: decide by .status
+            status = getattr(exc, "status", None)
+            if status is None:
+                raise
+            self.guard.after(getattr(exc, "headers", None))
+            raise self._translate(name, int(status), _body(exc)) from None
+        self.guard.after(headers)
+        return data
+
+    def _translate(self, name: str, status: int, body: dict[str, Any]) -> Exception:
+        message = str(body.get("message") or "")
+        if status == 429:
+            if body.get("policyName") == "DAILY":
+                used = limit = None
+                if self.guard.daily:
+                    used, limit = self.guard.daily[1] - self.guard.daily[0], self.guard.daily[1]
+                return ApiLimitError(
+                    f"HubSpot refused: the portal's daily API limit is spent ({message}); the"
+                    " sync resumes where it stopped once the limit resets",
+                    used=used,
+                    limit=limit,
+                )
+            return RetriableError(f"429 {body.get('policyName') or 'rate limit'}")
+        if status >= 500:
+            return RetriableError(f"HTTP {status}")
+        if status == 401:
+            return AuthenticationError(
+                f"HubSpot refused the access token ({message or 'HTTP 401'}) — create a"
+                " private app token (or renew the OAuth token) and set OKRSYNC_HUBSPOT__ACCESS_TOKEN"
+            )
+        if status == 403:
+            scopes = _required_scopes(body)
+            hint = f": add scope {', '.join(scopes)} to the private app" if scopes else ""
+            return AuthenticationError(f"HubSpot refused {name} — {message or 'HTTP 403'}{hint}")
+        return FatalError(f"HubSpot rejected {name}: HTTP {status} {body.get('category') or ''} {message}".strip())
+
+    # -- pipelines, owners ---------------------------------------------------------------------------------------
+    def pipelines(self) -> Pipelines:
+        if self._pipelines is None:
+            answer = self._call("pipelines", lambda: self._pipelines_api.get_all_with_http_info("deals"))
+            stages: dict[str, Stage] = {}
+            for pipeline in answer.results:
+                for stage in pipeline.stages:
+                    meta = stage.metadata or {}
+                    probability = float(meta["probability"]) if meta.get("probability") not in (None, "") else None
+                    closed = str(meta.get("isClosed", "false")).lower() == "true"
+                    stages[stage.id] = Stage(
+                        id=stage.id,
+                        label=stage.label,
+                        display_order=stage.display_order,
+                        probability=probability,
+                        is_closed=closed,
+                        is_won=closed and probability == 1.0,
+                    )
+            self._pipelines = Pipelines(stages=stages)
+        return self._pipelines
+
+    def _owner_pages(self) -> Iterator[Page]:
+        after: str | None = None
+        while True:
+            answer = self._call(
+                "owners",
+                partial(self._owners.get_page_with_http_info, limit=OWNERS_LIMIT, after=after, archived=False),
+            )
+            page = Page()
+            for owner in answer.results:
+                try:
+                    page.records.append(mapping.owner_record(_json_safe(owner.to_dict())))
+                except SkippableError as exc:
+                    page.skipped.append(SkippedRecord(external_id=str(owner.id), reason=str(exc), raw={}))
+            yield page
+            after = answer.paging.next.after if answer.paging and answer.paging.next else None
+            if not after:
+                return
+
+    # -- objects -----------------------------------------------------------------------------------------------
+    def _properties(self, stream: str) -> list[str]:
+        props = list(mapping.PROPERTIES[stream]) + self.config.custom_properties.get(stream, [])
+        if stream == "deals":
+            props += self.pipelines().entered_properties()
+        return props
+
+    def pages(self, stream: str, *, since: datetime | None) -> Iterator[Page]:
+        """Yield mapped pages of ``stream`` (all when ``since`` is None: list API; else search from ``since``)."""
+        if stream == "owners":
+            yield from self._owner_pages()
+            return
+        started = datetime.now(UTC)
+        batch: list[HubSpotRow] = []
+        source = self._list_rows(stream) if since is None else self._search_rows(stream, since)
+        for rows in source:
+            batch.extend(rows)
+            if len(batch) >= ASSOC_BATCH:
+                yield self._resolve(stream, batch[:ASSOC_BATCH], list_mode=since is None)
+                batch = batch[ASSOC_BATCH:]
+        page = self._resolve(stream, batch, list_mode=since is None)
+        if since is None:
+            # the listing is ordered by id, not by time: only its end may set the cursor, to the start of the
+            # listing, so that whatever changed while listing is read again by the next (search) run
+            page.cursor = (started, "")
+        yield page
+
+    def _row(self, stream: str, obj: Any) -> HubSpotRow:
+        return HubSpotRow(
+            object_type=stream,
+            id=str(obj.id),
+            properties=dict(obj.properties or {}),
+            created_at=obj.created_at,
+            updated_at=obj.updated_at,
+            archived=bool(obj.archived),
+        )
+
+    def _list_rows(self, stream: str, *, archived: bool = False) -> Iterator[list[HubSpotRow]]:
+        props = self._properties(stream) if not archived else [mapping.MODIFIED[stream]]
+        after: str | None = None
+        while True:
+            answer = self._call(
+                "list",
+                partial(
+                    self._basic.get_page_with_http_info,
+                    stream,
+                    limit=LIST_LIMIT,
+                    after=after,
+                    properties=props,
+                    archived=archived,
+                ),
+            )
+            rows = [self._row(stream, obj) for obj in answer.results]
+            if archived:
+                for row, obj in zip(rows, answer.results, strict=True):
+                    row.properties["archivedAt"] = obj.archived_at.isoformat() if obj.archived_at else None
+            yield rows
+            after = answer.paging.next.after if answer.paging and answer.paging.next else None
+            if not after:
+                return
+
+    def _search_rows(self, stream: str, since: datetime) -> Iterator[list[HubSpotRow]]:
+        prop = mapping.MODIFIED[stream]
+        props = self._properties(stream)
+        window, op = since, "GTE"
+        same_stamp: datetime | None = None  # set while paging >10,000 records sharing one timestamp by id
+        last_id = "0"
+        after: str | None = None
+        while True:
+            if same_stamp is None:
+                filters = [{"propertyName": prop, "operator": op, "value": str(_ms(window))}]
+                sorts = [{"propertyName": prop, "direction": "ASCENDING"}]
+            else:
+                filters = [
+                    {"propertyName": prop, "operator": "EQ", "value": str(_ms(same_stamp))},
+                    {"propertyName": "hs_object_id", "operator": "GT", "value": last_id},
+                ]
+                sorts = [{"propertyName": "hs_object_id", "direction": "ASCENDING"}]
+            body = {
+                "filterGroups": [{"filters": filters}],
+                "sorts": sorts,
+                "properties": props,
+                "limit": SEARCH_LIMIT,
+                "after": after or "0",
+            }
+            answer = self._call("search", partial(self._search.do_search_with_http_info, stream, body), search=True)
+            rows = [self._row(stream, obj) for obj in answer.results]
+            if rows:
+                yield rows
+            next_after = answer.paging.next.after if answer.paging and answer.paging.next else None
+            if next_after and int(next_after) + SEARCH_LIMIT <= SEARCH_CAP:
+                after = next_after
+                continue
+            after = None
+            if same_stamp is not None:
+                if next_after and rows:  # still more at this timestamp: continue after the last id
+                    last_id = rows[-1].id
+                    continue
+                window, op, same_stamp = same_stamp, "GT", None
+                continue
+            if not next_after or not rows:
+                return
+            # the 10,000 cap: move the window to the last timestamp seen (GTE re-reads its ties: idempotent)
+            last = mapping.parse_timestamp(rows[-1].properties.get(prop))
+            assert last is not None
+            if last == window:
+                same_stamp, last_id = last, "0"
+            else:
+                window, op = last, "GTE"
+
+    def _resolve(self, stream: str, rows: list[HubSpotRow], *, list_mode: bool) -> Page:
+        page = Page()
+        for to_type in mapping.ASSOCIATIONS.get(stream, ()):
+            links = self.associations(stream, to_type, [r.id for r in rows])
+            for row in rows:
+                row.associations[to_type] = links.get(row.id, [])
+        pipelines = self.pipelines() if stream == "deals" else Pipelines()
+        for row in rows:
+            try:
+                record = mapping.to_record(row, pipelines)
+                page.records.append(record)
+                if stream == "deals":
+                    page.records.extend(mapping.deal_contacts(row, record.modified_at))
+            except SkippableError as exc:
+                log.warning("skipped %s", exc)
+                page.skipped.append(SkippedRecord(external_id=row.id, reason=str(exc), raw=row.raw()))
+        if rows and not list_mode:
+            last = rows[-1]
+            stamp = mapping.parse_timestamp(last.properties.get(mapping.MODIFIED[stream]))
+            if stamp:
+                page.cursor = (stamp, last.id)
+        return page
+
+    def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
+        """from id → associated ids, through v4 batch reads of up to 1,000 ids (per-record paging followed)."""
+        found: dict[str, list[str]] = {}
+        for start in range(0, len(ids), ASSOC_BATCH):
+            chunk = ids[start : start + ASSOC_BATCH]
+            body = {"inputs": [{"id": i} for i in chunk]}
+            answer = self._call(
+                "assoc_batch_read", partial(self._assoc_batch.get_page_with_http_info, from_type, to_type, body)
+            )
+            for result in answer.results:
+                from_id = str(result._from.id)
+                found[from_id] = [str(t.to_object_id) for t in result.to]
+                after = result.paging.next.after if result.paging and result.paging.next else None
+                while after:
+                    more = self._call(
+                        "assoc_list",
+                        partial(
+                            self._assoc_basic.get_page_with_http_info,
+                            from_type,
+                            from_id,
+                            to_type,
+                            after=after,
+                            limit=500,
+                        ),
+                    )
+                    found[from_id] += [str(t.to_object_id) for t in more.results]
+                    after = more.paging.next.after if more.paging and more.paging.next else None
+        return found
+
+    def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
+        """Archived records of ``stream`` (the archived listing; deletion webhooks arrive in a later issue)."""
+        deletions = [
+            Deletion(external_id=row.id, deleted_at=mapping.parse_timestamp(row.properties.get("archivedAt")))
+            for rows in self._list_rows(stream, archived=True)
+            for row in rows
+        ]
+        return DeletedWindow(deletions=deletions, latest_covered=end)
+
+
+def _json_safe(value: Any) -> Any:
+    """Client models hold datetimes; raw payloads are stored as JSON."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _required_scopes(body: dict[str, Any]) -> list[str]:
+    scopes: list[str] = []
+    for error in body.get("errors") or []:
+        context = error.get("context") or {}
+        for key in ("requiredGranularScopes", "requiredScopes"):
+            scopes += [str(s) for s in context.get(key) or []]
+    return scopes

@@ -1,0 +1,405 @@
+"""HubSpot CRM objects → canonical records.
+
+Property names: https://developers.hubspot.com/docs/api/crm/understanding-the-crm (deals, companies, contacts) and
+the engagement pages (calls, emails, meetings, notes, tasks). HubSpot sends every property value as a string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from connectors.errors import SkippableError
+from connectors.records import (
+    Account,
+    Activity,
+    ActivityKind,
+    CanonicalRecord,
+    Contact,
+    Direction,
+    Opportunity,
+    OpportunityContact,
+    Owner,
+    strip_nul,
+)
+
+ENGAGEMENTS = ("calls", "emails", "meetings", "notes", "tasks")
+OBJECT_STREAMS = ("companies", "contacts", "deals", *ENGAGEMENTS)
+STREAMS = ("owners", *OBJECT_STREAMS)
+KINDS = {
+    "owners": "owner",
+    "companies": "account",
+    "contacts": "contact",
+    "deals": "opportunity",
+    **{e: "activity" for e in ENGAGEMENTS},
+}
+
+# Contacts carry their change stamp in `lastmodifieddate`; every other object in `hs_lastmodifieddate`.
+MODIFIED = {t: "lastmodifieddate" if t == "contacts" else "hs_lastmodifieddate" for t in OBJECT_STREAMS}
+
+PROPERTIES: dict[str, list[str]] = {
+    "companies": [
+        "name",
+        "domain",
+        "industry",
+        "country",
+        "annualrevenue",
+        "numberofemployees",
+        "hubspot_owner_id",
+        "notes_last_updated",
+        "createdate",
+        "hs_lastmodifieddate",
+    ],
+    "contacts": [
+        "firstname",
+        "lastname",
+        "email",
+        "jobtitle",
+        "hubspot_owner_id",
+        "associatedcompanyid",
+        "createdate",
+        "lastmodifieddate",
+    ],
+    "deals": [
+        "dealname",
+        "amount",
+        "deal_currency_code",
+        "dealstage",
+        "pipeline",
+        "closedate",
+        "hubspot_owner_id",
+        "hs_next_step",
+        "hs_deal_stage_probability",
+        "hs_is_closed",
+        "hs_is_closed_won",
+        "notes_last_updated",
+        "createdate",
+        "hs_lastmodifieddate",
+    ],
+    "calls": [
+        "hs_timestamp",
+        "hs_call_title",
+        "hs_call_direction",
+        "hs_call_duration",
+        "hs_call_status",
+        "hs_call_disposition",
+        "hubspot_owner_id",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ],
+    "emails": [
+        "hs_timestamp",
+        "hs_email_subject",
+        "hs_email_direction",
+        "hs_email_status",
+        "hubspot_owner_id",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ],
+    "meetings": [
+        "hs_timestamp",
+        "hs_meeting_title",
+        "hs_meeting_start_time",
+        "hs_meeting_end_time",
+        "hs_meeting_outcome",
+        "hubspot_owner_id",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ],
+    "notes": ["hs_timestamp", "hs_note_body", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate"],
+    "tasks": [
+        "hs_timestamp",
+        "hs_task_subject",
+        "hs_task_status",
+        "hs_task_type",
+        "hs_task_completion_date",
+        "hubspot_owner_id",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ],
+}
+
+# Which associations each stream needs (v4 batch reads).
+ASSOCIATIONS: dict[str, tuple[str, ...]] = {
+    "deals": ("companies", "contacts"),
+    **{e: ("companies", "deals", "contacts") for e in ENGAGEMENTS},
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    id: str
+    label: str
+    display_order: int
+    probability: float | None
+    is_closed: bool
+    is_won: bool
+
+
+@dataclass
+class Pipelines:
+    """Deal stages by stage id, from the pipelines API."""
+
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+    def entered_properties(self) -> list[str]:
+        return [f"hs_date_entered_{stage_id}" for stage_id in self.stages]
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """HubSpot timestamps come as ISO 8601 strings or epoch milliseconds."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _date(value: Any) -> date | None:
+    stamp = parse_timestamp(value)
+    return stamp.date() if stamp else None
+
+
+def _number(value: Any) -> float | None:
+    return None if value in (None, "") else float(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value in (None, "") else int(float(value))
+
+
+def _bool(value: Any) -> bool:
+    return str(value).lower() == "true"
+
+
+@dataclass
+class HubSpotRow:
+    """One object as the API returns it, with its associations resolved (to-type → ids, in API order)."""
+
+    object_type: str
+    id: str
+    properties: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+    archived: bool = False
+    associations: dict[str, list[str]] = field(default_factory=dict)
+
+    def raw(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "properties": self.properties,
+            "archived": self.archived,
+            "associations": self.associations,
+        }
+
+
+def _common(row: HubSpotRow) -> dict[str, Any]:
+    props = row.properties
+    modified = parse_timestamp(props.get(MODIFIED.get(row.object_type, "hs_lastmodifieddate"))) or row.updated_at
+    if modified is None:
+        raise ValueError(f"{MODIFIED.get(row.object_type)} is empty")
+    created = parse_timestamp(props.get("createdate") or props.get("hs_createdate")) or row.created_at
+    return {
+        "external_id": row.id,
+        "modified_at": modified,
+        "created_at": created,
+        "is_deleted": row.archived,
+        "raw": row.raw(),
+    }
+
+
+def _name(*parts: Any) -> str | None:
+    return " ".join(str(p) for p in parts if p) or None
+
+
+def _company(row: HubSpotRow, pipelines: Pipelines) -> Account:
+    p = row.properties
+    return Account(
+        **_common(row),
+        name=p.get("name"),
+        owner_id=p.get("hubspot_owner_id") or None,
+        industry=p.get("industry"),
+        country=p.get("country"),
+        annual_revenue=_number(p.get("annualrevenue")),
+        employees=_int(p.get("numberofemployees")),
+        last_activity_date=_date(p.get("notes_last_updated")),
+    )
+
+
+def _contact(row: HubSpotRow, pipelines: Pipelines) -> Contact:
+    p = row.properties
+    return Contact(
+        **_common(row),
+        name=_name(p.get("firstname"), p.get("lastname")),
+        email=p.get("email"),
+        title=p.get("jobtitle"),
+        account_id=p.get("associatedcompanyid") or None,
+        owner_id=p.get("hubspot_owner_id") or None,
+    )
+
+
+def _deal(row: HubSpotRow, pipelines: Pipelines) -> Opportunity:
+    p = row.properties
+    stage_id = p.get("dealstage")
+    stage = pipelines.stages.get(stage_id or "")
+    if stage_id and stage is None:
+        raise ValueError(f"dealstage {stage_id!r} is in no pipeline the portal lists (deleted pipeline?)")
+    probability = _number(p.get("hs_deal_stage_probability"))
+    if probability is None and stage is not None:
+        probability = stage.probability
+    companies = row.associations.get("companies") or []
+    return Opportunity(
+        **_common(row),
+        name=p.get("dealname"),
+        owner_id=p.get("hubspot_owner_id") or None,
+        account_id=companies[0] if companies else None,
+        stage=stage.label if stage else None,
+        amount=_number(p.get("amount")),
+        currency=p.get("deal_currency_code") or None,
+        probability=round(probability * 100, 4) if probability is not None else None,
+        close_date=_date(p.get("closedate")),
+        next_step=p.get("hs_next_step") or None,
+        is_closed=stage.is_closed if stage else _bool(p.get("hs_is_closed")),
+        is_won=stage.is_won if stage else _bool(p.get("hs_is_closed_won")),
+        last_activity_date=_date(p.get("notes_last_updated")),
+        stage_entered_at=parse_timestamp(p.get(f"hs_date_entered_{stage_id}")) if stage_id else None,
+    )
+
+
+_DIRECTIONS = {
+    "INBOUND": Direction.inbound,
+    "OUTBOUND": Direction.outbound,
+    "INCOMING_EMAIL": Direction.inbound,
+    "EMAIL": Direction.outbound,
+    "FORWARDED_EMAIL": Direction.outbound,
+}
+
+
+def _links(row: HubSpotRow) -> dict[str, Any]:
+    companies = row.associations.get("companies") or []
+    deals = row.associations.get("deals") or []
+    return {
+        "owner_id": row.properties.get("hubspot_owner_id") or None,
+        "account_id": companies[0] if companies else None,
+        "opportunity_id": deals[0] if deals else None,
+        "contact_ids": tuple(row.associations.get("contacts") or ()),
+    }
+
+
+def _engagement(row: HubSpotRow, pipelines: Pipelines) -> Activity:
+    p = row.properties
+    at = parse_timestamp(p.get("hs_timestamp"))
+    common = {**_common(row), **_links(row)}
+    if row.object_type == "calls":
+        duration = _int(p.get("hs_call_duration"))
+        return Activity(
+            **common,
+            activity_kind=ActivityKind.call,
+            subject=p.get("hs_call_title"),
+            direction=_DIRECTIONS.get(p.get("hs_call_direction") or ""),
+            status=p.get("hs_call_status"),
+            occurred_at=at,
+            completed_at=at,
+            duration_seconds=duration // 1000 if duration is not None else None,
+        )
+    if row.object_type == "emails":
+        return Activity(
+            **common,
+            activity_kind=ActivityKind.email,
+            subject=p.get("hs_email_subject"),
+            direction=_DIRECTIONS.get(p.get("hs_email_direction") or ""),
+            status=p.get("hs_email_status"),
+            occurred_at=at,
+            completed_at=at,
+        )
+    if row.object_type == "meetings":
+        start = parse_timestamp(p.get("hs_meeting_start_time")) or at
+        end = parse_timestamp(p.get("hs_meeting_end_time"))
+        seconds = int((end - start).total_seconds()) if start and end and end >= start else None
+        return Activity(
+            **common,
+            activity_kind=ActivityKind.meeting,
+            subject=p.get("hs_meeting_title"),
+            status=p.get("hs_meeting_outcome"),
+            occurred_at=start,
+            completed_at=end,
+            duration_seconds=seconds,
+        )
+    if row.object_type == "tasks":
+        done = parse_timestamp(p.get("hs_task_completion_date"))
+        status = p.get("hs_task_status")
+        return Activity(
+            **common,
+            activity_kind=ActivityKind.task,
+            subject=p.get("hs_task_subject"),
+            status=status,
+            due_at=at,
+            completed_at=done,
+            occurred_at=done or (at if status == "COMPLETED" else None),
+        )
+    return Activity(
+        **common, activity_kind=ActivityKind.note, subject=(p.get("hs_note_body") or "")[:255] or None, occurred_at=at
+    )
+
+
+MAPPERS: dict[str, Callable[[HubSpotRow, Pipelines], CanonicalRecord]] = {
+    "companies": _company,
+    "contacts": _contact,
+    "deals": _deal,
+    **{e: _engagement for e in ENGAGEMENTS},
+}
+
+
+def to_record(row: HubSpotRow, pipelines: Pipelines) -> CanonicalRecord:
+    """Map one HubSpot object to its canonical record, or raise ``SkippableError`` naming it."""
+    try:
+        row.properties = strip_nul(row.properties)
+        return MAPPERS[row.object_type](row, pipelines)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise SkippableError(f"{row.object_type} {row.id}: {problems}") from exc
+    except (ValueError, TypeError) as exc:
+        raise SkippableError(f"{row.object_type} {row.id}: {exc}") from exc
+
+
+def owner_record(raw: dict[str, Any]) -> Owner:
+    """An owner from the owners API (no change stamp in properties: updatedAt is used)."""
+    try:
+        modified = parse_timestamp(raw.get("updatedAt"))
+        if modified is None:
+            raise ValueError("updatedAt is empty")
+        return Owner(
+            external_id=str(raw["id"]),
+            modified_at=modified,
+            created_at=parse_timestamp(raw.get("createdAt")),
+            is_deleted=bool(raw.get("archived")),
+            name=_name(raw.get("firstName"), raw.get("lastName")),
+            email=raw.get("email"),
+            is_active=not raw.get("archived"),
+            raw=strip_nul(raw),
+        )
+    except (ValidationError, ValueError, KeyError) as exc:
+        raise SkippableError(f"owner {raw.get('id')}: {exc}") from exc
+
+
+def deal_contacts(row: HubSpotRow, modified_at: datetime) -> list[OpportunityContact]:
+    """Deal↔contact associations as opportunity contacts (HubSpot has no contact-role object)."""
+    return [
+        OpportunityContact(
+            external_id=f"{row.id}:{contact_id}",
+            modified_at=modified_at,
+            opportunity_id=row.id,
+            contact_id=contact_id,
+            is_primary=index == 0,
+            is_deleted=row.archived,
+        )
+        for index, contact_id in enumerate(row.associations.get("contacts") or [])
+    ]
