@@ -241,7 +241,9 @@ def _store_page(
         ids = list(newest)
         table = repository.TABLES[record_kind]
         stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
-        changed = [r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]]
+        changed = [
+            r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]
+        ]
         repository.upsert_records(
             session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys()
         )
