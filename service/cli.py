@@ -16,8 +16,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.errors import ConnectorError
+from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.connector import HubSpotConnector
 from connectors.salesforce.config import SalesforceConfig
 from connectors.salesforce.connector import SalesforceConnector
+from connectors.salesforce.mapping import OBJECTS
 from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
 from service.sync.service import run_sync
@@ -77,6 +80,26 @@ def sandbox_org(settings: Settings):  # type: ignore[no-untyped-def]
     return SandboxOrg(generate_org(anchor=anchor, **wanted))
 
 
+def sandbox_crms(settings: Settings):  # type: ignore[no-untyped-def]
+    """The sandbox Salesforce org and the HubSpot portal telling the same quarter."""
+    from connectors.sandbox.hubspot_seed import portal_from_org
+
+    org = sandbox_org(settings)
+    portal, _ids = portal_from_org({t: org.records(t, include_deleted=True) for t in OBJECTS})
+    return org, portal
+
+
+def hubspot_sandbox_config(base_url: str, ca_path: str) -> HubSpotConfig:
+    from connectors.sandbox.hubspot_portal import HubSpotPortal
+
+    return HubSpotConfig(
+        access_token=SecretStr(HubSpotPortal().access_token),
+        host=base_url,
+        ca_bundle=Path(ca_path),
+        custom_properties={"deals": ["segment"], "companies": ["key_account", "tier"]},
+    )
+
+
 @app.command()
 def sandbox(
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default OKRSYNC_SANDBOX__PORT, 8765).")] = None,
@@ -89,54 +112,78 @@ def sandbox(
     _setup_logging(settings)
     if activities is not None:
         settings.sandbox.activities = activities
-    org = sandbox_org(settings)
+    org, portal = sandbox_crms(settings)
     port = port if port is not None else settings.sandbox.port
     cert_dir = settings.data_dir / "sandbox"
     console.print(
         f"sandbox CRM on https://{settings.sandbox.host}:{port} — "
         f"{', '.join(f'{len(org.records(t))} {t}' for t in ('Account', 'Opportunity', 'Task', 'Event'))}\n"
-        f"sync it from another terminal: okrsync sync salesforce --sandbox-url https://{settings.sandbox.host}:{port}"
+        f"sync it from another terminal: okrsync sync salesforce|hubspot --sandbox-url"
+        f" https://{settings.sandbox.host}:{port}"
     )
-    serve_forever(org, host=settings.sandbox.host, port=port, cert_dir=cert_dir)
+    serve_forever(org, host=settings.sandbox.host, port=port, cert_dir=cert_dir, portal=portal)
+
+
+FullOption = Annotated[bool, typer.Option("--full", help="Re-read everything and sweep deleted records.")]
+SandboxOption = Annotated[
+    bool, typer.Option("--sandbox", help="Start the built-in sandbox CRM in this process and sync from it.")
+]
+SandboxUrlOption = Annotated[
+    str | None, typer.Option(help="Sync from a running `okrsync sandbox`, e.g. https://127.0.0.1:8765.")
+]
 
 
 @sync_app.command("salesforce")
 def sync_salesforce(
-    full: Annotated[bool, typer.Option("--full", help="Re-read everything and sweep deleted records.")] = False,
-    use_sandbox: Annotated[
-        bool, typer.Option("--sandbox", help="Start the built-in sandbox CRM in this process and sync from it.")
-    ] = False,
-    sandbox_url: Annotated[
-        str | None, typer.Option(help="Sync from a running `okrsync sandbox`, e.g. https://127.0.0.1:8765.")
-    ] = None,
+    full: FullOption = False, use_sandbox: SandboxOption = False, sandbox_url: SandboxUrlOption = None
 ) -> None:
     """Pull Opportunity, Account, Contact, User, Task, Event and OpportunityContactRole into the local model."""
+    _sync("salesforce", full=full, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
+
+
+@sync_app.command("hubspot")
+def sync_hubspot(
+    full: FullOption = False, use_sandbox: SandboxOption = False, sandbox_url: SandboxUrlOption = None
+) -> None:
+    """Pull owners, companies, contacts, deals, calls, emails, meetings, notes and tasks with their associations."""
+    _sync("hubspot", full=full, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
+
+
+def _connector(crm: str, base_url: str, ca_path: str) -> SalesforceConnector | HubSpotConnector:
+    if crm == "salesforce":
+        return SalesforceConnector(sandbox_config(base_url, ca_path))
+    return HubSpotConnector(hubspot_sandbox_config(base_url, ca_path))
+
+
+def _sync(crm: str, *, full: bool, use_sandbox: bool, sandbox_url: str | None) -> None:
     settings = get_settings()
     _setup_logging(settings)
     engine = make_engine(settings.effective_database_url)
     create_schema(engine)
     with ExitStack() as stack:
         connection_name = settings.connection_name
+        connector: SalesforceConnector | HubSpotConnector
         if use_sandbox or sandbox_url:
             connection_name = "sandbox"
             if sandbox_url:
-                config = sandbox_config(sandbox_url, str(settings.data_dir / "sandbox" / "ca.pem"))
+                connector = _connector(crm, sandbox_url, str(settings.data_dir / "sandbox" / "ca.pem"))
             else:
                 from connectors.sandbox.server import SandboxServer
 
-                server = stack.enter_context(
-                    SandboxServer(sandbox_org(settings), cert_dir=settings.data_dir / "sandbox")
-                )
-                config = sandbox_config(server.base_url, server.ca_path or "")
-        elif settings.salesforce is None:
+                org, portal = sandbox_crms(settings)
+                server = stack.enter_context(SandboxServer(org, portal=portal, cert_dir=settings.data_dir / "sandbox"))
+                connector = _connector(crm, server.base_url, server.ca_path or "")
+        elif crm == "salesforce" and settings.salesforce is not None:
+            connector = SalesforceConnector(settings.salesforce)
+        elif crm == "hubspot" and settings.hubspot is not None:
+            connector = HubSpotConnector(settings.hubspot)
+        else:
+            first = "INSTANCE_URL" if crm == "salesforce" else "ACCESS_TOKEN"
             console.print(
-                "[red]Salesforce is not configured.[/] Set OKRSYNC_SALESFORCE__INSTANCE_URL and credentials"
-                " (see README: 'Connecting a real Salesforce org'), or try it with --sandbox."
+                f"[red]{crm} is not configured.[/] Set OKRSYNC_{crm.upper()}__{first} and the other settings"
+                f" (see README: 'Connecting a real {crm.capitalize()}'), or try it with --sandbox."
             )
             raise typer.Exit(2)
-        else:
-            config = settings.salesforce
-        connector = SalesforceConnector(config)
         progress = None
         if sys.stderr.isatty():
             bar = stack.enter_context(

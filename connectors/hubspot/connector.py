@@ -126,7 +126,7 @@ class HubSpotConnector:
     """Reads one HubSpot portal. ``api_calls`` counts the HTTP calls made (retries included)."""
 
     crm = "hubspot"
-    streams = mapping.STREAMS
+    streams: tuple[str, ...] = mapping.STREAMS
 
     def __init__(self, config: HubSpotConfig) -> None:
         self.config = config
@@ -162,7 +162,7 @@ class HubSpotConnector:
         return self.config.host
 
     def supports_deleted(self, stream: str) -> bool:
-        return stream in mapping.OBJECT_STREAMS
+        return True
 
     def usage_text(self) -> str | None:
         if not self.guard.daily:
@@ -266,23 +266,29 @@ class HubSpotConnector:
             self._pipelines = Pipelines(stages=stages)
         return self._pipelines
 
-    def _owner_pages(self) -> Iterator[Page]:
+    def _owner_pages(self, *, archived: bool = False) -> Iterator[Page]:
+        """Owners are few and not searchable: every run lists them all (one call per 500)."""
         after: str | None = None
+        newest: tuple[datetime, str] | None = None
         while True:
             answer = self._call(
                 "owners",
-                partial(self._owners.get_page_with_http_info, limit=OWNERS_LIMIT, after=after, archived=False),
+                partial(self._owners.get_page_with_http_info, limit=OWNERS_LIMIT, after=after, archived=archived),
             )
             page = Page()
             for owner in answer.results:
                 try:
-                    page.records.append(mapping.owner_record(_json_safe(owner.to_dict())))
+                    record = mapping.owner_record(self._owners.api_client.sanitize_for_serialization(owner))
+                    page.records.append(record)
+                    newest = max(newest or (record.modified_at, ""), (record.modified_at, record.external_id))
                 except SkippableError as exc:
                     page.skipped.append(SkippedRecord(external_id=str(owner.id), reason=str(exc), raw={}))
-            yield page
             after = answer.paging.next.after if answer.paging and answer.paging.next else None
             if not after:
+                page.cursor = newest
+                yield page
                 return
+            yield page
 
     # -- objects -----------------------------------------------------------------------------------------------
     def _properties(self, stream: str) -> list[str]:
@@ -386,13 +392,12 @@ class HubSpotConnector:
                 continue
             if not next_after or not rows:
                 return
-            # the 10,000 cap: move the window to the last timestamp seen (GTE re-reads its ties: idempotent)
+            # the 10,000 cap: read every record stamped with the last timestamp seen by id (ties are not ordered
+            # by id in time-sorted results), then go on strictly after it. Costs at most one re-read of that
+            # timestamp's records; a bulk update of >10,000 records at one instant is paged by id.
             last = mapping.parse_timestamp(rows[-1].properties.get(prop))
             assert last is not None
-            if last == window:
-                same_stamp, last_id = last, "0"
-            else:
-                window, op = last, "GTE"
+            same_stamp, last_id = last, "0"
 
     def _resolve(self, stream: str, rows: list[HubSpotRow], *, list_mode: bool) -> Page:
         page = Page()
@@ -448,23 +453,18 @@ class HubSpotConnector:
 
     def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
         """Archived records of ``stream`` (the archived listing; deletion webhooks arrive in a later issue)."""
+        if stream == "owners":
+            archived = [r for page in self._owner_pages(archived=True) for r in page.records]
+            return DeletedWindow(
+                deletions=[Deletion(external_id=r.external_id, deleted_at=r.modified_at) for r in archived],
+                latest_covered=end,
+            )
         deletions = [
             Deletion(external_id=row.id, deleted_at=mapping.parse_timestamp(row.properties.get("archivedAt")))
             for rows in self._list_rows(stream, archived=True)
             for row in rows
         ]
         return DeletedWindow(deletions=deletions, latest_covered=end)
-
-
-def _json_safe(value: Any) -> Any:
-    """Client models hold datetimes; raw payloads are stored as JSON."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _ms(value: datetime) -> int:

@@ -247,7 +247,7 @@ def _task(row: dict[str, Any], currency: str) -> Activity:
         direction=_CALL_DIRECTIONS.get(row.get("CallType") or ""),
         status=row.get("Status"),
         occurred_at=occurred,
-        due_at=due,
+        due_at=due if kind is ActivityKind.task else None,  # a logged call or email has no due date
         completed_at=completed,
         duration_seconds=row.get("CallDurationInSeconds"),
     )

@@ -140,9 +140,15 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(org: SandboxOrg, host: str = "127.0.0.1", port: int = 8443, cert_dir: Path | None = None) -> None:
-    """Serve `org` over HTTPS in the foreground until interrupted (for a CLI); prints where the CA file is."""
-    config, ca_path = _config(org, tls=True, cert_dir=cert_dir)
+def serve_forever(
+    org: SandboxOrg,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    cert_dir: Path | None = None,
+    portal: HubSpotPortal | None = None,
+) -> None:
+    """Serve `org` (and `portal`) over HTTPS in the foreground until interrupted (for a CLI)."""
+    config, ca_path = _config(org, tls=True, cert_dir=cert_dir, portal=portal)
     config.host, config.port = host, port
     print(f"sandbox CRM on https://{host}:{port} (CA: {ca_path})", flush=True)
     uvicorn.Server(config).run()

@@ -49,7 +49,12 @@ def make_engine(url: str) -> Engine:
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql+psycopg://"):
+        # psycopg prepares a statement after 5 runs and PostgreSQL may then keep a generic plan made while a table
+        # was nearly empty: "external_id IN (1,000 ids)" became a 3-second sequential scan during a first sync
+        connect_args["prepare_threshold"] = None
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.hubspot.config import HubSpotConfig
 from connectors.salesforce.config import SalesforceConfig
 
 
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
     )
     connection_name: str = Field(default="default", description="Name of the CRM connection rows are filed under.")
     salesforce: SalesforceConfig | None = None
+    hubspot: HubSpotConfig | None = None
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     log_level: str = "INFO"
 

@@ -1,0 +1,227 @@
+"""The sandbox's Salesforce scenario told in HubSpot's terms: one sales quarter, two CRMs.
+
+``portal_from_org`` turns the Salesforce seed (``generator.generate_org``) into a HubSpot portal holding the same
+owners, companies, contacts, deals (in a pipeline whose stages carry the Salesforce stage names) and engagements
+with their associations, so that a test can prove both connectors derive the same canonical records.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from connectors.records import Activity, ActivityKind, Direction
+from connectors.salesforce.mapping import to_record
+from connectors.sandbox.hubspot_portal import HubSpotPortal, format_timestamp
+
+
+def _stamp(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return format_timestamp(value)
+    return format_timestamp(datetime.fromisoformat(str(value)))
+
+
+def stage_id(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", label.lower())
+
+
+class IdMap(dict[str, str]):
+    """Salesforce id → HubSpot id."""
+
+
+def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any) -> tuple[HubSpotPortal, IdMap]:
+    portal = HubSpotPortal(**portal_options)
+    ids = IdMap()
+    next_id: dict[str, int] = {}
+
+    def new_id(kind: str, sf_id: str, start: int) -> str:
+        next_id[kind] = next_id.get(kind, start) + 1
+        ids[sf_id] = str(next_id[kind])
+        return ids[sf_id]
+
+    for user in data["User"]:
+        owner_id = new_id("owners", user["Id"], 100_000)
+        portal.owners.append(
+            {
+                "id": owner_id,
+                "email": user.get("Email"),
+                "type": "PERSON",
+                "firstName": user.get("FirstName"),
+                "lastName": user.get("LastName"),
+                "userId": int(owner_id) + 9_000_000,
+                "createdAt": _stamp(user["CreatedDate"]),
+                "updatedAt": _stamp(user["SystemModstamp"]),
+                "archived": False,
+            }
+        )
+
+    stages: dict[str, dict[str, Any]] = {}
+    for opportunity in data["Opportunity"]:
+        label = opportunity["StageName"]
+        if label not in stages:
+            stages[label] = {
+                "id": stage_id(label),
+                "label": label,
+                "displayOrder": len(stages),
+                "metadata": {
+                    "isClosed": "true" if opportunity["IsClosed"] else "false",
+                    "probability": str((opportunity.get("Probability") or 0) / 100),
+                },
+                "createdAt": _stamp(opportunity["CreatedDate"]),
+                "updatedAt": _stamp(opportunity["CreatedDate"]),
+                "archived": False,
+            }
+    first = min((s["createdAt"] for s in stages.values()), default=None)
+    portal.pipelines["deals"] = [
+        {
+            "id": "default",
+            "label": "Sales Pipeline",
+            "displayOrder": 0,
+            "stages": list(stages.values()),
+            "createdAt": first,
+            "updatedAt": first,
+            "archived": False,
+        }
+    ]
+
+    def owner(row: dict[str, Any]) -> str | None:
+        return ids.get(row.get("OwnerId") or "")
+
+    def insert(
+        kind: str,
+        sf_row: dict[str, Any],
+        start: int,
+        properties: dict[str, Any],
+        associations: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        # engagements share one id space, as in HubSpot (they all land in the activity table)
+        hs_id = new_id("engagements" if start == 20_000_000 else kind, sf_row["Id"], start)
+        modified = "lastmodifieddate" if kind == "contacts" else "hs_lastmodifieddate"
+        created = "createdate" if kind in ("companies", "contacts", "deals") else "hs_createdate"
+        portal.insert(
+            kind,
+            {
+                "hs_object_id": hs_id,
+                created: _stamp(sf_row["CreatedDate"]),
+                modified: _stamp(sf_row["SystemModstamp"]),
+                **properties,
+            },
+            associations=[(k, i) for k, i in associations if i],
+        )
+
+    for account in data["Account"]:
+        insert(
+            "companies",
+            account,
+            5_000_000,
+            {
+                "name": account.get("Name"),
+                "industry": account.get("Industry"),
+                "country": account.get("BillingCountry"),
+                "annualrevenue": account.get("AnnualRevenue"),
+                "numberofemployees": account.get("NumberOfEmployees"),
+                "hubspot_owner_id": owner(account),
+                "notes_last_updated": _stamp(account.get("LastActivityDate")),
+                "key_account": account.get("Key_Account__c"),
+                "tier": account.get("Tier__c"),
+            },
+        )
+    for contact in data["Contact"]:
+        company = ids.get(contact.get("AccountId") or "")
+        insert(
+            "contacts",
+            contact,
+            7_000_000,
+            {
+                "firstname": contact.get("FirstName"),
+                "lastname": contact.get("LastName"),
+                "email": contact.get("Email"),
+                "jobtitle": contact.get("Title"),
+                "hubspot_owner_id": owner(contact),
+                "associatedcompanyid": company,
+            },
+            [("companies", company or "")],
+        )
+    roles: dict[str, list[str]] = {}
+    for role in data["OpportunityContactRole"]:
+        roles.setdefault(role["OpportunityId"], []).append(role["ContactId"])
+    for opportunity in data["Opportunity"]:
+        stage = stages[opportunity["StageName"]]
+        insert(
+            "deals",
+            opportunity,
+            9_000_000,
+            {
+                "dealname": opportunity.get("Name"),
+                "amount": opportunity.get("Amount"),
+                "deal_currency_code": "EUR",
+                "dealstage": stage["id"],
+                "pipeline": "default",
+                "closedate": _stamp(opportunity.get("CloseDate")),
+                "hubspot_owner_id": owner(opportunity),
+                "hs_next_step": opportunity.get("NextStep"),
+                "hs_deal_stage_probability": (opportunity.get("Probability") or 0) / 100,
+                "notes_last_updated": _stamp(opportunity.get("LastActivityDate")),
+                f"hs_date_entered_{stage['id']}": _stamp(opportunity.get("LastStageChangeDate")),
+                "segment": opportunity.get("Segment__c"),
+            },
+            [
+                ("companies", ids.get(opportunity.get("AccountId") or "", "")),
+                *[("contacts", ids.get(c, "")) for c in roles.get(opportunity["Id"], [])],
+            ],
+        )
+
+    for sobject in ("Task", "Event"):
+        for row in data[sobject]:
+            activity = to_record(sobject, row, currency="EUR")
+            assert isinstance(activity, Activity)
+            kind, properties = _engagement(activity)
+            links = [
+                ("companies", ids.get(activity.account_id or "", "")),
+                ("deals", ids.get(activity.opportunity_id or "", "")),
+                *[("contacts", ids.get(c, "")) for c in activity.contact_ids],
+            ]
+            insert(kind, row, 20_000_000, {**properties, "hubspot_owner_id": ids.get(activity.owner_id or "")}, links)
+    return portal, ids
+
+
+_CALL_DIRECTION = {Direction.inbound: "INBOUND", Direction.outbound: "OUTBOUND"}
+_EMAIL_DIRECTION = {Direction.inbound: "INCOMING_EMAIL", Direction.outbound: "EMAIL"}
+
+
+def _engagement(activity: Activity) -> tuple[str, dict[str, Any]]:
+    at = _stamp(activity.occurred_at)
+    if activity.activity_kind is ActivityKind.call:
+        duration = activity.duration_seconds * 1000 if activity.duration_seconds is not None else None
+        return "calls", {
+            "hs_timestamp": at,
+            "hs_call_title": activity.subject,
+            "hs_call_status": activity.status,
+            "hs_call_direction": _CALL_DIRECTION.get(activity.direction) if activity.direction else None,
+            "hs_call_duration": duration,
+        }
+    if activity.activity_kind is ActivityKind.email:
+        return "emails", {
+            "hs_timestamp": at,
+            "hs_email_subject": activity.subject,
+            "hs_email_direction": _EMAIL_DIRECTION.get(activity.direction) if activity.direction else None,
+            "hs_email_status": activity.status,
+        }
+    if activity.activity_kind is ActivityKind.meeting:
+        return "meetings", {
+            "hs_timestamp": at,
+            "hs_meeting_title": activity.subject,
+            "hs_meeting_start_time": at,
+            "hs_meeting_end_time": _stamp(activity.completed_at),
+        }
+    return "tasks", {
+        "hs_timestamp": _stamp(activity.due_at),
+        "hs_task_subject": activity.subject,
+        "hs_task_status": "COMPLETED" if activity.occurred_at else "NOT_STARTED",
+        "hs_task_completion_date": _stamp(activity.completed_at),
+        "hs_task_type": "TODO",
+    }
