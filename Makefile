@@ -1,5 +1,5 @@
 # Two commands set everything up on a fresh machine (Python 3.11+):
-#   make run    the main job: sandbox CRM + Salesforce sync into SQLite, no account needed
+#   make run    the main job: sandbox CRM + Salesforce and HubSpot syncs into SQLite, no account needed
 #   make test   the whole test suite (ruff, mypy, pytest on SQLite and PostgreSQL)
 PY ?= python3
 VENV := .venv
@@ -17,6 +17,7 @@ install: $(BIN)/okrsync
 run: install
 	$(BIN)/okrsync sync salesforce --sandbox
 	$(BIN)/okrsync sync salesforce --sandbox
+	$(BIN)/okrsync sync hubspot --sandbox
 
 lint: install
 	$(BIN)/ruff check connectors mappings service tests bench

@@ -14,7 +14,9 @@ from service.cli import app
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["sandbox"], ["sync"], ["sync", "salesforce"]], ids=lambda a: " ".join(a) or "okrsync"
+    "args",
+    [[], ["sandbox"], ["sync"], ["sync", "salesforce"], ["sync", "hubspot"]],
+    ids=lambda a: " ".join(a) or "okrsync",
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = CliRunner().invoke(app, [*args, "--help"])
