@@ -304,6 +304,15 @@ class HubSpotPortal:
             self.link(source, int(from_id), target, int(to_id))
             self.version += 1
 
+    def unassociate(self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int) -> None:
+        """Remove a link both ways; no last-modified date changes (whether HubSpot bumps it is unverified,
+        so okrsync does not rely on it: a full sync or the association webhooks pick it up)."""
+        source, target = object_type(from_kind) or from_kind, object_type(to_kind) or to_kind
+        with self._lock:
+            self._links.get((source, int(from_id)), {}).get(target, {}).pop(int(to_id), None)
+            self._links.get((target, int(to_id)), {}).get(source, {}).pop(int(from_id), None)
+            self.version += 1
+
     def link(self, source: str, from_id: int, target: str, to_id: int) -> None:
         """Symmetric link without locking or checks (for generators)."""
         links = self._links

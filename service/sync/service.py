@@ -198,9 +198,15 @@ def _sync_stream(
     with Session(engine, expire_on_commit=False) as session:
         state = repository.get_state(session, connection_id=connection_id, stream=stream)
         if state.full_started_at is not None:
-            counts.deleted += repository.sweep_unseen(
-                session, kind, connection_id=connection_id, crm_object=stream, full_started_at=state.full_started_at
-            )
+            for swept_kind in repository.TABLES:  # a stream may fill several tables (deals → deal↔contact links)
+                swept = repository.sweep_unseen(
+                    session,
+                    swept_kind,
+                    connection_id=connection_id,
+                    crm_object=stream,
+                    full_started_at=state.full_started_at,
+                )
+                counts.deleted += swept if swept_kind == kind else 0
             run.full = True
             state.deleted_checked_at, state.full_started_at = state.full_started_at, None
         elif connector.supports_deleted(stream) and state.deleted_checked_at is not None:
@@ -241,8 +247,14 @@ def _store_page(
         ids = list(newest)
         table = repository.TABLES[record_kind]
         stored = repository.stored_stamps(session, table, connection_id=connection_id, ids=ids)
+        # A full sync rewrites records of the same version too: associations can change without a new change
+        # stamp (HubSpot), and a full sync is the explicit way to refresh them.
         changed = [
-            r for r in newest.values() if r.external_id not in stored or r.modified_at > stored[r.external_id][0]
+            r
+            for r in newest.values()
+            if r.external_id not in stored
+            or r.modified_at > stored[r.external_id][0]
+            or (seen_at is not None and r.modified_at == stored[r.external_id][0])
         ]
         repository.upsert_records(
             session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys()

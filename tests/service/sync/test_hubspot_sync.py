@@ -52,8 +52,8 @@ def hubspot_config(server: SandboxServer, **overrides: Any) -> HubSpotConfig:
     return HubSpotConfig(**values)
 
 
-def sync_hubspot(engine: Engine, config: HubSpotConfig):  # type: ignore[no-untyped-def]
-    return run_sync(engine, HubSpotConnector(config), connection_name="sandbox")
+def sync_hubspot(engine: Engine, config: HubSpotConfig, *, full: bool = False):  # type: ignore[no-untyped-def]
+    return run_sync(engine, HubSpotConnector(config), connection_name="sandbox", full=full)
 
 
 def _links(engine: Engine, crm: str) -> dict[str, set[str]]:
@@ -302,3 +302,24 @@ def test_deal_in_a_deleted_pipeline_and_engagement_without_associations(engine: 
     assert "stage-of-a-deleted-pipeline" in skip.reason and "deleted pipeline" in skip.reason
     note = local_rows(engine, "activity", crm="hubspot")[lonely["id"]]
     assert (note.activity_kind, note.account_id, note.opportunity_id) == ("note", None, None)
+
+
+def test_associations_added_and_removed_between_runs(engine: Engine, scenario: Any) -> None:
+    server, _org, portal, _ids = scenario
+    config = hubspot_config(server)
+    sync_hubspot(engine, config)
+    call = portal.records("calls")[0]
+    deal = portal.records("deals")[0]
+    old_contacts = [str(i) for i, _type in portal.associations("calls", call["id"], "contacts")]
+    new_contact = next(c["id"] for c in portal.records("contacts") if c["id"] not in old_contacts)
+    deal_contacts = [str(i) for i, _type in portal.associations("deals", deal["id"], "contacts")]
+    portal.unassociate("calls", call["id"], "contacts", old_contacts[0])
+    portal.associate("calls", call["id"], "contacts", new_contact)
+    portal.unassociate("deals", deal["id"], "contacts", deal_contacts[0])
+
+    sync_hubspot(engine, config, full=True)
+    links = _links(engine, "hubspot")
+    assert new_contact in links[call["id"]] and old_contacts[0] not in links[call["id"]]
+    roles = local_rows(engine, "opportunity_contact", crm="hubspot")
+    assert roles[f"{deal['id']}:{deal_contacts[0]}"].is_deleted
+    assert all(not roles[f"{deal['id']}:{c}"].is_deleted for c in deal_contacts[1:])
