@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import urllib3
 from hubspot import HubSpot
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from connectors.errors import (
     ApiLimitError,
@@ -35,12 +34,12 @@ from connectors.errors import (
     FatalError,
     RetriableError,
     SkippableError,
-    UnreachableError,
 )
 from connectors.hubspot import mapping
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.mapping import HubSpotRow, Pipelines, Stage
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+from connectors.retry import call_with_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -172,24 +171,14 @@ class HubSpotConnector:
 
     # -- the one place where retries are decided ---------------------------------------------------------------
     def _call(self, name: str, fn: Callable[[], tuple[T, int, Any]], *, search: bool = False) -> T:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetriableError),
-            wait=wait_random_exponential(multiplier=self.config.retry_wait_base, max=self.config.retry_wait_max),
-            stop=stop_after_attempt(self.config.max_attempts),
-            reraise=True,
-            before_sleep=lambda s: log.warning(
-                "HubSpot %s failed (%s); retrying", name, s.outcome.exception() if s.outcome else "?"
-            ),
+        return call_with_retries(
+            lambda: self._call_once(name, fn, search=search),
+            crm="HubSpot",
+            name=name,
+            max_attempts=self.config.max_attempts,
+            wait_base=self.config.retry_wait_base,
+            wait_max=self.config.retry_wait_max,
         )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._call_once(name, fn, search=search)
-        except RetriableError as exc:
-            raise UnreachableError(
-                f"HubSpot {name} still failing after {self.config.max_attempts} attempts: {exc}"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _call_once(self, name: str, fn: Callable[[], tuple[T, int, Any]], *, search: bool) -> T:
         if self.guard.daily:

@@ -25,7 +25,6 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
     SalesforceResourceNotFound,
 )
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from connectors.errors import (
     ApiLimitError,
@@ -34,9 +33,9 @@ from connectors.errors import (
     FatalError,
     RetriableError,
     SkippableError,
-    UnreachableError,
 )
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+from connectors.retry import call_with_retries
 from connectors.salesforce import mapping
 from connectors.salesforce.auth import Token, can_renew, fetch_token
 from connectors.salesforce.config import SalesforceConfig
@@ -139,28 +138,14 @@ class SalesforceConnector:
 
     # -- the one place where retries are decided ---------------------------------------------------------------
     def _call(self, name: str, fn: Callable[[Salesforce], T]) -> T:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetriableError),
-            wait=wait_random_exponential(multiplier=self.config.retry_wait_base, max=self.config.retry_wait_max),
-            stop=stop_after_attempt(self.config.max_attempts),
-            reraise=True,
-            before_sleep=lambda state: log.warning(
-                "Salesforce %s failed (%s), attempt %d of %d; retrying",
-                name,
-                state.outcome.exception() if state.outcome else "?",
-                state.attempt_number,
-                self.config.max_attempts,
-            ),
+        return call_with_retries(
+            lambda: self._call_once(name, fn),
+            crm="Salesforce",
+            name=name,
+            max_attempts=self.config.max_attempts,
+            wait_base=self.config.retry_wait_base,
+            wait_max=self.config.retry_wait_max,
         )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._call_once(name, fn)
-        except RetriableError as exc:
-            raise UnreachableError(
-                f"Salesforce {name} still failing after {self.config.max_attempts} attempts: {exc}"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _call_once(self, name: str, fn: Callable[[Salesforce], T]) -> T:
         self._guard_budget()
