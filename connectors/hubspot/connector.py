@@ -145,6 +145,8 @@ class HubSpotConnector:
         self._assoc_basic = crm.associations.v4.basic_api
         self._owners = crm.owners.owners_api
         self._pipelines_api = crm.pipelines.pipelines_api
+        self._properties_api = crm.properties.core_api
+        self._checked_properties: set[str] = set()
         self.api_calls = 0
         self.guard = RateGuard(burst_share=config.burst_share, search_per_second=config.search_per_second)
         self._pipelines: Pipelines | None = None
@@ -280,7 +282,23 @@ class HubSpotConnector:
             yield page
 
     # -- objects -----------------------------------------------------------------------------------------------
+    def _check_custom_properties(self, stream: str) -> None:
+        """HubSpot silently omits properties it does not know: check the configured ones once per object type."""
+        wanted = self.config.custom_properties.get(stream, [])
+        if not wanted or stream in self._checked_properties:
+            return
+        answer = self._call("properties", partial(self._properties_api.get_all_with_http_info, stream))
+        known = {prop.name for prop in answer.results}
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            raise ConfigurationError(
+                f"HubSpot has no {stream} propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}"
+                " — check OKRSYNC_HUBSPOT__CUSTOM_PROPERTIES (internal names, not labels)"
+            )
+        self._checked_properties.add(stream)
+
     def _properties(self, stream: str) -> list[str]:
+        self._check_custom_properties(stream)
         props = list(mapping.PROPERTIES[stream]) + self.config.custom_properties.get(stream, [])
         if stream == "deals":
             props += self.pipelines().entered_properties()

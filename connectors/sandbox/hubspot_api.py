@@ -390,6 +390,37 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
     add("/crm/v3/owners", "GET", "owners", owners)
     add("/crm/v3/owners/", "GET", "owners", owners)
     add("/crm/v3/pipelines/{objectType}", "GET", "pipelines", pipelines)
+
+    def properties(request: Request, _body: Any) -> dict[str, Any]:
+        # https://developers.hubspot.com/docs/api-reference/crm-properties-v3/core/get-crm-v3-properties-objectType
+        # The sandbox knows no schema: a property exists when some record of the type has it.
+        kind = _kind(request.path_params["objectType"])
+        names = sorted({name for row in portal.snapshot(kind) for name in row["properties"]})
+        now = _now()
+        return {
+            "results": [
+                {
+                    "name": name,
+                    "label": name,
+                    "type": "string",
+                    "fieldType": "text",
+                    "groupName": f"{kind[:-1]}information",
+                    "description": "",
+                    "options": [],
+                    "displayOrder": -1,
+                    "calculated": False,
+                    "externalOptions": False,
+                    "hasUniqueValue": False,
+                    "hidden": False,
+                    "formField": False,
+                    "createdAt": now,
+                    "updatedAt": now,
+                }
+                for name in names
+            ]
+        }
+
+    add("/crm/v3/properties/{objectType}", "GET", "properties", properties)
     for method in ("GET", "POST"):
         add("/crm/{rest:path}", method, "not_found", not_found)
     return router

@@ -323,3 +323,21 @@ def test_associations_added_and_removed_between_runs(engine: Engine, scenario: A
     roles = local_rows(engine, "opportunity_contact", crm="hubspot")
     assert roles[f"{deal['id']}:{deal_contacts[0]}"].is_deleted
     assert all(not roles[f"{deal['id']}:{c}"].is_deleted for c in deal_contacts[1:])
+
+
+def test_an_unknown_custom_property_stops_the_sync_naming_it(engine: Engine, scenario: Any) -> None:
+    from connectors.errors import ConfigurationError
+
+    server, _org, portal, _ids = scenario
+    config = hubspot_config(server, custom_properties={"deals": ["segment", "forecast_notes"]})
+    with pytest.raises(ConfigurationError, match="no deals property forecast_notes.*CUSTOM_PROPERTIES"):
+        sync_hubspot(engine, config)
+    assert local_rows(engine, "opportunity", crm="hubspot") == {}
+
+    config = hubspot_config(server, custom_properties={"deals": ["segment"]})
+    assert sync_hubspot(engine, config).status == "ok"
+    deal = portal.records("deals")[0]
+    assert (
+        local_rows(engine, "opportunity", crm="hubspot")[deal["id"]].raw["properties"]["segment"]
+        == (deal["properties"]["segment"])
+    )
