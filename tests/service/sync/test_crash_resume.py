@@ -67,3 +67,50 @@ def test_kill_9_mid_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path
         with Session(engine) as session:
             statuses = [r.status for r in session.execute(select(SyncRun).order_by(SyncRun.id)).scalars()]
         assert statuses == ["interrupted", "ok"]
+
+
+@pytest.mark.parametrize("kill_when", ["companies-stored", "engagements-half-stored"])
+def test_kill_9_mid_hubspot_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path, kill_when: str) -> None:
+    from connectors.hubspot.connector import HubSpotConnector
+    from connectors.sandbox.generator import generate_org
+    from connectors.sandbox.hubspot_seed import portal_from_org
+    from service.cli import hubspot_sandbox_config
+    from tests.conftest import ANCHOR
+
+    data = generate_org(anchor=ANCHOR, seed=5, accounts=40, opportunities=80, activities=4000)
+    portal, _ids = portal_from_org(data)
+    portal.faults.add("latency", match="list", seconds=0.1, times=10_000)
+    with SandboxServer(SandboxOrg(data), portal=portal, cert_dir=tmp_path / "sandbox") as server:
+        env = {
+            **os.environ,
+            "OKRSYNC_DATA_DIR": str(tmp_path),
+            "OKRSYNC_DATABASE_URL": db_url,
+            "OKRSYNC_LOG_LEVEL": "WARNING",
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "sync", "hubspot", "--sandbox-url", server.base_url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        table, threshold = (Account, 1) if kill_when == "companies-stored" else (Activity, 1000)
+        deadline = time.monotonic() + 120
+        while _count(engine, table) < threshold:
+            assert child.poll() is None, f"sync ended before the kill: {child.communicate()}"
+            assert time.monotonic() < deadline, "the sync never got there"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+        portal.faults.clear()
+        config = hubspot_sandbox_config(server.base_url, server.ca_path or "")
+        report = run_sync(engine, HubSpotConnector(config), connection_name="sandbox")
+        assert report.status == "ok"
+        with Session(engine) as session:
+            stored = {
+                r for r in session.execute(select(Activity.external_id).where(Activity.is_deleted.is_(False))).scalars()
+            }
+            statuses = [r.status for r in session.execute(select(SyncRun).order_by(SyncRun.id)).scalars()]
+        expected = {r["id"] for kind in ("calls", "emails", "meetings", "notes", "tasks") for r in portal.records(kind)}
+        assert stored == expected
+        assert statuses == ["interrupted", "ok"]
