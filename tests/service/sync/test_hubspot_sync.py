@@ -341,3 +341,42 @@ def test_an_unknown_custom_property_stops_the_sync_naming_it(engine: Engine, sce
         local_rows(engine, "opportunity", crm="hubspot")[deal["id"]].raw["properties"]["segment"]
         == (deal["properties"]["segment"])
     )
+
+
+def test_more_than_10000_changes_with_distinct_timestamps_in_one_window(engine: Engine, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    data = generate_org(anchor=ANCHOR, seed=3, accounts=10, opportunities=10, activities=200)
+    portal, _ids = portal_from_org(data, search_per_second=50)
+    with SandboxServer(SandboxOrg(data), portal=portal, cert_dir=tmp_path / "sandbox") as server:
+        config = hubspot_config(server, search_per_second=5)
+        sync_hubspot(engine, config)
+        start = portal.now()
+        for index in range(10_250):  # an import spread over time: every record its own millisecond
+            stamp = start + timedelta(milliseconds=index)
+            portal.insert(
+                "emails",
+                {
+                    "hs_timestamp": "2026-09-01T10:00:00.000Z",
+                    "hs_email_subject": f"import {index}",
+                    "hs_lastmodifieddate": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                },
+            )
+        report = sync_hubspot(engine, config)
+        assert report.counts["emails"].written == 10_250
+        stored = local_rows(engine, "activity", crm="hubspot")
+        assert sum(1 for a in stored.values() if (a.subject or "").startswith("import ")) == 10_250
+
+
+def test_a_record_with_more_than_500_associations_is_followed_page_by_page(engine: Engine, scenario: Any) -> None:
+    server, _org, portal, _ids = scenario
+    company = portal.records("companies")[0]["id"]
+    contacts = [portal.insert("contacts", {"firstname": f"C{i}", "lastname": "Many"})["id"] for i in range(520)]
+    meeting = portal.insert(
+        "meetings",
+        {"hs_timestamp": "2026-09-03T09:00:00.000Z", "hs_meeting_title": "Town hall"},
+        associations=[("companies", company), *[("contacts", c) for c in contacts]],
+    )
+    sync_hubspot(engine, hubspot_config(server))
+    assert _links(engine, "hubspot")[meeting["id"]] == set(contacts)
+    assert portal.api_calls["assoc_list"] >= 1
