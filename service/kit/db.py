@@ -3,8 +3,7 @@ PostgreSQL, and upserts that work on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,12 +71,6 @@ def create_schema(engine: Engine) -> None:
     import service.models  # noqa: F401  (registers every table)
 
     SQLModel.metadata.create_all(engine)
-
-
-@contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    with Session(engine, expire_on_commit=False) as session:
-        yield session
 
 
 def upsert(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlmodel import Session, SQLModel
 
 from connectors import records as crm
@@ -200,11 +200,3 @@ def start_run(session: Session, *, connection_id: int, full: bool) -> SyncRun:
     session.add(run)
     session.flush()
     return run
-
-
-def count_rows(session: Session, kind: str, *, connection_id: int, include_deleted: bool = False) -> int:
-    table: Any = TABLES[kind]
-    query = select(func.count()).select_from(table).where(table.connection_id == connection_id)
-    if not include_deleted:
-        query = query.where(table.is_deleted.is_(False))
-    return int(session.execute(query).scalar_one())

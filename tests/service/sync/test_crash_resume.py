@@ -24,6 +24,17 @@ from tests.conftest import fast_config, small_org
 from tests.service.sync.helpers import assert_local_equals_org
 
 
+def _kill_when_stored(child: subprocess.Popen, engine: Engine, table: type, threshold: int) -> None:
+    """kill -9 the sync as soon as ``threshold`` rows of ``table`` are committed."""
+    deadline = time.monotonic() + 120
+    while _count(engine, table) < threshold:
+        assert child.poll() is None, f"sync ended before the kill: {child.communicate()}"
+        assert time.monotonic() < deadline, "the sync never got there"
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
 def _count(engine: Engine, table: type) -> int:
     with Session(engine) as session:
         return int(session.execute(select(func.count()).select_from(table)).scalar_one())
@@ -47,13 +58,7 @@ def test_kill_9_mid_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path
             stderr=subprocess.PIPE,
         )
         table, threshold = (Account, 1) if kill_when == "accounts-stored" else (Activity, 2000)
-        deadline = time.monotonic() + 60
-        while _count(engine, table) < threshold:
-            assert child.poll() is None, f"sync ended before the kill: {child.communicate()}"
-            assert time.monotonic() < deadline, "the sync never got there"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        _kill_when_stored(child, engine, table, threshold)
         stored_before = _count(engine, Activity)
 
         org.faults.clear()
@@ -94,13 +99,7 @@ def test_kill_9_mid_hubspot_sync_then_resume(engine: Engine, db_url: str, tmp_pa
             stderr=subprocess.PIPE,
         )
         table, threshold = (Account, 1) if kill_when == "companies-stored" else (Activity, 1000)
-        deadline = time.monotonic() + 120
-        while _count(engine, table) < threshold:
-            assert child.poll() is None, f"sync ended before the kill: {child.communicate()}"
-            assert time.monotonic() < deadline, "the sync never got there"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        _kill_when_stored(child, engine, table, threshold)
 
         portal.faults.clear()
         config = hubspot_sandbox_config(server.base_url, server.ca_path or "")
