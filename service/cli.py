@@ -8,7 +8,7 @@ import sys
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import SecretStr
@@ -23,11 +23,13 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.mapping import OBJECTS
 from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
+from service.okrs.commands import register as register_okr_commands
 from service.sync.service import run_sync
 
 app = typer.Typer(help="okrsync: activity-based OKRs from your CRM.", no_args_is_help=True)
 sync_app = typer.Typer(help="Pull CRM data into the local model.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
+register_okr_commands(app)
 console = Console(stderr=True)
 
 
@@ -65,19 +67,22 @@ def sandbox_org(settings: Settings):  # type: ignore[no-untyped-def]
     state_file = settings.data_dir / "sandbox" / "org.json"
     state_file.parent.mkdir(parents=True, exist_ok=True)
     sizes = settings.sandbox
-    wanted = {
+    wanted: dict[str, Any] = {
         "seed": sizes.seed,
         "accounts": sizes.accounts,
         "opportunities": sizes.opportunities,
         "activities": sizes.activities,
     }
+    if sizes.anchor is not None:
+        wanted["anchor"] = sizes.anchor.astimezone(UTC).isoformat()
     saved = json.loads(state_file.read_text()) if state_file.exists() else {}
     if {k: saved.get(k) for k in wanted} != wanted:
-        anchor = datetime.now(UTC).replace(second=0, microsecond=0)
+        anchor = sizes.anchor or datetime.now(UTC).replace(second=0, microsecond=0)
         saved = {**wanted, "anchor": anchor.isoformat()}
         state_file.write_text(json.dumps(saved, indent=2))
     anchor = datetime.fromisoformat(saved["anchor"])
-    return SandboxOrg(generate_org(anchor=anchor, **wanted))
+    sizes_only = {k: v for k, v in wanted.items() if k != "anchor"}
+    return SandboxOrg(generate_org(anchor=anchor, **sizes_only))
 
 
 def sandbox_crms(settings: Settings):  # type: ignore[no-untyped-def]

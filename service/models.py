@@ -1,5 +1,17 @@
 """Every table of the local model, imported in one place so metadata is complete (create_all, migrations)."""
 
+from service.compute.models import (
+    Computation,
+    HygieneFinding,
+    HygieneSummary,
+    KamAccountScore,
+    KamCriterionResult,
+    KeyResultContribution,
+    KeyResultEvidence,
+    KeyResultHistory,
+    KeyResultValue,
+    ObjectiveValue,
+)
 from service.crm.models import (
     Account,
     Activity,
@@ -10,9 +22,24 @@ from service.crm.models import (
     OpportunityContact,
     Owner,
 )
+from service.okrs.models import KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
 from service.sync.models import SyncRun, SyncSkip, SyncState
 
 __all__ = [
+    "Computation",
+    "HygieneFinding",
+    "HygieneSummary",
+    "KamAccountScore",
+    "KamAssessment",
+    "KamCriterionResult",
+    "KeyResultContribution",
+    "KeyResultEvidence",
+    "KeyResultHistory",
+    "KeyResultValue",
+    "ManualValue",
+    "ObjectiveValue",
+    "OkrMapping",
+    "OkrMappingVersion",
     "Account",
     "Activity",
     "ActivityContact",

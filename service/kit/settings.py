@@ -12,6 +12,7 @@ Examples::
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +32,11 @@ class SandboxSettings(BaseModel):
     accounts: int = Field(default=400, ge=1)
     opportunities: int = Field(default=1000, ge=0)
     activities: int = Field(default=20_000, ge=0)
+    anchor: datetime | None = Field(
+        default=None,
+        description="End of the generated quarter (default: the first run's time, kept in data_dir). The example "
+        "mappings use Q3 2026: `make run` sets 2026-09-30T18:00:00Z.",
+    )
 
 
 class Settings(BaseSettings):

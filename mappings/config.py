@@ -1,0 +1,455 @@
+"""The mapping file sales ops write: one team, one cycle, objectives with key results, hygiene rules, KAM criteria.
+
+Every metric, rule and criterion kind is a model tagged by ``type``; every field has a title, description and
+example so the published JSON Schema (``okrsync mappings schema``) lets editors validate the YAML as people type.
+Checks that need no database live here (dates, targets, duplicate keys, field names); checks against the synced
+CRM data (team members, custom fields present) live in ``mappings.validate``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mappings.fields import CustomField, FieldType, RecordType, UnknownField, resolve
+from mappings.filters import Condition, FieldCondition, FollowedByCondition, conditions_fields
+from mappings.hygiene_rules import HygieneRule
+from mappings.kam_criteria import KamCriterion
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Member(_Strict):
+    email: str = Field(
+        title="Owner e-mail",
+        description="The CRM user's e-mail; the same person is found in Salesforce and HubSpot.",
+        examples=["anna.berger@example.com"],
+        min_length=3,
+    )
+    name: str | None = Field(default=None, title="Display name", examples=["Anna Berger"])
+
+
+class Team(_Strict):
+    name: str = Field(title="Team name", examples=["Vertrieb DACH"], min_length=1)
+    members: list[Member] = Field(min_length=1, title="Members", description="The team's CRM owners.")
+
+    @field_validator("members")
+    @classmethod
+    def _unique(cls, members: list[Member]) -> list[Member]:
+        seen: set[str] = set()
+        for member in members:
+            if member.email.lower() in seen:
+                raise ValueError(f"{member.email} is listed twice")
+            seen.add(member.email.lower())
+        return members
+
+
+class Cycle(_Strict):
+    name: str = Field(title="Cycle name", examples=["Q3 2026"], min_length=1)
+    start: date = Field(title="First day", examples=["2026-07-01"])
+    end: date = Field(title="Last day (inclusive)", examples=["2026-09-30"])
+
+    @model_validator(mode="after")
+    def _length(self) -> Cycle:
+        if self.end < self.start:
+            raise ValueError(f"cycle ends ({self.end}) before it starts ({self.start})")
+        days = (self.end - self.start).days + 1
+        if days > 93:
+            raise ValueError(f"a cycle lasts 1–3 months; this one has {days} days — split it into cycles")
+        return self
+
+
+class Sprint(_Strict):
+    key: str = Field(pattern=KEY_PATTERN, title="Sprint key", examples=["acquisition-1"])
+    name: str = Field(title="Sprint name", examples=["Acquisition sprint 1"])
+    start: date = Field(title="First day", examples=["2026-08-03"])
+    end: date = Field(title="Last day (inclusive)", examples=["2026-08-14"])
+
+    @model_validator(mode="after")
+    def _order(self) -> Sprint:
+        if self.end < self.start:
+            raise ValueError(f"sprint ends ({self.end}) before it starts ({self.start})")
+        return self
+
+
+class Direction(StrEnum):
+    """Which way is better. Member names avoid ``str.lower``."""
+
+    higher = "higher"
+    lower_is_better = "lower"
+
+
+class Distinct(StrEnum):
+    accounts = "accounts"
+    contacts = "contacts"
+    opportunities = "opportunities"
+
+
+class Counted(StrEnum):
+    activities = "activities"
+    opportunities = "opportunities"
+
+
+class DateField(StrEnum):
+    occurred_at = "occurred_at"
+    created_at = "created_at"
+    close_date = "close_date"
+    completed_at = "completed_at"
+    none = "none"
+
+
+_WHERE: Any = Field(
+    default_factory=list,
+    title="Filter",
+    description="Conditions that must all hold (see mappings/filters.py for fields and operators).",
+    examples=[[{"field": "activity_kind", "op": "eq", "value": "meeting"}]],
+)
+_DATE_FIELD = Field(
+    default=None,
+    title="Date field",
+    description="Which date must fall in the KR's window. Default: occurred_at for activities, created_at for "
+    "opportunities; `none` counts the current state (e.g. open opportunities now).",
+)
+
+
+class CountMetric(_Strict):
+    """How many activities or opportunities match (optionally distinct accounts, contacts or opportunities)."""
+
+    type: Literal["count"] = "count"
+    of: Counted = Field(title="Records counted", examples=["activities"])
+    distinct: Distinct | None = Field(default=None, title="Count distinct", examples=["accounts"])
+    where: list[Condition] = _WHERE
+    date_field: DateField | None = _DATE_FIELD
+
+
+class SumMetric(_Strict):
+    """The sum of a numeric field, e.g. the amount of new pipeline created."""
+
+    type: Literal["sum"] = "sum"
+    of: Counted = Field(title="Records summed", examples=["opportunities"])
+    field: str = Field(title="Numeric field", examples=["amount"])
+    where: list[Condition] = _WHERE
+    date_field: DateField | None = _DATE_FIELD
+
+
+Part = Annotated[CountMetric | SumMetric, Field(discriminator="type")]
+
+
+class RatioMetric(_Strict):
+    """numerator / denominator as a fraction 0–1 (targets are fractions too: 0.8 for 80 %)."""
+
+    type: Literal["ratio"] = "ratio"
+    numerator: Part = Field(title="Numerator")
+    denominator: Part = Field(title="Denominator")
+
+
+class Statistic(StrEnum):
+    median = "median"
+    p90 = "p90"
+    max = "max"
+    share_within = "share_within"
+
+
+class ResponseTimeMetric(_Strict):
+    """Time from an inbound customer email/call to the team's first response on the same contact or account."""
+
+    type: Literal["response_time"] = "response_time"
+    statistic: Statistic = Field(title="Statistic", examples=["share_within"])
+    within_hours: float | None = Field(
+        default=None, gt=0, title="Limit (hours)", description="For share_within.", examples=[4]
+    )
+    match: Literal["account", "contact"] = Field(default="account", title="Same account or same contact")
+    inbound: list[Condition] = Field(
+        default_factory=list, title="Inbound filter", description="Extra conditions on the customer's inquiry."
+    )
+    response_kinds: list[Literal["call", "email", "meeting"]] = Field(
+        default=["call", "email", "meeting"], min_length=1, title="What counts as a response"
+    )
+
+    @model_validator(mode="after")
+    def _limit(self) -> ResponseTimeMetric:
+        if (self.statistic == Statistic.share_within) != (self.within_hours is not None):
+            raise ValueError("within_hours is needed with statistic share_within, and only there")
+        return self
+
+
+class HygieneScoreMetric(_Strict):
+    """Share of the team's open opportunities passing the hygiene rules (all, or the named ones)."""
+
+    type: Literal["hygiene_score"] = "hygiene_score"
+    rules: list[str] | None = Field(default=None, title="Rules (default: all)", examples=[["no_next_step"]])
+
+
+class KamCriteriaMetric(_Strict):
+    """Share of key accounts that meet their criteria (score at least min_score)."""
+
+    type: Literal["kam_criteria"] = "kam_criteria"
+    min_score: float = Field(default=1.0, gt=0, le=1, title="Account score counted as met", examples=[0.75])
+
+
+class ManualMetric(_Strict):
+    """A value the team enters at a check-in (``okrsync kr set``)."""
+
+    type: Literal["manual"] = "manual"
+    unit: str | None = Field(default=None, examples=["NPS"])
+
+
+Metric = Annotated[
+    CountMetric | SumMetric | RatioMetric | ResponseTimeMetric | HygieneScoreMetric | KamCriteriaMetric | ManualMetric,
+    Field(discriminator="type"),
+]
+
+
+class SprintWindow(_Strict):
+    sprint: str = Field(title="Sprint key", examples=["acquisition-1"])
+
+
+class KeyResult(_Strict):
+    key: str = Field(pattern=KEY_PATTERN, title="Key", description="Stable id; renaming it starts a new KR.")
+    title: str = Field(min_length=1, title="Title", examples=["40 discovery meetings with new prospects"])
+    metric: Metric
+    baseline: float = Field(default=0, title="Baseline", examples=[0])
+    target: float = Field(title="Target", examples=[40])
+    direction: Direction = Field(default=Direction.higher, title="Higher or lower is better")
+    window: Literal["cycle"] | SprintWindow = Field(default="cycle", title="Time window")
+    weight: float = Field(default=1.0, gt=0, title="Weight in the objective")
+
+    @model_validator(mode="after")
+    def _target(self) -> KeyResult:
+        if self.target == self.baseline:
+            raise ValueError(f"target equals baseline ({self.target}): progress could never be measured")
+        moves_up = self.target > self.baseline
+        if moves_up != (self.direction == Direction.higher):
+            raise ValueError(
+                f"direction is {self.direction.value} but the target ({self.target}) is "
+                f"{'above' if moves_up else 'below'} the baseline ({self.baseline})"
+            )
+        return self
+
+
+class Objective(_Strict):
+    key: str = Field(pattern=KEY_PATTERN, title="Key")
+    title: str = Field(min_length=1, title="Objective", examples=["Our customers recommend us"])
+    key_results: list[KeyResult] = Field(min_length=1, max_length=5, title="Key results (1–5)")
+
+
+class Scoring(_Strict):
+    on_track: float = Field(
+        default=0.9, gt=0, le=2, title="On track from", description="Progress ≥ this × expected-by-now is on track."
+    )
+    at_risk: float = Field(default=0.6, ge=0, le=2, title="At risk from", description="Below this is off track.")
+
+    @model_validator(mode="after")
+    def _order(self) -> Scoring:
+        if self.at_risk > self.on_track:
+            raise ValueError("at_risk must not be above on_track")
+        return self
+
+
+class CustomFieldSpec(_Strict):
+    record: RecordType = Field(title="Record type", examples=["account"])
+    type: FieldType = Field(default=FieldType.text, title="Field type", examples=["boolean"])
+    salesforce: str | None = Field(default=None, title="Salesforce API name", examples=["Key_Account__c"])
+    hubspot: str | None = Field(default=None, title="HubSpot property", examples=["key_account"])
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> CustomFieldSpec:
+        if not self.salesforce and not self.hubspot:
+            raise ValueError("name the field in salesforce, hubspot or both")
+        return self
+
+
+class Hygiene(_Strict):
+    stages: list[str] = Field(
+        default_factory=list,
+        title="Open stages in pipeline order",
+        description="Needed by missing_amount (from_stage).",
+        examples=[["Prospecting", "Qualification"]],
+    )
+    rules: list[HygieneRule] = Field(default_factory=list, title="Rules")
+
+
+class KeyAccounts(_Strict):
+    names: list[str] | None = Field(default=None, title="Account names")
+    ids: list[str] | None = Field(default=None, title="CRM account ids")
+    where: list[Condition] | None = Field(default=None, title="Account filter")
+
+    @model_validator(mode="after")
+    def _one(self) -> KeyAccounts:
+        if sum(x is not None for x in (self.names, self.ids, self.where)) != 1:
+            raise ValueError("select key accounts by exactly one of names, ids or where")
+        return self
+
+
+class Kam(_Strict):
+    accounts: KeyAccounts = Field(title="Key accounts")
+    criteria: list[KamCriterion] = Field(min_length=1, title="Criteria per key account")
+
+
+class MappingConfig(_Strict):
+    version: Literal[1] = Field(title="File format version")
+    team: Team
+    cycle: Cycle
+    scoring: Scoring = Field(default_factory=Scoring)
+    custom_fields: dict[str, CustomFieldSpec] = Field(default_factory=dict, title="Custom CRM fields")
+    sprints: list[Sprint] = Field(default_factory=list)
+    objectives: list[Objective] = Field(min_length=1, max_length=5, title="Objectives (1–5)")
+    hygiene: Hygiene = Field(default_factory=Hygiene)
+    kam: Kam | None = None
+
+    def custom(self) -> dict[str, CustomField]:
+        return {k: CustomField(v.record, v.type, v.salesforce, v.hubspot) for k, v in self.custom_fields.items()}
+
+    def key_results(self) -> list[tuple[Objective, KeyResult]]:
+        return [(o, kr) for o in self.objectives for kr in o.key_results]
+
+    def key_result(self, key: str) -> KeyResult:
+        for _objective, kr in self.key_results():
+            if kr.key == key:
+                return kr
+        raise KeyError(key)
+
+
+Loc = tuple[str | int, ...]
+
+
+def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
+    """Problems across sections (keys used twice, unknown sprints/rules/fields), each with its place in the file.
+
+    Kept out of pydantic validators so that each problem keeps its own location.
+    """
+    problems: list[tuple[Loc, str]] = []
+    _unique(problems, ("objectives",), "objective", [o.key for o in config.objectives], "key")
+    for i, objective in enumerate(config.objectives):
+        _unique(problems, ("objectives", i, "key_results"), "key result", [k.key for k in objective.key_results], "key")
+    seen_kr: set[str] = set()
+    for i, objective in enumerate(config.objectives):
+        for j, kr in enumerate(objective.key_results):
+            if kr.key in seen_kr:
+                problems.append(
+                    (("objectives", i, "key_results", j, "key"), f"key result key {kr.key!r} is used twice")
+                )
+            seen_kr.add(kr.key)
+    _unique(problems, ("sprints",), "sprint", [s.key for s in config.sprints], "key")
+    _unique(problems, ("hygiene", "rules"), "hygiene rule", [r.rule_key for r in config.hygiene.rules], "name")
+    if config.kam:
+        _unique(problems, ("kam", "criteria"), "KAM criterion", [c.key for c in config.kam.criteria], "key")
+    sprints = {s.key: s for s in config.sprints}
+    for n, s in enumerate(config.sprints):
+        if s.start < config.cycle.start or s.end > config.cycle.end:
+            problems.append((("sprints", n), f"sprint {s.key} ({s.start} to {s.end}) lies outside the cycle"))
+    rule_keys = {r.rule_key for r in config.hygiene.rules}
+    custom = config.custom()
+    for i, objective in enumerate(config.objectives):
+        for j, kr in enumerate(objective.key_results):
+            at: Loc = ("objectives", i, "key_results", j)
+            if isinstance(kr.window, SprintWindow) and kr.window.sprint not in sprints:
+                problems.append(
+                    ((*at, "window", "sprint"), f"sprint {kr.window.sprint!r} is not defined under sprints")
+                )
+            metric = kr.metric
+            if isinstance(metric, HygieneScoreMetric):
+                if not config.hygiene.rules:
+                    problems.append(((*at, "metric"), "hygiene_score needs rules under hygiene.rules"))
+                for n, name in enumerate(metric.rules or []):
+                    if name not in rule_keys:
+                        problems.append(
+                            ((*at, "metric", "rules", n), f"hygiene rule {name!r} is not defined ({sorted(rule_keys)})")
+                        )
+            if isinstance(metric, KamCriteriaMetric) and config.kam is None:
+                problems.append(((*at, "metric"), "kam_criteria needs a kam section"))
+            for record, conditions, sub in metric_filters(metric):
+                for n, p in check_filter(conditions, record, custom):
+                    problems.append(((*at, "metric", *sub, n), p))
+            parts = (
+                [(("numerator",), metric.numerator), (("denominator",), metric.denominator)]
+                if isinstance(metric, RatioMetric)
+                else [((), metric)]
+                if isinstance(metric, SumMetric)
+                else []
+            )
+            for sub, part in parts:
+                if isinstance(part, SumMetric):
+                    problems.extend(((*at, "metric", *sub, "field"), p) for p in _numeric(part, custom))
+    for n, rule in enumerate(config.hygiene.rules):
+        problems.extend((("hygiene", "rules", n), p) for p in rule.check(config.hygiene.stages, custom))
+    if config.kam:
+        if config.kam.accounts.where:
+            problems.extend(
+                (("kam", "accounts", "where", n), p)
+                for n, p in check_filter(config.kam.accounts.where, RecordType.account, custom)
+            )
+        for n, criterion in enumerate(config.kam.criteria):
+            problems.extend((("kam", "criteria", n), p) for p in criterion.check(custom))
+    return problems
+
+
+def metric_filters(metric: object) -> list[tuple[RecordType, list[Condition], Loc]]:
+    """The filters a metric carries, with the record type each applies to and where it sits in the metric."""
+    if isinstance(metric, CountMetric | SumMetric):
+        return [(RECORD_OF[metric.of], metric.where, ("where",))]
+    if isinstance(metric, RatioMetric):
+        return [
+            (RECORD_OF[metric.numerator.of], metric.numerator.where, ("numerator", "where")),
+            (RECORD_OF[metric.denominator.of], metric.denominator.where, ("denominator", "where")),
+        ]
+    if isinstance(metric, ResponseTimeMetric):
+        return [(RecordType.activity, metric.inbound, ("inbound",))]
+    return []
+
+
+RECORD_OF = {Counted.activities: RecordType.activity, Counted.opportunities: RecordType.opportunity}
+
+
+def check_filter(where: list[Condition], record: RecordType, custom: dict[str, CustomField]) -> list[tuple[int, str]]:
+    """Problems of a filter against the field catalogue, each with the index of its condition."""
+    problems: list[tuple[int, str]] = []
+    for n, condition in enumerate(where):
+        for inner in conditions_fields([condition]):
+            problems.extend((n, p) for p in _check_field(inner, record, custom))
+        if isinstance(condition, FollowedByCondition):
+            if record != RecordType.activity:
+                problems.append((n, "followed_by applies to activities only"))
+            for inner in condition.followed_by.where:
+                problems.extend((n, p) for p in _check_field(inner, RecordType.opportunity, custom))
+    return problems
+
+
+def _check_field(condition: FieldCondition, record: RecordType, custom: dict[str, CustomField]) -> list[str]:
+    try:
+        resolved = resolve(condition.field, record, custom)
+    except UnknownField as exc:
+        return [str(exc)]
+    ordered = condition.op.value in {"gt", "gte", "lt", "lte"}
+    if ordered and resolved.kind == "canonical" and resolved.type in (FieldType.text, FieldType.boolean):
+        return [f"{condition.field} is {resolved.type.value}; {condition.op.value} needs a number or date field"]
+    if condition.op.value in ("is_true", "is_false") and resolved.type != FieldType.boolean and resolved.kind != "raw":
+        return [f"{condition.field} is {resolved.type.value}; {condition.op.value} needs a boolean field"]
+    return []
+
+
+def _numeric(part: SumMetric, custom: dict[str, CustomField]) -> list[str]:
+    try:
+        resolved = resolve(part.field, RECORD_OF[part.of], custom)
+    except UnknownField as exc:
+        return [f"sum field: {exc}"]
+    if resolved.via is not None:
+        return [f"sum field {part.field}: sum a field of the counted record itself"]
+    if resolved.type != FieldType.number and resolved.kind != "raw":
+        return [f"sum field {part.field} is {resolved.type.value}, not a number"]
+    return []
+
+
+def _unique(problems: list[tuple[Loc, str]], at: Loc, what: str, keys: list[str], field: str) -> None:
+    seen: set[str] = set()
+    for n, key in enumerate(keys):
+        if key in seen:
+            problems.append(((*at, n, field), f"{what} key {key!r} is used twice"))
+        seen.add(key)

@@ -1,0 +1,116 @@
+"""The filter language of the mapping file: a fixed set of operators over named fields, no expression language.
+
+A filter is a list of conditions that must all hold (``where:``). A condition names a field and an operator::
+
+    - {field: activity_kind, op: eq, value: meeting}
+    - {field: account.account_type, op: eq, value: Prospect}     # a related record: the activity's account
+    - {field: contact.title, op: in, value: [CEO, CFO]}           # any contact the activity involved
+    - {field: custom.key_account, op: is_true}                    # a custom CRM field declared under custom_fields
+    - {any_of: [{field: subject, op: contains, value: Discovery}, {field: subject, op: contains, value: Demo}]}
+    - {followed_by: {within_days: 60}}                            # an opportunity on the same account created after
+
+Which fields exist depends on the records counted (activities, opportunities, accounts); ``mappings.fields`` holds
+the catalogue and ``mappings.query`` compiles a filter to SQL.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Op(StrEnum):
+    eq = "eq"
+    ne = "ne"
+    in_ = "in"
+    not_in = "not_in"
+    gt = "gt"
+    gte = "gte"
+    lt = "lt"
+    lte = "lte"
+    contains = "contains"
+    not_contains = "not_contains"
+    starts_with = "starts_with"
+    is_set = "is_set"
+    is_not_set = "is_not_set"
+    is_true = "is_true"
+    is_false = "is_false"
+
+
+NO_VALUE_OPS = {Op.is_set, Op.is_not_set, Op.is_true, Op.is_false}
+LIST_OPS = {Op.in_, Op.not_in}
+TEXT_OPS = {Op.contains, Op.not_contains, Op.starts_with}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldCondition(_Strict):
+    """One comparison of a field with a value."""
+
+    field: str = Field(
+        title="Field",
+        description="A field of the counted record, `account.<field>`, `opportunity.<field>`, `contact.<field>`, "
+        "`owner.<field>`, `custom.<name>` (declared under custom_fields) or `raw.<CRM field>`.",
+        examples=["activity_kind", "account.account_type", "custom.key_account"],
+        min_length=1,
+    )
+    op: Op = Field(title="Operator", description="How the field is compared.", examples=["eq", "in", "gte"])
+    value: Any = Field(default=None, title="Value", description="What the field is compared with.", examples=["call"])
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> FieldCondition:
+        if self.op in NO_VALUE_OPS:
+            if self.value is not None:
+                raise ValueError(f"operator {self.op.value} takes no value")
+        elif self.value is None:
+            raise ValueError(f"operator {self.op.value} needs a value")
+        elif self.op in LIST_OPS and not isinstance(self.value, list):
+            raise ValueError(f"operator {self.op.value} needs a list of values, e.g. [a, b]")
+        elif self.op not in LIST_OPS and isinstance(self.value, list | dict):
+            raise ValueError(f"operator {self.op.value} needs a single value, not a list")
+        elif self.op in TEXT_OPS and not isinstance(self.value, str):
+            raise ValueError(f"operator {self.op.value} needs a text value")
+        return self
+
+
+class FollowedBy(_Strict):
+    """The activity was followed by an opportunity on the same account, created after it ("turned into")."""
+
+    within_days: int | None = Field(
+        default=None,
+        ge=1,
+        title="Within days",
+        description="Only opportunities created at most this many days after the activity count.",
+        examples=[60],
+    )
+    where: list[FieldCondition] = Field(
+        default_factory=list, title="Opportunity filter", description="Conditions on that opportunity's fields."
+    )
+
+
+class FollowedByCondition(_Strict):
+    followed_by: FollowedBy = Field(title="Followed by an opportunity", description=FollowedBy.__doc__)
+
+
+class AnyOf(_Strict):
+    """At least one of the conditions holds."""
+
+    any_of: list[FieldCondition] = Field(min_length=1, title="Any of", description="Alternatives (OR).")
+
+
+Condition = Annotated[FieldCondition | AnyOf | FollowedByCondition, Field(union_mode="smart")]
+
+
+def conditions_fields(where: list[Any]) -> list[FieldCondition]:
+    """Every field condition in a filter, including those inside any_of (for validation against the catalogue)."""
+    out: list[FieldCondition] = []
+    for condition in where:
+        if isinstance(condition, FieldCondition):
+            out.append(condition)
+        elif isinstance(condition, AnyOf):
+            out.extend(condition.any_of)
+    return out

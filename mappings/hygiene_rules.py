@@ -1,0 +1,135 @@
+"""Pipeline-hygiene rules as sales ops configure them: built-in, parameterised, plus a custom filter rule.
+
+Each rule judges one open opportunity of the team. ``mappings.hygiene`` turns a rule into a query for the
+opportunities violating it and renders each violation as a sentence a rep understands.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mappings.fields import CustomField
+from mappings.filters import Condition
+
+_NAME = Field(
+    default=None,
+    pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+    title="Rule name",
+    description="Defaults to the rule type; needed when one type is used twice.",
+)
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = _NAME
+
+    @property
+    def rule_key(self) -> str:
+        return self.name or str(getattr(self, "type"))  # noqa: B009 (type is declared on each subclass)
+
+    def check(self, stages: list[str], custom: dict[str, CustomField]) -> list[str]:
+        """Problems that need the rest of the file (stage names, custom fields)."""
+        return []
+
+
+class CloseDatePast(_Rule):
+    """The close date of an open opportunity lies in the past."""
+
+    type: Literal["close_date_past"] = "close_date_past"
+    grace_days: int = Field(default=0, ge=0, title="Days of grace", examples=[0])
+
+
+class NoNextStep(_Rule):
+    """An open opportunity has no next step."""
+
+    type: Literal["no_next_step"] = "no_next_step"
+
+
+class NoActivity(_Rule):
+    """No activity logged on the opportunity for N days."""
+
+    type: Literal["no_activity"] = "no_activity"
+    days: int = Field(ge=1, title="Days without activity", examples=[14])
+
+
+class StuckInStage(_Rule):
+    """In its current stage longer than N days, or longer than k × the team's median for that stage."""
+
+    type: Literal["stuck_in_stage"] = "stuck_in_stage"
+    days: int | None = Field(default=None, ge=1, title="Days in stage", examples=[30])
+    median_factor: float | None = Field(default=None, gt=0, title="× team median for the stage", examples=[2])
+
+    @model_validator(mode="after")
+    def _one(self) -> StuckInStage:
+        if (self.days is None) == (self.median_factor is None):
+            raise ValueError("give exactly one of days or median_factor")
+        return self
+
+
+class CloseDatePushed(_Rule):
+    """The close date was moved later N times or more."""
+
+    type: Literal["close_date_pushed"] = "close_date_pushed"
+    times: int = Field(ge=1, title="Pushes", examples=[3])
+
+
+class MissingAmount(_Rule):
+    """No amount from a given stage on (or in any stage)."""
+
+    type: Literal["missing_amount"] = "missing_amount"
+    from_stage: str | None = Field(default=None, title="From stage", examples=["Needs Analysis"])
+
+    def check(self, stages: list[str], custom: dict[str, CustomField]) -> list[str]:
+        if self.from_stage is not None and self.from_stage not in stages:
+            known = ", ".join(stages) or "none listed"
+            return [f"from_stage {self.from_stage!r} is not in hygiene.stages (listed: {known})"]
+        return []
+
+
+class SingleThreaded(_Rule):
+    """Fewer than N contacts (contact roles) on the opportunity."""
+
+    type: Literal["single_threaded"] = "single_threaded"
+    min_contacts: int = Field(default=2, ge=1, title="Minimum contacts", examples=[2])
+
+
+class ProbabilityMismatch(_Rule):
+    """The probability (0–100) differs from the one expected for the stage."""
+
+    type: Literal["probability_mismatch"] = "probability_mismatch"
+    expected: dict[str, float] = Field(
+        min_length=1, title="Expected probability per stage", examples=[{"Prospecting": 10, "Negotiation/Review": 90}]
+    )
+    tolerance: float = Field(default=0, ge=0, le=100, title="Allowed difference (points)")
+
+
+class CustomRule(_Rule):
+    """A violation whenever an open opportunity matches the filter."""
+
+    type: Literal["custom"] = "custom"
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", title="Rule name", examples=["big-deal-no-exec"])
+    message: str = Field(min_length=1, title="Sentence shown to the rep", examples=["Large deal without an executive"])
+    where: list[Condition] = Field(min_length=1, title="Filter on the opportunity")
+
+    def check(self, stages: list[str], custom: dict[str, CustomField]) -> list[str]:
+        from mappings.config import check_filter
+        from mappings.fields import RecordType
+
+        return [f"where[{n}]: {p}" for n, p in check_filter(self.where, RecordType.opportunity, custom)]
+
+
+HygieneRule = Annotated[
+    CloseDatePast
+    | NoNextStep
+    | NoActivity
+    | StuckInStage
+    | CloseDatePushed
+    | MissingAmount
+    | SingleThreaded
+    | ProbabilityMismatch
+    | CustomRule,
+    Field(discriminator="type"),
+]

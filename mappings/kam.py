@@ -1,0 +1,106 @@
+"""Key accounts and their criteria: queries for the derived criteria, and the account score and KAM credit.
+
+A derived criterion is measured per key account (a count) and met when the count reaches its minimum; an assessed
+criterion takes the KAM's latest assessment (met / partly / not_met). The account score is
+(met + ½·partly) / criteria; a KAM's credit is the mean score of the key accounts they own, independent of revenue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Select, false, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from mappings.config import Kam
+from mappings.fields import CustomField, RecordType
+from mappings.kam_criteria import ActivityOnAccount, Assessed, DistinctContacts, TaskCompleted
+from mappings.query import FilterCompiler
+from mappings.sql import Scope, Tables
+
+MET, PARTLY, NOT_MET, NOT_ASSESSED = "met", "partly", "not_met", "not_assessed"
+ASSESSMENTS = (MET, PARTLY, NOT_MET)
+
+
+def key_accounts(kam: Kam, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]) -> Select[Any]:
+    """(account_id, owner_id, name) of the key accounts, by list or filter."""
+    account = tables.account.alias("key_account")
+    clauses: list[ColumnElement[bool]] = [
+        account.c.connection_id == scope.connection_id,
+        account.c.is_deleted == false(),
+    ]
+    if kam.accounts.names is not None:
+        clauses.append(account.c.name.in_(kam.accounts.names))
+    elif kam.accounts.ids is not None:
+        clauses.append(account.c.external_id.in_(kam.accounts.ids))
+    else:
+        compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
+        clauses += compiler.where(kam.accounts.where or [], account, RecordType.account)
+    return select(
+        account.c.external_id.label("account_id"), account.c.owner_id.label("owner_id"), account.c.name
+    ).where(*clauses)
+
+
+def measure(
+    criterion: Any, *, account_ids: Sequence[str], tables: Tables, scope: Scope, custom: dict[str, CustomField]
+) -> Select[Any] | None:
+    """(account_id, measured) for a derived criterion, grouped per account; None for an assessed one."""
+    if isinstance(criterion, Assessed):
+        return None
+    act = tables.activity.alias("kam_activity")
+    days = getattr(criterion, "days", None)
+    start = scope.as_of - timedelta(days=days) if days else scope.start
+    end = scope.as_of if days else scope.end
+    clauses: list[ColumnElement[bool]] = [
+        act.c.connection_id == scope.connection_id,
+        act.c.account_id.in_(list(account_ids)),
+        act.c.is_deleted == false(),
+        act.c.occurred_at >= start,
+        act.c.occurred_at < end,
+    ]
+    if isinstance(criterion, DistinctContacts):
+        link = tables.activity_contact
+        return (
+            select(act.c.account_id, func.count(func.distinct(link.c.contact_id)).label("measured"))
+            .select_from(
+                act.join(
+                    link, (link.c.connection_id == act.c.connection_id) & (link.c.activity_id == act.c.external_id)
+                )
+            )
+            .where(*clauses, act.c.activity_kind.in_(criterion.kinds))
+            .group_by(act.c.account_id)
+        )
+    if isinstance(criterion, TaskCompleted):
+        clauses += [
+            act.c.activity_kind == "task",
+            func.lower(act.c.subject).contains(criterion.subject.lower(), autoescape=True),
+        ]
+    elif isinstance(criterion, ActivityOnAccount):
+        clauses += FilterCompiler(tables=tables, scope=scope, custom=custom).where(
+            criterion.where, act, RecordType.activity
+        )
+    return select(act.c.account_id, func.count().label("measured")).where(*clauses).group_by(act.c.account_id)
+
+
+def required(criterion: Any) -> int:
+    if isinstance(criterion, DistinctContacts):
+        return criterion.min
+    if isinstance(criterion, ActivityOnAccount):
+        return criterion.min_count
+    return 1
+
+
+def derived_status(criterion: Any, measured: int) -> str:
+    return MET if measured >= required(criterion) else NOT_MET
+
+
+def account_score(statuses: Sequence[str]) -> float:
+    if not statuses:
+        return 0.0
+    return sum(1.0 if s == MET else 0.5 if s == PARTLY else 0.0 for s in statuses) / len(statuses)
+
+
+def kam_credit(scores: Sequence[float]) -> float | None:
+    return sum(scores) / len(scores) if scores else None

@@ -1,0 +1,66 @@
+"""Qualitative key-account criteria: derived from activities, or assessed by the KAM.
+
+A KAM is credited for the state of the relationship (contacts met, executive access, account plan reviewed),
+independent of the revenue they only partly control.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mappings.fields import CustomField, RecordType
+from mappings.filters import Condition
+
+ActivityKindName = Literal["call", "email", "meeting", "task", "note"]
+
+
+class _Criterion(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", title="Key", examples=["three-contacts"])
+    title: str = Field(min_length=1, title="Criterion", examples=["Met at least 3 contacts in the last 90 days"])
+
+    def check(self, custom: dict[str, CustomField]) -> list[str]:
+        return []
+
+
+class DistinctContacts(_Criterion):
+    """At least N distinct contacts of the account involved in activities in the last D days."""
+
+    type: Literal["distinct_contacts"] = "distinct_contacts"
+    min: int = Field(default=3, ge=1, title="Distinct contacts", examples=[3])
+    days: int = Field(default=90, ge=1, title="In the last days", examples=[90])
+    kinds: list[ActivityKindName] = Field(default=["meeting", "call"], min_length=1)
+
+
+class ActivityOnAccount(_Criterion):
+    """At least N activities on the account matching a filter, in the last D days or (default) this cycle."""
+
+    type: Literal["activity"] = "activity"
+    where: list[Condition] = Field(min_length=1, title="Activity filter")
+    min_count: int = Field(default=1, ge=1, title="At least")
+    days: int | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
+
+    def check(self, custom: dict[str, CustomField]) -> list[str]:
+        from mappings.config import check_filter
+
+        return [f"where[{n}]: {p}" for n, p in check_filter(self.where, RecordType.activity, custom)]
+
+
+class TaskCompleted(_Criterion):
+    """A task whose subject contains the text was completed, in the last D days or (default) this cycle."""
+
+    type: Literal["task_completed"] = "task_completed"
+    subject: str = Field(min_length=1, title="Subject contains", examples=["Account plan"])
+    days: int | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
+
+
+class Assessed(_Criterion):
+    """The KAM assesses it (met / partly / not met, with comment): ``okrsync kam assess``."""
+
+    type: Literal["assessed"] = "assessed"
+
+
+KamCriterion = Annotated[DistinctContacts | ActivityOnAccount | TaskCompleted | Assessed, Field(discriminator="type")]

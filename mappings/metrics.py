@@ -1,0 +1,111 @@
+"""Key-result values from aggregated evidence: plain numbers in, value and each member's contribution out.
+
+The service groups the evidence rows by (part, owner) in SQL and hands the sums here; response times arrive as the
+list of waits, because medians and percentiles are not portable SQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mappings.config import CountMetric, RatioMetric, ResponseTimeMetric, Statistic, SumMetric
+
+
+@dataclass(frozen=True)
+class PartTotal:
+    """Evidence of one part (counted, numerator, denominator) for one owner: how many records, their sum."""
+
+    part: str
+    owner_id: str | None
+    records: int
+    total: float
+
+
+@dataclass(frozen=True)
+class Wait:
+    """One inquiry: who owns it, when it came in, how long until the first response (None: not answered yet)."""
+
+    owner_id: str | None
+    occurred_at: datetime
+    seconds: float | None
+
+
+@dataclass
+class MetricValue:
+    value: float | None
+    records: int
+    contributions: dict[str, float] = field(default_factory=dict)  # owner id → value
+    numerator: float | None = None
+    denominator: float | None = None
+    detail: dict[str, float | int | None] = field(default_factory=dict)
+
+
+def _part_value(metric: CountMetric | SumMetric, totals: Iterable[PartTotal]) -> tuple[float, dict[str, float]]:
+    per_owner: dict[str, float] = {}
+    for row in totals:
+        amount = float(row.records) if isinstance(metric, CountMetric) else row.total
+        per_owner[row.owner_id or ""] = per_owner.get(row.owner_id or "", 0.0) + amount
+    return sum(per_owner.values()), per_owner
+
+
+def count_or_sum(metric: CountMetric | SumMetric, totals: list[PartTotal]) -> MetricValue:
+    value, per_owner = _part_value(metric, totals)
+    return MetricValue(value, sum(t.records for t in totals), per_owner)
+
+
+def ratio(metric: RatioMetric, totals: list[PartTotal]) -> MetricValue:
+    """numerator / denominator; no value while the denominator is 0. A member's contribution is their own ratio."""
+    num, num_by = _part_value(metric.numerator, [t for t in totals if t.part == "numerator"])
+    den, den_by = _part_value(metric.denominator, [t for t in totals if t.part == "denominator"])
+    contributions = {o: num_by.get(o, 0.0) / d for o, d in den_by.items() if d}
+    records = sum(t.records for t in totals)
+    return MetricValue(num / den if den else None, records, contributions, numerator=num, denominator=den)
+
+
+def nearest_rank(sorted_values: list[float], share: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least ``share`` of the values at or below it."""
+    return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
+
+
+def statistic(metric: ResponseTimeMetric, waits: list[float], answered_in_time: int | None = None) -> float | None:
+    if not waits:
+        return None
+    ordered = sorted(waits)
+    if metric.statistic == Statistic.median:
+        return nearest_rank(ordered, 0.5) / 3600
+    if metric.statistic == Statistic.p90:
+        return nearest_rank(ordered, 0.9) / 3600
+    if metric.statistic == Statistic.max:
+        return ordered[-1] / 3600
+    assert metric.within_hours is not None
+    limit = metric.within_hours * 3600
+    return sum(1 for w in ordered if w <= limit) / len(ordered)
+
+
+def response_time(metric: ResponseTimeMetric, waits: list[Wait], as_of: datetime) -> MetricValue:
+    """Hours (median, p90, max) or a share 0–1 (share_within).
+
+    An inquiry not answered yet counts with the time it has waited so far; for share_within it is left out until
+    it has waited longer than the limit (then it is late whatever happens).
+    """
+    limit = metric.within_hours * 3600 if metric.within_hours else None
+    considered: list[tuple[str, float]] = []
+    unanswered = 0
+    for wait in waits:
+        seconds = wait.seconds
+        if seconds is None:
+            unanswered += 1
+            seconds = (as_of - wait.occurred_at).total_seconds()
+            if limit is not None and seconds <= limit:
+                continue
+        considered.append((wait.owner_id or "", seconds))
+    by_owner: dict[str, list[float]] = {}
+    for owner, seconds in considered:
+        by_owner.setdefault(owner, []).append(seconds)
+    contributions = {o: v for o, s in by_owner.items() if (v := statistic(metric, s)) is not None}
+    value = statistic(metric, [s for _o, s in considered])
+    detail: dict[str, float | int | None] = {"inquiries": len(waits), "unanswered": unanswered}
+    return MetricValue(value, len(considered), contributions, detail=detail)

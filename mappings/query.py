@@ -1,0 +1,372 @@
+"""Compile the mapping file's filters and metrics into SQL (SQLAlchemy statements are plain values here).
+
+Every metric becomes an *evidence* query: one row per record that counted, with the member it is credited to and
+its value. The service inserts those rows (``INSERT … SELECT``, nothing passes through Python) and aggregates them,
+so a key result is explainable down to the CRM records that produced it.
+
+Evidence columns: ``part`` (counted | numerator | denominator | pair), ``record_id``, ``related_id`` (the distinct
+key, the opportunity an activity turned into, or the response to an inquiry), ``owner_id``, ``value`` and
+``occurred_at``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, false, func, literal, null, or_, select, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from mappings.config import (
+    Counted,
+    CountMetric,
+    DateField,
+    Distinct,
+    RatioMetric,
+    ResponseTimeMetric,
+    SumMetric,
+)
+from mappings.fields import CustomField, FieldType, RecordType, ResolvedField, resolve
+from mappings.filters import AnyOf, Condition, FieldCondition, FollowedByCondition, Op
+from mappings.sql import Scope, Tables, epoch_seconds, number_of, plus_days, text_of
+
+
+class MappingRuntimeError(ValueError):
+    """The mapping cannot be evaluated against this CRM connection (e.g. a custom field has no name there)."""
+
+
+class FilterCompiler:
+    """Turns conditions on records of one type (held in ``base``, a table or alias) into SQL expressions."""
+
+    def __init__(self, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]) -> None:
+        self.tables = tables
+        self.scope = scope
+        self.custom = custom
+
+    def where(self, conditions: Sequence[Condition], base: Any, record: RecordType) -> list[ColumnElement[bool]]:
+        return [self.condition(c, base, record) for c in conditions]
+
+    def condition(self, condition: Condition, base: Any, record: RecordType) -> ColumnElement[bool]:
+        if isinstance(condition, AnyOf):
+            return or_(*(self.condition(c, base, record) for c in condition.any_of))
+        if isinstance(condition, FollowedByCondition):
+            return exists(self.following_opportunity(condition, base).with_only_columns(literal(1)))
+        assert isinstance(condition, FieldCondition)
+        field = resolve(condition.field, record, self.custom)
+        if field.via is None:
+            return self._compare(self._column(field, base), field, condition)
+        return self._related(field, condition, base, record)
+
+    def following_opportunity(self, condition: FollowedByCondition, activity: Any) -> Select[Any]:
+        """Opportunities on the activity's account created at or after it (within N days), first one first."""
+        opp = self.tables.opportunity.alias("followed")
+        spec = condition.followed_by
+        clauses = [
+            opp.c.connection_id == activity.c.connection_id,
+            opp.c.account_id == activity.c.account_id,
+            opp.c.is_deleted == false(),
+            opp.c.created_at >= activity.c.occurred_at,
+            opp.c.created_at < self.scope.as_of,
+            *self.where(spec.where, opp, RecordType.opportunity),
+        ]
+        if spec.within_days:
+            clauses.append(opp.c.created_at <= plus_days(activity.c.occurred_at, literal(spec.within_days)))
+        return select(opp.c.external_id).where(*clauses).order_by(opp.c.created_at, opp.c.external_id).limit(1)
+
+    def _related(self, field: ResolvedField, condition: FieldCondition, base: Any, record: RecordType) -> Any:
+        assert field.via is not None
+        target = getattr(self.tables, field.via.value).alias(f"rel_{field.via.value}")
+        compare = self._compare(self._column(field, target), field, condition)
+        same_connection = target.c.connection_id == base.c.connection_id
+        if field.via == RecordType.contact:
+            link_table = (
+                self.tables.activity_contact if record == RecordType.activity else self.tables.opportunity_contact
+            )
+            link = link_table.alias("rel_link")
+            link_id = link.c.activity_id if record == RecordType.activity else link.c.opportunity_id
+            clauses = [
+                link.c.connection_id == base.c.connection_id,
+                link_id == base.c.external_id,
+                same_connection,
+                target.c.external_id == link.c.contact_id,
+                target.c.is_deleted == false(),
+                compare,
+            ]
+            if record != RecordType.activity:
+                clauses.append(link.c.is_deleted == false())
+            return exists(select(literal(1)).select_from(link).where(*clauses))
+        foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
+        return exists(
+            select(literal(1))
+            .select_from(target)
+            .where(same_connection, target.c.external_id == base.c[foreign_key], compare)
+        )
+
+    def _column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
+        if field.kind == "canonical":
+            return table.c[field.name]  # type: ignore[no-any-return]
+        if field.kind == "custom":
+            spec = self.custom[field.name]
+            crm_name = spec.salesforce if self.scope.crm == "salesforce" else spec.hubspot
+            if not crm_name:
+                raise MappingRuntimeError(
+                    f"custom field {field.name!r} has no {self.scope.crm} name: add `{self.scope.crm}: <field>` "
+                    f"under custom_fields.{field.name}"
+                )
+            return self._raw(table, crm_name)
+        return self._raw(table, field.name)
+
+    def _raw(self, table: Any, name: str) -> ColumnElement[Any]:
+        path = [*name.split(".")] if self.scope.crm == "salesforce" else ["properties", *name.split(".")]
+        return table.c.raw[tuple(path)].as_string()  # type: ignore[no-any-return]
+
+    def _compare(self, column: ColumnElement[Any], field: ResolvedField, cond: FieldCondition) -> ColumnElement[bool]:
+        op, kind, ftype = cond.op, field.kind, field.type
+        if kind != "canonical":
+            if ftype == FieldType.boolean or op in (Op.is_true, Op.is_false):
+                column = func.lower(text_of(column)).in_(["true", "1"])
+                ftype = FieldType.boolean
+            elif ftype == FieldType.number or (
+                op in (Op.gt, Op.gte, Op.lt, Op.lte) and isinstance(cond.value, int | float)
+            ):
+                column = number_of(column)
+                ftype = FieldType.number
+            elif ftype in (FieldType.date, FieldType.datetime):
+                column = func.substr(text_of(column), 1, 10 if ftype == FieldType.date else 19)
+                ftype = FieldType.text
+        value = _coerce(cond.value, ftype)
+        if op == Op.eq:
+            return column == value  # type: ignore[no-any-return]
+        if op == Op.ne:
+            return or_(column.is_(None), column != value)
+        if op == Op.in_:
+            return column.in_(value)
+        if op == Op.not_in:
+            return or_(column.is_(None), column.not_in(value))
+        if op in (Op.gt, Op.gte, Op.lt, Op.lte):
+            return {Op.gt: column > value, Op.gte: column >= value, Op.lt: column < value, Op.lte: column <= value}[op]
+        if op in (Op.contains, Op.not_contains, Op.starts_with):
+            text = func.lower(text_of(column))
+            if op == Op.starts_with:
+                return text.startswith(str(cond.value).lower(), autoescape=True)
+            found = text.contains(str(cond.value).lower(), autoescape=True)
+            return found if op == Op.contains else or_(column.is_(None), ~found)
+        if op in (Op.is_set, Op.is_not_set):
+            present: ColumnElement[bool] = column.is_not(None)
+            if ftype == FieldType.text:
+                present = and_(present, text_of(column) != "")
+            return present if op == Op.is_set else ~present
+        if op == Op.is_true:
+            return column == true()  # type: ignore[no-any-return]
+        return or_(column.is_(None), column == false())
+
+
+def _coerce(value: Any, ftype: FieldType) -> Any:
+    """The YAML value as the column's type (a date compared with a timestamp means midnight UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_coerce(v, ftype) for v in value]
+    if ftype == FieldType.datetime:
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, datetime.min.time(), tzinfo=UTC)
+        return datetime.fromisoformat(str(value)).astimezone(UTC)
+    if ftype == FieldType.date:
+        return value if isinstance(value, date) else date.fromisoformat(str(value))
+    if ftype == FieldType.number:
+        return float(value)
+    if ftype == FieldType.text:
+        return value.isoformat() if isinstance(value, date) else str(value)
+    return value
+
+
+def _base(tables: Tables, of: Counted) -> tuple[Any, RecordType]:
+    if of == Counted.activities:
+        return tables.activity.alias("counted"), RecordType.activity
+    return tables.opportunity.alias("counted"), RecordType.opportunity
+
+
+def part_evidence(
+    metric: CountMetric | SumMetric,
+    *,
+    part: str,
+    tables: Tables,
+    scope: Scope,
+    custom: dict[str, CustomField],
+    only_ids: Sequence[str] | None = None,
+) -> Select[Any]:
+    """Evidence rows of a count or sum: the team's records matching the filter in the window.
+
+    ``only_ids`` restricts the records (an incremental run asks whether a changed record counts now).
+    """
+    compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
+    base, record = _base(tables, metric.of)
+    date_field = metric.date_field or (
+        DateField.occurred_at if metric.of == Counted.activities else DateField.created_at
+    )
+    clauses: list[ColumnElement[bool]] = [
+        base.c.connection_id == scope.connection_id,
+        base.c.is_deleted == false(),
+        base.c.owner_id.in_(scope.owner_ids),
+    ]
+    if only_ids is not None:
+        clauses.append(base.c.external_id.in_(list(only_ids)))
+    when: Any = null()
+    if date_field != DateField.none:
+        if date_field.value not in base.c:
+            raise MappingRuntimeError(f"date_field {date_field.value} does not exist on {record.value}")
+        when = base.c[date_field.value]
+        if date_field == DateField.close_date:
+            clauses += [when >= scope.start.date(), when <= scope.last_day]
+        else:
+            clauses += [when >= scope.start, when < scope.end]
+    clauses += compiler.where(metric.where, base, record)
+    if isinstance(metric, SumMetric):
+        field = resolve(metric.field, record, custom)
+        column = compiler._column(field, base)  # noqa: SLF001 (same module family)
+        value: Any = column if field.kind == "canonical" else number_of(column)
+        clauses.append(value.is_not(None))
+    else:
+        value = literal(1.0)
+    followed = next((c for c in metric.where if isinstance(c, FollowedByCondition)), None)
+    related: Any = null()
+    if followed is not None:
+        related = compiler.following_opportunity(followed, base).scalar_subquery()
+    columns = [
+        literal(part).label("part"),
+        base.c.external_id.label("record_id"),
+        base.c.owner_id.label("owner_id"),
+        func.coalesce(value, 0.0).label("value"),
+        when.label("occurred_at"),
+    ]
+    if metric.type != "count" or metric.distinct is None:
+        return select(*columns, related.label("related_id")).where(*clauses)
+    key, join = _distinct_key(metric.distinct, base, record, tables)
+    inner = select(
+        *columns,
+        key.label("related_id"),
+        func.row_number()
+        .over(
+            partition_by=key, order_by=(when if date_field != DateField.none else base.c.created_at, base.c.external_id)
+        )
+        .label("rank"),
+    )
+    if join is not None:
+        inner = inner.select_from(base.join(join[0], join[1]))
+    inner_sq = inner.where(*clauses, key.is_not(None)).subquery("ranked")
+    return select(
+        inner_sq.c.part,
+        inner_sq.c.record_id,
+        inner_sq.c.owner_id,
+        inner_sq.c.value,
+        inner_sq.c.occurred_at,
+        inner_sq.c.related_id,
+    ).where(inner_sq.c.rank == 1)
+
+
+def _distinct_key(distinct: Distinct, base: Any, record: RecordType, tables: Tables) -> tuple[Any, Any]:
+    if distinct == Distinct.accounts:
+        return base.c.account_id, None
+    if distinct == Distinct.opportunities:
+        return (base.c.opportunity_id if record == RecordType.activity else base.c.external_id), None
+    if record == RecordType.activity:
+        link = tables.activity_contact.alias("distinct_link")
+        on = and_(link.c.connection_id == base.c.connection_id, link.c.activity_id == base.c.external_id)
+    else:
+        link = tables.opportunity_contact.alias("distinct_link")
+        on = and_(
+            link.c.connection_id == base.c.connection_id,
+            link.c.opportunity_id == base.c.external_id,
+            link.c.is_deleted == false(),
+        )
+    return link.c.contact_id, (link, on)
+
+
+def response_evidence(
+    metric: ResponseTimeMetric, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]
+) -> Select[Any]:
+    """One row per inbound inquiry of the team in the window, with the team's first response after it.
+
+    ``value`` is the response time in seconds, NULL while unanswered (the service counts those with the time they
+    have waited so far).
+    """
+    compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
+    inquiry = tables.activity.alias("inquiry")
+    response = tables.activity.alias("response")
+    matches: list[ColumnElement[bool]] = [
+        response.c.connection_id == inquiry.c.connection_id,
+        response.c.is_deleted == false(),
+        response.c.occurred_at > inquiry.c.occurred_at,
+        response.c.occurred_at <= scope.as_of,
+        response.c.activity_kind.in_(metric.response_kinds),
+        or_(response.c.direction.is_(None), response.c.direction != "inbound"),
+        response.c.owner_id.in_(scope.owner_ids),
+    ]
+    if metric.match == "account":
+        matches.append(response.c.account_id == inquiry.c.account_id)
+    else:
+        asked = tables.activity_contact.alias("asked")
+        answered = tables.activity_contact.alias("answered")
+        matches.append(
+            exists(
+                select(literal(1))
+                .select_from(asked.join(answered, answered.c.contact_id == asked.c.contact_id))
+                .where(
+                    asked.c.connection_id == inquiry.c.connection_id,
+                    asked.c.activity_id == inquiry.c.external_id,
+                    answered.c.connection_id == inquiry.c.connection_id,
+                    answered.c.activity_id == response.c.external_id,
+                )
+            )
+        )
+    first_id = (
+        select(response.c.external_id)
+        .where(*matches)
+        .order_by(response.c.occurred_at, response.c.external_id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    first_at = select(func.min(response.c.occurred_at)).where(*matches).scalar_subquery()
+    inquiries = select(
+        inquiry.c.external_id.label("record_id"),
+        inquiry.c.owner_id.label("owner_id"),
+        inquiry.c.occurred_at.label("occurred_at"),
+        first_id.label("related_id"),
+        first_at.label("answered_at"),
+    ).where(
+        inquiry.c.connection_id == scope.connection_id,
+        inquiry.c.is_deleted == false(),
+        inquiry.c.direction == "inbound",
+        inquiry.c.activity_kind.in_(["call", "email"]),
+        inquiry.c.owner_id.in_(scope.owner_ids),
+        inquiry.c.occurred_at >= scope.start,
+        inquiry.c.occurred_at < scope.end,
+        (inquiry.c.account_id if metric.match == "account" else inquiry.c.external_id).is_not(None),
+        *compiler.where(metric.inbound, inquiry, RecordType.activity),
+    )
+    sq = inquiries.subquery("inquiries")
+    return select(
+        literal("pair").label("part"),
+        sq.c.record_id,
+        sq.c.owner_id,
+        (epoch_seconds(sq.c.answered_at) - epoch_seconds(sq.c.occurred_at)).label("value"),
+        sq.c.occurred_at,
+        sq.c.related_id,
+    )
+
+
+def metric_evidence(metric: Any, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]) -> list[Select[Any]]:
+    """The evidence queries of a metric computed from records (count, sum, ratio, response_time)."""
+    if isinstance(metric, CountMetric | SumMetric):
+        return [part_evidence(metric, part="counted", tables=tables, scope=scope, custom=custom)]
+    if isinstance(metric, RatioMetric):
+        return [
+            part_evidence(metric.numerator, part="numerator", tables=tables, scope=scope, custom=custom),
+            part_evidence(metric.denominator, part="denominator", tables=tables, scope=scope, custom=custom),
+        ]
+    if isinstance(metric, ResponseTimeMetric):
+        return [response_evidence(metric, tables=tables, scope=scope, custom=custom)]
+    return []

@@ -1,0 +1,167 @@
+"""Computed results: current values per key result, each member's contribution, the evidence behind them, hygiene
+findings and KAM criteria, all keyed by mapping; plus a history row per key result and computation."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Index, Text
+from sqlmodel import Field, SQLModel
+
+from service.kit.db import JsonType, UtcDateTime
+
+
+def _ts(*, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UtcDateTime, nullable=nullable)
+
+
+class Computation(SQLModel, table=True):
+    __tablename__ = "computation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mapping_id: int = Field(foreign_key="okr_mapping.id", index=True)
+    version: int
+    kind: str = Field(max_length=16, description="full | incremental")
+    as_of: datetime = Field(sa_type=UtcDateTime)
+    started_at: datetime = Field(sa_type=UtcDateTime)
+    finished_at: datetime | None = _ts()
+    key_results: int = 0
+    opportunities: int | None = Field(default=None, description="Opportunities rechecked; None: all")
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
+
+
+class KeyResultValue(SQLModel, table=True):
+    __tablename__ = "key_result_value"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    kr_key: str = Field(primary_key=True, max_length=64)
+    objective_key: str = Field(max_length=64)
+    metric: str = Field(max_length=32)
+    value: float | None = None
+    progress: float | None = None
+    grade: float | None = None
+    expected: float = 0.0
+    status: str = Field(max_length=16)
+    achieved: bool = False
+    records: int = 0
+    numerator: float | None = None
+    denominator: float | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
+    window_start: datetime = Field(sa_type=UtcDateTime)
+    window_end: datetime = Field(sa_type=UtcDateTime)
+    version: int
+    as_of: datetime = Field(sa_type=UtcDateTime)
+    computed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class KeyResultHistory(SQLModel, table=True):
+    """One row per key result and computation: the time series behind trends and burn-up charts."""
+
+    __tablename__ = "key_result_history"
+    __table_args__ = (Index("ix_key_result_history_kr", "mapping_id", "kr_key", "as_of"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mapping_id: int = Field(foreign_key="okr_mapping.id")
+    kr_key: str = Field(max_length=64)
+    computation_id: int
+    as_of: datetime = Field(sa_type=UtcDateTime)
+    value: float | None = None
+    progress: float | None = None
+    grade: float | None = None
+    status: str = Field(max_length=16)
+
+
+class KeyResultContribution(SQLModel, table=True):
+    __tablename__ = "key_result_contribution"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    kr_key: str = Field(primary_key=True, max_length=64)
+    owner_id: str = Field(primary_key=True, max_length=64)
+    value: float
+
+
+class KeyResultEvidence(SQLModel, table=True):
+    """A record that counted: for a ratio its part, for a response time the (inquiry, response) pair."""
+
+    __tablename__ = "key_result_evidence"
+    __table_args__ = (
+        Index("ix_evidence_kr", "mapping_id", "kr_key", "part", "owner_id"),
+        Index("ix_evidence_record", "mapping_id", "record_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    mapping_id: int = Field(foreign_key="okr_mapping.id")
+    kr_key: str = Field(max_length=64)
+    part: str = Field(max_length=16)
+    record_id: str = Field(max_length=64)
+    related_id: str | None = Field(default=None, max_length=64)
+    owner_id: str | None = Field(default=None, max_length=64)
+    value: float | None = None
+    occurred_at: datetime | None = _ts()
+
+
+class ObjectiveValue(SQLModel, table=True):
+    __tablename__ = "objective_value"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    objective_key: str = Field(primary_key=True, max_length=64)
+    title: str = Field(sa_type=Text)
+    progress: float
+    status: str = Field(max_length=16)
+    achieved: bool
+    computed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class HygieneFinding(SQLModel, table=True):
+    __tablename__ = "hygiene_finding"
+    __table_args__ = (Index("ix_hygiene_finding_rule", "mapping_id", "rule_key"),)
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    opportunity_id: str = Field(primary_key=True, max_length=64)
+    rule_key: str = Field(primary_key=True, max_length=64)
+    owner_id: str | None = Field(default=None, max_length=64)
+    detail_number: float | None = None
+    detail_date: date | None = None
+    detail_at: datetime | None = _ts()
+    detail_text: str | None = Field(default=None, sa_type=Text)
+
+
+class HygieneSummary(SQLModel, table=True):
+    """Per rule (and ``*`` for all rules): violations among the team's open opportunities and the passing share."""
+
+    __tablename__ = "hygiene_summary"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    rule_key: str = Field(primary_key=True, max_length=64)
+    violations: int
+    open_opportunities: int
+    score: float | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JsonType)
+    computed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class KamCriterionResult(SQLModel, table=True):
+    __tablename__ = "kam_criterion_result"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    account_id: str = Field(primary_key=True, max_length=64)
+    criterion_key: str = Field(primary_key=True, max_length=64)
+    owner_id: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=16)
+    source: str = Field(max_length=16, description="derived | assessed")
+    measured: int | None = None
+    comment: str | None = Field(default=None, sa_type=Text)
+    assessed_by: str | None = Field(default=None, max_length=200)
+    assessed_at: datetime | None = _ts()
+
+
+class KamAccountScore(SQLModel, table=True):
+    __tablename__ = "kam_account_score"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    account_id: str = Field(primary_key=True, max_length=64)
+    owner_id: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, sa_type=Text)
+    score: float
+    computed_at: datetime = Field(sa_type=UtcDateTime)

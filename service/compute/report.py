@@ -1,0 +1,256 @@
+"""Read stored results back as the check-in sees them: objectives, key results, members' contributions, hygiene
+findings with their sentences, KAM accounts, and the evidence behind one key result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlmodel
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from mappings.config import MappingConfig, RatioMetric, ResponseTimeMetric, Statistic
+from mappings.hygiene import Finding, describe
+from service.compute.models import (
+    HygieneFinding,
+    HygieneSummary,
+    KamAccountScore,
+    KamCriterionResult,
+    KeyResultContribution,
+    KeyResultEvidence,
+    KeyResultValue,
+    ObjectiveValue,
+)
+from service.compute.repository import table
+from service.crm.models import Owner
+from service.okrs.models import OkrMapping
+from service.okrs.service import current_config
+
+
+@dataclass
+class KeyResultLine:
+    key: str
+    title: str
+    metric: str
+    value: float | None
+    shown: str
+    target: str
+    progress: float | None
+    grade: float | None
+    expected: float
+    status: str
+    achieved: bool
+    contributions: list[tuple[str, str]]  # (member, formatted value), largest first
+
+
+@dataclass
+class ObjectiveLine:
+    key: str
+    title: str
+    progress: float
+    status: str
+    achieved: bool
+    key_results: list[KeyResultLine] = field(default_factory=list)
+
+
+@dataclass
+class HygieneLine:
+    opportunity_id: str
+    owner: str
+    problems: list[str]
+
+
+@dataclass
+class CheckIn:
+    team: str
+    cycle: str
+    start: date
+    end: date
+    as_of: datetime | None
+    objectives: list[ObjectiveLine]
+    hygiene_score: float | None
+    hygiene_open: int
+    hygiene_rules: list[tuple[str, int]]
+    worst_opportunities: list[HygieneLine]
+    kam_accounts: list[tuple[str, str, float]]
+
+
+def owner_names(session: Session, connection_id: int) -> dict[str, str]:
+    owner = table(Owner)
+    rows = session.execute(
+        select(owner.c.external_id, owner.c.name).where(owner.c.connection_id == connection_id)
+    ).all()
+    return {owner_id: name or owner_id for owner_id, name in rows}
+
+
+def format_value(metric: Any, value: float | None) -> str:
+    if value is None:
+        return "–"
+    if isinstance(metric, RatioMetric) or metric.type in ("hygiene_score", "kam_criteria"):
+        return f"{value:.0%}"
+    if isinstance(metric, ResponseTimeMetric):
+        return f"{value:.0%}" if metric.statistic == Statistic.share_within else f"{value:.1f} h"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+
+
+def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10) -> CheckIn:
+    config = current_config(session, mapping)
+    names = owner_names(session, mapping.connection_id)
+    values = {
+        v.kr_key: v
+        for v in session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == mapping.id)).all()
+    }
+    contributions: dict[str, list[tuple[str, float]]] = {}
+    for c in session.exec(
+        sqlmodel.select(KeyResultContribution).where(KeyResultContribution.mapping_id == mapping.id)
+    ).all():
+        contributions.setdefault(c.kr_key, []).append((names.get(c.owner_id, c.owner_id), c.value))
+    lower_first = {kr.key for _o, kr in config.key_results() if kr.direction.value == "lower"}
+    objectives_stored = {
+        o.objective_key: o
+        for o in session.exec(sqlmodel.select(ObjectiveValue).where(ObjectiveValue.mapping_id == mapping.id)).all()
+    }
+    objectives = []
+    as_of = None
+    for objective in config.objectives:
+        stored = objectives_stored.get(objective.key)
+        line = ObjectiveLine(
+            objective.key,
+            objective.title,
+            stored.progress if stored else 0.0,
+            stored.status if stored else "not computed",
+            bool(stored and stored.achieved),
+        )
+        for kr in objective.key_results:
+            v = values.get(kr.key)
+            as_of = as_of or (v.as_of if v else None)
+            line.key_results.append(
+                KeyResultLine(
+                    kr.key,
+                    kr.title,
+                    kr.metric.type,
+                    v.value if v else None,
+                    format_value(kr.metric, v.value if v else None),
+                    format_value(kr.metric, kr.target),
+                    v.progress if v else None,
+                    v.grade if v else None,
+                    v.expected if v else 0.0,
+                    v.status if v else "not computed",
+                    bool(v and v.achieved),
+                    [
+                        (name, format_value(kr.metric, value))
+                        for name, value in sorted(
+                            contributions.get(kr.key, []), key=lambda c: c[1] if kr.key in lower_first else -c[1]
+                        )
+                    ],
+                )
+            )
+        objectives.append(line)
+    summary = {
+        s.rule_key: s
+        for s in session.exec(sqlmodel.select(HygieneSummary).where(HygieneSummary.mapping_id == mapping.id)).all()
+    }
+    total = summary.get("*")
+    lines = hygiene_by_opportunity(session, mapping, config, names=names, limit=worst)
+    kam = [
+        (row.name or row.account_id, names.get(row.owner_id or "", row.owner_id or ""), row.score)
+        for row in session.exec(
+            sqlmodel.select(KamAccountScore)
+            .where(KamAccountScore.mapping_id == mapping.id)
+            .order_by(KamAccountScore.score, KamAccountScore.name)  # type: ignore[arg-type]
+        ).all()
+    ]
+    return CheckIn(
+        mapping.team,
+        mapping.cycle,
+        mapping.cycle_start,
+        mapping.cycle_end,
+        as_of,
+        objectives,
+        total.score if total else None,
+        total.open_opportunities if total else 0,
+        [(r.rule_key, summary[r.rule_key].violations) for r in config.hygiene.rules if r.rule_key in summary],
+        lines,
+        kam,
+    )
+
+
+def hygiene_by_opportunity(
+    session: Session,
+    mapping: OkrMapping,
+    config: MappingConfig,
+    *,
+    names: dict[str, str] | None = None,
+    limit: int | None = None,
+    opportunity_id: str | None = None,
+) -> list[HygieneLine]:
+    """Open opportunities with their violated rules as sentences, most problems first."""
+    names = names or {}
+    total = session.get(HygieneSummary, (mapping.id, "*"))
+    as_of = datetime.fromisoformat(total.detail["as_of"]) if total and total.detail.get("as_of") else None
+    medians = total.detail.get("stage_medians", {}) if total else {}
+    rules = {r.rule_key: r for r in config.hygiene.rules}
+    finding = HygieneFinding
+    query = sqlmodel.select(finding).where(finding.mapping_id == mapping.id)
+    if opportunity_id is not None:
+        query = query.where(finding.opportunity_id == opportunity_id)
+    else:
+        counts = (
+            select(finding.opportunity_id, func.count().label("n"))  # type: ignore[call-overload]
+            .where(finding.mapping_id == mapping.id)
+            .group_by(finding.opportunity_id)
+            .order_by(func.count().desc(), finding.opportunity_id)
+        )
+        if limit is not None:
+            counts = counts.limit(limit)
+        chosen = [row[0] for row in session.execute(counts).all()]
+        query = query.where(finding.opportunity_id.in_(chosen))  # type: ignore[attr-defined]
+    by_opp: dict[str, HygieneLine] = {}
+    for row in session.exec(query).all():
+        rule = rules.get(row.rule_key)
+        if rule is None or as_of is None:
+            continue
+        line = by_opp.setdefault(
+            row.opportunity_id, HygieneLine(row.opportunity_id, names.get(row.owner_id or "", row.owner_id or ""), [])
+        )
+        line.problems.append(
+            describe(
+                rule,
+                Finding(
+                    row.opportunity_id, row.rule_key, row.detail_number, row.detail_date, row.detail_at, row.detail_text
+                ),
+                as_of=as_of,
+                stage_medians=medians,
+            )
+        )
+    return sorted(by_opp.values(), key=lambda line: (-len(line.problems), line.opportunity_id))
+
+
+def evidence(
+    session: Session, mapping: OkrMapping, kr_key: str, *, limit: int = 50, offset: int = 0
+) -> tuple[int, list[KeyResultEvidence]]:
+    """(total, page) of the records behind a key result, newest first."""
+    base = sqlmodel.select(KeyResultEvidence).where(
+        KeyResultEvidence.mapping_id == mapping.id, KeyResultEvidence.kr_key == kr_key
+    )
+    total = session.execute(
+        select(func.count()).select_from(base.subquery())  # type: ignore[arg-type]
+    ).scalar()
+    page = session.exec(
+        base.order_by(
+            KeyResultEvidence.part,  # type: ignore[arg-type]
+            KeyResultEvidence.occurred_at.desc(),  # type: ignore[union-attr]
+            KeyResultEvidence.record_id,  # type: ignore[arg-type]
+        )
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return int(total or 0), list(page)
+
+
+def kam_criteria(session: Session, mapping: OkrMapping) -> list[KamCriterionResult]:
+    return list(
+        session.exec(sqlmodel.select(KamCriterionResult).where(KamCriterionResult.mapping_id == mapping.id)).all()
+    )

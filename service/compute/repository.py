@@ -1,0 +1,242 @@
+"""All SQL of the compute domain. Functions take a Session and never commit: the compute job commits once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlmodel
+from sqlalchemy import Select, delete, exists, false, func, insert, literal, select
+from sqlmodel import Session
+
+from mappings.metrics import PartTotal, Wait
+from mappings.sql import Tables
+from service.compute.models import (
+    HygieneFinding,
+    HygieneSummary,
+    KamAccountScore,
+    KamCriterionResult,
+    KeyResultContribution,
+    KeyResultEvidence,
+    KeyResultValue,
+    ObjectiveValue,
+)
+from service.crm.models import Account, Activity, ActivityContact, Contact, Opportunity, OpportunityContact, Owner
+from service.okrs.models import KamAssessment, ManualValue
+
+ID_CHUNK = 1000
+
+
+def table(model: Any) -> Any:
+    """A SQLModel class's Core table (typed loosely: SQLModel does not declare ``__table__``)."""
+    return model.__table__
+
+
+EVIDENCE = table(KeyResultEvidence)
+FINDING = table(HygieneFinding)
+
+
+def local_tables() -> Tables:
+    t = table
+    return Tables(
+        activity=t(Activity),
+        opportunity=t(Opportunity),
+        account=t(Account),
+        contact=t(Contact),
+        owner=t(Owner),
+        opportunity_contact=t(OpportunityContact),
+        activity_contact=t(ActivityContact),
+    )
+
+
+def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), ID_CHUNK):
+        yield items[start : start + ID_CHUNK]
+
+
+def owner_ids_by_email(session: Session, *, connection_id: int, emails: Sequence[str]) -> dict[str, str]:
+    """Lower-cased e-mail → owner id among the synced, not deleted owners of the connection."""
+    owner = table(Owner)
+    rows = session.execute(
+        select(func.lower(owner.c.email), owner.c.external_id).where(
+            owner.c.connection_id == connection_id,
+            owner.c.is_deleted == false(),
+            func.lower(owner.c.email).in_([e.lower() for e in emails]),
+        )
+    ).all()
+    return {email: owner_id for email, owner_id in rows}
+
+
+def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries: Sequence[Select[Any]]) -> None:
+    session.execute(delete(EVIDENCE).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key))
+    columns = ["mapping_id", "kr_key", "part", "record_id", "owner_id", "value", "occurred_at", "related_id"]
+    for query in queries:
+        sq = query.subquery("evidence")
+        source = select(
+            literal(mapping_id),
+            literal(kr_key),
+            sq.c.part,
+            sq.c.record_id,
+            sq.c.owner_id,
+            sq.c.value,
+            sq.c.occurred_at,
+            sq.c.related_id,
+        )
+        session.execute(insert(EVIDENCE).from_select(columns, source))
+
+
+def part_totals(session: Session, *, mapping_id: int, kr_key: str) -> list[PartTotal]:
+    rows = session.execute(
+        select(EVIDENCE.c.part, EVIDENCE.c.owner_id, func.count(), func.coalesce(func.sum(EVIDENCE.c.value), 0.0))
+        .where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)
+        .group_by(EVIDENCE.c.part, EVIDENCE.c.owner_id)
+    ).all()
+    return [PartTotal(part, owner, int(n), float(total)) for part, owner, n, total in rows]
+
+
+def waits(session: Session, *, mapping_id: int, kr_key: str) -> list[Wait]:
+    rows = session.execute(
+        select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at, EVIDENCE.c.value).where(
+            EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key
+        )
+    ).all()
+    return [Wait(owner, at, value) for owner, at, value in rows]
+
+
+def evidence_touches(session: Session, *, mapping_id: int, kr_key: str, record_ids: Sequence[str]) -> bool:
+    for chunk in chunks(record_ids):
+        hit = session.execute(
+            select(
+                exists().where(
+                    EVIDENCE.c.mapping_id == mapping_id,
+                    EVIDENCE.c.kr_key == kr_key,
+                    EVIDENCE.c.record_id.in_(list(chunk)) | EVIDENCE.c.related_id.in_(list(chunk)),
+                )
+            )
+        ).scalar()
+        if hit:
+            return True
+    return False
+
+
+def any_row(session: Session, query: Select[Any]) -> bool:
+    return bool(session.execute(select(exists(query.subquery().select()))).scalar())
+
+
+def latest_manual_value(session: Session, *, mapping_id: int, kr_key: str, as_of: datetime) -> ManualValue | None:
+    return session.exec(
+        sqlmodel.select(ManualValue)
+        .where(ManualValue.mapping_id == mapping_id, ManualValue.kr_key == kr_key, ManualValue.entered_at <= as_of)
+        .order_by(ManualValue.entered_at.desc(), ManualValue.id.desc())  # type: ignore[attr-defined,union-attr]
+    ).first()
+
+
+def replace_contributions(session: Session, *, mapping_id: int, kr_key: str, values: dict[str, float]) -> None:
+    contribution = table(KeyResultContribution)
+    session.execute(
+        delete(contribution).where(contribution.c.mapping_id == mapping_id, contribution.c.kr_key == kr_key)
+    )
+    if values:
+        session.execute(
+            insert(contribution),
+            [{"mapping_id": mapping_id, "kr_key": kr_key, "owner_id": o, "value": v} for o, v in values.items()],
+        )
+
+
+def put(session: Session, row: KeyResultValue | ObjectiveValue | HygieneSummary) -> None:
+    session.merge(row)
+
+
+def delete_findings(session: Session, *, mapping_id: int, opportunity_ids: Sequence[str] | None = None) -> None:
+    if opportunity_ids is None:
+        session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id))
+        return
+    for chunk in chunks(opportunity_ids):
+        session.execute(
+            delete(FINDING).where(FINDING.c.mapping_id == mapping_id, FINDING.c.opportunity_id.in_(list(chunk)))
+        )
+
+
+def delete_rule_findings(session: Session, *, mapping_id: int, rule_key: str) -> None:
+    session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key == rule_key))
+
+
+def insert_findings(session: Session, *, mapping_id: int, query: Select[Any]) -> None:
+    sq = query.subquery("violation")
+    columns = [
+        "mapping_id",
+        "opportunity_id",
+        "owner_id",
+        "rule_key",
+        "detail_number",
+        "detail_date",
+        "detail_at",
+        "detail_text",
+    ]
+    source = select(
+        literal(mapping_id),
+        sq.c.opportunity_id,
+        sq.c.owner_id,
+        sq.c.rule_key,
+        sq.c.detail_number,
+        sq.c.detail_date,
+        sq.c.detail_at,
+        sq.c.detail_text,
+    )
+    session.execute(insert(FINDING).from_select(columns, source))
+
+
+def count(session: Session, query: Select[Any]) -> int:
+    return int(session.execute(select(func.count()).select_from(query.subquery())).scalar() or 0)
+
+
+def findings_per_rule(session: Session, *, mapping_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(FINDING.c.rule_key, func.count()).where(FINDING.c.mapping_id == mapping_id).group_by(FINDING.c.rule_key)
+    ).all()
+    return {rule: int(n) for rule, n in rows}
+
+
+def opportunities_with_findings(session: Session, *, mapping_id: int, rule_keys: Sequence[str]) -> dict[str, int]:
+    """Owner id → open opportunities with at least one finding among ``rule_keys``."""
+    rows = session.execute(
+        select(FINDING.c.owner_id, func.count(func.distinct(FINDING.c.opportunity_id)))
+        .where(FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key.in_(list(rule_keys)))
+        .group_by(FINDING.c.owner_id)
+    ).all()
+    return {owner or "": int(n) for owner, n in rows}
+
+
+def stored_summary(session: Session, *, mapping_id: int, rule_key: str) -> HygieneSummary | None:
+    return session.get(HygieneSummary, (mapping_id, rule_key))
+
+
+def latest_assessments(session: Session, *, mapping_id: int, as_of: datetime) -> dict[tuple[str, str], KamAssessment]:
+    rows = session.exec(
+        sqlmodel.select(KamAssessment)
+        .where(KamAssessment.mapping_id == mapping_id, KamAssessment.assessed_at <= as_of)
+        .order_by(KamAssessment.assessed_at, KamAssessment.id)  # type: ignore[arg-type]
+    ).all()
+    return {(row.account_id, row.criterion_key): row for row in rows}
+
+
+def replace_kam(
+    session: Session, *, mapping_id: int, criteria: list[dict[str, Any]], scores: list[dict[str, Any]]
+) -> None:
+    for model, rows in ((KamCriterionResult, criteria), (KamAccountScore, scores)):
+        kam_table = table(model)
+        session.execute(delete(kam_table).where(kam_table.c.mapping_id == mapping_id))
+        if rows:
+            session.execute(insert(kam_table), rows)
+
+
+def rows(session: Session, query: Select[Any]) -> list[Any]:
+    return list(session.execute(query).all())
+
+
+def delete_results_not_in(session: Session, *, mapping_id: int, kr_keys: Sequence[str]) -> None:
+    """Key results no longer in the mapping lose their current value (their history stays)."""
+    for model in (KeyResultValue, KeyResultContribution, KeyResultEvidence):
+        result = table(model)
+        session.execute(delete(result).where(result.c.mapping_id == mapping_id, result.c.kr_key.not_in(list(kr_keys))))

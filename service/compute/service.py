@@ -1,0 +1,525 @@
+"""Compute a mapping: key-result values with evidence, hygiene findings, KAM criteria, scores; full or incremental.
+
+The work happens in the database (``INSERT … SELECT`` of evidence and findings, grouped aggregates); Python only
+sees totals, response waits, medians and the small set of key accounts. An incremental run recomputes the key
+results whose records changed (a changed record that counted before, or that matches now) and rechecks the
+opportunities the changes touch; everything else keeps its stored value and is only re-scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlmodel
+from sqlalchemy import select
+from sqlmodel import Session
+
+from mappings import hygiene as hygiene_rules
+from mappings import kam as kam_rules
+from mappings import metrics, scoring
+from mappings.config import (
+    Counted,
+    CountMetric,
+    Distinct,
+    HygieneScoreMetric,
+    KamCriteriaMetric,
+    KeyResult,
+    ManualMetric,
+    MappingConfig,
+    RatioMetric,
+    ResponseTimeMetric,
+    SprintWindow,
+    SumMetric,
+    metric_filters,
+)
+from mappings.fields import RecordType, resolve
+from mappings.filters import FollowedByCondition, conditions_fields
+from mappings.hygiene_rules import CustomRule, StuckInStage
+from mappings.query import metric_evidence, part_evidence
+from mappings.sql import Scope, Tables
+from service.compute import repository as repo
+from service.compute.models import Computation, HygieneSummary, KeyResultHistory, KeyResultValue, ObjectiveValue
+from service.crm.models import Activity, CrmConnection
+from service.kit.db import utcnow
+from service.okrs.models import OkrMapping, OkrMappingVersion
+
+log = logging.getLogger(__name__)
+RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric)
+
+
+@dataclass
+class ChangeSet:
+    """Records that changed since the last computation, by kind (ids as in the CRM)."""
+
+    activity: set[str] = field(default_factory=set)
+    opportunity: set[str] = field(default_factory=set)
+    account: set[str] = field(default_factory=set)
+    contact: set[str] = field(default_factory=set)
+    opportunity_contact: set[str] = field(default_factory=set)  # ids of the opportunities whose contacts changed
+    owner: bool = False
+
+    def kinds(self) -> set[str]:
+        return {k for k in ("activity", "opportunity", "account", "contact", "opportunity_contact") if getattr(self, k)}
+
+
+@dataclass
+class ComputeReport:
+    computation_id: int
+    kind: str
+    recomputed: list[str]
+    opportunities_rechecked: int | None
+    seconds: float
+    missing_members: list[str]
+
+
+def compute(
+    session: Session, *, mapping: OkrMapping, as_of: datetime | None = None, changes: ChangeSet | None = None
+) -> ComputeReport:
+    """Compute ``mapping`` as of ``as_of`` (default now). With ``changes``, recompute only what they touch when
+    the last computation used the same mapping version on the same day (hygiene ages count in days)."""
+    started = time.perf_counter()
+    as_of = as_of or utcnow()
+    assert mapping.id is not None
+    version = session.get(OkrMappingVersion, (mapping.id, mapping.current_version))
+    if version is None:
+        raise LookupError(f"mapping {mapping.team} / {mapping.cycle} has no applied version")
+    config = MappingConfig.model_validate(version.config)
+    connection = session.get(CrmConnection, mapping.connection_id)
+    assert connection is not None and connection.id is not None
+    emails = [m.email for m in config.team.members]
+    found = repo.owner_ids_by_email(session, connection_id=connection.id, emails=emails)
+    missing = [e for e in emails if e.lower() not in found]
+    owners = tuple(sorted(found.values())) or ("",)
+    last = session.exec(
+        sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(Computation.id.desc())  # type: ignore[union-attr]
+    ).first()
+    incremental = (
+        changes is not None
+        and last is not None
+        and last.version == version.version
+        and last.as_of.date() == as_of.date()
+        and not changes.owner
+    )
+    run = Computation(
+        mapping_id=mapping.id,
+        version=version.version,
+        kind="incremental" if incremental else "full",
+        as_of=as_of,
+        started_at=utcnow(),
+    )
+    session.add(run)
+    session.flush()
+    ctx = _Context(
+        session=session,
+        mapping_id=mapping.id,
+        config=config,
+        tables=repo.local_tables(),
+        cycle=Scope.for_window(
+            connection_id=connection.id,
+            crm=connection.crm,
+            owner_ids=owners,
+            first_day=config.cycle.start,
+            last_day=config.cycle.end,
+            as_of=as_of,
+        ),
+        changes=changes if incremental else None,
+        version=version.version,
+    )
+    rechecked = _hygiene(ctx)
+    ctx.kam_values = _kam(ctx)
+    recomputed = _key_results(ctx, run_id=run.id or 0)
+    repo.delete_results_not_in(session, mapping_id=mapping.id, kr_keys=[kr.key for _o, kr in config.key_results()])
+    run.finished_at = utcnow()
+    run.key_results = len(recomputed)
+    run.opportunities = rechecked
+    run.detail = {"missing_members": missing, "recomputed": recomputed}
+    session.add(run)
+    session.flush()
+    seconds = time.perf_counter() - started
+    log.info(
+        "computed %s/%s (%s): %d key results in %.2f s", mapping.team, mapping.cycle, run.kind, len(recomputed), seconds
+    )
+    return ComputeReport(run.id or 0, run.kind, recomputed, rechecked, seconds, missing)
+
+
+@dataclass
+class _Context:
+    session: Session
+    mapping_id: int
+    config: MappingConfig
+    tables: Tables
+    cycle: Scope
+    changes: ChangeSet | None
+    version: int
+    kam_values: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+
+    def scope_for(self, kr: KeyResult) -> Scope:
+        if not isinstance(kr.window, SprintWindow):
+            return self.cycle
+        sprint = next(s for s in self.config.sprints if s.key == kr.window.sprint)
+        return Scope.for_window(
+            connection_id=self.cycle.connection_id,
+            crm=self.cycle.crm,
+            owner_ids=self.cycle.owner_ids,
+            first_day=sprint.start,
+            last_day=sprint.end,
+            as_of=self.cycle.as_of,
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- hygiene
+
+
+def _stage_medians(ctx: _Context) -> dict[str, float]:
+    ages: dict[str, list[float]] = {}
+    for stage, days in repo.rows(ctx.session, hygiene_rules.stage_ages(ctx.tables, ctx.cycle)):
+        ages.setdefault(stage or "", []).append(float(days))
+    return {stage: round(hygiene_rules.median(values), 6) for stage, values in ages.items()}
+
+
+def _touched_opportunities(ctx: _Context) -> list[str]:
+    assert ctx.changes is not None
+    touched = set(ctx.changes.opportunity) | set(ctx.changes.opportunity_contact)
+    ids = sorted(ctx.changes.activity)
+    for chunk in repo.chunks(ids):
+        query = select(Activity.opportunity_id).where(  # type: ignore[call-overload]
+            Activity.connection_id == ctx.cycle.connection_id,
+            Activity.external_id.in_(list(chunk)),  # type: ignore[attr-defined]
+            Activity.opportunity_id.is_not(None),  # type: ignore[union-attr]
+        )
+        touched.update(row[0] for row in repo.rows(ctx.session, query))
+    return sorted(touched)
+
+
+def _hygiene(ctx: _Context) -> int | None:
+    """Findings per open opportunity and the team summary; returns how many opportunities were rechecked."""
+    rules = ctx.config.hygiene.rules
+    session, mapping_id = ctx.session, ctx.mapping_id
+    needs_medians = any(isinstance(r, StuckInStage) and r.median_factor for r in rules)
+    medians = _stage_medians(ctx) if needs_medians else {}
+    stored = repo.stored_summary(session, mapping_id=mapping_id, rule_key="*")
+    related_custom = any(
+        isinstance(r, CustomRule)
+        and any(resolve(c.field, RecordType.opportunity, ctx.config.custom()).via for c in conditions_fields(r.where))
+        for r in rules
+    )
+    changes = ctx.changes
+    full = changes is None or stored is None or (related_custom and bool(changes.account or changes.contact))
+    stages = ctx.config.hygiene.stages
+    custom = ctx.config.custom()
+
+    def violations(rule: Any, ids: Sequence[str] | None) -> Any:
+        return hygiene_rules.violations(
+            rule, tables=ctx.tables, scope=ctx.cycle, custom=custom, stages=stages, stage_medians=medians, ids=ids
+        )
+
+    rechecked: int | None = None
+    if full:
+        repo.delete_findings(session, mapping_id=mapping_id)
+        for rule in rules:
+            repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None))
+    else:
+        touched = _touched_opportunities(ctx)
+        rechecked = len(touched)
+        medians_moved = stored is not None and stored.detail.get("stage_medians", {}) != medians
+        for chunk in repo.chunks(touched):
+            repo.delete_findings(session, mapping_id=mapping_id, opportunity_ids=chunk)
+        for rule in rules:
+            if isinstance(rule, StuckInStage) and rule.median_factor and medians_moved:
+                repo.delete_rule_findings(session, mapping_id=mapping_id, rule_key=rule.rule_key)
+                repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None))
+                continue
+            for chunk in repo.chunks(touched):
+                repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk))
+    open_count = repo.count(session, _open_opportunities(ctx))
+    per_rule = repo.findings_per_rule(session, mapping_id=mapping_id)
+    now = utcnow()
+    failing = sum(
+        repo.opportunities_with_findings(session, mapping_id=mapping_id, rule_keys=[r.rule_key for r in rules]).values()
+    )
+    for rule in rules:
+        violated = per_rule.get(rule.rule_key, 0)
+        repo.put(
+            session,
+            HygieneSummary(
+                mapping_id=mapping_id,
+                rule_key=rule.rule_key,
+                violations=violated,
+                open_opportunities=open_count,
+                score=(open_count - violated) / open_count if open_count else None,
+                computed_at=now,
+            ),
+        )
+    repo.put(
+        session,
+        HygieneSummary(
+            mapping_id=mapping_id,
+            rule_key="*",
+            violations=failing,
+            open_opportunities=open_count,
+            score=(open_count - failing) / open_count if open_count else None,
+            detail={"stage_medians": medians, "as_of": ctx.cycle.as_of.isoformat()},
+            computed_at=now,
+        ),
+    )
+    return rechecked
+
+
+def _open_opportunities(ctx: _Context) -> Any:
+    opp = ctx.tables.opportunity
+    return select(opp.c.external_id, opp.c.owner_id).where(*hygiene_rules.open_opportunity_clauses(opp, ctx.cycle))
+
+
+def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricValue:
+    rule_keys = metric.rules or [r.rule_key for r in ctx.config.hygiene.rules]
+    open_by_owner: dict[str, int] = {}
+    for _opp_id, owner in repo.rows(ctx.session, _open_opportunities(ctx)):
+        open_by_owner[owner or ""] = open_by_owner.get(owner or "", 0) + 1
+    failing = repo.opportunities_with_findings(ctx.session, mapping_id=ctx.mapping_id, rule_keys=rule_keys)
+    total, bad = sum(open_by_owner.values()), sum(failing.values())
+    contributions = {o: (n - failing.get(o, 0)) / n for o, n in open_by_owner.items() if n}
+    return metrics.MetricValue(
+        (total - bad) / total if total else None, total, contributions, numerator=total - bad, denominator=total
+    )
+
+
+# -------------------------------------------------------------------------------------------------------- KAM
+
+
+def _kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
+    """Account id → (owner, score) of every key account; stores criteria results and scores."""
+    kam = ctx.config.kam
+    if kam is None:
+        repo.replace_kam(ctx.session, mapping_id=ctx.mapping_id, criteria=[], scores=[])
+        return {}
+    custom = ctx.config.custom()
+    accounts = repo.rows(ctx.session, kam_rules.key_accounts(kam, tables=ctx.tables, scope=ctx.cycle, custom=custom))
+    ids = [row.account_id for row in accounts]
+    assessments = repo.latest_assessments(ctx.session, mapping_id=ctx.mapping_id, as_of=ctx.cycle.as_of)
+    measured: dict[str, dict[str, int]] = {}
+    for criterion in kam.criteria:
+        counts: dict[str, int] = {}
+        for chunk in repo.chunks(ids):
+            query = kam_rules.measure(criterion, account_ids=chunk, tables=ctx.tables, scope=ctx.cycle, custom=custom)
+            if query is not None:
+                counts.update({account_id: int(n) for account_id, n in repo.rows(ctx.session, query)})
+        measured[criterion.key] = counts
+    now = utcnow()
+    criteria_rows: list[dict[str, Any]] = []
+    score_rows: list[dict[str, Any]] = []
+    result: dict[str, tuple[str | None, float]] = {}
+    for account in accounts:
+        statuses = []
+        for criterion in kam.criteria:
+            row: dict[str, Any] = {
+                "mapping_id": ctx.mapping_id,
+                "account_id": account.account_id,
+                "criterion_key": criterion.key,
+                "owner_id": account.owner_id,
+                "measured": None,
+                "comment": None,
+                "assessed_by": None,
+                "assessed_at": None,
+            }
+            if criterion.type == "assessed":
+                assessment = assessments.get((account.account_id, criterion.key))
+                status = assessment.status if assessment else kam_rules.NOT_ASSESSED
+                if assessment:
+                    row.update(
+                        comment=assessment.comment, assessed_by=assessment.author, assessed_at=assessment.assessed_at
+                    )
+                row.update(status=status, source="assessed")
+            else:
+                value = measured[criterion.key].get(account.account_id, 0)
+                status = kam_rules.derived_status(criterion, value)
+                row.update(status=status, source="derived", measured=value)
+            statuses.append(status)
+            criteria_rows.append(row)
+        score = kam_rules.account_score(statuses)
+        result[account.account_id] = (account.owner_id, score)
+        score_rows.append(
+            {
+                "mapping_id": ctx.mapping_id,
+                "account_id": account.account_id,
+                "owner_id": account.owner_id,
+                "name": account.name,
+                "score": score,
+                "computed_at": now,
+            }
+        )
+    repo.replace_kam(ctx.session, mapping_id=ctx.mapping_id, criteria=criteria_rows, scores=score_rows)
+    return result
+
+
+def _kam_value(metric: KamCriteriaMetric, accounts: dict[str, tuple[str | None, float]]) -> metrics.MetricValue:
+    by_owner: dict[str, list[bool]] = {}
+    for owner, score in accounts.values():
+        by_owner.setdefault(owner or "", []).append(score >= metric.min_score - 1e-9)
+    met = sum(sum(flags) for flags in by_owner.values())
+    total = len(accounts)
+    contributions = {o: sum(flags) / len(flags) for o, flags in by_owner.items()}
+    return metrics.MetricValue(met / total if total else None, total, contributions, numerator=met, denominator=total)
+
+
+# ------------------------------------------------------------------------------------------------ key results
+
+
+def _kinds(kr: KeyResult, custom: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The record kinds a KR counts, and the other kinds its filters look at (related records)."""
+    metric = kr.metric
+    parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
+    bases = {"opportunity" if getattr(p, "of", None) == Counted.opportunities else "activity" for p in parts}
+    related: set[str] = set()
+    for record, where, _loc in metric_filters(metric):
+        for condition in conditions_fields(where):
+            via = resolve(condition.field, record, custom).via
+            if via is not None:
+                related.add(via.value)
+        if any(isinstance(c, FollowedByCondition) for c in where):
+            related.add("opportunity")
+    for part in parts:
+        if isinstance(part, CountMetric) and part.distinct == Distinct.contacts:
+            related.add("opportunity_contact" if part.of == Counted.opportunities else "contact")
+    return bases, related - bases
+
+
+def _affected(ctx: _Context, kr: KeyResult, scope: Scope) -> bool:
+    changes = ctx.changes
+    if changes is None:
+        return True
+    metric = kr.metric
+    if isinstance(metric, ResponseTimeMetric):
+        return bool(changes.activity)  # waits depend on neighbouring activities: recompute when any changed
+    custom = ctx.config.custom()
+    _bases, related = _kinds(kr, custom)
+    if related & changes.kinds():
+        return True
+    parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
+    for part in parts:
+        assert isinstance(part, CountMetric | SumMetric)
+        changed = sorted(changes.activity if part.of == Counted.activities else changes.opportunity)
+        if not changed:
+            continue
+        if repo.evidence_touches(ctx.session, mapping_id=ctx.mapping_id, kr_key=kr.key, record_ids=changed):
+            return True
+        for chunk in repo.chunks(changed):
+            query = part_evidence(part, part="probe", tables=ctx.tables, scope=scope, custom=custom, only_ids=chunk)
+            if repo.any_row(ctx.session, query):
+                return True
+    return False
+
+
+def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
+    session, config = ctx.session, ctx.config
+    recomputed: list[str] = []
+    now = utcnow()
+    for objective in config.objectives:
+        scores: list[tuple[scoring.Score, float]] = []
+        for kr in objective.key_results:
+            scope = ctx.scope_for(kr)
+            stored = session.get(KeyResultValue, (ctx.mapping_id, kr.key))
+            value = _value(ctx, kr, scope, stored)
+            if value is not None:
+                recomputed.append(kr.key)
+                repo.replace_contributions(
+                    session, mapping_id=ctx.mapping_id, kr_key=kr.key, values=value.contributions
+                )
+            elif stored is not None:
+                value = metrics.MetricValue(
+                    stored.value,
+                    stored.records,
+                    numerator=stored.numerator,
+                    denominator=stored.denominator,
+                    detail=stored.detail,
+                )
+            assert value is not None
+            result = scoring.score(
+                value.value,
+                baseline=kr.baseline,
+                target=kr.target,
+                direction=kr.direction,
+                window_start=scope.start,
+                window_end=scope.window_end,
+                as_of=scope.as_of,
+                scoring=config.scoring,
+            )
+            scores.append((result, kr.weight))
+            repo.put(
+                session,
+                KeyResultValue(
+                    mapping_id=ctx.mapping_id,
+                    kr_key=kr.key,
+                    objective_key=objective.key,
+                    metric=kr.metric.type,
+                    value=result.value,
+                    progress=result.progress,
+                    grade=result.grade,
+                    expected=result.expected,
+                    status=result.status,
+                    achieved=result.achieved,
+                    records=value.records,
+                    numerator=value.numerator,
+                    denominator=value.denominator,
+                    detail=dict(value.detail),
+                    window_start=scope.start,
+                    window_end=scope.end,
+                    version=ctx.version,
+                    as_of=scope.as_of,
+                    computed_at=now,
+                ),
+            )
+            session.add(
+                KeyResultHistory(
+                    mapping_id=ctx.mapping_id,
+                    kr_key=kr.key,
+                    computation_id=run_id,
+                    as_of=scope.as_of,
+                    value=result.value,
+                    progress=result.progress,
+                    grade=result.grade,
+                    status=result.status,
+                )
+            )
+        repo.put(
+            session,
+            ObjectiveValue(
+                mapping_id=ctx.mapping_id,
+                objective_key=objective.key,
+                title=objective.title,
+                progress=scoring.objective_progress(scores),
+                status=scoring.objective_status([s for s, _w in scores]),
+                achieved=all(s.achieved for s, _w in scores),
+                computed_at=now,
+            ),
+        )
+    return recomputed
+
+
+def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | None) -> metrics.MetricValue | None:
+    """The KR's value, recomputed; None when an incremental run may keep the stored one."""
+    metric, session = kr.metric, ctx.session
+    if isinstance(metric, HygieneScoreMetric):
+        return _hygiene_value(ctx, metric)
+    if isinstance(metric, KamCriteriaMetric):
+        return _kam_value(metric, ctx.kam_values)
+    if isinstance(metric, ManualMetric):
+        entry = repo.latest_manual_value(session, mapping_id=ctx.mapping_id, kr_key=kr.key, as_of=scope.as_of)
+        detail: dict[str, Any] = {"entered_by": entry.author, "note": entry.note} if entry else {}
+        return metrics.MetricValue(entry.value if entry else None, 1 if entry else 0, detail=detail)
+    if stored is not None and stored.version == ctx.version and not _affected(ctx, kr, scope):
+        return None
+    custom = ctx.config.custom()
+    queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=custom)
+    repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
+    if isinstance(metric, ResponseTimeMetric):
+        return metrics.response_time(metric, repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key), scope.as_of)
+    totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
+    if isinstance(metric, RatioMetric):
+        return metrics.ratio(metric, totals)
+    assert isinstance(metric, CountMetric | SumMetric)
+    return metrics.count_or_sum(metric, totals)
