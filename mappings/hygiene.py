@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, false, func, literal, null, or_, select
+from sqlalchemy import Select, case, false, func, literal, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from mappings.fields import CustomField, RecordType
@@ -29,7 +29,7 @@ from mappings.hygiene_rules import (
     StuckInStage,
 )
 from mappings.query import FilterCompiler
-from mappings.sql import Scope, Tables, epoch_seconds
+from mappings.sql import Scope, Tables, epoch_seconds, typed_null
 
 
 def open_opportunity_clauses(opp: Any, scope: Scope, ids: Sequence[str] | None = None) -> list[ColumnElement[bool]]:
@@ -70,10 +70,10 @@ def violations(
     """The open opportunities violating ``rule``; ``stage_medians`` (days) is needed by stuck_in_stage×median."""
     opp = tables.opportunity.alias("opp")
     today = scope.as_of.date()
-    number: Any = null()
-    on_date: Any = null()
-    at: Any = null()
-    text: Any = null()
+    number: Any = typed_null("number")
+    on_date: Any = typed_null("date")
+    at: Any = typed_null("datetime")
+    text: Any = typed_null("text")
     if isinstance(rule, CloseDatePast):
         test: Any = opp.c.close_date < today - timedelta(days=rule.grace_days)
         on_date = opp.c.close_date
@@ -90,6 +90,7 @@ def violations(
                 act.c.is_deleted == false(),
                 act.c.occurred_at <= scope.as_of,
             )
+            .correlate_except(act)
             .scalar_subquery()
         )
         midnight = datetime.combine(cutoff, datetime.min.time(), tzinfo=UTC)
@@ -126,6 +127,7 @@ def violations(
                 link.c.opportunity_id == opp.c.external_id,
                 link.c.is_deleted == false(),
             )
+            .correlate_except(link)
             .scalar_subquery()
         )
         test = contacts < rule.min_contacts

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, false, func, literal, null, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from mappings.config import (
@@ -29,7 +29,7 @@ from mappings.config import (
 )
 from mappings.fields import CustomField, FieldType, RecordType, ResolvedField, resolve
 from mappings.filters import AnyOf, Condition, FieldCondition, FollowedByCondition, Op
-from mappings.sql import Scope, Tables, epoch_seconds, number_of, plus_days, text_of
+from mappings.sql import Scope, Tables, epoch_seconds, number_of, plus_days, text_of, typed_null
 
 
 class MappingRuntimeError(ValueError):
@@ -72,7 +72,13 @@ class FilterCompiler:
         ]
         if spec.within_days:
             clauses.append(opp.c.created_at <= plus_days(activity.c.occurred_at, literal(spec.within_days)))
-        return select(opp.c.external_id).where(*clauses).order_by(opp.c.created_at, opp.c.external_id).limit(1)
+        return (
+            select(opp.c.external_id)
+            .where(*clauses)
+            .order_by(opp.c.created_at, opp.c.external_id)
+            .limit(1)
+            .correlate_except(opp)
+        )
 
     def _related(self, field: ResolvedField, condition: FieldCondition, base: Any, record: RecordType) -> Any:
         assert field.via is not None
@@ -95,12 +101,13 @@ class FilterCompiler:
             ]
             if record != RecordType.activity:
                 clauses.append(link.c.is_deleted == false())
-            return exists(select(literal(1)).select_from(link).where(*clauses))
+            return exists(select(literal(1)).select_from(link).where(*clauses).correlate_except(link, target))
         foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
         return exists(
             select(literal(1))
             .select_from(target)
             .where(same_connection, target.c.external_id == base.c[foreign_key], compare)
+            .correlate_except(target)
         )
 
     def _column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
@@ -214,13 +221,14 @@ def part_evidence(
     ]
     if only_ids is not None:
         clauses.append(base.c.external_id.in_(list(only_ids)))
-    when: Any = null()
+    when: Any = typed_null("datetime")
     if date_field != DateField.none:
         if date_field.value not in base.c:
             raise MappingRuntimeError(f"date_field {date_field.value} does not exist on {record.value}")
         when = base.c[date_field.value]
         if date_field == DateField.close_date:
             clauses += [when >= scope.start.date(), when <= scope.last_day]
+            when = typed_null("datetime")  # evidence keeps timestamps; the close date is on the record itself
         else:
             clauses += [when >= scope.start, when < scope.end]
     clauses += compiler.where(metric.where, base, record)
@@ -232,7 +240,7 @@ def part_evidence(
     else:
         value = literal(1.0)
     followed = next((c for c in metric.where if isinstance(c, FollowedByCondition)), None)
-    related: Any = null()
+    related: Any = typed_null("text")
     if followed is not None:
         related = compiler.following_opportunity(followed, base).scalar_subquery()
     columns = [
@@ -265,6 +273,11 @@ def part_evidence(
         inner_sq.c.occurred_at,
         inner_sq.c.related_id,
     ).where(inner_sq.c.rank == 1)
+
+
+def _order_column(base: Any, date_field: DateField) -> Any:
+    """Who reached a distinct account/contact first gets the credit: order by the date that put it in the window."""
+    return base.c.created_at if date_field == DateField.none else base.c[date_field.value]
 
 
 def _distinct_key(distinct: Distinct, base: Any, record: RecordType, tables: Tables) -> tuple[Any, Any]:
@@ -320,6 +333,7 @@ def response_evidence(
                     answered.c.connection_id == inquiry.c.connection_id,
                     answered.c.activity_id == response.c.external_id,
                 )
+                .correlate_except(asked, answered)
             )
         )
     first_id = (
@@ -327,9 +341,10 @@ def response_evidence(
         .where(*matches)
         .order_by(response.c.occurred_at, response.c.external_id)
         .limit(1)
+        .correlate_except(response)
         .scalar_subquery()
     )
-    first_at = select(func.min(response.c.occurred_at)).where(*matches).scalar_subquery()
+    first_at = select(func.min(response.c.occurred_at)).where(*matches).correlate_except(response).scalar_subquery()
     inquiries = select(
         inquiry.c.external_id.label("record_id"),
         inquiry.c.owner_id.label("owner_id"),

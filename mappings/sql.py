@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Float, String, Table, cast, func
+from sqlalchemy import Date, DateTime, Float, String, Table, cast, func, null
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
@@ -108,3 +108,16 @@ def text_of(expr: ColumnElement[Any]) -> ColumnElement[str]:
 def number_of(text: ColumnElement[Any]) -> ColumnElement[float]:
     # HubSpot sends numbers as text and empty values as ""; NULLIF keeps the cast from failing on PostgreSQL
     return cast(func.nullif(cast(text, String), ""), Float)
+
+
+_NULL_TYPES: dict[str, Any] = {
+    "text": String(),
+    "number": Float(),
+    "date": Date(),
+    "datetime": DateTime(timezone=True),
+}
+
+
+def typed_null(kind: str) -> ColumnElement[Any]:
+    """A NULL PostgreSQL can insert into a typed column (an untyped NULL in a sub-select is text there)."""
+    return cast(null(), _NULL_TYPES[kind])

@@ -240,3 +240,23 @@ def delete_results_not_in(session: Session, *, mapping_id: int, kr_keys: Sequenc
     for model in (KeyResultValue, KeyResultContribution, KeyResultEvidence):
         result = table(model)
         session.execute(delete(result).where(result.c.mapping_id == mapping_id, result.c.kr_key.not_in(list(kr_keys))))
+
+
+def changed_since(session: Session, *, connection_id: int, since: datetime) -> dict[str, set[str]]:
+    """Ids of the records a sync wrote after ``since``, by kind (opportunity_contact: their opportunities).
+
+    A sync rewrites some unchanged records too (Salesforce's look-back window); that only widens the recompute.
+    """
+    out: dict[str, set[str]] = {}
+    for kind, model in (
+        ("activity", Activity),
+        ("opportunity", Opportunity),
+        ("account", Account),
+        ("contact", Contact),
+        ("opportunity_contact", OpportunityContact),
+    ):
+        t = table(model)
+        column = t.c.opportunity_id if kind == "opportunity_contact" else t.c.external_id
+        rows = session.execute(select(column).where(t.c.connection_id == connection_id, t.c.synced_at > since)).all()
+        out[kind] = {row[0] for row in rows}
+    return out

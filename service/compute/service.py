@@ -61,10 +61,19 @@ class ChangeSet:
     account: set[str] = field(default_factory=set)
     contact: set[str] = field(default_factory=set)
     opportunity_contact: set[str] = field(default_factory=set)  # ids of the opportunities whose contacts changed
-    owner: bool = False
 
     def kinds(self) -> set[str]:
         return {k for k in ("activity", "opportunity", "account", "contact", "opportunity_contact") if getattr(self, k)}
+
+
+def changes_since_last(session: Session, mapping: OkrMapping) -> ChangeSet | None:
+    """What syncs wrote since the mapping's last computation started (None: never computed)."""
+    last = session.exec(
+        sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(Computation.id.desc())  # type: ignore[union-attr]
+    ).first()
+    if last is None:
+        return None
+    return ChangeSet(**repo.changed_since(session, connection_id=mapping.connection_id, since=last.started_at))
 
 
 @dataclass
@@ -103,7 +112,7 @@ def compute(
         and last is not None
         and last.version == version.version
         and last.as_of.date() == as_of.date()
-        and not changes.owner
+        and last.detail.get("owners") == list(owners)  # team membership resolved the same way
     )
     run = Computation(
         mapping_id=mapping.id,
@@ -137,7 +146,7 @@ def compute(
     run.finished_at = utcnow()
     run.key_results = len(recomputed)
     run.opportunities = rechecked
-    run.detail = {"missing_members": missing, "recomputed": recomputed}
+    run.detail = {"missing_members": missing, "recomputed": recomputed, "owners": list(owners)}
     session.add(run)
     session.flush()
     seconds = time.perf_counter() - started

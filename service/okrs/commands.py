@@ -16,6 +16,7 @@ from sqlmodel import Session
 from mappings.source import MappingFileError
 from mappings.validate import json_schema
 from service.compute import report as reports
+from service.compute.service import changes_since_last
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.kit.db import create_schema, make_engine, utcnow
@@ -174,15 +175,25 @@ def _mapping(session: Session, name: str | None) -> OkrMapping:
         raise _fail(str(exc)) from None
 
 
-def compute(mapping: MappingOpt = None, as_of: AsOfOpt = None) -> None:
-    """Recompute key results, hygiene findings and KAM criteria of the applied mappings."""
+def compute(
+    mapping: MappingOpt = None,
+    as_of: AsOfOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Recompute everything, not only what syncs changed.")] = False,
+) -> None:
+    """Recompute key results, hygiene findings and KAM criteria of the applied mappings.
+
+    By default only what the syncs changed since the last computation (the same day and mapping version)."""
     with Session(_engine()) as session:
         targets = [_mapping(session, mapping)] if mapping else okrs.mappings(session)
         if not targets:
             raise _fail("no mapping applied yet: run `okrsync mappings apply FILE`")
         for m in targets:
-            result = compute_mapping(session, mapping=m, as_of=_utc(as_of))
-            out.print(f"{m.team} / {m.cycle}: {len(result.recomputed)} key result(s) in {result.seconds:.2f} s")
+            changes = None if full else changes_since_last(session, m)
+            result = compute_mapping(session, mapping=m, as_of=_utc(as_of), changes=changes)
+            out.print(
+                f"{m.team} / {m.cycle}: {result.kind}, {len(result.recomputed)} key result(s) recomputed"
+                f" in {result.seconds:.2f} s"
+            )
         session.commit()
 
 
