@@ -327,8 +327,6 @@ def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
     """
     problems: list[tuple[Loc, str]] = []
     _unique(problems, ("objectives",), "objective", [o.key for o in config.objectives], "key")
-    for i, objective in enumerate(config.objectives):
-        _unique(problems, ("objectives", i, "key_results"), "key result", [k.key for k in objective.key_results], "key")
     seen_kr: set[str] = set()
     for i, objective in enumerate(config.objectives):
         for j, kr in enumerate(objective.key_results):

@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
 class Op(StrEnum):
@@ -102,7 +102,21 @@ class AnyOf(_Strict):
     any_of: list[FieldCondition] = Field(min_length=1, title="Any of", description="Alternatives (OR).")
 
 
-Condition = Annotated[FieldCondition | AnyOf | FollowedByCondition, Field(union_mode="smart")]
+def _condition_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "any_of" if "any_of" in value else "followed_by" if "followed_by" in value else "field"
+    if isinstance(value, AnyOf):
+        return "any_of"
+    return "followed_by" if isinstance(value, FollowedByCondition) else "field"
+
+
+# chosen by the key present, so a mistake in a field condition is reported once, not once per alternative
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("field")]
+    | Annotated[AnyOf, Tag("any_of")]
+    | Annotated[FollowedByCondition, Tag("followed_by")],
+    Discriminator(_condition_kind),
+]
 
 
 def conditions_fields(where: list[Any]) -> list[FieldCondition]:
