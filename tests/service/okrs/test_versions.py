@@ -104,7 +104,7 @@ def test_a_new_cycle_name_starts_a_new_mapping(engine: Engine) -> None:
         (("anna@example.com", "anne@example.com"), 5, "no CRM user with e-mail anne@example.com in salesforce/world"),
         (
             ("salesforce: Key_Account__c", "salesforce: KeyAccount__c"),
-            12,
+            15,
             "no synced account carries salesforce field 'KeyAccount__c'",
         ),
     ],
