@@ -15,7 +15,24 @@ from service.cli import app
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["sandbox"], ["sync"], ["sync", "salesforce"], ["sync", "hubspot"]],
+    [
+        [],
+        ["sandbox"],
+        ["sync"],
+        ["sync", "salesforce"],
+        ["sync", "hubspot"],
+        ["mappings"],
+        ["mappings", "validate"],
+        ["mappings", "schema"],
+        ["mappings", "apply"],
+        ["mappings", "preview"],
+        ["mappings", "history"],
+        ["compute"],
+        ["report"],
+        ["explain"],
+        ["kr", "set"],
+        ["kam", "assess"],
+    ],
     ids=lambda a: " ".join(a) or "okrsync",
 )
 def test_every_command_has_help(args: list[str]) -> None:
