@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine (Python 3.11+):
-#   make run    the main job: sandbox CRM + Salesforce and HubSpot syncs into SQLite, no account needed
+#   make run    the main job: sandbox CRM + Salesforce and HubSpot syncs into SQLite, the example OKRs computed
+#               and reported (no account needed)
 #   make test   the whole test suite (ruff, mypy, pytest on SQLite and PostgreSQL)
 PY ?= python3
 VENV := .venv
@@ -14,10 +15,23 @@ $(BIN)/okrsync: pyproject.toml
 .PHONY: install run test lint bench
 install: $(BIN)/okrsync
 
+# the example mappings describe Q3 2026: the sandbox's quarter is anchored there and the check-in is its last day
+run: export OKRSYNC_SANDBOX__ANCHOR = 2026-09-30T18:00:00Z
+run: AS_OF = 2026-09-30T18:00:00
 run: install
 	$(BIN)/okrsync sync salesforce --sandbox
 	$(BIN)/okrsync sync salesforce --sandbox
 	$(BIN)/okrsync sync hubspot --sandbox
+	for example in acquisition customer-care pipeline-hygiene; do \
+	  $(BIN)/okrsync mappings apply mappings/examples/$$example.yaml --connection salesforce/sandbox \
+	    --as-of $(AS_OF) --author make-run --reason "make run" || exit 1; \
+	done
+	$(BIN)/okrsync mappings apply mappings/examples/acquisition.yaml --connection hubspot/sandbox --as-of $(AS_OF) \
+	  --author make-run --reason "make run"
+	$(BIN)/okrsync report --mapping 1
+	$(BIN)/okrsync report --mapping 2
+	$(BIN)/okrsync report --mapping 3
+	$(BIN)/okrsync report --mapping 4
 
 lint: install
 	$(BIN)/ruff check connectors mappings service tests bench

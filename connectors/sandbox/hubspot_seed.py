@@ -121,6 +121,8 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
             {
                 "name": account.get("Name"),
                 "industry": account.get("Industry"),
+                # the portal's company "type" options are edited to the org's account types (HubSpot allows it)
+                "type": account.get("Type"),
                 "country": account.get("BillingCountry"),
                 "annualrevenue": account.get("AnnualRevenue"),
                 "numberofemployees": account.get("NumberOfEmployees"),

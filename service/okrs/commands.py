@@ -27,7 +27,8 @@ from service.okrs.models import OkrMapping
 mappings_app = typer.Typer(help="Validate, preview and apply the sales-ops mapping file.", no_args_is_help=True)
 kr_app = typer.Typer(help="Key results entered by hand.", no_args_is_help=True)
 kam_app = typer.Typer(help="Key-account criteria assessed by the KAM.", no_args_is_help=True)
-out = Console()
+# a report piped to a file or read in CI should not wrap every title: 160 columns unless a terminal says otherwise
+out = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
 
 FileArg = Annotated[Path, typer.Argument(help="The mapping file (YAML).")]
