@@ -46,6 +46,8 @@ def test_every_example_loads(path: Path) -> None:
 
 
 def test_json_schema_is_published_with_titles() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "mappings" / "schema.json"
+    assert shipped.read_text().strip() == json_schema().strip(), "run: okrsync mappings schema > mappings/schema.json"
     schema = json.loads(json_schema())
     assert schema["title"] == "MappingConfig"
     assert "count" in json.dumps(schema) and "response_time" in json.dumps(schema)
