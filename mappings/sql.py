@@ -29,7 +29,10 @@ def _epoch_default(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
 
 @compiles(epoch_seconds, "sqlite")
 def _epoch_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
-    return f"((julianday({compiler.process(list(element.clauses)[0], **kw)}) - 2440587.5) * 86400.0)"
+    # whole seconds from strftime('%s') plus the stored fraction ('YYYY-MM-DD HH:MM:SS.ffffff'): exact, where
+    # julianday() arithmetic made a 4-hour answer 14400.00003 s and so not "within 4 hours"
+    column = compiler.process(list(element.clauses)[0], **kw)
+    return f"(CAST(strftime('%s', {column}) AS REAL) + COALESCE(CAST(substr({column}, 20) AS REAL), 0.0))"
 
 
 class plus_days(FunctionElement[datetime]):  # noqa: N801
@@ -47,10 +50,11 @@ def _plus_days_default(element: plus_days, compiler: Any, **kw: Any) -> str:
 @compiles(plus_days, "sqlite")
 def _plus_days_sqlite(element: plus_days, compiler: Any, **kw: Any) -> str:
     column, days = list(element.clauses)
-    # strftime keeps the fractional seconds format SQLAlchemy stores, so text comparison stays ordered
+    # SQLAlchemy stores 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime's %f has 3 decimals, so pad to 6 to keep text
+    # comparison exact at the boundary (CRM timestamps carry milliseconds at most)
     return (
-        f"strftime('%Y-%m-%d %H:%M:%f', {compiler.process(column, **kw)}, "
-        f"'+' || {compiler.process(days, **kw)} || ' days')"
+        f"(strftime('%Y-%m-%d %H:%M:%f', {compiler.process(column, **kw)}, "
+        f"'+' || {compiler.process(days, **kw)} || ' days') || '000')"
     )
 
 

@@ -102,6 +102,7 @@ def hubspot_sandbox_config(base_url: str, ca_path: str) -> HubSpotConfig:
         host=base_url,
         ca_bundle=Path(ca_path),
         custom_properties={"deals": ["segment"], "companies": ["key_account", "tier"]},
+        close_date_pushes_property="close_date_pushes",
     )
 
 

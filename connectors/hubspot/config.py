@@ -16,6 +16,12 @@ class HubSpotConfig(BaseModel):
         description='Extra properties per object type, e.g. {"deals": ["segment"]}.',
         examples=[{"deals": ["segment"], "companies": ["key_account", "tier"]}],
     )
+    close_date_pushes_property: str | None = Field(
+        default=None,
+        description="A deal number property counting how often the close date moved later (HubSpot has none built "
+        "in; a workflow can keep one). Feeds the close_date_pushed hygiene rule.",
+        examples=["close_date_pushes"],
+    )
     lookback_seconds: int = Field(
         default=300, ge=0, description="Re-read this much before the cursor: search results lag behind writes."
     )

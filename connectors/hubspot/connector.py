@@ -284,7 +284,7 @@ class HubSpotConnector:
     # -- objects -----------------------------------------------------------------------------------------------
     def _check_custom_properties(self, stream: str) -> None:
         """HubSpot silently omits properties it does not know: check the configured ones once per object type."""
-        wanted = self.config.custom_properties.get(stream, [])
+        wanted = self._extra_properties(stream)
         if not wanted or stream in self._checked_properties:
             return
         answer = self._call("properties", partial(self._properties_api.get_all_with_http_info, stream))
@@ -293,13 +293,21 @@ class HubSpotConnector:
         if unknown:
             raise ConfigurationError(
                 f"HubSpot has no {stream} propert{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}"
-                " — check OKRSYNC_HUBSPOT__CUSTOM_PROPERTIES (internal names, not labels)"
+                " — check OKRSYNC_HUBSPOT__CUSTOM_PROPERTIES and __CLOSE_DATE_PUSHES_PROPERTY (internal names, not "
+                "labels)"
             )
         self._checked_properties.add(stream)
 
+    def _extra_properties(self, stream: str) -> list[str]:
+        extra = list(self.config.custom_properties.get(stream, []))
+        pushes = self.config.close_date_pushes_property
+        if stream == "deals" and pushes and pushes not in extra:
+            extra.append(pushes)
+        return extra
+
     def _properties(self, stream: str) -> list[str]:
         self._check_custom_properties(stream)
-        props = list(mapping.PROPERTIES[stream]) + self.config.custom_properties.get(stream, [])
+        props = list(mapping.PROPERTIES[stream]) + self._extra_properties(stream)
         if stream == "deals":
             props += self.pipelines().entered_properties()
         return props
@@ -416,6 +424,9 @@ class HubSpotConnector:
         for row in rows:
             try:
                 record = mapping.to_record(row, pipelines)
+                if stream == "deals" and self.config.close_date_pushes_property:
+                    pushes = mapping.push_count(row.properties.get(self.config.close_date_pushes_property))
+                    record = record.model_copy(update={"close_date_pushes": pushes})
                 page.records.append(record)
                 if stream == "deals":
                     page.records.extend(mapping.deal_contacts(row, record.modified_at))

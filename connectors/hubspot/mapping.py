@@ -360,6 +360,12 @@ MAPPERS: dict[str, Callable[[HubSpotRow, Pipelines], CanonicalRecord]] = {
 }
 
 
+def push_count(value: Any) -> int | None:
+    """A close-date push counter kept in a deal property (text in the API); negative or garbage reads as unknown."""
+    number = _int(value)
+    return number if number is not None and number >= 0 else None
+
+
 def to_record(row: HubSpotRow, pipelines: Pipelines) -> CanonicalRecord:
     """Map one HubSpot object to its canonical record, or raise ``SkippableError`` naming it."""
     try:

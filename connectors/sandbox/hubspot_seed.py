@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.records import Activity, ActivityKind, Direction
@@ -22,7 +22,9 @@ def _stamp(value: Any) -> str | None:
         return None
     if isinstance(value, datetime):
         return format_timestamp(value)
-    return format_timestamp(datetime.fromisoformat(str(value)))
+    parsed = datetime.fromisoformat(str(value))
+    # a date-only value ('2026-09-12') is midnight UTC, not midnight wherever the sandbox runs
+    return format_timestamp(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def stage_id(label: str) -> str:
@@ -170,6 +172,7 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 "notes_last_updated": _stamp(opportunity.get("LastActivityDate")),
                 f"hs_date_entered_{stage['id']}": _stamp(opportunity.get("LastStageChangeDate")),
                 "segment": opportunity.get("Segment__c"),
+                "close_date_pushes": opportunity.get("PushCount"),  # kept by a workflow in a real portal
             },
             [
                 ("companies", ids.get(opportunity.get("AccountId") or "", "")),

@@ -389,6 +389,8 @@ def _kinds(kr: KeyResult, custom: dict[str, Any]) -> tuple[set[str], set[str]]:
             via = resolve(condition.field, record, custom).via
             if via is not None:
                 related.add(via.value)
+            if via == RecordType.contact and record == RecordType.opportunity:
+                related.add("opportunity_contact")  # a contact role added or removed changes who is involved
         if any(isinstance(c, FollowedByCondition) for c in where):
             related.add("opportunity")
     for part in parts:

@@ -117,7 +117,8 @@ BAD = [
     (
         "hygiene-metric-without-rules",
         GOOD.replace(
-            "type: count\n          of: activities\n          where:\n            - {field: activity_kind, op: eq, value: meeting}",
+            "type: count\n          of: activities\n          where:\n"
+            "            - {field: activity_kind, op: eq, value: meeting}",
             "type: hygiene_score",
         ),
         [(16, "hygiene_score needs rules under hygiene.rules")],

@@ -47,6 +47,7 @@ def hubspot_config(server: SandboxServer, **overrides: Any) -> HubSpotConfig:
         "retry_wait_max": 0.05,
         "max_attempts": 4,
         "timeout_seconds": 5,
+        "close_date_pushes_property": "close_date_pushes",
         **overrides,
     }
     return HubSpotConfig(**values)
@@ -123,7 +124,7 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
 
 
 def _minimum_first_sync(portal: Any) -> int:
-    calls = 2  # owners (one page of up to 500), pipelines
+    calls = 3  # owners (one page of up to 500), pipelines, the deal properties check (close_date_pushes_property)
     for stream in hs_mapping.OBJECT_STREAMS:
         count = len(portal.records(stream))
         calls += max(1, -(-count // 100))
@@ -142,9 +143,10 @@ def test_first_and_second_sync_use_the_minimum_of_api_calls(engine: Engine, scen
     second = sync_hubspot(engine, config)
     assert sum(c.written for c in second.counts.values()) == 0
     objects = len(hs_mapping.OBJECT_STREAMS)
-    # per object: one search and one archived listing; owners: listing and archived listing; pipelines
+    # per object: one search and one archived listing; owners: listing and archived listing; pipelines; the
+    # deal properties check
     assert not second.full
-    assert second.api_calls == portal.api_calls_total == 2 * objects + 3
+    assert second.api_calls == portal.api_calls_total == 2 * objects + 4
 
 
 def test_archived_records_are_marked_deleted(engine: Engine, scenario: Any) -> None:
