@@ -81,34 +81,34 @@ class FilterCompiler:
         )
 
     def _related(self, field: ResolvedField, condition: FieldCondition, base: Any, record: RecordType) -> Any:
+        """``base.fk IN (related records matching)``: an uncorrelated sub-select, evaluated once.
+
+        A correlated EXISTS per counted row let SQLite's planner (without statistics) scan every matching contact
+        for each activity: 52 s for 100,000 activities, against well under a second this way.
+        """
         assert field.via is not None
         target = getattr(self.tables, field.via.value).alias(f"rel_{field.via.value}")
-        compare = self._compare(self._column(field, target), field, condition)
-        same_connection = target.c.connection_id == base.c.connection_id
+        matching = [
+            target.c.connection_id == self.scope.connection_id,
+            self._compare(self._column(field, target), field, condition),
+        ]
         if field.via == RecordType.contact:
-            link_table = (
-                self.tables.activity_contact if record == RecordType.activity else self.tables.opportunity_contact
+            tables = self.tables
+            link = (tables.activity_contact if record == RecordType.activity else tables.opportunity_contact).alias(
+                "rel_link"
             )
-            link = link_table.alias("rel_link")
             link_id = link.c.activity_id if record == RecordType.activity else link.c.opportunity_id
             clauses = [
-                link.c.connection_id == base.c.connection_id,
-                link_id == base.c.external_id,
-                same_connection,
+                link.c.connection_id == self.scope.connection_id,
                 target.c.external_id == link.c.contact_id,
                 target.c.is_deleted == false(),
-                compare,
+                *matching,
             ]
             if record != RecordType.activity:
                 clauses.append(link.c.is_deleted == false())
-            return exists(select(literal(1)).select_from(link).where(*clauses).correlate_except(link, target))
+            return base.c.external_id.in_(select(link_id).select_from(link).join(target, true()).where(*clauses))
         foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
-        return exists(
-            select(literal(1))
-            .select_from(target)
-            .where(same_connection, target.c.external_id == base.c[foreign_key], compare)
-            .correlate_except(target)
-        )
+        return base.c[foreign_key].in_(select(target.c.external_id).where(*matching))
 
     def _column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
         if field.kind == "canonical":
