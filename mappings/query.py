@@ -204,10 +204,12 @@ def part_evidence(
     scope: Scope,
     custom: dict[str, CustomField],
     only_ids: Sequence[str] | None = None,
+    only_keys: Sequence[str] | None = None,
 ) -> Select[Any]:
     """Evidence rows of a count or sum: the team's records matching the filter in the window.
 
-    ``only_ids`` restricts the records (an incremental run asks whether a changed record counts now).
+    An incremental run narrows it: ``only_ids`` to changed records, ``only_keys`` (distinct counts) to the
+    accounts/contacts/opportunities whose first record may have changed.
     """
     compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
     base, record = _base(tables, metric.of)
@@ -264,6 +266,8 @@ def part_evidence(
     )
     if join is not None:
         inner = inner.select_from(base.join(join[0], join[1]))
+    if only_keys is not None:
+        clauses.append(key.in_(list(only_keys)))
     inner_sq = inner.where(*clauses, key.is_not(None)).subquery("ranked")
     return select(
         inner_sq.c.part,

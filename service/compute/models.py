@@ -88,6 +88,7 @@ class KeyResultEvidence(SQLModel, table=True):
     __table_args__ = (
         Index("ix_evidence_kr", "mapping_id", "kr_key", "part", "owner_id"),
         Index("ix_evidence_record", "mapping_id", "record_id"),
+        Index("ix_evidence_key", "mapping_id", "kr_key", "related_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import Select, delete, exists, false, func, insert, literal, select
+from sqlalchemy import Select, delete, false, func, insert, literal, select
 from sqlmodel import Session
 
 from mappings.metrics import PartTotal, Wait
@@ -68,22 +68,64 @@ def owner_ids_by_email(session: Session, *, connection_id: int, emails: Sequence
     return {email: owner_id for email, owner_id in rows}
 
 
+EVIDENCE_COLUMNS = ["mapping_id", "kr_key", "part", "record_id", "owner_id", "value", "occurred_at", "related_id"]
+
+
+def insert_evidence(session: Session, *, mapping_id: int, kr_key: str, query: Select[Any]) -> None:
+    sq = query.subquery("evidence")
+    source = select(
+        literal(mapping_id),
+        literal(kr_key),
+        sq.c.part,
+        sq.c.record_id,
+        sq.c.owner_id,
+        sq.c.value,
+        sq.c.occurred_at,
+        sq.c.related_id,
+    )
+    session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, source))
+
+
 def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries: Sequence[Select[Any]]) -> None:
     session.execute(delete(EVIDENCE).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key))
-    columns = ["mapping_id", "kr_key", "part", "record_id", "owner_id", "value", "occurred_at", "related_id"]
     for query in queries:
-        sq = query.subquery("evidence")
-        source = select(
-            literal(mapping_id),
-            literal(kr_key),
-            sq.c.part,
-            sq.c.record_id,
-            sq.c.owner_id,
-            sq.c.value,
-            sq.c.occurred_at,
-            sq.c.related_id,
-        )
-        session.execute(insert(EVIDENCE).from_select(columns, source))
+        insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
+
+
+def delete_evidence(
+    session: Session,
+    *,
+    mapping_id: int,
+    kr_key: str,
+    part: str,
+    record_ids: Sequence[str] | None = None,
+    related_ids: Sequence[str] | None = None,
+) -> None:
+    """Evidence rows of some records (or of some distinct keys) of one part of a KR."""
+    where = [EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key, EVIDENCE.c.part == part]
+    if record_ids is not None:
+        where.append(EVIDENCE.c.record_id.in_(list(record_ids)))
+    if related_ids is not None:
+        where.append(EVIDENCE.c.related_id.in_(list(related_ids)))
+    session.execute(delete(EVIDENCE).where(*where))
+
+
+def evidence_keys(
+    session: Session, *, mapping_id: int, kr_key: str, part: str, record_ids: Sequence[str]
+) -> set[str | None]:
+    """The distinct keys (related_id) the given records were counted under."""
+    keys: set[str | None] = set()
+    for chunk in chunks(record_ids):
+        rows = session.execute(
+            select(EVIDENCE.c.related_id).where(
+                EVIDENCE.c.mapping_id == mapping_id,
+                EVIDENCE.c.kr_key == kr_key,
+                EVIDENCE.c.part == part,
+                EVIDENCE.c.record_id.in_(list(chunk)),
+            )
+        ).all()
+        keys.update(row[0] for row in rows)
+    return keys
 
 
 def part_totals(session: Session, *, mapping_id: int, kr_key: str) -> list[PartTotal]:
@@ -102,26 +144,6 @@ def waits(session: Session, *, mapping_id: int, kr_key: str) -> list[Wait]:
         )
     ).all()
     return [Wait(owner, at, value) for owner, at, value in rows]
-
-
-def evidence_touches(session: Session, *, mapping_id: int, kr_key: str, record_ids: Sequence[str]) -> bool:
-    for chunk in chunks(record_ids):
-        hit = session.execute(
-            select(
-                exists().where(
-                    EVIDENCE.c.mapping_id == mapping_id,
-                    EVIDENCE.c.kr_key == kr_key,
-                    EVIDENCE.c.record_id.in_(list(chunk)) | EVIDENCE.c.related_id.in_(list(chunk)),
-                )
-            )
-        ).scalar()
-        if hit:
-            return True
-    return False
-
-
-def any_row(session: Session, query: Select[Any]) -> bool:
-    return bool(session.execute(select(exists(query.subquery().select()))).scalar())
 
 
 def latest_manual_value(session: Session, *, mapping_id: int, kr_key: str, as_of: datetime) -> ManualValue | None:

@@ -399,30 +399,55 @@ def _kinds(kr: KeyResult, custom: dict[str, Any]) -> tuple[set[str], set[str]]:
     return bases, related - bases
 
 
-def _affected(ctx: _Context, kr: KeyResult, scope: Scope) -> bool:
+def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
+    """Bring a KR's evidence up to date for the changed records only.
+
+    Returns False when no change concerns it (keep the stored value), True when its evidence was updated (the
+    value is re-aggregated from it), None when it must be recomputed whole: a response time whose activities
+    changed (waits depend on neighbouring activities), or a change to a related record its filters look at.
+    A plain count or sum swaps the evidence rows of the changed records; a distinct count recomputes the keys
+    (accounts, contacts, opportunities) those records had before or have now, so credit stays with whoever came
+    first.
+    """
     changes = ctx.changes
-    if changes is None:
-        return True
+    assert changes is not None
     metric = kr.metric
     if isinstance(metric, ResponseTimeMetric):
-        return bool(changes.activity)  # waits depend on neighbouring activities: recompute when any changed
+        return None if changes.activity else False
     custom = ctx.config.custom()
     _bases, related = _kinds(kr, custom)
     if related & changes.kinds():
-        return True
-    parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
-    for part in parts:
+        return None
+    parts: list[tuple[str, Any]] = (
+        [("numerator", metric.numerator), ("denominator", metric.denominator)]
+        if isinstance(metric, RatioMetric)
+        else [("counted", metric)]
+    )
+    touched = False
+    session, mapping_id = ctx.session, ctx.mapping_id
+    for name, part in parts:
         assert isinstance(part, CountMetric | SumMetric)
         changed = sorted(changes.activity if part.of == Counted.activities else changes.opportunity)
         if not changed:
             continue
-        if repo.evidence_touches(ctx.session, mapping_id=ctx.mapping_id, kr_key=kr.key, record_ids=changed):
-            return True
-        for chunk in repo.chunks(changed):
-            query = part_evidence(part, part="probe", tables=ctx.tables, scope=scope, custom=custom, only_ids=chunk)
-            if repo.any_row(ctx.session, query):
-                return True
-    return False
+        touched = True
+
+        def evidence(name: str = name, part: Any = part, **only: Any) -> Any:
+            return part_evidence(part, part=name, tables=ctx.tables, scope=scope, custom=custom, **only)
+
+        if isinstance(part, CountMetric) and part.distinct is not None:
+            keys = repo.evidence_keys(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=changed)
+            for chunk in repo.chunks(changed):
+                keys.update(row.related_id for row in repo.rows(session, evidence(only_ids=chunk)))
+            ordered = sorted(k for k in keys if k is not None)
+            for chunk in repo.chunks(ordered):
+                repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, related_ids=chunk)
+                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=evidence(only_keys=chunk))
+        else:
+            for chunk in repo.chunks(changed):
+                repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk)
+                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=evidence(only_ids=chunk))
+    return touched
 
 
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
@@ -522,11 +547,12 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
         entry = repo.latest_manual_value(session, mapping_id=ctx.mapping_id, kr_key=kr.key, as_of=scope.as_of)
         detail: dict[str, Any] = {"entered_by": entry.author, "note": entry.note} if entry else {}
         return metrics.MetricValue(entry.value if entry else None, 1 if entry else 0, detail=detail)
-    if stored is not None and stored.version == ctx.version and not _affected(ctx, kr, scope):
+    delta = _delta(ctx, kr, scope) if ctx.changes is not None and stored and stored.version == ctx.version else None
+    if delta is False:
         return None
-    custom = ctx.config.custom()
-    queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=custom)
-    repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
+    if delta is None:
+        queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
+        repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
     if isinstance(metric, ResponseTimeMetric):
         return metrics.response_time(metric, repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key), scope.as_of)
     totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)

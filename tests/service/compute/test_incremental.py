@@ -83,6 +83,16 @@ def change_call_direction(org: SandboxOrg) -> None:
     org.update("Task", call["Id"], {"CallType": "Inbound"})
 
 
+def move_call(org: SandboxOrg) -> None:
+    """An outbound call moves to another prospect account and to the quarter's first day: the credit for a
+    distinct account moves to whoever called first now, on both accounts involved."""
+    prospects = {a["Id"] for a in org.records("Account") if a["Type"] == "Prospect"}
+    call = _first(org, "Task", lambda r: r["CallType"] == "Outbound" and r["AccountId"] in prospects)
+    other = next(p for p in sorted(prospects) if p != call["AccountId"])
+    stamp = "2026-07-01T19:00:00.000+0000"
+    org.update("Task", call["Id"], {"AccountId": other, "WhatId": other, "CompletedDateTime": stamp})
+
+
 def delete_task(org: SandboxOrg) -> None:
     task = _first(org, "Task", lambda r: r["Subject"] == "Update opportunity" and r["IsClosed"])
     org.delete("Task", task["Id"])
@@ -121,7 +131,7 @@ def remove_contact_role(org: SandboxOrg) -> None:
     org.delete("OpportunityContactRole", role["Id"])
 
 
-CHANGES = [change_meeting, change_call_direction, delete_task, change_opportunity, insert_meeting, remove_contact_role]
+CHANGES = [change_meeting, change_call_direction, move_call, delete_task, change_opportunity, insert_meeting, remove_contact_role]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[c.__name__ for c in CHANGES])
