@@ -250,15 +250,27 @@ def explain(
     """The CRM records behind a key result's value (for a ratio its parts, for a response time the pairs)."""
     with Session(_engine()) as session:
         m = _mapping(session, mapping)
-        total, rows = reports.evidence(session, m, kr, limit=limit, offset=offset)
-        if total == 0:
-            config = okrs.current_config(session, m)
-            try:
-                config.key_result(kr)
-            except KeyError:
-                keys = ", ".join(k.key for _o, k in config.key_results())
-                raise _fail(f"no key result {kr!r} (key results: {keys})") from None
+        config = okrs.current_config(session, m)
+        try:
+            metric = config.key_result(kr).metric
+        except KeyError:
+            keys = ", ".join(k.key for _o, k in config.key_results())
+            raise _fail(f"no key result {kr!r} (key results: {keys})") from None
         names = reports.owner_names(session, m.connection_id)
+        if metric.type == "hygiene_score":  # its evidence is the hygiene findings
+            lines = reports.hygiene_by_opportunity(session, m, config, names=names)
+            out.print(f"{kr}: {len(lines)} open opportunit(ies) with findings; showing {min(limit, len(lines))}")
+            for line in lines[offset : offset + limit]:
+                out.print(f"  {line.opportunity_id} ({line.owner}): " + "; ".join(line.problems))
+            return
+        if metric.type == "kam_criteria":  # its evidence is the key accounts' criteria
+            results = reports.kam_criteria(session, m)
+            out.print(f"{kr}: {len(results)} criterion result(s) on key accounts")
+            for c in results[offset : offset + limit]:
+                shown = f" measured={c.measured}" if c.measured is not None else f" by {c.assessed_by or '–'}"
+                out.print(f"  {c.account_id} {c.criterion_key}: {c.status}{shown}")
+            return
+        total, rows = reports.evidence(session, m, kr, limit=limit, offset=offset)
         out.print(f"{kr}: {total} record(s) counted; showing {len(rows)}")
         for row in rows:
             related = f" → {row.related_id}" if row.related_id else ""

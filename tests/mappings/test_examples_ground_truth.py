@@ -8,9 +8,9 @@ returns them), following the engine's documented semantics; nothing of ``mapping
 for them. Both copies must give the expected numbers, and therefore the same numbers as each other.
 
 The sync and the computations run once per database (a module-scoped fixture); every check is its own test case,
-so a failure names the example, the key result or rule, and the CRM. A second, Salesforce-only scenario adds records exactly
-on two limits of the examples (an opportunity created 60 days after a meeting, a response 4 hours after an
-inquiry): a limit counts (<=) on every database.
+so a failure names the example, the key result or rule, and the CRM. A second, Salesforce-only scenario adds
+records exactly on two limits of the examples (an opportunity created 60 days after a meeting, a response 4 hours
+after an inquiry): a limit counts (<=) on every database.
 """
 
 from __future__ import annotations

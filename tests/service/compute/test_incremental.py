@@ -131,7 +131,15 @@ def remove_contact_role(org: SandboxOrg) -> None:
     org.delete("OpportunityContactRole", role["Id"])
 
 
-CHANGES = [change_meeting, change_call_direction, move_call, delete_task, change_opportunity, insert_meeting, remove_contact_role]
+CHANGES = [
+    change_meeting,
+    change_call_direction,
+    move_call,
+    delete_task,
+    change_opportunity,
+    insert_meeting,
+    remove_contact_role,
+]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[c.__name__ for c in CHANGES])

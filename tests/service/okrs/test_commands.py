@@ -88,6 +88,9 @@ def test_apply_report_explain_and_manual_values(workdir: Path) -> None:
     explain = okrsync(workdir, "explain", "answered-within-4h", "--limit", "3")
     assert explain.returncode == 0, explain.stderr
     assert "record(s) counted; showing 3" in explain.stdout and explain.stdout.count("pair") == 3
+    kam = okrsync(workdir, "explain", "key-accounts-healthy", "--limit", "4")
+    assert kam.returncode == 0, kam.stderr
+    assert "criterion result(s) on key accounts" in kam.stdout and "three-contacts" in kam.stdout
     unknown = okrsync(workdir, "explain", "no-such-kr")
     assert unknown.returncode == 1 and "no key result 'no-such-kr'" in unknown.stderr
 
