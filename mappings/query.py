@@ -303,12 +303,17 @@ def _distinct_key(distinct: Distinct, base: Any, record: RecordType, tables: Tab
 
 
 def response_evidence(
-    metric: ResponseTimeMetric, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]
+    metric: ResponseTimeMetric,
+    *,
+    tables: Tables,
+    scope: Scope,
+    custom: dict[str, CustomField],
+    only_accounts: Sequence[str] | None = None,
 ) -> Select[Any]:
     """One row per inbound inquiry of the team in the window, with the team's first response after it.
 
     ``value`` is the response time in seconds, NULL while unanswered (the service counts those with the time they
-    have waited so far).
+    have waited so far). ``only_accounts`` narrows to the inquiries on some accounts (an incremental run).
     """
     compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
     inquiry = tables.activity.alias("inquiry")
@@ -374,6 +379,7 @@ def response_evidence(
         inquiry.c.occurred_at < scope.end,
         (inquiry.c.account_id if metric.match == "account" else inquiry.c.external_id).is_not(None),
         *compiler.where(metric.inbound, inquiry, RecordType.activity),
+        *([inquiry.c.account_id.in_(list(only_accounts))] if only_accounts is not None else []),
     )
     sq = inquiries.subquery("inquiries")
     return select(

@@ -128,6 +128,59 @@ def evidence_keys(
     return keys
 
 
+def activity_accounts(session: Session, *, connection_id: int, activity_ids: Sequence[str]) -> set[str]:
+    """The accounts the given activities are on now."""
+    activity = table(Activity)
+    found: set[str] = set()
+    for chunk in chunks(activity_ids):
+        rows = session.execute(
+            select(activity.c.account_id).where(
+                activity.c.connection_id == connection_id,
+                activity.c.external_id.in_(list(chunk)),
+                activity.c.account_id.is_not(None),
+            )
+        ).all()
+        found.update(row[0] for row in rows)
+    return found
+
+
+def response_accounts(
+    session: Session, *, mapping_id: int, kr_key: str, connection_id: int, activity_ids: Sequence[str]
+) -> set[str]:
+    """Accounts of the inquiries the given activities were, or answered, when last computed."""
+    activity = table(Activity)
+    found: set[str] = set()
+    for chunk in chunks(activity_ids):
+        ids = list(chunk)
+        rows = session.execute(
+            select(activity.c.account_id)
+            .select_from(EVIDENCE.join(activity, activity.c.external_id == EVIDENCE.c.record_id))
+            .where(
+                EVIDENCE.c.mapping_id == mapping_id,
+                EVIDENCE.c.kr_key == kr_key,
+                EVIDENCE.c.record_id.in_(ids) | EVIDENCE.c.related_id.in_(ids),
+                activity.c.connection_id == connection_id,
+                activity.c.account_id.is_not(None),
+            )
+        ).all()
+        found.update(row[0] for row in rows)
+    return found
+
+
+def delete_inquiries_on(
+    session: Session, *, mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]
+) -> None:
+    activity = table(Activity)
+    on_accounts = select(activity.c.external_id).where(
+        activity.c.connection_id == connection_id, activity.c.account_id.in_(list(accounts))
+    )
+    session.execute(
+        delete(EVIDENCE).where(
+            EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key, EVIDENCE.c.record_id.in_(on_accounts)
+        )
+    )
+
+
 def part_totals(session: Session, *, mapping_id: int, kr_key: str) -> list[PartTotal]:
     rows = session.execute(
         select(EVIDENCE.c.part, EVIDENCE.c.owner_id, func.count(), func.coalesce(func.sum(EVIDENCE.c.value), 0.0))

@@ -40,7 +40,7 @@ from mappings.config import (
 from mappings.fields import RecordType, resolve
 from mappings.filters import FollowedByCondition, conditions_fields
 from mappings.hygiene_rules import CustomRule, StuckInStage
-from mappings.query import metric_evidence, part_evidence
+from mappings.query import metric_evidence, part_evidence, response_evidence
 from mappings.sql import Scope, Tables
 from service.compute import repository as repo
 from service.compute.models import Computation, HygieneSummary, KeyResultHistory, KeyResultValue, ObjectiveValue
@@ -412,9 +412,14 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
     changes = ctx.changes
     assert changes is not None
     metric = kr.metric
-    if isinstance(metric, ResponseTimeMetric):
-        return None if changes.activity else False
     custom = ctx.config.custom()
+    if isinstance(metric, ResponseTimeMetric):
+        if not changes.activity:
+            return False
+        if metric.match != "account" or metric.inbound:
+            return None  # contacts span accounts; inbound filters may look at related records
+        _response_delta(ctx, kr, metric, scope, sorted(changes.activity))
+        return True
     _bases, related = _kinds(kr, custom)
     if related & changes.kinds():
         return None
@@ -448,6 +453,26 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
                 repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk)
                 repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=evidence(only_ids=chunk))
     return touched
+
+
+def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, scope: Scope, changed: list[str]) -> None:
+    """Recompute the inquiries of the accounts a change can reach: where the changed activities are now, and where
+    the inquiries they were (or answered) are. A wait only depends on activities of its own account."""
+    session, mapping_id = ctx.session, ctx.mapping_id
+    accounts = repo.activity_accounts(session, connection_id=scope.connection_id, activity_ids=changed)
+    accounts |= repo.response_accounts(
+        session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, activity_ids=changed
+    )
+    repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=changed)
+    ordered = sorted(accounts)
+    for chunk in repo.chunks(ordered):
+        repo.delete_inquiries_on(
+            session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, accounts=chunk
+        )
+        query = response_evidence(
+            metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom(), only_accounts=chunk
+        )
+        repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=query)
 
 
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
