@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from mappings import hygiene as hygiene_rules
@@ -286,9 +286,13 @@ def _open_opportunities(ctx: _Context) -> Any:
 
 def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricValue:
     rule_keys = metric.rules or [r.rule_key for r in ctx.config.hygiene.rules]
-    open_by_owner: dict[str, int] = {}
-    for _opp_id, owner in repo.rows(ctx.session, _open_opportunities(ctx)):
-        open_by_owner[owner or ""] = open_by_owner.get(owner or "", 0) + 1
+    opp = ctx.tables.opportunity
+    per_owner = (
+        select(opp.c.owner_id, func.count())
+        .where(*hygiene_rules.open_opportunity_clauses(opp, ctx.cycle))
+        .group_by(opp.c.owner_id)
+    )
+    open_by_owner = {owner or "": int(n) for owner, n in repo.rows(ctx.session, per_owner)}
     failing = repo.opportunities_with_findings(ctx.session, mapping_id=ctx.mapping_id, rule_keys=rule_keys)
     total, bad = sum(open_by_owner.values()), sum(failing.values())
     contributions = {o: (n - failing.get(o, 0)) / n for o, n in open_by_owner.items() if n}
