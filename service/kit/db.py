@@ -67,6 +67,16 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh the planner's statistics. After a large sync the tables are many times what the planner last saw:
+    unanalyzed, PostgreSQL picked a nested scan that made one key result take minutes. SQLite samples (a bounded
+    analysis_limit) so this stays fast on a million rows."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit=2000")
+        conn.exec_driver_sql("ANALYZE")
+
+
 def create_schema(engine: Engine) -> None:
     import service.models  # noqa: F401  (registers every table)
 

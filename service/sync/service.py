@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from connectors.errors import ApiLimitError, ConnectorError
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
-from service.kit.db import utcnow
+from service.kit.db import analyze, utcnow
 from service.sync import repository
 from service.sync.models import SyncRun
 
@@ -101,6 +101,10 @@ class SyncReport:
         return text + (f"\nerror: {self.error}" if self.error else "")
 
 
+# a sync that wrote this many rows refreshes the planner statistics (compute queries depend on them)
+ANALYZE_AFTER_ROWS = 5_000
+
+
 def run_sync(
     engine: Engine,
     connector: PullConnector,
@@ -135,6 +139,8 @@ def run_sync(
                 progress=progress,
             )
         report.status = "ok"
+        if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
+            analyze(engine)
     except ApiLimitError as exc:
         report.status, report.error = "stopped", str(exc)
         raise

@@ -1,0 +1,33 @@
+"""A large sync refreshes the planner statistics: compute queries were planned for empty tables otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from connectors.salesforce.connector import SalesforceConnector
+from connectors.sandbox.server import SandboxServer
+from service.sync.service import ANALYZE_AFTER_ROWS, run_sync
+from tests.conftest import fast_config, small_org
+
+
+def _analyzed(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            found = conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first()
+            return found is not None and conn.execute(text("SELECT count(*) FROM sqlite_stat1")).scalar_one() > 0
+        row = conn.execute(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'activity'")).first()
+        return row is not None and row[0] is not None
+
+
+def test_a_large_sync_analyzes_and_a_small_one_does_not(engine: Engine, tmp_path: Path) -> None:
+    small = small_org(activities=500, accounts=10, opportunities=10)
+    with SandboxServer(small, cert_dir=tmp_path / "small") as server:
+        run_sync(engine, SalesforceConnector(fast_config(server)), connection_name="small")
+    assert not _analyzed(engine)
+    large = small_org(activities=ANALYZE_AFTER_ROWS + 100)
+    with SandboxServer(large, cert_dir=tmp_path / "large") as server:
+        run_sync(engine, SalesforceConnector(fast_config(server)), connection_name="large")
+    assert _analyzed(engine)
