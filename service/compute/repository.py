@@ -306,6 +306,10 @@ def replace_kam(
             session.execute(insert(kam_table), rows)
 
 
+def kam_scores(session: Session, *, mapping_id: int) -> list[KamAccountScore]:
+    return list(session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id)).all())
+
+
 def rows(session: Session, query: Select[Any]) -> list[Any]:
     return list(session.execute(query).all())
 

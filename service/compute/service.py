@@ -140,7 +140,7 @@ def compute(
         version=version.version,
     )
     rechecked = _hygiene(ctx)
-    ctx.kam_values = _kam(ctx)
+    ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
     recomputed = _key_results(ctx, run_id=run.id or 0)
     repo.delete_results_not_in(session, mapping_id=mapping.id, kr_keys=[kr.key for _o, kr in config.key_results()])
     run.finished_at = utcnow()
@@ -367,6 +367,25 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
         )
     repo.replace_kam(ctx.session, mapping_id=ctx.mapping_id, criteria=criteria_rows, scores=score_rows)
     return result
+
+
+def _kam_untouched(ctx: _Context) -> bool:
+    """An incremental run whose changes cannot move a KAM criterion: no activity, account or contact changed and no
+    criterion looks at opportunities (criteria count activities on key accounts)."""
+    changes, kam = ctx.changes, ctx.config.kam
+    if changes is None or kam is None or changes.activity or changes.account or changes.contact:
+        return False
+    custom = ctx.config.custom()
+    for criterion in kam.criteria:
+        for condition in conditions_fields(getattr(criterion, "where", []) or []):
+            if resolve(condition.field, RecordType.activity, custom).via == RecordType.opportunity:
+                return False
+    return True
+
+
+def _stored_kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
+    rows = repo.kam_scores(ctx.session, mapping_id=ctx.mapping_id)
+    return {row.account_id: (row.owner_id, row.score) for row in rows}
 
 
 def _kam_value(metric: KamCriteriaMetric, accounts: dict[str, tuple[str | None, float]]) -> metrics.MetricValue:
