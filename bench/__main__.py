@@ -1,4 +1,8 @@
-"""Run every benchmark; see bench/ingest.py for what is measured and how."""
+"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest` or `python -m bench compute` one.
+
+See bench/ingest.py and bench/compute.py for what is measured and how. Results are merged into bench/results.json
+(a benchmark not run keeps its last figures) and bench/results.md is rewritten from it.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,75 @@ import json
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench import ingest
+from bench import compute, ingest
 
 HERE = Path(__file__).parent
+BENCHMARKS = ("ingest", "compute")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--activities", type=int, default=100_000, help="activities in the ingest benchmark")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("benchmark", nargs="?", choices=[*BENCHMARKS, "all"], default="all", help="which to run")
     parser.add_argument(
-        "--memory-steps", default="25000,50000,100000", help="activity counts for the peak-memory series"
+        "--activities", type=int, default=None, help="activities (default: 100,000 for ingest, 1,000,000 for compute)"
+    )
+    parser.add_argument(
+        "--memory-steps", default="25000,50000,100000", help="ingest: activity counts for the peak-memory series"
+    )
+    parser.add_argument("--opportunities", type=int, default=100_000, help="compute: opportunities")
+    parser.add_argument("--accounts", type=int, default=None, help="compute: accounts (default: opportunities / 5)")
+    parser.add_argument(
+        "--verify", action="store_true", help="compute: after the incremental runs, a full one must give the same"
+    )
+    parser.add_argument(
+        "--contact-match",
+        action="store_true",
+        help="compute: include a response-time KR matched by contact (unanalyzed: minutes at 20,000 activities)",
+    )
+    parser.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="compute: skip the ANALYZE a sync runs after writing 5,000+ rows (plans without statistics)",
+    )
+    parser.add_argument(
+        "--databases", default="sqlite,postgresql", help="compute: which databases (sqlite, postgresql or both)"
     )
     args = parser.parse_args()
+    selected = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
 
-    results = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
-        "ingest": ingest.run(activities=args.activities, memory_steps=[int(s) for s in args.memory_steps.split(",")]),
-    }
-    (HERE / "results.json").write_text(json.dumps(results, indent=2))
-    table = ingest.table(results["ingest"])
-    (HERE / "results.md").write_text(f"# okrsync benchmarks ({results['when']}, {results['machine']})\n\n{table}\n")
-    print(table)
-    print(f"\nwritten: {HERE / 'results.json'}, {HERE / 'results.md'}")
+    path = HERE / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    results.update(
+        when=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine=f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+    )
+    if "ingest" in selected:
+        results["ingest"] = ingest.run(
+            activities=args.activities or 100_000, memory_steps=[int(s) for s in args.memory_steps.split(",")]
+        )
+    if "compute" in selected:
+        results["compute"] = compute.run(
+            activities=args.activities or 1_000_000,
+            opportunities=args.opportunities,
+            accounts=args.accounts,
+            verify=args.verify,
+            contact_match=args.contact_match,
+            analyze=not args.no_analyze,
+            databases=tuple(name.strip() for name in args.databases.split(",")),
+        )
+    path.write_text(json.dumps(results, indent=2))
+    tables = [m.table(results[name]) for name, m in (("ingest", ingest), ("compute", compute)) if name in results]
+    (HERE / "results.md").write_text(
+        f"# okrsync benchmarks ({results['when']}, {results['machine']})\n\n" + "\n\n".join(tables) + "\n"
+    )
+    for name, module in (("ingest", ingest), ("compute", compute)):
+        if name in selected:
+            print(module.table(results[name]))
+    print(f"\nwritten: {path}, {HERE / 'results.md'}")
 
 
 if __name__ == "__main__":
