@@ -92,6 +92,22 @@ def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries:
         insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
 
 
+def copy_evidence(session: Session, *, mapping_id: int, source: str, target: str) -> None:
+    """Give ``target`` the evidence rows of ``source`` (two KRs over the same records)."""
+    session.execute(delete(EVIDENCE).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == target))
+    rows = select(
+        EVIDENCE.c.mapping_id,
+        literal(target),
+        EVIDENCE.c.part,
+        EVIDENCE.c.record_id,
+        EVIDENCE.c.owner_id,
+        EVIDENCE.c.value,
+        EVIDENCE.c.occurred_at,
+        EVIDENCE.c.related_id,
+    ).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == source)
+    session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, rows))
+
+
 def delete_evidence(
     session: Session,
     *,

@@ -166,6 +166,8 @@ class _Context:
     changes: ChangeSet | None
     version: int
     kam_values: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
+    inquiries_done: dict[str, str] = field(default_factory=dict)
 
     def scope_for(self, kr: KeyResult) -> Scope:
         if not isinstance(kr.window, SprintWindow):
@@ -478,6 +480,12 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
     return touched
 
 
+def _inquiry_key(metric: ResponseTimeMetric, scope: Scope) -> str:
+    """What a response time's evidence depends on: everything but the statistic and its limit."""
+    definition = metric.model_dump(mode="json", exclude={"statistic", "within_hours"})
+    return f"{definition}|{scope.start.isoformat()}|{scope.end.isoformat()}"
+
+
 def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, scope: Scope, changed: list[str]) -> None:
     """Recompute the inquiries of the accounts a change can reach: where the changed activities are now, and where
     the inquiries they were (or answered) are. A wait only depends on activities of its own account."""
@@ -599,8 +607,14 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
     if delta is False:
         return None
     if delta is None:
-        queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
-        repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
+        same = _inquiry_key(metric, scope) if isinstance(metric, ResponseTimeMetric) else None
+        if same is not None and same in ctx.inquiries_done:
+            repo.copy_evidence(session, mapping_id=ctx.mapping_id, source=ctx.inquiries_done[same], target=kr.key)
+        else:
+            queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
+            repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
+            if same is not None:
+                ctx.inquiries_done[same] = kr.key
     if isinstance(metric, ResponseTimeMetric):
         return metrics.response_time(metric, repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key), scope.as_of)
     totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)

@@ -182,6 +182,7 @@ def test_evidence_names_the_records_and_pairs(engine: Engine) -> None:
     metrics = [
         kr({"type": "count", "of": "activities", "where": [MEETINGS]}),
         {**kr({"type": "response_time", "statistic": "median"}, baseline=72, target=4, direction="lower"), "key": "rt"},
+        {**kr({"type": "response_time", "statistic": "share_within", "within_hours": 4}, target=1), "key": "rt-share"},
         {
             **kr(
                 {
@@ -213,6 +214,8 @@ def test_evidence_names_the_records_and_pairs(engine: Engine) -> None:
             ("pair", "I4", None),
             ("pair", "I5", None),
         }
+        # a second response time over the same inquiries reuses the evidence (one query for both)
+        assert evidence("rt-share") == evidence("rt")
         # numerator rows name the opportunity each meeting turned into
         assert {(p, r, o) for p, r, o in evidence("conv") if p == "numerator"} == {
             ("numerator", "M1", "O1"),
