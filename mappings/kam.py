@@ -2,7 +2,8 @@
 
 A derived criterion is measured per key account (a count) and met when the count reaches its minimum; an assessed
 criterion takes the KAM's latest assessment (met / partly / not_met). The account score is
-(met + ½·partly) / criteria; a KAM's credit is the mean score of the key accounts they own, independent of revenue.
+(met + ½·partly) / criteria; a KAM is credited with the share of their own key accounts that meet the criteria
+(their contribution to a kam_criteria key result), independent of revenue.
 """
 
 from __future__ import annotations
@@ -100,7 +101,3 @@ def account_score(statuses: Sequence[str]) -> float:
     if not statuses:
         return 0.0
     return sum(1.0 if s == MET else 0.5 if s == PARTLY else 0.0 for s in statuses) / len(statuses)
-
-
-def kam_credit(scores: Sequence[float]) -> float | None:
-    return sum(scores) / len(scores) if scores else None

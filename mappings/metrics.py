@@ -70,7 +70,7 @@ def nearest_rank(sorted_values: list[float], share: float) -> float:
     return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
 
 
-def statistic(metric: ResponseTimeMetric, waits: list[float], answered_in_time: int | None = None) -> float | None:
+def statistic(metric: ResponseTimeMetric, waits: list[float]) -> float | None:
     if not waits:
         return None
     ordered = sorted(waits)

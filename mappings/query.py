@@ -55,7 +55,7 @@ class FilterCompiler:
         assert isinstance(condition, FieldCondition)
         field = resolve(condition.field, record, self.custom)
         if field.via is None:
-            return self._compare(self._column(field, base), field, condition)
+            return self._compare(self.column(field, base), field, condition)
         return self._related(field, condition, base, record)
 
     def following_opportunity(self, condition: FollowedByCondition, activity: Any) -> Select[Any]:
@@ -90,7 +90,7 @@ class FilterCompiler:
         target = getattr(self.tables, field.via.value).alias(f"rel_{field.via.value}")
         matching = [
             target.c.connection_id == self.scope.connection_id,
-            self._compare(self._column(field, target), field, condition),
+            self._compare(self.column(field, target), field, condition),
         ]
         if field.via == RecordType.contact:
             tables = self.tables
@@ -110,7 +110,8 @@ class FilterCompiler:
         foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
         return base.c[foreign_key].in_(select(target.c.external_id).where(*matching))
 
-    def _column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
+    def column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
+        """The SQL expression of a resolved field on ``table`` (a canonical column or a path into ``raw``)."""
         if field.kind == "canonical":
             return table.c[field.name]  # type: ignore[no-any-return]
         if field.kind == "custom":
@@ -236,7 +237,7 @@ def part_evidence(
     clauses += compiler.where(metric.where, base, record)
     if isinstance(metric, SumMetric):
         field = resolve(metric.field, record, custom)
-        column = compiler._column(field, base)  # noqa: SLF001 (same module family)
+        column = compiler.column(field, base)
         value: Any = column if field.kind == "canonical" else number_of(column)
         clauses.append(value.is_not(None))
     else:
@@ -259,9 +260,7 @@ def part_evidence(
         *columns,
         key.label("related_id"),
         func.row_number()
-        .over(
-            partition_by=key, order_by=(when if date_field != DateField.none else base.c.created_at, base.c.external_id)
-        )
+        .over(partition_by=key, order_by=(_order_column(base, date_field), base.c.external_id))
         .label("rank"),
     )
     if join is not None:

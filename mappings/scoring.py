@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from mappings.config import Direction, Scoring
+from mappings.config import Scoring
 
 ON_TRACK, AT_RISK, OFF_TRACK, NOT_STARTED, NO_DATA = "on_track", "at_risk", "off_track", "not_started", "no_data"
 STATUS_ORDER = [OFF_TRACK, AT_RISK, NO_DATA, ON_TRACK, NOT_STARTED]  # worst first
@@ -72,14 +72,13 @@ def score(
     *,
     baseline: float,
     target: float,
-    direction: Direction,
     window_start: datetime,
     window_end: datetime,
     as_of: datetime,
     scoring: Scoring,
 ) -> Score:
     """Everything the check-in shows for one key result."""
-    del direction  # the sign of target − baseline already encodes it; validated in the config
+    # direction needs no argument: the sign of target − baseline encodes it (the config checks they agree)
     p = progress(value, baseline=baseline, target=target)
     expected = elapsed_share(window_start, window_end, as_of)
     started = as_of >= window_start

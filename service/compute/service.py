@@ -534,7 +534,6 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
                 value.value,
                 baseline=kr.baseline,
                 target=kr.target,
-                direction=kr.direction,
                 window_start=scope.start,
                 window_end=scope.window_end,
                 as_of=scope.as_of,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mappings.config import Direction, Scoring
+from mappings.config import Scoring
 from mappings.scoring import (
     AT_RISK,
     NO_DATA,
@@ -57,12 +57,10 @@ def test_grade_rounds_to_one_decimal(p: float | None, g: float | None) -> None:
 
 
 def _score(value: float | None, as_of: datetime, *, baseline: float = 0, target: float = 100) -> Score:
-    direction = Direction.higher if target > baseline else Direction.lower_is_better
     return score(
         value,
         baseline=baseline,
         target=target,
-        direction=direction,
         window_start=START,
         window_end=END,
         as_of=as_of,
