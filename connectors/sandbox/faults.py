@@ -2,15 +2,22 @@
 
 Kinds and their parameters:
 
-- ``latency`` (seconds): delay the response; it still succeeds.
+- ``latency`` (seconds, after_handler?): delay the response; it still succeeds. With ``after_handler`` the call is
+  served first and only the answer is late (a write is applied while the client still waits).
 - ``http`` (status, error_code, message): answer with a Salesforce error body ``[{"message", "errorCode"}]``.
 - ``expire_session``: revoke every token at that moment; that call and later ones get 401 INVALID_SESSION_ID.
-- ``drop``: send the response head with a Content-Length, part of the body, then close the connection.
+- ``drop``: send the response head with a Content-Length, part of the body, then close the connection. The
+  request has been served by then: a dropped write is applied (a lost response, for replay tests).
 - ``mutate`` (sobject, count): while serving the call, change `count` records of `sobject`.
+- ``record_error`` (error_code, message?, and index or external_id): one record of a write fails with that
+  statusCode while the rest of the request succeeds. ``index`` is the record's position in the request (0-based;
+  the row number in a Bulk CSV), ``external_id`` the value of its upsert key or its record id. It counts records,
+  not calls: ``after`` matching records pass first, then ``times`` matching records fail (UNABLE_TO_LOCK_ROW once,
+  then the retry succeeds). Under allOrNone the failure rolls the request back like any other.
 
-``match`` is a call name ("query", "queryAll", "query_more", "getDeleted", "getUpdated", "limits", "describe")
-or None for any /services/data call; ``after`` matching calls pass first, then ``times`` matching calls get the
-fault.
+``match`` is a call name ("query", "queryAll", "query_more", "getDeleted", "getUpdated", "limits", "describe",
+"composite_upsert", "composite_update", "composite_delete", "bulk2_ingest") or None for any /services/data call;
+``after`` matching calls pass first, then ``times`` matching calls get the fault.
 """
 
 from __future__ import annotations
@@ -20,8 +27,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("latency", "http", "expire_session", "drop", "mutate")
-_REQUIRED = {"latency": ("seconds",), "http": ("status",), "mutate": ("sobject", "count")}
+KINDS = ("latency", "http", "expire_session", "drop", "mutate", "record_error")
+_REQUIRED = {
+    "latency": ("seconds",),
+    "http": ("status",),
+    "mutate": ("sobject", "count"),
+    "record_error": ("error_code",),
+}
+RECORD_ERROR_MESSAGES = {
+    "UNABLE_TO_LOCK_ROW": "unable to obtain exclusive access to this record or 1 records: {id}",
+    "REQUEST_RUNNING_TOO_LONG": "Your request was running for too long, and has been stopped.",
+}
 _DEFAULT_CODES = {
     400: ("MALFORMED_QUERY", "Bad request"),
     401: ("INVALID_SESSION_ID", "Session expired or invalid"),
@@ -44,6 +60,12 @@ class Fault:
     params: dict[str, Any] = field(default_factory=dict)
     seen: int = 0
     fired: int = 0
+
+    def record_error(self, record_id: str | None) -> dict[str, Any]:
+        """The per-record error of a ``record_error`` fault, in sObject Collections shape."""
+        code = str(self.params["error_code"])
+        default = RECORD_ERROR_MESSAGES.get(code, f"sandbox fault: {code}").format(id=record_id or "")
+        return {"statusCode": code, "message": str(self.params.get("message", default)), "fields": []}
 
     @property
     def error_body(self) -> list[dict[str, str]]:
@@ -68,6 +90,8 @@ class FaultPlan:
         missing = [name for name in _REQUIRED.get(kind, ()) if name not in params]
         if missing:
             raise ValueError(f"fault '{kind}' needs parameter(s) {', '.join(missing)}")
+        if kind == "record_error" and ("index" in params) == ("external_id" in params):
+            raise ValueError("fault 'record_error' needs exactly one of the parameters index or external_id")
         fault = Fault(kind, times=times, after=after, match=match, params=params)
         with self._lock:
             self._faults.append(fault)
@@ -79,17 +103,35 @@ class FaultPlan:
             self._faults.clear()
 
     def take(self, call: str) -> list[Fault]:
-        """Count one call named `call` against each matching fault and return the faults that fire now."""
+        """Count one call named `call` against each matching fault and return the faults that fire now
+        (record_error faults are counted per record by :meth:`take_record` instead)."""
         firing = []
         with self._lock:
             for fault in self._faults:
-                if fault.match is not None and fault.match != call:
+                if fault.kind == "record_error" or (fault.match is not None and fault.match != call):
                     continue
                 fault.seen += 1
                 if fault.seen > fault.after and fault.fired < fault.times:
                     fault.fired += 1
                     firing.append(fault)
         return firing
+
+    def take_record(self, call: str, *, index: int, key: str | None) -> Fault | None:
+        """Count one record of a write (its position and upsert key or id) against each matching record_error
+        fault and return the first that fires now, or None."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind != "record_error" or (fault.match is not None and fault.match != call):
+                    continue
+                if "index" in fault.params and int(fault.params["index"]) != index:
+                    continue
+                if "external_id" in fault.params and (key is None or str(fault.params["external_id"]) != key):
+                    continue
+                fault.seen += 1
+                if fault.seen > fault.after and fault.fired < fault.times:
+                    fault.fired += 1
+                    return fault
+        return None
 
     def __len__(self) -> int:
         with self._lock:

@@ -6,7 +6,10 @@ limits (429 RATE_LIMIT with policyName TEN_SECONDLY_ROLLING, SECONDLY for search
 worker thread and, for a drop fault, cuts the connection mid-body. Answers other than search carry the
 X-HubSpot-RateLimit-* headers; search answers carry none ("subject to the exceptions listed below the table":
 https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines).
-Errors are ``{"status": "error", "message", "correlationId", "category"}``.
+Errors are ``{"status": "error", "message", "correlationId", "category"[, "errors", "links"]}``.
+
+The write-back routes (schemas, properties, batch upsert/update/archive, association writes) are in
+``hubspot_writes.py`` and go through the same :func:`_serve`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox.hubspot_portal import (
     HubSpotPortal,
@@ -29,10 +33,11 @@ from connectors.sandbox.hubspot_portal import (
     default_properties,
     format_timestamp,
     modified_property,
-    object_type,
 )
+from connectors.sandbox.hubspot_schemas import ApiError, list_properties, resolve_kind
 from connectors.sandbox.hubspot_search import SearchError, matcher, ordered
-from connectors.sandbox.salesforce_api import _DroppedResponse
+from connectors.sandbox.hubspot_writes import add_write_routes
+from connectors.sandbox.salesforce_api import ConnectionDropped
 
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_PAGE = 500
@@ -48,12 +53,23 @@ _RATE_MESSAGES = {
 _CATEGORIES = {400: "VALIDATION_ERROR", 401: "INVALID_AUTHENTICATION", 403: "MISSING_SCOPES", 404: "OBJECT_NOT_FOUND"}
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status, HubSpot category and message."""
+class _DroppedResponse(Response):
+    """The head and half the body of `served`, then a cut connection (the drop fault). An answer without a body
+    (a 204) goes out as a 200 head promising a byte that never comes: http.client reads no body after a 204, so
+    a cut would go unnoticed."""
 
-    def __init__(self, status: int, category: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.category, self.message = status, category, message
+    def __init__(self, served: Response) -> None:
+        super().__init__(served.body, status_code=served.status_code)
+        self.raw_headers = list(served.raw_headers)
+        if not self.body:
+            self.status_code = 200 if self.status_code == 204 else self.status_code
+            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+            self.raw_headers.append((b"content-length", b"1"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+        raise ConnectionDropped("sandbox fault: connection dropped mid-response")
 
 
 def _error_body(category: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -109,20 +125,14 @@ async def _serve(
             try:
                 result = await run_in_threadpool(handler)
                 status, body = result if isinstance(result, tuple) else (200, result)
-                dropped = any(f.kind == "drop" for f in faults)
-                response = (_DroppedResponse if dropped else JSONResponse)(body, status_code=status)
+                served = Response(status_code=204) if status == 204 else JSONResponse(body, status_code=status)
+                dropped = any(f.kind == "drop" for f in faults)  # after the handler: a dropped write has landed
+                response = _DroppedResponse(served) if dropped else served
             except ApiError as exc:
-                response = JSONResponse(_error_body(exc.category, exc.message), status_code=exc.status)
+                response = JSONResponse(_error_body(exc.category, exc.message, **exc.extra), status_code=exc.status)
     if not search:
         response.headers.update(portal.limits.headers())
     return response
-
-
-def _kind(name: str) -> str:
-    kind = object_type(name)
-    if kind is None:
-        raise ApiError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}")
-    return kind
 
 
 def _limit(value: Any, *, default: int, maximum: int) -> int:
@@ -188,7 +198,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def list_objects(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-deals-v3/basic/get-crm-v3-objects-deals
-        kind = _kind(request.path_params["objectType"])
+        kind = resolve_kind(portal, request.path_params["objectType"])
         query = request.query_params
         limit = _limit(query.get("limit"), default=10, maximum=100)
         after = int(query["after"]) if (query.get("after") or "").isdigit() else 0
@@ -203,7 +213,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def get_object(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-deals-v3/basic/get-crm-v3-objects-deals-dealId
-        kind = _kind(request.path_params["objectType"])
+        kind = resolve_kind(portal, request.path_params["objectType"])
         record = portal.get(kind, request.path_params["objectId"])
         if record is None or record["archived"] != _true(request.query_params.get("archived")):
             raise ApiError(404, "OBJECT_NOT_FOUND", "Object not found.")
@@ -211,7 +221,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def search_objects(request: Request, body: dict[str, Any]) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/guides/api/crm/search (limit 200, 10,000 results per query)
-        kind = _kind(request.path_params["objectType"])
+        kind = resolve_kind(portal, request.path_params["objectType"])
         limit = _limit(body.get("limit"), default=10, maximum=200)
         after = str(body.get("after") or "0")
         if not after.isdigit():
@@ -243,7 +253,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def batch_read(request: Request, body: dict[str, Any]) -> Any:
         # https://developers.hubspot.com/docs/api-reference/crm-deals-v3/batch/post-crm-v3-objects-deals-batch-read
-        kind = _kind(request.path_params["objectType"])
+        kind = resolve_kind(portal, request.path_params["objectType"])
         started = _now()
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or len(inputs) > 100:
@@ -277,7 +287,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         }
         if not missing:
             return response
-        singular = kind[:-3] + "y" if kind == "companies" else kind[:-1]
+        singular = portal.singular(kind)
         response["numErrors"] = 1
         response["errors"] = [
             {
@@ -294,10 +304,11 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def association_page(source: str, from_id: str, target: str, offset: int, limit: int) -> tuple[list, int | None]:
         links = portal.associations(source, from_id, target)
+        category = portal.association_category(source, target)  # USER_DEFINED for custom objects
         chunk = [
             {
                 "toObjectId": to_id,
-                "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}],
+                "associationTypes": [{"category": category, "typeId": type_id, "label": None}],
             }
             for to_id, type_id in links[offset : offset + limit]
         ]
@@ -305,8 +316,8 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def association_batch_read(request: Request, body: dict[str, Any]) -> Any:
         # https://developers.hubspot.com/docs/api-reference/crm-associations-v4/batch/post-crm-v4-associations-fromObjectType-toObjectType-batch-read
-        source = _kind(request.path_params["fromObjectType"])
-        target = _kind(request.path_params["toObjectType"])
+        source = resolve_kind(portal, request.path_params["fromObjectType"])
+        target = resolve_kind(portal, request.path_params["toObjectType"])
         started = _now()
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or len(inputs) > 1000:
@@ -321,7 +332,8 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
                         "status": "error",
                         "category": "OBJECT_NOT_FOUND",
                         "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
-                        "message": f"No {target[:-1]} is associated with {source[:-1]} {from_id}.",
+                        "message": f"No {portal.singular(target)} is associated with {portal.singular(source)} "
+                        f"{from_id}.",
                         "context": {"fromObjectId": [from_id]},
                         "errors": [],
                         "links": {},
@@ -346,7 +358,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
     def association_list(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-associations-v4/basic/get-crm-v4-objects-objectType-objectId-associations-toObjectType
         params = request.path_params
-        source, target = _kind(params["objectType"]), _kind(params["toObjectType"])
+        source, target = resolve_kind(portal, params["objectType"]), resolve_kind(portal, params["toObjectType"])
         limit = _limit(request.query_params.get("limit"), default=500, maximum=500)
         after = request.query_params.get("after") or "0"
         offset = int(after) if after.isdigit() else 0
@@ -373,7 +385,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def pipelines(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-pipelines-v3/pipelines/get-crm-v3-pipelines-objectType
-        kind = _kind(request.path_params["objectType"])
+        kind = resolve_kind(portal, request.path_params["objectType"])
         return {"results": portal.pipelines.get(kind, [])}
 
     def not_found(request: Request, _body: Any) -> Any:
@@ -393,34 +405,10 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
 
     def properties(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-properties-v3/core/get-crm-v3-properties-objectType
-        # The sandbox knows no schema: a property exists when some record of the type has it.
-        kind = _kind(request.path_params["objectType"])
-        names = sorted({name for row in portal.snapshot(kind) for name in row["properties"]})
-        now = _now()
-        return {
-            "results": [
-                {
-                    "name": name,
-                    "label": name,
-                    "type": "string",
-                    "fieldType": "text",
-                    "groupName": f"{kind[:-1]}information",
-                    "description": "",
-                    "options": [],
-                    "displayOrder": -1,
-                    "calculated": False,
-                    "externalOptions": False,
-                    "hasUniqueValue": False,
-                    "hidden": False,
-                    "formField": False,
-                    "createdAt": now,
-                    "updatedAt": now,
-                }
-                for name in names
-            ]
-        }
+        return {"results": list_properties(portal, resolve_kind(portal, request.path_params["objectType"]), now=_now())}
 
     add("/crm/v3/properties/{objectType}", "GET", "properties", properties)
-    for method in ("GET", "POST"):
+    add_write_routes(portal, add)
+    for method in ("GET", "POST", "DELETE"):
         add("/crm/{rest:path}", method, "not_found", not_found)
     return router

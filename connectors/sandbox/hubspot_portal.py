@@ -6,6 +6,14 @@ dict instead of changing it, and all state changes happen under one lock (the HT
 
 Associations are kept symmetric: linking deal 1 to contact 2 also links contact 2 to deal 1, each side with the
 HUBSPOT_DEFINED type id HubSpot uses for that direction.
+
+Write-back state (see ``hubspot_writes.py`` for the API, ``hubspot_schemas.py`` for validation): custom object
+schemas (``tier="enterprise"`` only), property definitions and groups per object type, and association definitions
+between a custom object and other types. A custom object's records live under its objectTypeId ("2-1", "2-2"...)
+and are reached by that id, by its fullyQualifiedName ("p<portalId>_<name>") or by its name. Each association
+definition takes two USER_DEFINED type ids from a counter starting at ``CUSTOM_ASSOCIATION_TYPE_BASE``: the odd one
+from the custom object to the other type, the next one back (so a fresh portal's first custom object gets 10001 and
+10002 for its first associated type, 10003 and 10004 for the second, in ``associatedObjects`` order).
 """
 
 from __future__ import annotations
@@ -14,11 +22,12 @@ import bisect
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sandbox.faults import FaultPlan
+from connectors.sandbox.faults import Fault, FaultPlan
+from connectors.sandbox.hubspot_schemas import CustomObjects, format_timestamp
 
 OBJECT_TYPES = ("deals", "companies", "contacts", "calls", "emails", "meetings", "notes", "tasks")
 # https://developers.hubspot.com/docs/guides/api/crm/understanding-the-crm#object-type-ids
@@ -65,7 +74,9 @@ DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
     "contacts": ("createdate", "email", "firstname", "lastmodifieddate", "lastname"),
 }
 _ENGAGEMENT_DEFAULTS = ("hs_createdate", "hs_lastmodifieddate", "hs_timestamp")
-FAULT_KINDS = ("latency", "http", "drop", "rate_limit")
+FAULT_KINDS = ("latency", "http", "drop", "rate_limit", "input_error")
+TIERS = ("free", "starter", "professional", "enterprise")
+CUSTOM_ASSOCIATION_TYPE_BASE = 10_001
 
 
 def object_type(name: str) -> str | None:
@@ -88,17 +99,72 @@ def default_properties(kind: str) -> tuple[str, ...]:
     return DEFAULT_PROPERTIES.get(kind, _ENGAGEMENT_DEFAULTS)
 
 
-def format_timestamp(value: datetime) -> str:
-    """HubSpot's datetime format: ISO 8601 UTC with milliseconds and Z."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 class HubSpotFaultPlan(FaultPlan):
-    """FaultPlan with the HubSpot kinds: latency, http (status, body?/message?/category?), drop, rate_limit
-    (policy: "TEN_SECONDLY_ROLLING" default, "DAILY" or "SECONDLY")."""
+    """FaultPlan with the HubSpot kinds and their parameters:
+
+    - ``latency`` (seconds), ``drop``: as for Salesforce. A drop on a write applies the write, then cuts the
+      connection mid-body, so the client sees an error for a write that landed (replay safety).
+    - ``http`` (status, body?/message?/category?): answer with that status before the handler runs (nothing applied).
+    - ``rate_limit`` (policy: "TEN_SECONDLY_ROLLING" default, "DAILY" or "SECONDLY"): a 429 in HubSpot's shape.
+    - ``input_error`` (index or id, category?, message?): one input of a batch write (batch_upsert, batch_update,
+      associations_write) fails alone, answered with 207 and ``{"status": "error", "category" (default
+      VALIDATION_ERROR), "message", "context": {"ids": [id]}}`` while the other inputs land. ``index`` is the
+      input's position (0-based), ``id`` its key: the idProperty value of an upsert, the record id of an update,
+      the from-object id of an association. It counts inputs, not calls: ``after`` matching inputs pass first,
+      then ``times`` matching inputs fail (so ``times=1`` fails one attempt and lets the retry through).
+
+    ``match`` is a call name: "list", "get", "search", "batch_read", "assoc_batch_read", "assoc_list", "owners",
+    "pipelines", "properties", "schemas", "batch_upsert", "batch_update", "batch_archive", "associations_write".
+    """
 
     kinds = FAULT_KINDS
+
+    def __init__(self) -> None:
+        super().__init__()
+        # kept apart from the base plan's faults, which count calls (take) rather than inputs (take_input)
+        self._input_faults: list[Fault] = []
+        self._input_lock = threading.Lock()
+
+    def add(self, kind: str, *, times: int = 1, after: int = 0, match: str | None = None, **params: Any) -> Fault:
+        """Plan a fault (kinds and parameters above) and return it."""
+        if kind != "input_error":
+            return super().add(kind, times=times, after=after, match=match, **params)
+        if "index" not in params and "id" not in params:
+            raise ValueError("fault 'input_error' needs parameter index or id")
+        fault = Fault(kind, times=times, after=after, match=match, params=params)
+        with self._input_lock:
+            self._input_faults.append(fault)
+        return fault
+
+    def take_input(self, call: str, *, index: int, key: str) -> Fault | None:
+        """Count one input of a batch write against each matching input_error fault; return the first that fires."""
+        with self._input_lock:
+            for fault in self._input_faults:
+                if fault.match is not None and fault.match != call:
+                    continue
+                if "index" in fault.params and int(fault.params["index"]) != index:
+                    continue
+                if "id" in fault.params and str(fault.params["id"]) != key:
+                    continue
+                fault.seen += 1
+                if fault.seen > fault.after and fault.fired < fault.times:
+                    fault.fired += 1
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        """Remove every planned fault."""
+        super().clear()
+        with self._input_lock:
+            self._input_faults.clear()
+
+    def __len__(self) -> int:
+        with self._input_lock:
+            return super().__len__() + len(self._input_faults)
+
+    def __iter__(self) -> Iterator[Fault]:
+        with self._input_lock:
+            return iter([*super().__iter__(), *self._input_faults])
 
 
 class RateLimiter:
@@ -150,7 +216,7 @@ class RateLimiter:
         }
 
 
-class HubSpotPortal:
+class HubSpotPortal(CustomObjects):
     """An in-memory HubSpot portal. Build one with `generate_portal()` or empty, then `insert()` records."""
 
     def __init__(
@@ -162,9 +228,16 @@ class HubSpotPortal:
         daily_limit: int = 1_000_000,
         search_per_second: int = 5,
         clock: Callable[[], float] = time.monotonic,
+        tier: str = "enterprise",
+        scopes: Iterable[str] | None = None,
     ) -> None:
+        if tier not in TIERS:
+            raise ValueError(f"unknown tier '{tier}'; use one of {', '.join(TIERS)}")
         self.access_token = access_token
         self.portal_id = portal_id
+        self.tier = tier  # custom objects need "enterprise"
+        # granted scopes, checked by the write (and schema) routes only; None grants everything
+        self.scopes: set[str] | None = set(scopes) if scopes is not None else None
         self.faults = HubSpotFaultPlan()
         self.limits = RateLimiter(
             burst_limit=burst_limit, daily_limit=daily_limit, search_per_second=search_per_second, clock=clock
@@ -180,12 +253,53 @@ class HubSpotPortal:
         # (from type, from id) -> to type -> {to id: type id}; insertion ordered
         self._links: dict[tuple[str, int], dict[str, dict[int, int]]] = {}
         self._sorted_ids: dict[str, tuple[int, list[int]]] = {}  # kind -> (version, ids ascending)
+        self._type_ids: dict[tuple[str, str], int] = dict(ASSOCIATION_TYPE_IDS)  # default type per direction
+        self._user_defined: set[tuple[str, str]] = set()
+        self._next_type_id = CUSTOM_ASSOCIATION_TYPE_BASE
+        self._schemas: dict[str, dict[str, Any]] = {}  # objectTypeId -> schema without properties/associations
+        self._association_definitions: list[dict[str, Any]] = []
+        self._properties: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> name -> definition
+        self._groups: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> name -> group
+        self._removed: dict[str, set[str]] = {}  # kind -> deleted property names
+        self._observed: dict[str, tuple[int, frozenset[str]]] = {}  # kind -> (version, names on records)
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every state change holds; hold it to apply a batch atomically."""
+        return self._lock
+
+    def kind_of(self, name: str) -> str | None:
+        """The object type key for a name: the plural of a standard type ('deal', '0-3' -> 'deals') or a custom
+        object's objectTypeId (from '2-1', its fullyQualifiedName or its name), else None."""
+        plural = object_type(name)
+        if plural is not None:
+            return plural
+        wanted = name.lower()
+        for type_id, schema in list(self._schemas.items()):  # a copy: another thread may be adding a schema
+            if wanted in (type_id, schema["name"].lower(), schema["fullyQualifiedName"].lower()):
+                return type_id
+        return None
+
+    def is_custom(self, kind: str) -> bool:
+        """Whether `kind` (a key from kind_of) is a custom object."""
+        return kind in self._schemas
+
+    def type_id(self, kind: str) -> str:
+        """The objectTypeId of a kind ('deals' -> '0-3'; a custom kind is its own id)."""
+        return _TYPE_IDS.get(kind, kind)
+
+    def singular(self, kind: str) -> str:
+        """The singular name of a kind ('companies' -> 'company'; a custom object's schema name)."""
+        if kind in self._schemas:
+            return str(self._schemas[kind]["name"])
+        return "company" if kind == "companies" else kind[:-1]
 
     # --- records -------------------------------------------------------------------------------------------
     def _table(self, kind: str) -> dict[int, dict[str, Any]]:
-        plural = object_type(kind)
+        plural = self.kind_of(kind)
         if plural is None:
-            raise KeyError(f"the sandbox portal has no object type '{kind}' (known: {', '.join(OBJECT_TYPES)})")
+            known = ", ".join([*OBJECT_TYPES, *self._schemas])
+            raise KeyError(f"the sandbox portal has no object type '{kind}' (known: {known})")
         return self._records[plural]
 
     def now(self) -> datetime:
@@ -212,7 +326,7 @@ class HubSpotPortal:
         `associations` are (to type, to id) pairs, linked both ways with HubSpot's default type ids.
         """
         with self._lock:
-            plural = object_type(kind) or kind
+            plural = self.kind_of(kind) or kind
             table = self._table(plural)
             stamp = format_timestamp(self.now())
             values = {"hs_object_id": None, created_property(plural): stamp, modified_property(plural): stamp}
@@ -240,7 +354,7 @@ class HubSpotPortal:
     ) -> dict[str, Any]:
         """Change properties; the last-modified property and updatedAt become `modified_at` (default: now)."""
         with self._lock:
-            plural = object_type(kind) or kind
+            plural = self.kind_of(kind) or kind
             table = self._table(plural)
             current = table.get(int(record_id))
             if current is None:
@@ -282,7 +396,7 @@ class HubSpotPortal:
         """Up to `limit` records with id >= `after` in id order (live or only archived), without scanning all."""
         with self._lock:
             table = self._table(kind)
-            plural = object_type(kind) or kind
+            plural = self.kind_of(kind) or kind
             cached = self._sorted_ids.get(plural)
             if cached is None or cached[0] != self.version:
                 cached = self._sorted_ids[plural] = (self.version, sorted(table))
@@ -298,8 +412,9 @@ class HubSpotPortal:
 
     # --- associations --------------------------------------------------------------------------------------
     def associate(self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int) -> None:
-        """Link two records both ways with HubSpot's default association type for each direction."""
-        source, target = object_type(from_kind) or from_kind, object_type(to_kind) or to_kind
+        """Link two records both ways with the default association type for each direction (KeyError when the
+        two types have no association definition)."""
+        source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
         with self._lock:
             self.link(source, int(from_id), target, int(to_id))
             self.version += 1
@@ -307,7 +422,7 @@ class HubSpotPortal:
     def unassociate(self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int) -> None:
         """Remove a link both ways; no last-modified date changes (whether HubSpot bumps it is unverified,
         so okrsync does not rely on it: a full sync or the association webhooks pick it up)."""
-        source, target = object_type(from_kind) or from_kind, object_type(to_kind) or to_kind
+        source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
         with self._lock:
             self._links.get((source, int(from_id)), {}).get(target, {}).pop(int(to_id), None)
             self._links.get((target, int(to_id)), {}).get(source, {}).pop(int(from_id), None)
@@ -323,7 +438,7 @@ class HubSpotPortal:
         bucket = forward.get(target)
         if bucket is None:
             bucket = forward[target] = {}
-        bucket[to_id] = ASSOCIATION_TYPE_IDS[(source, target)]
+        bucket[to_id] = self._type_ids[(source, target)]
         key = (target, to_id)
         backward = links.get(key)
         if backward is None:
@@ -331,13 +446,49 @@ class HubSpotPortal:
         bucket = backward.get(source)
         if bucket is None:
             bucket = backward[source] = {}
-        bucket[from_id] = ASSOCIATION_TYPE_IDS[(target, source)]
+        bucket[from_id] = self._type_ids[(target, source)]
 
     def associations(self, from_kind: str, from_id: str | int, to_kind: str) -> list[tuple[int, int]]:
         """(to id, type id) pairs linked from one record to records of `to_kind`, in linking order."""
-        source, target = object_type(from_kind) or from_kind, object_type(to_kind) or to_kind
+        source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
         with self._lock:
             return list(self._links.get((source, int(from_id)), {}).get(target, {}).items())
+
+    def association_type_id(self, from_kind: str, to_kind: str) -> int | None:
+        """The default association type id from one type to another, or None when they cannot be linked."""
+        source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
+        return self._type_ids.get((source, target))
+
+    def association_category(self, from_kind: str, to_kind: str) -> str:
+        """USER_DEFINED for a custom object's associations, HUBSPOT_DEFINED between standard types."""
+        source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
+        return "USER_DEFINED" if (source, target) in self._user_defined else "HUBSPOT_DEFINED"
+
+    # --- properties (definitions live in hubspot_schemas.CustomObjects) -------------------------------------
+    def observed_properties(self, kind: str) -> frozenset[str]:
+        """Names of properties that records of a standard type carry or HubSpot defines for it (the sandbox has
+        no schema for standard types: a property exists when it is seen), minus deleted ones."""
+        with self._lock:
+            kind = self.kind_of(kind) or kind
+            if kind in self._schemas:
+                return frozenset()
+            cached = self._observed.get(kind)
+            if cached is None or cached[0] != self.version:
+                names = {name for row in self._records[kind].values() for name in row["properties"]}
+                names.update(
+                    default_properties(kind), ("hs_object_id", created_property(kind), modified_property(kind))
+                )
+                cached = self._observed[kind] = (self.version, frozenset(names))
+            return cached[1] - self._removed.get(kind, set())
+
+    def index_by(self, kind: str, name: str) -> dict[str, dict[str, Any]]:
+        """Live records of a type by their value of property `name` (for upserts by a unique property)."""
+        with self._lock:
+            return {
+                row["properties"][name]: row
+                for row in self.snapshot(kind)
+                if row["properties"].get(name) not in (None, "")
+            }
 
     # --- accounting ----------------------------------------------------------------------------------------
     def count_call(self, call: str) -> None:

@@ -3,8 +3,12 @@
 Every /services/data request goes through :func:`_serve`, which in this order: counts the call, applies planned
 faults (latency, expire_session), checks the bearer token (401 INVALID_SESSION_ID), enforces the daily allowance
 (403 REQUEST_LIMIT_EXCEEDED), counts the call against the allowance, applies http/mutate faults, runs the handler
-in a worker thread and, for a drop fault, cuts the connection mid-body. Every answer carries Sforce-Limit-Info.
-Errors are always ``[{"message", "errorCode"}]``.
+in a worker thread and, for a drop fault, cuts the connection mid-body (a write has been applied by then).
+Every answer carries Sforce-Limit-Info. Errors are always ``[{"message", "errorCode"}]``.
+
+Reads: query, queryAll, query_more, getDeleted, getUpdated, limits, describe. Writes (``salesforce_writes``):
+sObject Collections upsert/update/delete (calls "composite_upsert", "composite_update", "composite_delete") and
+Bulk API 2.0 ingest jobs (every /jobs/ingest request is the call "bulk2_ingest").
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox import soql
-from connectors.sandbox.schema import SOBJECTS, find_sobject, format_datetime, parse_datetime
+from connectors.sandbox.schema import SObjectSchema, format_datetime, parse_datetime
 from connectors.sandbox.store import SandboxOrg
 
 DEFAULT_BATCH_SIZE = 2000
@@ -56,7 +60,17 @@ class _QuietDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
-class _DroppedResponse(JSONResponse):
+class _DroppedResponse(Response):
+    """The head and half the body of `served`, then a cut connection."""
+
+    def __init__(self, served: Response) -> None:
+        super().__init__(served.body, status_code=served.status_code)
+        self.raw_headers = list(served.raw_headers)
+        if not self.body:
+            # Promise a byte that never comes, so an empty answer (a 201 upload) is cut short too.
+            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+            self.raw_headers.append((b"content-length", b"1"))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
@@ -78,7 +92,7 @@ async def _serve(org: SandboxOrg, request: Request, call: str, handler: Callable
     faults = org.faults.take(call)
     response: Response
     for fault in faults:
-        if fault.kind == "latency":
+        if fault.kind == "latency" and not fault.params.get("after_handler"):
             await asyncio.sleep(float(fault.params["seconds"]))
         elif fault.kind == "expire_session":
             org.revoke_tokens()
@@ -97,10 +111,14 @@ async def _serve(org: SandboxOrg, request: Request, call: str, handler: Callable
                     org.mutate(fault.params["sobject"], int(fault.params["count"]))
             try:
                 body = await run_in_threadpool(handler)
-                dropped = any(f.kind == "drop" for f in faults)
-                response = (_DroppedResponse if dropped else JSONResponse)(body)
+                response = body if isinstance(body, Response) else JSONResponse(body)
+                if any(f.kind == "drop" for f in faults):
+                    response = _DroppedResponse(response)
             except ApiError as exc:
                 response = _error(exc.status, exc.error_code, exc.message)
+    for fault in faults:
+        if fault.kind == "latency" and fault.params.get("after_handler"):
+            await asyncio.sleep(float(fault.params["seconds"]))  # the write is applied; the answer is late
     response.headers["Sforce-Limit-Info"] = f"api-usage={org.api_usage_used}/{org.daily_api_limit}"
     return response
 
@@ -156,12 +174,12 @@ def _query_more(org: SandboxOrg, version: str, locator_and_offset: str) -> dict:
     return _page(org, locator, int(offset), version)
 
 
-def _sobject_name(version: str, sobject: str) -> str:
+def _sobject(org: SandboxOrg, version: str, sobject: str) -> SObjectSchema:
     _check_version(version)
-    schema = find_sobject(sobject)
+    schema = org.sobject(sobject)
     if schema is None:
         raise ApiError(404, "NOT_FOUND", f"The requested resource does not exist: sObject type '{sobject}'")
-    return schema.name
+    return schema
 
 
 def _window(org: SandboxOrg, start: str | None, end: str | None) -> tuple[str, str, str]:
@@ -181,7 +199,7 @@ def _window(org: SandboxOrg, start: str | None, end: str | None) -> tuple[str, s
 
 def _deleted(org: SandboxOrg, version: str, sobject: str, start: str | None, end: str | None) -> dict:
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getdeleted.htm
-    name = _sobject_name(version, sobject)
+    name = _sobject(org, version, sobject).name
     low, high, earliest = _window(org, start, end)
     rows = sorted((date, rid) for rid, date in org.deleted_log(name).items() if low <= date <= high)
     return {
@@ -193,20 +211,21 @@ def _deleted(org: SandboxOrg, version: str, sobject: str, start: str | None, end
 
 def _updated(org: SandboxOrg, version: str, sobject: str, start: str | None, end: str | None) -> dict:
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getupdated.htm
-    name = _sobject_name(version, sobject)
+    name = _sobject(org, version, sobject).name
     low, high, _earliest = _window(org, start, end)
     rows = sorted((row["SystemModstamp"], row["Id"]) for row in org.snapshot(name))
     return {"ids": [rid for stamp, rid in rows if low <= stamp <= high], "latestDateCovered": high}
 
 
-def _describe(version: str, sobject: str) -> dict:
+def _describe(org: SandboxOrg, version: str, sobject: str) -> dict:
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
-    schema = SOBJECTS[_sobject_name(version, sobject)]
+    schema = _sobject(org, version, sobject)
+    meta = org.object_metadata(schema.name)
     return {
         "name": schema.name,
-        "label": schema.name,
+        "label": meta.label if meta is not None else schema.name,
         "keyPrefix": schema.key_prefix,
-        "custom": False,
+        "custom": schema.name.endswith("__c"),
         "fields": [
             {"name": name, "type": kind, "custom": name.endswith("__c")} for name, kind in schema.fields.items()
         ],
@@ -227,12 +246,15 @@ def create_salesforce_router(org: SandboxOrg) -> APIRouter:
 
     router.add_api_route("/services/oauth2/token", _token_endpoint(org), methods=["POST"], include_in_schema=False)
 
-    def add(paths: list[str], call: str, handler: Callable[[Request], Any]) -> None:
+    def add(
+        paths: list[str], call: str, handler: Callable[[Request], Any], methods: tuple[str, ...] = ("GET",)
+    ) -> None:
         async def endpoint(request: Request) -> Response:
+            request.state.body = await request.body()  # read here: handlers run in a worker thread
             return await _serve(org, request, call, lambda: handler(request))
 
         for path in paths:
-            router.add_api_route(path, endpoint, methods=["GET"], include_in_schema=False)
+            router.add_api_route(path, endpoint, methods=list(methods), include_in_schema=False)
 
     def param(request: Request, name: str) -> Any:
         return request.path_params.get(name) or request.query_params.get(name)
@@ -264,14 +286,50 @@ def create_salesforce_router(org: SandboxOrg) -> APIRouter:
     add(
         [f"{data}/sobjects/{{sobject}}/describe", f"{data}/sobjects/{{sobject}}/describe/"],
         "describe",
-        lambda r: _describe(param(r, "version"), param(r, "sobject")),
+        lambda r: _describe(org, param(r, "version"), param(r, "sobject")),
     )
+    _add_write_routes(add, org)
 
     def not_found(request: Request) -> Any:
         raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
-    add(["/services/data/{rest:path}"], "not_found", not_found)
+    add(["/services/data/{rest:path}"], "not_found", not_found, ("GET", "POST", "PUT", "PATCH", "DELETE"))
     return router
+
+
+def _add_write_routes(add: Callable[..., None], org: SandboxOrg) -> None:
+    # Imported here because salesforce_writes raises this module's ApiError.
+    from connectors.sandbox import salesforce_writes as writes
+
+    data = "/services/data/v{version}"
+    ingest = f"{data}/jobs/ingest"
+
+    def handler(call: Callable[..., Any], *names: str) -> Callable[[Request], Any]:
+        def handle(r: Request) -> Any:
+            _check_version(r.path_params["version"])
+            values = [r.path_params.get(name) or r.query_params.get(name) for name in names if name != "body"]
+            return call(org, *values, r.state.body) if "body" in names else call(org, *values)
+
+        return handle
+
+    def results(r: Request) -> Any:
+        if r.path_params["kind"].lower() not in ("successfulresults", "failedresults", "unprocessedrecords"):
+            raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+        return handler(writes.ingest_results, "job_id", "kind")(r)
+
+    collections = [f"{data}/composite/sobjects", f"{data}/composite/sobjects/"]
+    upsert = handler(writes.upsert_collection, "sobject", "ext_field", "body")
+    add([f"{data}/composite/sobjects/{{sobject}}/{{ext_field}}"], "composite_upsert", upsert, ("PATCH",))
+    add(collections, "composite_update", handler(writes.update_collection, "body"), ("PATCH",))
+    add(collections, "composite_delete", handler(writes.delete_collection, "ids", "allOrNone"), ("DELETE",))
+    add([ingest, f"{ingest}/"], "bulk2_ingest", handler(writes.create_ingest_job, "version", "body"), ("POST",))
+    batches = [f"{ingest}/{{job_id}}/batches", f"{ingest}/{{job_id}}/batches/"]
+    add(batches, "bulk2_ingest", handler(writes.upload_ingest_data, "job_id", "body"), ("PUT",))
+    job = [f"{ingest}/{{job_id}}", f"{ingest}/{{job_id}}/"]
+    add(job, "bulk2_ingest", handler(writes.ingest_job_info, "job_id"))
+    add(job, "bulk2_ingest", handler(writes.change_ingest_job, "job_id", "body"), ("PATCH",))
+    add(job, "bulk2_ingest", handler(writes.delete_ingest_job, "job_id"), ("DELETE",))
+    add([f"{ingest}/{{job_id}}/{{kind}}", f"{ingest}/{{job_id}}/{{kind}}/"], "bulk2_ingest", results)
 
 
 def _token_endpoint(org: SandboxOrg) -> Callable[[Request], Any]:

@@ -234,6 +234,15 @@ def make_id(key_prefix: str, number: int) -> str:
     return id15 + _checksum(id15)
 
 
+def case_safe_id(value: object) -> str | None:
+    """The 18-char form of a 15- or 18-char record id, or None when `value` is not a well-formed id."""
+    if not isinstance(value, str) or len(value) not in (15, 18) or not value.isascii() or not value.isalnum():
+        return None
+    if len(value) == 18 and value[15:].upper() != _checksum(value[:15]):
+        return None
+    return value[:15] + _checksum(value[:15])
+
+
 def format_datetime(value: datetime) -> str:
     """Format an aware (or naive-UTC) datetime as the API does: '2026-07-01T09:30:00.000+0000'."""
     if value.tzinfo is not None:

@@ -1,25 +1,51 @@
-"""State of the sandbox Salesforce org: records, delete log, tokens, query cursors, API accounting and faults.
+"""State of the sandbox Salesforce org: schema, records, delete log, tokens, query cursors, API accounting and faults.
 
 Records are plain dicts in API shape. Every mutation replaces a record's dict instead of changing it, so a query
 cursor that holds references to the dicts it matched keeps serving the snapshot it was opened on, as Salesforce's
 query locators do. All state changes happen under one lock because the HTTP server runs in another thread.
+
+Each org has its own schema map, starting as the built-in ``schema.SOBJECTS``: :meth:`SandboxOrg.deploy_metadata`
+adds custom objects and fields from SFDX metadata, :meth:`SandboxOrg.remove_field` and
+:meth:`SandboxOrg.remove_object` take them away again (several orgs live in one test process, so the module-global
+map is never changed). SOQL still parses against the built-in schema only.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import secrets
 import threading
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from connectors.sandbox.faults import FaultPlan
-from connectors.sandbox.schema import SOBJECTS, format_date, format_datetime, make_id
+from connectors.sandbox.salesforce_metadata import (
+    SYSTEM_FIELDS,
+    FieldMetadata,
+    ObjectMetadata,
+    field_for_describe_type,
+)
+from connectors.sandbox.schema import (
+    BOOLEAN,
+    DATETIME,
+    ID,
+    SOBJECTS,
+    STRING,
+    SObjectSchema,
+    format_date,
+    format_datetime,
+    make_id,
+)
 from connectors.sandbox.soql import Query
 
 MAX_OPEN_CURSORS = 10  # Salesforce keeps at most 10 open query cursors per user; older ones become invalid
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 @dataclass(frozen=True)
@@ -31,8 +57,101 @@ class QueryCursor:
     batch_size: int
 
 
+CSV_DELIMITERS = {"BACKQUOTE": "`", "CARET": "^", "COMMA": ",", "PIPE": "|", "SEMICOLON": ";", "TAB": "\t"}
+
+
+@dataclass
+class IngestJob:
+    """One Bulk API 2.0 ingest job: its settings, uploaded CSV and, once processed, the result rows
+    (``[sf__Id, sf__Created | sf__Error, *uploaded cells]``).
+    https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/get_job_info.htm
+    """
+
+    id: str
+    operation: str
+    sobject: str
+    external_id_field: str | None
+    column_delimiter: str
+    line_ending: str
+    api_version: float
+    created: str
+    created_by: str
+    state: str = "Open"
+    data: str | None = None
+    error_message: str | None = None
+    header: list[str] = field(default_factory=list)
+    successful: list[list[str]] = field(default_factory=list)
+    failed: list[list[str]] = field(default_factory=list)
+    unprocessed: list[list[str]] = field(default_factory=list)
+
+    def info(self, *, full: bool = True) -> dict[str, Any]:
+        """The job info resource; the create and state-change answers carry the short form."""
+        answer: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.sobject,
+            "createdById": self.created_by,
+            "createdDate": self.created,
+            "systemModstamp": self.created,
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": self.api_version,
+            "contentUrl": f"services/data/v{self.api_version}/jobs/ingest/{self.id}/batches",
+            "lineEnding": self.line_ending,
+            "columnDelimiter": self.column_delimiter,
+        }
+        if self.external_id_field:
+            answer["externalIdFieldName"] = self.external_id_field
+        if full:
+            answer.update(
+                jobType="V2Ingest",
+                numberRecordsProcessed=len(self.successful) + len(self.failed),
+                numberRecordsFailed=len(self.failed),
+                retries=0,
+                totalProcessingTime=0,
+                apiActiveProcessingTime=0,
+                apexProcessingTime=0,
+            )
+            if self.error_message:
+                answer["errorMessage"] = self.error_message
+        return answer
+
+    def rows(self) -> list[list[str]]:
+        """The uploaded CSV as rows (header first), blank lines skipped."""
+        reader = csv.reader(io.StringIO(self.data or "", newline=""), delimiter=CSV_DELIMITERS[self.column_delimiter])
+        return [row for row in reader if row]
+
+    def results_csv(self, kind: str) -> str:
+        """successfulResults, failedResults or unprocessedrecords (any case) as CSV, every value quoted."""
+        extra, rows = {
+            "successfulresults": (["sf__Id", "sf__Created"], self.successful),
+            "failedresults": (["sf__Id", "sf__Error"], self.failed),
+            "unprocessedrecords": ([], self.unprocessed),
+        }[kind.lower()]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow(extra + self.header)
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+
+class Transaction:
+    """The changes made inside :meth:`SandboxOrg.transaction`; :meth:`rollback` undoes them."""
+
+    def __init__(self, org: SandboxOrg) -> None:
+        self._org = org
+        self.undo: list[tuple[str, str, dict[str, Any] | None, str | None]] = []  # (sobject, id, row, deleted)
+
+    def rollback(self) -> None:
+        """Put back every record (and delete-log entry) changed in this transaction, newest change first."""
+        self._org._restore(self.undo)
+        self.undo.clear()
+
+
 class SandboxOrg:
-    """An in-memory Salesforce org. Construct it from `generate_org()` output (or nothing for an empty org)."""
+    """An in-memory Salesforce org. Construct it from `generate_org()` output (or nothing for an empty org) and,
+    optionally, SFDX metadata to deploy first (``salesforce_metadata.load_metadata``)."""
 
     def __init__(
         self,
@@ -47,6 +166,7 @@ class SandboxOrg:
         static_access_token: str = "sandbox-access-token",
         org_id: str = "00D000000000001AAA",
         jwt_public_key_pem: str | None = None,
+        metadata: Mapping[str, ObjectMetadata] | None = None,
     ) -> None:
         self.daily_api_limit = daily_api_limit
         self.consumer_key = consumer_key
@@ -65,6 +185,14 @@ class SandboxOrg:
         self.token_requests = 0
         self.mutations: list[tuple[str, str]] = []  # (sobject, id) changed by "mutate" faults, in order
         self._lock = threading.RLock()
+        self._schemas: dict[str, SObjectSchema] = dict(SOBJECTS)
+        self._metadata: dict[str, ObjectMetadata] = {}
+        self._rules: dict[str, dict[str, FieldMetadata]] = {}  # cache of field_rules()
+        self._prefixes: dict[str, str] = {}  # custom object -> key prefix, kept after removal
+        self._auto_numbers: Counter[str] = Counter()
+        self._transaction: Transaction | None = None
+        self.ingest_jobs: dict[str, IngestJob] = {}
+        self._job_number = 0
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SOBJECTS}
         self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in SOBJECTS}
         self._next_number = dict.fromkeys(SOBJECTS, 1)
@@ -73,6 +201,7 @@ class SandboxOrg:
         self._cursors: OrderedDict[str, QueryCursor] = OrderedDict()
         self._cursor_number = 0
         self._mutate_random = random.Random(7)
+        self.deploy_metadata(metadata or {})
         for sobject, rows in (data or {}).items():
             table = self._table(sobject)
             for row in rows:
@@ -80,11 +209,164 @@ class SandboxOrg:
                 if row.get("IsDeleted"):
                     self._deleted_log[sobject][row["Id"]] = row["SystemModstamp"]
 
+    # --- schema --------------------------------------------------------------------------------------------
+    def deploy_metadata(self, metadata: Mapping[str, ObjectMetadata]) -> None:
+        """Deploy custom objects (each with Id, Name, IsDeleted and the audit fields; key prefixes a00, a01, ... in
+        name order) and add the extra fields of standard objects (``standard=True``) to them. Deploying again adds
+        what is new and brings back removed fields; records are kept."""
+        with self._lock:
+            for name in sorted(metadata):
+                meta = metadata[name]
+                if meta.standard:
+                    base = SOBJECTS.get(name)
+                    if base is None:
+                        raise KeyError(f"the sandbox org does not model the standard object '{name}'")
+                    earlier = self._metadata.get(name)
+                    meta = replace(meta, fields={**(earlier.fields if earlier else {}), **meta.fields})
+                    extra = {field: rules.describe_type for field, rules in meta.fields.items()}
+                    self._schemas[name] = SObjectSchema(name, base.key_prefix, {**base.fields, **extra})
+                else:
+                    prefix = self._prefixes.setdefault(name, self._new_prefix())
+                    custom = {field: rules.describe_type for field, rules in meta.fields.items()}
+                    fields = {"Id": ID, "Name": STRING, **custom, "IsDeleted": BOOLEAN}
+                    fields.update(CreatedDate=DATETIME, LastModifiedDate=DATETIME, SystemModstamp=DATETIME)
+                    self._schemas[name] = SObjectSchema(name, prefix, fields)
+                    self._records.setdefault(name, {})
+                    self._deleted_log.setdefault(name, {})
+                    self._next_number.setdefault(name, 1)
+                self._metadata[name] = meta
+            self._rules.clear()
+
+    def _new_prefix(self) -> str:
+        number = len(self._prefixes)
+        return "a" + _BASE62[number // 62] + _BASE62[number % 62]
+
+    def remove_field(self, sobject: str, field: str) -> None:
+        """Take a field away (an admin deleted it, or the integration user lost access): writes naming it are then
+        refused and records() no longer shows it. SOQL keeps the built-in schema."""
+        with self._lock:
+            schema = self._schema(sobject)
+            name = schema.field(field)
+            if name is None:
+                raise KeyError(f"{sobject} has no field '{field}'")
+            if name in SYSTEM_FIELDS or name == "Name":
+                raise ValueError(f"{sobject}.{name} is a system field and cannot be removed")
+            fields = {key: kind for key, kind in schema.fields.items() if key != name}
+            self._schemas[schema.name] = SObjectSchema(schema.name, schema.key_prefix, fields)
+            meta = self._metadata.get(schema.name)
+            if meta is not None and name in meta.fields:
+                kept = {key: rules for key, rules in meta.fields.items() if key != name}
+                self._metadata[schema.name] = replace(meta, fields=kept)
+            self._rules.pop(schema.name, None)
+
+    def remove_object(self, sobject: str) -> None:
+        """Take a deployed custom object away with its records (standard objects cannot be removed)."""
+        with self._lock:
+            schema = self._schema(sobject)
+            if schema.name in SOBJECTS:
+                raise ValueError(f"{schema.name} is a standard object and cannot be removed")
+            for state in (self._schemas, self._metadata, self._records, self._deleted_log, self._rules):
+                state.pop(schema.name, None)
+
+    def sobject(self, name: str) -> SObjectSchema | None:
+        """The org's schema of SObject `name` (any case), or None when the org has no such type."""
+        with self._lock:
+            found = self._schemas.get(name)
+            if found is None:
+                found = next((s for key, s in self._schemas.items() if key.lower() == name.lower()), None)
+            return found
+
+    def _schema(self, sobject: str) -> SObjectSchema:
+        found = self.sobject(sobject)
+        if found is None:
+            raise KeyError(f"the sandbox org has no SObject '{sobject}' (known: {', '.join(self._schemas)})")
+        return found
+
+    def sobject_for_prefix(self, key_prefix: str) -> str | None:
+        """The SObject whose ids start with `key_prefix`, also a removed custom object; None when none ever had it."""
+        with self._lock:
+            found = next((name for name, s in self._schemas.items() if s.key_prefix == key_prefix), None)
+            return found or next((name for name, p in self._prefixes.items() if p == key_prefix), None)
+
+    def object_metadata(self, sobject: str) -> ObjectMetadata | None:
+        """The deployed metadata of `sobject` (for a standard object: its extra fields), None when none was deployed."""
+        with self._lock:
+            return self._metadata.get(sobject)
+
+    def field_rules(self, sobject: str) -> dict[str, FieldMetadata]:
+        """Every field of `sobject` with its write rules: deployed metadata where there is some, the field's type
+        without length/range limits for the built-in fields; Id, IsDeleted and audit fields are read-only."""
+        with self._lock:
+            cached = self._rules.get(sobject)
+            if cached is None:
+                schema, meta = self._schema(sobject), self._metadata.get(sobject)
+                name_field = meta.name_field() if meta is not None else None
+                cached = {}
+                for name, kind in schema.fields.items():
+                    if meta is not None and name in meta.fields:
+                        cached[name] = meta.fields[name]
+                    elif name == "Name" and name_field is not None:
+                        cached[name] = name_field
+                    else:
+                        cached[name] = field_for_describe_type(name, kind)
+                self._rules[sobject] = cached
+            return cached
+
+    def next_auto_number(self, sobject: str) -> int:
+        """The next number of `sobject`'s AutoNumber Name (numbers used by rolled-back writes are not reused)."""
+        with self._lock:
+            self._auto_numbers[sobject] += 1
+            return self._auto_numbers[sobject]
+
+    def new_job_id(self) -> str:
+        """A fresh Bulk API 2.0 job id (key prefix 750)."""
+        with self._lock:
+            self._job_number += 1
+            return make_id("750", self._job_number)
+
     # --- records -------------------------------------------------------------------------------------------
     def _table(self, sobject: str) -> dict[str, dict[str, Any]]:
-        if sobject not in self._records:
-            raise KeyError(f"the sandbox org has no SObject '{sobject}' (known: {', '.join(SOBJECTS)})")
+        if sobject not in self._schemas:
+            raise KeyError(f"the sandbox org has no SObject '{sobject}' (known: {', '.join(self._schemas)})")
         return self._records[sobject]
+
+    def _shaped(self, sobject: str, row: dict[str, Any]) -> dict[str, Any]:
+        schema = self._schemas[sobject]
+        if schema is SOBJECTS.get(sobject):
+            return dict(row)
+        # Deployed fields read as null on older records; removed fields are no longer visible.
+        return {name: row.get(name) for name in schema.fields}
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Hold the org's lock for a multi-record write; rollback() on the yielded Transaction undoes its changes."""
+        with self._lock:
+            transaction = Transaction(self)
+            self._transaction = transaction
+            try:
+                yield transaction
+            finally:
+                self._transaction = None
+
+    def _remember(self, sobject: str, record_id: str) -> None:
+        if self._transaction is not None:
+            row, deleted = self._records[sobject].get(record_id), self._deleted_log[sobject].get(record_id)
+            self._transaction.undo.append((sobject, record_id, row, deleted))
+
+    def _restore(self, changes: list[tuple[str, str, dict[str, Any] | None, str | None]]) -> None:
+        with self._lock:
+            for sobject, record_id, row, deleted in reversed(changes):
+                table, log = self._records.get(sobject), self._deleted_log.get(sobject)
+                if table is None or log is None:
+                    continue  # the object was removed meanwhile
+                if row is None:
+                    table.pop(record_id, None)
+                else:
+                    table[record_id] = row
+                if deleted is None:
+                    log.pop(record_id, None)
+                else:
+                    log[record_id] = deleted
 
     def now(self) -> datetime:
         """Current UTC time at millisecond precision (the API's resolution)."""
@@ -92,7 +374,7 @@ class SandboxOrg:
         return current.replace(microsecond=current.microsecond // 1000 * 1000)
 
     def _values(self, sobject: str, fields: dict[str, Any]) -> dict[str, Any]:
-        known = SOBJECTS[sobject].fields
+        known = self._schema(sobject).fields
         values: dict[str, Any] = {}
         for name, value in fields.items():
             if name not in known:
@@ -108,22 +390,24 @@ class SandboxOrg:
         """Create a record (Id and audit timestamps generated unless given) and return it."""
         with self._lock:
             table = self._table(sobject)
+            schema = self._schemas[sobject]
             values = self._values(sobject, fields)
             stamp = format_datetime(self.now())
-            record: dict[str, Any] = dict.fromkeys(SOBJECTS[sobject].fields)
-            if SOBJECTS[sobject].soft_deletes:
+            record: dict[str, Any] = dict.fromkeys(schema.fields)
+            if schema.soft_deletes:
                 record["IsDeleted"] = False
             record.update(CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp)
             record.update(values)
             if not record.get("Id"):
                 while True:
-                    record_id = make_id(SOBJECTS[sobject].key_prefix, self._next_number[sobject])
+                    record_id = make_id(schema.key_prefix, self._next_number[sobject])
                     self._next_number[sobject] += 1
                     if record_id not in table:
                         break
                 record["Id"] = record_id
+            self._remember(sobject, record["Id"])
             table[record["Id"]] = record
-            return dict(record)
+            return self._shaped(sobject, record)
 
     def update(
         self, sobject: str, record_id: str, fields: dict[str, Any], *, modstamp: datetime | None = None
@@ -136,33 +420,39 @@ class SandboxOrg:
             stamp = format_datetime(modstamp or self.now())
             record = {**table[record_id], **self._values(sobject, fields)}
             record.update(LastModifiedDate=stamp, SystemModstamp=stamp)
+            self._remember(sobject, record_id)
             table[record_id] = record
-            return dict(record)
+            return self._shaped(sobject, record)
 
     def delete(self, sobject: str, record_id: str) -> None:
         """Soft delete: IsDeleted becomes true; queryAll still returns the record and getDeleted lists it."""
-        if not SOBJECTS[sobject].soft_deletes:
+        if not self._schema(sobject).soft_deletes:
             raise ValueError(f"{sobject} records cannot be deleted in Salesforce (deactivate them instead)")
         with self._lock:
             table = self._table(sobject)
             stamp = format_datetime(self.now())
+            self._remember(sobject, record_id)
             table[record_id] = {**table[record_id], "IsDeleted": True, "SystemModstamp": stamp}
             self._deleted_log[sobject][record_id] = stamp
 
     def purge(self, sobject: str, record_id: str) -> None:
         """Hard delete (emptied recycle bin): gone from queryAll too, still listed by getDeleted."""
         with self._lock:
-            del self._table(sobject)[record_id]
+            table = self._table(sobject)
+            self._remember(sobject, record_id)
+            del table[record_id]
             self._deleted_log[sobject].setdefault(record_id, format_datetime(self.now()))
 
     def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Copies of the current records of `sobject` (soft-deleted ones only with include_deleted)."""
-        return [dict(row) for row in self.snapshot(sobject, include_deleted=include_deleted)]
+        with self._lock:
+            return [self._shaped(sobject, row) for row in self.snapshot(sobject, include_deleted=include_deleted)]
 
     def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
         """A copy of one record (deleted or not), or None when it does not exist or was purged."""
-        row = self._table(sobject).get(record_id)
-        return dict(row) if row is not None else None
+        with self._lock:
+            row = self._table(sobject).get(record_id)
+            return self._shaped(sobject, row) if row is not None else None
 
     def snapshot(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """The current record dicts themselves (never mutated later, so safe to hold on to)."""
@@ -180,7 +470,8 @@ class SandboxOrg:
         with self._lock:
             live = [row["Id"] for row in self.snapshot(sobject)]
             chosen = self._mutate_random.sample(live, min(count, len(live)))
-            field = next((f for f in ("Description", "NextStep", "Title") if f in SOBJECTS[sobject].fields), None)
+            known = self._schema(sobject).fields
+            field = next((f for f in ("Description", "NextStep", "Title") if f in known), None)
             for record_id in chosen:
                 self.update(sobject, record_id, {field: f"Changed during sync {len(self.mutations)}"} if field else {})
                 self.mutations.append((sobject, record_id))

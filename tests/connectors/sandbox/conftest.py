@@ -6,6 +6,7 @@ import requests
 from simple_salesforce import Salesforce
 
 from connectors.sandbox.generator import generate_org
+from connectors.sandbox.salesforce_metadata import DEFAULT_METADATA_DIR, ObjectMetadata, load_metadata
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 
@@ -37,3 +38,9 @@ def http(server: SandboxServer) -> Iterator[requests.Session]:
 @pytest.fixture
 def sf(server: SandboxServer, http: requests.Session, org: SandboxOrg) -> Salesforce:
     return Salesforce(instance_url=server.base_url, session_id=org.static_access_token, session=http, version="59.0")
+
+
+@pytest.fixture(scope="session")
+def okr_metadata() -> dict[str, ObjectMetadata]:
+    """The SFDX metadata okrsync deploys (deploy/salesforce), parsed once."""
+    return load_metadata(DEFAULT_METADATA_DIR)
