@@ -32,6 +32,8 @@ run: install
 	$(BIN)/okrsync report --mapping 2
 	$(BIN)/okrsync report --mapping 3
 	$(BIN)/okrsync report --mapping 4
+	$(BIN)/okrsync writeback salesforce --sandbox
+	$(BIN)/okrsync writeback hubspot --sandbox
 
 lint: install
 	$(BIN)/ruff check connectors mappings service tests bench

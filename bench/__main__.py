@@ -1,7 +1,7 @@
-"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest` or `python -m bench compute` one.
+"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest|compute|writeback` one.
 
-See bench/ingest.py and bench/compute.py for what is measured and how. Results are merged into bench/results.json
-(a benchmark not run keeps its last figures) and bench/results.md is rewritten from it.
+See bench/ingest.py, bench/compute.py and bench/writeback.py for what is measured and how. Results are merged
+into bench/results.json (a benchmark not run keeps its last figures) and bench/results.md is rewritten from it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import compute, ingest
+from bench import compute, ingest, writeback
 
 HERE = Path(__file__).parent
-BENCHMARKS = ("ingest", "compute")
+BENCHMARKS = ("ingest", "compute", "writeback")
+MODULES: tuple[tuple[str, Any], ...] = (("ingest", ingest), ("compute", compute), ("writeback", writeback))
 
 
 def main() -> None:
@@ -48,6 +49,8 @@ def main() -> None:
     parser.add_argument(
         "--databases", default="sqlite,postgresql", help="compute: which databases (sqlite, postgresql or both)"
     )
+    parser.add_argument("--records", type=int, default=10_000, help="writeback: changed records to write")
+    parser.add_argument("--latency", type=float, default=0.1, help="writeback: seconds of latency per CRM call")
     args = parser.parse_args()
     selected = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
 
@@ -71,12 +74,14 @@ def main() -> None:
             analyze=not args.no_analyze,
             databases=tuple(name.strip() for name in args.databases.split(",")),
         )
+    if "writeback" in selected:
+        results["writeback"] = writeback.run(records=args.records, latency=args.latency)
     path.write_text(json.dumps(results, indent=2))
-    tables = [m.table(results[name]) for name, m in (("ingest", ingest), ("compute", compute)) if name in results]
+    tables = [m.table(results[name]) for name, m in MODULES if name in results]
     (HERE / "results.md").write_text(
         f"# okrsync benchmarks ({results['when']}, {results['machine']})\n\n" + "\n\n".join(tables) + "\n"
     )
-    for name, module in (("ingest", ingest), ("compute", compute)):
+    for name, module in MODULES:
         if name in selected:
             print(module.table(results[name]))
     print(f"\nwritten: {path}, {HERE / 'results.md'}")

@@ -4,7 +4,7 @@ a clear ``UnreachableError`` once the attempts are spent."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -13,6 +13,8 @@ from connectors.errors import RetriableError, UnreachableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")
+W = TypeVar("W")
 
 
 def call_with_retries(
@@ -40,3 +42,40 @@ def call_with_retries(
     except RetriableError as exc:
         raise UnreachableError(f"{crm} {name} still failing after {max_attempts} attempts: {exc}") from None
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _RecordsToRetry(Exception):
+    """Raised inside the tenacity loop to send the transiently failed records again."""
+
+
+def retry_failed_records(
+    requests: Sequence[R],
+    send: Callable[[list[R]], list[W]],
+    *,
+    key: Callable[[R], str],
+    crm: str,
+    max_attempts: int,
+    wait_base: float,
+    wait_max: float,
+) -> list[W]:
+    """Send ``requests``; then send again, with backoff, only the records whose result says ``retriable`` (a
+    locked row, a busy server), until they land or the attempts are spent. Returns the last result per request,
+    in request order. The records that landed are never sent twice."""
+    final: dict[str, W] = {}
+    pending = list(requests)
+    retrying = Retrying(
+        retry=retry_if_exception_type(_RecordsToRetry),
+        wait=wait_random_exponential(multiplier=wait_base, max=wait_max),
+        stop=stop_after_attempt(max_attempts),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            results = send(pending)
+            final.update({result.key: result for result in results})  # type: ignore[attr-defined]
+            again = {result.key for result in results if not result.ok and result.retriable}  # type: ignore[attr-defined]
+            pending = [request for request in pending if key(request) in again]
+            if pending and attempt.retry_state.attempt_number < max_attempts:
+                log.warning("%s: %d record(s) failed transiently; sending them again", crm, len(pending))
+                raise _RecordsToRetry()
+    return [final[key(request)] for request in requests]

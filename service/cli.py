@@ -2,34 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from contextlib import ExitStack
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.errors import ConnectorError
-from connectors.hubspot.config import HubSpotConfig
-from connectors.hubspot.connector import HubSpotConnector
-from connectors.salesforce.config import SalesforceConfig
-from connectors.salesforce.connector import SalesforceConnector
-from connectors.salesforce.mapping import OBJECTS
+from service.crm.clients import (  # noqa: F401  (sandbox helpers are imported from here by tests)
+    NotConfiguredError,
+    hubspot_sandbox_config,
+    open_crm,
+    sandbox_config,
+    sandbox_crms,
+    sandbox_org,
+)
 from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
 from service.okrs.commands import register as register_okr_commands
 from service.sync.service import run_sync
+from service.writeback.commands import register as register_writeback_commands
 
 app = typer.Typer(help="okrsync: activity-based OKRs from your CRM.", no_args_is_help=True)
 sync_app = typer.Typer(help="Pull CRM data into the local model.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 register_okr_commands(app)
+register_writeback_commands(app)
 console = Console(stderr=True)
 
 
@@ -39,71 +40,6 @@ def _setup_logging(settings: Settings) -> None:
     )
     for noisy in ("urllib3", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def sandbox_config(base_url: str, ca_path: str) -> SalesforceConfig:
-    """Connector settings for the built-in sandbox CRM (its published demo credentials, not secrets)."""
-    from connectors.sandbox.store import SandboxOrg
-
-    defaults = SandboxOrg(data={})
-    return SalesforceConfig(
-        instance_url=base_url,
-        login_url=base_url,
-        consumer_key=defaults.consumer_key,
-        consumer_secret=SecretStr(defaults.consumer_secret),
-        username=defaults.username,
-        password=SecretStr(defaults.password),
-        security_token=SecretStr(defaults.security_token),
-        ca_bundle=Path(ca_path),
-        custom_fields={"Opportunity": ["Segment__c"], "Account": ["Key_Account__c", "Tier__c"]},
-    )
-
-
-def sandbox_org(settings: Settings):  # type: ignore[no-untyped-def]
-    """The sandbox org, generated deterministically; its anchor date is kept in data_dir so restarts match."""
-    from connectors.sandbox.generator import generate_org
-    from connectors.sandbox.store import SandboxOrg
-
-    state_file = settings.data_dir / "sandbox" / "org.json"
-    state_file.parent.mkdir(parents=True, exist_ok=True)
-    sizes = settings.sandbox
-    wanted: dict[str, Any] = {
-        "seed": sizes.seed,
-        "accounts": sizes.accounts,
-        "opportunities": sizes.opportunities,
-        "activities": sizes.activities,
-    }
-    if sizes.anchor is not None:
-        wanted["anchor"] = sizes.anchor.astimezone(UTC).isoformat()
-    saved = json.loads(state_file.read_text()) if state_file.exists() else {}
-    if {k: saved.get(k) for k in wanted} != wanted:
-        anchor = sizes.anchor or datetime.now(UTC).replace(second=0, microsecond=0)
-        saved = {**wanted, "anchor": anchor.isoformat()}
-        state_file.write_text(json.dumps(saved, indent=2))
-    anchor = datetime.fromisoformat(saved["anchor"])
-    sizes_only = {k: v for k, v in wanted.items() if k != "anchor"}
-    return SandboxOrg(generate_org(anchor=anchor, **sizes_only))
-
-
-def sandbox_crms(settings: Settings):  # type: ignore[no-untyped-def]
-    """The sandbox Salesforce org and the HubSpot portal telling the same quarter."""
-    from connectors.sandbox.hubspot_seed import portal_from_org
-
-    org = sandbox_org(settings)
-    portal, _ids = portal_from_org({t: org.records(t, include_deleted=True) for t in OBJECTS})
-    return org, portal
-
-
-def hubspot_sandbox_config(base_url: str, ca_path: str) -> HubSpotConfig:
-    from connectors.sandbox.hubspot_portal import HubSpotPortal
-
-    return HubSpotConfig(
-        access_token=SecretStr(HubSpotPortal().access_token),
-        host=base_url,
-        ca_bundle=Path(ca_path),
-        custom_properties={"deals": ["segment"], "companies": ["key_account", "tier"]},
-        close_date_pushes_property="close_date_pushes",
-    )
 
 
 @app.command()
@@ -155,41 +91,19 @@ def sync_hubspot(
     _sync("hubspot", full=full, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
 
 
-def _connector(crm: str, base_url: str, ca_path: str) -> SalesforceConnector | HubSpotConnector:
-    if crm == "salesforce":
-        return SalesforceConnector(sandbox_config(base_url, ca_path))
-    return HubSpotConnector(hubspot_sandbox_config(base_url, ca_path))
-
-
 def _sync(crm: str, *, full: bool, use_sandbox: bool, sandbox_url: str | None) -> None:
     settings = get_settings()
     _setup_logging(settings)
     engine = make_engine(settings.effective_database_url)
     create_schema(engine)
     with ExitStack() as stack:
-        connection_name = settings.connection_name
-        connector: SalesforceConnector | HubSpotConnector
-        if use_sandbox or sandbox_url:
-            connection_name = "sandbox"
-            if sandbox_url:
-                connector = _connector(crm, sandbox_url, str(settings.data_dir / "sandbox" / "ca.pem"))
-            else:
-                from connectors.sandbox.server import SandboxServer
-
-                org, portal = sandbox_crms(settings)
-                server = stack.enter_context(SandboxServer(org, portal=portal, cert_dir=settings.data_dir / "sandbox"))
-                connector = _connector(crm, server.base_url, server.ca_path or "")
-        elif crm == "salesforce" and settings.salesforce is not None:
-            connector = SalesforceConnector(settings.salesforce)
-        elif crm == "hubspot" and settings.hubspot is not None:
-            connector = HubSpotConnector(settings.hubspot)
-        else:
-            first = "INSTANCE_URL" if crm == "salesforce" else "ACCESS_TOKEN"
-            console.print(
-                f"[red]{crm} is not configured.[/] Set OKRSYNC_{crm.upper()}__{first} and the other settings"
-                f" (see README: 'Connecting a real {crm.capitalize()}'), or try it with --sandbox."
-            )
-            raise typer.Exit(2)
+        try:
+            access = open_crm(stack, crm, settings, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
+        except NotConfiguredError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+        connector = access.connector()
+        connection_name = access.connection_name
         progress = None
         if sys.stderr.isatty():
             bar = stack.enter_context(

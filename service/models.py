@@ -24,6 +24,7 @@ from service.crm.models import (
 )
 from service.okrs.models import KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
 from service.sync.models import SyncRun, SyncSkip, SyncState
+from service.writeback.models import OutboxRow
 
 __all__ = [
     "Computation",
@@ -48,6 +49,7 @@ __all__ = [
     "Opportunity",
     "OpportunityContact",
     "Owner",
+    "OutboxRow",
     "SyncRun",
     "SyncSkip",
     "SyncState",

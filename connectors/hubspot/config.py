@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
@@ -21,6 +22,12 @@ class HubSpotConfig(BaseModel):
         description="A deal number property counting how often the close date moved later (HubSpot has none built "
         "in; a workflow can keep one). Feeds the close_date_pushed hygiene rule.",
         examples=["close_date_pushes"],
+    )
+    writeback_mode: Literal["custom_objects", "properties"] = Field(
+        default="custom_objects",
+        description="custom_objects: OKR objectives, key results, contributions and KAM criteria as custom objects "
+        "associated with deals and companies (Enterprise portals; create them with `okrsync provision hubspot`). "
+        "properties: okrsync properties on deals and companies only, for portals without custom objects.",
     )
     lookback_seconds: int = Field(
         default=300, ge=0, description="Re-read this much before the cursor: search results lag behind writes."

@@ -54,6 +54,12 @@ class SalesforceConfig(BaseModel):
     retry_wait_base: float = Field(default=0.5, ge=0, description="Seconds; exponential backoff with jitter.")
     retry_wait_max: float = Field(default=30.0, ge=0)
     timeout_seconds: float = Field(default=60.0, gt=0)
+    bulk_threshold: int = Field(
+        default=2000,
+        ge=1,
+        description="Write-back: above this many records of one object in one run, upsert through a Bulk API 2.0 "
+        "job instead of sObject Collections (200 records per call).",
+    )
     page_size: int = Field(default=2000, ge=200, le=2000, description="Records per query page (Salesforce max).")
 
     @field_validator("custom_fields")

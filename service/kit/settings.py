@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,10 @@ class SandboxSettings(BaseModel):
         default=None,
         description="End of the generated quarter (default: the first run's time, kept in data_dir). The example "
         "mappings use Q3 2026: `make run` sets 2026-09-30T18:00:00Z.",
+    )
+
+    hubspot_writeback_mode: Literal["custom_objects", "properties"] = Field(
+        default="custom_objects", description="How okrsync writes back to the sandbox HubSpot portal."
     )
 
 

@@ -23,6 +23,7 @@ from service.kit.db import create_schema, make_engine, utcnow
 from service.kit.settings import get_settings
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
+from service.writeback.service import stage_connection
 
 mappings_app = typer.Typer(help="Validate, preview and apply the sales-ops mapping file.", no_args_is_help=True)
 kr_app = typer.Typer(help="Key results entered by hand.", no_args_is_help=True)
@@ -132,6 +133,7 @@ def apply(
         else:
             out.print(f"{mapping.team} / {mapping.cycle}: version {version.version} — {', '.join(version.changes)}")
         result = compute_mapping(session, mapping=mapping, as_of=_utc(as_of))
+        _stage(session, [mapping], as_of=_utc(as_of))
         session.commit()
     out.print(f"computed {len(result.recomputed)} key result(s) in {result.seconds:.2f} s")
 
@@ -169,6 +171,15 @@ def history(mapping: MappingOpt = None) -> None:
             )
 
 
+def _stage(session: Session, mappings: list[OkrMapping], *, as_of: datetime | None = None) -> None:
+    """Stage the new results for write-back in the computation's transaction (``okrsync writeback`` sends)."""
+    settings = get_settings()
+    for connection_id in sorted({m.connection_id for m in mappings}):
+        connection = session.get(CrmConnection, connection_id)
+        if connection is not None:
+            stage_connection(session, connection=connection, settings=settings, as_of=as_of)
+
+
 def _mapping(session: Session, name: str | None) -> OkrMapping:
     try:
         return okrs.find_mapping(session, name)
@@ -195,6 +206,7 @@ def compute(
                 f"{m.team} / {m.cycle}: {result.kind}, {len(result.recomputed)} key result(s) recomputed"
                 f" in {result.seconds:.2f} s"
             )
+        _stage(session, targets, as_of=_utc(as_of))
         session.commit()
 
 
@@ -297,6 +309,7 @@ def kr_set(
         except (okrs.NotFoundError, okrs.CycleRuleError) as exc:
             raise _fail(str(exc)) from None
         compute_mapping(session, mapping=m)
+        _stage(session, [m])
         session.commit()
     out.print(f"{kr} = {value:g} recorded")
 
@@ -329,6 +342,7 @@ def kam_assess(
         except (okrs.NotFoundError, okrs.CycleRuleError, ValueError) as exc:
             raise _fail(str(exc)) from None
         compute_mapping(session, mapping=m)
+        _stage(session, [m])
         session.commit()
     out.print(f"{account} / {criterion}: {status} recorded")
 

@@ -1,0 +1,255 @@
+"""All SQL of the write-back domain: what the computations hold per CRM record, and the outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlmodel
+from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlmodel import Session
+
+from service.compute.models import (
+    Computation,
+    HygieneFinding,
+    HygieneSummary,
+    KamAccountScore,
+    KamCriterionResult,
+    KeyResultEvidence,
+    KeyResultValue,
+    ObjectiveValue,
+)
+from service.crm.models import Activity, Opportunity
+from service.okrs.models import OkrMapping, OkrMappingVersion
+from service.writeback.models import OutboxRow
+
+CHUNK = 5000  # ids per IN (...) list
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- what the computations hold ---------------------------------------------------------------------------------
+def computed_mappings(session: Session, *, connection_id: int) -> list[tuple[OkrMapping, OkrMappingVersion]]:
+    """Mappings of the connection with an applied version and at least one computation, oldest cycle first."""
+    rows = session.exec(
+        sqlmodel.select(OkrMapping, OkrMappingVersion)
+        .join(
+            OkrMappingVersion,
+            and_(
+                OkrMappingVersion.mapping_id == OkrMapping.id,  # type: ignore[arg-type]
+                OkrMappingVersion.version == OkrMapping.current_version,  # type: ignore[arg-type]
+            ),
+        )
+        .where(OkrMapping.connection_id == connection_id)
+        .where(sqlmodel.exists().where(Computation.mapping_id == OkrMapping.id))  # type: ignore[arg-type]
+        .order_by(OkrMapping.cycle_end, OkrMapping.id)  # type: ignore[arg-type]
+    ).all()
+    return [(m, v) for m, v in rows]
+
+
+def last_owners(session: Session, *, mapping_id: int) -> list[str]:
+    last = session.exec(
+        sqlmodel.select(Computation).where(Computation.mapping_id == mapping_id).order_by(Computation.id.desc())  # type: ignore[union-attr]
+    ).first()
+    return [o for o in (last.detail.get("owners") or []) if o] if last else []
+
+
+def objective_values(session: Session, *, mapping_id: int) -> list[ObjectiveValue]:
+    return list(session.exec(sqlmodel.select(ObjectiveValue).where(ObjectiveValue.mapping_id == mapping_id)).all())
+
+
+def key_result_values(session: Session, *, mapping_id: int) -> list[KeyResultValue]:
+    return list(session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == mapping_id)).all())
+
+
+@dataclass(frozen=True)
+class ContributionTotal:
+    kr_key: str
+    opportunity_id: str | None
+    account_id: str | None
+    records: int
+    distinct_keys: int
+    value_sum: float | None
+
+
+def contributions(
+    session: Session,
+    *,
+    mapping_id: int,
+    connection_id: int,
+    activity_krs: Sequence[str],
+    opportunity_krs: Sequence[str],
+) -> list[ContributionTotal]:
+    """Per key result and CRM record (the opportunity, else the account), the evidence that counted: rows,
+    distinct keys and the sum of values. Evidence records are activities or opportunities, depending on the key
+    result (HubSpot ids are unique per object type only, so each is joined to its own table)."""
+    ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]
+    totals: list[ContributionTotal] = []
+    for model, kr_keys in ((Activity, activity_krs), (Opportunity, opportunity_krs)):
+        if not kr_keys:
+            continue
+        rec = model.__table__  # type: ignore[attr-defined, union-attr]
+        opportunity_id = rec.c.opportunity_id if model is Activity else rec.c.external_id
+        query = (
+            select(
+                ev.c.kr_key,
+                opportunity_id.label("opportunity_id"),
+                rec.c.account_id,
+                func.count().label("records"),
+                func.count(func.distinct(ev.c.related_id)).label("distinct_keys"),
+                func.sum(ev.c.value).label("value_sum"),
+            )
+            .select_from(ev.join(rec, and_(rec.c.connection_id == connection_id, rec.c.external_id == ev.c.record_id)))
+            .where(
+                ev.c.mapping_id == mapping_id,
+                ev.c.kr_key.in_(list(kr_keys)),
+                ev.c.part.in_(("counted", "numerator", "pair")),
+                or_(opportunity_id.is_not(None), rec.c.account_id.is_not(None)),
+            )
+            .group_by(ev.c.kr_key, opportunity_id, rec.c.account_id)
+        )
+        totals += [ContributionTotal(*row) for row in session.execute(query).all()]
+    return totals
+
+
+def kam_results(session: Session, *, mapping_id: int) -> tuple[list[KamCriterionResult], list[KamAccountScore]]:
+    criteria = session.exec(sqlmodel.select(KamCriterionResult).where(KamCriterionResult.mapping_id == mapping_id))
+    scores = session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id))
+    return list(criteria.all()), list(scores.all())
+
+
+def hygiene_total(session: Session, *, mapping_id: int) -> HygieneSummary | None:
+    return session.get(HygieneSummary, (mapping_id, "*"))
+
+
+def open_opportunities(session: Session, *, connection_id: int, owner_ids: Sequence[str]) -> list[str]:
+    """Ids of the team's open, live opportunities: the ones the hygiene rules checked."""
+    opp = Opportunity.__table__  # type: ignore[attr-defined]
+    found: list[str] = []
+    for owners in chunks(list(owner_ids)):
+        query = select(opp.c.external_id).where(
+            opp.c.connection_id == connection_id,
+            opp.c.is_deleted == literal(False),
+            opp.c.is_closed == literal(False),
+            opp.c.owner_id.in_(list(owners)),
+        )
+        found += [row[0] for row in session.execute(query).all()]
+    return found
+
+
+def findings(session: Session, *, mapping_id: int) -> list[HygieneFinding]:
+    return list(session.exec(sqlmodel.select(HygieneFinding).where(HygieneFinding.mapping_id == mapping_id)).all())
+
+
+def live_records(session: Session, *, connection_id: int, model: Any, ids: Sequence[str]) -> set[str]:
+    """The ids among ``ids`` of records that exist locally and are not deleted."""
+    table = model.__table__
+    live: set[str] = set()
+    for part in chunks(list(ids)):
+        query = select(table.c.external_id).where(
+            table.c.connection_id == connection_id,
+            table.c.external_id.in_(list(part)),
+            table.c.is_deleted == literal(False),
+        )
+        live |= {row[0] for row in session.execute(query).all()}
+    return live
+
+
+# -- the outbox -------------------------------------------------------------------------------------------------
+def outbox_rows(session: Session, *, connection_id: int) -> list[OutboxRow]:
+    return list(session.exec(sqlmodel.select(OutboxRow).where(OutboxRow.connection_id == connection_id)).all())
+
+
+def pending(
+    session: Session, *, connection_id: int, target: str, op: str, limit: int, after_id: int = 0
+) -> list[OutboxRow]:
+    """Pending rows of one target and operation, in id order, after ``after_id`` (keyset paging)."""
+    return list(
+        session.exec(
+            sqlmodel.select(OutboxRow)
+            .where(
+                OutboxRow.connection_id == connection_id,
+                OutboxRow.status == "pending",
+                OutboxRow.target == target,
+                OutboxRow.op == op,
+                OutboxRow.id > after_id,  # type: ignore[operator]
+            )
+            .order_by(OutboxRow.id)  # type: ignore[arg-type]
+            .limit(limit)
+        ).all()
+    )
+
+
+def acknowledge(
+    session: Session,
+    *,
+    row_id: int,
+    seq: int,
+    status: str,
+    crm_id: str | None = None,
+    error_code: str | None = None,
+    error: str | None = None,
+    now: datetime,
+) -> bool:
+    """Record the CRM's answer for the values staged as ``seq``; False when newer values were staged meanwhile
+    (the row stays pending and the newer values are sent next)."""
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": OutboxRow.attempts + 1,
+        "error_code": error_code,
+        "error": error,
+    }
+    if status == "sent":
+        values["sent_at"] = now
+    if crm_id is not None:
+        values["crm_id"] = crm_id
+    result = session.execute(
+        update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.seq == seq).values(**values)  # type: ignore[arg-type]
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def note_error(session: Session, *, row_ids: Sequence[int], error_code: str, error: str) -> None:
+    """Keep rows pending but say why the last attempt failed (the whole call was refused)."""
+    for part in chunks(list(row_ids)):
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.id.in_(list(part)))  # type: ignore[union-attr]
+            .values(error_code=error_code, error=error, attempts=OutboxRow.attempts + 1)
+        )
+
+
+def retry_failed(session: Session, *, connection_id: int) -> int:
+    """Make failed rows pending again (after the cause was fixed); returns how many."""
+    result = session.execute(
+        update(OutboxRow)
+        .where(OutboxRow.connection_id == connection_id, OutboxRow.status == "failed")  # type: ignore[arg-type]
+        .values(status="pending", seq=OutboxRow.seq + 1)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def counts(session: Session, *, connection_id: int) -> dict[tuple[str, str, str], int]:
+    """(target, op, status) -> rows."""
+    query = (
+        select(OutboxRow.target, OutboxRow.op, OutboxRow.status, func.count())  # type: ignore[call-overload]
+        .where(OutboxRow.connection_id == connection_id)
+        .group_by(OutboxRow.target, OutboxRow.op, OutboxRow.status)
+    )
+    return {(t, o, s): int(n) for t, o, s, n in session.execute(query).all()}
+
+
+def failures(session: Session, *, connection_id: int, limit: int = 20) -> list[OutboxRow]:
+    return list(
+        session.exec(
+            sqlmodel.select(OutboxRow)
+            .where(OutboxRow.connection_id == connection_id, OutboxRow.error.is_not(None))  # type: ignore[union-attr]
+            .order_by(case((OutboxRow.status == "failed", 0), else_=1), OutboxRow.id)  # type: ignore[arg-type]
+            .limit(limit)
+        ).all()
+    )
