@@ -6,9 +6,9 @@ faults (latency, expire_session), checks the bearer token (401 INVALID_SESSION_I
 in a worker thread and, for a drop fault, cuts the connection mid-body (a write has been applied by then).
 Every answer carries Sforce-Limit-Info. Errors are always ``[{"message", "errorCode"}]``.
 
-Reads: query, queryAll, query_more, getDeleted, getUpdated, limits, describe. Writes (``salesforce_writes``):
-sObject Collections upsert/update/delete (calls "composite_upsert", "composite_update", "composite_delete") and
-Bulk API 2.0 ingest jobs (every /jobs/ingest request is the call "bulk2_ingest").
+Reads: query, queryAll, query_more, getDeleted, getUpdated, limits, describe. Writes: sObject Collections
+upsert/update/delete (``salesforce_writes``; calls "composite_upsert", "composite_update", "composite_delete") and
+Bulk API 2.0 ingest jobs (``salesforce_bulk``; every /jobs/ingest request is the call "bulk2_ingest").
 """
 
 from __future__ import annotations
@@ -299,6 +299,7 @@ def create_salesforce_router(org: SandboxOrg) -> APIRouter:
 
 def _add_write_routes(add: Callable[..., None], org: SandboxOrg) -> None:
     # Imported here because salesforce_writes raises this module's ApiError.
+    from connectors.sandbox import salesforce_bulk as bulk
     from connectors.sandbox import salesforce_writes as writes
 
     data = "/services/data/v{version}"
@@ -315,20 +316,20 @@ def _add_write_routes(add: Callable[..., None], org: SandboxOrg) -> None:
     def results(r: Request) -> Any:
         if r.path_params["kind"].lower() not in ("successfulresults", "failedresults", "unprocessedrecords"):
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
-        return handler(writes.ingest_results, "job_id", "kind")(r)
+        return handler(bulk.ingest_results, "job_id", "kind")(r)
 
     collections = [f"{data}/composite/sobjects", f"{data}/composite/sobjects/"]
     upsert = handler(writes.upsert_collection, "sobject", "ext_field", "body")
     add([f"{data}/composite/sobjects/{{sobject}}/{{ext_field}}"], "composite_upsert", upsert, ("PATCH",))
     add(collections, "composite_update", handler(writes.update_collection, "body"), ("PATCH",))
     add(collections, "composite_delete", handler(writes.delete_collection, "ids", "allOrNone"), ("DELETE",))
-    add([ingest, f"{ingest}/"], "bulk2_ingest", handler(writes.create_ingest_job, "version", "body"), ("POST",))
+    add([ingest, f"{ingest}/"], "bulk2_ingest", handler(bulk.create_ingest_job, "version", "body"), ("POST",))
     batches = [f"{ingest}/{{job_id}}/batches", f"{ingest}/{{job_id}}/batches/"]
-    add(batches, "bulk2_ingest", handler(writes.upload_ingest_data, "job_id", "body"), ("PUT",))
+    add(batches, "bulk2_ingest", handler(bulk.upload_ingest_data, "job_id", "body"), ("PUT",))
     job = [f"{ingest}/{{job_id}}", f"{ingest}/{{job_id}}/"]
-    add(job, "bulk2_ingest", handler(writes.ingest_job_info, "job_id"))
-    add(job, "bulk2_ingest", handler(writes.change_ingest_job, "job_id", "body"), ("PATCH",))
-    add(job, "bulk2_ingest", handler(writes.delete_ingest_job, "job_id"), ("DELETE",))
+    add(job, "bulk2_ingest", handler(bulk.ingest_job_info, "job_id"))
+    add(job, "bulk2_ingest", handler(bulk.change_ingest_job, "job_id", "body"), ("PATCH",))
+    add(job, "bulk2_ingest", handler(bulk.delete_ingest_job, "job_id"), ("DELETE",))
     add([f"{ingest}/{{job_id}}/{{kind}}", f"{ingest}/{{job_id}}/{{kind}}/"], "bulk2_ingest", results)
 
 
