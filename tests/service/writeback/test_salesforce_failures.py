@@ -18,7 +18,7 @@ from service.compute.service import compute
 from service.okrs import service as okrs
 from service.writeback import repository as repo
 from service.writeback.service import send, stage_connection
-from tests.conftest import ANCHOR, fast_config
+from tests.conftest import ANCHOR, fast_config, small_org
 from tests.service.writeback.world import (
     SETTINGS,
     SalesforceWorld,
@@ -182,3 +182,18 @@ def test_older_values_never_replace_newer_ones(world: SalesforceWorld) -> None:
         assert not repo.acknowledge(session, row_id=row.id or 0, seq=row.seq - 1, status="sent", now=ANCHOR)
         assert repo.acknowledge(session, row_id=row.id or 0, seq=row.seq, status="sent", now=ANCHOR)
         session.rollback()
+
+
+def test_an_org_without_okrsync_metadata_is_told_what_to_deploy(engine: Engine, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        # the integration user without the permission set sees no okrsync object: the same as not deployed
+        world = start_salesforce(stack, engine, tmp_path, small_org(), fast_config)
+        apply_examples(engine, "salesforce", ("acquisition", "pipeline-hygiene"))
+        report = send(world.engine, writer(world), connection_id=conn_id(world.engine))
+        [objects, fields] = report.problems
+        assert "OKR_Objective__c" in objects and "okrsync integration" in objects and "deploy/salesforce" in objects
+        assert "Opportunity" in fields and "No such column 'OKR_Hygiene_" in fields
+        assert {r.status for r in outbox(engine)} == {"pending"}  # every write kept for after the deploy
+        world.org.deploy_metadata(load_metadata(DEFAULT_METADATA_DIR))
+        fixed = send(world.engine, writer(world), connection_id=conn_id(world.engine))
+        assert not fixed.problems and fixed.written == len(outbox(engine))
