@@ -25,8 +25,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
 
+from connectors.sandbox.dropped import DroppedResponse
 from connectors.sandbox.hubspot_portal import (
     HubSpotPortal,
     created_property,
@@ -37,7 +37,6 @@ from connectors.sandbox.hubspot_portal import (
 from connectors.sandbox.hubspot_schemas import ApiError, list_properties, resolve_kind
 from connectors.sandbox.hubspot_search import SearchError, matcher, ordered
 from connectors.sandbox.hubspot_writes import add_write_routes
-from connectors.sandbox.salesforce_api import ConnectionDropped
 
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_PAGE = 500
@@ -51,25 +50,6 @@ _RATE_MESSAGES = {
     "DAILY": "You have reached your daily limit.",
 }
 _CATEGORIES = {400: "VALIDATION_ERROR", 401: "INVALID_AUTHENTICATION", 403: "MISSING_SCOPES", 404: "OBJECT_NOT_FOUND"}
-
-
-class _DroppedResponse(Response):
-    """The head and half the body of `served`, then a cut connection (the drop fault). An answer without a body
-    (a 204) goes out as a 200 head promising a byte that never comes: http.client reads no body after a 204, so
-    a cut would go unnoticed."""
-
-    def __init__(self, served: Response) -> None:
-        super().__init__(served.body, status_code=served.status_code)
-        self.raw_headers = list(served.raw_headers)
-        if not self.body:
-            self.status_code = 200 if self.status_code == 204 else self.status_code
-            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
-            self.raw_headers.append((b"content-length", b"1"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
-        raise ConnectionDropped("sandbox fault: connection dropped mid-response")
 
 
 def _error_body(category: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -127,7 +107,7 @@ async def _serve(
                 status, body = result if isinstance(result, tuple) else (200, result)
                 served = Response(status_code=204) if status == 204 else JSONResponse(body, status_code=status)
                 dropped = any(f.kind == "drop" for f in faults)  # after the handler: a dropped write has landed
-                response = _DroppedResponse(served) if dropped else served
+                response = DroppedResponse(served) if dropped else served
             except ApiError as exc:
                 response = JSONResponse(_error_body(exc.category, exc.message, **exc.extra), status_code=exc.status)
     if not search:

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -29,9 +28,9 @@ import jwt
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
 
 from connectors.sandbox import soql
+from connectors.sandbox.dropped import DroppedResponse
 from connectors.sandbox.schema import SObjectSchema, format_datetime, parse_datetime
 from connectors.sandbox.store import SandboxOrg
 
@@ -46,35 +45,6 @@ class ApiError(Exception):
     def __init__(self, status: int, error_code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.error_code, self.message = status, error_code, message
-
-
-class ConnectionDropped(Exception):
-    """Raised after a partial body to make uvicorn close the connection (the 'drop' fault)."""
-
-
-class _QuietDrops(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
-
-
-logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
-
-
-class _DroppedResponse(Response):
-    """The head and half the body of `served`, then a cut connection."""
-
-    def __init__(self, served: Response) -> None:
-        super().__init__(served.body, status_code=served.status_code)
-        self.raw_headers = list(served.raw_headers)
-        if not self.body:
-            # Promise a byte that never comes, so an empty answer (a 201 upload) is cut short too.
-            self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
-            self.raw_headers.append((b"content-length", b"1"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
-        raise ConnectionDropped("sandbox fault: connection dropped mid-response")
 
 
 def _error(status: int, error_code: str, message: str) -> JSONResponse:
@@ -113,7 +83,7 @@ async def _serve(org: SandboxOrg, request: Request, call: str, handler: Callable
                 body = await run_in_threadpool(handler)
                 response = body if isinstance(body, Response) else JSONResponse(body)
                 if any(f.kind == "drop" for f in faults):
-                    response = _DroppedResponse(response)
+                    response = DroppedResponse(response)
             except ApiError as exc:
                 response = _error(exc.status, exc.error_code, exc.message)
     for fault in faults:
