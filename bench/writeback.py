@@ -109,7 +109,7 @@ def _case(name: str, *, crm: str, records: int, latency: float, writer_for: Any,
         "latency_ms": int(latency * 1000),
         "api_calls": report.api_calls,
         "calls_per_10k": round(report.api_calls * 10_000 / records, 1),
-        "platform_minimum_per_10k": round(minimum * 10_000 / records, 1) if "bulk" not in name else None,
+        "platform_minimum_per_10k": round(minimum * 10_000 / records, 1) if "bulk" not in name.lower() else None,
         "seconds": round(seconds, 2),
         "records_per_second": round(records / seconds),
     }

@@ -48,6 +48,7 @@ class WritebackReport:
     failed: Counter[str] = field(default_factory=Counter)
     retry_later: Counter[str] = field(default_factory=Counter)
     superseded: int = 0
+    objects: dict[str, str] = field(default_factory=dict)  # target -> the CRM object it is written to
     api_calls: int = 0
     problems: list[str] = field(default_factory=list)
     stopped: str | None = None
@@ -68,7 +69,8 @@ class WritebackReport:
                 f"{self.failed[target]} failed" if self.failed[target] else "",
                 f"{self.retry_later[target]} to retry" if self.retry_later[target] else "",
             ]
-            lines.append(f"  {target:<14} {', '.join(p for p in parts if p)}")
+            name = f"{target} ({self.objects[target]})" if target in self.objects else target
+            lines.append(f"  {name:<40} {', '.join(p for p in parts if p)}")
         head = f"{self.crm} write-back: {self.written} record(s) written with {self.api_calls} API call(s)"
         if not lines:
             head += " — nothing had changed"
@@ -83,7 +85,7 @@ def _message(writer: Writer, target: Target, result: WriteResult) -> str:
 
 def send(engine: Engine, writer: Writer, *, connection_id: int) -> WritebackReport:
     """Send every pending outbox row of the connection; see the module docstring for the rules."""
-    report = WritebackReport(crm=writer.crm)
+    report = WritebackReport(crm=writer.crm, objects={t.value: writer.object_name(t) for t in WRITE_ORDER})
     calls_before = writer.api_calls
     refused: set[Target] = set()
     try:
