@@ -23,6 +23,7 @@ from service.crm.clients import (  # noqa: F401  (sandbox helpers are imported f
 from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
 from service.okrs.commands import register as register_okr_commands
+from service.sidecar import register as register_sidecar_commands
 from service.sync.service import run_sync
 from service.writeback.commands import register as register_writeback_commands
 
@@ -31,6 +32,7 @@ sync_app = typer.Typer(help="Pull CRM data into the local model.", no_args_is_he
 app.add_typer(sync_app, name="sync")
 register_okr_commands(app)
 register_writeback_commands(app)
+register_sidecar_commands(app)
 console = Console(stderr=True)
 
 

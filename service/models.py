@@ -22,11 +22,16 @@ from service.crm.models import (
     OpportunityContact,
     Owner,
 )
-from service.okrs.models import KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
+from service.kit.auth import ApiToken
+from service.okrs.models import CheckInNote, KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
 from service.sync.models import SyncRun, SyncSkip, SyncState
+from service.webhooks.models import WebhookEvent
 from service.writeback.models import OutboxRow
 
 __all__ = [
+    "CheckInNote",
+    "ApiToken",
+    "WebhookEvent",
     "Computation",
     "HygieneFinding",
     "HygieneSummary",

@@ -17,7 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.hubspot.config import HubSpotConfig
@@ -44,6 +44,41 @@ class SandboxSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    """What the sidecar needs to trust CRM webhooks."""
+
+    public_base_url: str | None = Field(
+        default=None,
+        description="The URL the CRMs call, e.g. https://okrsync.acme.com. HubSpot signs the full URL it called; "
+        "behind a proxy the server cannot see it, so it is rebuilt from this.",
+        examples=["https://okrsync.acme.com"],
+    )
+    hubspot_client_secret: SecretStr | None = Field(
+        default=None, description="The HubSpot app's client secret (signature v3 of webhooks and app-card requests)."
+    )
+    salesforce_org_id: str | None = Field(
+        default=None, description="Outbound Messages from any other org are refused (15 or 18 characters)."
+    )
+    flow_secret: SecretStr | None = Field(
+        default=None, description="Shared secret of the Salesforce Flow HTTP callout (X-Okrsync-Signature HMAC)."
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000, description="Larger webhook bodies are refused (413).")
+
+
+class ServeSettings(BaseModel):
+    """The sidecar: API, webhooks and the background worker."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    sync_interval_seconds: float = Field(
+        default=300, gt=0, description="A periodic incremental sync runs even without webhooks (they can be lost)."
+    )
+    worker_poll_seconds: float = Field(default=0.5, gt=0, description="How often the worker looks for new events.")
+    coalesce_seconds: float = Field(
+        default=1.0, ge=0, description="Wait this long after the first pending event so a burst is refreshed once."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OKRSYNC_", env_nested_delimiter="__", env_file=".env", extra="ignore")
 
@@ -56,6 +91,8 @@ class Settings(BaseSettings):
     salesforce: SalesforceConfig | None = None
     hubspot: HubSpotConfig | None = None
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     log_level: str = "INFO"
 
     @property

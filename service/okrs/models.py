@@ -71,3 +71,17 @@ class KamAssessment(SQLModel, table=True):
     evidence_url: str | None = Field(default=None, max_length=1000)
     author: str = Field(max_length=200)
     assessed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class CheckInNote(SQLModel, table=True):
+    """A confidence note on a key result at a weekly check-in (1–10), with who said it and when."""
+
+    __tablename__ = "check_in_note"
+
+    id: int | None = Field(default=None, primary_key=True)
+    mapping_id: int = Field(foreign_key="okr_mapping.id", index=True)
+    kr_key: str = Field(max_length=64)
+    confidence: int | None = None
+    note: str | None = Field(default=None, sa_type=Text)
+    author: str = Field(max_length=200)
+    entered_at: datetime = Field(sa_type=UtcDateTime)

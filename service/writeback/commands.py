@@ -16,16 +16,13 @@ from sqlmodel import Session
 
 from connectors.errors import ConnectorError
 from connectors.hubspot.writer import HubSpotWriter
-from service.compute.service import changes_since_last
-from service.compute.service import compute as compute_mapping
 from service.crm.clients import CrmAccess, NotConfiguredError, open_crm
 from service.crm.models import CrmConnection
 from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
-from service.okrs.models import OkrMapping
-from service.sync.service import run_sync
 from service.writeback import repository as repo
 from service.writeback.service import WritebackReport, send, stage_connection
+from service.writeback.tasks import run_pass
 
 out = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
@@ -84,8 +81,10 @@ def _connection(session: Session, access: CrmAccess) -> CrmConnection:
 
 
 def _write(engine: Engine, access: CrmAccess, connection_id: int) -> WritebackReport:
-    writer = access.writer()
-    report = send(engine, writer, connection_id=connection_id)
+    return _print_writeback(send(engine, access.writer(), connection_id=connection_id))
+
+
+def _print_writeback(report: WritebackReport) -> WritebackReport:
     out.print(report.summary(), markup=False, highlight=False)
     if report.superseded:
         out.print(f"  {report.superseded} record(s) changed again while being sent: the newer values go next time")
@@ -156,31 +155,24 @@ def run(
     with ExitStack() as stack:
         access = _open(stack, crm, settings, sandbox, sandbox_url)
         try:
-            synced = run_sync(engine, access.connector(), connection_name=access.connection_name, full=full)
+            result = run_pass(
+                engine,
+                connector=access.connector(),
+                writer=access.writer(),
+                connection_name=access.connection_name,
+                settings=settings,
+                full=full,
+            )
         except ConnectorError as exc:
-            err.print(f"[red]sync stopped:[/] {exc}")
+            err.print(f"[red]stopped:[/] {exc}")
             raise typer.Exit(1) from None
-        out.print(synced.summary(), markup=False, highlight=False)
-        with Session(engine) as session:
-            connection = _connection(session, access)
-            mappings = session.exec(
-                sqlmodel.select(OkrMapping).where(
-                    OkrMapping.connection_id == connection.id, OkrMapping.current_version > 0
-                )
-            ).all()
-            for mapping in mappings:
-                changes = None if full else changes_since_last(session, mapping)
-                result = compute_mapping(session, mapping=mapping, changes=changes)
-                out.print(
-                    f"{mapping.team} / {mapping.cycle}: {result.kind} compute, {len(result.recomputed)} key"
-                    f" result(s) in {result.seconds:.2f} s"
-                )
-            staged = stage_connection(session, connection=connection, settings=settings)
-            session.commit()
-            out.print(f"{staged.total()} record(s) staged for write-back")
-            assert connection.id is not None
-            connection_id = connection.id
-        report = _write(engine, access, connection_id)
+    out.print(result.sync.summary(), markup=False, highlight=False)
+    for name, computed in result.computed:
+        recomputed = len(computed.recomputed)
+        out.print(f"{name}: {computed.kind} compute, {recomputed} key result(s) in {computed.seconds:.2f} s")
+    assert result.staged is not None and result.writeback is not None
+    out.print(f"{result.staged.total()} record(s) staged for write-back")
+    report = _print_writeback(result.writeback)
     _exit_code(report)
 
 

@@ -55,6 +55,7 @@ def test_every_xml_file_is_sfdx_source() -> None:
             "CustomObject": ".object-meta.xml",
             "CustomField": ".field-meta.xml",
             "PermissionSet": ".permissionset-meta.xml",
+            "LightningComponentBundle": ".js-meta.xml",
         }
         assert path.name.endswith(suffix[kind]), path
     project = json.loads((ROOT / "salesforce" / "sfdx-project.json").read_text())

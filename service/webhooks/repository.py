@@ -1,0 +1,93 @@
+"""All SQL of the webhooks domain: storing events with their duplicates counted, and the worker's queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlmodel
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from service.webhooks.models import WebhookEvent
+
+
+def store(session: Session, *, source: str, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """Insert events; a repeat (same source and dedupe key, in the database or earlier in ``rows``) only bumps the
+    stored row's ``duplicates``. Returns (new, duplicates)."""
+    if not rows:
+        return 0, 0
+    table = WebhookEvent.__table__  # type: ignore[attr-defined]
+    keys = [row["dedupe_key"] for row in rows]
+    known = set(
+        session.execute(
+            select(table.c.dedupe_key).where(table.c.source == source, table.c.dedupe_key.in_(keys))
+        ).scalars()
+    )
+    new = duplicates = 0
+    for key in keys:
+        if key in known:
+            duplicates += 1
+        else:
+            new += 1
+            known.add(key)
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["source", "dedupe_key"], set_={"duplicates": table.c.duplicates + 1}
+    )
+    session.execute(stmt, [{**row, "source": source} for row in rows])
+    return new, duplicates
+
+
+def oldest_pending(session: Session) -> datetime | None:
+    return session.execute(
+        select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == "pending")  # type: ignore[arg-type]
+    ).scalar()
+
+
+def pending(session: Session, *, limit: int = 10_000) -> list[WebhookEvent]:
+    return list(
+        session.exec(
+            sqlmodel.select(WebhookEvent)
+            .where(WebhookEvent.status == "pending")
+            .order_by(WebhookEvent.id)  # type: ignore[arg-type]
+            .limit(limit)
+        ).all()
+    )
+
+
+def finish(session: Session, *, ids: Sequence[int], status: str, now: datetime, error: str | None = None) -> None:
+    for start in range(0, len(ids), 5000):
+        part = list(ids[start : start + 5000])
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(part))  # type: ignore[union-attr]
+            .values(status=status, processed_at=now, error=error, attempts=WebhookEvent.attempts + 1)
+        )
+
+
+def retry_later(session: Session, *, ids: Sequence[int], error: str, max_attempts: int) -> None:
+    """Keep events pending with the error for another try; after ``max_attempts`` they become failed (kept)."""
+    for start in range(0, len(ids), 5000):
+        part = list(ids[start : start + 5000])
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(part))  # type: ignore[union-attr]
+            .values(
+                error=error,
+                attempts=WebhookEvent.attempts + 1,
+                status=sqlmodel.case((WebhookEvent.attempts + 1 >= max_attempts, "failed"), else_="pending"),
+            )
+        )
+
+
+def counts(session: Session) -> dict[tuple[str, str], tuple[int, int]]:
+    """(source, status) -> (events, duplicates)."""
+    query = select(
+        WebhookEvent.source, WebhookEvent.status, func.count(), func.coalesce(func.sum(WebhookEvent.duplicates), 0)
+    ).group_by(WebhookEvent.source, WebhookEvent.status)  # type: ignore[call-overload]
+    return {(s, st): (int(n), int(d)) for s, st, n, d in session.execute(query).all()}

@@ -1,0 +1,140 @@
+"""The sidecar's background worker: turns stored webhook events into one refresh per CRM, and syncs on a timer.
+
+A refresh is one pass of the loop (``service.writeback.tasks.run_pass``): an incremental sync fetches every record
+changed since the cursor — the records the events name among them — then the affected key results are recomputed
+and what changed is written back. A burst of events is coalesced: the worker waits ``coalesce_seconds`` after the
+oldest pending event, then handles every pending event of that CRM with one refresh, so 5,000 events cost a few
+syncs, not 5,000 fetches. Because the refresh reads the CRM's current state, events arriving late or out of order
+change nothing: the newest state wins whatever order ``occurredAt`` says they happened in.
+
+An event whose refresh fails stays pending with the error and is tried again; after ``MAX_ATTEMPTS`` it is marked
+failed, error kept (never dropped). A periodic incremental sync runs every ``sync_interval_seconds`` even without
+events, because webhooks can be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from connectors.errors import ConnectorError
+from service.crm.clients import CrmAccess
+from service.kit.db import utcnow
+from service.kit.metrics import Metrics
+from service.kit.settings import Settings
+from service.webhooks import repository as repo
+from service.writeback.tasks import PassReport, run_pass
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+
+
+@dataclass
+class WorkReport:
+    events: int = 0
+    refreshes: dict[str, PassReport] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+class Worker:
+    """Processes stored webhook events and periodic syncs for the configured CRM connections."""
+
+    def __init__(self, engine: Engine, settings: Settings, crms: dict[str, CrmAccess], metrics: Metrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.crms = crms
+        self.metrics = metrics
+        # one connector and writer per CRM for the worker's life: they keep their session and rate state
+        self.connectors = {crm: access.connector() for crm, access in crms.items()}
+        self.writers = {crm: access.writer() for crm, access in crms.items()}
+        self.last_sync: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lock = threading.Lock()  # one pass at a time (the thread, or a test calling run_once)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="okrsync-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 — the worker must outlive any one failure; the events keep the error
+                log.exception("worker pass failed")
+            self._stop.wait(self.settings.serve.worker_poll_seconds)
+
+    # -- one pass --------------------------------------------------------------------------------------------
+    def run_once(self, *, wait_for_burst: bool = True) -> WorkReport:
+        """Handle pending events (after the coalescing wait) and due periodic syncs."""
+        with self.lock:
+            return self._run_once(wait_for_burst=wait_for_burst)
+
+    def _run_once(self, *, wait_for_burst: bool) -> WorkReport:
+        report = WorkReport()
+        now = utcnow()
+        with Session(self.engine) as session:
+            oldest = repo.oldest_pending(session)
+            ripe = oldest is not None and (
+                not wait_for_burst or now - oldest >= timedelta(seconds=self.settings.serve.coalesce_seconds)
+            )
+            events = repo.pending(session) if ripe else []
+            by_crm: dict[str, list[int]] = defaultdict(list)
+            for event in events:
+                by_crm[event.crm].append(event.id or 0)
+        interval = self.settings.serve.sync_interval_seconds
+        due = {crm for crm in self.crms if time.monotonic() - self.last_sync.get(crm, float("-inf")) >= interval}
+        for crm in sorted(set(by_crm) | due):
+            ids = by_crm.get(crm, [])
+            if crm not in self.crms:
+                self._finish(ids, "failed", f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…")
+                continue
+            started = time.perf_counter()
+            try:
+                result = run_pass(
+                    self.engine,
+                    connector=self.connectors[crm],
+                    writer=self.writers[crm],
+                    connection_name=self.crms[crm].connection_name,
+                    settings=self.settings,
+                )
+            except (ConnectorError, Exception) as exc:  # noqa: BLE001 — kept on the events, retried later
+                message = f"{type(exc).__name__}: {exc}"
+                log.warning("refresh of %s failed: %s", crm, message)
+                report.failures[crm] = message
+                with Session(self.engine) as session:
+                    repo.retry_later(session, ids=ids, error=message, max_attempts=MAX_ATTEMPTS)
+                    session.commit()
+                self.metrics.events_processed.labels("retry").inc(len(ids))
+                continue
+            self.last_sync[crm] = time.monotonic()
+            self.metrics.refresh_seconds.labels(crm).observe(time.perf_counter() - started)
+            self.metrics.sync_lag.labels(crm).set(0)
+            self.metrics.api_calls.labels(crm, "sync").inc(result.sync.api_calls)
+            if result.writeback is not None:
+                self.metrics.api_calls.labels(crm, "writeback").inc(result.writeback.api_calls)
+            self._finish(ids, "processed", None)
+            report.refreshes[crm] = result
+            report.events += len(ids)
+        return report
+
+    def _finish(self, ids: list[int], status: str, error: str | None) -> None:
+        if not ids:
+            return
+        with Session(self.engine) as session:
+            repo.finish(session, ids=ids, status=status, now=utcnow(), error=error)
+            session.commit()
+        self.metrics.events_processed.labels(status).inc(len(ids))

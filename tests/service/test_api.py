@@ -1,0 +1,203 @@
+"""The sidecar's API over real HTTP: roles for every endpoint, the OpenAPI document, and what the endpoints answer."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlmodel
+import uvicorn
+from openapi_spec_validator import validate
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from service.app import create_app
+from service.compute.models import KamCriterionResult, KeyResultEvidence
+from service.crm.models import Account, Activity, Owner
+from service.kit.auth import Role, create_token
+from service.kit.settings import Settings
+from service.okrs.models import OkrMapping
+from tests.conftest import fast_config
+from tests.service.writeback.world import EXAMPLES, apply_examples, deployed_org, start_salesforce
+
+
+@dataclass
+class Api:
+    base_url: str
+    engine: Engine
+    tokens: dict[str, str]
+    kam_account: str
+    other_account: str
+    mapping: int
+    kam_mapping: int
+    opportunity: str
+
+    def call(self, method: str, path: str, role: str | None, json: Any = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
+        return httpx.request(method, f"{self.base_url}{path}", json=json, headers=headers, timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def api(engine: Engine, tmp_path: Path) -> Iterator[Api]:
+    with ExitStack() as stack:
+        start_salesforce(stack, engine, tmp_path, deployed_org(), fast_config)
+        apply_examples(engine, "salesforce", ("acquisition", "customer-care"))
+        with Session(engine) as session:
+            kam_mapping = session.exec(sqlmodel.select(OkrMapping).where(OkrMapping.team == "Key Accounts")).one()
+            accounts = {r.account_id for r in session.exec(sqlmodel.select(KamCriterionResult))}
+            owned = {}
+            for account_id in sorted(accounts):
+                account = session.get(Account, (kam_mapping.connection_id, account_id))
+                owner = session.get(Owner, (kam_mapping.connection_id, account.owner_id)) if account else None
+                if owner is not None and owner.email:
+                    owned.setdefault(owner.email, []).append(account_id)
+            email, mine = next(iter(sorted(owned.items())))
+            other = next(a for e, ids in sorted(owned.items()) if e != email for a in ids)
+            tokens = {}
+            for role in Role:
+                _row, token = create_token(
+                    session, name=f"test {role.value}", role=role, email=email if role is Role.kam else None
+                )
+                tokens[role.value] = token
+            mapping = session.exec(sqlmodel.select(OkrMapping).where(OkrMapping.team == "Vertrieb DACH")).one()
+            activity = session.exec(
+                sqlmodel.select(Activity)
+                .join(KeyResultEvidence, KeyResultEvidence.record_id == Activity.external_id)  # type: ignore[arg-type]
+                .where(KeyResultEvidence.mapping_id == mapping.id, Activity.opportunity_id.is_not(None))  # type: ignore[union-attr]
+            ).first()
+            opportunity = activity.opportunity_id if activity and activity.opportunity_id else ""
+            ids = (mapping.id or 0, kam_mapping.id or 0)
+            session.commit()
+        port = _free_port()
+        app = create_app(settings=Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.02)
+        try:
+            yield Api(
+                f"http://127.0.0.1:{port}", engine, tokens, mine[0], other, ids[0], ids[1], opportunity,
+            )  # fmt: skip
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+
+def _endpoints(api: Api) -> list[tuple[str, str, Any, str]]:
+    """(method, path, body, least role) for every API endpoint."""
+    acquisition = (EXAMPLES / "acquisition.yaml").read_text()
+    return [
+        ("GET", "/api/v1/mappings", None, "viewer"),
+        ("GET", f"/api/v1/mappings/{api.mapping}", None, "viewer"),
+        ("GET", f"/api/v1/mappings/{api.mapping}/key-results/discovery-meetings/evidence", None, "viewer"),
+        ("GET", f"/api/v1/records/salesforce/opportunity/{api.opportunity}", None, "viewer"),
+        ("GET", f"/api/v1/mappings/{api.mapping}/versions", None, "viewer"),
+        ("GET", f"/api/v1/mappings/{api.kam_mapping}/kam-assessments", None, "viewer"),
+        ("POST", "/api/v1/mappings/validate", {"yaml": acquisition, "connection": "salesforce/sandbox"}, "sales_ops"),
+        ("POST", "/api/v1/mappings/preview", {"yaml": acquisition, "connection": "salesforce/sandbox"}, "sales_ops"),
+        ("POST", "/api/v1/mappings/apply", {"yaml": acquisition, "connection": "salesforce/sandbox"}, "sales_ops"),
+        ("POST", f"/api/v1/mappings/{api.mapping}/key-results/discovery-meetings/check-ins",
+         {"confidence": 7, "note": "on track after the trade fair"}, "sales_ops"),
+        ("POST", f"/api/v1/mappings/{api.kam_mapping}/kam-assessments",
+         {"account_id": api.kam_account, "criterion": "strategic-relationship", "status": "partly"}, "kam"),
+    ]  # fmt: skip
+
+
+ORDER = ["viewer", "rep", "kam", "sales_ops", "admin"]
+ALLOWED = {
+    "viewer": set(ORDER),
+    "sales_ops": {"sales_ops", "admin"},
+    "kam": {"kam", "sales_ops", "admin"},
+}
+
+
+def test_every_endpoint_checks_the_role(api: Api) -> None:
+    for method, path, body, least in _endpoints(api):
+        assert api.call(method, path, None, body).status_code == 401, path
+        forged = {"Authorization": "Bearer okr_forged"}
+        bad = httpx.request(method, f"{api.base_url}{path}", json=body, headers=forged, timeout=30)
+        assert bad.status_code == 401, path
+        for role in ORDER:
+            answer = api.call(method, path, role, body)
+            if role in ALLOWED[least]:
+                assert answer.status_code in (200, 201), (path, role, answer.text)
+            else:
+                assert answer.status_code == 403, (path, role, answer.text)
+                assert answer.json()["error"] == "forbidden" and least in answer.json()["detail"]
+
+
+def test_openapi_is_valid_and_every_endpoint_has_a_response_model(api: Api) -> None:
+    document = httpx.get(f"{api.base_url}/openapi.json").json()
+    validate(document)
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            success = operation["responses"].get("200") or operation["responses"].get("201")
+            assert success, (method, path)
+            if path in ("/metrics", "/webhooks/salesforce"):
+                continue  # text: Prometheus exposition format, SOAP
+            schema = success["content"]["application/json"]["schema"]
+            assert schema and schema != {}, (method, path)
+
+
+def test_a_kam_assesses_only_their_own_accounts(api: Api) -> None:
+    path = f"/api/v1/mappings/{api.kam_mapping}/kam-assessments"
+    own = {
+        "account_id": api.kam_account,
+        "criterion": "strategic-relationship",
+        "status": "met",
+        "comment": "Board meeting held",
+    }
+    assert api.call("POST", path, "kam", own).status_code == 201
+    other = {**own, "account_id": api.other_account}
+    refused = api.call("POST", path, "kam", other)
+    assert refused.status_code == 403 and api.other_account in refused.json()["detail"]
+    assert api.call("POST", path, "sales_ops", other).status_code == 201
+    derived = api.call("POST", path, "sales_ops", {**own, "criterion": "account-plan-reviewed"})
+    assert derived.status_code == 409 and "not assessed" in derived.json()["detail"]
+    history = api.call("GET", f"{path}?account_id={api.kam_account}", "viewer").json()
+    assert [h["comment"] for h in history][0] == "Board meeting held"
+
+
+def test_objectives_key_results_and_record_view(api: Api) -> None:
+    detail = api.call("GET", f"/api/v1/mappings/{api.mapping}", "viewer").json()
+    krs = {kr["key"]: kr for o in detail["objectives"] for kr in o["key_results"]}
+    discovery = krs["discovery-meetings"]
+    assert discovery["records"] > 0 and discovery["contributions"] and discovery["trend"]
+    assert sum(c["value"] for c in discovery["contributions"]) == pytest.approx(discovery["value"])
+    page = api.call(
+        "GET", f"/api/v1/mappings/{api.mapping}/key-results/discovery-meetings/evidence?limit=5", "rep"
+    ).json()
+    assert page["total"] == discovery["records"] and len(page["items"]) == 5
+    record = api.call("GET", f"/api/v1/records/salesforce/opportunity/{api.opportunity}", "rep").json()
+    assert record["object"] == "opportunity" and record["key_results"]
+    assert api.call("GET", "/api/v1/records/salesforce/opportunity/006000000000000AAA", "rep").status_code == 404
+    assert api.call("GET", "/api/v1/records/salesforce/lead/x", "rep").status_code == 404
+
+
+def test_mapping_edits_keep_the_cycle_rules(api: Api) -> None:
+    text = (EXAMPLES / "acquisition.yaml").read_text()
+    changed_objective = text.replace("We open doors to new customers", "We open many doors", 1)
+    answer = api.call(
+        "POST", "/api/v1/mappings/apply", "sales_ops", {"yaml": changed_objective, "connection": "salesforce/sandbox"}
+    )
+    assert answer.status_code == 409, answer.text
+    broken = api.call(
+        "POST", "/api/v1/mappings/validate", "sales_ops", {"yaml": text.replace("target: 150\n", "target: lots\n", 1)}
+    )
+    assert broken.status_code == 200 and broken.json()["valid"] is False
+    assert any("key_results[0].target" in p["message"] and p["line"] for p in broken.json()["problems"])
