@@ -55,6 +55,7 @@ class Worker:
         self.connectors = {crm: access.connector() for crm, access in crms.items()}
         self.writers = {crm: access.writer() for crm, access in crms.items()}
         self.last_sync: dict[str, float] = {}
+        self.refreshes = 0  # passes run (for metrics and tests: a burst of events should cost a few)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()  # one pass at a time (the thread, or a test calling run_once)
@@ -121,6 +122,7 @@ class Worker:
                 self.metrics.events_processed.labels("retry").inc(len(ids))
                 continue
             self.last_sync[crm] = time.monotonic()
+            self.refreshes += 1
             self.metrics.refresh_seconds.labels(crm).observe(time.perf_counter() - started)
             self.metrics.sync_lag.labels(crm).set(0)
             self.metrics.api_calls.labels(crm, "sync").inc(result.sync.api_calls)

@@ -7,9 +7,11 @@ writes back; the key result's custom-object record in the portal counts one more
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -33,13 +35,14 @@ from connectors.sandbox.hubspot_seed import portal_from_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
-from service.compute.models import KeyResultEvidence
+from service.compute.models import KeyResultEvidence, KeyResultValue
 from service.crm.clients import CrmAccess, hubspot_sandbox_config
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
 from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send
+from service.writeback.tasks import run_pass
 from tests.conftest import ANCHOR
 from tests.service.writeback.world import apply_examples, connection
 
@@ -194,3 +197,86 @@ def test_health_and_readiness(sidecar: Sidecar) -> None:
     assert httpx.get(f"{sidecar.base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{sidecar.base_url}/readyz").json()
     assert ready["status"] == "ok" and ready["database"] == "ok" and "hubspot" in ready["last_sync_age_seconds"]
+
+
+def test_a_burst_of_5000_events_is_accounted_for_and_coalesced(sidecar: Sidecar) -> None:
+    portal = sidecar.portal
+    deals = [d["id"] for d in portal.records("deals")][:60]
+    meetings = [m["id"] for m in portal.records("meetings")][:400]
+    rng = random.Random(5)
+    calls_before = portal.api_calls_total
+    events: list[dict[str, Any]] = []
+    for number in range(4600):
+        deal = number % 3 == 0
+        events.append({
+            "eventId": number, "subscriptionId": 3 if deal else 4, "portalId": portal.portal_id,
+            "occurredAt": int(time.time() * 1000) - rng.randint(0, 60_000),
+            "subscriptionType": "deal.propertyChange" if deal else "object.propertyChange",
+            **({} if deal else {"objectTypeId": "0-47"}),
+            "objectId": int(rng.choice(deals if deal else meetings)),
+            "propertyName": "amount" if deal else "hs_meeting_outcome", "propertyValue": str(number),
+        })  # fmt: skip
+    events += [
+        {**e, "eventId": 10_000 + i, "subscriptionType": "ticket.propertyChange"} for i, e in enumerate(events[:40])
+    ]
+    deliveries = events + rng.sample(events, 360)  # HubSpot delivers some twice
+    rng.shuffle(deliveries)  # and in no particular order
+    for deal in deals[:10]:  # the CRM really changed while the events were on their way
+        portal.update("deals", deal, {"amount": "123456"})
+    answers = Counter()
+    for start in range(0, len(deliveries), 100):
+        answer = sidecar.post_hubspot(deliveries[start : start + 100])
+        assert answer.status_code == 200, answer.text
+        answers.update(answer.json())
+    distinct = {json.dumps(e, sort_keys=True) for e in events}
+    assert len(deliveries) == 5000
+    assert answers["accepted"] + answers["duplicates"] == 5000 and answers["accepted"] == len(distinct)
+    deadline = time.monotonic() + 60
+    while any(e.status == "pending" for e in _events(sidecar.engine)):
+        assert time.monotonic() < deadline, "the worker did not finish the burst"
+        time.sleep(0.1)
+    stored = _events(sidecar.engine)
+    assert len(stored) == len(distinct) and sum(e.duplicates for e in stored) == 360
+    assert Counter(e.status for e in stored) == {"processed": 4600, "ignored": 40}
+    refreshes = sidecar.app.state.worker.refreshes
+    calls = portal.api_calls_total - calls_before
+    assert refreshes <= 10 and calls < 5000 / 20, (refreshes, calls)  # coalesced: a few passes, not 5,000 fetches
+
+    # the state the events led to is the state a full sync and a full compute give
+    with Session(sidecar.engine) as session:
+        incremental = {
+            (v.mapping_id, v.kr_key): (v.value, v.records) for v in session.exec(sqlmodel.select(KeyResultValue))
+        }
+    with sidecar.app.state.worker.lock:
+        worker = sidecar.app.state.worker
+        run_pass(sidecar.engine, connector=worker.connectors["hubspot"], writer=worker.writers["hubspot"],
+                 connection_name="sandbox", settings=worker.settings, full=True)  # fmt: skip
+    with Session(sidecar.engine) as session:
+        full = {(v.mapping_id, v.kr_key): (v.value, v.records) for v in session.exec(sqlmodel.select(KeyResultValue))}
+    assert incremental == full
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail"),
+    [
+        (b"{not json", 400, "JSON"),
+        (b'{"eventId": 1}', 400, "array"),
+        (json.dumps([{"eventId": 1, "portalId": 1}]).encode(), 400, "event 0"),
+        (json.dumps([{"eventId": n, "subscriptionId": 1, "portalId": 1, "occurredAt": 1, "objectId": n,
+                      "subscriptionType": "deal.creation"} for n in range(101)]).encode(), 400, "100"),
+        (b"[" + b" " * 1_100_000 + b"]", 413, "larger"),
+    ],
+    ids=["not-json", "not-an-array", "field-missing", "over-100-events", "huge"],
+)  # fmt: skip
+def test_malformed_hubspot_batches_are_refused_with_a_reason(
+    sidecar: Sidecar, body: bytes, status: int, detail: str
+) -> None:
+    stamp = str(int(time.time() * 1000))
+    uri = f"{sidecar.base_url}/webhooks/hubspot"
+    signature = sign_hubspot_v3(client_secret=SECRET, method="POST", uri=uri, body=body, timestamp=stamp)
+    answer = httpx.post(
+        uri, content=body, headers={"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
+    )
+    assert answer.status_code == status, answer.text
+    assert detail.lower() in answer.json()["detail"].lower()
+    assert _events(sidecar.engine) == []
