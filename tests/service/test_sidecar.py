@@ -7,8 +7,11 @@ writes back; the key result's custom-object record in the portal counts one more
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -280,3 +283,60 @@ def test_malformed_hubspot_batches_are_refused_with_a_reason(
     assert answer.status_code == status, answer.text
     assert detail.lower() in answer.json()["detail"].lower()
     assert _events(sidecar.engine) == []
+
+
+def test_the_hubspot_card_answers_signed_requests_only(sidecar: Sidecar) -> None:
+    with Session(sidecar.engine) as session:
+        deal = session.exec(
+            sqlmodel.select(KeyResultEvidence.record_id).where(KeyResultEvidence.kr_key == "new-pipeline")
+        ).first()
+    path = f"/api/v1/hubspot/card?objectType=deals&objectId={deal}&userId=1&portalId={sidecar.portal.portal_id}"
+    stamp = str(int(time.time() * 1000))
+    signature = sign_hubspot_v3(
+        client_secret=SECRET, method="GET", uri=f"{sidecar.base_url}{path}", body=b"", timestamp=stamp
+    )
+    headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
+    card = httpx.get(f"{sidecar.base_url}{path}", headers=headers)
+    assert card.status_code == 200, card.text
+    body = card.json()
+    assert body["record"]["objectId"] == deal and body["keyResults"]
+    assert {"title", "progress", "expected", "status", "contributed"} <= set(body["keyResults"][0])
+    assert httpx.get(f"{sidecar.base_url}{path}").status_code == 401
+    tampered = httpx.get(f"{sidecar.base_url}{path.replace('deals', 'companies')}", headers=headers)
+    assert tampered.status_code == 401
+
+
+def test_okrsync_serve_starts_on_the_sandbox(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
+    env.update(OKRSYNC_DATA_DIR=str(tmp_path), OKRSYNC_SANDBOX__ACTIVITIES="500", OKRSYNC_SANDBOX__ACCOUNTS="20",
+               OKRSYNC_SANDBOX__OPPORTUNITIES="40", OKRSYNC_SANDBOX__ANCHOR="2026-09-30T18:00:00Z")  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--sandbox", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert child.poll() is None, child.communicate()[1][-2000:]
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200 and ready.json()["last_sync_age_seconds"].get("salesforce") is not None:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "okrsync serve did not become ready"
+            time.sleep(0.2)
+        token = subprocess.run(
+            [sys.executable, "-m", "service.cli", "token", "create", "--name", "ops", "--role", "sales_ops"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert token.returncode == 0, token.stderr
+        secret = token.stdout.strip()
+        assert secret.startswith("okr_") and secret not in token.stderr
+        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/mappings", headers={"Authorization": f"Bearer {secret}"})
+        assert answer.status_code == 200 and answer.json() == []
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+    finally:
+        child.terminate()
+        child.wait(timeout=20)
