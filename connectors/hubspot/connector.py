@@ -49,6 +49,7 @@ SEARCH_LIMIT = 200
 SEARCH_CAP = 10_000
 ASSOC_BATCH = 1_000
 OWNERS_LIMIT = 500
+BATCH_READ_LIMIT = 100  # ids per objects batch read
 
 
 @dataclass
@@ -140,6 +141,7 @@ class HubSpotConnector:
         crm = self._client.crm
         # each property access builds a new ApiClient (and connection pool): build them once
         self._basic = crm.objects.basic_api
+        self._objects_batch = crm.objects.batch_api
         self._search = crm.objects.search_api
         self._assoc_batch = crm.associations.v4.batch_api
         self._assoc_basic = crm.associations.v4.basic_api
@@ -439,6 +441,23 @@ class HubSpotConnector:
             if stamp:
                 page.cursor = (stamp, last.id)
         return page
+
+    def fetch(self, stream: str, ids: list[str]) -> tuple[Page, list[Deletion]]:
+        """The records ``ids`` of ``stream`` as they are now, with their associations (batch read, 100 per call):
+        a webhook's targeted refresh. Ids the portal no longer lists (archived, merged away) come back as
+        deletions."""
+        props = self._properties(stream)
+        rows: list[HubSpotRow] = []
+        unique = sorted(set(ids))
+        for start in range(0, len(unique), BATCH_READ_LIMIT):
+            body = {"inputs": [{"id": i} for i in unique[start : start + BATCH_READ_LIMIT]], "properties": props}
+            answer = self._call(
+                "batch_read", partial(self._objects_batch.read_with_http_info, stream, body, archived=False)
+            )
+            rows += [self._row(stream, obj) for obj in answer.results]
+        found = {row.id for row in rows}
+        page = self._resolve(stream, rows, list_mode=True)  # no cursor: a targeted read must not move it
+        return page, [Deletion(external_id=i, deleted_at=None) for i in unique if i not in found]
 
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
         """from id → associated ids, through v4 batch reads of up to 1,000 ids (per-record paging followed)."""

@@ -75,6 +75,10 @@ def _error_code(exc: SalesforceError) -> tuple[str, str]:
     return "", str(content)[:300]
 
 
+def _query(sf: Salesforce, *, query: str, include_deleted: bool, timeout: float) -> dict[str, Any]:
+    return cast(dict[str, Any], sf.query(query, include_deleted=include_deleted, timeout=timeout))
+
+
 def _query_more(sf: Salesforce, *, url: str, headers: dict[str, str], timeout: float) -> dict[str, Any]:
     return cast(dict[str, Any], sf.query_more(url, identifier_is_url=True, headers=headers, timeout=timeout))
 
@@ -270,6 +274,31 @@ class SalesforceConnector:
                 with contextlib.suppress(ValueError):
                     page.cursor = (mapping.parse_datetime(stamp), row["Id"])  # type: ignore[assignment]
         return page
+
+    def fetch(self, stream: str, ids: list[str]) -> tuple[Page, list[Deletion]]:
+        """The records ``ids`` of ``stream`` as they are now (``queryAll … WHERE Id IN``, 300 ids per query, so
+        soft-deleted ones arrive with IsDeleted): a webhook's targeted refresh. Ids the org no longer has (purged)
+        come back as deletions. The page carries no cursor."""
+        include_deleted = mapping.has_is_deleted(stream)
+        fields = mapping.select_fields(
+            stream, custom=self.config.custom_fields.get(stream, []), multi_currency=self.config.multi_currency
+        )
+        unique = sorted({i for i in ids if i.replace("_", "").isalnum()})  # ids only: nothing else reaches SOQL
+        page = Page(sobject=stream)
+        for start in range(0, len(unique), 300):
+            chunk = unique[start : start + 300]
+            quoted = ", ".join(f"'{i}'" for i in chunk)
+            query = f"SELECT {', '.join(fields)} FROM {stream} WHERE Id IN ({quoted})"
+            result: dict[str, Any] = self._call("query", partial(_query, query=query, include_deleted=include_deleted,
+                                                                 timeout=self.config.timeout_seconds))  # fmt: skip
+            mapped = self._map_page(stream, result)
+            page.records += mapped.records
+            page.skipped += mapped.skipped
+        found = {r.external_id for r in page.records} | {s.external_id for s in page.skipped if s.external_id}
+        found15 = {i[:15] for i in found}
+        return page, [
+            Deletion(external_id=i, deleted_at=None) for i in unique if i not in found and i[:15] not in found15
+        ]
 
     def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
         """Records deleted between start and end (``getDeleted``: soft and hard deletes of the last 15 days)."""

@@ -231,6 +231,61 @@ def _sync_stream(
     return counts
 
 
+class FetchConnector(Protocol):
+    crm: str
+    api_calls: int
+
+    def kind_of(self, stream: str) -> str: ...
+    def instance_url(self) -> str | None: ...
+    def usage_text(self) -> str | None: ...
+    def fetch(self, stream: str, ids: list[str]) -> tuple[PageLike, list[Deletion]]: ...
+
+
+def refresh_records(
+    engine: Engine, connector: FetchConnector, *, connection_name: str, targets: dict[str, set[str]]
+) -> SyncReport:
+    """Fetch just these records (stream → ids) as they are now and store them: the targeted refresh after
+    webhooks. Records the CRM no longer has are marked deleted. Cursors stay where they are, so the periodic
+    incremental sync still reads everything that changed."""
+    started = time.monotonic()
+    calls_before = connector.api_calls
+    with Session(engine, expire_on_commit=False) as session:
+        connection = repository.get_or_create_connection(
+            session, crm_name=connector.crm, name=connection_name, instance_url=connector.instance_url()
+        )
+        connection_id = int(connection.id)  # type: ignore[arg-type]
+        run = repository.start_run(session, connection_id=connection_id, full=False)
+        session.commit()
+        report = SyncReport(run_id=int(run.id), crm=connector.crm, full=False)  # type: ignore[arg-type]
+    try:
+        for stream, ids in sorted(targets.items()):
+            page, deletions = connector.fetch(stream, sorted(ids))
+            counts = report.counts.setdefault(stream, StreamCounts())
+            counts.fetched += len(page.records)
+            with Session(engine, expire_on_commit=False) as session:
+                kind = connector.kind_of(stream)
+                counts.written += _store_page(
+                    session, page, kind=kind, connection_id=connection_id, seen_at=None, run_id=report.run_id,
+                    stream=stream,
+                )  # fmt: skip
+                if deletions:
+                    counts.deleted += repository.mark_deleted(
+                        session, kind, connection_id=connection_id, deletions=deletions
+                    )
+                counts.skipped += len(page.skipped)
+                session.commit()
+        report.status = "ok"
+    except BaseException as exc:
+        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        report.api_calls = connector.api_calls - calls_before
+        report.api_usage = connector.usage_text()
+        report.seconds = time.monotonic() - started
+        _finish_run(engine, report)
+    return report
+
+
 def _store_page(
     session: Session,
     page: PageLike,

@@ -1,11 +1,13 @@
 """The sidecar's background worker: turns stored webhook events into one refresh per CRM, and syncs on a timer.
 
-A refresh is one pass of the loop (``service.writeback.tasks.run_pass``): an incremental sync fetches every record
-changed since the cursor — the records the events name among them — then the affected key results are recomputed
-and what changed is written back. A burst of events is coalesced: the worker waits ``coalesce_seconds`` after the
-oldest pending event, then handles every pending event of that CRM with one refresh, so 5,000 events cost a few
-syncs, not 5,000 fetches. Because the refresh reads the CRM's current state, events arriving late or out of order
-change nothing: the newest state wins whatever order ``occurredAt`` says they happened in.
+A refresh is one pass of the loop (``service.writeback.tasks.run_pass``): the records the events name are fetched
+by id through the connector (with their associations; a record the CRM no longer has is marked deleted), then the
+affected key results are recomputed and what changed is written back. An event that names no record the connector
+reads by id falls back to an incremental sync. A burst of events is coalesced: the worker waits
+``coalesce_seconds`` after the oldest pending event, then handles every pending event of that CRM with one refresh
+(one batch read per 100 records), so 5,000 events cost a few passes, not 5,000 fetches. Because the refresh reads
+the CRM's current state, events arriving late or out of order change nothing: the newest state wins whatever order
+``occurredAt`` says they happened in.
 
 An event whose refresh fails stays pending with the error and is tried again; after ``MAX_ATTEMPTS`` it is marked
 failed, error kept (never dropped). A periodic incremental sync runs every ``sync_interval_seconds`` even without
@@ -30,6 +32,7 @@ from service.kit.db import utcnow
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
 from service.webhooks import repository as repo
+from service.webhooks.models import WebhookEvent
 from service.writeback.tasks import PassReport, run_pass
 
 log = logging.getLogger(__name__)
@@ -94,8 +97,10 @@ class Worker:
             )
             events = repo.pending(session) if ripe else []
             by_crm: dict[str, list[int]] = defaultdict(list)
+            targets: dict[str, dict[str, set[str]] | None] = {}
             for event in events:
                 by_crm[event.crm].append(event.id or 0)
+                targets[event.crm] = self._target(event, targets.get(event.crm, {}))
         interval = self.settings.serve.sync_interval_seconds
         due = {crm for crm in self.crms if time.monotonic() - self.last_sync.get(crm, float("-inf")) >= interval}
         for crm in sorted(set(by_crm) | due):
@@ -105,12 +110,14 @@ class Worker:
                 continue
             started = time.perf_counter()
             try:
+                periodic = crm in due
                 result = run_pass(
                     self.engine,
                     connector=self.connectors[crm],
                     writer=self.writers[crm],
                     connection_name=self.crms[crm].connection_name,
                     settings=self.settings,
+                    targets=None if periodic else targets.get(crm),
                 )
             except (ConnectorError, Exception) as exc:  # noqa: BLE001 — kept on the events, retried later
                 message = f"{type(exc).__name__}: {exc}"
@@ -121,7 +128,8 @@ class Worker:
                     session.commit()
                 self.metrics.events_processed.labels("retry").inc(len(ids))
                 continue
-            self.last_sync[crm] = time.monotonic()
+            if periodic or not targets.get(crm):
+                self.last_sync[crm] = time.monotonic()
             self.refreshes += 1
             self.metrics.refresh_seconds.labels(crm).observe(time.perf_counter() - started)
             self.metrics.sync_lag.labels(crm).set(0)
@@ -132,6 +140,22 @@ class Worker:
             report.refreshes[crm] = result
             report.events += len(ids)
         return report
+
+    def _target(self, event: WebhookEvent, so_far: dict[str, set[str]] | None) -> dict[str, set[str]] | None:
+        """Add the records an event names to its CRM's targets; None: some event needs a full incremental sync."""
+        if so_far is None:
+            return None
+        streams = getattr(self.connectors.get(event.crm), "streams", ())
+        stream = event.object_type
+        if stream is None or stream not in streams or not event.object_id:
+            return None  # an object type the connector reads as a whole (or no id): sync incrementally instead
+        targets = dict(so_far)
+        ids = set(targets.get(stream, set()))
+        ids.add(event.object_id)
+        merged = event.payload.get("mergedObjectIds") if event.kind == "merge" else None
+        ids |= {str(i) for i in merged or []} | ({str(event.payload["primaryObjectId"])} if merged else set())
+        targets[stream] = ids
+        return targets
 
     def _finish(self, ids: list[int], status: str, error: str | None) -> None:
         if not ids:

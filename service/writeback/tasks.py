@@ -23,7 +23,7 @@ from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.kit.settings import Settings
 from service.okrs.models import OkrMapping
-from service.sync.service import SyncReport, run_sync
+from service.sync.service import SyncReport, refresh_records, run_sync
 from service.writeback.service import WritebackReport, send, stage_connection
 from service.writeback.staging import StageReport
 
@@ -52,9 +52,15 @@ def run_pass(
     connection_name: str,
     settings: Settings,
     full: bool = False,
+    targets: dict[str, set[str]] | None = None,
 ) -> PassReport:
-    """Sync (incremental unless ``full``), recompute the connection's mappings, stage and send what changed."""
-    report = PassReport(sync=run_sync(engine, connector, connection_name=connection_name, full=full))
+    """Sync (incremental unless ``full``; with ``targets`` — stream → ids — fetch just those records), recompute
+    the connection's mappings, stage and send what changed."""
+    if targets:
+        synced = refresh_records(engine, connector, connection_name=connection_name, targets=targets)
+    else:
+        synced = run_sync(engine, connector, connection_name=connection_name, full=full)
+    report = PassReport(sync=synced)
     with Session(engine) as session:
         connection = find_connection(session, crm=connector.crm, name=connection_name)
         assert connection is not None and connection.id is not None  # the sync created it

@@ -40,6 +40,7 @@ from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
 from service.compute.models import KeyResultEvidence, KeyResultValue
 from service.crm.clients import CrmAccess, hubspot_sandbox_config
+from service.crm.models import Opportunity
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
@@ -151,6 +152,7 @@ def test_a_logged_meeting_moves_the_key_result_in_the_crm(sidecar: Sidecar) -> N
         "objectId": int(logged["id"]), "attemptNumber": 0, "changeSource": "CRM_UI",
     }  # fmt: skip
     started = time.perf_counter()
+    calls = sidecar.portal.api_calls_total
     answer = sidecar.post_hubspot([event, event])  # HubSpot delivers duplicates
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"accepted": 1, "duplicates": 1, "ignored": 0}
@@ -159,6 +161,9 @@ def test_a_logged_meeting_moves_the_key_result_in_the_crm(sidecar: Sidecar) -> N
         assert time.monotonic() < deadline, [(e.status, e.error) for e in _events(sidecar.engine)]
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
+    # targeted: the meeting and its associations are read by id, not a sync of every object type
+    refresh_calls = sidecar.portal.api_calls_total - calls
+    assert refresh_calls <= 12, sidecar.portal.api_calls
     [stored] = _events(sidecar.engine)
     deadline = time.monotonic() + 5
     while _events(sidecar.engine)[0].status != "processed":
@@ -340,3 +345,21 @@ def test_okrsync_serve_starts_on_the_sandbox(tmp_path: Path) -> None:
     finally:
         child.terminate()
         child.wait(timeout=20)
+
+
+def test_a_deletion_event_marks_the_record_deleted(sidecar: Sidecar) -> None:
+    deal = sidecar.portal.records("deals")[0]["id"]
+    sidecar.portal.archive("deals", deal)
+    event = {
+        "eventId": 7, "subscriptionId": 9, "portalId": sidecar.portal.portal_id, "occurredAt": int(time.time() * 1000),
+        "subscriptionType": "deal.deletion", "objectId": int(deal),
+    }  # fmt: skip
+    assert sidecar.post_hubspot([event]).status_code == 200
+    deadline = time.monotonic() + 30
+    while True:
+        with Session(sidecar.engine) as session:
+            row = session.exec(sqlmodel.select(Opportunity).where(Opportunity.external_id == deal)).one()
+        if row.is_deleted:
+            break
+        assert time.monotonic() < deadline, [(e.status, e.error) for e in _events(sidecar.engine)]
+        time.sleep(0.05)
