@@ -9,8 +9,9 @@ reads by id falls back to an incremental sync. A burst of events is coalesced: t
 the CRM's current state, events arriving late or out of order change nothing: the newest state wins whatever order
 ``occurredAt`` says they happened in.
 
-An event whose refresh fails stays pending with the error and is tried again; after ``MAX_ATTEMPTS`` it is marked
-failed, error kept (never dropped). A periodic incremental sync runs every ``sync_interval_seconds`` even without
+An event whose refresh fails stays pending with the error and is tried again after a pause that doubles with each
+failed pass (1 s, 2 s, 4 s … at most 5 minutes); after ``MAX_ATTEMPTS`` it is marked failed, error kept (never
+dropped). A periodic incremental sync runs every ``sync_interval_seconds`` even without
 events, because webhooks can be lost.
 """
 
@@ -59,6 +60,8 @@ class Worker:
         self.writers = {crm: access.writer() for crm, access in crms.items()}
         self.last_sync: dict[str, float] = {}
         self.refreshes = 0  # passes run (for metrics and tests: a burst of events should cost a few)
+        self.failures: dict[str, int] = {}  # consecutive failed passes per CRM
+        self.backoff_until: dict[str, float] = {}  # after a failure, wait before trying that CRM again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()  # one pass at a time (the thread, or a test calling run_once)
@@ -104,6 +107,8 @@ class Worker:
         interval = self.settings.serve.sync_interval_seconds
         due = {crm for crm in self.crms if time.monotonic() - self.last_sync.get(crm, float("-inf")) >= interval}
         for crm in sorted(set(by_crm) | due):
+            if time.monotonic() < self.backoff_until.get(crm, 0.0):
+                continue  # the last pass failed: give the CRM (or the person fixing it) a moment
             ids = by_crm.get(crm, [])
             if crm not in self.crms:
                 self._finish(ids, "failed", f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…")
@@ -123,11 +128,14 @@ class Worker:
                 message = f"{type(exc).__name__}: {exc}"
                 log.warning("refresh of %s failed: %s", crm, message)
                 report.failures[crm] = message
+                self.failures[crm] = self.failures.get(crm, 0) + 1
+                self.backoff_until[crm] = time.monotonic() + min(300.0, 2.0 ** (self.failures[crm] - 1))
                 with Session(self.engine) as session:
                     repo.retry_later(session, ids=ids, error=message, max_attempts=MAX_ATTEMPTS)
                     session.commit()
                 self.metrics.events_processed.labels("retry").inc(len(ids))
                 continue
+            self.failures.pop(crm, None)
             if periodic or not targets.get(crm):
                 self.last_sync[crm] = time.monotonic()
             self.refreshes += 1

@@ -363,3 +363,25 @@ def test_a_deletion_event_marks_the_record_deleted(sidecar: Sidecar) -> None:
             break
         assert time.monotonic() < deadline, [(e.status, e.error) for e in _events(sidecar.engine)]
         time.sleep(0.05)
+
+
+def test_an_event_that_cannot_be_processed_keeps_its_error_and_is_retried(sidecar: Sidecar) -> None:
+    meeting = sidecar.portal.records("meetings")[0]["id"]
+    sidecar.portal.faults.add("http", match="batch_read", status=503, times=10**6)  # HubSpot is down for a while
+    event = {
+        "eventId": 8, "subscriptionId": 2, "portalId": sidecar.portal.portal_id, "occurredAt": int(time.time() * 1000),
+        "subscriptionType": "object.propertyChange", "objectTypeId": "0-47", "objectId": int(meeting),
+        "propertyName": "hs_meeting_outcome", "propertyValue": "COMPLETED",
+    }  # fmt: skip
+    assert sidecar.post_hubspot([event]).status_code == 200
+    deadline = time.monotonic() + 30
+    while not (_events(sidecar.engine)[0].error or ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [kept] = _events(sidecar.engine)
+    assert kept.status in ("pending", "failed") and "503" in (kept.error or ""), kept.error
+    sidecar.portal.faults.clear()  # HubSpot is back
+    deadline = time.monotonic() + 30
+    while _events(sidecar.engine)[0].status != "processed":
+        assert time.monotonic() < deadline, _events(sidecar.engine)[0].error
+        time.sleep(0.05)
