@@ -13,10 +13,8 @@ in this process on loopback, SQLite in a temporary directory, the acquisition ex
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -25,7 +23,6 @@ from typing import Any
 
 import httpx
 import sqlmodel
-import uvicorn
 from pydantic import SecretStr
 from sqlmodel import Session
 
@@ -41,6 +38,7 @@ from service.compute.models import KeyResultEvidence
 from service.compute.service import compute
 from service.crm.clients import CrmAccess, hubspot_sandbox_config
 from service.kit.db import create_schema, make_engine
+from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.okrs import service as okrs
 from service.sync.service import run_sync
@@ -50,12 +48,6 @@ from service.writeback.tasks import find_connection
 
 SECRET = "bench-client-secret"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _post(base: str, events: list[dict[str, Any]]) -> int:
@@ -113,18 +105,14 @@ def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict
             session.commit()
             connection_id = connection.id or 0
         send(engine, HubSpotWriter(config), connection_id=connection_id)
-        port = _port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         settings.webhooks.public_base_url = base
         app = create_app(
             settings=settings, engine=engine, crms={"hubspot": CrmAccess("hubspot", "sandbox", hubspot=config)}
         )
         app.state.worker.last_sync["hubspot"] = time.monotonic()
-        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        while not uv.started:
-            time.sleep(0.02)
+        http = ThreadedServer(app, port=port).start()
         try:
             acceptance = _acceptance(base, portal.portal_id, requests)
             with Session(engine) as session:
@@ -135,8 +123,7 @@ def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict
                 ).first()
             delays = _delays(base, portal, portal.get("meetings", counted or ""), samples, latency)
         finally:
-            uv.should_exit = True
-            thread.join(timeout=10)
+            http.stop()
             engine.dispose()
     return {"acceptance": acceptance, "webhook_to_writeback": delays}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -105,16 +106,12 @@ class SyncReport:
 ANALYZE_AFTER_ROWS = 5_000
 
 
-def run_sync(
-    engine: Engine,
-    connector: PullConnector,
-    *,
-    connection_name: str,
-    full: bool = False,
-    progress: ProgressCallback | None = None,
-) -> SyncReport:
-    """Sync every stream of ``connector`` into the local model. Raises the connector's FatalError after logging
-    the run; whatever was committed before stays committed and the next run resumes from it."""
+@contextmanager
+def _recorded_run(
+    engine: Engine, connector: FetchConnector | PullConnector, *, connection_name: str, full: bool
+) -> Iterator[tuple[int, SyncReport]]:
+    """Open a sync_run row for the connection, yield (connection id, report), and record how it ended: ok, stopped
+    (API allowance), or failed with the error; the connector's errors pass through."""
     started = time.monotonic()
     calls_before = connector.api_calls
     with Session(engine, expire_on_commit=False) as session:
@@ -126,21 +123,9 @@ def run_sync(
         run = repository.start_run(session, connection_id=connection_id, full=full)
         session.commit()
         report = SyncReport(run_id=int(run.id), crm=connector.crm, full=full)  # type: ignore[arg-type]
-
     try:
-        for stream in connector.streams:
-            report.counts[stream] = _sync_stream(
-                engine,
-                connector,
-                connection_id=connection_id,
-                stream=stream,
-                full=full,
-                run=report,
-                progress=progress,
-            )
+        yield connection_id, report
         report.status = "ok"
-        if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
-            analyze(engine)
     except ApiLimitError as exc:
         report.status, report.error = "stopped", str(exc)
         raise
@@ -155,6 +140,31 @@ def run_sync(
         report.api_usage = connector.usage_text()
         report.seconds = time.monotonic() - started
         _finish_run(engine, report)
+
+
+def run_sync(
+    engine: Engine,
+    connector: PullConnector,
+    *,
+    connection_name: str,
+    full: bool = False,
+    progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Sync every stream of ``connector`` into the local model. Raises the connector's FatalError after logging
+    the run; whatever was committed before stays committed and the next run resumes from it."""
+    with _recorded_run(engine, connector, connection_name=connection_name, full=full) as (connection_id, report):
+        for stream in connector.streams:
+            report.counts[stream] = _sync_stream(
+                engine,
+                connector,
+                connection_id=connection_id,
+                stream=stream,
+                full=full,
+                run=report,
+                progress=progress,
+            )
+        if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
+            analyze(engine)
     return report
 
 
@@ -247,23 +257,14 @@ def refresh_records(
     """Fetch just these records (stream → ids) as they are now and store them: the targeted refresh after
     webhooks. Records the CRM no longer has are marked deleted. Cursors stay where they are, so the periodic
     incremental sync still reads everything that changed."""
-    started = time.monotonic()
-    calls_before = connector.api_calls
-    with Session(engine, expire_on_commit=False) as session:
-        connection = repository.get_or_create_connection(
-            session, crm_name=connector.crm, name=connection_name, instance_url=connector.instance_url()
-        )
-        connection_id = int(connection.id)  # type: ignore[arg-type]
-        run = repository.start_run(session, connection_id=connection_id, full=False)
-        session.commit()
-        report = SyncReport(run_id=int(run.id), crm=connector.crm, full=False)  # type: ignore[arg-type]
-    try:
+    with _recorded_run(engine, connector, connection_name=connection_name, full=False) as (connection_id, report):
         for stream, ids in sorted(targets.items()):
             page, deletions = connector.fetch(stream, sorted(ids))
             counts = report.counts.setdefault(stream, StreamCounts())
             counts.fetched += len(page.records)
+            counts.skipped += len(page.skipped)
+            kind = connector.kind_of(stream)
             with Session(engine, expire_on_commit=False) as session:
-                kind = connector.kind_of(stream)
                 counts.written += _store_page(
                     session, page, kind=kind, connection_id=connection_id, seen_at=None, run_id=report.run_id,
                     stream=stream,
@@ -272,17 +273,7 @@ def refresh_records(
                     counts.deleted += repository.mark_deleted(
                         session, kind, connection_id=connection_id, deletions=deletions
                     )
-                counts.skipped += len(page.skipped)
                 session.commit()
-        report.status = "ok"
-    except BaseException as exc:
-        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        report.api_calls = connector.api_calls - calls_before
-        report.api_usage = connector.usage_text()
-        report.seconds = time.monotonic() - started
-        _finish_run(engine, report)
     return report
 
 

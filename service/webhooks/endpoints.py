@@ -97,6 +97,18 @@ def _reject(request: Request, source: str, reason: str) -> None:
     _metrics(request).webhooks_rejected.labels(source, reason).inc()
 
 
+def _row(
+    crm: str, dedupe_key: str, object_type: str | None, object_id: Any, kind: str | None, occurred_at: Any,
+    payload: dict[str, Any], *, ignored: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A webhook_event row; an event okrsync does not track is stored as ``ignored`` with the reason."""
+    return {
+        "crm": crm, "dedupe_key": dedupe_key, "object_type": object_type,
+        "object_id": str(object_id) if object_id is not None else None, "kind": kind, "occurred_at": occurred_at,
+        "payload": payload, "received_at": utcnow(), "status": "ignored" if ignored else "pending", "error": ignored,
+    }  # fmt: skip
+
+
 def _store(request: Request, source: str, rows: list[dict[str, Any]]) -> tuple[int, int]:
     with Session(request.app.state.engine) as session:
         new, duplicates = repo.store(session, source=source, rows=rows)
@@ -141,22 +153,11 @@ async def hubspot(request: Request) -> Accepted:
     except PayloadError as exc:
         _reject(request, "hubspot", "payload")
         raise HTTPException(400, str(exc)) from None
-    now = utcnow()
     rows = [
-        {
-            "crm": "hubspot",
-            "dedupe_key": e.dedupe_key,
-            "object_type": e.object_type,
-            "object_id": str(e.object_id) if e.object_id is not None else None,
-            "kind": e.kind,
-            "occurred_at": e.occurred_at,
-            "payload": e.raw,
-            "received_at": now,
-            "status": "pending" if e.tracked else "ignored",
-            "error": None if e.tracked else e.untracked_reason,
-        }
+        _row("hubspot", e.dedupe_key, e.object_type, e.object_id, e.kind, e.occurred_at, e.raw,
+             ignored=None if e.tracked else e.untracked_reason)
         for e in events
-    ]
+    ]  # fmt: skip
     new, duplicates = await run_in_threadpool(_store, request, "hubspot", rows)
     return Accepted(accepted=new, duplicates=duplicates, ignored=sum(1 for e in events if not e.tracked))
 
@@ -182,21 +183,11 @@ async def salesforce(request: Request) -> Response:
         if expected is not None:
             reason = f"Outbound Message from org {message.organization_id}, expected {expected}"
         return Response(soap_fault(reason), status_code=401, media_type="text/xml")
-    now = utcnow()
     rows = [
-        {
-            "crm": "salesforce",
-            "dedupe_key": n.notification_id,
-            "object_type": n.sobject_type,
-            "object_id": n.record_id,
-            "kind": "change",
-            "occurred_at": None,
-            "payload": {"fields": n.fields, "action": message.action_id},
-            "received_at": now,
-            "status": "pending",
-        }
+        _row("salesforce", n.notification_id, n.sobject_type, n.record_id, "change", None,
+             {"fields": n.fields, "action": message.action_id})
         for n in message.notifications
-    ]
+    ]  # fmt: skip
     await run_in_threadpool(_store, request, "salesforce", rows)
     return Response(outbound_ack(), media_type="text/xml")
 
@@ -223,20 +214,10 @@ async def salesforce_flow(request: Request) -> Accepted:
     except PayloadError as exc:
         _reject(request, "salesforce_flow", "payload")
         raise HTTPException(400, str(exc)) from None
-    now = utcnow()
     rows = [
-        {
-            "crm": "salesforce",
-            "dedupe_key": e.dedupe_key,
-            "object_type": e.sobject,
-            "object_id": e.record_id,
-            "kind": e.change_type,
-            "occurred_at": e.occurred_at,
-            "payload": {"sobject": e.sobject, "recordId": e.record_id, "changeType": e.change_type},
-            "received_at": now,
-            "status": "pending",
-        }
+        _row("salesforce", e.dedupe_key, e.sobject, e.record_id, e.change_type, e.occurred_at,
+             {"sobject": e.sobject, "recordId": e.record_id, "changeType": e.change_type})
         for e in events
-    ]
+    ]  # fmt: skip
     new, duplicates = await run_in_threadpool(_store, request, "salesforce_flow", rows)
     return Accepted(accepted=new, duplicates=duplicates, ignored=0)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -14,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlmodel
-import uvicorn
 from openapi_spec_validator import validate
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -23,6 +19,7 @@ from service.app import create_app
 from service.compute.models import KamCriterionResult, KeyResultEvidence
 from service.crm.models import Account, Activity, Owner
 from service.kit.auth import Role, create_token
+from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
 from service.okrs.models import OkrMapping
 from tests.conftest import fast_config
@@ -43,12 +40,6 @@ class Api:
     def call(self, method: str, path: str, role: str | None, json: Any = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
         return httpx.request(method, f"{self.base_url}{path}", json=json, headers=headers, timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -82,20 +73,9 @@ def api(engine: Engine, tmp_path: Path) -> Iterator[Api]:
             opportunity = activity.opportunity_id if activity and activity.opportunity_id else ""
             ids = (mapping.id or 0, kam_mapping.id or 0)
             session.commit()
-        port = _free_port()
         app = create_app(settings=Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        try:
-            yield Api(
-                f"http://127.0.0.1:{port}", engine, tokens, mine[0], other, ids[0], ids[1], opportunity,
-            )  # fmt: skip
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with ThreadedServer(app) as http:
+            yield Api(http.base_url, engine, tokens, mine[0], other, ids[0], ids[1], opportunity)
 
 
 def _endpoints(api: Api) -> list[tuple[str, str, Any, str]]:

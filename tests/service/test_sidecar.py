@@ -9,10 +9,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +22,6 @@ from typing import Any
 import httpx
 import pytest
 import sqlmodel
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -41,6 +38,7 @@ from service.app import create_app
 from service.compute.models import KeyResultEvidence, KeyResultValue
 from service.crm.clients import CrmAccess, hubspot_sandbox_config
 from service.crm.models import Opportunity
+from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
@@ -51,12 +49,6 @@ from tests.conftest import ANCHOR
 from tests.service.writeback.world import apply_examples, connection
 
 SECRET = "sidecar-test-client-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -87,7 +79,7 @@ def _config(server: SandboxServer) -> HubSpotConfig:
 def sidecar(engine: Engine, tmp_path: Path) -> Iterator[Sidecar]:
     data = generate_org(anchor=ANCHOR, seed=7, accounts=30, opportunities=80, activities=3200)
     portal, _ids = portal_from_org(data)
-    port = _free_port()
+    port = free_port()
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         webhooks=WebhookSettings(hubspot_client_secret=SecretStr(SECRET), public_base_url=f"http://127.0.0.1:{port}"),
@@ -107,18 +99,8 @@ def sidecar(engine: Engine, tmp_path: Path) -> Iterator[Sidecar]:
         )
         worker = app.state.worker
         worker.last_sync["hubspot"] = time.monotonic()  # just synced: no periodic sync in the test
-        uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not uv.started:
-            assert time.monotonic() < deadline, "the sidecar did not start"
-            time.sleep(0.02)
-        try:
-            yield Sidecar(f"http://127.0.0.1:{port}", portal, engine, app)
-        finally:
-            uv.should_exit = True
-            thread.join(timeout=10)
+        with ThreadedServer(app, port=port) as http:
+            yield Sidecar(http.base_url, portal, engine, app)
 
 
 def _discovery(portal: HubSpotPortal) -> dict[str, Any]:
@@ -312,7 +294,7 @@ def test_the_hubspot_card_answers_signed_requests_only(sidecar: Sidecar) -> None
 
 
 def test_okrsync_serve_starts_on_the_sandbox(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
     env.update(OKRSYNC_DATA_DIR=str(tmp_path), OKRSYNC_SANDBOX__ACTIVITIES="500", OKRSYNC_SANDBOX__ACCOUNTS="20",
                OKRSYNC_SANDBOX__OPPORTUNITIES="40", OKRSYNC_SANDBOX__ANCHOR="2026-09-30T18:00:00Z")  # fmt: skip

@@ -4,7 +4,6 @@ org's OKR_Key_Result__c; a Flow callout signed with the shared secret does the s
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -14,7 +13,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlmodel
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -24,12 +22,12 @@ from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
 from service.compute.models import KeyResultEvidence
 from service.crm.clients import CrmAccess
+from service.kit.server import ThreadedServer
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent
 from service.webhooks.verify import sign_shared_hmac
 from service.writeback.service import send
 from tests.conftest import fast_config
-from tests.service.test_sidecar import _free_port
 from tests.service.writeback.world import apply_examples, connection, deployed_org, start_salesforce
 
 FLOW_SECRET = "flow-test-secret"
@@ -46,7 +44,6 @@ class SalesforceSidecar:
 
 @pytest.fixture
 def sidecar(engine: Engine, tmp_path: Path) -> Iterator[SalesforceSidecar]:
-    port = _free_port()
     with ExitStack() as stack:
         world = start_salesforce(stack, engine, tmp_path, deployed_org(), fast_config)
         apply_examples(engine, "salesforce", ("acquisition",))
@@ -63,16 +60,8 @@ def sidecar(engine: Engine, tmp_path: Path) -> Iterator[SalesforceSidecar]:
         access = CrmAccess("salesforce", "sandbox", salesforce=fast_config(world.server))
         app = create_app(settings=settings, engine=engine, crms={"salesforce": access})
         app.state.worker.last_sync["salesforce"] = time.monotonic()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.02)
-        try:
-            yield SalesforceSidecar(f"http://127.0.0.1:{port}", world.org, engine)
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+        with ThreadedServer(app) as http:
+            yield SalesforceSidecar(http.base_url, world.org, engine)
 
 
 def _records(org: SandboxOrg) -> int:
