@@ -26,6 +26,7 @@ from service.crm.clients import CrmAccess
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
 from service.webhooks.tasks import Worker
+from service.writeback.repository import outbox_depth
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,10 @@ def create_app(
 
             for crm, last in background.last_sync.items():
                 metrics.sync_lag.labels(crm).set(time.monotonic() - last)
+        with Session(engine) as session:
+            depths = outbox_depth(session)
+        for crm in {*depths, *(background.crms if background is not None else ())}:
+            metrics.outbox_depth.labels(crm).set(depths.get(crm, 0))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(webhook_router)

@@ -144,6 +144,8 @@ class Worker:
             self.metrics.api_calls.labels(crm, "sync").inc(result.sync.api_calls)
             if result.writeback is not None:
                 self.metrics.api_calls.labels(crm, "writeback").inc(result.writeback.api_calls)
+            for _name, computed in result.computed:
+                self.metrics.compute_seconds.observe(computed.seconds)
             self._finish(ids, "processed", None)
             report.refreshes[crm] = result
             report.events += len(ids)

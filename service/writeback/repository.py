@@ -253,3 +253,16 @@ def failures(session: Session, *, connection_id: int, limit: int = 20) -> list[O
             .limit(limit)
         ).all()
     )
+
+
+def outbox_depth(session: Session) -> dict[str, int]:
+    """CRM -> outbox rows waiting to be written (pending), over every connection."""
+    from service.crm.models import CrmConnection
+
+    query = (
+        select(CrmConnection.crm, func.count())  # type: ignore[call-overload]
+        .join(OutboxRow, OutboxRow.connection_id == CrmConnection.id)
+        .where(OutboxRow.status == "pending")
+        .group_by(CrmConnection.crm)
+    )
+    return {crm: int(n) for crm, n in session.execute(query).all()}

@@ -156,6 +156,10 @@ def test_a_logged_meeting_moves_the_key_result_in_the_crm(sidecar: Sidecar) -> N
     metrics = httpx.get(f"{sidecar.base_url}/metrics").text
     assert 'okrsync_webhook_events_received_total{source="hubspot"} 1.0' in metrics
     assert 'okrsync_webhook_events_duplicate_total{source="hubspot"} 1.0' in metrics
+    assert 'okrsync_outbox_pending{crm="hubspot"} 0.0' in metrics  # everything written
+    assert (
+        "okrsync_compute_seconds_count 1.0" in metrics and 'okrsync_refresh_seconds_count{crm="hubspot"} 1.0' in metrics
+    )
 
 
 @pytest.mark.parametrize(
