@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4
 
 bench: install
 	$(BIN)/python -m bench

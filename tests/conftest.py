@@ -19,11 +19,33 @@ from connectors.sandbox.store import SandboxOrg
 from service.cli import sandbox_config
 from service.kit.db import create_schema, make_engine
 
-POSTGRES_URL = os.environ.get("OKRSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BASE_POSTGRES_URL = os.environ.get("OKRSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# pytest-xdist runs several processes: each gets its own database (test_gw0, test_gw1, …) next to the base one
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+POSTGRES_URL = f"{BASE_POSTGRES_URL}_{WORKER}" if WORKER else BASE_POSTGRES_URL
 ANCHOR = datetime(2026, 9, 30, 18, 0, tzinfo=UTC)
 
 
+def _create_worker_database() -> None:
+    if not WORKER:
+        return
+    admin = make_engine(BASE_POSTGRES_URL).execution_options(isolation_level="AUTOCOMMIT")
+    name = POSTGRES_URL.rsplit("/", 1)[1]
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("select 1 from pg_database where datname = :n"), {"n": name}).first():
+                conn.execute(text(f'create database "{name}"'))
+    finally:
+        admin.dispose()
+
+
 def _postgres_engine() -> Engine:
+    try:
+        _create_worker_database()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(
+            f"PostgreSQL at {BASE_POSTGRES_URL} is not reachable ({exc}); start it (.ci/run does) — not skipping"
+        )
     engine = make_engine(POSTGRES_URL)
     try:
         with engine.connect() as conn:
