@@ -56,6 +56,7 @@ def create_app(
     *, settings: Settings, engine: Engine, crms: dict[str, CrmAccess] | None = None, worker: bool = True
 ) -> FastAPI:
     """The sidecar for ``engine``; ``crms`` are the CRM connections the worker refreshes (none: API only)."""
+    from service.checkins.endpoints import router as checkin_router
     from service.okrs.endpoints import card_router
     from service.okrs.endpoints import router as api_router
     from service.webhooks.endpoints import router as webhook_router
@@ -136,4 +137,5 @@ def create_app(
     app.include_router(webhook_router)
     app.include_router(api_router)
     app.include_router(card_router)
+    app.include_router(checkin_router)
     return app

@@ -1,8 +1,10 @@
 """Every table of the local model, imported in one place so metadata is complete (create_all, migrations)."""
 
+from service.checkins.models import CheckIn
 from service.compute.models import (
     Computation,
     HygieneFinding,
+    HygieneHistory,
     HygieneSummary,
     KamAccountScore,
     KamCriterionResult,
@@ -29,11 +31,13 @@ from service.webhooks.models import WebhookEvent
 from service.writeback.models import OutboxRow
 
 __all__ = [
+    "CheckIn",
     "CheckInNote",
     "ApiToken",
     "WebhookEvent",
     "Computation",
     "HygieneFinding",
+    "HygieneHistory",
     "HygieneSummary",
     "KamAccountScore",
     "KamAssessment",

@@ -166,3 +166,18 @@ class KamAccountScore(SQLModel, table=True):
     name: str | None = Field(default=None, sa_type=Text)
     score: float
     computed_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class HygieneHistory(SQLModel, table=True):
+    """One row per computation with hygiene rules: the team's pipeline-hygiene score over time."""
+
+    __tablename__ = "hygiene_history"
+    __table_args__ = (Index("ix_hygiene_history_mapping", "mapping_id", "as_of"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    mapping_id: int = Field(foreign_key="okr_mapping.id")
+    computation_id: int
+    as_of: datetime = Field(sa_type=UtcDateTime)
+    violations: int
+    open_opportunities: int
+    score: float | None = None

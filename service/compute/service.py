@@ -43,7 +43,14 @@ from mappings.hygiene_rules import CustomRule, StuckInStage
 from mappings.query import metric_evidence, part_evidence, response_evidence
 from mappings.sql import Scope, Tables
 from service.compute import repository as repo
-from service.compute.models import Computation, HygieneSummary, KeyResultHistory, KeyResultValue, ObjectiveValue
+from service.compute.models import (
+    Computation,
+    HygieneHistory,
+    HygieneSummary,
+    KeyResultHistory,
+    KeyResultValue,
+    ObjectiveValue,
+)
 from service.crm.models import Activity, CrmConnection
 from service.kit.db import utcnow
 from service.okrs.models import OkrMapping, OkrMappingVersion
@@ -138,6 +145,7 @@ def compute(
         ),
         changes=changes if incremental else None,
         version=version.version,
+        run_id=run.id or 0,
     )
     rechecked = _hygiene(ctx)
     ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
@@ -165,6 +173,7 @@ class _Context:
     cycle: Scope
     changes: ChangeSet | None
     version: int
+    run_id: int = 0
     kam_values: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
     inquiries_done: dict[str, str] = field(default_factory=dict)
@@ -277,6 +286,16 @@ def _hygiene(ctx: _Context) -> int | None:
             detail={"stage_medians": medians, "as_of": ctx.cycle.as_of.isoformat()},
             computed_at=now,
         ),
+    )
+    session.add(
+        HygieneHistory(
+            mapping_id=mapping_id,
+            computation_id=ctx.run_id,
+            as_of=ctx.cycle.as_of,
+            violations=failing,
+            open_opportunities=open_count,
+            score=(open_count - failing) / open_count if open_count else None,
+        )
     )
     return rechecked
 

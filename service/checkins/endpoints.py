@@ -1,0 +1,103 @@
+"""Weekly check-ins and key-result trends (``/api/v1``): record (sales_ops), list and read (viewer)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from service.app import get_session
+from service.checkins import service as checkins
+from service.checkins.models import CheckIn
+from service.kit.auth import Caller, Role, requires
+from service.kit.db import utcnow
+from service.okrs.models import OkrMapping
+
+router = APIRouter(prefix="/api/v1", tags=["check-ins"])
+SessionDep = Annotated[Session, Depends(get_session)]
+Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
+SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
+Confidence = Annotated[int, Field(ge=1, le=10)] | Literal["on_track", "at_risk", "off_track"]
+
+
+class CheckInIn(BaseModel):
+    attendees: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=100)
+    confidence: dict[str, Confidence] = Field(default_factory=dict, description="kr key -> 1–10 or on/at risk/off")
+    notes: dict[str, Annotated[str, Field(max_length=10_000)]] = Field(default_factory=dict)
+    note: str | None = Field(default=None, max_length=20_000)
+
+
+class CheckInOut(BaseModel):
+    id: int
+    held_at: datetime
+    author: str
+    attendees: list[str]
+    note: str | None
+    hygiene_score: float | None
+    key_results: dict[str, dict[str, object]] = Field(description="frozen: as computed when the team met")
+
+
+class TrendOut(BaseModel):
+    kr_key: str
+    value: float | None
+    expected_value: float | None = Field(description="baseline + (target − baseline) × share of the window elapsed")
+    change_7d: float | None
+    points: int
+
+
+def _mapping(session: Session, mapping_id: int) -> OkrMapping:
+    mapping = session.get(OkrMapping, mapping_id)
+    if mapping is None or mapping.current_version == 0:
+        raise HTTPException(404, f"no mapping {mapping_id}: GET /api/v1/mappings lists them")
+    return mapping
+
+
+def _out(row: CheckIn) -> CheckInOut:
+    return CheckInOut(
+        id=row.id or 0, held_at=row.held_at, author=row.author, attendees=row.attendees, note=row.note,
+        hygiene_score=row.hygiene_score, key_results=row.key_results,
+    )  # fmt: skip
+
+
+@router.post(
+    "/mappings/{mapping_id}/weekly-check-ins",
+    response_model=CheckInOut,
+    status_code=201,
+    responses={401: {}, 403: {}, 404: {}, 409: {"description": "the cycle has ended"}, 422: {}},
+)
+def record(mapping_id: int, body: CheckInIn, session: SessionDep, caller: SalesOps) -> CheckInOut:
+    """Freeze this week's check-in: every key result as computed now, who attended, confidence and notes."""
+    mapping = _mapping(session, mapping_id)
+    try:
+        row = checkins.freeze(
+            session, mapping, author=caller.name, attendees=body.attendees, confidence=dict(body.confidence),
+            notes=body.notes, note=body.note, at=utcnow(),
+        )  # fmt: skip
+    except checkins.CheckInError as exc:
+        raise HTTPException(409 if "ended" in str(exc) else 422, str(exc)) from None
+    session.commit()
+    return _out(row)
+
+
+@router.get(
+    "/mappings/{mapping_id}/weekly-check-ins", response_model=list[CheckInOut], responses={401: {}, 403: {}, 404: {}}
+)
+def history(mapping_id: int, session: SessionDep, caller: Viewer) -> list[CheckInOut]:
+    """Every check-in of the mapping, newest first, as frozen."""
+    return [_out(row) for row in checkins.check_ins(session, _mapping(session, mapping_id))]
+
+
+@router.get(
+    "/mappings/{mapping_id}/key-results/{kr_key}/trend", response_model=TrendOut, responses={401: {}, 403: {}, 404: {}}
+)
+def kr_trend(mapping_id: int, kr_key: str, session: SessionDep, caller: Viewer) -> TrendOut:
+    """The key result's value, the value expected by now on the linear path, and its change over 7 days."""
+    mapping = _mapping(session, mapping_id)
+    try:
+        found = checkins.trend(session, mapping, kr_key)
+    except KeyError:
+        raise HTTPException(404, f"no key result {kr_key!r} in {mapping.team} / {mapping.cycle}") from None
+    return TrendOut(**found.__dict__)

@@ -1,0 +1,126 @@
+"""Weekly check-ins and key-result trends.
+
+A check-in freezes what the team looked at: every key result's value, progress, expected-by-now and status at
+that moment, with who attended, the team's confidence per key result (1–10, or on_track / at_risk / off_track)
+and notes. It is a copy, so later syncs and recomputes never change a past check-in.
+
+The trend of a key result comes from its history (one row per computation): the change of its value over the
+last seven days, and "expected by now" as a value: baseline + (target − baseline) × the share of the window
+elapsed (the linear path the status compares against).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlmodel
+from sqlmodel import Session
+
+from mappings.config import MappingConfig
+from service.checkins.models import CheckIn
+from service.compute.models import HygieneSummary, KeyResultHistory, KeyResultValue
+from service.okrs.models import OkrMapping, OkrMappingVersion
+
+CONFIDENCE_WORDS = ("on_track", "at_risk", "off_track")
+
+
+class CheckInError(ValueError):
+    """A check-in that cannot be recorded: the message says what is wrong."""
+
+
+@dataclass(frozen=True)
+class Trend:
+    kr_key: str
+    value: float | None
+    expected_value: float | None
+    change_7d: float | None
+    points: int
+
+
+def _config(session: Session, mapping: OkrMapping) -> MappingConfig:
+    version = session.get(OkrMappingVersion, (mapping.id, mapping.current_version))
+    assert version is not None
+    return MappingConfig.model_validate(version.config)
+
+
+def trend(session: Session, mapping: OkrMapping, kr_key: str, *, as_of: datetime | None = None) -> Trend:
+    """Value now, value expected by now on the linear path, and the change over the 7 days before ``as_of``."""
+    kr = _config(session, mapping).key_result(kr_key)
+    query = sqlmodel.select(KeyResultHistory).where(
+        KeyResultHistory.mapping_id == mapping.id, KeyResultHistory.kr_key == kr_key
+    )
+    if as_of is not None:
+        query = query.where(KeyResultHistory.as_of <= as_of)
+    history = list(session.exec(query.order_by(KeyResultHistory.as_of, KeyResultHistory.id)).all())  # type: ignore[arg-type]
+    if not history:
+        return Trend(kr_key, None, None, None, 0)
+    last = history[-1]
+    week_ago = [h for h in history if h.as_of <= last.as_of - timedelta(days=7)]
+    change = None
+    if week_ago and last.value is not None and week_ago[-1].value is not None:
+        change = last.value - week_ago[-1].value
+    stored = session.get(KeyResultValue, (mapping.id, kr_key))
+    share = stored.expected if stored is not None and as_of is None else None
+    if share is None and stored is not None:
+        span = (stored.window_end - stored.window_start).total_seconds()
+        share = min(1.0, max(0.0, (last.as_of - stored.window_start).total_seconds() / span)) if span > 0 else 1.0
+    expected_value = kr.baseline + (kr.target - kr.baseline) * share if share is not None else None
+    return Trend(kr_key, last.value, expected_value, change, len(history))
+
+
+def freeze(
+    session: Session,
+    mapping: OkrMapping,
+    *,
+    author: str,
+    attendees: list[str],
+    confidence: dict[str, int | str],
+    notes: dict[str, str],
+    note: str | None,
+    at: datetime,
+) -> CheckIn:
+    """Record the weekly check-in: a frozen copy of every key result as computed now, with confidence and notes."""
+    if at.date() > mapping.cycle_end:
+        raise CheckInError(
+            f"the cycle {mapping.cycle} ended on {mapping.cycle_end}: check-ins are for running cycles (the team's"
+            " last check-in of it is the retrospective)"
+        )
+    config = _config(session, mapping)
+    keys = [kr.key for _o, kr in config.key_results()]
+    for kr_key in [*confidence, *notes]:
+        if kr_key not in keys:
+            raise CheckInError(
+                f"no key result {kr_key!r} in {mapping.team} / {mapping.cycle} (keys: {', '.join(keys)})"
+            )
+    for kr_key, level in confidence.items():
+        if isinstance(level, int) and not 1 <= level <= 10 or isinstance(level, str) and level not in CONFIDENCE_WORDS:
+            raise CheckInError(f"confidence for {kr_key} is {level!r}: use 1–10 or {', '.join(CONFIDENCE_WORDS)}")
+    values = {
+        v.kr_key: v
+        for v in session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == mapping.id))
+    }
+    frozen: dict[str, Any] = {}
+    for objective, kr in config.key_results():
+        value = values.get(kr.key)
+        frozen[kr.key] = {
+            "objective": objective.key, "title": kr.title, "target": kr.target,
+            "value": value.value if value else None, "progress": value.progress if value else None,
+            "expected": value.expected if value else None, "status": value.status if value else "no_data",
+            "as_of": value.as_of.isoformat() if value else None,
+            "confidence": confidence.get(kr.key), "note": notes.get(kr.key),
+        }  # fmt: skip
+    hygiene = session.get(HygieneSummary, (mapping.id, "*"))
+    row = CheckIn(
+        mapping_id=mapping.id or 0, held_at=at, author=author, attendees=sorted(set(attendees)), note=note,
+        key_results=frozen, hygiene_score=hygiene.score if hygiene else None,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row
+
+
+def check_ins(session: Session, mapping: OkrMapping) -> list[CheckIn]:
+    query = sqlmodel.select(CheckIn).where(CheckIn.mapping_id == mapping.id)
+    return list(session.exec(query.order_by(CheckIn.held_at.desc(), CheckIn.id.desc())).all())  # type: ignore[union-attr, attr-defined]
