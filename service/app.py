@@ -25,6 +25,7 @@ from sqlmodel import Session
 from service.crm.clients import CrmAccess
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
+from service.notifications.service import Notifier
 from service.webhooks.tasks import Worker
 from service.writeback.repository import outbox_depth
 
@@ -62,7 +63,8 @@ def create_app(
     from service.webhooks.endpoints import router as webhook_router
 
     metrics = Metrics()
-    background = Worker(engine, settings, crms or {}, metrics) if crms else None
+    notifier = Notifier(settings.notifications) if settings.notifications_enabled else None
+    background = Worker(engine, settings, crms or {}, metrics, notifier=notifier) if crms else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +73,8 @@ def create_app(
         yield
         if background is not None and worker:
             background.stop()
+        if notifier is not None:
+            notifier.close()
 
     app = FastAPI(
         title="okrsync",
@@ -82,6 +86,7 @@ def create_app(
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.worker = background
+    app.state.notifier = notifier
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -14,6 +14,7 @@ from service.checkins import service as checkins
 from service.checkins.models import CheckIn
 from service.kit.auth import Caller, Role, requires
 from service.kit.db import utcnow
+from service.notifications.service import check_in_lines
 from service.okrs.models import OkrMapping
 
 router = APIRouter(prefix="/api/v1", tags=["check-ins"])
@@ -68,7 +69,7 @@ def _out(row: CheckIn) -> CheckInOut:
     status_code=201,
     responses={401: {}, 403: {}, 404: {}, 409: {"description": "the cycle has ended"}, 422: {}},
 )
-def record(mapping_id: int, body: CheckInIn, session: SessionDep, caller: SalesOps) -> CheckInOut:
+def record(mapping_id: int, body: CheckInIn, request: Request, session: SessionDep, caller: SalesOps) -> CheckInOut:
     """Freeze this week's check-in: every key result as computed now, who attended, confidence and notes."""
     mapping = _mapping(session, mapping_id)
     try:
@@ -79,6 +80,11 @@ def record(mapping_id: int, body: CheckInIn, session: SessionDep, caller: SalesO
     except checkins.CheckInError as exc:
         raise HTTPException(409 if "ended" in str(exc) else 422, str(exc)) from None
     session.commit()
+    notifier = request.app.state.notifier
+    if notifier is not None:  # the summary goes to the team chat in the background
+        notifier.post(
+            f"Check-in {mapping.team} / {mapping.cycle}, {row.held_at:%Y-%m-%d}", check_in_lines(row.key_results)
+        )
     return _out(row)
 
 

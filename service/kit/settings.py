@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.hubspot.config import HubSpotConfig
 from connectors.salesforce.config import SalesforceConfig
+from service.notifications.service import NotificationSettings
 
 
 class SandboxSettings(BaseModel):
@@ -93,7 +94,12 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     log_level: str = "INFO"
+
+    @property
+    def notifications_enabled(self) -> bool:
+        return bool(self.notifications.slack_webhook_url or self.notifications.teams_webhook_url)
 
     @property
     def effective_database_url(self) -> str:

@@ -28,10 +28,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connectors.errors import ConnectorError
+from service.compute.models import Computation
 from service.crm.clients import CrmAccess
 from service.kit.db import utcnow
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
+from service.notifications.service import Notifier, latest_status_changes, status_change_lines
 from service.webhooks import repository as repo
 from service.webhooks.models import WebhookEvent
 from service.writeback.tasks import PassReport, run_pass
@@ -50,8 +52,17 @@ class WorkReport:
 class Worker:
     """Processes stored webhook events and periodic syncs for the configured CRM connections."""
 
-    def __init__(self, engine: Engine, settings: Settings, crms: dict[str, CrmAccess], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        crms: dict[str, CrmAccess],
+        metrics: Metrics,
+        *,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.engine = engine
+        self.notifier = notifier
         self.settings = settings
         self.crms = crms
         self.metrics = metrics
@@ -147,6 +158,7 @@ class Worker:
             for _name, computed in result.computed:
                 self.metrics.compute_seconds.observe(computed.seconds)
             self._finish(ids, "processed", None)
+            self._announce(result)
             report.refreshes[crm] = result
             report.events += len(ids)
         return report
@@ -166,6 +178,19 @@ class Worker:
         ids |= {str(i) for i in merged or []} | ({str(event.payload["primaryObjectId"])} if merged else set())
         targets[stream] = ids
         return targets
+
+    def _announce(self, result: PassReport) -> None:
+        """Post the key results this pass moved to another status (on track → at risk …) to the team chat; the
+        message goes out in the background."""
+        if self.notifier is None:
+            return
+        with Session(self.engine) as session:
+            for name, computed in result.computed:
+                run = session.get(Computation, computed.computation_id)
+                changes = latest_status_changes(session, mapping_id=run.mapping_id) if run else []
+                if changes:
+                    before, after = {k: b for k, b, _a in changes}, {k: a for k, _b, a in changes}
+                    self.notifier.post(f"{name}: key results changed status", status_change_lines(before, after, {}))
 
     def _finish(self, ids: list[int], status: str, error: str | None) -> None:
         if not ids:

@@ -156,3 +156,16 @@ def test_the_team_hygiene_score_is_kept_per_computation(world: SalesforceWorld) 
         ).all()
     assert [r.as_of for r in rows] == WEEKS[:2]
     assert all(r.open_opportunities > 0 and r.score is not None and 0 <= r.score <= 1 for r in rows)
+
+
+def test_status_changes_between_the_last_two_computations(world: SalesforceWorld) -> None:
+    from service.notifications.service import latest_status_changes
+
+    with Session(world.engine) as session:
+        mapping = _mapping(session)
+        before = {v.kr_key: v.status for v in session.exec(sqlmodel.select(KeyResultValue))}
+        compute(session, mapping=mapping, as_of=ANCHOR)  # the quarter's last day: statuses settle
+        session.commit()
+        after = {v.kr_key: v.status for v in session.exec(sqlmodel.select(KeyResultValue))}
+        expected = [(k, before[k], after[k]) for k in sorted(after) if before.get(k) != after[k]]
+        assert latest_status_changes(session, mapping_id=mapping.id or 0) == expected
