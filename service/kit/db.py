@@ -3,14 +3,17 @@ PostgreSQL, and upserts that work on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, DateTime, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -106,3 +109,20 @@ def upsert(
     update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys and c.name in rows[0]}
     where = table.c[newer_than] <= stmt.excluded[newer_than] if newer_than else None
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update, where=where), list(rows))
+
+
+T = TypeVar("T")
+
+
+def retry_on_conflict(work: Callable[[], T], *, attempts: int = 6) -> T:
+    """Run ``work`` (a whole transaction) again when PostgreSQL broke a deadlock (40P01) or a serialization
+    conflict (40001) by aborting it: both say "try again", and the transaction left no trace."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except OperationalError as exc:
+            code = getattr(exc.orig, "sqlstate", None)
+            if code not in ("40P01", "40001") or attempt == attempts:
+                raise
+            time.sleep(0.01 * 2**attempt * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from service.kit.db import utcnow
+from service.kit.db import retry_on_conflict, utcnow
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
 from service.webhooks import repository as repo
@@ -110,9 +110,17 @@ def _row(
 
 
 def _store(request: Request, source: str, rows: list[dict[str, Any]]) -> tuple[int, int]:
-    with Session(request.app.state.engine) as session:
-        new, duplicates = repo.store(session, source=source, rows=rows)
-        session.commit()
+    # rows in key order, so concurrent deliveries lock existing events in one order; the worker's updates can
+    # still collide with them, and PostgreSQL then aborts one side: that transaction is simply run again
+    ordered = sorted(rows, key=lambda row: row["dedupe_key"])
+
+    def once() -> tuple[int, int]:
+        with Session(request.app.state.engine) as session:
+            counted = repo.store(session, source=source, rows=ordered)
+            session.commit()
+            return counted
+
+    new, duplicates = retry_on_conflict(once)
     _metrics(request).webhooks_received.labels(source).inc(new)
     _metrics(request).webhooks_duplicate.labels(source).inc(duplicates)
     return new, duplicates

@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -30,7 +31,7 @@ from sqlmodel import Session
 from connectors.errors import ConnectorError
 from service.compute.models import Computation
 from service.crm.clients import CrmAccess
-from service.kit.db import utcnow
+from service.kit.db import retry_on_conflict, utcnow
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
 from service.notifications.service import Notifier, latest_status_changes, status_change_lines
@@ -141,9 +142,7 @@ class Worker:
                 report.failures[crm] = message
                 self.failures[crm] = self.failures.get(crm, 0) + 1
                 self.backoff_until[crm] = time.monotonic() + min(300.0, 2.0 ** (self.failures[crm] - 1))
-                with Session(self.engine) as session:
-                    repo.retry_later(session, ids=ids, error=message, max_attempts=MAX_ATTEMPTS)
-                    session.commit()
+                retry_on_conflict(partial(self._retry_later, ids, message))
                 self.metrics.events_processed.labels("retry").inc(len(ids))
                 continue
             self.failures.pop(crm, None)
@@ -192,10 +191,19 @@ class Worker:
                     before, after = {k: b for k, b, _a in changes}, {k: a for k, _b, a in changes}
                     self.notifier.post(f"{name}: key results changed status", status_change_lines(before, after, {}))
 
+    def _retry_later(self, ids: list[int], message: str) -> None:
+        with Session(self.engine) as session:
+            repo.retry_later(session, ids=sorted(ids), error=message, max_attempts=MAX_ATTEMPTS)
+            session.commit()
+
     def _finish(self, ids: list[int], status: str, error: str | None) -> None:
         if not ids:
             return
-        with Session(self.engine) as session:
-            repo.finish(session, ids=ids, status=status, now=utcnow(), error=error)
-            session.commit()
+
+        def once() -> None:
+            with Session(self.engine) as session:
+                repo.finish(session, ids=sorted(ids), status=status, now=utcnow(), error=error)
+                session.commit()
+
+        retry_on_conflict(once)  # a webhook counting a repeat may hold the same rows: PostgreSQL aborts one side
         self.metrics.events_processed.labels(status).inc(len(ids))
