@@ -60,6 +60,7 @@ class HygieneLine:
     opportunity_id: str
     owner: str
     problems: list[str]
+    rules: list[str] = field(default_factory=list)  # the rule behind each problem, in the same order
 
 
 @dataclass
@@ -215,6 +216,7 @@ def hygiene_by_opportunity(
         line = by_opp.setdefault(
             row.opportunity_id, HygieneLine(row.opportunity_id, names.get(row.owner_id or "", row.owner_id or ""), [])
         )
+        line.rules.append(row.rule_key)
         line.problems.append(
             describe(
                 rule,

@@ -16,7 +16,6 @@ from mappings.source import MappingFileError
 from service.app import app_settings, get_session
 from service.compute import report as reports
 from service.compute.models import (
-    HygieneFinding,
     KamAccountScore,
     KamCriterionResult,
     KeyResultContribution,
@@ -35,6 +34,7 @@ from service.okrs import service as okrs
 from service.okrs.models import CheckInNote, KamAssessment, OkrMapping
 from service.webhooks.endpoints import raw_path
 from service.webhooks.verify import SignatureError, hubspot_signed_uri, verify_hubspot_v3
+from service.writeback.models import OutboxRow
 from service.writeback.service import stage_connection
 
 router = APIRouter(prefix="/api/v1", tags=["okrs"])
@@ -96,17 +96,22 @@ def get_mapping(mapping_id: int, session: SessionDep, caller: Viewer, trend: int
         contributions.setdefault(c.kr_key, []).append(
             schemas.Contribution(owner_id=c.owner_id, owner=names.get(c.owner_id), value=c.value)
         )
+    trends: dict[str, list[KeyResultHistory]] = {}  # kr -> newest first, at most `trend` points: one query for all
+    if trend:
+        for point in session.exec(
+            sqlmodel.select(KeyResultHistory)
+            .where(KeyResultHistory.mapping_id == mapping_id)
+            .order_by(KeyResultHistory.as_of.desc(), KeyResultHistory.id.desc())  # type: ignore[union-attr, attr-defined]
+        ):
+            points = trends.setdefault(point.kr_key, [])
+            if len(points) < trend:
+                points.append(point)
     out = []
     for objective in config.objectives:
         krs = []
         for kr in objective.key_results:
             value = values.get(kr.key)
-            history = session.exec(
-                sqlmodel.select(KeyResultHistory)
-                .where(KeyResultHistory.mapping_id == mapping_id, KeyResultHistory.kr_key == kr.key)
-                .order_by(KeyResultHistory.as_of.desc(), KeyResultHistory.id.desc())  # type: ignore[union-attr, attr-defined]
-                .limit(trend)
-            ).all()
+            history = trends.get(kr.key, [])
             krs.append(
                 schemas.KeyResultPublic(
                     key=kr.key, title=kr.title, metric=kr.metric.type, value=value.value if value else None,
@@ -192,12 +197,10 @@ def record_view(session: Session, *, crm: str, object_name: str, record_id: str)
             lines = reports.hygiene_by_opportunity(
                 session, mapping, okrs.current_config(session, mapping), opportunity_id=record_id
             )
-            rules = [f.rule_key for f in session.exec(sqlmodel.select(HygieneFinding).where(
-                HygieneFinding.mapping_id == mapping_id, HygieneFinding.opportunity_id == record_id))]  # fmt: skip
             for line in lines:
                 hygiene += [
                     schemas.HygieneIssue(mapping_id=mapping_id or 0, rule=rule, problem=problem)
-                    for rule, problem in zip(sorted(rules), line.problems, strict=False)
+                    for rule, problem in zip(line.rules, line.problems, strict=True)
                 ]
     kam_criteria, kam_score = [], None
     if kind == "account":
@@ -462,13 +465,19 @@ def hubspot_card(
         )  # fmt: skip
     hygiene = None
     if view.object == "opportunity":
-        opportunity = session.exec(
-            sqlmodel.select(Opportunity).where(Opportunity.external_id == objectId)  # type: ignore[arg-type]
+        # the score and check time okrsync writes onto the deal (staged in the outbox), so card and CRM agree
+        staged = session.exec(
+            sqlmodel.select(OutboxRow)
+            .join(CrmConnection, CrmConnection.id == OutboxRow.connection_id)  # type: ignore[arg-type]
+            .where(CrmConnection.crm == "hubspot", OutboxRow.target == "opportunity", OutboxRow.record_key == objectId)
         ).first()
-        checked = opportunity.synced_at if opportunity else None
-        rules = max(1, len({i.rule for i in view.hygiene}))
-        score = None if not view.hygiene and checked is None else 1 - len(view.hygiene) / max(rules, len(view.hygiene))
-        hygiene = schemas.CardHygiene(score=score, issues=[i.problem for i in view.hygiene], checked=checked)
+        payload = staged.payload if staged is not None else {}
+        checked = payload.get("hygiene_checked")
+        hygiene = schemas.CardHygiene(
+            score=payload.get("hygiene_score"),
+            issues=[i.problem for i in view.hygiene],
+            checked=datetime.fromisoformat(checked) if checked else None,
+        )
     kam = None
     if view.object == "account" and view.kam_criteria:
         kam = schemas.CardKam(

@@ -8,7 +8,6 @@ from contextlib import ExitStack
 from enum import StrEnum
 from typing import Annotated
 
-import sqlmodel
 import typer
 from rich.console import Console
 from sqlalchemy.engine import Engine
@@ -22,7 +21,7 @@ from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
 from service.writeback import repository as repo
 from service.writeback.service import WritebackReport, send, stage_connection
-from service.writeback.tasks import run_pass
+from service.writeback.tasks import find_connection, run_pass
 
 out = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
@@ -66,11 +65,7 @@ def _open(stack: ExitStack, crm: Crm, settings: Settings, sandbox: bool, sandbox
 
 
 def _connection(session: Session, access: CrmAccess) -> CrmConnection:
-    connection = session.exec(
-        sqlmodel.select(CrmConnection).where(
-            CrmConnection.crm == access.crm, CrmConnection.name == access.connection_name
-        )
-    ).first()
+    connection = find_connection(session, crm=access.crm, name=access.connection_name)
     if connection is None or connection.id is None:
         err.print(
             f"[red]nothing synced from {access.crm}/{access.connection_name} yet:[/] run `okrsync sync {access.crm}"
