@@ -20,7 +20,6 @@ from sqlmodel import Session
 from connectors.salesforce.writer import SalesforceWriter
 from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
-from service.compute.models import KeyResultEvidence
 from service.crm.clients import CrmAccess
 from service.kit.server import ThreadedServer
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
@@ -28,7 +27,13 @@ from service.webhooks.models import WebhookEvent
 from service.webhooks.verify import sign_shared_hmac
 from service.writeback.service import send
 from tests.conftest import fast_config
-from tests.service.writeback.world import apply_examples, connection, deployed_org, start_salesforce
+from tests.service.writeback.world import (
+    apply_examples,
+    connection,
+    deployed_org,
+    log_counted_meeting,
+    start_salesforce,
+)
 
 FLOW_SECRET = "flow-test-secret"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -73,16 +78,7 @@ def _records(org: SandboxOrg) -> int:
 
 
 def _log_meeting(sidecar: SalesforceSidecar) -> dict:
-    with Session(sidecar.engine) as session:
-        counted = session.exec(
-            sqlmodel.select(KeyResultEvidence.record_id).where(
-                KeyResultEvidence.kr_key == "discovery-meetings", KeyResultEvidence.part == "counted"
-            )
-        ).first()
-    meeting = sidecar.org.get("Event", counted or "")
-    assert meeting is not None
-    audit = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
-    return sidecar.org.insert("Event", {k: v for k, v in meeting.items() if k not in audit})
+    return log_counted_meeting(sidecar.engine, sidecar.org)
 
 
 def _outbound(org_id: str, notification_id: str, event: dict, *, extra: str = "") -> bytes:

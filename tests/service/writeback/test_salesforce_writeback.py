@@ -20,7 +20,6 @@ from connectors.salesforce.writer import SalesforceWriter
 from service.compute.models import (
     HygieneFinding,
     KamCriterionResult,
-    KeyResultEvidence,
     KeyResultValue,
     ObjectiveValue,
 )
@@ -34,6 +33,7 @@ from tests.service.writeback.world import (
     apply_examples,
     connection,
     deployed_org,
+    log_counted_meeting,
     recompute,
     start_salesforce,
 )
@@ -131,16 +131,7 @@ def test_a_new_meeting_writes_only_what_it_changed(world: SalesforceWorld) -> No
     apply_examples(world.engine, "salesforce", ("acquisition",))
     send(world.engine, writer(world), connection_id=conn_id(world.engine))
     before = by_key(world, "OKR_Key_Result__c")
-    with Session(world.engine) as session:
-        counted = session.exec(
-            sqlmodel.select(KeyResultEvidence.record_id).where(
-                KeyResultEvidence.kr_key == "discovery-meetings", KeyResultEvidence.part == "counted"
-            )
-        ).first()
-    meeting = world.org.get("Event", counted or "")
-    assert meeting is not None
-    audit = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
-    world.org.insert("Event", {k: v for k, v in meeting.items() if k not in audit})  # the rep logs one more
+    log_counted_meeting(world.engine, world.org)  # the rep logs one more
     run_sync(world.engine, SalesforceConnector(fast_config(world.server)), connection_name="sandbox")
     staged = recompute(world.engine, "salesforce")
     report = send(world.engine, writer(world), connection_id=conn_id(world.engine))

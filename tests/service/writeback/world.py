@@ -90,3 +90,19 @@ def start_salesforce(stack: ExitStack, engine: Engine, tmp_path: Path, org: Sand
     server = stack.enter_context(SandboxServer(org, cert_dir=tmp_path / "sandbox"))
     run_sync(engine, SalesforceConnector(config(server)), connection_name="sandbox")
     return SalesforceWorld(org, server, engine)
+
+
+def log_counted_meeting(engine: Engine, org: SandboxOrg, *, kr_key: str = "discovery-meetings") -> dict[str, Any]:
+    """A rep logs one more meeting like one that counts for ``kr_key`` (a copy of its Event) in the sandbox org."""
+    from service.compute.models import KeyResultEvidence
+
+    with Session(engine) as session:
+        counted = session.exec(
+            sqlmodel.select(KeyResultEvidence.record_id).where(
+                KeyResultEvidence.kr_key == kr_key, KeyResultEvidence.part == "counted"
+            )
+        ).first()
+    meeting = org.get("Event", counted or "")
+    assert meeting is not None, f"no Event counts for {kr_key}"
+    audit = ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp")
+    return org.insert("Event", {k: v for k, v in meeting.items() if k not in audit})
