@@ -12,7 +12,7 @@ $(BIN)/okrsync: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/okrsync
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench browser
 install: $(BIN)/okrsync
 
 # the example mappings describe Q3 2026: the sandbox's quarter is anchored there and the check-in is its last day
@@ -39,7 +39,12 @@ lint: install
 	$(BIN)/ruff check connectors mappings service tests bench
 	$(BIN)/mypy
 
-test: lint
+# the dashboard's browser tests drive the system's Chromium (Debian's package; Playwright's own download is not used)
+browser:
+	@command -v chromium >/dev/null || { echo "installing Chromium for the browser tests (apt-get install chromium)"; \
+	  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
+test: lint browser
 	$(BIN)/pytest -q -n 4
 
 bench: install

@@ -66,19 +66,6 @@ class Cycle(_Strict):
         return self
 
 
-class Sprint(_Strict):
-    key: str = Field(pattern=KEY_PATTERN, title="Sprint key", examples=["acquisition-1"])
-    name: str = Field(title="Sprint name", examples=["Acquisition sprint 1"])
-    start: date = Field(title="First day", examples=["2026-08-03"])
-    end: date = Field(title="Last day (inclusive)", examples=["2026-08-14"])
-
-    @model_validator(mode="after")
-    def _order(self) -> Sprint:
-        if self.end < self.start:
-            raise ValueError(f"sprint ends ({self.end}) before it starts ({self.start})")
-        return self
-
-
 class Direction(StrEnum):
     """Which way is better. Member names avoid ``str.lower``."""
 
@@ -211,6 +198,42 @@ class SprintWindow(_Strict):
     sprint: str = Field(title="Sprint key", examples=["acquisition-1"])
 
 
+CommitmentMetric = Annotated[
+    CountMetric | SumMetric | RatioMetric | ResponseTimeMetric | HygieneScoreMetric, Field(discriminator="type")
+]
+
+
+class Commitment(_Strict):
+    """What the team commits to for the sprint, measured like a key result over the sprint's days."""
+
+    title: str = Field(min_length=1, title="Commitment", examples=["60 first calls to new prospects"])
+    metric: CommitmentMetric
+    target: float = Field(title="Committed value", examples=[60])
+    direction: Direction = Field(default=Direction.higher, title="Higher or lower is better")
+
+
+class Sprint(_Strict):
+    """A short push (one day to several weeks) on some key results, ending with a review and a retrospective."""
+
+    key: str = Field(pattern=KEY_PATTERN, title="Sprint key", examples=["acquisition-1"])
+    name: str = Field(min_length=1, title="Sprint name", examples=["Acquisition sprint 1"])
+    goal: str | None = Field(default=None, title="Sprint goal", examples=["Fill the pipeline for Q4 in the Rhine area"])
+    start: date = Field(title="First day", examples=["2026-08-03"])
+    end: date = Field(title="Last day (inclusive)", examples=["2026-08-14"])
+    serves: list[str] = Field(default_factory=list, title="Key results it serves", examples=[["discovery-meetings"]])
+    commitment: Commitment | None = Field(default=None, title="Commitment")
+
+    @model_validator(mode="after")
+    def _order(self) -> Sprint:
+        if self.end < self.start:
+            raise ValueError(f"sprint ends ({self.end}) before it starts ({self.start})")
+        return self
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
 class KeyResult(_Strict):
     key: str = Field(pattern=KEY_PATTERN, title="Key", description="Stable id; renaming it starts a new KR.")
     title: str = Field(min_length=1, title="Title", examples=["40 discovery meetings with new prospects"])
@@ -340,11 +363,14 @@ def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
     if config.kam:
         _unique(problems, ("kam", "criteria"), "KAM criterion", [c.key for c in config.kam.criteria], "key")
     sprints = {s.key: s for s in config.sprints}
+    rule_keys = {r.rule_key for r in config.hygiene.rules}
+    custom = config.custom()
+    kr_keys = [kr.key for _o, kr in config.key_results()]
     for n, s in enumerate(config.sprints):
         if s.start < config.cycle.start or s.end > config.cycle.end:
             problems.append((("sprints", n), f"sprint {s.key} ({s.start} to {s.end}) lies outside the cycle"))
-    rule_keys = {r.rule_key for r in config.hygiene.rules}
-    custom = config.custom()
+        problems.extend((("sprints", n, *at), p) for at, p in check_sprint(s, kr_keys, rule_keys, custom))
+    problems.extend((("sprints", n), p) for n, p in sprint_overlaps(config.sprints))
     for i, objective in enumerate(config.objectives):
         for j, kr in enumerate(objective.key_results):
             at: Loc = ("objectives", i, "key_results", j)
@@ -386,6 +412,52 @@ def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
             )
         for n, criterion in enumerate(config.kam.criteria):
             problems.extend((("kam", "criteria", n), p) for p in criterion.check(custom))
+    return problems
+
+
+def check_sprint(
+    sprint: Sprint, kr_keys: list[str], rule_keys: set[str], custom: dict[str, CustomField]
+) -> list[tuple[Loc, str]]:
+    """A sprint's references: the key results it serves, its commitment's filters, fields and hygiene rules."""
+    problems: list[tuple[Loc, str]] = []
+    for m, key in enumerate(sprint.serves):
+        if key not in kr_keys:
+            problems.append((("serves", m), f"key result {key!r} is not defined (key results: {', '.join(kr_keys)})"))
+    if sprint.commitment is None:
+        return problems
+    metric = sprint.commitment.metric
+    at: Loc = ("commitment", "metric")
+    for record, conditions, sub in metric_filters(metric):
+        problems.extend(((*at, *sub, n), p) for n, p in check_filter(conditions, record, custom))
+    for sub, part in (
+        [(("numerator",), metric.numerator), (("denominator",), metric.denominator)]
+        if isinstance(metric, RatioMetric)
+        else [((), metric)]
+    ):
+        if isinstance(part, SumMetric):
+            problems.extend(((*at, *sub, "field"), p) for p in _numeric(part, custom))
+    if isinstance(metric, HygieneScoreMetric):
+        if not rule_keys:
+            problems.append((at, "hygiene_score needs rules under hygiene.rules"))
+        for n, name in enumerate(metric.rules or []):
+            if name not in rule_keys:
+                problems.append(((*at, "rules", n), f"hygiene rule {name!r} is not defined ({sorted(rule_keys)})"))
+    return problems
+
+
+def sprint_overlaps(sprints: list[Sprint]) -> list[tuple[int, str]]:
+    """A team runs one sprint at a time: each sprint that overlaps an earlier-listed one, by its index."""
+    problems: list[tuple[int, str]] = []
+    for n, s in enumerate(sprints):
+        for other in sprints[:n]:
+            if s.start <= other.end and other.start <= s.end and s.key != other.key:
+                problems.append(
+                    (
+                        n,
+                        f"sprint {s.key} ({s.start} to {s.end}) overlaps sprint {other.key} ({other.start} to"
+                        f" {other.end}): a team runs one sprint at a time",
+                    )
+                )
     return problems
 
 

@@ -60,6 +60,7 @@ def create_app(
     from service.checkins.endpoints import router as checkin_router
     from service.okrs.endpoints import card_router
     from service.okrs.endpoints import router as api_router
+    from service.sprints.endpoints import router as sprint_router
     from service.webhooks.endpoints import router as webhook_router
 
     metrics = Metrics()
@@ -143,4 +144,5 @@ def create_app(
     app.include_router(api_router)
     app.include_router(card_router)
     app.include_router(checkin_router)
+    app.include_router(sprint_router)
     return app

@@ -26,6 +26,7 @@ from service.crm.models import (
 )
 from service.kit.auth import ApiToken
 from service.okrs.models import CheckInNote, KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
+from service.sprints.models import SprintResult, SprintRetrospective
 from service.sync.models import SyncRun, SyncSkip, SyncState
 from service.webhooks.models import WebhookEvent
 from service.writeback.models import OutboxRow
@@ -59,6 +60,8 @@ __all__ = [
     "OpportunityContact",
     "Owner",
     "OutboxRow",
+    "SprintResult",
+    "SprintRetrospective",
     "SyncRun",
     "SyncSkip",
     "SyncState",

@@ -197,12 +197,24 @@ def delete_inquiries_on(
     )
 
 
-def part_totals(session: Session, *, mapping_id: int, kr_key: str) -> list[PartTotal]:
-    rows = session.execute(
-        select(EVIDENCE.c.part, EVIDENCE.c.owner_id, func.count(), func.coalesce(func.sum(EVIDENCE.c.value), 0.0))
-        .where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)
-        .group_by(EVIDENCE.c.part, EVIDENCE.c.owner_id)
-    ).all()
+def part_totals(
+    session: Session,
+    *,
+    mapping_id: int,
+    kr_key: str,
+    between: tuple[datetime | None, datetime | None] | None = None,
+) -> list[PartTotal]:
+    """Evidence grouped by (part, owner); ``between``: only records dated from the first bound to before the second."""
+    query = select(
+        EVIDENCE.c.part, EVIDENCE.c.owner_id, func.count(), func.coalesce(func.sum(EVIDENCE.c.value), 0.0)
+    ).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)
+    if between is not None:
+        lower, upper = between
+        if lower is not None:
+            query = query.where(EVIDENCE.c.occurred_at >= lower)
+        if upper is not None:
+            query = query.where(EVIDENCE.c.occurred_at < upper)
+    rows = session.execute(query.group_by(EVIDENCE.c.part, EVIDENCE.c.owner_id)).all()
     return [PartTotal(part, owner, int(n), float(total)) for part, owner, n, total in rows]
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlmodel
@@ -54,6 +54,7 @@ from service.compute.models import (
 from service.crm.models import Activity, CrmConnection
 from service.kit.db import utcnow
 from service.okrs.models import OkrMapping, OkrMappingVersion
+from service.sprints.models import SprintResult
 
 log = logging.getLogger(__name__)
 RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric)
@@ -150,11 +151,16 @@ def compute(
     rechecked = _hygiene(ctx)
     ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
     recomputed = _key_results(ctx, run_id=run.id or 0)
-    repo.delete_results_not_in(session, mapping_id=mapping.id, kr_keys=[kr.key for _o, kr in config.key_results()])
+    sprints = _sprints(ctx)
+    repo.delete_results_not_in(
+        session,
+        mapping_id=mapping.id,
+        kr_keys=[kr.key for _o, kr in config.key_results()] + [sprint_evidence_key(s.key) for s in config.sprints],
+    )
     run.finished_at = utcnow()
     run.key_results = len(recomputed)
     run.opportunities = rechecked
-    run.detail = {"missing_members": missing, "recomputed": recomputed, "owners": list(owners)}
+    run.detail = {"missing_members": missing, "recomputed": recomputed, "owners": list(owners), "sprints": sprints}
     session.add(run)
     session.flush()
     seconds = time.perf_counter() - started
@@ -608,6 +614,120 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
             ),
         )
     return recomputed
+
+
+# ---------------------------------------------------------------------------------------------------- sprints
+
+
+def sprint_evidence_key(sprint_key: str) -> str:
+    """The evidence rows of a sprint's commitment sit beside the KRs' under a key no KR can have (no ``~``)."""
+    return f"~sprint:{sprint_key}"
+
+
+LATE_ENTRIES = timedelta(days=14)  # activities logged late still count for a sprint that ended this recently
+
+
+def _sprints(ctx: _Context) -> list[str]:
+    """Each started sprint's commitment over its days and what each key result it serves gained during it.
+
+    Record metrics are recounted while the sprint runs and for two weeks after (activities logged late); a
+    hygiene score commitment is a state, so it is taken while the sprint runs and kept once it has ended.
+    """
+    done: list[str] = []
+    today = ctx.cycle.as_of.date()
+    for sprint in ctx.config.sprints:
+        if sprint.start > today:
+            continue
+        ended = sprint.end < today
+        if ctx.changes is not None and ended and ctx.cycle.as_of - _day_end(sprint.end) > LATE_ENTRIES:
+            continue
+        stored = ctx.session.get(SprintResult, (ctx.mapping_id, sprint.key))
+        scope = Scope.for_window(
+            connection_id=ctx.cycle.connection_id,
+            crm=ctx.cycle.crm,
+            owner_ids=ctx.cycle.owner_ids,
+            first_day=sprint.start,
+            last_day=sprint.end,
+            as_of=ctx.cycle.as_of,
+        )
+        achieved, records = (stored.achieved, stored.records) if stored else (None, 0)
+        commitment = sprint.commitment
+        if commitment is not None:
+            metric = commitment.metric
+            if isinstance(metric, HygieneScoreMetric):
+                if not ended or stored is None:
+                    value = _hygiene_value(ctx, metric)
+                    achieved, records = value.value, value.records
+            else:
+                key = sprint_evidence_key(sprint.key)
+                queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
+                repo.replace_evidence(ctx.session, mapping_id=ctx.mapping_id, kr_key=key, queries=queries)
+                if isinstance(metric, ResponseTimeMetric):
+                    waits = repo.waits(ctx.session, mapping_id=ctx.mapping_id, kr_key=key)
+                    value = metrics.response_time(metric, waits, scope.as_of)
+                else:
+                    value = _from_totals(metric, repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=key))
+                achieved, records = value.value, value.records
+        gains = {key: _gain(ctx, key, sprint.start, sprint.end, ended) for key in sprint.serves}
+        ctx.session.merge(
+            SprintResult(
+                mapping_id=ctx.mapping_id,
+                sprint_key=sprint.key,
+                achieved=achieved,
+                records=records,
+                gains=gains,
+                as_of=ctx.cycle.as_of,
+                computed_at=utcnow(),
+            )
+        )
+        done.append(sprint.key)
+    ctx.session.flush()
+    return done
+
+
+def _day_end(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+def _from_totals(metric: CountMetric | SumMetric | RatioMetric, totals: list[metrics.PartTotal]) -> metrics.MetricValue:
+    return metrics.ratio(metric, totals) if isinstance(metric, RatioMetric) else metrics.count_or_sum(metric, totals)
+
+
+def _gain(ctx: _Context, kr_key: str, first: date, last: date, ended: bool) -> float | None:
+    """What a key result gained from the sprint's first day to its last (or to now while it runs).
+
+    Counts and sums: the evidence dated inside the sprint. Ratios: the ratio over the evidence dated up to the
+    sprint's end minus up to its start. Response times, hygiene, KAM and manual values are states: the value the
+    key result showed at the sprint's end (now while it runs) minus the last one before it started (history).
+    """
+    kr = ctx.config.key_result(kr_key)
+    metric = kr.metric
+    start, end = _day_end(first - timedelta(days=1)), _day_end(last)
+    if isinstance(metric, CountMetric | SumMetric):
+        totals = repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=kr_key, between=(start, end))
+        return metrics.count_or_sum(metric, totals).value
+    if isinstance(metric, RatioMetric):
+        after = _from_totals(
+            metric, repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=kr_key, between=(None, end))
+        ).value
+        before = _from_totals(
+            metric, repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=kr_key, between=(None, start))
+        ).value
+        return None if after is None else after - (before if before is not None else kr.baseline)
+    history = ctx.session.exec(
+        sqlmodel.select(KeyResultHistory.as_of, KeyResultHistory.value)
+        .where(
+            KeyResultHistory.mapping_id == ctx.mapping_id,
+            KeyResultHistory.kr_key == kr_key,
+            KeyResultHistory.as_of < (end if ended else ctx.cycle.as_of + timedelta(seconds=1)),
+        )
+        .order_by(KeyResultHistory.as_of)  # type: ignore[arg-type]
+    ).all()
+    earlier = [v for at, v in history if at < start and v is not None]
+    later = [v for _at, v in history if v is not None]
+    if not later:
+        return None
+    return later[-1] - (earlier[-1] if earlier else kr.baseline)
 
 
 def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | None) -> metrics.MetricValue | None:
