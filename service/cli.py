@@ -57,6 +57,9 @@ def sandbox(
     if activities is not None:
         settings.sandbox.activities = activities
     org, portal = sandbox_crms(settings)
+    if settings.sandbox.latency_seconds:
+        for plan in (org.faults, portal.faults):
+            plan.add("latency", times=10**9, seconds=settings.sandbox.latency_seconds)
     port = port if port is not None else settings.sandbox.port
     cert_dir = settings.data_dir / "sandbox"
     console.print(

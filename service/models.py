@@ -25,6 +25,7 @@ from service.crm.models import (
     Owner,
 )
 from service.kit.auth import ApiToken
+from service.kit.leases import WorkLease
 from service.okrs.models import CheckInNote, KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
 from service.sprints.models import SprintResult, SprintRetrospective
 from service.sync.models import SyncRun, SyncSkip, SyncState
@@ -63,6 +64,7 @@ __all__ = [
     "SprintResult",
     "SprintRetrospective",
     "SyncRun",
+    "WorkLease",
     "SyncSkip",
     "SyncState",
 ]

@@ -14,7 +14,7 @@ from rich.console import Console
 from sqlmodel import Session
 
 from service.app import create_app
-from service.crm.clients import CrmAccess, NotConfiguredError, open_crm
+from service.crm.clients import CrmAccess, NotConfiguredError, open_crm, sandbox_org
 from service.kit.auth import ApiToken, Role, create_token, revoke_token
 from service.kit.db import create_schema, make_engine
 from service.kit.settings import Settings, get_settings
@@ -41,36 +41,59 @@ def sandbox_webhooks(settings: Settings, org_id: str) -> Settings:
     return settings.model_copy(update={"webhooks": hooks})
 
 
+SandboxUrl = Annotated[
+    str | None,
+    typer.Option(help="Use a running `okrsync sandbox` (e.g. https://127.0.0.1:8765) for both CRMs."),
+]
+
+
+def _open_crms(stack: ExitStack, settings: Settings, *, sandbox: bool, sandbox_url: str | None) -> dict[str, CrmAccess]:
+    """The CRM connections to work on: the sandbox (started here or at ``sandbox_url``) or the configured ones."""
+    crms: dict[str, CrmAccess] = {}
+    if sandbox or sandbox_url:
+        crms["salesforce"] = open_crm(stack, "salesforce", settings, use_sandbox=sandbox, sandbox_url=sandbox_url)
+        server = crms["salesforce"].sandbox
+        crms["hubspot"] = open_crm(stack, "hubspot", settings, sandbox_url=server.base_url if server else sandbox_url)
+        if server is not None:
+            err.print(f"sandbox CRM on {server.base_url}; webhook secrets: the sandbox's demo values")
+        return crms
+    for crm in ("salesforce", "hubspot"):
+        try:
+            crms[crm] = open_crm(stack, crm, settings)
+        except NotConfiguredError:
+            continue
+    return crms
+
+
+def _sandbox_org_id(crms: dict[str, CrmAccess], settings: Settings) -> str:
+    server = crms["salesforce"].sandbox
+    return server.org.org_id if server is not None else sandbox_org(settings).org_id
+
+
 def serve(
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Serve against the built-in sandbox CRM (both CRMs).")
     ] = False,
+    sandbox_url: SandboxUrl = None,
     host: Annotated[str | None, typer.Option(help="Interface (default OKRSYNC_SERVE__HOST, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default OKRSYNC_SERVE__PORT, 8080).")] = None,
-    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run the background worker here.")] = True,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run a background worker in this process too.")
+    ] = True,
 ) -> None:
-    """Run the sidecar: API for sales ops/reps/KAMs (/docs), CRM webhooks, /healthz, /readyz, /metrics, and the
-    worker that refreshes, recomputes and writes back after webhooks and on a timer."""
+    """Run the sidecar: API for sales ops/reps/KAMs (/docs), the team dashboard (/dashboard), CRM webhooks,
+    /healthz, /readyz, /metrics, and (unless --no-worker) a worker that refreshes, recomputes and writes back after
+    webhooks and on a timer. Several sidecars and `okrsync worker` processes may share one PostgreSQL."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = make_engine(settings.effective_database_url)
     create_schema(engine)
     with ExitStack() as stack:
-        crms: dict[str, CrmAccess] = {}
-        if sandbox:
-            crms["salesforce"] = open_crm(stack, "salesforce", settings, use_sandbox=True)
-            server = crms["salesforce"].sandbox
-            crms["hubspot"] = open_crm(stack, "hubspot", settings, sandbox_url=server.base_url)
-            settings = sandbox_webhooks(settings, server.org.org_id)
-            err.print(f"sandbox CRM on {server.base_url}; webhook secrets: the sandbox's demo values")
-        else:
-            for crm in ("salesforce", "hubspot"):
-                try:
-                    crms[crm] = open_crm(stack, crm, settings)
-                except NotConfiguredError:
-                    continue
-            if not crms:
-                err.print("[yellow]no CRM configured: serving the API only (no sync, no write-back)[/]")
+        crms = _open_crms(stack, settings, sandbox=sandbox, sandbox_url=sandbox_url)
+        if sandbox or sandbox_url:
+            settings = sandbox_webhooks(settings, _sandbox_org_id(crms, settings))
+        elif not crms:
+            err.print("[yellow]no CRM configured: serving the API only (no sync, no write-back)[/]")
         app = create_app(settings=settings, engine=engine, crms=crms, worker=worker)
         uvicorn.run(
             app,
@@ -78,6 +101,54 @@ def serve(
             port=port if port is not None else settings.serve.port,
             log_level=settings.log_level.lower(),
         )
+
+
+def worker(
+    sandbox_url: SandboxUrl = None,
+    passes: Annotated[
+        int | None, typer.Option(help="Stop after this many passes (default: run until stopped).")
+    ] = None,
+) -> None:
+    """Run a background worker without HTTP: webhook events stored by any sidecar, periodic syncs, recompute and
+    write-back. Run any number against one PostgreSQL: a lease keeps one worker per CRM connection at a time, a
+    worker killed mid-pass leaves its work to another after OKRSYNC_SERVE__LEASE_SECONDS, and periodic syncs run
+    once per interval whatever the number of workers. Stops cleanly on SIGTERM/SIGINT (after the current pass)."""
+    import signal
+    import threading
+
+    from service.kit.metrics import Metrics
+    from service.notifications.service import Notifier
+    from service.webhooks.tasks import Worker
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    engine = make_engine(settings.effective_database_url)
+    create_schema(engine)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with ExitStack() as stack:
+        crms = _open_crms(stack, settings, sandbox=False, sandbox_url=sandbox_url)
+        if not crms:
+            err.print(
+                "[red]no CRM configured: a worker needs OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… settings"
+                " (see README), or --sandbox-url[/]"
+            )
+            raise typer.Exit(2)
+        notifier = Notifier(settings.notifications) if settings.notifications_enabled else None
+        if notifier is not None:
+            stack.callback(notifier.close)
+        background = Worker(engine, settings, crms, Metrics(), notifier=notifier)
+        err.print(f"worker {background.holder} on {', '.join(sorted(crms))}")
+        done = 0
+        while not stop.is_set() and (passes is None or done < passes):
+            try:
+                background.run_once()
+            except Exception:  # noqa: BLE001 — the worker must outlive any one failure; events keep the error
+                logging.getLogger(__name__).exception("worker pass failed")
+            done += 1
+            stop.wait(settings.serve.worker_poll_seconds)
+    err.print("worker stopped")
 
 
 @token_app.command("create")
@@ -126,4 +197,5 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="The token's id (o
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("worker")(worker)
     app.add_typer(token_app, name="token")

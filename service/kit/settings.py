@@ -40,6 +40,9 @@ class SandboxSettings(BaseModel):
         "mappings use Q3 2026: `make run` sets 2026-09-30T18:00:00Z.",
     )
 
+    latency_seconds: float = Field(
+        default=0, ge=0, le=30, description="`okrsync sandbox`: delay every CRM API answer (benchmarks, fault tests)."
+    )
     hubspot_writeback_mode: Literal["custom_objects", "properties"] = Field(
         default="custom_objects", description="How okrsync writes back to the sandbox HubSpot portal."
     )
@@ -77,6 +80,9 @@ class ServeSettings(BaseModel):
     worker_poll_seconds: float = Field(default=0.5, gt=0, description="How often the worker looks for new events.")
     coalesce_seconds: float = Field(
         default=1.0, ge=0, description="Wait this long after the first pending event so a burst is refreshed once."
+    )
+    lease_seconds: float = Field(
+        default=60, gt=0, description="A worker killed mid-pass leaves its CRM connection to another after this long."
     )
 
 

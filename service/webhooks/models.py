@@ -38,3 +38,4 @@ class WebhookEvent(SQLModel, table=True):
     attempts: int = 0
     error: str | None = Field(default=None, sa_type=Text)
     processed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    processed_by: str | None = Field(default=None, max_length=200, description="the worker that finished it")

@@ -43,30 +43,32 @@ def store(session: Session, *, source: str, rows: Sequence[dict[str, Any]]) -> t
     return new, duplicates
 
 
-def oldest_pending(session: Session) -> datetime | None:
-    return session.execute(
-        select(func.min(WebhookEvent.received_at)).where(WebhookEvent.status == "pending")  # type: ignore[arg-type]
-    ).scalar()
+def pending_crms(session: Session) -> dict[str, datetime]:
+    """CRMs with pending events, each with its oldest event's arrival."""
+    rows = session.execute(
+        select(WebhookEvent.crm, func.min(WebhookEvent.received_at))  # type: ignore[call-overload]
+        .where(WebhookEvent.status == "pending")
+        .group_by(WebhookEvent.crm)
+    ).all()
+    return {crm: oldest for crm, oldest in rows}
 
 
-def pending(session: Session, *, limit: int = 10_000) -> list[WebhookEvent]:
-    return list(
-        session.exec(
-            sqlmodel.select(WebhookEvent)
-            .where(WebhookEvent.status == "pending")
-            .order_by(WebhookEvent.id)  # type: ignore[arg-type]
-            .limit(limit)
-        ).all()
-    )
+def pending(session: Session, *, crm: str | None = None, limit: int = 10_000) -> list[WebhookEvent]:
+    query = sqlmodel.select(WebhookEvent).where(WebhookEvent.status == "pending")
+    if crm is not None:
+        query = query.where(WebhookEvent.crm == crm)
+    return list(session.exec(query.order_by(WebhookEvent.id).limit(limit)).all())  # type: ignore[arg-type]
 
 
-def finish(session: Session, *, ids: Sequence[int], status: str, now: datetime, error: str | None = None) -> None:
+def finish(
+    session: Session, *, ids: Sequence[int], status: str, now: datetime, error: str | None = None, by: str | None = None
+) -> None:
     for start in range(0, len(ids), 5000):
         part = list(ids[start : start + 5000])
         session.execute(
             update(WebhookEvent)
             .where(WebhookEvent.id.in_(part))  # type: ignore[union-attr]
-            .values(status=status, processed_at=now, error=error, attempts=WebhookEvent.attempts + 1)
+            .values(status=status, processed_at=now, error=error, attempts=WebhookEvent.attempts + 1, processed_by=by)
         )
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -31,6 +30,7 @@ from sqlmodel import Session
 from connectors.errors import ConnectorError
 from service.compute.models import Computation
 from service.crm.clients import CrmAccess
+from service.kit import leases
 from service.kit.db import retry_on_conflict, utcnow
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
@@ -77,6 +77,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()  # one pass at a time (the thread, or a test calling run_once)
+        self.holder = leases.worker_id()  # leases: one worker per CRM connection across processes
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,63 +105,94 @@ class Worker:
 
     def _run_once(self, *, wait_for_burst: bool) -> WorkReport:
         report = WorkReport()
-        now = utcnow()
         with Session(self.engine) as session:
-            oldest = repo.oldest_pending(session)
-            ripe = oldest is not None and (
-                not wait_for_burst or now - oldest >= timedelta(seconds=self.settings.serve.coalesce_seconds)
-            )
-            events = repo.pending(session) if ripe else []
-            by_crm: dict[str, list[int]] = defaultdict(list)
-            targets: dict[str, dict[str, set[str]] | None] = {}
-            for event in events:
-                by_crm[event.crm].append(event.id or 0)
-                targets[event.crm] = self._target(event, targets.get(event.crm, {}))
-        interval = self.settings.serve.sync_interval_seconds
-        due = {crm for crm in self.crms if time.monotonic() - self.last_sync.get(crm, float("-inf")) >= interval}
-        for crm in sorted(set(by_crm) | due):
+            waiting = repo.pending_crms(session)
+        for crm in sorted(set(waiting) - set(self.crms)):
+            with Session(self.engine) as session:
+                ids = [e.id or 0 for e in repo.pending(session, crm=crm)]
+            self._finish(ids, "failed", f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…")
+        for crm in sorted(self.crms):
             if time.monotonic() < self.backoff_until.get(crm, 0.0):
                 continue  # the last pass failed: give the CRM (or the person fixing it) a moment
-            ids = by_crm.get(crm, [])
-            if crm not in self.crms:
-                self._finish(ids, "failed", f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…")
+            oldest = waiting.get(crm)
+            ripe = oldest is not None and (
+                not wait_for_burst or utcnow() - oldest >= timedelta(seconds=self.settings.serve.coalesce_seconds)
+            )
+            if not ripe and not self._sync_due(crm):
                 continue
-            started = time.perf_counter()
+            lease = self.lease_name(crm)
+            if not leases.acquire(self.engine, lease, self.holder, ttl=self.settings.serve.lease_seconds):
+                continue  # another worker is on this connection now; its pass takes these events too
             try:
-                periodic = crm in due
+                self._pass(crm, lease, report, ripe=ripe)
+            finally:
+                leases.release(self.engine, lease, self.holder)  # no-op when _pass released it already
+        return report
+
+    def lease_name(self, crm: str) -> str:
+        return f"crm:{crm}/{self.crms[crm].connection_name}"
+
+    def _sync_due(self, crm: str) -> bool:
+        """A periodic sync is due when neither this worker nor any other finished one within the interval."""
+        interval = self.settings.serve.sync_interval_seconds
+        if time.monotonic() - self.last_sync.get(crm, float("-inf")) < interval:
+            return False
+        done = leases.last_sync(self.engine, self.lease_name(crm))
+        return done is None or (utcnow() - done).total_seconds() >= interval
+
+    def _pass(self, crm: str, lease: str, report: WorkReport, *, ripe: bool) -> None:
+        """One refresh of ``crm`` under its lease: the pending events (read now that no other worker can take
+        them), or the periodic incremental sync when it is due."""
+        targets: dict[str, set[str]] | None = {}
+        ids: list[int] = []
+        if ripe:
+            with Session(self.engine) as session:
+                for event in repo.pending(session, crm=crm):
+                    ids.append(event.id or 0)
+                    targets = self._target(event, targets)
+        periodic = self._sync_due(crm)
+        if not ids and not periodic:
+            return
+        started = time.perf_counter()
+        ttl = self.settings.serve.lease_seconds
+        try:
+            with leases.held(self.engine, lease, self.holder, ttl=ttl) as lost:
                 result = run_pass(
                     self.engine,
                     connector=self.connectors[crm],
                     writer=self.writers[crm],
                     connection_name=self.crms[crm].connection_name,
                     settings=self.settings,
-                    targets=None if periodic else targets.get(crm),
+                    targets=None if periodic else targets,
                 )
-            except (ConnectorError, Exception) as exc:  # noqa: BLE001 — kept on the events, retried later
-                message = f"{type(exc).__name__}: {exc}"
-                log.warning("refresh of %s failed: %s", crm, message)
-                report.failures[crm] = message
-                self.failures[crm] = self.failures.get(crm, 0) + 1
-                self.backoff_until[crm] = time.monotonic() + min(300.0, 2.0 ** (self.failures[crm] - 1))
-                retry_on_conflict(partial(self._retry_later, ids, message))
-                self.metrics.events_processed.labels("retry").inc(len(ids))
-                continue
-            self.failures.pop(crm, None)
-            if periodic or not targets.get(crm):
-                self.last_sync[crm] = time.monotonic()
-            self.refreshes += 1
-            self.metrics.refresh_seconds.labels(crm).observe(time.perf_counter() - started)
-            self.metrics.sync_lag.labels(crm).set(0)
-            self.metrics.api_calls.labels(crm, "sync").inc(result.sync.api_calls)
-            if result.writeback is not None:
-                self.metrics.api_calls.labels(crm, "writeback").inc(result.writeback.api_calls)
-            for _name, computed in result.computed:
-                self.metrics.compute_seconds.observe(computed.seconds)
-            self._finish(ids, "processed", None)
-            self._announce(result)
-            report.refreshes[crm] = result
-            report.events += len(ids)
-        return report
+            if lost.is_set():
+                raise RuntimeError(f"lost the lease on {lease} during the pass (the database was unreachable)")
+        except (ConnectorError, Exception) as exc:  # noqa: BLE001 — kept on the events, retried later
+            message = f"{type(exc).__name__}: {exc}"
+            log.warning("refresh of %s failed: %s", crm, message)
+            report.failures[crm] = message
+            self.failures[crm] = self.failures.get(crm, 0) + 1
+            self.backoff_until[crm] = time.monotonic() + min(300.0, 2.0 ** (self.failures[crm] - 1))
+            retry_on_conflict(partial(self._retry_later, ids, message))
+            self.metrics.events_processed.labels("retry").inc(len(ids))
+            return
+        self.failures.pop(crm, None)
+        synced = periodic or not targets
+        if synced:
+            self.last_sync[crm] = time.monotonic()
+        self.refreshes += 1
+        self.metrics.refresh_seconds.labels(crm).observe(time.perf_counter() - started)
+        self.metrics.sync_lag.labels(crm).set(0)
+        self.metrics.api_calls.labels(crm, "sync").inc(result.sync.api_calls)
+        if result.writeback is not None:
+            self.metrics.api_calls.labels(crm, "writeback").inc(result.writeback.api_calls)
+        for _name, computed in result.computed:
+            self.metrics.compute_seconds.observe(computed.seconds)
+        self._finish(ids, "processed", None)
+        leases.release(self.engine, lease, self.holder, synced=synced, passed=True)
+        self._announce(result)
+        report.refreshes[crm] = result
+        report.events += len(ids)
 
     def _target(self, event: WebhookEvent, so_far: dict[str, set[str]] | None) -> dict[str, set[str]] | None:
         """Add the records an event names to its CRM's targets; None: some event needs a full incremental sync."""
@@ -202,7 +234,7 @@ class Worker:
 
         def once() -> None:
             with Session(self.engine) as session:
-                repo.finish(session, ids=sorted(ids), status=status, now=utcnow(), error=error)
+                repo.finish(session, ids=sorted(ids), status=status, now=utcnow(), error=error, by=self.holder)
                 session.commit()
 
         retry_on_conflict(once)  # a webhook counting a repeat may hold the same rows: PostgreSQL aborts one side
