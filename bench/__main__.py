@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest|compute|writeback|webhooks` one.
+"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest|compute|writeback|webhooks|dashboard` one.
 
 See bench/ingest.py, bench/compute.py and bench/writeback.py for what is measured and how. Results are merged
 into bench/results.json (a benchmark not run keeps its last figures) and bench/results.md is rewritten from it.
@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import compute, ingest, webhooks, writeback
+from bench import compute, dashboard, ingest, webhooks, writeback
 
 HERE = Path(__file__).parent
-BENCHMARKS = ("ingest", "compute", "writeback", "webhooks")
+BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard")
 MODULES: tuple[tuple[str, Any], ...] = (
     ("ingest", ingest),
     ("compute", compute),
     ("writeback", writeback),
     ("webhooks", webhooks),
+    ("dashboard", dashboard),
 )
 
 
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000, help="writeback: changed records to write")
     parser.add_argument("--latency", type=float, default=0.1, help="writeback: seconds of latency per CRM call")
     parser.add_argument("--samples", type=int, default=15, help="webhooks: meetings timed from webhook to CRM")
+    parser.add_argument("--rounds", type=int, default=5, help="dashboard: requests per page (after a warm-up)")
     args = parser.parse_args()
     selected = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
 
@@ -84,6 +86,10 @@ def main() -> None:
         results["writeback"] = writeback.run(records=args.records, latency=args.latency)
     if "webhooks" in selected:
         results["webhooks"] = webhooks.run(samples=args.samples, latency=args.latency)
+    if "dashboard" in selected:
+        results["dashboard"] = dashboard.run(
+            rounds=args.rounds, databases=tuple(name.strip() for name in args.databases.split(","))
+        )
     path.write_text(json.dumps(results, indent=2))
     tables = [m.table(results[name]) for name, m in MODULES if name in results]
     (HERE / "results.md").write_text(

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
@@ -58,6 +59,8 @@ def create_app(
 ) -> FastAPI:
     """The sidecar for ``engine``; ``crms`` are the CRM connections the worker refreshes (none: API only)."""
     from service.checkins.endpoints import router as checkin_router
+    from service.dashboard.endpoints import STATIC_DIR
+    from service.dashboard.endpoints import router as dashboard_router
     from service.okrs.endpoints import card_router
     from service.okrs.endpoints import router as api_router
     from service.sprints.endpoints import router as sprint_router
@@ -145,4 +148,6 @@ def create_app(
     app.include_router(card_router)
     app.include_router(checkin_router)
     app.include_router(sprint_router)
+    app.include_router(dashboard_router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     return app

@@ -1,11 +1,13 @@
-"""``okrsync mappings …``, ``compute``, ``report``, ``explain``, ``kr set`` and ``kam assess``."""
+"""``okrsync mappings …``, ``compute``, ``report``, ``explain``, ``kr set``, ``kam assess`` and ``export``."""
 
 from __future__ import annotations
 
 import getpass
+import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -16,6 +18,7 @@ from sqlmodel import Session
 from mappings.source import MappingFileError
 from mappings.validate import json_schema
 from service.compute import report as reports
+from service.compute import report_formats
 from service.compute.service import changes_since_last
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
@@ -28,6 +31,7 @@ from service.writeback.service import stage_connection
 mappings_app = typer.Typer(help="Validate, preview and apply the sales-ops mapping file.", no_args_is_help=True)
 kr_app = typer.Typer(help="Key results entered by hand.", no_args_is_help=True)
 kam_app = typer.Typer(help="Key-account criteria assessed by the KAM.", no_args_is_help=True)
+export_app = typer.Typer(help="Results as CSV for other systems.", no_args_is_help=True)
 # a report piped to a file or read in CI should not wrap every title: 160 columns unless a terminal says otherwise
 out = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
@@ -210,22 +214,106 @@ def compute(
         session.commit()
 
 
-def report(mapping: MappingOpt = None) -> None:
+class ReportFormat(StrEnum):
+    text = "text"
+    md = "md"
+    csv = "csv"
+    html = "html"
+
+
+class Language(StrEnum):
+    en = "en"
+    de = "de"
+
+
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", dir_okay=False, help="Write to this file instead of standard output.")
+]
+
+
+def report(
+    mapping: MappingOpt = None,
+    format_: Annotated[
+        ReportFormat,
+        typer.Option(
+            "--format",
+            help="text: the terminal table; md: the weekly check-in as Markdown; csv: one row per key result; "
+            "html: the dashboard's check-in page as one document.",
+        ),
+    ] = ReportFormat.text,
+    output: OutputOpt = None,
+    lang: Annotated[Language, typer.Option("--lang", help="Language of the md and html labels.")] = Language.en,
+) -> None:
     """Objectives, key results, progress, status, each member's contribution, hygiene and KAM summary."""
     with Session(_engine()) as session:
-        _print_report(session, _mapping(session, mapping))
+        m = _mapping(session, mapping)
+        if format_ is ReportFormat.text:
+            if output is None:
+                _print_report(session, m)
+                return
+            with _open(output) as file:
+                _print_report(session, m, console=Console(file=file, width=160))
+            err.print(f"report written to {output}", highlight=False)
+            return
+        if format_ is ReportFormat.html:
+            # the dashboard renders its own page: loaded only when asked for, the terminal formats don't need it
+            from service.dashboard.service import render_check_in
+
+            text = render_check_in(session, m, lang=lang.value, standalone=True)
+        else:
+            weekly = report_formats.gather(session, m)
+            if format_ is ReportFormat.md:
+                text = report_formats.render_markdown(weekly, lang=lang.value)
+            else:
+                text = report_formats.render_csv(weekly)
+    _write(text, output)
+
+
+def _open(path: Path) -> TextIO:
+    try:
+        return path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    with _open(output) as file:
+        file.write(text)
+    err.print(f"written to {output}", highlight=False)
+
+
+@export_app.command("attainment")
+def export_attainment(
+    team: Annotated[str | None, typer.Option("--team", help="Only this team's mappings (default: all).")] = None,
+    connection: ConnectionOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Key-result attainment per cycle as CSV, for team-based incentive schemes.
+
+    One row per key result of every mapping (team + cycle + connection), all cycles, by cycle start: weight,
+    baseline, target, final (closed cycle) or current value, progress, grade, achieved, objective achieved."""
+    with Session(_engine()) as session:
+        try:
+            conn = okrs.resolve_connection(session, connection) if connection else None
+            rows = report_formats.attainment(session, team=team, connection=conn)
+        except okrs.NotFoundError as exc:
+            raise _fail(str(exc)) from None
+    _write(report_formats.render_attainment_csv(rows), output)
 
 
 STATUS_STYLE = {"on_track": "green", "at_risk": "yellow", "off_track": "red"}
 
 
-def _print_report(session: Session, mapping: OkrMapping) -> None:
+def _print_report(session: Session, mapping: OkrMapping, *, console: Console = out) -> None:
     data = reports.check_in(session, mapping)
     when = f" — as of {data.as_of:%Y-%m-%d %H:%M} UTC" if data.as_of else ""
-    out.print(f"[bold]{data.team} — {data.cycle}[/] ({data.start} to {data.end}){when}")
+    console.print(f"[bold]{data.team} — {data.cycle}[/] ({data.start} to {data.end}){when}")
     for objective in data.objectives:
         mark = " ✔ achieved" if objective.achieved else ""
-        out.print(f"\n[bold]{objective.title}[/]  {objective.progress:.0%}  {objective.status}{mark}")
+        console.print(f"\n[bold]{objective.title}[/]  {objective.progress:.0%}  {objective.status}{mark}")
         table = Table(show_edge=False)
         for column in ("Key result", "Value", "Target", "Progress", "Grade", "Expected", "Status", "Top contributors"):
             table.add_column(column)
@@ -241,16 +329,16 @@ def _print_report(session: Session, mapping: OkrMapping) -> None:
                 f"[{STATUS_STYLE.get(kr.status, 'white')}]{kr.status}[/]",
                 top,
             )
-        out.print(table)
+        console.print(table)
     if data.hygiene_rules:
         score = "–" if data.hygiene_score is None else f"{data.hygiene_score:.0%}"
-        out.print(f"\n[bold]Pipeline hygiene[/]: {score} of {data.hygiene_open} open opportunities pass every rule")
-        out.print("  " + ", ".join(f"{rule} {count}" for rule, count in data.hygiene_rules))
+        console.print(f"\n[bold]Pipeline hygiene[/]: {score} of {data.hygiene_open} open opportunities pass every rule")
+        console.print("  " + ", ".join(f"{rule} {count}" for rule, count in data.hygiene_rules))
         for line in data.worst_opportunities[:5]:
-            out.print(f"  {line.opportunity_id} ({line.owner}): " + "; ".join(line.problems))
+            console.print(f"  {line.opportunity_id} ({line.owner}): " + "; ".join(line.problems))
     if data.kam_accounts:
         met = sum(1 for _n, _o, s in data.kam_accounts if s >= 1)
-        out.print(f"\n[bold]Key accounts[/]: {met} of {len(data.kam_accounts)} meet all criteria")
+        console.print(f"\n[bold]Key accounts[/]: {met} of {len(data.kam_accounts)} meet all criteria")
 
 
 def explain(
@@ -351,6 +439,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(mappings_app, name="mappings")
     app.add_typer(kr_app, name="kr")
     app.add_typer(kam_app, name="kam")
+    app.add_typer(export_app, name="export")
     app.command("compute")(compute)
     app.command("report")(report)
     app.command("explain")(explain)

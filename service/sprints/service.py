@@ -5,12 +5,13 @@ A sprint is defined in the mapping config (the file, or ``add_sprint`` through t
 mapping version); each computation writes what it achieved (``service.compute.service._sprints``); the team
 records the retrospective here. Accuracy of a sprint = 1 − |achieved − committed| / committed (at least 0): 100 %
 when the team did what it said, lower both when it over- and under-committed. "Say/do" = total achieved / total
-committed. The suggested next commitment is what the last three sprints achieved per sprint day, times the next
-sprint's days ("yesterday's weather").
+committed. The suggested next commitment is what the last three sprints measured like the next one achieved per
+sprint day, times the next sprint's days ("yesterday's weather"); none when no ended sprint was measured alike.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -75,11 +76,13 @@ class SprintReview:
     accuracy: float | None = None  # 1 − |achieved − committed| / committed, at least 0 (ended sprints)
     carried_improvement: str | None = None  # the previous sprint's improvement item
     retrospective: Retrospective | None = None
+    measure: str | None = None  # the commitment's metric, canonical: only sprints measured alike are compared
 
 
 @dataclass(frozen=True)
 class Forecast:
-    """How the team's commitments compared with what it achieved, over its ended sprints with a commitment."""
+    """How the team's commitments compared with what it achieved, over its ended sprints with a commitment; the
+    suggestion compares like with like (sprints whose commitment is measured the same way as the next one's)."""
 
     sprints: int
     mean_accuracy: float | None
@@ -161,6 +164,7 @@ def reviews(session: Session, mapping: OkrMapping, *, today: date | None = None)
                 achieved_share=share,
                 accuracy=accuracy,
                 carried_improvement=carried,
+                measure=json.dumps(commitment.metric.model_dump(mode="json"), sort_keys=True) if commitment else None,
                 retrospective=(
                     Retrospective(
                         retro.improvement,
@@ -206,9 +210,11 @@ def forecast(all_reviews: list[SprintReview]) -> Forecast:
     accuracies = [r.accuracy for r in done if r.accuracy is not None]
     committed = sum(abs(r.committed or 0.0) for r in done)
     achieved = sum(r.achieved or 0.0 for r in done)
-    recent = done[-SUGGESTION_WINDOW:]
-    per_day = sum((r.achieved or 0.0) / r.days for r in recent) / len(recent)
-    suggested = round(per_day * upcoming.days, 1) if upcoming else None
+    alike = [r for r in done if upcoming is not None and r.measure == upcoming.measure][-SUGGESTION_WINDOW:]
+    suggested = None
+    if upcoming is not None and alike:
+        per_day = sum((r.achieved or 0.0) / r.days for r in alike) / len(alike)
+        suggested = round(per_day * upcoming.days, 1)
     return Forecast(
         len(done),
         sum(accuracies) / len(accuracies) if accuracies else None,

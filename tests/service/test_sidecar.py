@@ -7,10 +7,7 @@ writes back; the key result's custom-object record in the portal counts one more
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -46,6 +43,7 @@ from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send
 from service.writeback.tasks import run_pass
 from tests.conftest import ANCHOR
+from tests.service.sidecar_process import okrsync_serve
 from tests.service.writeback.world import apply_examples, connection
 
 SECRET = "sidecar-test-client-secret"
@@ -298,39 +296,11 @@ def test_the_hubspot_card_answers_signed_requests_only(sidecar: Sidecar) -> None
 
 
 def test_okrsync_serve_starts_on_the_sandbox(tmp_path: Path) -> None:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
-    env.update(OKRSYNC_DATA_DIR=str(tmp_path), OKRSYNC_SANDBOX__ACTIVITIES="500", OKRSYNC_SANDBOX__ACCOUNTS="20",
-               OKRSYNC_SANDBOX__OPPORTUNITIES="40", OKRSYNC_SANDBOX__ANCHOR="2026-09-30T18:00:00Z")  # fmt: skip
-    child = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--sandbox", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert child.poll() is None, child.communicate()[1][-2000:]
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200 and ready.json()["last_sync_age_seconds"].get("salesforce") is not None:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "okrsync serve did not become ready"
-            time.sleep(0.2)
-        token = subprocess.run(
-            [sys.executable, "-m", "service.cli", "token", "create", "--name", "ops", "--role", "sales_ops"],
-            env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert token.returncode == 0, token.stderr
-        secret = token.stdout.strip()
-        assert secret.startswith("okr_") and secret not in token.stderr
-        answer = httpx.get(f"http://127.0.0.1:{port}/api/v1/mappings", headers={"Authorization": f"Bearer {secret}"})
+    with okrsync_serve(tmp_path) as served:
+        secret = served.token(name="ops", role="sales_ops")
+        answer = httpx.get(f"{served.base_url}/api/v1/mappings", headers={"Authorization": f"Bearer {secret}"})
         assert answer.status_code == 200 and answer.json() == []
-        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
-    finally:
-        child.terminate()
-        child.wait(timeout=20)
+        assert httpx.get(f"{served.base_url}/docs").status_code == 200
 
 
 def test_a_deletion_event_marks_the_record_deleted(sidecar: Sidecar) -> None:

@@ -229,21 +229,25 @@ def test_sprints_through_the_api_and_bad_sprints(world: SalesforceWorld) -> None
         assert httpx.get(f"{url}/nope", headers=viewer).status_code == 404
 
 
-def test_suggested_next_commitment_from_the_last_three_sprints(world: SalesforceWorld) -> None:
+def test_suggested_next_commitment_compares_sprints_measured_alike(world: SalesforceWorld) -> None:
     with Session(world.engine) as session:
         mapping = _mapping(session)
+        meetings = okrs.current_config(session, mapping).sprints[1].commitment  # sprint 2: prospect meetings
+        assert meetings is not None
         extra = sprints.Sprint.model_validate(
             {"key": "last-push", "name": "Last push", "start": "2026-09-28", "end": "2026-09-30",
-             "commitment": {"title": "calls", "target": 30, "metric": {"type": "count", "of": "activities"}}}
+             "commitment": {"title": "meetings", "target": 30, "metric": meetings.metric.model_dump(mode="json")}}
         )  # fmt: skip
         sprints.add_sprint(session, mapping, extra, author="lead", now=ANCHOR)
         compute(session, mapping=mapping, as_of=ANCHOR)
         session.commit()
         reviews = sprints.reviews(session, mapping, today=date(2026, 9, 27))
         found = sprints.forecast(reviews)
-        done = [r for r in reviews if r.state == "ended"]
-        per_day = sum((r.achieved or 0) / r.days for r in done) / 3
-        assert found.next_sprint == "last-push" and found.suggested_next == pytest.approx(round(per_day * 3, 1))
+        two = next(r for r in reviews if r.key == "acquisition-sprint-2")
+        # only sprint 2 counted meetings like the next one: calls and opportunities say nothing about meetings
+        assert found.next_sprint == "last-push"
+        assert found.suggested_next == pytest.approx(round((two.achieved or 0) / two.days * 3, 1))
+        assert found.sprints == 3  # accuracy and say/do still cover every ended sprint
 
 
 @pytest.mark.parametrize(

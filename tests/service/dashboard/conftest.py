@@ -1,0 +1,95 @@
+"""One computed sandbox world per database for the dashboard tests: the Salesforce sandbox synced, the three example
+mappings applied and computed over five weeks (so key results have a history), tokens for every role, and the
+sidecar on loopback. Built once per module: the dashboard only reads, and the tests that record something assert on
+what they recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+import sqlmodel
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from service.app import create_app
+from service.compute.service import compute
+from service.dashboard import endpoints
+from service.kit.auth import Role, create_token
+from service.kit.db import create_schema, make_engine
+from service.kit.server import ThreadedServer
+from service.kit.settings import Settings
+from service.okrs.models import OkrMapping
+from tests.conftest import ANCHOR, POSTGRES_URL, _postgres_engine, fast_config
+from tests.service.writeback.world import apply_examples, deployed_org, start_salesforce
+
+WEEKS = [ANCHOR - timedelta(days=7 * n) for n in (4, 3, 2, 1, 0)]
+TODAY = ANCHOR - timedelta(days=2)  # the dashboard's clock: Q3 2026 is still running
+
+
+@dataclass
+class DashboardWorld:
+    base_url: str
+    engine: Engine
+    app: FastAPI
+    tokens: dict[str, str]
+    mappings: dict[str, int]  # example name -> mapping id
+
+    def client(self, role: str | None = None, **headers: str) -> httpx.Client:
+        """An HTTP client for the dashboard; with ``role``, sending that role's bearer token."""
+        if role is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[role]}"
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, follow_redirects=False)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardWorld]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'okrsync.db'}"
+    else:
+        admin = _postgres_engine()
+        import service.models  # noqa: F401
+
+        SQLModel.metadata.drop_all(admin)
+        admin.dispose()
+        url = POSTGRES_URL
+    engine = make_engine(url)
+    create_schema(engine)
+    with ExitStack() as stack:
+        start_salesforce(stack, engine, tmp, deployed_org(), fast_config)
+        apply_examples(engine, "salesforce", ("acquisition", "customer-care", "pipeline-hygiene"), as_of=WEEKS[0])
+    with Session(engine) as session:
+        mappings = session.exec(sqlmodel.select(OkrMapping).order_by(OkrMapping.id)).all()  # type: ignore[arg-type]
+        for week in WEEKS[1:]:
+            for mapping in mappings:
+                compute(session, mapping=mapping, as_of=week)
+        tokens = {
+            role.value: create_token(
+                session, name=f"{role.value} token", role=role, email="katrin.lindqvist@sandbox.okrsync.dev"
+                if role is Role.kam else None,
+            )[1]
+            for role in Role
+        }  # fmt: skip
+        ids = {
+            {"Key Accounts": "customer-care", "Q3 2026 hygiene": "pipeline-hygiene"}.get(
+                m.team if m.team == "Key Accounts" else m.cycle, "acquisition"
+            ): m.id or 0
+            for m in mappings
+        }
+        session.commit()
+    app = create_app(settings=Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
+    app.dependency_overrides[endpoints.now] = lambda: TODAY
+    with ThreadedServer(app) as http:
+        yield DashboardWorld(http.base_url, engine, app, tokens, ids)
+    engine.dispose()
+
+
+def set_today(world: DashboardWorld, today: datetime) -> None:
+    """Move the dashboard's clock (restore it with ``set_today(world, TODAY)``)."""
+    world.app.dependency_overrides[endpoints.now] = lambda: today

@@ -1,0 +1,496 @@
+"""The team dashboard over real HTTP: login by cookie, roles, CSRF, every page with the computed example values,
+German labels, what people type shown as text, links to the CRM records, and the standalone check-in report."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+from html import escape
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import sqlmodel
+from sqlmodel import Session
+
+from service.checkins import service as checkins
+from service.checkins.models import CheckIn
+from service.compute import report as reports
+from service.compute.models import HygieneSummary, KamAccountScore, KeyResultValue
+from service.crm.models import Activity, CrmConnection
+from service.dashboard import render
+from service.dashboard import service as views
+from service.kit.auth import Role, create_token, revoke_token
+from service.okrs import service as okrs
+from service.okrs.models import OkrMapping
+from service.sprints import service as sprints
+from tests.conftest import ANCHOR
+from tests.service.dashboard.conftest import TODAY, WEEKS, DashboardWorld, set_today
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"
+SVG = "http://www.w3.org/2000/svg"
+
+
+def _html(response: httpx.Response) -> str:
+    assert response.status_code == 200, (response.status_code, response.text[:3000])
+    assert response.headers["content-type"].startswith("text/html")
+    return response.text
+
+
+def _mapping(world: DashboardWorld, session: Session, example: str = "acquisition") -> OkrMapping:
+    found = session.get(OkrMapping, world.mappings[example])
+    assert found is not None
+    return found
+
+
+def _instance_url(session: Session, mapping: OkrMapping) -> str:
+    connection = session.get(CrmConnection, mapping.connection_id)
+    assert connection is not None and connection.instance_url
+    return connection.instance_url
+
+
+def _check_ins(world: DashboardWorld) -> list[CheckIn]:
+    with Session(world.engine) as session:
+        return checkins.check_ins(session, _mapping(world, session))
+
+
+def _log_in(world: DashboardWorld, browser: httpx.Client, role: str) -> None:
+    answer = browser.post(
+        "/dashboard/login", data={"token": world.tokens[role], "next": "/dashboard"}, headers={"Origin": world.base_url}
+    )
+    assert answer.status_code == 303, answer.text
+
+
+def test_login_sets_a_strict_http_only_cookie_and_logout_clears_it(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    token = world.tokens["viewer"]
+    seen = []
+    with world.client() as browser:
+        first = browser.get(f"/dashboard/{mapping_id}")
+        assert first.status_code == 303
+        location = urlsplit(first.headers["location"])
+        assert location.path == "/dashboard/login"
+        assert parse_qs(location.query) == {"next": [f"/dashboard/{mapping_id}"], "reason": ["login_required"]}
+        seen.append(_html(browser.get(first.headers["location"])))
+        assert "Log in with an API token to open this page." in seen[-1] and 'name="token"' in seen[-1]
+
+        wrong = browser.post(
+            "/dashboard/login", data={"token": "okr_not-a-token", "next": f"/dashboard/{mapping_id}"},
+            headers={"Origin": world.base_url},
+        )  # fmt: skip
+        assert wrong.status_code == 401 and "unknown or revoked" in wrong.text
+        assert "okr_not-a-token" not in wrong.text and "set-cookie" not in wrong.headers
+
+        answer = browser.post(
+            "/dashboard/login", data={"token": token, "next": f"/dashboard/{mapping_id}"},
+            headers={"Origin": world.base_url},
+        )  # fmt: skip
+        assert answer.status_code == 303 and answer.headers["location"] == f"/dashboard/{mapping_id}"
+        cookie = answer.headers["set-cookie"]
+        assert cookie.startswith(f"okrsync_token={token};")
+        attributes = {a.strip().lower() for a in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/dashboard"} <= attributes
+        assert "secure" not in cookie.lower()  # plain http on loopback
+        seen.append(_html(browser.get(f"/dashboard/{mapping_id}")))
+        assert "Vertrieb DACH" in seen[-1] and "viewer token" in seen[-1]
+        seen.append(_html(browser.get("/dashboard")))
+
+        out = browser.post("/dashboard/logout", headers={"Origin": world.base_url})
+        assert out.status_code == 303 and out.headers["location"] == "/dashboard/login?reason=logged_out"
+        assert "okrsync_token" not in browser.cookies
+        seen.append(_html(browser.get(out.headers["location"])))
+        assert "You are logged out." in seen[-1]
+        assert browser.get(f"/dashboard/{mapping_id}").status_code == 303
+    assert all(token not in page for page in seen)  # the token is never written into a page
+
+
+def test_the_cookie_is_secure_over_https_and_an_open_redirect_is_refused(world: DashboardWorld) -> None:
+    with world.client(**{"X-Forwarded-Proto": "https"}) as browser:  # a TLS proxy in front (uvicorn trusts loopback)
+        answer = browser.post(
+            "/dashboard/login", data={"token": world.tokens["viewer"], "next": "https://evil.example/"},
+            headers={"Origin": world.base_url},
+        )  # fmt: skip
+    assert answer.status_code == 303 and answer.headers["location"] == "/dashboard"
+    assert "; secure" in answer.headers["set-cookie"].lower()
+    with world.client() as browser:
+        for next_path in ("//evil.example/x", "/dashboard/../api", "/dashboard/login", "javascript:alert(1)"):
+            page = _html(browser.get("/dashboard/login", params={"next": next_path}))
+            assert 'name="next" value="/dashboard"' in page, next_path
+
+
+def test_a_revoked_token_in_the_cookie_sends_back_to_the_login(world: DashboardWorld) -> None:
+    with Session(world.engine) as session:
+        row, token = create_token(session, name="soon revoked", role=Role.viewer)
+        session.commit()
+        token_id = row.id or 0
+    with world.client() as browser:
+        assert (
+            browser.post("/dashboard/login", data={"token": token}, headers={"Origin": world.base_url}).status_code
+            == 303
+        )
+        assert browser.get("/dashboard").status_code == 200
+        with Session(world.engine) as session:
+            assert revoke_token(session, token_id=token_id)
+            session.commit()
+        answer = browser.get("/dashboard")
+        assert answer.status_code == 303 and "reason=token_unknown" in answer.headers["location"]
+        assert "okrsync_token" not in browser.cookies  # cleared
+        assert "unknown or revoked" in _html(browser.get(answer.headers["location"]))
+    with world.client(Authorization="Bearer okr_forged") as forged:
+        refused = forged.get("/dashboard")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert "Not logged in" in refused.text
+
+
+def test_recording_needs_sales_ops_and_the_403_names_the_role(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    before = len(_check_ins(world))
+    for role in ("viewer", "rep", "kam"):
+        with world.client(role) as client:
+            answer = client.post(f"/dashboard/{mapping_id}/check-in", data={"note": "not allowed"})
+            assert answer.status_code == 403, (role, answer.text[:500])
+            assert "This needs the role sales ops; your token has the role" in answer.text
+            retro = client.post(f"/dashboard/{mapping_id}/sprints", data={"sprint": "acquisition-sprint-3"})
+            assert retro.status_code == 403
+    assert len(_check_ins(world)) == before
+    with world.client("viewer") as viewer:
+        page = _html(viewer.get(f"/dashboard/{mapping_id}/check-in"))
+    assert f'action="/dashboard/{mapping_id}/check-in"' not in page  # no check-in form for a viewer
+    assert "Recording needs a token with the role sales ops." in page
+
+
+def test_forms_sent_from_another_site_are_refused(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    path = f"/dashboard/{mapping_id}/check-in"
+    before = len(_check_ins(world))
+    with world.client() as browser:
+        _log_in(world, browser, "sales_ops")
+        for headers in ({"Origin": "https://evil.example"}, {"Referer": "http://evil.example/okr"}, {},
+                        {"Origin": "null"}):  # fmt: skip
+            answer = browser.post(path, data={"note": "forged"}, headers=headers)
+            assert answer.status_code == 403, (headers, answer.text[:500])
+            assert "from another site" in answer.text
+        assert browser.post("/dashboard/logout", headers={"Origin": "https://evil.example"}).status_code == 403
+        assert "okrsync_token" in browser.cookies  # a forged logout does not log out
+        assert len(_check_ins(world)) == before
+        same_site = browser.post(path, data={"note": "from the page"}, headers={"Referer": f"{world.base_url}{path}"})
+        assert same_site.status_code == 303, same_site.text[:500]
+    with world.client("sales_ops") as api_client:  # a bearer token is no ambient credential: no Origin needed
+        assert api_client.post(path, data={"note": "from a script"}).status_code == 303
+    assert [c.note for c in _check_ins(world)[:2]] == ["from a script", "from the page"]
+
+
+def test_the_mapping_list_links_every_team_and_cycle(world: DashboardWorld) -> None:
+    with world.client("viewer") as client:
+        page = _html(client.get("/dashboard"))
+    for team, cycle, example in (
+        ("Vertrieb DACH", "Q3 2026", "acquisition"),
+        ("Key Accounts", "Q3 2026", "customer-care"),
+        ("Vertrieb DACH", "Q3 2026 hygiene", "pipeline-hygiene"),
+    ):
+        assert f'<a href="/dashboard/{world.mappings[example]}">{cycle}</a>' in page
+        assert team in page
+    assert "salesforce/sandbox" in page and "running" in page
+
+
+def test_the_overview_shows_objectives_key_results_contributions_and_the_sprint(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    with world.client("viewer") as client:
+        page = _html(client.get(f"/dashboard/{mapping_id}"))
+    with Session(world.engine) as session:
+        report = reports.check_in(session, _mapping(world, session))
+        current = sprints.current(sprints.reviews(session, _mapping(world, session), today=TODAY.date()), TODAY.date())
+    assert current is not None and current.key == "acquisition-sprint-3"
+    assert f'<p class="big">{current.name}</p>' in page
+    assert f"Committed {current.shown_committed} · Achieved {current.shown_achieved}" in page
+    [objective] = report.objectives
+    assert f"<h2>{objective.title}</h2>" in page
+    labels = {"on_track": "On track", "at_risk": "At risk", "off_track": "Off track"}
+    for kr in objective.key_results:
+        row = page[page.index(f'href="/dashboard/{mapping_id}/kr/{kr.key}"') :].split("</tr>")[0]
+        assert f">{escape(kr.title)}</a>" in row
+        assert f'<td class="num">{kr.shown}</td>' in row and f'<td class="num">{kr.target}</td>' in row
+        assert f"{labels[kr.status]}</span>" in row  # the status in words, not only in colour
+        assert f'style="width: {min(1.0, kr.progress or 0) * 100:.1f}%"' in row
+        for name, shown in kr.contributions:
+            assert f'<span class="member">{name} <b>{shown}</b></span>' in row
+    discovery = next(kr for kr in objective.key_results if kr.key == "discovery-meetings")
+    assert discovery.shown == "175" and discovery.contributions[0] == ("Jonas Quinn", "41")
+
+
+def test_trends_for_all_key_results_equal_the_check_in_trend(world: DashboardWorld) -> None:
+    with Session(world.engine) as session:
+        for example in world.mappings:
+            mapping = _mapping(world, session, example)
+            config = okrs.current_config(session, mapping)
+            values = {v.kr_key: v for v in session.exec(
+                sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == mapping.id))}  # fmt: skip
+            found = views.trends(session, mapping, config, values)
+            for _objective, kr in config.key_results():
+                assert found[kr.key] == checkins.trend(session, mapping, kr.key), (example, kr.key)
+        assert found and any(t.change_7d for t in found.values())
+
+
+def test_the_key_result_page_draws_the_burn_up_and_links_the_evidence(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    with world.client("viewer") as client:
+        page = _html(client.get(f"/dashboard/{mapping_id}/kr/discovery-meetings"))
+        second = _html(client.get(f"/dashboard/{mapping_id}/kr/discovery-meetings", params={"offset": 50}))
+        assert client.get(f"/dashboard/{mapping_id}/kr/discovery-meetings?offset=-1").status_code == 422
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session)
+        view = views.key_result_page(session, mapping, "discovery-meetings", today=TODAY.date())
+        trend = checkins.trend(session, mapping, "discovery-meetings")
+        total, rows = reports.evidence(session, mapping, "discovery-meetings", limit=51)
+        instance_url = _instance_url(session, mapping)
+        kinds = {a.external_id: a.crm_object for a in session.exec(
+            sqlmodel.select(Activity).where(Activity.external_id.in_([rows[0].record_id, rows[50].record_id])))}  # type: ignore[attr-defined]  # fmt: skip
+
+    svg = ET.fromstring(re.search(r'<svg class="burn-up".*?</svg>', page, re.S).group(0))  # type: ignore[union-attr]
+    actual = svg.find(f"{{{SVG}}}polyline[@class='actual']")
+    expected = svg.find(f"{{{SVG}}}line[@class='expected']")
+    target = svg.find(f"{{{SVG}}}line[@class='target']")
+    assert actual is not None and expected is not None and target is not None
+    points = [tuple(float(c) for c in p.split(",")) for p in (actual.get("points") or "").split()]
+    assert len(points) == len(WEEKS) and [x for x, _y in points] == sorted(x for x, _y in points)
+    chart = view.chart
+    assert points[-1] == (chart.x(WEEKS[-1]), chart.y(trend.value or 0))
+    # the expected line runs from the baseline at the window's start to the target at its end
+    start, end = chart.expected
+    assert start == (chart.x(view.window_start), chart.y(0)) == (chart.left, chart.height - chart.bottom)
+    assert end == (chart.x(view.window_end), chart.y(150)) and view.window_end == datetime(2026, 10, 1, tzinfo=UTC)
+    assert [float(expected.get(a) or "nan") for a in ("x1", "y1", "x2", "y2")] == [*start, *end]
+    assert float(target.get("y1") or "nan") == chart.y(150) == end[1]
+    assert "Actual" in page and "Expected path" in page and "Target" in page
+
+    assert trend.value == 175 and trend.change_7d is not None and trend.expected_value is not None
+    assert f"<dd>{trend.value:g}</dd>" in page and f"<dd>+{trend.change_7d:g}</dd>" in page
+    assert f"<dd>{round(trend.expected_value)}</dd>" in page
+
+    assert total == 175 and "175 records, newest first; showing 1–50." in page
+    for text, row in ((page, rows[0]), (second, rows[50])):
+        url = f"{instance_url}/lightning/r/{kinds[row.record_id]}/{row.record_id}/view"
+        assert f'<a href="{url}" rel="noopener noreferrer" target="_blank">' in text
+    assert kinds[rows[0].record_id] == "Event" and "showing 51–100" in second
+
+
+def test_the_hygiene_page_lists_rules_owners_and_the_worst_opportunities_first(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["pipeline-hygiene"]
+    with world.client("viewer") as client:
+        page = _html(client.get(f"/dashboard/{mapping_id}/hygiene"))
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session, "pipeline-hygiene")
+        config = okrs.current_config(session, mapping)
+        names = reports.owner_names(session, mapping.connection_id)
+        lines = reports.hygiene_by_opportunity(session, mapping, config, names=names)
+        summary = {s.rule_key: s for s in session.exec(
+            sqlmodel.select(HygieneSummary).where(HygieneSummary.mapping_id == mapping.id))}  # fmt: skip
+        instance_url = _instance_url(session, mapping)
+    assert len(lines) > 10 and len(lines[0].problems) >= len(lines[-1].problems) and len(lines[0].problems) > 1
+    total = summary["*"]
+    assert f"<dd>{total.score:.0%}</dd>" in page and f"<dd>{total.open_opportunities}</dd>" in page
+    assert f'<tr><td>Close date in the past</td><td class="num">{summary["close_date_past"].violations}</td>' in page
+    assert (
+        f'<tr><td>Stuck in stage (stuck-vs-team)</td><td class="num">{summary["stuck-vs-team"].violations}</td>' in page
+    )
+    positions = [page.index(f"/lightning/r/Opportunity/{line.opportunity_id}/view") for line in lines[:5]]
+    assert positions == sorted(positions)  # most problems first
+    first = page[positions[0] :].split("</li>\n</ol>")[0].split("\n  </li>")[0]
+    assert f'href="{instance_url}/lightning/r/Opportunity/{lines[0].opportunity_id}/view"' in page
+    assert f"{lines[0].owner} · <b>{len(lines[0].problems)} problem(s)</b>" in first
+    for rule, sentence in zip(lines[0].rules, lines[0].problems, strict=True):
+        assert f'<span class="rule">{rule}</span> {escape(sentence)}</li>' in first
+    assert "By owner" in page and f"<tr><td>{lines[0].owner}</td>" in page
+
+
+def test_the_kam_page_shows_every_key_account_with_its_criteria(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["customer-care"]
+    with world.client("kam") as client:
+        page = _html(client.get(f"/dashboard/{mapping_id}/kam"))
+    with Session(world.engine) as session:
+        scores = session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id)).all()
+        results = reports.kam_criteria(session, _mapping(world, session, "customer-care"))
+    assert scores and results
+    for score in scores:
+        assert f">{escape(score.name or '')}</a>" in page and f"{score.score:.0%}</td>" in page
+    words = {"met": "Met", "not_met": "Not met", "not_assessed": "Not assessed", "partly": "Partly"}
+    for status in {r.status for r in results}:
+        assert f"</span> {words[status]}</span>" in page
+    assert "Relationship at board level (KAM&#39;s judgement)" in page  # criterion titles, escaped
+
+
+def test_the_sprint_page_shows_the_review_forecast_and_records_a_retrospective(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    path = f"/dashboard/{mapping_id}/sprints"
+    with Session(world.engine) as session:
+        reviews = sprints.reviews(session, _mapping(world, session), today=TODAY.date())
+        forecast = sprints.forecast(reviews)
+    current = reviews[-1]
+    with world.client("viewer") as viewer:
+        page = _html(viewer.get(path))
+    assert f"Current sprint: {current.name}" in page and current.commitment in page
+    assert f"<dt>Committed</dt><dd>{current.shown_committed}</dd>" in page
+    assert f"<dt>Achieved</dt><dd>{current.shown_achieved}</dd>" in page
+    for gain in current.serves:
+        assert f'<td class="num">{gain.shown_gain}</td>' in page
+    for review in reviews:
+        assert f"<td>{review.name}</td>" in page and f"{review.accuracy:.0%}</td>" in page  # type: ignore[str-format]
+    assert f"<dt>Mean accuracy</dt><dd>{forecast.mean_accuracy:.0%}</dd>" in page  # type: ignore[str-format]
+    assert f"<dt>Say/do</dt><dd>{forecast.say_do:.0%}</dd>" in page  # type: ignore[str-format]
+    assert "Record the retrospective" not in page  # a viewer sees no form
+
+    improvement = f"Call before noon {SCRIPT}"
+    with world.client("sales_ops") as ops:
+        missing = ops.post(path, data={"sprint": "acquisition-sprint-2", "improvement": " "})
+        assert missing.status_code == 422 and "name the one improvement" in missing.text
+        answer = ops.post(path, data={"sprint": "acquisition-sprint-2", "improvement": improvement,
+                                      "went_well": IMG, "carried_done": "yes"})  # fmt: skip
+        assert answer.status_code == 303 and answer.headers["location"] == f"{path}?recorded=1#current"
+        page = _html(ops.get(answer.headers["location"]))
+    assert "Retrospective recorded." in page
+    carried = page.split("Improvement carried over from the previous sprint</h3>")[1].split("</p>")[0]
+    assert escape(improvement) in carried  # sprint 2's item is carried into sprint 3, shown as text
+    assert "<script" not in page and "<img" not in page
+
+
+def test_the_check_in_form_records_the_meeting_and_shows_what_people_typed_as_text(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    path = f"/dashboard/{mapping_id}/check-in"
+    with world.client("sales_ops") as ops:
+        page = _html(ops.get(path))
+        assert 'name="attendee" value="Anna Berger"' in page and 'name="confidence.discovery-meetings"' in page
+        with Session(world.engine) as session:
+            lines = {
+                line.key: line
+                for line in views.check_in_page(session, _mapping(world, session), today=TODAY.date()).lines
+            }
+        discovery = lines["discovery-meetings"]
+        row = page[page.index(f'href="/dashboard/{mapping_id}/kr/discovery-meetings"') :].split("</tr>")[0]
+        for shown in (discovery.shown_value, discovery.shown_expected, discovery.shown_change):
+            assert f'<td class="num">{shown}</td>' in row
+        assert "On track</span>" in row
+
+        answer = ops.post(path, data={
+            "attendee": ["Anna Berger", "David Garcia"], "confidence.discovery-meetings": "7",
+            "confidence.new-pipeline": "at_risk", "note.discovery-meetings": SCRIPT, "note": IMG,
+        })  # fmt: skip
+        assert answer.status_code == 303, answer.text[:2000]
+        recorded = _check_ins(world)[0]
+        assert answer.headers["location"] == f"{path}?recorded={recorded.id}#check-in-{recorded.id}"
+        page = _html(ops.get(answer.headers["location"]))
+    assert recorded.attendees == ["Anna Berger", "David Garcia"] and recorded.note == IMG
+    assert recorded.key_results["discovery-meetings"]["confidence"] == 7
+    assert recorded.key_results["new-pipeline"]["confidence"] == "at_risk"
+    assert recorded.key_results["discovery-meetings"]["note"] == SCRIPT
+    assert "Check-in recorded." in page and f'class="past highlight" id="check-in-{recorded.id}"' in page
+    article = page.split(f'id="check-in-{recorded.id}"')[1].split("</article>")[0]
+    assert escape(SCRIPT) in article and escape(IMG) in article and "7/10" in article and "At risk" in article
+    assert "Anna Berger, David Garcia" in article
+    assert "<script" not in page and "<img" not in page
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        ({"attendee": ["Mallory"]}, "Mallory is not a member of the team."),
+        ({"confidence.discovery-meetings": "11"}, "use 1–10"),
+        ({"confidence.no-such-kr": "5"}, "no key result &#39;no-such-kr&#39;"),
+        ({"note": "x" * 20_001}, "General note is longer than 20000 characters."),
+    ],
+    ids=["unknown-attendee", "confidence-out-of-range", "unknown-kr", "note-too-long"],
+)
+def test_a_bad_check_in_is_refused_with_the_form_kept(
+    world: DashboardWorld, form: dict[str, object], message: str
+) -> None:
+    before = len(_check_ins(world))
+    with world.client("sales_ops") as ops:
+        answer = ops.post(f"/dashboard/{world.mappings['acquisition']}/check-in",
+                          data={**form, "note.discovery-meetings": f"kept {SCRIPT}"})  # fmt: skip
+    assert answer.status_code == 422, answer.text[:1000]
+    assert message in answer.text and f">kept {escape(SCRIPT)}</textarea>" in answer.text
+    assert len(_check_ins(world)) == before
+
+
+def test_no_check_in_once_the_cycle_has_ended(world: DashboardWorld) -> None:
+    path = f"/dashboard/{world.mappings['acquisition']}/check-in"
+    set_today(world, ANCHOR + timedelta(days=5))
+    try:
+        with world.client("sales_ops") as ops:
+            page = _html(ops.get(path))
+            assert "The cycle ended on 2026-09-30" in page and 'name="attendee"' not in page
+            refused = ops.post(path, data={"note": "too late"})
+    finally:
+        set_today(world, TODAY)
+    assert refused.status_code == 409 and "ended on 2026-09-30" in refused.text
+
+
+def test_german_labels_by_parameter_cookie_and_accept_language(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    with world.client("viewer") as client:
+        answer = client.get(f"/dashboard/{mapping_id}", params={"lang": "de"})
+        page = _html(answer)
+        assert 'lang="de"' in page and "Überblick" in page and "Aktueller Sprint" in page and "Beiträge" in page
+        assert "Im Plan</span>" in page and "Fortschritt" in page and "6.495.400" in page
+        assert "okrsync_lang=de" in answer.headers["set-cookie"]
+        remembered = _html(client.get(f"/dashboard/{mapping_id}/check-in"))  # the cookie, no parameter
+        assert "Wöchentlicher Check-in" in remembered and "Veränderung in 7 Tagen" in remembered
+        assert "Soll bis heute" in remembered and "Frühere Check-ins" in remembered
+        back = _html(client.get(f"/dashboard/{mapping_id}/check-in", params={"lang": "en"}))
+        assert "Weekly check-in" in back
+    with world.client("viewer", **{"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}) as client:
+        chart = _html(client.get(f"/dashboard/{mapping_id}/kr/discovery-meetings"))
+        assert "Soll-Verlauf" in chart and "Gezählte Datensätze" in chart and "Zeitfenster" in chart
+        overview = _html(client.get(f"/dashboard/{world.mappings['pipeline-hygiene']}"))
+        assert "Hygiene-Score" in overview and "Offene Opportunities: " in overview
+        hygiene = _html(client.get(f"/dashboard/{world.mappings['pipeline-hygiene']}/hygiene"))
+        assert "Abschlussdatum überschritten" in hygiene and "Nach Verantwortlichen" in hygiene
+        kam = _html(client.get(f"/dashboard/{world.mappings['customer-care']}/kam"))
+        assert "Erfüllt" in kam or "Nicht erfüllt" in kam
+        sprint = _html(client.get(f"/dashboard/{mapping_id}/sprints"))
+        assert "Zugesagt" in sprint and "Prognosegenauigkeit" in sprint
+        denied = client.post(f"/dashboard/{mapping_id}/check-in", data={})
+        assert denied.status_code == 403 and "Dafür braucht es die Rolle Sales Ops" in denied.text
+
+
+def test_every_page_sends_the_security_headers_and_no_script(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    paths = ["/dashboard", f"/dashboard/{mapping_id}", f"/dashboard/{mapping_id}/kr/new-pipeline",
+             f"/dashboard/{mapping_id}/check-in", f"/dashboard/{mapping_id}/sprints",
+             f"/dashboard/{world.mappings['pipeline-hygiene']}/hygiene",
+             f"/dashboard/{world.mappings['customer-care']}/kam", "/dashboard/login", "/dashboard/9999"]  # fmt: skip
+    with world.client("viewer") as client:
+        for path in paths:
+            answer = client.get(path)
+            assert answer.status_code in (200, 404), path
+            policy = answer.headers["content-security-policy"]
+            assert policy.startswith("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
+            assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["x-frame-options"] == "DENY"
+            assert "<script" not in answer.text, (path, answer.text[answer.text.find("<script") - 300 :][:600])
+            assert not re.search(r'(src|href)="https?://(?!127\.0\.0\.1)', answer.text), path  # nothing external
+        css = client.get("/dashboard/static/dashboard.css")
+        assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+        assert "@import" not in css.text and "url(" not in css.text  # no external fonts or images
+    assert render.ENVIRONMENT.autoescape is True
+
+
+def test_unknown_mappings_and_key_results_are_404_pages(world: DashboardWorld) -> None:
+    with world.client("viewer") as client:
+        missing = client.get("/dashboard/9999")
+        assert missing.status_code == 404 and "no mapping 9999" in missing.text
+        kr = client.get(f"/dashboard/{world.mappings['acquisition']}/kr/no-such-kr<b>")
+        assert kr.status_code == 404 and "no key result &#39;no-such-kr&lt;b&gt;&#39;" in kr.text
+
+
+def test_render_check_in_gives_a_standalone_document_for_the_report(world: DashboardWorld) -> None:
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session)
+        document = views.render_check_in(session, mapping, lang="de")
+        fragment = views.render_check_in(session, mapping, standalone=False)
+    assert document.startswith("<!doctype html>") and '<html lang="de">' in document
+    assert "<style>" in document and ".status-on_track" in document and "dashboard.css" not in document
+    assert "Wöchentlicher Check-in" in document and "150 meetings with prospects" in document
+    assert "<form" not in document and "<nav" not in document and "/dashboard/" not in document
+    assert "<html" not in fragment and "Weekly check-in" in fragment and "<form" not in fragment
+    assert "<script" not in document + fragment
