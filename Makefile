@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine (Python 3.11+):
-#   make run    the main job: sandbox CRM + Salesforce and HubSpot syncs into SQLite, the example OKRs computed
-#               and reported (no account needed)
+#   make run    the main job: `okrsync demo` — the sandbox CRM and the sidecar on loopback, both CRMs synced into
+#               SQLite, the example OKRs computed, written back and reported, then the dashboard moving live as a
+#               simulated rep logs meetings (no account needed; Ctrl-C stops it)
 #   make test   the whole test suite (ruff, mypy, pytest on SQLite and PostgreSQL)
 PY ?= python3
 VENV := .venv
@@ -12,22 +13,26 @@ $(BIN)/okrsync: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/okrsync
 
-.PHONY: install run test lint bench browser
+.PHONY: install run run-steps test lint bench browser
 install: $(BIN)/okrsync
 
-# the example mappings describe Q3 2026: the sandbox's quarter is anchored there and the check-in is its last day
-run: export OKRSYNC_SANDBOX__ANCHOR = 2026-09-30T18:00:00Z
-run: AS_OF = 2026-09-30T18:00:00
 run: install
+	$(BIN)/okrsync demo
+
+# the same job one command at a time, into .okrsync/okrsync.db, on the examples' own quarter: they describe Q3 2026,
+# so the sandbox's quarter is anchored there and the check-in is its last day
+run-steps: export OKRSYNC_SANDBOX__ANCHOR = 2026-09-30T18:00:00Z
+run-steps: AS_OF = 2026-09-30T18:00:00
+run-steps: install
 	$(BIN)/okrsync sync salesforce --sandbox
 	$(BIN)/okrsync sync salesforce --sandbox
 	$(BIN)/okrsync sync hubspot --sandbox
 	for example in acquisition customer-care pipeline-hygiene; do \
 	  $(BIN)/okrsync mappings apply mappings/examples/$$example.yaml --connection salesforce/sandbox \
-	    --as-of $(AS_OF) --author make-run --reason "make run" || exit 1; \
+	    --as-of $(AS_OF) --author make-run --reason "make run-steps" || exit 1; \
 	done
 	$(BIN)/okrsync mappings apply mappings/examples/acquisition.yaml --connection hubspot/sandbox --as-of $(AS_OF) \
-	  --author make-run --reason "make run"
+	  --author make-run --reason "make run-steps"
 	$(BIN)/okrsync report --mapping 1
 	$(BIN)/okrsync report --mapping 2
 	$(BIN)/okrsync report --mapping 3

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.errors import ConnectorError
@@ -20,7 +21,10 @@ from service.crm.clients import (  # noqa: F401  (sandbox helpers are imported f
     sandbox_crms,
     sandbox_org,
 )
+from service.demo import register as register_demo_command
 from service.kit.db import create_schema, make_engine
+from service.kit.db_commands import register as register_db_commands
+from service.kit.migrate import SchemaError
 from service.kit.settings import Settings, get_settings
 from service.okrs.commands import register as register_okr_commands
 from service.sidecar import register as register_sidecar_commands
@@ -33,6 +37,8 @@ app.add_typer(sync_app, name="sync")
 register_okr_commands(app)
 register_writeback_commands(app)
 register_sidecar_commands(app)
+register_demo_command(app)
+register_db_commands(app)
 console = Console(stderr=True)
 
 
@@ -138,7 +144,12 @@ def _sync(crm: str, *, full: bool, use_sandbox: bool, sandbox_url: str | None) -
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    try:
+        app()
+    except SchemaError as exc:
+        # any command on a database it cannot use (unreachable, newer than this okrsync…): the message, no traceback
+        console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

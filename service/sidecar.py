@@ -11,12 +11,15 @@ import typer
 import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
+from rich.markup import escape
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from service.app import create_app
 from service.crm.clients import CrmAccess, NotConfiguredError, open_crm, sandbox_org
 from service.kit.auth import ApiToken, Role, create_token, revoke_token
 from service.kit.db import create_schema, make_engine
+from service.kit.migrate import SchemaError, ensure_ready
 from service.kit.settings import Settings, get_settings
 
 token_app = typer.Typer(help="API tokens for the sidecar (stored hashed; shown once).", no_args_is_help=True)
@@ -70,6 +73,17 @@ def _sandbox_org_id(crms: dict[str, CrmAccess], settings: Settings) -> str:
     return server.org.org_id if server is not None else sandbox_org(settings).org_id
 
 
+def refuse_unready_database(settings: Settings, engine: Engine) -> None:
+    """Before a long-running process opens a port or takes work: the embedded database is brought to the schema
+    head; a configured one that is not there (unmigrated, behind, newer, unreachable) stops the process with what to
+    do and exit code 1 — never a half-started service (``okrsync serve``, ``okrsync worker``)."""
+    try:
+        ensure_ready(settings, engine)
+    except SchemaError as exc:
+        err.print(f"[red]okrsync cannot start:[/] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
 def serve(
     sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Serve against the built-in sandbox CRM (both CRMs).")
@@ -87,7 +101,7 @@ def serve(
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = make_engine(settings.effective_database_url)
-    create_schema(engine)
+    refuse_unready_database(settings, engine)
     with ExitStack() as stack:
         crms = _open_crms(stack, settings, sandbox=sandbox, sandbox_url=sandbox_url)
         if sandbox or sandbox_url:
@@ -123,7 +137,7 @@ def worker(
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = make_engine(settings.effective_database_url)
-    create_schema(engine)
+    refuse_unready_database(settings, engine)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -56,6 +56,8 @@ def make_engine(url: str) -> Engine:
         # psycopg prepares a statement after 5 runs and PostgreSQL may then keep a generic plan made while a table
         # was nearly empty: "external_id IN (1,000 ids)" became a 3-second sequential scan during a first sync
         connect_args["prepare_threshold"] = None
+        # a wrong host fails in seconds, not after the operating system's two-minute TCP timeout
+        connect_args["connect_timeout"] = 10
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
 
@@ -81,9 +83,13 @@ def analyze(engine: Engine) -> None:
 
 
 def create_schema(engine: Engine) -> None:
-    import service.models  # noqa: F401  (registers every table)
+    """Bring the database to this okrsync's schema version (the embedded SQLite database, tests, one-shot commands):
+    an empty database is created and stamped, an older one migrated, one from before migrations adopted. Raises
+    ``service.kit.migrate.SchemaError`` (unreachable, newer than this okrsync, not adoptable). Long-running processes
+    against a configured database use ``service.kit.migrate.ensure_ready``, which only checks."""
+    from service.kit.migrate import bring_to_head
 
-    SQLModel.metadata.create_all(engine)
+    bring_to_head(engine)
 
 
 def upsert(

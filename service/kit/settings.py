@@ -37,7 +37,7 @@ class SandboxSettings(BaseModel):
     anchor: datetime | None = Field(
         default=None,
         description="End of the generated quarter (default: the first run's time, kept in data_dir). The example "
-        "mappings use Q3 2026: `make run` sets 2026-09-30T18:00:00Z.",
+        "mappings use Q3 2026: `make run-steps` sets 2026-09-30T18:00:00Z (`okrsync demo` moves them to now).",
     )
 
     latency_seconds: float = Field(

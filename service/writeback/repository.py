@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, update
 from sqlmodel import Session
 
 from service.compute.models import (
@@ -231,6 +231,13 @@ def retry_failed(session: Session, *, connection_id: int) -> int:
         .where(OutboxRow.connection_id == connection_id, OutboxRow.status == "failed")  # type: ignore[arg-type]
         .values(status="pending", seq=OutboxRow.seq + 1)
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def forget_written(session: Session, *, connection_id: int) -> int:
+    """Forget what was written to the connection's CRM (a sandbox CRM that started anew has none of okrsync's
+    records): the next staging stages everything again. Returns how many rows were forgotten."""
+    result = session.execute(delete(OutboxRow).where(OutboxRow.connection_id == connection_id))  # type: ignore[arg-type]
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -32,6 +32,7 @@ from service.cli import app
         ["explain"],
         ["kr", "set"],
         ["kam", "assess"],
+        ["demo"],
     ],
     ids=lambda a: " ".join(a) or "okrsync",
 )
