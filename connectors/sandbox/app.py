@@ -53,6 +53,14 @@ def _control_router(org: SandboxOrg) -> APIRouter:
     def reset_stats() -> None:
         org.reset_stats()
 
+    @router.get("/records/{sobject}")
+    def records(sobject: str) -> list[dict[str, Any]]:
+        """Every record of an SObject type as the org holds it (custom objects too; SOQL knows only the built-in
+        schema): for tests that run the sandbox in its own process and check what was written into it."""
+        if org.sobject(sobject) is None:
+            raise HTTPException(status_code=404, detail=f"no SObject type {sobject} in this org")
+        return org.records(sobject)
+
     return router
 
 
