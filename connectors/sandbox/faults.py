@@ -102,6 +102,11 @@ class FaultPlan:
         with self._lock:
             self._faults.clear()
 
+    def summary(self) -> list[dict[str, Any]]:
+        """Each planned fault with how often it fired (for the control API's stats)."""
+        with self._lock:
+            return [{"kind": f.kind, "match": f.match, "times": f.times, "fired": f.fired} for f in self._faults]
+
     def take(self, call: str) -> list[Fault]:
         """Count one call named `call` against each matching fault and return the faults that fire now
         (record_error faults are counted per record by :meth:`take_record` instead)."""

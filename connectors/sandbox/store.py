@@ -537,4 +537,5 @@ class SandboxOrg:
                 "token_requests": self.token_requests,
                 "api_usage_used": self.api_usage_used,
                 "daily_api_limit": self.daily_api_limit,
+                "faults": self.faults.summary(),
             }

@@ -3,6 +3,8 @@
 - ``kill -9`` of the worker at random points of its pass (full sync, compute, write-back), several times, then a
   worker that runs to the end: the local model and the CRM are the same as after a clean run without kills, and no
   record was created twice in the CRM.
+- The same, with CRM faults injected throughout on the killed side (503s on reads, a write applied but its answer
+  lost, a record locked once): nothing lost, nothing written twice.
 - PostgreSQL restarted under load (a private cluster started by the test, so the suite's database is untouched):
   the sidecar and the worker recover without anyone touching them, and every webhook event is processed.
 """
@@ -134,7 +136,9 @@ def test_kill_9_at_random_points_ends_like_a_clean_run(clean_and_killed: tuple[D
     pass_seconds = time.monotonic() - started
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)
-    # the same work, the worker killed up to three times at random points of its pass (seeded: replayable)
+    # the same work, with CRM faults throughout and the worker killed up to three times at random points of its
+    # pass (seeded: replayable)
+    _inject_faults(killed)
     seed = int(os.environ.get("OKRSYNC_FAULT_SEED", random.randrange(10**6)))
     rng = random.Random(seed)
     kills: list[str] = []
@@ -158,6 +162,8 @@ def test_kill_9_at_random_points_ends_like_a_clean_run(clean_and_killed: tuple[D
     wait_for(lambda: _pass_done(killed.engine), f"the pass after the kills (seed {seed}, {kills})", timeout=180)
     survivor.send_signal(signal.SIGTERM)
     survivor.wait(timeout=30)
+    faults = _stats(killed)["faults"]
+    assert all(f["fired"] == f["times"] for f in faults if f["kind"] != "latency"), str(faults)  # each happened
 
     assert _local(killed.engine) == _local(clean.engine), f"seed {seed}, killed during {kills}"
     crm_clean, crm_killed = _crm(clean), _crm(killed)
@@ -166,6 +172,23 @@ def test_kill_9_at_random_points_ends_like_a_clean_run(clean_and_killed: tuple[D
     for sobject in ("OKR_Objective__c", "OKR_Key_Result__c", "OKR_Contribution__c", "KAM_Criterion__c"):
         ids = [row[0] for row in crm_killed[sobject]]
         assert len(ids) == len(set(ids)), f"{sobject}: a record was created twice (seed {seed})"
+
+
+def _stats(world: Deployment) -> dict[str, Any]:
+    ca = ssl.create_default_context(cafile=Path(world.env["OKRSYNC_DATA_DIR"]) / "sandbox" / "ca.pem")
+    return httpx.get(f"{world.sandbox_url}/__sandbox/stats", verify=ca, timeout=10).json()  # type: ignore[no-any-return]
+
+
+def _inject_faults(world: Deployment) -> None:
+    ca = ssl.create_default_context(cafile=Path(world.env["OKRSYNC_DATA_DIR"]) / "sandbox" / "ca.pem")
+    for fault in (
+        {"kind": "http", "status": 503, "match": "query", "after": 2, "times": 2},  # reads fail, then recover
+        {"kind": "http", "status": 503, "match": "query_more", "after": 0, "times": 1},
+        {"kind": "drop", "match": "composite_upsert", "after": 1, "times": 2},  # applied, the answer lost: replayed
+        {"kind": "record_error", "match": "composite_upsert", "index": 3, "error_code": "UNABLE_TO_LOCK_ROW"},
+    ):
+        answer = httpx.post(f"{world.sandbox_url}/__sandbox/faults", json=fault, verify=ca, timeout=10)
+        assert answer.status_code == 201, answer.text
 
 
 def _holder_pid(engine: Engine) -> int | None:
