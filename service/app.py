@@ -110,7 +110,8 @@ def create_app(
 
     @app.get("/readyz", response_model=Readiness, tags=["health"], responses={503: {"model": Readiness}})
     def readyz() -> Any:
-        """The database answers; how long ago each CRM was last synced by the worker."""
+        """The database answers; how long ago each CRM connection (``hubspot``, ``hubspot/west``…) was last synced
+        by the worker."""
         try:
             with engine.connect() as conn:
                 conn.execute(text("select 1"))
@@ -139,7 +140,7 @@ def create_app(
                 metrics.sync_lag.labels(crm).set(time.monotonic() - last)
         with Session(engine) as session:
             depths = outbox_depth(session)
-        for crm in {*depths, *(background.crms if background is not None else ())}:
+        for crm in {*depths, *(access.crm for access in (background.crms.values() if background else ()))}:
             metrics.outbox_depth.labels(crm).set(depths.get(crm, 0))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,7 +26,7 @@ from service.demo import register as register_demo_command
 from service.kit.db import create_schema, make_engine
 from service.kit.db_commands import register as register_db_commands
 from service.kit.migrate import SchemaError
-from service.kit.settings import Settings, get_settings
+from service.kit.settings import Settings, get_settings, settings_problems
 from service.okrs.commands import register as register_okr_commands
 from service.sidecar import register as register_sidecar_commands
 from service.sync.service import run_sync
@@ -70,7 +71,8 @@ def sandbox(
     cert_dir = settings.data_dir / "sandbox"
     console.print(
         f"sandbox CRM on https://{settings.sandbox.host}:{port} — "
-        f"{', '.join(f'{len(org.records(t))} {t}' for t in ('Account', 'Opportunity', 'Task', 'Event'))}\n"
+        f"{', '.join(f'{len(org.records(t))} {t}' for t in ('Account', 'Opportunity', 'Task', 'Event'))};"
+        f" HubSpot portal {portal.portal_id}\n"
         f"sync it from another terminal: okrsync sync salesforce|hubspot --sandbox-url"
         f" https://{settings.sandbox.host}:{port}"
     )
@@ -150,6 +152,14 @@ def main() -> None:  # pragma: no cover
         # any command on a database it cannot use (unreachable, newer than this okrsync…): the message, no traceback
         console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
         sys.exit(1)
+    except ValidationError as exc:
+        if exc.title != Settings.__name__:
+            raise
+        # what is wrong and where, never the value (a token, a password)
+        console.print("[red]okrsync settings are invalid:[/]")
+        for line in settings_problems(exc):
+            console.print(f"  {escape(line)}", soft_wrap=True, highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from service.app import create_app
-from service.crm.clients import CrmAccess, NotConfiguredError, open_crm, sandbox_org
+from service.crm.clients import CrmAccess, NotConfiguredError, extra_crms, open_crm, sandbox_org
 from service.kit.auth import ApiToken, Role, create_token, revoke_token
 from service.kit.db import create_schema, make_engine
 from service.kit.migrate import SchemaError, ensure_ready
@@ -51,7 +51,9 @@ SandboxUrl = Annotated[
 
 
 def _open_crms(stack: ExitStack, settings: Settings, *, sandbox: bool, sandbox_url: str | None) -> dict[str, CrmAccess]:
-    """The CRM connections to work on: the sandbox (started here or at ``sandbox_url``) or the configured ones."""
+    """The CRM connections to work on: the default ones — the sandbox (started here or at ``sandbox_url``) or the
+    configured ones — keyed ``salesforce``/``hubspot``, and the extra ones of OKRSYNC_CONNECTIONS keyed
+    ``crm/name``."""
     crms: dict[str, CrmAccess] = {}
     if sandbox or sandbox_url:
         crms["salesforce"] = open_crm(stack, "salesforce", settings, use_sandbox=sandbox, sandbox_url=sandbox_url)
@@ -59,13 +61,13 @@ def _open_crms(stack: ExitStack, settings: Settings, *, sandbox: bool, sandbox_u
         crms["hubspot"] = open_crm(stack, "hubspot", settings, sandbox_url=server.base_url if server else sandbox_url)
         if server is not None:
             err.print(f"sandbox CRM on {server.base_url}; webhook secrets: the sandbox's demo values")
-        return crms
-    for crm in ("salesforce", "hubspot"):
-        try:
-            crms[crm] = open_crm(stack, crm, settings)
-        except NotConfiguredError:
-            continue
-    return crms
+    else:
+        for crm in ("salesforce", "hubspot"):
+            try:
+                crms[crm] = open_crm(stack, crm, settings)
+            except NotConfiguredError:
+                continue
+    return crms | extra_crms(settings)
 
 
 def _sandbox_org_id(crms: dict[str, CrmAccess], settings: Settings) -> str:
@@ -145,8 +147,8 @@ def worker(
         crms = _open_crms(stack, settings, sandbox=False, sandbox_url=sandbox_url)
         if not crms:
             err.print(
-                "[red]no CRM configured: a worker needs OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… settings"
-                " (see README), or --sandbox-url[/]"
+                "[red]no CRM configured: a worker needs OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… settings,"
+                " OKRSYNC_CONNECTIONS (see README), or --sandbox-url[/]"
             )
             raise typer.Exit(2)
         notifier = Notifier(settings.notifications) if settings.notifications_enabled else None

@@ -2,10 +2,10 @@
 
 Control API (for tests and demos; never counted as CRM API calls):
 
-- ``GET /__sandbox/stats`` — call counters and daily usage.
+- ``GET /__sandbox/stats`` — call counters and daily usage (the HubSpot portal's under ``hubspot``).
 - ``POST /__sandbox/faults`` — JSON ``{"kind", "times", "after", "match", ...params}``; see ``faults.py``.
 - ``DELETE /__sandbox/faults`` — remove planned faults.
-- ``POST /__sandbox/reset-stats`` — zero the call counters.
+- ``POST /__sandbox/reset-stats`` — zero the call counters (both CRMs').
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from connectors.sandbox.salesforce_api import create_salesforce_router
 from connectors.sandbox.store import SandboxOrg
 
 
-def _control_router(org: SandboxOrg) -> APIRouter:
+def _control_router(org: SandboxOrg, portal: HubSpotPortal | None) -> APIRouter:
     router = APIRouter(prefix="/__sandbox")
 
     @router.get("/stats")
     def stats() -> dict[str, Any]:
-        return org.stats()
+        return {**org.stats(), **({"hubspot": portal.stats()} if portal is not None else {})}
 
     @router.post("/faults", status_code=201)
     def add_fault(spec: dict[str, Any] = Body(...)) -> dict[str, Any]:
@@ -52,6 +52,8 @@ def _control_router(org: SandboxOrg) -> APIRouter:
     @router.post("/reset-stats", status_code=204)
     def reset_stats() -> None:
         org.reset_stats()
+        if portal is not None:
+            portal.reset_stats()
 
     @router.get("/records/{sobject}")
     def records(sobject: str) -> list[dict[str, Any]]:
@@ -68,7 +70,7 @@ def create_app(org: SandboxOrg, portal: HubSpotPortal | None = None) -> FastAPI:
     """Build the sandbox CRM app serving `org` (Salesforce) and, when given, `portal` (HubSpot)."""
     app = FastAPI(title="okrsync sandbox CRM", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.org = org
-    app.include_router(_control_router(org))
+    app.include_router(_control_router(org, portal))
     app.include_router(create_salesforce_router(org))
     if portal is not None:
         app.state.portal = portal

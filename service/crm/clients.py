@@ -2,7 +2,11 @@
 
 ``open_crm()`` returns a :class:`CrmAccess` holding the connector settings and the connection name rows are filed
 under; with the sandbox it also starts the sandbox server (closed with the ``ExitStack``). The sandbox's demo
-credentials are published constants of the sandbox, not secrets.
+credentials are published constants of the sandbox, not secrets. ``extra_crms()`` adds the connections of
+``OKRSYNC_CONNECTIONS``.
+
+Connection keys: the worker, its leases' names and the webhook events name a connection by its key — ``salesforce``
+or ``hubspot`` for a CRM's default connection (event ``connection`` NULL), ``hubspot/west`` for an extra one.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ def sandbox_crms(settings: Settings):  # type: ignore[no-untyped-def]
     from connectors.sandbox.hubspot_seed import portal_from_org
 
     org = sandbox_org(settings)
-    portal, _ids = portal_from_org({t: org.records(t, include_deleted=True) for t in OBJECTS})
+    records = {t: org.records(t, include_deleted=True) for t in OBJECTS}
+    portal, _ids = portal_from_org(records, portal_id=settings.sandbox.portal_id)
     return org, portal
 
 
@@ -118,6 +123,22 @@ class CrmAccess:
             return SalesforceWriter(self.salesforce)
         assert self.hubspot is not None
         return HubSpotWriter(self.hubspot)
+
+
+def connection_key(crm: str, connection: str | None) -> str:
+    """``hubspot`` for the CRM's default connection (``connection`` None), ``hubspot/west`` for an extra one."""
+    return crm if connection is None else f"{crm}/{connection}"
+
+
+def event_connection(key: str) -> tuple[str, str | None]:
+    """The inverse of ``connection_key``: (crm, None) for a default connection, (crm, name) for an extra one."""
+    crm, _, name = key.partition("/")
+    return crm, name or None
+
+
+def extra_crms(settings: Settings) -> dict[str, CrmAccess]:
+    """The connections of OKRSYNC_CONNECTIONS, keyed ``crm/name``."""
+    return {c.key: CrmAccess(c.crm, c.name, salesforce=c.salesforce, hubspot=c.hubspot) for c in settings.connections}
 
 
 def open_crm(

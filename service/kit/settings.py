@@ -8,16 +8,32 @@ Examples::
     OKRSYNC_SALESFORCE__USERNAME=integration@acme.com
     OKRSYNC_SALESFORCE__JWT_PRIVATE_KEY_FILE=/run/secrets/salesforce.key
     OKRSYNC_SALESFORCE__CUSTOM_FIELDS='{"Opportunity": ["Segment__c"]}'
+    OKRSYNC_CONNECTIONS='[{"name": "west", "hubspot": {"access_token": "pat-eu1-..."}, "hubspot_portal_id": 145000002}]'
+
+``OKRSYNC_SALESFORCE__…`` and ``OKRSYNC_HUBSPOT__…`` are the default connections (filed under
+``OKRSYNC_CONNECTION_NAME``); ``OKRSYNC_CONNECTIONS`` adds more orgs and portals (``ConnectionSettings``). A settings
+error names the variable, the connection and the field, never a value (secrets stay out of messages and logs).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.hubspot.config import HubSpotConfig
@@ -45,6 +61,12 @@ class SandboxSettings(BaseModel):
     )
     hubspot_writeback_mode: Literal["custom_objects", "properties"] = Field(
         default="custom_objects", description="How okrsync writes back to the sandbox HubSpot portal."
+    )
+    portal_id: int = Field(
+        default=145_000_001,
+        ge=1,
+        description="Hub id of the sandbox HubSpot portal (its webhooks carry it as portalId); give two sandboxes "
+        "different ones to try several portals in one deployment.",
     )
 
 
@@ -86,8 +108,107 @@ class ServeSettings(BaseModel):
     )
 
 
+CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+SANDBOX_CONNECTION = "sandbox"  # the name the built-in sandbox CRM's rows are filed under
+_SALESFORCE_ID = re.compile(r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$")
+
+
+class ConnectionSettings(BaseModel):
+    """One more CRM connection beside the default ones: a Salesforce org or a HubSpot portal, its rows filed under
+    ``name`` (``hubspot/west``), its webhooks routed to it by org id or portal id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        description="Lower-case letters, digits, _ and -, at most 40, unique per CRM; the rows are filed under "
+        "crm/name (e.g. hubspot/west).",
+        examples=["west"],
+    )
+    salesforce: SalesforceConfig | None = Field(
+        default=None, description="The org's settings (as OKRSYNC_SALESFORCE__…)."
+    )
+    hubspot: HubSpotConfig | None = Field(default=None, description="The portal's settings (as OKRSYNC_HUBSPOT__…).")
+    salesforce_org_id: str | None = Field(
+        default=None,
+        description="Outbound Messages from this org id go to this connection.",
+        examples=["00D5g000004ABCD"],
+    )
+    hubspot_portal_id: int | None = Field(
+        default=None, ge=1, description="HubSpot webhook events with this portalId go to this connection.",
+        examples=[145000002],
+    )  # fmt: skip
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not CONNECTION_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a connection name: 1 to 40 lower-case letters, digits, _ or -, starting with a"
+                " letter or digit"
+            )
+        return value
+
+    @field_validator("salesforce_org_id")
+    @classmethod
+    def _org_id(cls, value: str | None) -> str | None:
+        if value is not None and not _SALESFORCE_ID.match(value):
+            raise ValueError(f"{value!r} is not a Salesforce org id (15 or 18 letters and digits, e.g. 00D5g0…)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_crm(self) -> ConnectionSettings:
+        if (self.salesforce is None) == (self.hubspot is None):
+            given = "both" if self.salesforce is not None else "neither"
+            raise ValueError(f'give exactly one of "salesforce" or "hubspot" (got {given})')
+        if self.salesforce_org_id is not None and self.salesforce is None:
+            raise ValueError(
+                '"salesforce_org_id" belongs to a salesforce connection; a hubspot one routes by portal id'
+            )
+        if self.hubspot_portal_id is not None and self.hubspot is None:
+            raise ValueError('"hubspot_portal_id" belongs to a hubspot connection; a salesforce one routes by org id')
+        return self
+
+    @property
+    def crm(self) -> Literal["salesforce", "hubspot"]:
+        return "salesforce" if self.salesforce is not None else "hubspot"
+
+    @property
+    def key(self) -> str:
+        """``crm/name``: how the worker, its leases and the webhook events name this connection."""
+        return f"{self.crm}/{self.name}"
+
+
+def _where(connections: Any, index: Any) -> str:
+    """``OKRSYNC_CONNECTIONS[1] ('west')``: the position, and the name when the input has a usable one."""
+    name = None
+    if isinstance(index, int) and isinstance(connections, list) and index < len(connections):
+        item = connections[index]
+        name = item.get("name") if isinstance(item, dict) else None
+    place = f"OKRSYNC_CONNECTIONS[{index}]" if isinstance(index, int) else "OKRSYNC_CONNECTIONS"
+    return f"{place} ({name!r})" if isinstance(name, str) else place
+
+
+def _problem(connections: Any, error: Any) -> str:
+    """One validation error of OKRSYNC_CONNECTIONS as 'where: field: what', never with the input (secrets)."""
+    loc = list(error["loc"])
+    index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+    field = ".".join(str(part) for part in loc)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    # the CRM configs name their settings as the default connection's variables; here they are JSON fields
+    message = re.sub(r"OKRSYNC_(SALESFORCE|HUBSPOT)__([A-Z_]+)", lambda m: f"{m[1].lower()}.{m[2].lower()}", message)
+    if error["type"] == "missing":
+        message = "missing"
+    return f"{_where(connections, index)}: {field + ': ' if field else ''}{message}"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OKRSYNC_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="OKRSYNC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,  # a settings error must never print a token or a password
+    )
 
     data_dir: Path = Field(default=Path(".okrsync"), description="SQLite file, sandbox certificates, state.")
     database_url: str | None = Field(
@@ -97,11 +218,63 @@ class Settings(BaseSettings):
     connection_name: str = Field(default="default", description="Name of the CRM connection rows are filed under.")
     salesforce: SalesforceConfig | None = None
     hubspot: HubSpotConfig | None = None
+    connections: list[ConnectionSettings] = Field(
+        default_factory=list,
+        description="More orgs and portals beside the default ones (OKRSYNC_SALESFORCE__…, OKRSYNC_HUBSPOT__…), "
+        "as JSON: each its name, exactly one of salesforce or hubspot, and the org id or portal id its webhooks "
+        "carry.",
+    )
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     log_level: str = "INFO"
+
+    @field_validator("connections", mode="wrap")
+    @classmethod
+    def _name_the_connection(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            problems = "; ".join(_problem(value, error) for error in exc.errors(include_url=False))
+            raise PydanticCustomError("connection_settings", "{problems}", {"problems": problems}) from None
+
+    @model_validator(mode="after")
+    def _connections_apart(self) -> Settings:
+        problems: list[str] = []
+        seen: dict[tuple[str, str], int] = {}
+        portals: dict[int, str] = {}
+        org_id = self.webhooks.salesforce_org_id
+        orgs: dict[str, str] = (
+            {org_id[:15]: "the default connection (OKRSYNC_WEBHOOKS__SALESFORCE_ORG_ID)"} if org_id else {}
+        )
+        for index, connection in enumerate(self.connections):
+            where = f"OKRSYNC_CONNECTIONS[{index}] ({connection.name!r})"
+            if connection.name in (self.connection_name, SANDBOX_CONNECTION):
+                whose = "the sandbox CRM's" if connection.name == SANDBOX_CONNECTION else "OKRSYNC_CONNECTION_NAME, the"
+                problems.append(
+                    f"{where}: name: {connection.name!r} is {whose} default connection's name; choose another"
+                )
+            earlier = seen.setdefault((connection.crm, connection.name), index)
+            if earlier != index:
+                problems.append(
+                    f"{where}: name: {connection.crm}/{connection.name} is already OKRSYNC_CONNECTIONS[{earlier}]"
+                )
+            if connection.hubspot_portal_id is not None:
+                other = portals.setdefault(connection.hubspot_portal_id, where)
+                if other != where:
+                    problems.append(f"{where}: hubspot_portal_id: {connection.hubspot_portal_id} is {other}'s too")
+            if connection.salesforce_org_id is not None:
+                other = orgs.setdefault(connection.salesforce_org_id[:15], where)
+                if other != where:
+                    problems.append(f"{where}: salesforce_org_id: {connection.salesforce_org_id} is {other}'s too")
+        if problems:
+            raise PydanticCustomError("connection_settings", "{problems}", {"problems": "; ".join(problems)})
+        return self
+
+    def extra_connection(self, crm: str, name: str) -> ConnectionSettings | None:
+        """The connection of OKRSYNC_CONNECTIONS filed as ``crm/name``, if there is one."""
+        return next((c for c in self.connections if c.crm == crm and c.name == name), None)
 
     @property
     def notifications_enabled(self) -> bool:
@@ -115,3 +288,15 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_problems(exc: ValidationError) -> list[str]:
+    """A settings error as lines naming the variable (and the connection), without any value."""
+    lines: list[str] = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "connection_settings":
+            lines += str(error["msg"]).split("; ")
+        else:
+            variable = "OKRSYNC_" + "__".join(str(part) for part in error["loc"]).upper()
+            lines.append(f"{variable}: {str(error['msg']).removeprefix('Value error, ')}")
+    return lines

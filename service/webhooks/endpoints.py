@@ -2,9 +2,12 @@
 
 - ``POST /webhooks/hubspot``: HubSpot signature v3 over method, the public URI, body and timestamp (5 minutes),
   batches of up to 100 events. A request whose signature was already seen is a replay: 401, like a forged one.
-- ``POST /webhooks/salesforce``: Outbound Messages (SOAP), checked against the configured org id, answered with
-  the SOAP ``Ack``; duplicates by Notification Id.
-- ``POST /webhooks/salesforce/flow``: the JSON variant for a Flow HTTP callout, signed with a shared secret.
+  Each event goes to the connection of its ``portalId`` (``routing.py``); one client secret for every portal.
+- ``POST /webhooks/salesforce``: Outbound Messages (SOAP), checked against the configured org ids (the default
+  org's or an extra connection's, which it then goes to), answered with the SOAP ``Ack``; duplicates by
+  Notification Id (within a connection).
+- ``POST /webhooks/salesforce/flow``: the JSON variant for a Flow HTTP callout, signed with a shared secret; for the
+  default Salesforce connection only.
 
 Nothing is stored for a refused request; everything accepted is stored before the 2xx is sent.
 """
@@ -34,6 +37,7 @@ from service.webhooks.parse import (
     parse_outbound_message,
     soap_fault,
 )
+from service.webhooks.routing import UnknownOrgError, hubspot_connection, salesforce_connection
 from service.webhooks.verify import SignatureError, hubspot_signed_uri, verify_hubspot_v3, verify_shared_hmac
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -99,11 +103,12 @@ def _reject(request: Request, source: str, reason: str) -> None:
 
 def _row(
     crm: str, dedupe_key: str, object_type: str | None, object_id: Any, kind: str | None, occurred_at: Any,
-    payload: dict[str, Any], *, ignored: str | None = None,
+    payload: dict[str, Any], *, ignored: str | None = None, connection: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """A webhook_event row; an event okrsync does not track is stored as ``ignored`` with the reason."""
+    """A webhook_event row; an event okrsync does not track is stored as ``ignored`` with the reason;
+    ``connection`` None: the CRM's default connection."""
     return {
-        "crm": crm, "dedupe_key": dedupe_key, "object_type": object_type,
+        "crm": crm, "connection": connection, "dedupe_key": dedupe_key, "object_type": object_type,
         "object_id": str(object_id) if object_id is not None else None, "kind": kind, "occurred_at": occurred_at,
         "payload": payload, "received_at": utcnow(), "status": "ignored" if ignored else "pending", "error": ignored,
     }  # fmt: skip
@@ -163,7 +168,7 @@ async def hubspot(request: Request) -> Accepted:
         raise HTTPException(400, str(exc)) from None
     rows = [
         _row("hubspot", e.dedupe_key, e.object_type, e.object_id, e.kind, e.occurred_at, e.raw,
-             ignored=None if e.tracked else e.untracked_reason)
+             ignored=None if e.tracked else e.untracked_reason, connection=hubspot_connection(settings, e.portal_id))
         for e in events
     ]  # fmt: skip
     new, duplicates = await run_in_threadpool(_store, request, "hubspot", rows)
@@ -184,16 +189,16 @@ async def salesforce(request: Request) -> Response:
     except PayloadError as exc:
         _reject(request, "salesforce", "payload")
         return Response(soap_fault(str(exc)), status_code=400, media_type="text/xml")
-    expected = settings.webhooks.salesforce_org_id
-    if expected is None or message.organization_id[:15] != expected[:15]:
+    try:
+        connection = salesforce_connection(settings, message.organization_id)
+    except UnknownOrgError as exc:
         _reject(request, "salesforce", "organization")
-        reason = "this okrsync is not set up for Outbound Messages (OKRSYNC_WEBHOOKS__SALESFORCE_ORG_ID)"
-        if expected is not None:
-            reason = f"Outbound Message from org {message.organization_id}, expected {expected}"
-        return Response(soap_fault(reason), status_code=401, media_type="text/xml")
+        return Response(soap_fault(str(exc)), status_code=401, media_type="text/xml")
+    # each org numbers its own notifications: an extra org's are keyed with its connection, never to collide
+    prefix = "" if connection is None else f"{connection}:"
     rows = [
-        _row("salesforce", n.notification_id, n.sobject_type, n.record_id, "change", None,
-             {"fields": n.fields, "action": message.action_id})
+        _row("salesforce", prefix + n.notification_id, n.sobject_type, n.record_id, "change", None,
+             {"fields": n.fields, "action": message.action_id}, connection=connection)
         for n in message.notifications
     ]  # fmt: skip
     await run_in_threadpool(_store, request, "salesforce", rows)
@@ -202,7 +207,8 @@ async def salesforce(request: Request) -> Response:
 
 @router.post("/salesforce/flow", response_model=Accepted, responses={400: {}, 401: {}, 413: {}})
 async def salesforce_flow(request: Request) -> Accepted:
-    """JSON events from a Salesforce Flow HTTP callout, signed with the shared secret (X-Okrsync-Signature)."""
+    """JSON events from a Salesforce Flow HTTP callout, signed with the shared secret (X-Okrsync-Signature); for the
+    default Salesforce connection only (the secret is its org's)."""
     settings: Settings = request.app.state.settings
     secret = settings.webhooks.flow_secret
     if secret is None:

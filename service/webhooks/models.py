@@ -2,7 +2,9 @@
 
 One row per distinct event (``source`` + ``dedupe_key``); a repeat delivery only bumps ``duplicates`` on the row it
 repeats, so every delivery is accounted for. An event the worker cannot process keeps its error and stays
-``failed`` (never dropped); ``ignored`` events are for objects okrsync does not track.
+``failed`` (never dropped); ``ignored`` events are for objects okrsync does not track. ``connection`` says which of
+the CRM's connections the event is for: NULL for the default one, the name of an OKRSYNC_CONNECTIONS entry otherwise
+(routed by HubSpot portal id or Salesforce org id when it was received).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class WebhookEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=24, description="hubspot | salesforce | salesforce_flow")
     crm: str = Field(max_length=16, description="salesforce | hubspot")
+    connection: str | None = Field(
+        default=None, max_length=40, description="NULL: the CRM's default connection; else an extra one's name"
+    )
     dedupe_key: str = Field(max_length=400)
     object_type: str | None = Field(default=None, max_length=64)
     object_id: str | None = Field(default=None, max_length=64)

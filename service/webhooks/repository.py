@@ -43,20 +43,28 @@ def store(session: Session, *, source: str, rows: Sequence[dict[str, Any]]) -> t
     return new, duplicates
 
 
-def pending_crms(session: Session) -> dict[str, datetime]:
-    """CRMs with pending events, each with its oldest event's arrival."""
+def pending_connections(session: Session) -> dict[tuple[str, str | None], datetime]:
+    """(crm, connection) with pending events (connection None: the CRM's default one), each with its oldest
+    event's arrival."""
     rows = session.execute(
-        select(WebhookEvent.crm, func.min(WebhookEvent.received_at))  # type: ignore[call-overload]
+        select(WebhookEvent.crm, WebhookEvent.connection, func.min(WebhookEvent.received_at))  # type: ignore[call-overload]
         .where(WebhookEvent.status == "pending")
-        .group_by(WebhookEvent.crm)
+        .group_by(WebhookEvent.crm, WebhookEvent.connection)
     ).all()
-    return {crm: oldest for crm, oldest in rows}
+    return {(crm, connection): oldest for crm, connection, oldest in rows}
 
 
-def pending(session: Session, *, crm: str | None = None, limit: int = 10_000) -> list[WebhookEvent]:
+def pending(
+    session: Session, *, crm: str | None = None, connection: str | None = None, limit: int = 10_000
+) -> list[WebhookEvent]:
+    """Pending events, oldest first: all of them, or (with ``crm``) those of one connection of that CRM — the
+    default one when ``connection`` is None."""
     query = sqlmodel.select(WebhookEvent).where(WebhookEvent.status == "pending")
     if crm is not None:
         query = query.where(WebhookEvent.crm == crm)
+        query = query.where(
+            WebhookEvent.connection.is_(None) if connection is None else WebhookEvent.connection == connection  # type: ignore[union-attr]
+        )
     return list(session.exec(query.order_by(WebhookEvent.id).limit(limit)).all())  # type: ignore[arg-type]
 
 

@@ -1,13 +1,20 @@
-"""The sidecar's background worker: turns stored webhook events into one refresh per CRM, and syncs on a timer.
+"""The sidecar's background worker: turns stored webhook events into one refresh per CRM connection, and syncs on a
+timer.
+
+Everything is per connection, named by its key (``hubspot`` for the default HubSpot connection, ``hubspot/west`` for
+an extra one, see ``service.crm.clients.connection_key``): pending events, the lease (``crm:hubspot/west``), the
+connector and writer, failures and backoff. A pass of one connection reads and writes that connection's rows only
+(everything below ``run_pass`` is scoped by its ``connection_id``), and one connection failing or backing off never
+holds up another. An event for a connection this worker has not got is marked failed, saying how to configure it.
 
 A refresh is one pass of the loop (``service.writeback.tasks.run_pass``): the records the events name are fetched
 by id through the connector (with their associations; a record the CRM no longer has is marked deleted), then the
 affected key results are recomputed and what changed is written back. An event that names no record the connector
 reads by id falls back to an incremental sync. A burst of events is coalesced: the worker waits
-``coalesce_seconds`` after the oldest pending event, then handles every pending event of that CRM with one refresh
-(one batch read per 100 records), so 5,000 events cost a few passes, not 5,000 fetches. Because the refresh reads
-the CRM's current state, events arriving late or out of order change nothing: the newest state wins whatever order
-``occurredAt`` says they happened in.
+``coalesce_seconds`` after the oldest pending event, then handles every pending event of that connection with one
+refresh (one batch read per 100 records), so 5,000 events cost a few passes, not 5,000 fetches. Because the refresh
+reads the CRM's current state, events arriving late or out of order change nothing: the newest state wins whatever
+order ``occurredAt`` says they happened in.
 
 An event whose refresh fails stays pending with the error and is tried again after a pause that doubles with each
 failed pass (1 s, 2 s, 4 s … at most 5 minutes); after ``MAX_ATTEMPTS`` it is marked failed, error kept (never
@@ -29,7 +36,7 @@ from sqlmodel import Session
 
 from connectors.errors import ConnectorError
 from service.compute.models import Computation
-from service.crm.clients import CrmAccess
+from service.crm.clients import CrmAccess, connection_key, event_connection
 from service.kit import leases
 from service.kit.db import retry_on_conflict, utcnow
 from service.kit.metrics import Metrics
@@ -51,7 +58,8 @@ class WorkReport:
 
 
 class Worker:
-    """Processes stored webhook events and periodic syncs for the configured CRM connections."""
+    """Processes stored webhook events and periodic syncs for the configured CRM connections (``crms``, keyed by
+    connection key)."""
 
     def __init__(
         self,
@@ -67,13 +75,13 @@ class Worker:
         self.settings = settings
         self.crms = crms
         self.metrics = metrics
-        # one connector and writer per CRM for the worker's life: they keep their session and rate state
-        self.connectors = {crm: access.connector() for crm, access in crms.items()}
-        self.writers = {crm: access.writer() for crm, access in crms.items()}
+        # one connector and writer per connection for the worker's life: they keep their session and rate state
+        self.connectors = {key: access.connector() for key, access in crms.items()}
+        self.writers = {key: access.writer() for key, access in crms.items()}
         self.last_sync: dict[str, float] = {}
         self.refreshes = 0  # passes run (for metrics and tests: a burst of events should cost a few)
-        self.failures: dict[str, int] = {}  # consecutive failed passes per CRM
-        self.backoff_until: dict[str, float] = {}  # after a failure, wait before trying that CRM again
+        self.failures: dict[str, int] = {}  # consecutive failed passes per connection
+        self.backoff_until: dict[str, float] = {}  # after a failure, wait before trying that connection again
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()  # one pass at a time (the thread, or a test calling run_once)
@@ -106,51 +114,54 @@ class Worker:
     def _run_once(self, *, wait_for_burst: bool) -> WorkReport:
         report = WorkReport()
         with Session(self.engine) as session:
-            waiting = repo.pending_crms(session)
-        for crm in sorted(set(waiting) - set(self.crms)):
+            waiting = {connection_key(*pair): oldest for pair, oldest in repo.pending_connections(session).items()}
+        for key in sorted(set(waiting) - set(self.crms)):
+            crm, connection = event_connection(key)
             with Session(self.engine) as session:
-                ids = [e.id or 0 for e in repo.pending(session, crm=crm)]
-            self._finish(ids, "failed", f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…")
-        for crm in sorted(self.crms):
-            if time.monotonic() < self.backoff_until.get(crm, 0.0):
+                ids = [e.id or 0 for e in repo.pending(session, crm=crm, connection=connection)]
+            self._finish(ids, "failed", _missing(crm, connection))
+        for key in sorted(self.crms):
+            if time.monotonic() < self.backoff_until.get(key, 0.0):
                 continue  # the last pass failed: give the CRM (or the person fixing it) a moment
-            oldest = waiting.get(crm)
+            oldest = waiting.get(key)
             ripe = oldest is not None and (
                 not wait_for_burst or utcnow() - oldest >= timedelta(seconds=self.settings.serve.coalesce_seconds)
             )
-            if not ripe and not self._sync_due(crm):
+            if not ripe and not self._sync_due(key):
                 continue
-            lease = self.lease_name(crm)
+            lease = self.lease_name(key)
             if not leases.acquire(self.engine, lease, self.holder, ttl=self.settings.serve.lease_seconds):
                 continue  # another worker is on this connection now; its pass takes these events too
             try:
-                self._pass(crm, lease, report, ripe=ripe)
+                self._pass(key, lease, report, ripe=ripe)
             finally:
                 leases.release(self.engine, lease, self.holder)  # no-op when _pass released it already
         return report
 
-    def lease_name(self, crm: str) -> str:
-        return f"crm:{crm}/{self.crms[crm].connection_name}"
+    def lease_name(self, key: str) -> str:
+        """``crm:hubspot/sandbox``: one lease per connection, named by its CRM and the name its rows are filed under."""
+        return f"crm:{self.crms[key].crm}/{self.crms[key].connection_name}"
 
-    def _sync_due(self, crm: str) -> bool:
+    def _sync_due(self, key: str) -> bool:
         """A periodic sync is due when neither this worker nor any other finished one within the interval."""
         interval = self.settings.serve.sync_interval_seconds
-        if time.monotonic() - self.last_sync.get(crm, float("-inf")) < interval:
+        if time.monotonic() - self.last_sync.get(key, float("-inf")) < interval:
             return False
-        done = leases.last_sync(self.engine, self.lease_name(crm))
+        done = leases.last_sync(self.engine, self.lease_name(key))
         return done is None or (utcnow() - done).total_seconds() >= interval
 
-    def _pass(self, crm: str, lease: str, report: WorkReport, *, ripe: bool) -> None:
-        """One refresh of ``crm`` under its lease: the pending events (read now that no other worker can take
-        them), or the periodic incremental sync when it is due."""
+    def _pass(self, key: str, lease: str, report: WorkReport, *, ripe: bool) -> None:
+        """One refresh of the connection ``key`` under its lease: its pending events (read now that no other worker
+        can take them), or the periodic incremental sync when it is due."""
         targets: dict[str, set[str]] | None = {}
         ids: list[int] = []
         if ripe:
+            crm, connection = event_connection(key)
             with Session(self.engine) as session:
-                for event in repo.pending(session, crm=crm):
+                for event in repo.pending(session, crm=crm, connection=connection):
                     ids.append(event.id or 0)
                     targets = self._target(event, targets)
-        periodic = self._sync_due(crm)
+        periodic = self._sync_due(key)
         if not ids and not periodic:
             return
         started = time.perf_counter()
@@ -159,9 +170,9 @@ class Worker:
             with leases.held(self.engine, lease, self.holder, ttl=ttl) as lost:
                 result = run_pass(
                     self.engine,
-                    connector=self.connectors[crm],
-                    writer=self.writers[crm],
-                    connection_name=self.crms[crm].connection_name,
+                    connector=self.connectors[key],
+                    writer=self.writers[key],
+                    connection_name=self.crms[key].connection_name,
                     settings=self.settings,
                     targets=None if periodic else targets,
                 )
@@ -169,36 +180,38 @@ class Worker:
                 raise RuntimeError(f"lost the lease on {lease} during the pass (the database was unreachable)")
         except (ConnectorError, Exception) as exc:  # noqa: BLE001 — kept on the events, retried later
             message = f"{type(exc).__name__}: {exc}"
-            log.warning("refresh of %s failed: %s", crm, message)
-            report.failures[crm] = message
-            self.failures[crm] = self.failures.get(crm, 0) + 1
-            self.backoff_until[crm] = time.monotonic() + min(300.0, 2.0 ** (self.failures[crm] - 1))
+            log.warning("refresh of %s failed: %s", key, message)
+            report.failures[key] = message
+            self.failures[key] = self.failures.get(key, 0) + 1
+            self.backoff_until[key] = time.monotonic() + min(300.0, 2.0 ** (self.failures[key] - 1))
             retry_on_conflict(partial(self._retry_later, ids, message))
             self.metrics.events_processed.labels("retry").inc(len(ids))
             return
-        self.failures.pop(crm, None)
+        self.failures.pop(key, None)
         synced = periodic or not targets
         if synced:
-            self.last_sync[crm] = time.monotonic()
+            self.last_sync[key] = time.monotonic()
         self.refreshes += 1
-        self.metrics.refresh_seconds.labels(crm).observe(time.perf_counter() - started)
-        self.metrics.sync_lag.labels(crm).set(0)
-        self.metrics.api_calls.labels(crm, "sync").inc(result.sync.api_calls)
+        # metrics are labelled by connection key: "hubspot" as with one portal, "hubspot/west" for an extra one
+        self.metrics.refresh_seconds.labels(key).observe(time.perf_counter() - started)
+        self.metrics.sync_lag.labels(key).set(0)
+        self.metrics.api_calls.labels(key, "sync").inc(result.sync.api_calls)
         if result.writeback is not None:
-            self.metrics.api_calls.labels(crm, "writeback").inc(result.writeback.api_calls)
+            self.metrics.api_calls.labels(key, "writeback").inc(result.writeback.api_calls)
         for _name, computed in result.computed:
             self.metrics.compute_seconds.observe(computed.seconds)
         self._finish(ids, "processed", None)
         leases.release(self.engine, lease, self.holder, synced=synced, passed=True)
         self._announce(result)
-        report.refreshes[crm] = result
+        report.refreshes[key] = result
         report.events += len(ids)
 
     def _target(self, event: WebhookEvent, so_far: dict[str, set[str]] | None) -> dict[str, set[str]] | None:
-        """Add the records an event names to its CRM's targets; None: some event needs a full incremental sync."""
+        """Add the records an event names to its connection's targets; None: some event needs a full incremental
+        sync."""
         if so_far is None:
             return None
-        streams = getattr(self.connectors.get(event.crm), "streams", ())
+        streams = getattr(self.connectors.get(connection_key(event.crm, event.connection)), "streams", ())
         stream = event.object_type
         if stream is None or stream not in streams or not event.object_id:
             return None  # an object type the connector reads as a whole (or no id): sync incrementally instead
@@ -239,3 +252,15 @@ class Worker:
 
         retry_on_conflict(once)  # a webhook counting a repeat may hold the same rows: PostgreSQL aborts one side
         self.metrics.events_processed.labels(status).inc(len(ids))
+
+
+def _missing(crm: str, connection: str | None) -> str:
+    """Why an event was failed: its connection is not configured in this worker, and how to configure it."""
+    if connection is None:
+        return f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…"
+    routed_by = "hubspot_portal_id" if crm == "hubspot" else "salesforce_org_id"
+    return (
+        f"no {crm} connection {connection!r} is configured in this worker: add"
+        f' {{"name": "{connection}", "{crm}": {{…}}, "{routed_by}": …}} to OKRSYNC_CONNECTIONS'
+        " (the same value in every sidecar and worker)"
+    )

@@ -183,7 +183,10 @@ def written_for(crm: str, connection_name: str, settings: Settings) -> dict[Targ
     """What the writer of this connection writes (HubSpot: depends on the write-back mode setting)."""
     if crm == "salesforce":
         return salesforce_written()
-    if connection_name == "sandbox":
+    extra = settings.extra_connection("hubspot", connection_name)
+    if extra is not None and extra.hubspot is not None:
+        mode = extra.hubspot.writeback_mode
+    elif connection_name == "sandbox":
         mode = settings.sandbox.hubspot_writeback_mode
     else:
         mode = settings.hubspot.writeback_mode if settings.hubspot else "custom_objects"

@@ -42,8 +42,12 @@ ENV_NAME = re.compile(r"\bOKRSYNC_[A-Z0-9_]+")
 
 # -- settings ------------------------------------------------------------------------------------------------------
 def _settings_fields(model: type[BaseModel], prefix: str = "OKRSYNC_") -> Iterator[tuple[str, Any]]:
-    """(environment name, annotation) of every leaf field, nested models joined with "__"."""
+    """(environment name, annotation) of every leaf field, nested models joined with "__"; a list (of models) is one
+    variable holding JSON (OKRSYNC_CONNECTIONS)."""
     for name, info in model.model_fields.items():
+        if typing.get_origin(info.annotation) is list:
+            yield f"{prefix}{name.upper()}", info.annotation
+            continue
         nested = [a for a in typing.get_args(info.annotation) or (info.annotation,) if _is_model(a)]
         if nested:
             yield from _settings_fields(nested[0], f"{prefix}{name.upper()}__")
@@ -58,7 +62,21 @@ def _is_model(annotation: Any) -> bool:
 SETTINGS = dict(_settings_fields(Settings))
 # "OKRSYNC_SALESFORCE__" and the like: prose names a group of settings by its prefix
 PREFIXES = {name[: name.rindex("__") + 2] for name in SETTINGS if "__" in name}
-SECRETS = {name for name, annotation in SETTINGS.items() if SecretStr in (typing.get_args(annotation) or (annotation,))}
+
+
+def _holds_secret(annotation: Any) -> bool:
+    """A SecretStr, or a list/union of models with one inside (OKRSYNC_CONNECTIONS holds tokens)."""
+    parts = typing.get_args(annotation) or (annotation,)
+    return any(part is SecretStr or _holds_secret_model(part) for part in parts)
+
+
+def _holds_secret_model(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is not None:
+        return _holds_secret(annotation)
+    return _is_model(annotation) and any(_holds_secret(f.annotation) for f in annotation.model_fields.values())
+
+
+SECRETS = {name for name, annotation in SETTINGS.items() if _holds_secret(annotation)}
 
 
 def test_the_settings_walk_sees_nested_and_secret_fields() -> None:
@@ -66,6 +84,9 @@ def test_the_settings_walk_sees_nested_and_secret_fields() -> None:
     assert "OKRSYNC_SALESFORCE__JWT_PRIVATE_KEY_FILE" in SETTINGS
     assert "OKRSYNC_SERVE__PORT" in SETTINGS
     assert {"OKRSYNC_HUBSPOT__ACCESS_TOKEN", "OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET"} <= SECRETS
+    assert "OKRSYNC_CONNECTIONS" in SETTINGS and "OKRSYNC_CONNECTIONS" in SECRETS  # JSON holding tokens
+    assert not any(name.startswith("OKRSYNC_CONNECTIONS__") for name in SETTINGS)
+    assert "OKRSYNC_DATABASE_URL" not in SECRETS
 
 
 DEPLOY_FILES = [DOCKERFILE, COMPOSE, ENV_EXAMPLE, DEPLOY / "README.md", CHART / "values.yaml", *TEMPLATES]

@@ -1,5 +1,6 @@
 """Real okrsync processes for tests: the sandbox CRM, sidecars and workers as subprocesses on loopback, sharing
-one database; helpers to send signed HubSpot webhook bursts and to wait for the workers."""
+one database; helpers to send signed HubSpot webhook bursts and to wait for the workers. ``add_hubspot_portal`` adds
+a second sandbox CRM process as an extra HubSpot connection (OKRSYNC_CONNECTIONS) of the processes started after."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from typing import Any
 
 import httpx
 import sqlmodel
+import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
+from service.crm.clients import hubspot_sandbox_config
 from service.crm.models import Activity, CrmConnection, Opportunity
 from service.kit.db import create_schema, make_engine
 from service.kit.leases import WorkLease
@@ -36,6 +39,20 @@ from service.webhooks.verify import sign_hubspot_v3
 ROOT = Path(__file__).resolve().parents[2]
 OKRSYNC = str(Path(sys.executable).parent / "okrsync")
 PORTAL_ID = 145_000_001
+AS_OF = "2026-09-30T18:00:00"
+
+
+@dataclass
+class ExtraPortal:
+    """A sandbox CRM process serving one more HubSpot portal, configured as the extra connection ``name``."""
+
+    name: str
+    url: str
+    ca: Path
+    portal_id: int
+    team: str  # the team of its copy of the examples
+    env: dict[str, str]  # settings making this portal the default HubSpot connection of a CLI run (sync, writeback)
+    connection: dict[str, Any]  # its OKRSYNC_CONNECTIONS entry (with the sandbox's demo token, not a secret)
 
 
 @dataclass
@@ -45,6 +62,7 @@ class Deployment:
     sandbox_url: str
     env: dict[str, str]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    portals: dict[str, ExtraPortal] = field(default_factory=dict)
 
     def start(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}.log").open("wb")
@@ -52,10 +70,52 @@ class Deployment:
         self.processes.append(process)
         return process
 
-    def run(self, *args: str) -> str:
-        done = subprocess.run([OKRSYNC, *args], env=self.env, capture_output=True, text=True, timeout=300)
+    def run(self, *args: str, **env: str) -> str:
+        done = subprocess.run([OKRSYNC, *args], env={**self.env, **env}, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"okrsync {' '.join(args)}: {done.stderr[-2000:]}"
         return done.stdout
+
+    def add_hubspot_portal(
+        self, name: str, *, seed: int, portal_id: int, examples: tuple[str, ...] = ("acquisition",)
+    ) -> ExtraPortal:
+        """Start a second sandbox CRM (``seed``, ``portal_id``) and make its portal the extra HubSpot connection
+        ``name``: synced (filed under hubspot/``name``), the examples applied under another team name, provisioned
+        and written back, the periodic sync marked done; sidecars and workers started after this have it in
+        OKRSYNC_CONNECTIONS."""
+        port = free_port()
+        data = self.tmp / f"data-{name}"
+        self.start(f"sandbox-{name}", "sandbox", "--port", str(port), OKRSYNC_DATA_DIR=str(data),
+                   OKRSYNC_SANDBOX__SEED=str(seed), OKRSYNC_SANDBOX__PORTAL_ID=str(portal_id))  # fmt: skip
+        wait_for(lambda: listening(port), f"the sandbox CRM of {name}")
+        url, ca = f"https://127.0.0.1:{port}", data / "sandbox" / "ca.pem"
+        config = hubspot_sandbox_config(url, str(ca))
+        fields = {**config.model_dump(mode="json", exclude_defaults=True),
+                  "access_token": config.access_token.get_secret_value()}  # fmt: skip
+        env = {
+            f"OKRSYNC_HUBSPOT__{key.upper()}": v if isinstance(v, str) else json.dumps(v) for key, v in fields.items()
+        }
+        env.update(OKRSYNC_CONNECTION_NAME=name, OKRSYNC_CONNECTIONS="[]")
+        teams = []
+        self.run("sync", "hubspot", **env)
+        for example in examples:
+            source = (ROOT / f"mappings/examples/{example}.yaml").read_text()
+            team = yaml.safe_load(source)["team"]["name"]
+            teams.append(f"{team} {name}")
+            copy = self.tmp / f"{example}-{name}.yaml"
+            copy.write_text(source.replace(f"name: {team}", f"name: {team} {name}", 1))
+            self.run("mappings", "apply", str(copy), "--connection", f"hubspot/{name}", "--as-of", AS_OF,
+                     "--author", "test", "--reason", "test")  # fmt: skip
+        self.run("provision", "hubspot", **env)
+        self.run("writeback", "hubspot", **env)
+        with self.engine.begin() as conn:  # the periodic sync just ran (the sync above): workers only handle events
+            conn.execute(
+                sqlmodel.insert(WorkLease).values(name=f"crm:hubspot/{name}", last_sync_at=sqlmodel.func.now())
+            )
+        connection = {"name": name, "hubspot": fields, "hubspot_portal_id": portal_id}
+        portal = ExtraPortal(name, url, ca, portal_id, teams[0] if teams else "", env, connection)
+        self.portals[name] = portal
+        self.env["OKRSYNC_CONNECTIONS"] = json.dumps([p.connection for p in self.portals.values()])
+        return portal
 
     def sidecar(self) -> str:
         port = free_port()
@@ -140,8 +200,8 @@ def deployed(
         world.run("sync", crm, "--sandbox-url", world.sandbox_url)
         for name in examples:
             example = str(ROOT / f"mappings/examples/{name}.yaml")
-            world.run("mappings", "apply", example, "--connection", f"{crm}/sandbox", "--as-of",
-                      "2026-09-30T18:00:00", "--author", "test", "--reason", "test")  # fmt: skip
+            world.run("mappings", "apply", example, "--connection", f"{crm}/sandbox", "--as-of", AS_OF,
+                      "--author", "test", "--reason", "test")  # fmt: skip
         if crm == "hubspot":
             world.run("provision", "hubspot", "--sandbox-url", world.sandbox_url)
         if write_back:
@@ -164,10 +224,14 @@ def deployed(
         engine.dispose()
 
 
-def burst(engine: Engine, count: int, seed: int) -> list[dict[str, Any]]:
-    """HubSpot events about the portal's real deals and meetings (as synced), some of them repeated."""
+def burst(
+    engine: Engine, count: int, seed: int, *, connection: str = "sandbox", portal_id: int = PORTAL_ID
+) -> list[dict[str, Any]]:
+    """HubSpot events about the portal's real deals and meetings (as synced into ``connection``)."""
     with Session(engine) as session:
-        hubspot = session.exec(sqlmodel.select(CrmConnection).where(CrmConnection.crm == "hubspot")).one()
+        hubspot = session.exec(
+            sqlmodel.select(CrmConnection).where(CrmConnection.crm == "hubspot", CrmConnection.name == connection)
+        ).one()
         deals = session.exec(
             sqlmodel.select(Opportunity.external_id).where(Opportunity.connection_id == hubspot.id).limit(50)
         ).all()
@@ -181,7 +245,7 @@ def burst(engine: Engine, count: int, seed: int) -> list[dict[str, Any]]:
     for number in range(count):
         deal = number % 3 == 0
         events.append({
-            "eventId": seed * 100_000 + number, "subscriptionId": 3 if deal else 4, "portalId": PORTAL_ID,
+            "eventId": seed * 100_000 + number, "subscriptionId": 3 if deal else 4, "portalId": portal_id,
             "occurredAt": int(time.time() * 1000) - rng.randint(0, 60_000),
             "subscriptionType": "deal.propertyChange" if deal else "object.propertyChange",
             **({} if deal else {"objectTypeId": "0-47"}),
