@@ -20,7 +20,7 @@ from service.crm.clients import CrmAccess, NotConfiguredError, extra_crms, open_
 from service.kit.auth import ApiToken, Role, create_token, revoke_token
 from service.kit.db import create_schema, make_engine
 from service.kit.migrate import SchemaError, ensure_ready
-from service.kit.settings import Settings, get_settings
+from service.kit.settings import Settings, get_settings, production_problems
 
 token_app = typer.Typer(help="API tokens for the sidecar (stored hashed; shown once).", no_args_is_help=True)
 out = Console()
@@ -75,6 +75,19 @@ def _sandbox_org_id(crms: dict[str, CrmAccess], settings: Settings) -> str:
     return server.org.org_id if server is not None else sandbox_org(settings).org_id
 
 
+def refuse_production_gaps(settings: Settings, *, sandbox: bool) -> None:
+    """OKRSYNC_MODE=production: every missing or placeholder setting a real deployment needs, listed at once, and
+    exit code 1 before anything starts (no half-started service)."""
+    if settings.mode != "production":
+        return
+    problems = production_problems(settings, sandbox=sandbox)
+    if problems:
+        err.print("[red]okrsync cannot start in production mode (OKRSYNC_MODE=production):[/]", soft_wrap=True)
+        for problem in problems:
+            err.print(f"  - {escape(problem)}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
 def refuse_unready_database(settings: Settings, engine: Engine) -> None:
     """Before a long-running process opens a port or takes work: the embedded database is brought to the schema
     head; a configured one that is not there (unmigrated, behind, newer, unreachable) stops the process with what to
@@ -101,6 +114,7 @@ def serve(
     /healthz, /readyz, /metrics, and (unless --no-worker) a worker that refreshes, recomputes and writes back after
     webhooks and on a timer. Several sidecars and `okrsync worker` processes may share one PostgreSQL."""
     settings = get_settings()
+    refuse_production_gaps(settings, sandbox=sandbox or bool(sandbox_url))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = make_engine(settings.effective_database_url)
     refuse_unready_database(settings, engine)
@@ -137,6 +151,7 @@ def worker(
     from service.webhooks.tasks import Worker
 
     settings = get_settings()
+    refuse_production_gaps(settings, sandbox=bool(sandbox_url))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     engine = make_engine(settings.effective_database_url)
     refuse_unready_database(settings, engine)

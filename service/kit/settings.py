@@ -229,6 +229,11 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     log_level: str = "INFO"
+    mode: Literal["development", "production"] = Field(
+        default="development",
+        description="production: okrsync serve and okrsync worker refuse to start while a setting a real deployment "
+        "needs is missing or still a placeholder (PostgreSQL, a CRM, webhook secrets and URL).",
+    )
 
     @field_validator("connections", mode="wrap")
     @classmethod
@@ -300,3 +305,52 @@ def settings_problems(exc: ValidationError) -> list[str]:
             variable = "OKRSYNC_" + "__".join(str(part) for part in error["loc"]).upper()
             lines.append(f"{variable}: {str(error['msg']).removeprefix('Value error, ')}")
     return lines
+
+
+PLACEHOLDERS = ("change-me", "changeme", "replace-me", "placeholder", "your-", "<", "xxx", "todo")
+
+
+def _placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return not lowered or any(mark in lowered for mark in PLACEHOLDERS)
+
+
+def production_problems(settings: Settings, *, sandbox: bool = False) -> list[str]:
+    """What keeps ``settings`` from running a real deployment (OKRSYNC_MODE=production): each problem names the
+    setting and what to put there; values are never shown."""
+    problems: list[str] = []
+    url = settings.database_url or ""
+    if not url:
+        problems.append("OKRSYNC_DATABASE_URL is not set: production runs on PostgreSQL (postgresql://user@host/db)")
+    elif not url.startswith("postgresql"):
+        problems.append("OKRSYNC_DATABASE_URL is not PostgreSQL: several processes need one shared PostgreSQL")
+    elif _placeholder(url.split("@")[0]):
+        problems.append("OKRSYNC_DATABASE_URL still holds a placeholder password")
+    if sandbox:
+        problems.append("--sandbox/--sandbox-url: the sandbox CRM is for trying okrsync, not for production")
+    crms = {"salesforce"} if settings.salesforce else set()
+    crms |= {"hubspot"} if settings.hubspot else set()
+    crms |= {"salesforce" if c.salesforce else "hubspot" for c in settings.connections}
+    if not crms and not sandbox:
+        problems.append("no CRM is configured: set OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… (see README)")
+    secrets = {
+        "OKRSYNC_HUBSPOT__ACCESS_TOKEN": settings.hubspot.access_token if settings.hubspot else None,
+        "OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET": settings.webhooks.hubspot_client_secret,
+        "OKRSYNC_WEBHOOKS__FLOW_SECRET": settings.webhooks.flow_secret,
+    }
+    for name, secret in secrets.items():
+        if secret is not None and _placeholder(secret.get_secret_value()):
+            problems.append(f"{name} is still a placeholder: put the real value in your secret store")
+    hooks = settings.webhooks
+    if crms and not hooks.public_base_url:
+        problems.append("OKRSYNC_WEBHOOKS__PUBLIC_BASE_URL is not set: the https URL the CRMs call (HubSpot signs it)")
+    elif hooks.public_base_url and not hooks.public_base_url.startswith("https://"):
+        problems.append("OKRSYNC_WEBHOOKS__PUBLIC_BASE_URL must be https:// (CRMs send webhooks over TLS only)")
+    if "hubspot" in crms and hooks.hubspot_client_secret is None:
+        problems.append("OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET is not set: HubSpot webhooks could not be verified")
+    if "salesforce" in crms and not hooks.salesforce_org_id and hooks.flow_secret is None:
+        problems.append(
+            "neither OKRSYNC_WEBHOOKS__SALESFORCE_ORG_ID (Outbound Messages) nor OKRSYNC_WEBHOOKS__FLOW_SECRET (Flow"
+            " callouts) is set: Salesforce webhooks could not be verified"
+        )
+    return problems
