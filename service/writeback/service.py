@@ -52,6 +52,20 @@ class WritebackReport:
     api_calls: int = 0
     problems: list[str] = field(default_factory=list)
     stopped: str | None = None
+    # okrsync records this database never wrote that the CRM already had (upserted, not created): another okrsync
+    # deployment writing to the same org/portal, or a database recreated or restored
+    already_there: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def second_deployment_warning(self) -> str | None:
+        count = sum(self.already_there.values())
+        if not count:
+            return None
+        return (
+            f"{count} okrsync record(s) already existed in {self.crm} though this database never wrote them: another"
+            " okrsync deployment may be writing to the same org/portal, and two deployments overwrite each other's"
+            " values — point only one deployment at it (if this database was recreated or restored, ignore this)"
+        )
 
     @property
     def written(self) -> int:
@@ -74,7 +88,8 @@ class WritebackReport:
         head = f"{self.crm} write-back: {self.written} record(s) written with {self.api_calls} API call(s)"
         if not lines:
             head += " — nothing had changed"
-        return "\n".join([head, *lines])
+        warning = self.second_deployment_warning
+        return "\n".join([head, *lines, *([f"warning: {warning}"] if warning else [])])
 
 
 def _message(writer: Writer, target: Target, result: WriteResult) -> str:
@@ -103,6 +118,8 @@ def send(engine: Engine, writer: Writer, *, connection_id: int) -> WritebackRepo
         report.stopped = str(exc)
         log.error("write-back stopped: %s", exc)
     report.api_calls = writer.api_calls - calls_before
+    if report.second_deployment_warning:
+        log.warning("%s", report.second_deployment_warning)
     return report
 
 
@@ -119,6 +136,7 @@ def _send_target(
             if not rows:
                 return True
             staged = {row.record_key: (row.id or 0, row.seq) for row in rows}
+            never_written = {row.record_key for row in rows if row.crm_id is None and row.sent_at is None}
             requests = [WriteRequest(row.record_key, dict(row.payload), row.crm_id) for row in rows]
             after_id = max(row.id or 0 for row in rows)
         try:
@@ -132,6 +150,13 @@ def _send_target(
             report.retry_later[target.value] += len(requests)
             return False
         _acknowledge(engine, writer, report, target, op, staged, results)
+        if op == "upsert" and target in OBJECT_TARGETS:
+            report.already_there[target.value] += sum(
+                1 for r in results if r.ok and r.created is False and r.key in never_written
+            )
+
+
+OBJECT_TARGETS = frozenset({Target.objective, Target.key_result, Target.contribution, Target.kam_criterion})
 
 
 def _acknowledge(
