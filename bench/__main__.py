@@ -1,4 +1,5 @@
-"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest|compute|writeback|webhooks|dashboard` one.
+"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest|compute|writeback|webhooks|dashboard|workers`
+one.
 
 See bench/ingest.py, bench/compute.py and bench/writeback.py for what is measured and how. Results are merged
 into bench/results.json (a benchmark not run keeps its last figures) and bench/results.md is rewritten from it.
@@ -13,16 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import compute, dashboard, ingest, webhooks, writeback
+from bench import compute, dashboard, ingest, webhooks, workers, writeback
 
 HERE = Path(__file__).parent
-BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard")
+BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard", "workers")
 MODULES: tuple[tuple[str, Any], ...] = (
     ("ingest", ingest),
     ("compute", compute),
     ("writeback", writeback),
     ("webhooks", webhooks),
     ("dashboard", dashboard),
+    ("workers", workers),
 )
 
 
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="writeback: seconds of latency per CRM call")
     parser.add_argument("--samples", type=int, default=15, help="webhooks: meetings timed from webhook to CRM")
     parser.add_argument("--rounds", type=int, default=5, help="dashboard: requests per page (after a warm-up)")
+    parser.add_argument("--workers", default="1,2,4", help="workers: worker counts to measure")
     args = parser.parse_args()
     selected = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
 
@@ -90,6 +93,8 @@ def main() -> None:
         results["dashboard"] = dashboard.run(
             rounds=args.rounds, databases=tuple(name.strip() for name in args.databases.split(","))
         )
+    if "workers" in selected:
+        results["workers"] = workers.run(counts=tuple(int(n) for n in args.workers.split(",")), latency=args.latency)
     path.write_text(json.dumps(results, indent=2))
     tables = [m.table(results[name]) for name, m in MODULES if name in results]
     (HERE / "results.md").write_text(
