@@ -85,3 +85,36 @@ def test_a_worker_killed_mid_pass_leaves_its_events_to_another(deployment: Deplo
     assert Counter(e.attempts for e in stored) == {1: 400}  # the killed worker finished none it did not record
     by = Counter((e.processed_by or "").split(":")[1] for e in stored)
     assert by[str(second.pid)] >= pending_after_kill > 0, (by, pending_after_kill)
+
+
+@pytest.mark.parametrize("deployment", [0], indirect=True, ids=["no-latency"])
+def test_periodic_syncs_run_once_per_interval_whatever_the_number_of_workers(deployment: Deployment) -> None:
+    from datetime import timedelta
+
+    import sqlmodel
+
+    from service.crm.models import CrmConnection
+    from service.kit.db import utcnow
+    from service.sync.models import SyncRun
+
+    with Session(deployment.engine) as session:
+        hubspot = session.exec(sqlmodel.select(CrmConnection).where(CrmConnection.crm == "hubspot")).one()
+        before = len(session.exec(sqlmodel.select(SyncRun).where(SyncRun.connection_id == hubspot.id)).all())
+    interval, window = 2.0, 16.0
+    workers = [deployment.worker(OKRSYNC_SERVE__SYNC_INTERVAL_SECONDS=str(interval)) for _ in range(3)]
+    logs = [deployment.tmp / f"worker-{n}.log" for n in range(len(deployment.processes) - 3, len(deployment.processes))]
+    wait_for(lambda: all("worker " in log.read_text() for log in logs), "the workers to start")
+    started = utcnow()
+    wait_for(lambda: started + timedelta(seconds=window) < utcnow(), "the window to pass", timeout=window + 5)
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        worker.wait(timeout=30)
+    with Session(deployment.engine) as session:
+        runs = session.exec(
+            sqlmodel.select(SyncRun).where(SyncRun.connection_id == hubspot.id).order_by(SyncRun.started_at)  # type: ignore[arg-type]
+        ).all()[before:]
+    # three workers each syncing on their own would make ~3 × 16 / 2 = 24 runs; shared, at most one per interval
+    assert 2 <= len(runs) <= window / interval + 2, [r.started_at for r in runs]
+    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in zip(runs, runs[1:]) if a.finished_at]  # type: ignore[operator]
+    assert all(gap >= interval - 0.5 for gap in gaps), gaps  # never two syncs of one connection at once or too soon
