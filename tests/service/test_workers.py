@@ -116,5 +116,7 @@ def test_periodic_syncs_run_once_per_interval_whatever_the_number_of_workers(dep
         ).all()[before:]
     # three workers each syncing on their own would make ~3 × 16 / 2 = 24 runs; shared, at most one per interval
     assert 2 <= len(runs) <= window / interval + 2, [r.started_at for r in runs]
-    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in zip(runs, runs[1:], strict=False) if a.finished_at]  # type: ignore[operator]
+    gaps = [
+        (b.started_at - a.finished_at).total_seconds() for a, b in zip(runs, runs[1:], strict=False) if a.finished_at
+    ]  # type: ignore[operator]
     assert all(gap >= interval - 0.5 for gap in gaps), gaps  # never two syncs of one connection at once or too soon
