@@ -182,7 +182,7 @@ def _stats(world: Deployment) -> dict[str, Any]:
 def _inject_faults(world: Deployment) -> None:
     ca = ssl.create_default_context(cafile=Path(world.env["OKRSYNC_DATA_DIR"]) / "sandbox" / "ca.pem")
     for fault in (
-        {"kind": "http", "status": 503, "match": "query", "after": 2, "times": 2},  # reads fail, then recover
+        {"kind": "http", "status": 503, "after": 5, "times": 2},  # two calls (whichever come 6th and 7th) fail
         {"kind": "http", "status": 503, "match": "query_more", "after": 0, "times": 1},
         {"kind": "drop", "match": "composite_upsert", "after": 1, "times": 2},  # applied, the answer lost: replayed
         {"kind": "record_error", "match": "composite_upsert", "index": 3, "error_code": "UNABLE_TO_LOCK_ROW"},
