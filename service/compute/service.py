@@ -33,6 +33,7 @@ from mappings.config import (
     MappingConfig,
     RatioMetric,
     ResponseTimeMetric,
+    Sprint,
     SprintWindow,
     SumMetric,
     metric_filters,
@@ -187,7 +188,10 @@ class _Context:
     def scope_for(self, kr: KeyResult) -> Scope:
         if not isinstance(kr.window, SprintWindow):
             return self.cycle
-        sprint = next(s for s in self.config.sprints if s.key == kr.window.sprint)
+        return self.sprint_scope(next(s for s in self.config.sprints if s.key == kr.window.sprint))
+
+    def sprint_scope(self, sprint: Sprint) -> Scope:
+        """The cycle's scope narrowed to a sprint's days."""
         return Scope.for_window(
             connection_id=self.cycle.connection_id,
             crm=self.cycle.crm,
@@ -642,14 +646,7 @@ def _sprints(ctx: _Context) -> list[str]:
         if ctx.changes is not None and ended and ctx.cycle.as_of - _day_end(sprint.end) > LATE_ENTRIES:
             continue
         stored = ctx.session.get(SprintResult, (ctx.mapping_id, sprint.key))
-        scope = Scope.for_window(
-            connection_id=ctx.cycle.connection_id,
-            crm=ctx.cycle.crm,
-            owner_ids=ctx.cycle.owner_ids,
-            first_day=sprint.start,
-            last_day=sprint.end,
-            as_of=ctx.cycle.as_of,
-        )
+        scope = ctx.sprint_scope(sprint)
         achieved, records = (stored.achieved, stored.records) if stored else (None, 0)
         commitment = sprint.commitment
         if commitment is not None:
