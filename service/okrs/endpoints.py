@@ -5,6 +5,7 @@ accounts; ``sales_ops`` and ``admin`` any)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,7 @@ from service.okrs import schemas
 from service.okrs import service as okrs
 from service.okrs.models import CheckInNote, KamAssessment, OkrMapping
 from service.webhooks.endpoints import raw_path
+from service.webhooks.routing import hubspot_connection
 from service.webhooks.verify import SignatureError, hubspot_signed_uri, verify_hubspot_v3
 from service.writeback.models import OutboxRow
 from service.writeback.service import stage_connection
@@ -160,14 +162,21 @@ RECORD_OBJECTS = {"opportunity": Opportunity, "opportunities": Opportunity, "dea
                   "account": Account, "accounts": Account, "companies": Account, "company": Account}  # fmt: skip
 
 
-def record_view(session: Session, *, crm: str, object_name: str, record_id: str) -> schemas.RecordView:
-    """Which key results a CRM record feeds and how, its hygiene findings and (key accounts) KAM criteria."""
+def record_view(
+    session: Session, *, crm: str, object_name: str, record_id: str, only: Callable[[str], bool] | None = None
+) -> schemas.RecordView:
+    """Which key results a CRM record feeds and how, its hygiene findings and (key accounts) KAM criteria.
+
+    ``only``: which connections (by name) may hold the record; without it, the first of the CRM's connections that
+    holds the id answers (ids of different portals or orgs can coincide)."""
     model = RECORD_OBJECTS.get(object_name.lower())
     if model is None:
         raise HTTPException(404, f"okrsync has no view of {object_name} records: use opportunity or account")
     kind: Literal["opportunity", "account"] = "opportunity" if model is Opportunity else "account"
-    connections = session.exec(sqlmodel.select(CrmConnection).where(CrmConnection.crm == crm)).all()
-    for connection in connections:
+    connections = session.exec(
+        sqlmodel.select(CrmConnection).where(CrmConnection.crm == crm).order_by(CrmConnection.id)  # type: ignore[arg-type]
+    ).all()
+    for connection in [c for c in connections if only is None or only(c.name)]:
         row = session.exec(
             sqlmodel.select(model).where(model.connection_id == connection.id, model.external_id == record_id)  # type: ignore[attr-defined, arg-type]
         ).first()
@@ -222,8 +231,8 @@ def record_view(session: Session, *, crm: str, object_name: str, record_id: str)
         scores = session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.account_id == record_id)).all()
         kam_score = next((s.score for s in scores if s.mapping_id in mappings), None)
     return schemas.RecordView(
-        crm=crm, object=kind, id=record_id, name=getattr(row, "name", None), key_results=key_results,
-        hygiene=hygiene, kam_score=kam_score, kam_criteria=kam_criteria,
+        crm=crm, connection=connection.name, object=kind, id=record_id, name=getattr(row, "name", None),
+        key_results=key_results, hygiene=hygiene, kam_score=kam_score, kam_criteria=kam_criteria,
     )  # fmt: skip
 
 
@@ -429,9 +438,14 @@ def hubspot_card(
     settings: SettingsDep,
     objectType: Literal["deals", "companies"],  # noqa: N803 — HubSpot's parameter names
     objectId: str,  # noqa: N803
+    portalId: int | None = None,  # noqa: N803 — HubSpot adds it (with userId, userEmail, appId) to every request
 ) -> schemas.Card:
     """The in-record view for HubSpot's app card (``hubspot.fetch``). App cards cannot send headers of their own:
-    HubSpot signs the request (signature v3), and that signature is the authentication."""
+    HubSpot signs the request (signature v3), and that signature is the authentication.
+
+    The record is looked up in the connection of the request's portal (``portalId``, routed as webhooks are: an
+    OKRSYNC_CONNECTIONS entry with that hubspot_portal_id, else the default HubSpot connection), so portals whose
+    record ids coincide each see their own record."""
     secret = settings.webhooks.hubspot_client_secret
     if secret is None:
         raise HTTPException(503, "the HubSpot app is not set up: set OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET")
@@ -448,7 +462,12 @@ def hubspot_card(
         )
     except SignatureError as exc:
         raise HTTPException(401, f"HubSpot signature refused: {exc}") from None
-    view = record_view(session, crm="hubspot", object_name=objectType, record_id=objectId)
+    only = None
+    if portalId is not None:
+        extra = {c.name for c in settings.connections if c.crm == "hubspot"}
+        routed = hubspot_connection(settings, portalId)
+        only = (lambda name: name == routed) if routed is not None else (lambda name: name not in extra)
+    view = record_view(session, crm="hubspot", object_name=objectType, record_id=objectId, only=only)
     key_results = []
     for feed in view.key_results:
         mapping = session.get(OkrMapping, feed.mapping_id)
@@ -469,7 +488,12 @@ def hubspot_card(
         staged = session.exec(
             sqlmodel.select(OutboxRow)
             .join(CrmConnection, CrmConnection.id == OutboxRow.connection_id)  # type: ignore[arg-type]
-            .where(CrmConnection.crm == "hubspot", OutboxRow.target == "opportunity", OutboxRow.record_key == objectId)
+            .where(
+                CrmConnection.crm == "hubspot",
+                CrmConnection.name == view.connection,
+                OutboxRow.target == "opportunity",
+                OutboxRow.record_key == objectId,
+            )
         ).first()
         payload = staged.payload if staged is not None else {}
         checked = payload.get("hygiene_checked")

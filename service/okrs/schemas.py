@@ -109,6 +109,7 @@ class KamCriterionPublic(BaseModel):
 
 class RecordView(BaseModel):
     crm: str
+    connection: str = Field(description="The connection (org or portal) holding the record, e.g. default or west")
     object: Literal["opportunity", "account"]
     id: str
     name: str | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import ssl
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,9 @@ from service.crm.clients import hubspot_sandbox_config
 from service.crm.models import CrmConnection, Opportunity
 from service.kit.leases import WorkLease
 from service.okrs.models import OkrMapping
+from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.sync.models import SyncRun
+from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.models import OutboxRow
 from tests.conftest import POSTGRES_URL, _postgres_engine
 from tests.service.deployment import (
@@ -207,6 +210,35 @@ def test_two_portals_are_routed_processed_once_and_kept_apart(two_portals: tuple
         assert lease is not None and lease.holder is None and passes[name] < lease.passes <= passes[name] + 30
     assert _amount(world, "sandbox", deal) == 222_222  # portal A's event for the deal now read A's new amount
     assert _amount(world, "west", deal) == 333_333
+
+    # 4. the app card on deal D, opened in each portal (HubSpot adds portalId): each portal sees its own deal
+    cards = {portal: _card(sidecar, deal, portal) for portal in (PORTAL_ID, WEST_PORTAL_ID)}
+    names = {name: _name(world, name, deal) for name in ("sandbox", "west")}
+    assert names["sandbox"] != names["west"]
+    assert cards[PORTAL_ID]["record"]["name"] == names["sandbox"]
+    assert cards[WEST_PORTAL_ID]["record"]["name"] == names["west"]
+    assert {kr["team"] for kr in cards[WEST_PORTAL_ID]["keyResults"]} <= {west.team}
+    assert {kr["team"] for kr in cards[PORTAL_ID]["keyResults"]} <= {"Vertrieb DACH"}
+
+
+def _card(sidecar: str, deal: str, portal_id: int) -> dict[str, Any]:
+    path = f"/api/v1/hubspot/card?objectType=deals&objectId={deal}&userId=1&portalId={portal_id}&appId=3"
+    stamp = str(int(time.time() * 1000))
+    signature = sign_hubspot_v3(
+        client_secret=SANDBOX_HUBSPOT_CLIENT_SECRET, method="GET", uri=f"{sidecar}{path}", body=b"", timestamp=stamp
+    )
+    answer = httpx.get(
+        f"{sidecar}{path}", headers={"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def _name(world: Deployment, name: str, deal: str) -> str | None:
+    with Session(world.engine) as session:
+        row = session.get(Opportunity, (_connection_id(world, name), deal))
+        assert row is not None
+        return row.name
 
 
 def _external_ids(world: Deployment, name: str) -> list[str]:
