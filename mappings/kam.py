@@ -45,18 +45,23 @@ def key_accounts(kam: Kam, *, tables: Tables, scope: Scope, custom: dict[str, Cu
 
 
 def measure(
-    criterion: Any, *, account_ids: Sequence[str], tables: Tables, scope: Scope, custom: dict[str, CustomField]
+    criterion: Any, *, accounts: Select[Any], tables: Tables, scope: Scope, custom: dict[str, CustomField]
 ) -> Select[Any] | None:
-    """(account_id, measured) for a derived criterion, grouped per account; None for an assessed one."""
+    """(account_id, measured) for a derived criterion, grouped per account; None for an assessed one.
+
+    ``accounts`` is the key-account query (``key_accounts``): one statement for all of them. Chunks of ids (1,000
+    per statement) re-ran a criterion's contact sub-select once per chunk: 2,006 key accounts at 1,000,000
+    activities took 13 s of a 28 s incremental compute on SQLite."""
     if isinstance(criterion, Assessed):
         return None
     act = tables.activity.alias("kam_activity")
     days = getattr(criterion, "days", None)
     start = scope.as_of - timedelta(days=days) if days else scope.start
     end = scope.as_of if days else scope.end
+    keys = accounts.subquery("key_accounts")
     clauses: list[ColumnElement[bool]] = [
         act.c.connection_id == scope.connection_id,
-        act.c.account_id.in_(list(account_ids)),
+        act.c.account_id.in_(select(keys.c.account_id)),
         act.c.is_deleted == false(),
         act.c.occurred_at >= start,
         act.c.occurred_at < end,

@@ -39,10 +39,20 @@ class MappingRuntimeError(ValueError):
 class FilterCompiler:
     """Turns conditions on records of one type (held in ``base``, a table or alias) into SQL expressions."""
 
-    def __init__(self, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]) -> None:
+    def __init__(
+        self,
+        *,
+        tables: Tables,
+        scope: Scope,
+        custom: dict[str, CustomField],
+        narrow: tuple[Any, Sequence[str]] | None = None,
+    ) -> None:
+        """``narrow``: (base, ids) when a query only asks about these records of ``base`` (an incremental run);
+        a contact sub-select on ``base`` then reads only their links instead of every link of the connection."""
         self.tables = tables
         self.scope = scope
         self.custom = custom
+        self.narrow = narrow
 
     def where(self, conditions: Sequence[Condition], base: Any, record: RecordType) -> list[ColumnElement[bool]]:
         return [self.condition(c, base, record) for c in conditions]
@@ -106,6 +116,8 @@ class FilterCompiler:
             ]
             if record != RecordType.activity:
                 clauses.append(link.c.is_deleted == false())
+            if self.narrow is not None and self.narrow[0] is base:
+                clauses.append(link_id.in_(list(self.narrow[1])))
             return base.c.external_id.in_(select(link_id).select_from(link).join(target, true()).where(*clauses))
         foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
         return base.c[foreign_key].in_(select(target.c.external_id).where(*matching))
@@ -212,8 +224,9 @@ def part_evidence(
     An incremental run narrows it: ``only_ids`` to changed records, ``only_keys`` (distinct counts) to the
     accounts/contacts/opportunities whose first record may have changed.
     """
-    compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
     base, record = _base(tables, metric.of)
+    narrow = (base, only_ids) if only_ids is not None else None
+    compiler = FilterCompiler(tables=tables, scope=scope, custom=custom, narrow=narrow)
     date_field = metric.date_field or (
         DateField.occurred_at if metric.of == Counted.activities else DateField.created_at
     )

@@ -160,6 +160,40 @@ def activity_accounts(session: Session, *, connection_id: int, activity_ids: Seq
     return found
 
 
+def ids_where(
+    session: Session, *, model: Any, connection_id: int, column: str, values: Iterable[str], select_column: str = ""
+) -> set[str]:
+    """``select_column`` (default the external id) of the connection's ``model`` rows whose ``column`` is one of
+    ``values``: the activities on some accounts, the opportunities of some contacts (link tables), etc."""
+    t = table(model)
+    wanted = t.c[select_column or "external_id"]
+    found: set[str] = set()
+    for chunk in chunks(sorted(values)):
+        rows = session.execute(
+            select(wanted).where(t.c.connection_id == connection_id, t.c[column].in_(list(chunk)), wanted.is_not(None))
+        ).all()
+        found.update(row[0] for row in rows)
+    return found
+
+
+def evidence_records(
+    session: Session, *, mapping_id: int, kr_key: str, part: str, related_ids: Iterable[str]
+) -> set[str]:
+    """The records of one part of a KR counted with one of ``related_ids`` (e.g. the opportunity that followed)."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(related_ids)):
+        rows = session.execute(
+            select(EVIDENCE.c.record_id).where(
+                EVIDENCE.c.mapping_id == mapping_id,
+                EVIDENCE.c.kr_key == kr_key,
+                EVIDENCE.c.part == part,
+                EVIDENCE.c.related_id.in_(list(chunk)),
+            )
+        ).all()
+        found.update(row[0] for row in rows)
+    return found
+
+
 def response_accounts(
     session: Session, *, mapping_id: int, kr_key: str, connection_id: int, activity_ids: Sequence[str]
 ) -> set[str]:

@@ -52,7 +52,7 @@ from service.compute.models import (
     KeyResultValue,
     ObjectiveValue,
 )
-from service.crm.models import Activity, CrmConnection
+from service.crm.models import Activity, ActivityContact, CrmConnection, Opportunity, OpportunityContact
 from service.kit.db import utcnow
 from service.okrs.models import OkrMapping, OkrMappingVersion
 from service.sprints.models import SprintResult
@@ -148,6 +148,7 @@ def compute(
         changes=changes if incremental else None,
         version=version.version,
         run_id=run.id or 0,
+        same_version=last is not None and last.version == version.version,
     )
     rechecked = _hygiene(ctx)
     ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
@@ -181,6 +182,7 @@ class _Context:
     changes: ChangeSet | None
     version: int
     run_id: int = 0
+    same_version: bool = False  # the last computation used this mapping version
     kam_values: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
     inquiries_done: dict[str, str] = field(default_factory=dict)
@@ -342,17 +344,14 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
         repo.replace_kam(ctx.session, mapping_id=ctx.mapping_id, criteria=[], scores=[])
         return {}
     custom = ctx.config.custom()
-    accounts = repo.rows(ctx.session, kam_rules.key_accounts(kam, tables=ctx.tables, scope=ctx.cycle, custom=custom))
-    ids = [row.account_id for row in accounts]
+    key_accounts = kam_rules.key_accounts(kam, tables=ctx.tables, scope=ctx.cycle, custom=custom)
+    accounts = repo.rows(ctx.session, key_accounts)
     assessments = repo.latest_assessments(ctx.session, mapping_id=ctx.mapping_id, as_of=ctx.cycle.as_of)
     measured: dict[str, dict[str, int]] = {}
     for criterion in kam.criteria:
-        counts: dict[str, int] = {}
-        for chunk in repo.chunks(ids):
-            query = kam_rules.measure(criterion, account_ids=chunk, tables=ctx.tables, scope=ctx.cycle, custom=custom)
-            if query is not None:
-                counts.update({account_id: int(n) for account_id, n in repo.rows(ctx.session, query)})
-        measured[criterion.key] = counts
+        query = kam_rules.measure(criterion, accounts=key_accounts, tables=ctx.tables, scope=ctx.cycle, custom=custom)
+        rows = repo.rows(ctx.session, query) if query is not None else []
+        measured[criterion.key] = {account_id: int(n) for account_id, n in rows}
     now = utcnow()
     criteria_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
@@ -454,39 +453,46 @@ def _kinds(kr: KeyResult, custom: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 
 def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
-    """Bring a KR's evidence up to date for the changed records only.
+    """Bring a KR's evidence up to date for the records the changes reach only.
 
     Returns False when no change concerns it (keep the stored value), True when its evidence was updated (the
-    value is re-aggregated from it), None when it must be recomputed whole: a response time whose activities
-    changed (waits depend on neighbouring activities), or a change to a related record its filters look at.
-    A plain count or sum swaps the evidence rows of the changed records; a distinct count recomputes the keys
-    (accounts, contacts, opportunities) those records had before or have now, so credit stays with whoever came
-    first.
+    value is re-aggregated from it), None when it must be recomputed whole. A count or sum swaps the evidence rows
+    of the records the changes reach (``_reached``: the changed records, and those whose filters look at a changed
+    account, opportunity or contact); a distinct count recomputes the keys (accounts, contacts, opportunities) those
+    records had before or have now, so credit stays with whoever came first. A response time matched by account
+    recomputes the inquiries of the accounts the changed activities are on or were on (a wait depends on its
+    account's activities); one matched by contact, or whose inbound filter looks at a changed record, is recomputed
+    whole.
     """
     changes = ctx.changes
     assert changes is not None
     metric = kr.metric
     custom = ctx.config.custom()
     if isinstance(metric, ResponseTimeMetric):
+        _bases, related = _kinds(kr, custom)
+        if related & changes.kinds():
+            return None  # e.g. an account's type changed: every inquiry on it may count or stop counting
         if not changes.activity:
             return False
-        if metric.match != "account" or metric.inbound:
-            return None  # contacts span accounts; inbound filters may look at related records
+        if metric.match != "account":
+            return None  # a contact's inquiries span accounts
         _response_delta(ctx, kr, metric, scope, sorted(changes.activity))
         return True
-    _bases, related = _kinds(kr, custom)
-    if related & changes.kinds():
-        return None
     parts: list[tuple[str, Any]] = (
         [("numerator", metric.numerator), ("denominator", metric.denominator)]
         if isinstance(metric, RatioMetric)
         else [("counted", metric)]
     )
-    touched = False
-    session, mapping_id = ctx.session, ctx.mapping_id
+    reached_by_part: list[tuple[str, Any, list[str]]] = []
     for name, part in parts:
         assert isinstance(part, CountMetric | SumMetric)
-        changed = sorted(changes.activity if part.of == Counted.activities else changes.opportunity)
+        reached = _reached(ctx, kr.key, name, part)
+        if reached is None:
+            return None
+        reached_by_part.append((name, part, sorted(reached)))
+    touched = False
+    session, mapping_id = ctx.session, ctx.mapping_id
+    for name, part, changed in reached_by_part:
         if not changed:
             continue
         touched = True
@@ -507,6 +513,72 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
                 repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk)
                 repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=evidence(only_ids=chunk))
     return touched
+
+
+def _reached(ctx: _Context, kr_key: str, name: str, part: CountMetric | SumMetric) -> set[str] | None:
+    """Ids of the part's records (activities or opportunities) whose evidence the changes can alter; None when
+    that cannot be told from the changed ids (then the KR is recomputed whole).
+
+    The changed records themselves; the records on a changed account or opportunity (``account.…`` /
+    ``opportunity.…`` filters), or linked to a changed contact; for ``followed_by``, the activities the changed
+    opportunities were credited to and those on their accounts now (an opportunity that moves or changes stage
+    can only follow activities of the account it is on).
+    """
+    changes = ctx.changes
+    assert changes is not None
+    custom, session, connection_id = ctx.config.custom(), ctx.session, ctx.cycle.connection_id
+    activities = part.of == Counted.activities
+    record = RecordType.activity if activities else RecordType.opportunity
+    base_model = Activity if activities else Opportunity
+    reached = set(changes.activity if activities else changes.opportunity)
+    vias = {
+        via.value
+        for condition in conditions_fields(part.where)
+        if (via := resolve(condition.field, record, custom).via) is not None
+    }
+    if isinstance(part, CountMetric) and part.distinct == Distinct.contacts:
+        vias.add("contact" if activities else "opportunity_contact")
+    for kind in sorted(vias & changes.kinds()):
+        if kind in ("account", "opportunity") and (kind != "opportunity" or activities):
+            values = changes.account if kind == "account" else changes.opportunity
+            reached |= repo.ids_where(
+                session, model=base_model, connection_id=connection_id, column=f"{kind}_id", values=values
+            )
+        elif kind == "contact":
+            link = ActivityContact if activities else OpportunityContact
+            reached |= repo.ids_where(
+                session, model=link, connection_id=connection_id, column="contact_id", values=changes.contact,
+                select_column="activity_id" if activities else "opportunity_id",
+            )  # fmt: skip
+        elif kind == "opportunity_contact" and not activities:
+            reached |= changes.opportunity_contact
+        else:
+            return None
+    follows = [c for c in part.where if isinstance(c, FollowedByCondition)]
+    if not follows:
+        return reached
+    inner = {
+        via.value
+        for c in follows
+        for condition in conditions_fields(c.followed_by.where)
+        if (via := resolve(condition.field, RecordType.opportunity, custom).via) is not None
+    }
+    if inner & changes.kinds():
+        return None  # e.g. the account or the contacts of a following opportunity changed
+    if changes.opportunity:
+        if isinstance(part, CountMetric) and part.distinct is not None:
+            return None  # the evidence's related_id holds the distinct key, not the following opportunity
+        reached |= repo.evidence_records(
+            session, mapping_id=ctx.mapping_id, kr_key=kr_key, part=name, related_ids=changes.opportunity
+        )
+        accounts = repo.ids_where(
+            session, model=Opportunity, connection_id=connection_id, column="external_id",
+            values=changes.opportunity, select_column="account_id",
+        )  # fmt: skip
+        reached |= repo.ids_where(
+            session, model=Activity, connection_id=connection_id, column="account_id", values=accounts
+        )
+    return reached
 
 
 def _inquiry_key(metric: ResponseTimeMetric, scope: Scope) -> str:
@@ -634,8 +706,10 @@ LATE_ENTRIES = timedelta(days=14)  # activities logged late still count for a sp
 def _sprints(ctx: _Context) -> list[str]:
     """Each started sprint's commitment over its days and what each key result it serves gained during it.
 
-    Record metrics are recounted while the sprint runs and for two weeks after (activities logged late); a
-    hygiene score commitment is a state, so it is taken while the sprint runs and kept once it has ended.
+    Record metrics are recounted while the sprint runs and for two weeks after (activities logged late), then
+    once more and frozen, full and incremental runs alike (an account changing type in November must not change
+    what an August sprint achieved); a hygiene score commitment is a state, so it is taken while the sprint runs
+    and kept once it has ended.
     """
     done: list[str] = []
     today = ctx.cycle.as_of.date()
@@ -643,9 +717,9 @@ def _sprints(ctx: _Context) -> list[str]:
         if sprint.start > today:
             continue
         ended = sprint.end < today
-        if ctx.changes is not None and ended and ctx.cycle.as_of - _day_end(sprint.end) > LATE_ENTRIES:
-            continue
         stored = ctx.session.get(SprintResult, (ctx.mapping_id, sprint.key))
+        if ended and ctx.same_version and stored is not None and stored.as_of - _day_end(sprint.end) > LATE_ENTRIES:
+            continue  # counted once after its late entries closed: frozen (a new mapping version recounts it)
         scope = ctx.sprint_scope(sprint)
         achieved, records = (stored.achieved, stored.records) if stored else (None, 0)
         commitment = sprint.commitment

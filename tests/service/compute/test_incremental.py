@@ -35,6 +35,8 @@ from service.sync.service import run_sync
 from tests.conftest import ANCHOR
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "mappings" / "examples").glob("*.yaml"))
+# beside the examples: response times whose inbound filter looks at the account, a count filtered by contact title
+MAPPINGS = [*EXAMPLES, Path(__file__).with_name("inbound-customers.yaml")]
 
 
 def _sync(engine: Engine, config: SalesforceConfig) -> None:
@@ -66,52 +68,90 @@ def _first(org: SandboxOrg, sobject: str, test: Callable[[dict[str, Any]], bool]
     return next(r for r in org.records(sobject) if test(r))
 
 
-def _open_opportunity(org: SandboxOrg) -> dict[str, Any]:
-    return _first(org, "Opportunity", lambda r: not r["IsClosed"] and r["NextStep"])
+# Each change is picked so that it moves something okrsync computes (the test checks that it did): a record of a
+# team member, inside the quarter, on the kind of account the key results look at.
+CARE = ("anna.berger", "david.garcia", "katrin.lindqvist", "tobias.marchetti")  # the Key Accounts team
+
+
+def _users(org: SandboxOrg, title: str | None = None, names: tuple[str, ...] = ()) -> set[str]:
+    return {
+        u["Id"]
+        for u in org.records("User")
+        if (title is None or u["Title"] == title) and (not names or u["Email"].split("@")[0] in names)
+    }
+
+
+def _prospects(org: SandboxOrg) -> set[str]:
+    return {a["Id"] for a in org.records("Account") if a["Type"] == "Prospect"}
+
+
+def _in_quarter(stamp: str | None) -> bool:
+    return stamp is not None and "2026-07-01" <= stamp[:10] <= "2026-09-30"
+
+
+def _open_opportunity(org: SandboxOrg, test: Callable[[dict[str, Any]], bool] = lambda r: True) -> dict[str, Any]:
+    return _first(org, "Opportunity", lambda r: not r["IsClosed"] and r["NextStep"] and test(r))
 
 
 def change_meeting(org: SandboxOrg) -> None:
-    """A meeting moves to another account's open opportunity (counts, followed_by, no-activity rule)."""
-    opp = _open_opportunity(org)
-    meeting = _first(org, "Event", lambda r: r["AccountId"] != opp["AccountId"])
+    """A rep's prospect meeting moves to a customer's open opportunity (counts, followed_by, no-activity rule)."""
+    prospects, reps = _prospects(org), _users(org, "Account Executive")
+    opp = _open_opportunity(org, lambda r: r["AccountId"] not in prospects)
+    meeting = _first(
+        org,
+        "Event",
+        lambda r: r["AccountId"] in prospects and r["OwnerId"] in reps and _in_quarter(r["StartDateTime"]),
+    )
     org.update("Event", meeting["Id"], {"WhatId": opp["Id"], "AccountId": opp["AccountId"]})
 
 
 def change_call_direction(org: SandboxOrg) -> None:
     """An outbound call turns out to have been an inbound inquiry (response times, contacted accounts)."""
-    call = _first(org, "Task", lambda r: r["CallType"] == "Outbound")
+    care = _users(org, names=CARE)
+    call = _first(
+        org, "Task", lambda r: r["CallType"] == "Outbound" and r["OwnerId"] in care and _in_quarter(r["ActivityDate"])
+    )
     org.update("Task", call["Id"], {"CallType": "Inbound"})
 
 
 def move_call(org: SandboxOrg) -> None:
     """An outbound call moves to another prospect account and to the quarter's first day: the credit for a
     distinct account moves to whoever called first now, on both accounts involved."""
-    prospects = {a["Id"] for a in org.records("Account") if a["Type"] == "Prospect"}
-    call = _first(org, "Task", lambda r: r["CallType"] == "Outbound" and r["AccountId"] in prospects)
+    prospects, reps = _prospects(org), _users(org, "Account Executive")
+    call = _first(
+        org,
+        "Task",
+        lambda r: r["CallType"] == "Outbound" and r["AccountId"] in prospects and r["OwnerId"] in reps
+        and _in_quarter(r["ActivityDate"]),
+    )  # fmt: skip
     other = next(p for p in sorted(prospects) if p != call["AccountId"])
-    stamp = "2026-07-01T19:00:00.000+0000"
+    stamp = "2026-07-01T00:00:01.000+0000"  # before any other activity of the quarter
     org.update("Task", call["Id"], {"AccountId": other, "WhatId": other, "CompletedDateTime": stamp})
 
 
 def delete_task(org: SandboxOrg) -> None:
-    task = _first(org, "Task", lambda r: r["Subject"] == "Update opportunity" and r["IsClosed"])
+    """An opportunity update logged in the hygiene sprint is deleted (a sprint-window count)."""
+    reps = _users(org, "Account Executive")
+    task = _first(
+        org,
+        "Task",
+        lambda r: r["Subject"] == "Update opportunity" and r["IsClosed"] and r["OwnerId"] in reps
+        and "2026-09-14" <= (r["ActivityDate"] or "") <= "2026-09-25",
+    )  # fmt: skip
     org.delete("Task", task["Id"])
 
 
 def change_opportunity(org: SandboxOrg) -> None:
     """Next step cleared and amount changed on a rep's open opportunity of this quarter (ratio, sum, hygiene)."""
-    reps = {u["Id"] for u in org.records("User") if u["Title"] == "Account Executive"}
-    opp = _first(
-        org,
-        "Opportunity",
-        lambda r: not r["IsClosed"] and r["NextStep"] and r["OwnerId"] in reps and r["CreatedDate"] >= "2026-07-02",
-    )
+    reps = _users(org, "Account Executive")
+    opp = _open_opportunity(org, lambda r: r["OwnerId"] in reps and r["CreatedDate"] >= "2026-07-02")
     org.update("Opportunity", opp["Id"], {"NextStep": None, "Amount": 123456.0, "PushCount": 5})
 
 
 def insert_meeting(org: SandboxOrg) -> None:
     """A new prospect meeting, logged late for an earlier day (counts, followed_by, KAM contacts)."""
-    event = _first(org, "Event", lambda r: True)
+    prospects, reps = _prospects(org), _users(org, "Account Executive")
+    event = _first(org, "Event", lambda r: r["AccountId"] in prospects and r["OwnerId"] in reps)
     start = "2026-09-10T09:00:00.000+0000"
     org.insert(
         "Event",
@@ -126,8 +166,72 @@ def insert_meeting(org: SandboxOrg) -> None:
     )
 
 
+def prospect_becomes_customer(org: SandboxOrg) -> None:
+    """A prospect with an inbound inquiry becomes a customer: its inquiries now count for the customer response
+    times (an account change alone, no activity changed)."""
+    prospects, care = _prospects(org), _users(org, names=CARE)
+    call = _first(
+        org,
+        "Task",
+        lambda r: r["CallType"] == "Inbound" and r["AccountId"] in prospects and r["OwnerId"] in care
+        and _in_quarter(r["ActivityDate"]),
+    )  # fmt: skip
+    org.update("Account", call["AccountId"], {"Type": "Customer - Direct"})
+
+
+def inquiry_moves_to_a_customer(org: SandboxOrg) -> None:
+    """An inbound call on a prospect was really from a customer: it moves accounts (the inquiries of both accounts
+    change; the response times are recomputed for those two accounts only)."""
+    accounts = {a["Id"]: a["Type"] for a in org.records("Account")}
+    care = _users(org, names=CARE)
+    call = _first(
+        org,
+        "Task",
+        lambda r: r["CallType"] == "Inbound" and accounts.get(r["AccountId"]) == "Prospect" and r["OwnerId"] in care
+        and _in_quarter(r["ActivityDate"]),
+    )  # fmt: skip
+    customer = next(a for a, kind in sorted(accounts.items()) if kind.startswith("Customer"))
+    org.update("Task", call["Id"], {"AccountId": customer, "WhatId": customer})
+
+
+def contact_promoted(org: SandboxOrg) -> None:
+    """The contact of a call by the Key Accounts team becomes CFO (calls and meetings with executives: a contact
+    change reaches the activities linked to the contact only)."""
+    executives, care = {"CEO", "CFO", "CTO"}, _users(org, names=CARE)
+    titles = {c["Id"]: c["Title"] for c in org.records("Contact")}
+    call = _first(
+        org,
+        "Task",
+        lambda r: r["TaskSubtype"] == "Call" and r["OwnerId"] in care and _in_quarter(r["ActivityDate"])
+        and r["WhoId"] in titles and titles[r["WhoId"]] not in executives,
+    )  # fmt: skip
+    org.update("Contact", call["WhoId"], {"Title": "CFO"})
+
+
+def opportunity_moves_account(org: SandboxOrg) -> None:
+    """An opportunity that followed prospect meetings moves to another prospect account with meetings: the meetings
+    it followed lose it (credit to a later opportunity or none), those of the new account may gain it."""
+    prospects = _prospects(org)
+    meetings: dict[str, list[str]] = {}
+    for event in org.records("Event"):
+        meetings.setdefault(event["AccountId"], []).append(event["StartDateTime"])
+
+    def followed(opp: dict[str, Any]) -> bool:  # a meeting on its account in the 60 days before it was created
+        created = opp["CreatedDate"]
+        return any("2026-07-01" <= m < created and m[:10] >= "2026-07-01" for m in meetings.get(opp["AccountId"], []))
+
+    opp = _first(
+        org, "Opportunity", lambda r: r["AccountId"] in prospects and _in_quarter(r["CreatedDate"]) and followed(r)
+    )
+    target = next(a for a in sorted(prospects) if a != opp["AccountId"] and meetings.get(a))
+    org.update("Opportunity", opp["Id"], {"AccountId": target, "StageName": "Needs Analysis"})
+
+
 def remove_contact_role(org: SandboxOrg) -> None:
-    role = _first(org, "OpportunityContactRole", lambda r: True)
+    """A contact role leaves a rep's open opportunity (multi-threading rule, contacts on open deals)."""
+    reps = _users(org, "Account Executive")
+    open_opps = {o["Id"] for o in org.records("Opportunity") if not o["IsClosed"] and o["OwnerId"] in reps}
+    role = _first(org, "OpportunityContactRole", lambda r: r["OpportunityId"] in open_opps)
     org.delete("OpportunityContactRole", role["Id"])
 
 
@@ -139,6 +243,10 @@ CHANGES = [
     change_opportunity,
     insert_meeting,
     remove_contact_role,
+    prospect_becomes_customer,
+    inquiry_moves_to_a_customer,
+    contact_promoted,
+    opportunity_moves_account,
 ]
 
 
@@ -150,12 +258,13 @@ def test_incremental_equals_full(
     mappings: list[OkrMapping] = []
     with Session(engine) as session:
         connection = okrs.resolve_connection(session, "salesforce/sandbox")
-        for path in EXAMPLES:
+        for path in MAPPINGS:
             mapping, _ = okrs.apply(session, okrs.load_path(path), connection=connection, author="test", now=ANCHOR)
             compute(session, mapping=mapping, as_of=ANCHOR)
             mappings.append(mapping)
         session.commit()
         ids = [m.id for m in mappings]
+        before = {mapping_id: snapshot(session, mapping_id) for mapping_id in ids if mapping_id is not None}
 
     change(org)
     _sync(engine, config)
@@ -173,6 +282,9 @@ def test_incremental_equals_full(
             recomputed[mapping.team + mapping.cycle] = report.recomputed
             incremental[mapping_id] = snapshot(session, mapping_id)
         session.commit()
+    assert any(  # the change moved some evidence, finding or KAM result: the comparison below is not vacuous
+        incremental[i][part] != before[i][part] for i in before for part in ("evidence", "findings", "kam")
+    ), "the change altered nothing okrsync computes"
     with Session(engine) as session:
         for mapping_id in ids:
             mapping = session.get(OkrMapping, mapping_id)
@@ -180,7 +292,11 @@ def test_incremental_equals_full(
             assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
             full = snapshot(session, mapping_id)
             for part, rows in full.items():
-                assert incremental[mapping_id][part] == rows, f"{mapping.team} / {mapping.cycle}: {part} differ"
+                got = incremental[mapping_id][part]
+                extra = [r for r in got if r not in rows][:3] + [r for r in rows if r not in got][:3]
+                assert got == rows, f"{mapping.team} / {mapping.cycle}: {part} differ (first differences: {extra})"
+    if change is prospect_becomes_customer:  # the account's type is what the inbound filters look at
+        assert {"customers-answered-4h", "customer-p90"} <= set(recomputed["Customer InquiriesQ3 2026"])
     if change is change_opportunity:
         # an opportunity change leaves activity-only key results alone
         assert "discovery-meetings" not in recomputed["Vertrieb DACHQ3 2026"]
