@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,12 +72,11 @@ def main() -> None:
         when=datetime.now(UTC).isoformat(timespec="seconds"),
         machine=f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
     )
-    if "ingest" in selected:
-        results["ingest"] = ingest.run(
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "ingest": lambda: ingest.run(
             activities=args.activities or 100_000, memory_steps=[int(s) for s in args.memory_steps.split(",")]
-        )
-    if "compute" in selected:
-        results["compute"] = compute.run(
+        ),
+        "compute": lambda: compute.run(
             activities=args.activities or 1_000_000,
             opportunities=args.opportunities,
             accounts=args.accounts,
@@ -84,26 +84,30 @@ def main() -> None:
             contact_match=args.contact_match,
             analyze=not args.no_analyze,
             databases=tuple(name.strip() for name in args.databases.split(",")),
-        )
-    if "writeback" in selected:
-        results["writeback"] = writeback.run(records=args.records, latency=args.latency)
-    if "webhooks" in selected:
-        results["webhooks"] = webhooks.run(samples=args.samples, latency=args.latency)
-    if "dashboard" in selected:
-        results["dashboard"] = dashboard.run(
+        ),
+        "writeback": lambda: writeback.run(records=args.records, latency=args.latency),
+        "webhooks": lambda: webhooks.run(samples=args.samples, latency=args.latency),
+        "dashboard": lambda: dashboard.run(
             rounds=args.rounds, databases=tuple(name.strip() for name in args.databases.split(","))
-        )
-    if "workers" in selected:
-        results["workers"] = workers.run(counts=tuple(int(n) for n in args.workers.split(",")), latency=args.latency)
+        ),
+        "workers": lambda: workers.run(counts=tuple(int(n) for n in args.workers.split(",")), latency=args.latency),
+    }
+    for name in selected:
+        results[name] = runners[name]()
+        # written after each benchmark: a failure in a later one (or Ctrl-C) keeps the figures already measured
+        _write(path, results)
+    for name, module in MODULES:
+        if name in selected:
+            print(module.table(results[name]))
+    print(f"\nwritten: {path}, {HERE / 'results.md'}")
+
+
+def _write(path: Path, results: dict[str, Any]) -> None:
     path.write_text(json.dumps(results, indent=2))
     tables = [m.table(results[name]) for name, m in MODULES if name in results]
     (HERE / "results.md").write_text(
         f"# okrsync benchmarks ({results['when']}, {results['machine']})\n\n" + "\n\n".join(tables) + "\n"
     )
-    for name, module in MODULES:
-        if name in selected:
-            print(module.table(results[name]))
-    print(f"\nwritten: {path}, {HERE / 'results.md'}")
 
 
 if __name__ == "__main__":

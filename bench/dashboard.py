@@ -127,7 +127,9 @@ def _setup(url: str, work: Path) -> tuple[Any, list[int], dict[int, list[str]], 
     org = SandboxOrg(generate_org(anchor=ANCHOR, seed=11, accounts=2000, opportunities=5000, activities=50_000))
     with SandboxServer(org, cert_dir=work / "cert") as server:
         run_sync(
-            engine, SalesforceConnector(sandbox_config(server.base_url, server.ca_path)), connection_name="sandbox"
+            engine,
+            SalesforceConnector(sandbox_config(server.base_url, server.ca_path or "")),
+            connection_name="sandbox",
         )
     ids: list[int] = []
     krs: dict[int, list[str]] = {}
