@@ -130,18 +130,25 @@ def evidence_keys(
     session: Session, *, mapping_id: int, kr_key: str, part: str, record_ids: Sequence[str]
 ) -> set[str | None]:
     """The distinct keys (related_id) the given records were counted under."""
-    keys: set[str | None] = set()
-    for chunk in chunks(record_ids):
+    return _evidence_column(session, mapping_id, kr_key, part, wanted="related_id", by="record_id", values=record_ids)
+
+
+def _evidence_column(
+    session: Session, mapping_id: int, kr_key: str, part: str, *, wanted: str, by: str, values: Iterable[str]
+) -> set[Any]:
+    """Column ``wanted`` of one part's evidence rows whose column ``by`` is one of ``values``."""
+    found: set[Any] = set()
+    for chunk in chunks(sorted(values)):
         rows = session.execute(
-            select(EVIDENCE.c.related_id).where(
+            select(EVIDENCE.c[wanted]).where(
                 EVIDENCE.c.mapping_id == mapping_id,
                 EVIDENCE.c.kr_key == kr_key,
                 EVIDENCE.c.part == part,
-                EVIDENCE.c.record_id.in_(list(chunk)),
+                EVIDENCE.c[by].in_(list(chunk)),
             )
         ).all()
-        keys.update(row[0] for row in rows)
-    return keys
+        found.update(row[0] for row in rows)
+    return found
 
 
 def activity_accounts(session: Session, *, connection_id: int, activity_ids: Sequence[str]) -> set[str]:
@@ -180,18 +187,7 @@ def evidence_records(
     session: Session, *, mapping_id: int, kr_key: str, part: str, related_ids: Iterable[str]
 ) -> set[str]:
     """The records of one part of a KR counted with one of ``related_ids`` (e.g. the opportunity that followed)."""
-    found: set[str] = set()
-    for chunk in chunks(sorted(related_ids)):
-        rows = session.execute(
-            select(EVIDENCE.c.record_id).where(
-                EVIDENCE.c.mapping_id == mapping_id,
-                EVIDENCE.c.kr_key == kr_key,
-                EVIDENCE.c.part == part,
-                EVIDENCE.c.related_id.in_(list(chunk)),
-            )
-        ).all()
-        found.update(row[0] for row in rows)
-    return found
+    return _evidence_column(session, mapping_id, kr_key, part, wanted="record_id", by="related_id", values=related_ids)
 
 
 def response_accounts(
