@@ -161,8 +161,32 @@ class HubSpotConnector:
     def kind_of(self, stream: str) -> str:
         return mapping.KINDS[stream]
 
-    def instance_url(self) -> str | None:
-        return self.config.host
+    def instance_url(self, known: str | None = None) -> str | None:
+        """The portal's record pages, ``https://<uiDomain>/contacts/<portalId>`` (a deal is
+        ``…/record/0-3/<id>``), read once from the account details API (scope ``oauth``, which every token has).
+        ``known`` is what an earlier sync stored: a portal does not move, so no call is made again. None when HubSpot
+        refuses the call (the sync goes on; the dashboard shows HubSpot records without links)."""
+        if known and "/contacts/" in known:
+            return known
+        try:
+            details = self._call("account details", self._account_details)
+        except (AuthenticationError, FatalError) as exc:
+            log.warning("no HubSpot record links: %s", exc)
+            return None
+        portal, domain = details.get("portalId"), str(details.get("uiDomain") or "app.hubspot.com")
+        return f"https://{domain}/contacts/{int(portal)}" if portal else None
+
+    def _account_details(self) -> tuple[dict[str, Any], int, Any]:
+        # hubspot-api-client has no account-info API: the owners API's configured ApiClient (host, token, CA bundle,
+        # no retries) makes the call, and "object" leaves the answer a plain dict
+        return self._owners.api_client.call_api(  # type: ignore[no-any-return]
+            "/account-info/v3/details",
+            "GET",
+            header_params={"Accept": "application/json"},
+            response_types_map={200: "object"},
+            auth_settings=["oauth2"],
+            _return_http_data_only=False,
+        )
 
     def supports_deleted(self, stream: str) -> bool:
         return True

@@ -110,7 +110,8 @@ class SalesforceConnector:
     def supports_deleted(self, stream: str) -> bool:
         return mapping.has_is_deleted(stream)
 
-    def instance_url(self) -> str | None:
+    def instance_url(self, known: str | None = None) -> str | None:
+        """The org's base URL for record links; the token's answer wins over ``known`` (an org can move)."""
         return self._token.instance_url if self._token else self.config.instance_url
 
     def usage_text(self) -> str | None:

@@ -371,6 +371,32 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
     def not_found(request: Request, _body: Any) -> Any:
         raise ApiError(404, "OBJECT_NOT_FOUND", f"Resource not found: {request.url.path}")
 
+    def account_details(request: Request, _body: Any) -> dict[str, Any]:
+        # https://developers.hubspot.com/docs/api-reference/latest/account/account-information/get-account-details
+        # (scope: oauth, which every token has). HubSpot answers app.hubspot.com or app-eu1.hubspot.com as uiDomain;
+        # the sandbox answers its own host, which serves the record pages below, so demo links open.
+        return {
+            "portalId": portal.portal_id,
+            "accountType": "STANDARD",
+            "uiDomain": request.url.netloc,
+            "dataHostingLocation": "eu1",
+            "timeZone": "Europe/Berlin",
+            "companyCurrency": "EUR",
+            "additionalCurrencies": [],
+            "utcOffset": "+01:00",
+            "utcOffsetMilliseconds": 3_600_000,
+        }
+
+    @router.get("/contacts/{portal_id}/record/{type_id}/{object_id}", include_in_schema=False)
+    def record_page(portal_id: int, type_id: str, object_id: str) -> Response:
+        """What app.hubspot.com shows at a record's address, as JSON: the target of okrsync's dashboard links. Not
+        an API call (not counted, no token: the browser's HubSpot session would carry it)."""
+        kind = portal.kind_of(type_id)
+        record = portal.get(kind, object_id) if kind and portal_id == portal.portal_id else None
+        if kind is None or record is None:
+            return JSONResponse({"message": f"no {type_id} record {object_id} in portal {portal_id}"}, status_code=404)
+        return JSONResponse({"portalId": portal_id, "objectTypeId": type_id, **_project(kind, record, None)})
+
     objects = "/crm/v3/objects/{objectType}"
     add(objects, "GET", "list", list_objects)
     add(objects + "/search", "POST", "search", search_objects, search=True)
@@ -382,6 +408,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
     add("/crm/v3/owners", "GET", "owners", owners)
     add("/crm/v3/owners/", "GET", "owners", owners)
     add("/crm/v3/pipelines/{objectType}", "GET", "pipelines", pipelines)
+    add("/account-info/v3/details", "GET", "account_details", account_details)
 
     def properties(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-properties-v3/core/get-crm-v3-properties-objectType

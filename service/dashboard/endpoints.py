@@ -162,8 +162,12 @@ def _mapping(session: Session, mapping_id: int) -> OkrMapping:
     return mapping
 
 
-def _crm_note(lang: str, crm: str) -> str | None:
-    return i18n.Translator(lang)("crm_note_hubspot") if crm == "hubspot" else None
+def _crm_note(session: Session, lang: str, mapping_id: int) -> str | None:
+    """Why the CRM records have no links, when they have none."""
+    _mapping, connection = views.load_mapping(session, mapping_id)
+    if connection.crm == "hubspot" and not (connection.instance_url and "/contacts/" in connection.instance_url):
+        return i18n.Translator(lang)("crm_note_hubspot")
+    return None
 
 
 # -- login ------------------------------------------------------------------------------------------------------
@@ -228,7 +232,7 @@ def key_result(
     }, title=t("chart_title", title=page.kr.title), lang=lang, now=at)  # fmt: skip
     return _page(
         request, "key_result.html", lang, found, page=page, mapping=page.mapping, chart=chart,
-        crm_note=_crm_note(lang, page.mapping.crm),
+        crm_note=_crm_note(session, lang, mapping_id),
     )  # fmt: skip
 
 
@@ -240,7 +244,7 @@ def hygiene(
     page = health.hygiene_page(session, _mapping(session, mapping_id), today=at.date(), offset=offset)
     return _page(
         request, "hygiene.html", lang, found, page=page, mapping=page.mapping, active="nav_hygiene",
-        crm_note=_crm_note(lang, page.mapping.crm),
+        crm_note=_crm_note(session, lang, mapping_id),
     )  # fmt: skip
 
 
@@ -249,7 +253,7 @@ def kam(request: Request, mapping_id: int, session: SessionDep, found: Viewer, l
     page = health.kam_page(session, _mapping(session, mapping_id), today=at.date())
     return _page(
         request, "kam.html", lang, found, page=page, mapping=page.mapping, active="nav_kam",
-        crm_note=_crm_note(lang, page.mapping.crm),
+        crm_note=_crm_note(session, lang, mapping_id),
     )  # fmt: skip
 
 

@@ -92,7 +92,8 @@ EN: dict[str, str] = {
     "older": "Older",
     "previous": "Previous",
     "next": "Next",
-    "crm_note_hubspot": "HubSpot records are shown without links: okrsync does not store the portal id yet.",
+    "crm_note_hubspot": "HubSpot records are shown without links: the portal's record pages are not known yet (no sync"
+    " has run, or HubSpot refused the account details call); the next sync asks again.",
     "hygiene_title": "Pipeline hygiene",
     "with_problems": "Opportunities with problems",
     "by_rule": "By rule",
@@ -279,7 +280,9 @@ DE: dict[str, str] = {
     "older": "Ältere",
     "previous": "Zurück",
     "next": "Weiter",
-    "crm_note_hubspot": "HubSpot-Datensätze erscheinen ohne Link: okrsync speichert die Portal-ID noch nicht.",
+    "crm_note_hubspot": "HubSpot-Datensätze erscheinen ohne Link: die Datensatzseiten des Portals sind noch nicht"
+    " bekannt (noch keine Synchronisierung, oder HubSpot hat die Kontodetails verweigert); die nächste"
+    " Synchronisierung fragt erneut.",
     "hygiene_title": "Pipeline-Hygiene",
     "with_problems": "Opportunities mit Problemen",
     "by_rule": "Nach Regel",

@@ -1,9 +1,9 @@
 """Links from the dashboard to the CRM records behind a number.
 
 Salesforce: ``{instance_url}/lightning/r/{Object}/{Id}/view`` (the instance URL is stored with the connection).
-HubSpot: ``https://app.hubspot.com/contacts/{portal id}/record/{type}/{id}`` for deals, companies and contacts — the
-portal id is not stored by the sync yet, so HubSpot records are shown with their id and no link until it is.
-"""
+HubSpot: ``https://{uiDomain}/contacts/{portalId}/record/{type}/{id}`` for deals, companies and contacts; the sync
+stores ``https://{uiDomain}/contacts/{portalId}`` with the connection, read once from the account details API.
+Engagements (calls, meetings…) have no record page of their own and are shown with their id."""
 
 from __future__ import annotations
 
@@ -28,24 +28,24 @@ class RecordLink:
     url: str | None
 
 
-def record_url(
-    *, crm: str, instance_url: str | None, crm_object: str, record_id: str, portal_id: int | None = None
-) -> str | None:
-    """The record's page in the CRM, or None when okrsync cannot know it."""
-    if not crm_object or not record_id:
+def record_url(*, crm: str, instance_url: str | None, crm_object: str, record_id: str) -> str | None:
+    """The record's page in the CRM, or None when okrsync cannot know it. ``instance_url`` is what the sync stored:
+    Salesforce's instance URL; HubSpot's ``https://<uiDomain>/contacts/<portalId>`` (engagements have no record
+    page of their own: calls, meetings etc. get no link)."""
+    if not crm_object or not record_id or not instance_url or not instance_url.startswith(("https://", "http://")):
         return None
-    if crm == "salesforce" and instance_url and instance_url.startswith(("https://", "http://")):
+    if crm == "salesforce":
         return f"{instance_url.rstrip('/')}/lightning/r/{quote(crm_object, safe='')}/{quote(record_id, safe='')}/view"
-    if crm == "hubspot" and portal_id and crm_object in HUBSPOT_TYPES:
-        return f"https://app.hubspot.com/contacts/{portal_id}/record/{HUBSPOT_TYPES[crm_object]}/{quote(record_id)}"
+    if crm == "hubspot" and "/contacts/" in instance_url and crm_object in HUBSPOT_TYPES:
+        return f"{instance_url.rstrip('/')}/record/{HUBSPOT_TYPES[crm_object]}/{quote(record_id, safe='')}"
     return None
 
 
 class RecordLinks:
     """Names and links for a page's records, read with one query per record table."""
 
-    def __init__(self, session: Session, connection: CrmConnection, *, portal_id: int | None = None) -> None:
-        self.session, self.connection, self.portal_id = session, connection, portal_id
+    def __init__(self, session: Session, connection: CrmConnection) -> None:
+        self.session, self.connection = session, connection
         self.found: dict[str, tuple[str, str]] = {}  # id -> (CRM object, label)
 
     def load(self, ids: Iterable[str]) -> None:
@@ -66,6 +66,6 @@ class RecordLinks:
         crm_object, label = self.found.get(record_id, ("", record_id))
         url = record_url(
             crm=self.connection.crm, instance_url=self.connection.instance_url, crm_object=crm_object,
-            record_id=record_id, portal_id=self.portal_id,
+            record_id=record_id,
         )  # fmt: skip
         return RecordLink(record_id, label, crm_object, url)

@@ -42,7 +42,9 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + ID_CHUNK]
 
 
-def get_or_create_connection(session: Session, *, crm_name: str, name: str, instance_url: str | None) -> CrmConnection:
+def get_or_create_connection(
+    session: Session, *, crm_name: str, name: str, instance_url: str | None = None
+) -> CrmConnection:
     connection = session.exec(
         sqlmodel.select(CrmConnection).where(CrmConnection.crm == crm_name, CrmConnection.name == name)
     ).first()
@@ -50,9 +52,15 @@ def get_or_create_connection(session: Session, *, crm_name: str, name: str, inst
         connection = CrmConnection(crm=crm_name, name=name, instance_url=instance_url, created_at=utcnow())
         session.add(connection)
         session.flush()
-    elif instance_url and connection.instance_url != instance_url:
-        connection.instance_url = instance_url
+    else:
+        set_instance_url(connection, instance_url)
     return connection
+
+
+def set_instance_url(connection: CrmConnection, instance_url: str | None) -> None:
+    """The connection's base URL for record links; an unknown one (None) keeps what is stored."""
+    if instance_url and connection.instance_url != instance_url:
+        connection.instance_url = instance_url
 
 
 def get_state(session: Session, *, connection_id: int, stream: str) -> SyncState:

@@ -151,6 +151,11 @@ def test_two_portals_are_routed_processed_once_and_kept_apart(two_portals: tuple
     with Session(world.engine) as session:
         teams = {m.team for m in session.exec(sqlmodel.select(OkrMapping)).all()}
     assert teams == {"Vertrieb DACH", west.team}
+    with Session(world.engine) as session:  # record links: each connection learned its own portal's pages
+        pages = {c.name: c.instance_url for c in session.exec(
+            sqlmodel.select(CrmConnection).where(CrmConnection.crm == "hubspot"))}  # fmt: skip
+    assert pages == {"sandbox": f"https://{httpx.URL(world.sandbox_url).netloc.decode()}/contacts/{PORTAL_ID}",
+                     "west": f"https://{httpx.URL(west.url).netloc.decode()}/contacts/{WEST_PORTAL_ID}"}  # fmt: skip
     deal = min(set(_external_ids(world, "sandbox")) & set(_external_ids(world, "west")), key=int)  # in both portals
     west_amount = _amount(world, "west", deal)
 

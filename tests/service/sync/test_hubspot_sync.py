@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -21,6 +22,7 @@ from connectors.sandbox.hubspot_seed import IdMap, portal_from_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from service.crm.models import ActivityContact, CrmConnection
+from service.dashboard.links import RecordLinks
 from service.sync.service import run_sync
 from tests.conftest import ANCHOR, fast_config
 from tests.service.sync.helpers import local_rows
@@ -124,7 +126,9 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
 
 
 def _minimum_first_sync(portal: Any) -> int:
-    calls = 3  # owners (one page of up to 500), pipelines, the deal properties check (close_date_pushes_property)
+    # owners (one page of up to 500), pipelines, the deal properties check (close_date_pushes_property), the account
+    # details (portal id and UI domain for record links: first sync only)
+    calls = 4
     for stream in hs_mapping.OBJECT_STREAMS:
         count = len(portal.records(stream))
         calls += max(1, -(-count // 100))
@@ -382,3 +386,55 @@ def test_a_record_with_more_than_500_associations_is_followed_page_by_page(engin
     sync_hubspot(engine, hubspot_config(server))
     assert _links(engine, "hubspot")[meeting["id"]] == set(contacts)
     assert portal.api_calls["assoc_list"] >= 1
+
+
+def _connection(engine: Engine) -> CrmConnection:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.execute(select(CrmConnection).where(CrmConnection.crm == "hubspot")).scalar_one()
+
+
+def _record_links(engine: Engine, ids: list[str]) -> dict[str, str | None]:
+    with Session(engine) as session:
+        links = RecordLinks(session, _connection(engine))
+        links.load(ids)
+        return {i: links.link(i).url for i in ids}
+
+
+def test_the_first_sync_learns_the_portals_record_pages_and_the_links_open(engine: Engine, scenario: Any) -> None:
+    server, _org, portal, _ids = scenario
+    sync_hubspot(engine, hubspot_config(server))
+    host = httpx.URL(server.base_url).netloc.decode()
+    base = f"https://{host}/contacts/{portal.portal_id}"
+    assert _connection(engine).instance_url == base
+
+    deal, company = portal.records("deals")[0], portal.records("companies")[0]
+    meeting = portal.records("meetings")[0]["id"]
+    links = _record_links(engine, [deal["id"], company["id"], meeting])
+    assert links == {deal["id"]: f"{base}/record/0-3/{deal['id']}", company["id"]: f"{base}/record/0-2/{company['id']}",
+                     meeting: None}  # fmt: skip
+    with httpx.Client(verify=server.ca_path or False, trust_env=False) as browser:
+        opened = browser.get(links[deal["id"]] or "")
+        assert opened.status_code == 200 and opened.json()["id"] == deal["id"]
+        assert opened.json()["properties"]["dealname"] == deal["properties"]["dealname"]
+        assert browser.get(f"https://{host}/contacts/{portal.portal_id + 1}/record/0-3/{deal['id']}").status_code == 404
+
+    portal.reset_stats()  # the portal does not move: later syncs do not ask again
+    sync_hubspot(engine, hubspot_config(server))
+    assert "account_details" not in portal.api_calls and _connection(engine).instance_url == base
+
+
+def test_a_refused_account_details_call_leaves_records_unlinked_not_the_sync_failed(
+    engine: Engine, scenario: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _org, portal, _ids = scenario
+    portal.faults.add("http", match="account_details", status=403, message="This app hasn't been granted all scopes")
+    report = sync_hubspot(engine, hubspot_config(server))
+    deal = portal.records("deals")[0]["id"]
+    assert report.status == "ok" and _connection(engine).instance_url is None
+    assert _record_links(engine, [deal]) == {deal: None}
+    assert "no HubSpot record links: HubSpot refused account details" in caplog.text
+    assert portal.access_token not in caplog.text
+
+    sync_hubspot(engine, hubspot_config(server))  # allowed again: the next sync fills it in
+    assert _record_links(engine, [deal]) == {deal: f"https://{httpx.URL(server.base_url).netloc.decode()}/contacts/"
+                                             f"{portal.portal_id}/record/0-3/{deal}"}  # fmt: skip
