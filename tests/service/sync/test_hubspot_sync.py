@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -412,7 +413,7 @@ def test_the_first_sync_learns_the_portals_record_pages_and_the_links_open(engin
     links = _record_links(engine, [deal["id"], company["id"], meeting])
     assert links == {deal["id"]: f"{base}/record/0-3/{deal['id']}", company["id"]: f"{base}/record/0-2/{company['id']}",
                      meeting: None}  # fmt: skip
-    with httpx.Client(verify=server.ca_path or False, trust_env=False) as browser:
+    with httpx.Client(verify=ssl.create_default_context(cafile=server.ca_path), trust_env=False) as browser:
         opened = browser.get(links[deal["id"]] or "")
         assert opened.status_code == 200 and opened.json()["id"] == deal["id"]
         assert opened.json()["properties"]["dealname"] == deal["properties"]["dealname"]
