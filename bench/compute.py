@@ -730,7 +730,7 @@ def _open(name: str, url: str) -> Target:
     engine = make_engine(url)
     create_schema(engine)
     with Session(engine, expire_on_commit=False) as session:
-        connection = get_or_create_connection(session, crm_name="salesforce", name="bench", instance_url=None)
+        connection = get_or_create_connection(session, crm_name="salesforce", name="bench")
         session.commit()
         assert connection.id is not None
         return Target(name, url, engine, StatementTimer(engine), connection_id=connection.id)
@@ -781,7 +781,7 @@ def _write_changed(target: Target, sobject: str, row: dict[str, Any]) -> None:
 
 def _apply_mappings(target: Target, configs: dict[str, dict[str, Any]]) -> None:
     with Session(target.engine, expire_on_commit=False) as session:
-        connection = get_or_create_connection(session, crm_name="salesforce", name="bench", instance_url=None)
+        connection = get_or_create_connection(session, crm_name="salesforce", name="bench")
         for name, config in configs.items():
             loaded = load(yaml.safe_dump(config, sort_keys=False), filename=f"bench-{name}.yaml")
             mapping, _version = apply(session, loaded, connection=connection, author="bench", now=APPLIED_AT)

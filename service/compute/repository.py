@@ -151,22 +151,6 @@ def _evidence_column(
     return found
 
 
-def activity_accounts(session: Session, *, connection_id: int, activity_ids: Sequence[str]) -> set[str]:
-    """The accounts the given activities are on now."""
-    activity = table(Activity)
-    found: set[str] = set()
-    for chunk in chunks(activity_ids):
-        rows = session.execute(
-            select(activity.c.account_id).where(
-                activity.c.connection_id == connection_id,
-                activity.c.external_id.in_(list(chunk)),
-                activity.c.account_id.is_not(None),
-            )
-        ).all()
-        found.update(row[0] for row in rows)
-    return found
-
-
 def ids_where(
     session: Session, *, model: Any, connection_id: int, column: str, values: Iterable[str], select_column: str = ""
 ) -> set[str]:

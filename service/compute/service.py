@@ -539,7 +539,7 @@ def _reached(ctx: _Context, kr_key: str, name: str, part: CountMetric | SumMetri
     if isinstance(part, CountMetric) and part.distinct == Distinct.contacts:
         vias.add("contact" if activities else "opportunity_contact")
     for kind in sorted(vias & changes.kinds()):
-        if kind in ("account", "opportunity") and (kind != "opportunity" or activities):
+        if kind == "account" or (kind == "opportunity" and activities):  # the records on it
             values = changes.account if kind == "account" else changes.opportunity
             reached |= repo.ids_where(
                 session, model=base_model, connection_id=connection_id, column=f"{kind}_id", values=values
@@ -591,7 +591,10 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     """Recompute the inquiries of the accounts a change can reach: where the changed activities are now, and where
     the inquiries they were (or answered) are. A wait only depends on activities of its own account."""
     session, mapping_id = ctx.session, ctx.mapping_id
-    accounts = repo.activity_accounts(session, connection_id=scope.connection_id, activity_ids=changed)
+    accounts = repo.ids_where(
+        session, model=Activity, connection_id=scope.connection_id, column="external_id", values=changed,
+        select_column="account_id",
+    )  # fmt: skip
     accounts |= repo.response_accounts(
         session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, activity_ids=changed
     )

@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from service.app import app_settings, get_session
 from service.checkins import service as checkins
-from service.dashboard import access, health, i18n
+from service.dashboard import access, health, i18n, links
 from service.dashboard import service as views
 from service.dashboard.render import render
 from service.kit.auth import TOKEN_PREFIX, Role, find_token
@@ -165,7 +165,7 @@ def _mapping(session: Session, mapping_id: int) -> OkrMapping:
 def _crm_note(session: Session, lang: str, mapping_id: int) -> str | None:
     """Why the CRM records have no links, when they have none."""
     _mapping, connection = views.load_mapping(session, mapping_id)
-    if connection.crm == "hubspot" and not (connection.instance_url and "/contacts/" in connection.instance_url):
+    if connection.crm == "hubspot" and links.record_pages(connection.crm, connection.instance_url) is None:
         return i18n.Translator(lang)("crm_note_hubspot")
     return None
 

@@ -28,16 +28,26 @@ class RecordLink:
     url: str | None
 
 
+def record_pages(crm: str, instance_url: str | None) -> str | None:
+    """Where the CRM's record pages are, from what the sync stored with the connection; None while unknown (no sync
+    yet; for HubSpot also when the account details call was refused, or an older okrsync stored the API host)."""
+    if not instance_url or not instance_url.startswith(("https://", "http://")):
+        return None
+    if crm == "hubspot" and "/contacts/" not in instance_url:
+        return None
+    return instance_url.rstrip("/")
+
+
 def record_url(*, crm: str, instance_url: str | None, crm_object: str, record_id: str) -> str | None:
-    """The record's page in the CRM, or None when okrsync cannot know it. ``instance_url`` is what the sync stored:
-    Salesforce's instance URL; HubSpot's ``https://<uiDomain>/contacts/<portalId>`` (engagements have no record
-    page of their own: calls, meetings etc. get no link)."""
-    if not crm_object or not record_id or not instance_url or not instance_url.startswith(("https://", "http://")):
+    """The record's page in the CRM, or None when okrsync cannot know it (engagements have no record page of
+    their own: calls, meetings etc. get no link)."""
+    pages = record_pages(crm, instance_url)
+    if pages is None or not crm_object or not record_id:
         return None
     if crm == "salesforce":
-        return f"{instance_url.rstrip('/')}/lightning/r/{quote(crm_object, safe='')}/{quote(record_id, safe='')}/view"
-    if crm == "hubspot" and "/contacts/" in instance_url and crm_object in HUBSPOT_TYPES:
-        return f"{instance_url.rstrip('/')}/record/{HUBSPOT_TYPES[crm_object]}/{quote(record_id, safe='')}"
+        return f"{pages}/lightning/r/{quote(crm_object, safe='')}/{quote(record_id, safe='')}/view"
+    if crm == "hubspot" and crm_object in HUBSPOT_TYPES:
+        return f"{pages}/record/{HUBSPOT_TYPES[crm_object]}/{quote(record_id, safe='')}"
     return None
 
 

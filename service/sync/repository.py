@@ -42,18 +42,14 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + ID_CHUNK]
 
 
-def get_or_create_connection(
-    session: Session, *, crm_name: str, name: str, instance_url: str | None = None
-) -> CrmConnection:
+def get_or_create_connection(session: Session, *, crm_name: str, name: str) -> CrmConnection:
     connection = session.exec(
         sqlmodel.select(CrmConnection).where(CrmConnection.crm == crm_name, CrmConnection.name == name)
     ).first()
     if connection is None:
-        connection = CrmConnection(crm=crm_name, name=name, instance_url=instance_url, created_at=utcnow())
+        connection = CrmConnection(crm=crm_name, name=name, created_at=utcnow())
         session.add(connection)
         session.flush()
-    else:
-        set_instance_url(connection, instance_url)
     return connection
 
 

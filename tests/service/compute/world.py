@@ -179,7 +179,7 @@ ACTIVITIES = [
 def build(engine: Engine, *, crm_name: str = "salesforce") -> int:
     """Store the world; returns the connection id."""
     with Session(engine) as session:
-        connection = get_or_create_connection(session, crm_name=crm_name, name="world", instance_url=None)
+        connection = get_or_create_connection(session, crm_name=crm_name, name="world")
         assert connection.id is not None
         for records, crm_object in (
             (OWNERS, "User"),
