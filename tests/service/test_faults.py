@@ -142,18 +142,28 @@ def test_kill_9_at_random_points_ends_like_a_clean_run(clean_and_killed: tuple[D
     seed = int(os.environ.get("OKRSYNC_FAULT_SEED", random.randrange(10**6)))
     rng = random.Random(seed)
     kills: list[str] = []
-    for _ in range(3):
+    scale = 1.0
+    for _ in range(6):
+        if len(kills) == 3:
+            break
         victim = killed.worker()
         wait_for(
             lambda v=victim: _holder_pid(killed.engine) == v.pid or _pass_done(killed.engine),
             "a worker to start its pass",
             timeout=60,
         )
-        time.sleep(rng.uniform(0.05, 0.8) * pass_seconds)
+        time.sleep(rng.uniform(0.05, 0.8) * pass_seconds * scale)
         if _pass_done(killed.engine):  # this one got to the end first: nothing left to interrupt
             victim.send_signal(signal.SIGTERM)
             victim.wait(timeout=30)
-            break
+            if kills:
+                break
+            # not one kill yet: the clean pass was timed on a busier machine (CI runs 4 test processes on 2 cores;
+            # seed 418812 once slept 3.1 s into a pass timed at 4.0 s that then took less). The same heavy pass
+            # again, killed sooner.
+            _force_full_pass(killed.engine)
+            scale /= 2
+            continue
         kills.append(_phase(killed))
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
