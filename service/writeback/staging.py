@@ -14,7 +14,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session
@@ -76,29 +76,67 @@ def digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meaningful, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def desired(session: Session, *, connection_id: int) -> Desired:
-    """Every target the computed mappings of the connection want in the CRM."""
+def desired(session: Session, *, connection_id: int, as_of: datetime | None = None) -> Desired:
+    """Every target the computed mappings of the connection want in the CRM as of ``as_of`` (default: now)."""
     want = Desired()
     opportunity_lines: dict[str, list[str]] = defaultdict(list)
     account_lines: dict[str, list[str]] = defaultdict(list)
-    hygiene: dict[str, dict[str, Any]] = {}
-    for mapping, version in repo.computed_mappings(session, connection_id=connection_id):
+    hygiene: dict[str, _HygieneTally] = defaultdict(_HygieneTally)
+    mappings = [
+        (mapping, MappingConfig.model_validate(version.config))
+        for mapping, version in repo.computed_mappings(session, connection_id=connection_id)
+    ]
+    labels = _labels([mapping for mapping, _config in mappings])
+    hygiene_of = _hygiene_mappings(
+        [mapping for mapping, config in mappings if config.hygiene.rules], today=(as_of or utcnow()).date()
+    )
+    for mapping, config in mappings:
         assert mapping.id is not None
-        config = MappingConfig.model_validate(version.config)
         _objectives(session, want, mapping, config)
         krs = _key_results(session, want, mapping, config)
-        _contributions(session, want, mapping, config, krs, opportunity_lines, account_lines)
+        _contributions(session, want, mapping, config, krs, opportunity_lines, account_lines, labels[mapping.id])
         _kam(session, want, mapping, config)
-        _hygiene(session, mapping, config, hygiene)
-    for opportunity_id, values in hygiene.items():
-        checks, failed = values.pop("_checks"), values.pop("_failed")
-        values["hygiene_score"] = _round(1 - failed / checks) if checks else None
-        want.values[(Target.opportunity, opportunity_id)] = values
+        if mapping.id in hygiene_of:
+            _hygiene(session, mapping, config, hygiene, hygiene_of[mapping.id])
+    for opportunity_id, tally in hygiene.items():
+        want.values[(Target.opportunity, opportunity_id)] = {
+            "hygiene_score": _round(1 - tally.failed / tally.checks) if tally.checks else None,
+            "hygiene_issues": "\n".join(sorted(tally.issues)) or None,
+            "hygiene_checked": tally.checked,
+        }
     for opportunity_id, lines in opportunity_lines.items():
         want.values.setdefault((Target.opportunity, opportunity_id), {})["key_results"] = "\n".join(sorted(lines))
     for account_id, lines in account_lines.items():
         want.values.setdefault((Target.account, account_id), {})["key_results"] = "\n".join(sorted(lines))
     return want
+
+
+def _labels(mappings: list[OkrMapping]) -> dict[int, str]:
+    """How a line written on a CRM record names the mapping it comes from, when several mappings of the connection
+    write to the same records: nothing with one mapping, the team with several teams, team and cycle when a team
+    has mappings for several cycles."""
+    if len(mappings) < 2:
+        return {mapping.id or 0: "" for mapping in mappings}
+    teams = Counter(mapping.team for mapping in mappings)
+    return {
+        mapping.id or 0: f"{mapping.team} ({mapping.cycle}): " if teams[mapping.team] > 1 else f"{mapping.team}: "
+        for mapping in mappings
+    }
+
+
+def _hygiene_mappings(mappings: list[OkrMapping], *, today: date) -> dict[int, str]:
+    """The mappings whose hygiene rules are written on opportunities, with the label their lines carry.
+
+    Hygiene judges the pipeline as it is now, so one team's mappings for two cycles would judge the same
+    opportunities twice: per team, the mapping of the cycle that started last counts (next quarter's file, applied
+    early, takes over when its cycle starts). Several teams each count, and their lines name the team."""
+    current: dict[str, OkrMapping] = {}
+    for mapping in mappings:
+        held = current.get(mapping.team)
+        started = mapping.cycle_start <= today
+        if held is None or (started and (held.cycle_start > today or mapping.cycle_start > held.cycle_start)):
+            current[mapping.team] = mapping
+    return {mapping.id or 0: f"{team}: " if len(current) > 1 else "" for team, mapping in current.items()}
 
 
 def _objectives(session: Session, want: Desired, mapping: OkrMapping, config: MappingConfig) -> None:
@@ -174,6 +212,7 @@ def _contributions(
     krs: dict[str, tuple[KeyResult, KeyResultValue]],
     opportunity_lines: dict[str, list[str]],
     account_lines: dict[str, list[str]],
+    label: str,
 ) -> None:
     activity_krs, opportunity_krs = [], []
     for kr_key, (kr, _row) in krs.items():
@@ -208,7 +247,7 @@ def _contributions(
             "summary": summary,
             "computed_at": row.computed_at.isoformat(),
         }
-        line = f"{kr.title}: {words}"
+        line = f"{label}{kr.title}: {words}"
         if total.opportunity_id:
             opportunity_lines[total.opportunity_id].append(line)
         elif total.account_id:
@@ -244,7 +283,20 @@ def _kam(session: Session, want: Desired, mapping: OkrMapping, config: MappingCo
         values["kam_criteria"] = "\n".join(sorted(lines.get(account_id, [])))
 
 
-def _hygiene(session: Session, mapping: OkrMapping, config: MappingConfig, hygiene: dict[str, dict[str, Any]]) -> None:
+@dataclass
+class _HygieneTally:
+    """One opportunity's hygiene over every mapping whose rules checked it: the score is the share of all checks
+    passed, the issues name the team (``label``) when several mappings check the same opportunity."""
+
+    checks: int = 0
+    failed: int = 0
+    issues: list[str] = field(default_factory=list)
+    checked: str | None = None
+
+
+def _hygiene(
+    session: Session, mapping: OkrMapping, config: MappingConfig, hygiene: dict[str, _HygieneTally], label: str
+) -> None:
     rules = {r.rule_key: r for r in config.hygiene.rules}
     total = repo.hygiene_total(session, mapping_id=mapping.id or 0)
     if not rules or total is None or not total.detail.get("as_of"):
@@ -252,24 +304,21 @@ def _hygiene(session: Session, mapping: OkrMapping, config: MappingConfig, hygie
     as_of = datetime.fromisoformat(total.detail["as_of"])
     medians = total.detail.get("stage_medians", {})
     owners = repo.last_owners(session, mapping_id=mapping.id or 0)
+    checked: set[str] = set()
     for opportunity_id in repo.open_opportunities(session, connection_id=mapping.connection_id, owner_ids=owners):
-        values = hygiene.setdefault(opportunity_id, {"_checks": 0, "_failed": 0, "hygiene_issues": []})
-        values["_checks"] += len(rules)
-        values["hygiene_checked"] = total.computed_at.isoformat()
+        tally = hygiene[opportunity_id]
+        tally.checks += len(rules)
+        tally.checked = max(tally.checked or "", total.computed_at.isoformat())
+        checked.add(opportunity_id)
     for row in repo.findings(session, mapping_id=mapping.id or 0):
         rule = rules.get(row.rule_key)
-        if rule is None or row.opportunity_id not in hygiene:
+        if rule is None or row.opportunity_id not in checked:
             continue
         finding = Finding(
             row.opportunity_id, row.rule_key, row.detail_number, row.detail_date, row.detail_at, row.detail_text
         )
-        hygiene[row.opportunity_id]["_failed"] += 1
-        hygiene[row.opportunity_id]["hygiene_issues"].append(
-            describe(rule, finding, as_of=as_of, stage_medians=medians)
-        )
-    for values in hygiene.values():
-        if isinstance(values["hygiene_issues"], list):
-            values["hygiene_issues"] = "\n".join(sorted(values["hygiene_issues"])) or None
+        hygiene[row.opportunity_id].failed += 1
+        hygiene[row.opportunity_id].issues.append(label + describe(rule, finding, as_of=as_of, stage_medians=medians))
 
 
 @dataclass
@@ -296,7 +345,7 @@ def stage(
     older ones."""
     now = utcnow()
     as_of = as_of or now
-    want = desired(session, connection_id=connection_id)
+    want = desired(session, connection_id=connection_id, as_of=as_of)
     existing = {
         (Target(row.target), row.record_key): row for row in repo.outbox_rows(session, connection_id=connection_id)
     }
