@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,7 +27,7 @@ from service.demo import register as register_demo_command
 from service.kit.db import create_schema, make_engine
 from service.kit.db_commands import register as register_db_commands
 from service.kit.migrate import SchemaError
-from service.kit.settings import Settings, get_settings, settings_problems
+from service.kit.settings import Settings, get_settings, settings_problems, settings_source_problem
 from service.okrs.commands import register as register_okr_commands
 from service.sidecar import register as register_sidecar_commands
 from service.sync.service import run_sync
@@ -152,6 +153,9 @@ def main() -> None:  # pragma: no cover
         # any command on a database it cannot use (unreachable, newer than this okrsync…): the message, no traceback
         console.print(f"[red]{escape(str(exc))}[/]", soft_wrap=True)
         sys.exit(1)
+    except SettingsError as exc:
+        console.print(f"[red]okrsync settings are invalid:[/] {escape(settings_source_problem(exc))}", soft_wrap=True)
+        sys.exit(2)
     except ValidationError as exc:
         if exc.title != Settings.__name__:
             raise

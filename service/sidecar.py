@@ -130,6 +130,8 @@ def serve(
             host=host or settings.serve.host,
             port=port if port is not None else settings.serve.port,
             log_level=settings.log_level.lower(),
+            proxy_headers=True,
+            forwarded_allow_ips=settings.serve.trusted_proxies,
         )
 
 

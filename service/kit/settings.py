@@ -17,6 +17,8 @@ error names the variable, the connection and the field, never a value (secrets s
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from datetime import datetime
 from functools import lru_cache
@@ -34,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connectors.hubspot.config import HubSpotConfig
 from connectors.salesforce.config import SalesforceConfig
@@ -106,6 +108,31 @@ class ServeSettings(BaseModel):
     lease_seconds: float = Field(
         default=60, gt=0, description="A worker killed mid-pass leaves its CRM connection to another after this long."
     )
+    max_body_bytes: int = Field(
+        default=4_000_000,
+        ge=10_000,
+        description="A request body above this is refused with 413 before it is read (mapping files are at most "
+        "1 MB, webhook deliveries far less).",
+    )
+    trusted_proxies: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated addresses or networks (10.0.0.0/8) of the reverse proxies (an Ingress, a load "
+        "balancer) whose X-Forwarded-Proto and X-Forwarded-For are believed: behind TLS ended there, the dashboard's "
+        "cookies are Secure only if the proxy is trusted. Requests from other addresses have the headers ignored.",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return ",".join(entries)
 
 
 CONNECTION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -305,6 +332,17 @@ def settings_problems(exc: ValidationError) -> list[str]:
             variable = "OKRSYNC_" + "__".join(str(part) for part in error["loc"]).upper()
             lines.append(f"{variable}: {str(error['msg']).removeprefix('Value error, ')}")
     return lines
+
+
+def settings_source_problem(exc: SettingsError) -> str:
+    """A setting whose text could not be parsed at all (``OKRSYNC_CONNECTIONS='[{"name": …'``), as one line that
+    names the variable and where the text breaks, never the text (it may hold a token)."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    variable = f"OKRSYNC_{found.group(1).upper()}" if found else "an OKRSYNC_ setting"
+    cause = exc.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        return f"{variable}: not valid JSON ({cause.msg} at line {cause.lineno}, column {cause.colno})"
+    return f"{variable}: could not be read ({type(cause).__name__ if cause else 'unknown format'}); it must be JSON"
 
 
 PLACEHOLDERS = ("change-me", "changeme", "replace-me", "placeholder", "your-", "<", "xxx", "todo")

@@ -48,6 +48,7 @@ def okrsync_serve(
     opportunities: int = 40,
     activities: int = 500,
     timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[ServedSidecar]:
     """Start ``okrsync serve --sandbox`` and wait until the worker has synced the sandbox's Salesforce org."""
     port = free_port()
@@ -57,6 +58,7 @@ def okrsync_serve(
         OKRSYNC_SANDBOX__ACCOUNTS=str(accounts), OKRSYNC_SANDBOX__OPPORTUNITIES=str(opportunities),
         OKRSYNC_SANDBOX__ANCHOR=anchor,
     )  # fmt: skip
+    env.update(extra_env or {})
     log = data_dir / "serve.log"  # a file, not a pipe: a long-running child must never block on a full pipe
     with log.open("wb") as output:
         child = subprocess.Popen(

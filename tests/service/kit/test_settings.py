@@ -159,3 +159,29 @@ def test_the_command_line_names_the_problem_and_prints_no_secret(tmp_path: Path)
     assert "OKRSYNC_HUBSPOT__LOOKBACK_SECONDS: Input should be greater than or equal to 0" in done.stderr
     assert "OKRSYNC_CONNECTIONS[1] ('West'): name: 'West' is not a connection name" in done.stderr
     assert TOKEN not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "problem"),
+    [
+        (
+            "OKRSYNC_CONNECTIONS",
+            '[{"name": "west", "hubspot": {"access_token": "' + TOKEN + '"',
+            "OKRSYNC_CONNECTIONS: not valid JSON (Expecting ',' delimiter at line 1, column ",
+        ),
+        ("OKRSYNC_CONNECTIONS", "west," + TOKEN, "OKRSYNC_CONNECTIONS: not valid JSON (Expecting value at line 1"),
+    ],
+    ids=["unterminated", "not-json"],
+)
+def test_unparsable_json_in_a_setting_is_one_line_without_the_value(
+    tmp_path: Path, variable: str, text: str, problem: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
+    env.update({"OKRSYNC_DATA_DIR": str(tmp_path), variable: text})
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "report"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("okrsync settings are invalid: " + problem), done.stderr
+    assert TOKEN not in done.stderr + done.stdout
