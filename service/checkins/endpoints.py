@@ -12,12 +12,13 @@ from sqlmodel import Session
 from service.app import get_session
 from service.checkins import service as checkins
 from service.checkins.models import CheckIn
-from service.kit.auth import Caller, Role, requires
+from service.kit.auth import Caller, Role, TokenRoute, requires
 from service.kit.db import utcnow
+from service.kit.params import MappingId
 from service.notifications.service import check_in_lines
 from service.okrs.models import OkrMapping
 
-router = APIRouter(prefix="/api/v1", tags=["check-ins"])
+router = APIRouter(prefix="/api/v1", route_class=TokenRoute, tags=["check-ins"])
 SessionDep = Annotated[Session, Depends(get_session)]
 Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
 SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
@@ -49,7 +50,7 @@ class TrendOut(BaseModel):
     points: int
 
 
-def _mapping(session: Session, mapping_id: int) -> OkrMapping:
+def _mapping(session: Session, mapping_id: MappingId) -> OkrMapping:
     mapping = session.get(OkrMapping, mapping_id)
     if mapping is None or mapping.current_version == 0:
         raise HTTPException(404, f"no mapping {mapping_id}: GET /api/v1/mappings lists them")
@@ -69,7 +70,9 @@ def _out(row: CheckIn) -> CheckInOut:
     status_code=201,
     responses={401: {}, 403: {}, 404: {}, 409: {"description": "the cycle has ended"}, 422: {}},
 )
-def record(mapping_id: int, body: CheckInIn, request: Request, session: SessionDep, caller: SalesOps) -> CheckInOut:
+def record(
+    mapping_id: MappingId, body: CheckInIn, request: Request, session: SessionDep, caller: SalesOps
+) -> CheckInOut:
     """Freeze this week's check-in: every key result as computed now, who attended, confidence and notes."""
     mapping = _mapping(session, mapping_id)
     try:
@@ -91,7 +94,7 @@ def record(mapping_id: int, body: CheckInIn, request: Request, session: SessionD
 @router.get(
     "/mappings/{mapping_id}/weekly-check-ins", response_model=list[CheckInOut], responses={401: {}, 403: {}, 404: {}}
 )
-def history(mapping_id: int, session: SessionDep, caller: Viewer) -> list[CheckInOut]:
+def history(mapping_id: MappingId, session: SessionDep, caller: Viewer) -> list[CheckInOut]:
     """Every check-in of the mapping, newest first, as frozen."""
     return [_out(row) for row in checkins.check_ins(session, _mapping(session, mapping_id))]
 
@@ -99,7 +102,7 @@ def history(mapping_id: int, session: SessionDep, caller: Viewer) -> list[CheckI
 @router.get(
     "/mappings/{mapping_id}/key-results/{kr_key}/trend", response_model=TrendOut, responses={401: {}, 403: {}, 404: {}}
 )
-def kr_trend(mapping_id: int, kr_key: str, session: SessionDep, caller: Viewer) -> TrendOut:
+def kr_trend(mapping_id: MappingId, kr_key: str, session: SessionDep, caller: Viewer) -> TrendOut:
     """The key result's value, the value expected by now on the linear path, and its change over 7 days."""
     mapping = _mapping(session, mapping_id)
     try:

@@ -16,11 +16,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlmodel
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from mappings.config import MappingConfig
 from service.checkins.models import CheckIn
 from service.compute.models import HygieneSummary, KeyResultHistory, KeyResultValue
+from service.compute.repository import table
+from service.crm.models import Owner
 from service.okrs.models import OkrMapping, OkrMappingVersion
 
 CONFIDENCE_WORDS = ("on_track", "at_risk", "off_track")
@@ -70,6 +73,21 @@ def trend(session: Session, mapping: OkrMapping, kr_key: str, *, as_of: datetime
     return Trend(kr_key, last.value, expected_value, change, len(history))
 
 
+def team_names(session: Session, mapping: OkrMapping, config: MappingConfig) -> list[tuple[str, str]]:
+    """The team as people are called, with their e-mail: the file's name, else the CRM user's name, else the
+    e-mail."""
+    emails = [m.email.lower() for m in config.team.members]
+    crm_names = {
+        (email or "").lower(): name
+        for email, name in session.execute(
+            select(table(Owner).c.email, table(Owner).c.name).where(
+                table(Owner).c.connection_id == mapping.connection_id, func.lower(table(Owner).c.email).in_(emails)
+            )
+        ).all()
+    }
+    return [(m.name or crm_names.get(m.email.lower()) or m.email, m.email) for m in config.team.members]
+
+
 def freeze(
     session: Session,
     mapping: OkrMapping,
@@ -96,7 +114,16 @@ def freeze(
             )
     for kr_key, level in confidence.items():
         if isinstance(level, int) and not 1 <= level <= 10 or isinstance(level, str) and level not in CONFIDENCE_WORDS:
-            raise CheckInError(f"confidence for {kr_key} is {level!r}: use 1–10 or {', '.join(CONFIDENCE_WORDS)}")
+            shown = repr(level) if len(str(level)) <= 40 else f"{str(level)[:40]!r}…"
+            raise CheckInError(f"confidence for {kr_key} is {shown}: use 1–10 or {', '.join(CONFIDENCE_WORDS)}")
+    team = team_names(session, mapping, config)
+    known = {name for name, _email in team} | {email.lower() for _name, email in team}
+    strangers = [name for name in attendees if name not in known and name.lower() not in known]
+    if strangers:
+        raise CheckInError(
+            f"not in the team {mapping.team}: {', '.join(repr(name[:200]) for name in strangers[:5])} — attendees are"
+            f" team members by name or CRM e-mail ({', '.join(name for name, _email in team)})"
+        )
     values = {
         v.kr_key: v
         for v in session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == mapping.id))

@@ -28,6 +28,7 @@ from service.dashboard import service as views
 from service.dashboard.render import render
 from service.kit.auth import TOKEN_PREFIX, Role, find_token
 from service.kit.db import utcnow
+from service.kit.params import MappingId, Offset
 from service.kit.settings import Settings
 from service.notifications.service import check_in_lines
 from service.okrs import service as okrs
@@ -157,12 +158,12 @@ def _page(
     return HTMLResponse(html, status_code=status)
 
 
-def _mapping(session: Session, mapping_id: int) -> OkrMapping:
+def _mapping(session: Session, mapping_id: MappingId) -> OkrMapping:
     mapping, _connection = views.load_mapping(session, mapping_id)
     return mapping
 
 
-def _crm_note(session: Session, lang: str, mapping_id: int) -> str | None:
+def _crm_note(session: Session, lang: str, mapping_id: MappingId) -> str | None:
     """Why the CRM records have no links, when they have none."""
     _mapping, connection = views.load_mapping(session, mapping_id)
     if connection.crm == "hubspot" and links.record_pages(connection.crm, connection.instance_url) is None:
@@ -214,15 +215,17 @@ def mappings(request: Request, session: SessionDep, found: Viewer, lang: Lang, a
 
 
 @router.get("/{mapping_id:int}")
-def overview(request: Request, mapping_id: int, session: SessionDep, found: Viewer, lang: Lang, at: Now) -> Response:
+def overview(
+    request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now
+) -> Response:
     page = views.overview(session, _mapping(session, mapping_id), today=at.date())
     return _page(request, "overview.html", lang, found, page=page, mapping=page.mapping, active="nav_overview")
 
 
 @router.get("/{mapping_id:int}/kr/{kr_key}")
 def key_result(
-    request: Request, mapping_id: int, kr_key: str, session: SessionDep, found: Viewer, lang: Lang, at: Now,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, mapping_id: MappingId, kr_key: str, session: SessionDep, found: Viewer, lang: Lang, at: Now,
+    offset: Offset = 0,
 ) -> Response:  # fmt: skip
     page = views.key_result_page(session, _mapping(session, mapping_id), kr_key, today=at.date(), offset=offset)
     t = i18n.Translator(lang)
@@ -238,8 +241,8 @@ def key_result(
 
 @router.get("/{mapping_id:int}/hygiene")
 def hygiene(
-    request: Request, mapping_id: int, session: SessionDep, found: Viewer, lang: Lang, at: Now,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
+    offset: Offset = 0,
 ) -> Response:  # fmt: skip
     page = health.hygiene_page(session, _mapping(session, mapping_id), today=at.date(), offset=offset)
     return _page(
@@ -249,7 +252,7 @@ def hygiene(
 
 
 @router.get("/{mapping_id:int}/kam")
-def kam(request: Request, mapping_id: int, session: SessionDep, found: Viewer, lang: Lang, at: Now) -> Response:
+def kam(request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now) -> Response:
     page = health.kam_page(session, _mapping(session, mapping_id), today=at.date())
     return _page(
         request, "kam.html", lang, found, page=page, mapping=page.mapping, active="nav_kam",
@@ -273,7 +276,13 @@ def _sprints(
 
 @router.get("/{mapping_id:int}/sprints")
 def sprint_review(
-    request: Request, mapping_id: int, session: SessionDep, found: Viewer, lang: Lang, at: Now, recorded: int = 0
+    request: Request,
+    mapping_id: MappingId,
+    session: SessionDep,
+    found: Viewer,
+    lang: Lang,
+    at: Now,
+    recorded: Annotated[int, Query(ge=0, le=1)] = 0,
 ) -> Response:
     notice = i18n.Translator(lang)("retrospective_recorded") if recorded else None
     return _sprints(request, session, _mapping(session, mapping_id), found, lang, at, notice=notice)
@@ -281,7 +290,7 @@ def sprint_review(
 
 @router.post("/{mapping_id:int}/sprints")
 def record_retrospective(
-    request: Request, mapping_id: int, session: SessionDep, found: SalesOps, fields: Form, lang: Lang, at: Now
+    request: Request, mapping_id: MappingId, session: SessionDep, found: SalesOps, fields: Form, lang: Lang, at: Now
 ) -> Response:
     mapping = _mapping(session, mapping_id)
     form = {name: _one(fields, name) for name in ("sprint", "improvement", "went_well", "carried_done", "note")}
@@ -324,8 +333,8 @@ def _check_in(
 
 @router.get("/{mapping_id:int}/check-in")
 def check_in(
-    request: Request, mapping_id: int, session: SessionDep, found: Viewer, lang: Lang, at: Now, recorded: int = 0,
-    past: Annotated[int, Query(ge=0)] = 0,
+    request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
+    recorded: Annotated[int, Query(ge=0, le=1)] = 0, past: Offset = 0,
 ) -> Response:  # fmt: skip
     notice = i18n.Translator(lang)("check_in_recorded") if recorded else None
     return _check_in(request, session, _mapping(session, mapping_id), found, lang, at, notice=notice,
@@ -334,7 +343,7 @@ def check_in(
 
 @router.post("/{mapping_id:int}/check-in")
 def record_check_in(
-    request: Request, mapping_id: int, session: SessionDep, found: SalesOps, fields: Form, lang: Lang, at: Now
+    request: Request, mapping_id: MappingId, session: SessionDep, found: SalesOps, fields: Form, lang: Lang, at: Now
 ) -> Response:
     mapping = _mapping(session, mapping_id)
     t = i18n.Translator(lang)
@@ -345,7 +354,8 @@ def record_check_in(
         kind, _, kr_key = name.partition(".")
         value = values[-1].strip()
         if kind == "confidence" and kr_key and value:
-            confidence[kr_key] = int(value) if value.isdigit() else value
+            # ASCII digits only: "²".isdigit() is true, and int() of 5,000 digits raises
+            confidence[kr_key] = int(value) if value.isascii() and value.isdigit() and len(value) <= 3 else value
         elif kind == "note" and kr_key and value:
             notes[kr_key] = value
     note = _one(fields, "note").strip() or None

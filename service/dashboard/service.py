@@ -27,7 +27,7 @@ from service.compute.models import (
     KeyResultValue,
 )
 from service.compute.repository import table
-from service.crm.models import CrmConnection, Owner
+from service.crm.models import CrmConnection
 from service.dashboard import charts, i18n
 from service.dashboard.links import RecordLink, RecordLinks
 from service.kit.db import utcnow
@@ -371,17 +371,8 @@ class CheckInPage:
 
 
 def members(session: Session, mapping: OkrMapping, config: MappingConfig) -> list[str]:
-    """The team as people are called: the file's name, else the CRM user's name, else the e-mail."""
-    emails = [m.email.lower() for m in config.team.members]
-    crm_names = {
-        (email or "").lower(): name
-        for email, name in session.execute(
-            select(table(Owner).c.email, table(Owner).c.name).where(
-                table(Owner).c.connection_id == mapping.connection_id, func.lower(table(Owner).c.email).in_(emails)
-            )
-        ).all()
-    }
-    return [m.name or crm_names.get(m.email.lower()) or m.email for m in config.team.members]
+    """The team as people are called (see ``checkins.team_names``)."""
+    return [name for name, _email in checkins.team_names(session, mapping, config)]
 
 
 def check_in_page(

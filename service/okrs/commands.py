@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import math
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -388,6 +389,9 @@ def kr_set(
     note: Annotated[str | None, typer.Option(help="Where the number comes from.")] = None,
 ) -> None:
     """Enter the value of a manual key result (e.g. at the weekly check-in)."""
+    if not math.isfinite(value) or abs(value) > 1e15:  # typer reads "nan", "inf" and 1e309 as floats
+        err.print(f"[red]{value} is not a value:[/] a finite number within ±10¹⁵; nothing was stored")
+        raise typer.Exit(2)
     with Session(_engine()) as session:
         m = _mapping(session, mapping)
         try:

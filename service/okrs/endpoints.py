@@ -26,20 +26,21 @@ from service.compute.models import (
 )
 from service.compute.service import compute as compute_mapping
 from service.crm.models import Account, CrmConnection, Opportunity
-from service.kit.auth import Caller, Role, requires
+from service.kit.auth import Caller, Role, TokenRoute, requires
 from service.kit.db import utcnow
+from service.kit.params import MappingId, Offset
 from service.kit.settings import Settings
 from service.okrs import repository as okr_repo
 from service.okrs import schemas
 from service.okrs import service as okrs
 from service.okrs.models import CheckInNote, KamAssessment, OkrMapping
 from service.webhooks.endpoints import raw_path
-from service.webhooks.routing import hubspot_connection
+from service.webhooks.routing import UnknownPortalError, hubspot_card_connections
 from service.webhooks.verify import SignatureError, hubspot_signed_uri, verify_hubspot_v3
 from service.writeback.models import OutboxRow
 from service.writeback.service import stage_connection
 
-router = APIRouter(prefix="/api/v1", tags=["okrs"])
+router = APIRouter(prefix="/api/v1", route_class=TokenRoute, tags=["okrs"])
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
@@ -51,7 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _mapping(session: Session, mapping_id: int) -> tuple[OkrMapping, CrmConnection]:
+def _mapping(session: Session, mapping_id: MappingId) -> tuple[OkrMapping, CrmConnection]:
     mapping = session.get(OkrMapping, mapping_id)
     if mapping is None or mapping.current_version == 0:
         raise HTTPException(404, f"no mapping {mapping_id}: GET /api/v1/mappings lists them")
@@ -80,7 +81,9 @@ def list_mappings(session: SessionDep, caller: Viewer) -> list[schemas.MappingPu
 
 
 @router.get("/mappings/{mapping_id}", response_model=schemas.MappingDetail, responses={**ERRORS, 404: {}})
-def get_mapping(mapping_id: int, session: SessionDep, caller: Viewer, trend: int = Query(12, ge=0, le=200)) -> Any:
+def get_mapping(
+    mapping_id: MappingId, session: SessionDep, caller: Viewer, trend: int = Query(12, ge=0, le=200)
+) -> Any:
     """Objectives and key results with value, progress, grade, status, trend and each member's contribution."""
     mapping, connection = _mapping(session, mapping_id)
     config = okrs.current_config(session, mapping)
@@ -142,12 +145,12 @@ def get_mapping(mapping_id: int, session: SessionDep, caller: Viewer, trend: int
     responses={**ERRORS, 404: {}},
 )
 def evidence(
-    mapping_id: int,
+    mapping_id: MappingId,
     kr_key: str,
     session: SessionDep,
     caller: Viewer,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> schemas.EvidencePage:
     """The CRM records that counted for a key result, newest first."""
     mapping, _connection = _mapping(session, mapping_id)
@@ -309,7 +312,7 @@ def apply(body: schemas.MappingSource, session: SessionDep, caller: SalesOps, se
 @router.get(
     "/mappings/{mapping_id}/versions", response_model=list[schemas.VersionPublic], responses={**ERRORS, 404: {}}
 )
-def versions(mapping_id: int, session: SessionDep, caller: Viewer) -> list[schemas.VersionPublic]:
+def versions(mapping_id: MappingId, session: SessionDep, caller: Viewer) -> list[schemas.VersionPublic]:
     """Every applied version: who, when, why, what changed."""
     mapping, _connection = _mapping(session, mapping_id)
     return [schemas.VersionPublic.model_validate(v, from_attributes=True) for v in okrs.versions(session, mapping)]
@@ -332,7 +335,7 @@ def _owns(session: Session, caller: Caller, connection_id: int, account_id: str)
     responses={**ERRORS, 404: {}, 409: {}},
 )
 def assess(
-    mapping_id: int, body: schemas.AssessmentIn, session: SessionDep, caller: Kam, settings: SettingsDep
+    mapping_id: MappingId, body: schemas.AssessmentIn, session: SessionDep, caller: Kam, settings: SettingsDep
 ) -> schemas.AssessmentPublic:
     """A KAM's assessment of a qualitative criterion on one of their key accounts (sales ops: any account)."""
     mapping, connection = _mapping(session, mapping_id)
@@ -362,7 +365,7 @@ def assess(
     responses={**ERRORS, 404: {}},
 )
 def assessments(
-    mapping_id: int, session: SessionDep, caller: Viewer, account_id: str | None = None
+    mapping_id: MappingId, session: SessionDep, caller: Viewer, account_id: str | None = None
 ) -> list[schemas.AssessmentPublic]:
     """Every assessment (newest first), optionally of one account: the history behind each criterion."""
     _mapping(session, mapping_id)
@@ -386,7 +389,12 @@ def assessments(
     responses={**ERRORS, 404: {}, 409: {}, 422: {}},
 )
 def check_in(
-    mapping_id: int, kr_key: str, body: schemas.CheckInIn, session: SessionDep, caller: SalesOps, settings: SettingsDep
+    mapping_id: MappingId,
+    kr_key: str,
+    body: schemas.CheckInIn,
+    session: SessionDep,
+    caller: SalesOps,
+    settings: SettingsDep,
 ) -> schemas.CheckInPublic:
     """At the weekly check-in: a manual key result's value, and/or the team's confidence with a note."""
     mapping, connection = _mapping(session, mapping_id)
@@ -443,9 +451,10 @@ def hubspot_card(
     """The in-record view for HubSpot's app card (``hubspot.fetch``). App cards cannot send headers of their own:
     HubSpot signs the request (signature v3), and that signature is the authentication.
 
-    The record is looked up in the connection of the request's portal (``portalId``, routed as webhooks are: an
-    OKRSYNC_CONNECTIONS entry with that hubspot_portal_id, else the default HubSpot connection), so portals whose
-    record ids coincide each see their own record."""
+    The record is looked up in the connection of the request's portal (``portalId``: an OKRSYNC_CONNECTIONS entry
+    with that hubspot_portal_id, or the default connection when its sync read that portal id), so portals whose
+    record ids coincide each see their own record; a portal no connection is for gets 404, never another portal's
+    record (``service.webhooks.routing.hubspot_card_connections``)."""
     secret = settings.webhooks.hubspot_client_secret
     if secret is None:
         raise HTTPException(503, "the HubSpot app is not set up: set OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET")
@@ -462,12 +471,18 @@ def hubspot_card(
         )
     except SignatureError as exc:
         raise HTTPException(401, f"HubSpot signature refused: {exc}") from None
-    only = None
-    if portalId is not None:
-        extra = {c.name for c in settings.connections if c.crm == "hubspot"}
-        routed = hubspot_connection(settings, portalId)
-        only = (lambda name: name == routed) if routed is not None else (lambda name: name not in extra)
-    view = record_view(session, crm="hubspot", object_name=objectType, record_id=objectId, only=only)
+    if portalId is None:
+        raise HTTPException(400, "portalId missing: HubSpot adds it to every app card request")
+    pages = session.exec(
+        sqlmodel.select(CrmConnection.name, CrmConnection.instance_url).where(CrmConnection.crm == "hubspot")
+    ).all()
+    try:
+        names = hubspot_card_connections(settings, portalId, record_pages=dict(pages))
+    except UnknownPortalError as exc:
+        raise HTTPException(404, str(exc)) from None
+    view = record_view(
+        session, crm="hubspot", object_name=objectType, record_id=objectId, only=lambda name: name in names
+    )
     key_results = []
     for feed in view.key_results:
         mapping = session.get(OkrMapping, feed.mapping_id)

@@ -171,7 +171,13 @@ class AssessmentPublic(BaseModel):
 
 
 class CheckInIn(BaseModel):
-    value: float | None = Field(default=None, description="A manual key result's value")
+    value: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        ge=-1e15,
+        le=1e15,
+        description="A manual key result's value: a finite number within ±10¹⁵",
+    )
     confidence: int | None = Field(default=None, ge=1, le=10, description="The team's confidence, 1–10")
     note: str | None = Field(default=None, max_length=10_000)
 

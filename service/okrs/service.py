@@ -22,6 +22,7 @@ from mappings.filters import conditions_fields
 from mappings.kam import ASSESSMENTS
 from mappings.source import Locator, MappingFileError, Problem
 from mappings.validate import from_data, located
+from service.compute.models import KamAccountScore
 from service.compute.repository import owner_ids_by_email, table
 from service.crm.models import Account, Activity, Contact, CrmConnection, Opportunity, Owner
 from service.kit.db import utcnow
@@ -336,6 +337,11 @@ def assess(
     if account is None:
         raise NotFoundError(f"no synced account {account_id!r}")
     assert mapping.id is not None
+    if session.get(KamAccountScore, (mapping.id, account_id)) is None:
+        raise NotFoundError(
+            f"account {account_id} ({account.name}) is not a key account of {mapping.team} / {mapping.cycle}: the"
+            " file's kam.accounts names them (GET /api/v1/mappings/{id}/kam-assessments shows those assessed)"
+        )
     entry = KamAssessment(
         mapping_id=mapping.id,
         account_id=account_id,

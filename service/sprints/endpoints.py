@@ -12,20 +12,21 @@ from sqlmodel import Session
 from mappings.config import Sprint
 from service.app import get_session
 from service.compute.service import compute as compute_mapping
-from service.kit.auth import Caller, Role, requires
+from service.kit.auth import Caller, Role, TokenRoute, requires
 from service.kit.db import utcnow
+from service.kit.params import MappingId
 from service.okrs.models import OkrMapping
 from service.sprints import schemas
 from service.sprints import service as sprints
 
-router = APIRouter(prefix="/api/v1", tags=["sprints"])
+router = APIRouter(prefix="/api/v1", route_class=TokenRoute, tags=["sprints"])
 SessionDep = Annotated[Session, Depends(get_session)]
 Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
 SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
 ERRORS: dict[int | str, dict[str, str]] = {401: {}, 403: {}, 404: {}}
 
 
-def _mapping(session: Session, mapping_id: int) -> OkrMapping:
+def _mapping(session: Session, mapping_id: MappingId) -> OkrMapping:
     mapping = session.get(OkrMapping, mapping_id)
     if mapping is None or mapping.current_version == 0:
         raise HTTPException(404, f"no mapping {mapping_id}: GET /api/v1/mappings lists them")
@@ -44,7 +45,7 @@ def _one(session: Session, mapping: OkrMapping, key: str) -> schemas.SprintOut:
 
 
 @router.get("/mappings/{mapping_id}/sprints", response_model=schemas.SprintsOut, responses=ERRORS)
-def list_sprints(mapping_id: int, session: SessionDep, caller: Viewer) -> schemas.SprintsOut:
+def list_sprints(mapping_id: MappingId, session: SessionDep, caller: Viewer) -> schemas.SprintsOut:
     """Every sprint by start with its review and retrospective, the current one, and the forecast accuracy."""
     mapping = _mapping(session, mapping_id)
     all_reviews = sprints.reviews(session, mapping)
@@ -57,7 +58,7 @@ def list_sprints(mapping_id: int, session: SessionDep, caller: Viewer) -> schema
 
 
 @router.get("/mappings/{mapping_id}/sprints/{sprint_key}", response_model=schemas.SprintOut, responses=ERRORS)
-def get_sprint(mapping_id: int, sprint_key: str, session: SessionDep, caller: Viewer) -> schemas.SprintOut:
+def get_sprint(mapping_id: MappingId, sprint_key: str, session: SessionDep, caller: Viewer) -> schemas.SprintOut:
     """One sprint's review: committed vs achieved, what each key result it serves gained, the retrospective."""
     return _one(session, _mapping(session, mapping_id), sprint_key)
 
@@ -68,7 +69,7 @@ def get_sprint(mapping_id: int, sprint_key: str, session: SessionDep, caller: Vi
     status_code=201,
     responses={**ERRORS, 422: {"description": "overlaps another sprint, unknown key results, outside the cycle"}},
 )
-def add_sprint(mapping_id: int, body: Sprint, session: SessionDep, caller: SalesOps) -> schemas.SprintAdded:
+def add_sprint(mapping_id: MappingId, body: Sprint, session: SessionDep, caller: SalesOps) -> schemas.SprintAdded:
     """Add a sprint (same fields as under ``sprints`` in the mapping file); the mapping gets a new version."""
     mapping = _mapping(session, mapping_id)
     try:
@@ -87,7 +88,7 @@ def add_sprint(mapping_id: int, body: Sprint, session: SessionDep, caller: Sales
     responses={**ERRORS, 422: {"description": "unknown sprint, not started, no improvement item"}},
 )
 def record_retrospective(
-    mapping_id: int, sprint_key: str, body: schemas.RetrospectiveIn, session: SessionDep, caller: SalesOps
+    mapping_id: MappingId, sprint_key: str, body: schemas.RetrospectiveIn, session: SessionDep, caller: SalesOps
 ) -> schemas.SprintOut:
     """Record the sprint's retrospective; its improvement item is shown with the next sprint."""
     mapping = _mapping(session, mapping_id)

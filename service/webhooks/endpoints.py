@@ -1,27 +1,34 @@
 """CRM webhooks: verify, store, answer fast; the worker (``tasks.py``) processes later.
 
 - ``POST /webhooks/hubspot``: HubSpot signature v3 over method, the public URI, body and timestamp (5 minutes),
-  batches of up to 100 events. A request whose signature was already seen is a replay: 401, like a forged one.
-  Each event goes to the connection of its ``portalId`` (``routing.py``); one client secret for every portal.
+  batches of up to 100 events. Each event goes to the connection of its ``portalId`` (``routing.py``); one client
+  secret for every portal.
 - ``POST /webhooks/salesforce``: Outbound Messages (SOAP), checked against the configured org ids (the default
-  org's or an extra connection's, which it then goes to), answered with the SOAP ``Ack``; duplicates by
-  Notification Id (within a connection).
+  org's or an extra connection's, which it then goes to), answered with the SOAP ``Ack`` (refusals with a SOAP
+  fault, which Salesforce shows in its delivery status); duplicates by Notification Id (within a connection).
 - ``POST /webhooks/salesforce/flow``: the JSON variant for a Flow HTTP callout, signed with a shared secret; for the
   default Salesforce connection only.
 
-Nothing is stored for a refused request; everything accepted is stored before the 2xx is sent.
+Replays of the signed sources: a request whose signed content (``verify.Verified.digest``: the bytes the MAC covers,
+not the header text) was accepted before is refused with 401, like a forged one. The guard is the ``webhook_replay``
+table, written in the transaction that stores the events: every sidecar on the database shares it, a restart keeps
+it, and two copies arriving at once at two sidecars are decided by the database (the second waits, then conflicts).
+Expired rows are pruned now and then, at most once a minute per process (``_prune_replays``). A refused request
+(bad signature, replay, malformed body) leaves nothing behind, not even its replay row; everything accepted is stored
+before the 2xx is sent.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
-from collections import OrderedDict
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -38,9 +45,22 @@ from service.webhooks.parse import (
     soap_fault,
 )
 from service.webhooks.routing import UnknownOrgError, hubspot_connection, salesforce_connection
-from service.webhooks.verify import SignatureError, hubspot_signed_uri, verify_hubspot_v3, verify_shared_hmac
+from service.webhooks.verify import (
+    MAX_AGE_MS,
+    SignatureError,
+    Verified,
+    hubspot_signed_uri,
+    verify_hubspot_v3,
+    verify_shared_hmac,
+)
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+log = logging.getLogger(__name__)
+
+# a replay row outlives the window in which its request can verify (5 minutes after the signed time) by another
+# 5 minutes, so sidecars whose clocks differ by that much still see it
+REPLAY_KEPT_MS = 2 * MAX_AGE_MS
+PRUNE_EVERY_S = 60
 
 
 class Accepted(BaseModel):
@@ -49,27 +69,8 @@ class Accepted(BaseModel):
     ignored: int
 
 
-class _ReplayGuard:
-    """Signatures seen in the last 10 minutes (twice the timestamp tolerance): a second request with one is a
-    replay. In memory, per process."""
-
-    def __init__(self, seconds: float = 600, limit: int = 100_000) -> None:
-        self.seconds, self.limit = seconds, limit
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def first_time(self, signature: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            while self._seen and (next(iter(self._seen.values())) < now - self.seconds or len(self._seen) > self.limit):
-                self._seen.popitem(last=False)
-            if signature in self._seen:
-                return False
-            self._seen[signature] = now
-            return True
-
-
-_replays = _ReplayGuard()
+class ReplayError(Exception):
+    """This signed request was accepted before (by this sidecar or another one on the database)."""
 
 
 async def _body(request: Request, settings: Settings, source: str) -> bytes:
@@ -114,13 +115,21 @@ def _row(
     }  # fmt: skip
 
 
-def _store(request: Request, source: str, rows: list[dict[str, Any]]) -> tuple[int, int]:
+def _store(
+    request: Request, source: str, rows: list[dict[str, Any]], verified: Verified | None = None
+) -> tuple[int, int]:
+    """Store the events and, for a signed request, claim it in the replay guard, in one transaction: ReplayError
+    (and nothing stored) when the request was accepted before."""
     # rows in key order, so concurrent deliveries lock existing events in one order; the worker's updates can
     # still collide with them, and PostgreSQL then aborts one side: that transaction is simply run again
     ordered = sorted(rows, key=lambda row: row["dedupe_key"])
 
     def once() -> tuple[int, int]:
         with Session(request.app.state.engine) as session:
+            if verified is not None:
+                expires_at = datetime.fromtimestamp((verified.signed_at_ms + REPLAY_KEPT_MS) / 1000, UTC)
+                if not repo.claim_request(session, source=source, digest=verified.digest, expires_at=expires_at):
+                    raise ReplayError(source)
             counted = repo.store(session, source=source, rows=ordered)
             session.commit()
             return counted
@@ -128,7 +137,35 @@ def _store(request: Request, source: str, rows: list[dict[str, Any]]) -> tuple[i
     new, duplicates = retry_on_conflict(once)
     _metrics(request).webhooks_received.labels(source).inc(new)
     _metrics(request).webhooks_duplicate.labels(source).inc(duplicates)
+    if verified is not None:
+        _prune_replays(request)
     return new, duplicates
+
+
+def _prune_replays(request: Request) -> None:
+    """Delete expired replay rows, at most once a minute per process, in a transaction of its own: a failure here
+    is logged and never fails a delivery (the rows only cost space until the next prune)."""
+    state = request.app.state
+    now = time.monotonic()
+    if now - getattr(state, "webhook_replays_pruned_at", -PRUNE_EVERY_S) < PRUNE_EVERY_S:
+        return
+    state.webhook_replays_pruned_at = now
+    try:
+        with Session(state.engine) as session:
+            repo.prune_replays(session, now=utcnow())
+            session.commit()
+    except SQLAlchemyError as exc:
+        log.warning("pruning expired webhook replay rows failed (tried again in a minute): %s", type(exc).__name__)
+
+
+async def _store_signed(request: Request, source: str, rows: list[dict[str, Any]], verified: Verified) -> Accepted:
+    try:
+        new, duplicates = await run_in_threadpool(_store, request, source, rows, verified)
+    except ReplayError:
+        _reject(request, source, "replay")
+        who = "HubSpot signature" if source == "hubspot" else "signature"
+        raise HTTPException(401, f"{who} refused: this request was already received (replay)") from None
+    return Accepted(accepted=new, duplicates=duplicates, ignored=sum(1 for row in rows if row["status"] == "ignored"))
 
 
 @router.post(
@@ -144,23 +181,19 @@ async def hubspot(request: Request) -> Accepted:
         raise HTTPException(503, "HubSpot webhooks are not set up: set OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET")
     body = await _body(request, settings, "hubspot")
     base = settings.webhooks.public_base_url or str(request.base_url)
-    signature = request.headers.get("x-hubspot-signature-v3")
     try:
-        verify_hubspot_v3(
+        verified = verify_hubspot_v3(
             client_secret=secret.get_secret_value(),
             method=request.method,
             uri=hubspot_signed_uri(base, raw_path(request), request.url.query),
             body=body,
             timestamp=request.headers.get("x-hubspot-request-timestamp"),
-            signature=signature,
+            signature=request.headers.get("x-hubspot-signature-v3"),
             now_ms=int(time.time() * 1000),
         )
     except SignatureError as exc:
         _reject(request, "hubspot", "signature")
         raise HTTPException(401, f"HubSpot signature refused: {exc}") from None
-    if not _replays.first_time(f"hubspot:{signature}"):
-        _reject(request, "hubspot", "replay")
-        raise HTTPException(401, "HubSpot signature refused: this request was already received (replay)")
     try:
         events = parse_hubspot_events(body)
     except PayloadError as exc:
@@ -171,29 +204,33 @@ async def hubspot(request: Request) -> Accepted:
              ignored=None if e.tracked else e.untracked_reason, connection=hubspot_connection(settings, e.portal_id))
         for e in events
     ]  # fmt: skip
-    new, duplicates = await run_in_threadpool(_store, request, "hubspot", rows)
-    return Accepted(accepted=new, duplicates=duplicates, ignored=sum(1 for e in events if not e.tracked))
+    return await _store_signed(request, "hubspot", rows, verified)
 
 
 @router.post(
     "/salesforce",
     response_class=Response,
-    responses={200: {"content": {"text/xml": {}}}, 400: {}, 401: {}, 413: {}},
+    responses={
+        200: {"content": {"text/xml": {}}, "description": "the SOAP Ack"},
+        400: {"content": {"text/xml": {}}, "description": "a SOAP fault: the message is malformed"},
+        401: {"content": {"text/xml": {}}, "description": "a SOAP fault: the message is from an org not configured"},
+        413: {},
+    },
 )
 async def salesforce(request: Request) -> Response:
     """Salesforce Outbound Message (SOAP notifications, up to 100); answered with the Ack envelope."""
     settings: Settings = request.app.state.settings
     body = await _body(request, settings, "salesforce")
     try:
-        message = parse_outbound_message(body)
+        # the org is checked as soon as it is read: a message from another org is refused as such (401)
+        message = parse_outbound_message(body, check_organization=lambda org: salesforce_connection(settings, org))
     except PayloadError as exc:
         _reject(request, "salesforce", "payload")
         return Response(soap_fault(str(exc)), status_code=400, media_type="text/xml")
-    try:
-        connection = salesforce_connection(settings, message.organization_id)
     except UnknownOrgError as exc:
         _reject(request, "salesforce", "organization")
         return Response(soap_fault(str(exc)), status_code=401, media_type="text/xml")
+    connection = salesforce_connection(settings, message.organization_id)
     # each org numbers its own notifications: an extra org's are keyed with its connection, never to collide
     prefix = "" if connection is None else f"{connection}:"
     rows = [
@@ -214,15 +251,16 @@ async def salesforce_flow(request: Request) -> Accepted:
     if secret is None:
         raise HTTPException(503, "Flow callouts are not set up: set OKRSYNC_WEBHOOKS__FLOW_SECRET")
     body = await _body(request, settings, "salesforce_flow")
-    signature = request.headers.get("x-okrsync-signature")
     try:
-        verify_shared_hmac(secret=secret.get_secret_value(), body=body, header=signature, now_s=time.time())
+        verified = verify_shared_hmac(
+            secret=secret.get_secret_value(),
+            body=body,
+            header=request.headers.get("x-okrsync-signature"),
+            now_s=time.time(),
+        )
     except SignatureError as exc:
         _reject(request, "salesforce_flow", "signature")
         raise HTTPException(401, f"signature refused: {exc}") from None
-    if not _replays.first_time(f"flow:{signature}"):
-        _reject(request, "salesforce_flow", "replay")
-        raise HTTPException(401, "signature refused: this request was already received (replay)")
     try:
         events = parse_flow_events(body)
     except PayloadError as exc:
@@ -233,5 +271,4 @@ async def salesforce_flow(request: Request) -> Accepted:
              {"sobject": e.sobject, "recordId": e.record_id, "changeType": e.change_type})
         for e in events
     ]  # fmt: skip
-    new, duplicates = await run_in_threadpool(_store, request, "salesforce_flow", rows)
-    return Accepted(accepted=new, duplicates=duplicates, ignored=0)
+    return await _store_signed(request, "salesforce_flow", rows, verified)

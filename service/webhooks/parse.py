@@ -22,6 +22,16 @@ where external entities (XXE) and entity expansion ("billion laughs") live.
 Salesforce Flow HTTP callout (ours): ``{"organizationId": "...", "events": [{"id", "sobject", "recordId",
 "changeType": "create"|"update"|"delete", "occurredAt": ISO 8601 with offset}]}``, at most 200 events.
 
+Salesforce ids: 15 case-sensitive letters and digits, or 18 whose last 3 encode the case of the first 15
+(``salesforce_ids_match``).
+
+What every body must also be, so that whatever is accepted can be stored (PostgreSQL's jsonb and varchar columns) and
+nothing a sender controls ends in a 500: JSON without NaN/Infinity, numbers of at most 100 digits that fit a float,
+at most ``MAX_JSON_DEPTH`` levels deep (Python's parser would otherwise raise RecursionError somewhere past 900), no
+NUL character and no unpaired surrogate in any string or key; integer fields in range (ids are 64-bit, ``occurredAt``
+before the year 10000), text fields within their column's length, datetimes within Python's range; XML fields that are
+simple values.
+
 Errors: ``PayloadError(reason)`` — the body is not what the sender promised; answer 400 (a SOAP fault for Salesforce),
 log the reason, which says what is wrong and where ("event 3: occurredAt missing", "events[2].recordId: ...").
 """
@@ -29,15 +39,27 @@ log the reason, which says what is wrong and where ("event 3: occurredAt missing
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring as defused_fromstring
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
@@ -59,7 +81,14 @@ HUBSPOT_KINDS = frozenset(
     {"creation", "propertyChange", "deletion", "associationChange", "merge", "restore", "privacyDeletion"}
 )
 SALESFORCE_ID_PATTERN = r"^[A-Za-z0-9]{15}([A-Za-z0-9]{3})?$"
+SOBJECT_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"  # an API name that fits webhook_event.object_type
+MAX_JSON_DEPTH = 32  # HubSpot's events are 3 levels deep, the Flow callout's 3
+MAX_JSON_INT_DIGITS = 100
+MAX_INT64 = 2**63 - 1  # HubSpot's ids are Java longs
+MAX_OCCURRED_AT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last instant a datetime can hold
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SALESFORCE_ID = re.compile(SALESFORCE_ID_PATTERN)
+_SOBJECT_NAME = re.compile(SOBJECT_NAME_PATTERN)
 
 
 class PayloadError(ValueError):
@@ -79,13 +108,107 @@ def _describe(exc: ValidationError) -> str:
     return text + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
 
 
+def _json_path(path: tuple[str | int, ...]) -> str:
+    """``[3].propertyValue``-style; a key a sender made up is cut short, so a message never echoes a megabyte."""
+    parts = (f"[{part}]" if isinstance(part, int) else f".{part[:40]}{'…' if len(part) > 40 else ''}" for part in path)
+    return "".join(parts).lstrip(".")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise PayloadError(f"not JSON: {name} is not a number JSON allows")
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains an unpaired surrogate (\\ud800-\\udfff), which is not Unicode text"
+    return None
+
+
+_TOO_BIG = 10**MAX_JSON_INT_DIGITS
+
+
+def _value_problem(value: Any) -> str | None:
+    """What is wrong with a scalar okrsync would store (None for containers and for what is fine)."""
+    if isinstance(value, str):
+        return _text_problem(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "a number too large for a float"
+    if isinstance(value, int) and not -_TOO_BIG < value < _TOO_BIG:
+        return f"an integer of more than {MAX_JSON_INT_DIGITS} digits"
+    return None
+
+
+def _json_problem(data: Any) -> tuple[tuple[str | int, ...], str] | None:
+    """A value okrsync cannot store, with its path: a container nested deeper than ``MAX_JSON_DEPTH``, a string or
+    key ``_text_problem`` refuses, an infinite float (``1e999``) or an integer of more than ``MAX_JSON_INT_DIGITS``
+    digits. Iterative, so depth costs no stack; scalars are checked where they sit, containers in document order."""
+    problem = _value_problem(data)
+    if problem is not None:
+        return (), problem
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())] if isinstance(data, dict | list) else []
+    while stack:
+        container, path = stack.pop()
+        if len(path) >= MAX_JSON_DEPTH:
+            return path, f"nested deeper than {MAX_JSON_DEPTH} levels"
+        inner: list[tuple[Any, tuple[str | int, ...]]] = []
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(key, str) and (problem := _text_problem(key)) is not None:
+                return path, f"a key {problem}"
+            if isinstance(value, dict | list):
+                inner.append((value, (*path, key)))
+            elif (problem := _value_problem(value)) is not None:
+                return (*path, key), problem
+        stack.extend(reversed(inner))
+    return None
+
+
 def _load_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeDecodeError:
         raise PayloadError("not JSON: the body is not UTF-8") from None
+    except PayloadError:
+        raise
+    except ValueError:  # int() refuses more than 4,300 digits
+        raise PayloadError(f"not JSON okrsync accepts: an integer of more than {MAX_JSON_INT_DIGITS} digits") from None
+    except RecursionError:
+        raise PayloadError(f"not JSON okrsync accepts: nested deeper than {MAX_JSON_DEPTH} levels") from None
+
+
+def _refuse_unstorable(data: Any, where: Callable[[tuple[str | int, ...]], str]) -> None:
+    """PayloadError for a value ``_json_problem`` finds; ``where`` turns its path into the message's prefix. Called
+    once the batch's size is checked, so an oversized batch costs no walk."""
+    found = _json_problem(data)
+    if found is not None:
+        path, problem = found
+        raise PayloadError(f"{where(path)}{problem}")
+
+
+def _whole_number(high: int) -> Callable[[Any], Any]:
+    """Before pydantic's int from 0 to ``high``: a number without a fraction (``1e3``) or an integer in a string is
+    taken, as pydantic takes them, but never a boolean, and a huge float is refused with the range rather than with
+    pydantic's overflow message."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer, got a boolean")
+        if isinstance(value, float) and value.is_integer() and not 0 <= value <= high:
+            raise ValueError(f"{value:g} is out of range (0 to {high})")
+        return value
+
+    return check
+
+
+HubSpotId = Annotated[int, BeforeValidator(_whole_number(MAX_INT64)), Field(ge=0, le=MAX_INT64)]
+UnixMs = Annotated[int, BeforeValidator(_whole_number(MAX_OCCURRED_AT_MS)), Field(ge=0, le=MAX_OCCURRED_AT_MS)]
 
 
 def _json_kind(value: Any) -> str:
@@ -107,25 +230,26 @@ class HubSpotEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
 
-    event_id: int = Field(alias="eventId")
-    subscription_id: int = Field(alias="subscriptionId")
-    portal_id: int = Field(alias="portalId")
-    occurred_at_ms: int = Field(alias="occurredAt", description="Unix milliseconds, as sent")
-    subscription_type: str = Field(validation_alias=AliasChoices("subscriptionType", "eventType"))
-    object_id: int = Field(alias="objectId")
-    attempt_number: int | None = Field(default=None, alias="attemptNumber")
+    # the lengths keep dedupe_key (five numbers, the type and the property name) within its 400 characters
+    event_id: HubSpotId = Field(alias="eventId")
+    subscription_id: HubSpotId = Field(alias="subscriptionId")
+    portal_id: HubSpotId = Field(alias="portalId")
+    occurred_at_ms: UnixMs = Field(alias="occurredAt", description="Unix milliseconds, as sent")
+    subscription_type: str = Field(validation_alias=AliasChoices("subscriptionType", "eventType"), max_length=80)
+    object_id: HubSpotId = Field(alias="objectId")
+    attempt_number: HubSpotId | None = Field(default=None, alias="attemptNumber")
     change_source: str | None = Field(default=None, alias="changeSource")
-    property_name: str | None = Field(default=None, alias="propertyName")
+    property_name: str | None = Field(default=None, alias="propertyName", max_length=200)
     property_value: str | None = Field(default=None, alias="propertyValue")
-    app_id: int | None = Field(default=None, alias="appId")
+    app_id: HubSpotId | None = Field(default=None, alias="appId")
     object_type_id: str | None = Field(default=None, alias="objectTypeId")
     from_object_type_id: str | None = Field(default=None, alias="fromObjectTypeId")
     association_type: str | None = Field(default=None, alias="associationType")
-    from_object_id: int | None = Field(default=None, alias="fromObjectId")
-    to_object_id: int | None = Field(default=None, alias="toObjectId")
+    from_object_id: HubSpotId | None = Field(default=None, alias="fromObjectId")
+    to_object_id: HubSpotId | None = Field(default=None, alias="toObjectId")
     association_removed: bool | None = Field(default=None, alias="associationRemoved")
-    primary_object_id: int | None = Field(default=None, alias="primaryObjectId")
-    merged_object_ids: list[int] | None = Field(default=None, alias="mergedObjectIds")
+    primary_object_id: HubSpotId | None = Field(default=None, alias="primaryObjectId")
+    merged_object_ids: list[HubSpotId] | None = Field(default=None, alias="mergedObjectIds")
     raw: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
 
     @model_validator(mode="before")
@@ -194,6 +318,13 @@ class HubSpotEvent(BaseModel):
         return ":".join(map(str, parts)) + f":{self.subscription_type}:{self.property_name or ''}"
 
 
+def _hubspot_where(path: tuple[str | int, ...]) -> str:
+    if not path:
+        return ""
+    index, rest = path[0], _json_path(path[1:])
+    return f"event {index}: {rest}: " if rest else f"event {index}: "
+
+
 def parse_hubspot_events(body: bytes, *, max_events: int = 100) -> list[HubSpotEvent]:
     """Parse a HubSpot webhook batch; raise ``PayloadError`` for bad JSON, a wrong shape or an invalid event.
 
@@ -204,6 +335,7 @@ def parse_hubspot_events(body: bytes, *, max_events: int = 100) -> list[HubSpotE
         raise PayloadError(f"expected a JSON array of events, got {_json_kind(data)}")
     if len(data) > max_events:
         raise PayloadError(f"{len(data)} events in one request, at most {max_events}")
+    _refuse_unstorable(data, _hubspot_where)
     events: list[HubSpotEvent] = []
     for index, item in enumerate(data):
         if not isinstance(item, dict):
@@ -225,7 +357,7 @@ class FlowEvent(BaseModel):
 
     organization_id: str = Field(alias="organizationId", pattern=SALESFORCE_ID_PATTERN)
     id: str = Field(min_length=1, max_length=255)
-    sobject: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=80)
+    sobject: str = Field(pattern=SOBJECT_NAME_PATTERN)
     record_id: str = Field(alias="recordId", pattern=SALESFORCE_ID_PATTERN)
     change_type: Literal["create", "update", "delete"] = Field(alias="changeType")
     occurred_at: datetime = Field(alias="occurredAt")
@@ -239,7 +371,10 @@ class FlowEvent(BaseModel):
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None:
             raise ValueError("ISO 8601 datetime without an offset (add Z or +hh:mm)")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first datetime in UTC
+            raise ValueError("datetime out of range in UTC") from None
 
     @property
     def dedupe_key(self) -> str:
@@ -261,6 +396,7 @@ def parse_flow_events(body: bytes, *, max_events: int = 200) -> list[FlowEvent]:
         )
     if len(events) > max_events:
         raise PayloadError(f"events: {len(events)} events in one request, at most {max_events}")
+    _refuse_unstorable(data, lambda path: f"{_json_path(path)}: " if path else "")
     parsed: list[FlowEvent] = []
     for index, item in enumerate(events):
         if not isinstance(item, dict):
@@ -313,27 +449,42 @@ def _text(parent: Element, name: str, where: str) -> str:
 def _notification(element: Element, index: int) -> OutboundNotification:
     where = f"Notification {index}: "
     notification_id = _text(element, "Id", where)
+    if not is_salesforce_id(notification_id):
+        raise PayloadError(f"{where}Id is not a Salesforce id (15 or 18 letters and digits)")
     sobject = element.find(f"{{{OUTBOUND_NS}}}sObject")
     if sobject is None:
         raise PayloadError(f"{where}sObject missing")
     xsi_type = sobject.get(f"{{{XSI_NS}}}type")
     if not xsi_type:
         raise PayloadError(f"{where}sObject has no xsi:type")
+    sobject_type = xsi_type.rpartition(":")[2]
+    if not _SOBJECT_NAME.fullmatch(sobject_type):
+        raise PayloadError(f"{where}sObject xsi:type is not an object's API name (at most 64 letters, digits, _)")
     fields: dict[str, str | None] = {}
     for child in sobject:
         namespace, _, name = child.tag.lstrip("{").rpartition("}")
         if namespace != SOBJECT_NS:
             raise PayloadError(f"{where}field {name} is in namespace {namespace or '(none)'!r}, expected {SOBJECT_NS}")
         # Outbound Messages only carry the object's own fields, which are simple values: text is the whole value
+        if len(child):
+            raise PayloadError(f"{where}field {name} holds elements, expected a simple value")
         fields[name] = None if _is_nil(child) else (child.text or "")
-    record_id = fields.get("Id")
+    record_id = (fields.get("Id") or "").strip()
     if not record_id:
         raise PayloadError(f"{where}sObject Id missing")
-    return OutboundNotification(notification_id, xsi_type.rpartition(":")[2], record_id.strip(), fields)
+    if not is_salesforce_id(record_id):
+        raise PayloadError(f"{where}sObject Id is not a Salesforce id (15 or 18 letters and digits)")
+    return OutboundNotification(notification_id, sobject_type, record_id, fields)
 
 
-def parse_outbound_message(body: bytes, *, max_notifications: int = 100) -> OutboundMessage:
-    """Parse a Salesforce Outbound Message; raise ``PayloadError`` for unsafe XML, bad XML or a wrong shape."""
+def parse_outbound_message(
+    body: bytes, *, max_notifications: int = 100, check_organization: Callable[[str], object] | None = None
+) -> OutboundMessage:
+    """Parse a Salesforce Outbound Message; raise ``PayloadError`` for unsafe XML, bad XML or a wrong shape.
+
+    ``check_organization`` is called with the OrganizationId as soon as it is read, before any Notification: what it
+    raises (a refused org) propagates, so a message from an org that is not accepted is refused as such, whatever
+    else it holds. An Outbound Message has no signature: the org id is its only credential."""
     try:
         root = defused_fromstring(body, forbid_dtd=True)
     except DTDForbidden:
@@ -351,6 +502,9 @@ def parse_outbound_message(body: bytes, *, max_notifications: int = 100) -> Outb
     if notifications is None:
         found = ", ".join(child.tag for child in soap_body) or "nothing"
         raise PayloadError(f"SOAP Body holds {found}, expected notifications in namespace {OUTBOUND_NS}")
+    organization_id = _text(notifications, "OrganizationId", "")
+    if check_organization is not None:
+        check_organization(organization_id)
     items = notifications.findall(f"{{{OUTBOUND_NS}}}Notification")
     if not items:
         raise PayloadError("no Notification in the message")
@@ -359,7 +513,7 @@ def parse_outbound_message(body: bytes, *, max_notifications: int = 100) -> Outb
     session = notifications.find(f"{{{OUTBOUND_NS}}}SessionId")
     session_id = None if session is None or _is_nil(session) else (session.text or "").strip() or None
     return OutboundMessage(
-        organization_id=_text(notifications, "OrganizationId", ""),
+        organization_id=organization_id,
         action_id=_text(notifications, "ActionId", ""),
         session_id=session_id,
         enterprise_url=_text(notifications, "EnterpriseUrl", ""),
@@ -368,9 +522,21 @@ def parse_outbound_message(body: bytes, *, max_notifications: int = 100) -> Outb
     )
 
 
+def is_salesforce_id(value: str) -> bool:
+    """15 or 18 ASCII letters and digits, nothing around them."""
+    return _SALESFORCE_ID.fullmatch(value) is not None
+
+
 def salesforce_ids_match(a: str, b: str) -> bool:
-    """True when two Salesforce ids name the same record: an 18-character id is the 15-character one + a suffix."""
-    return len(a) in (15, 18) and len(b) in (15, 18) and a[:15] == b[:15]
+    """True when two Salesforce ids name the same record: both well formed, the same 15 characters (case matters:
+    ``…AbCd`` and ``…ABCD`` are different records), and, when both have 18, the same suffix.
+
+    The suffix encodes the case of the first 15 characters (per block of 5, bit i set when character i is A-Z,
+    mapped onto ``A``-``Z0``-``5``). It is compared but not recomputed: the sandbox CRM's ids carry a placeholder
+    ``AAA`` suffix (its org is ``00D000000000001AAA``), which recomputing would refuse."""
+    if not (is_salesforce_id(a) and is_salesforce_id(b)) or a[:15] != b[:15]:
+        return False
+    return len(a) != 18 or len(b) != 18 or a[15:] == b[15:]
 
 
 _ENVELOPE = (

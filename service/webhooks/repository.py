@@ -1,4 +1,5 @@
-"""All SQL of the webhooks domain: storing events with their duplicates counted, and the worker's queue."""
+"""All SQL of the webhooks domain: storing events with their duplicates counted, the replay guard of signed requests,
+and the worker's queue."""
 
 from __future__ import annotations
 
@@ -7,11 +8,40 @@ from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from service.webhooks.models import WebhookEvent
+from service.webhooks.models import WebhookEvent, WebhookReplay
+
+
+def claim_request(session: Session, *, source: str, digest: str, expires_at: datetime) -> bool:
+    """Record a verified signed request in the session's transaction; False when it was recorded before (a replay).
+
+    INSERT … ON CONFLICT DO NOTHING RETURNING, on SQLite and PostgreSQL alike: on PostgreSQL a transaction claiming
+    the same request at the same moment (another sidecar) waits for this one, then gets no row back once it commits
+    (or claims it after all if this one rolls back); no exception, no aborted transaction."""
+    table = WebhookReplay.__table__  # type: ignore[attr-defined]
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        module.insert(table)
+        .values(source=source, digest=digest, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=["source", "digest"])
+        .returning(table.c.digest)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def prune_replays(session: Session, *, now: datetime, limit: int = 5000) -> int:
+    """Delete up to ``limit`` expired replay-guard rows; returns how many. On PostgreSQL rows another sidecar is
+    deleting at the same time are skipped (SKIP LOCKED), so concurrent prunes never wait for or deadlock with each
+    other."""
+    table = WebhookReplay.__table__  # type: ignore[attr-defined]
+    expired = select(table.c.source, table.c.digest).where(table.c.expires_at < now).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        expired = expired.with_for_update(skip_locked=True)
+    result = session.execute(delete(table).where(tuple_(table.c.source, table.c.digest).in_(expired)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def store(session: Session, *, source: str, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:

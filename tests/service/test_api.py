@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,14 @@ class Api:
 
 @pytest.fixture
 def api(engine: Engine, tmp_path: Path) -> Iterator[Api]:
+    with served_api(engine, tmp_path) as found:
+        yield found
+
+
+@contextmanager
+def served_api(engine: Engine, tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
+    """The sandbox org synced, the acquisition and customer-care examples applied, a token per role, the sidecar's
+    API on a free loopback port."""
     with ExitStack() as stack:
         start_salesforce(stack, engine, tmp_path, deployed_org(), fast_config)
         apply_examples(engine, "salesforce", ("acquisition", "customer-care"))
@@ -73,7 +81,7 @@ def api(engine: Engine, tmp_path: Path) -> Iterator[Api]:
             opportunity = activity.opportunity_id if activity and activity.opportunity_id else ""
             ids = (mapping.id or 0, kam_mapping.id or 0)
             session.commit()
-        app = create_app(settings=Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
+        app = create_app(settings=settings or Settings(_env_file=None), engine=engine)  # type: ignore[call-arg]
         with ThreadedServer(app) as http:
             yield Api(http.base_url, engine, tokens, mine[0], other, ids[0], ids[1], opportunity)
 

@@ -10,6 +10,9 @@ from xml.etree import ElementTree
 import pytest
 
 from service.webhooks.parse import (
+    MAX_INT64,
+    MAX_JSON_DEPTH,
+    MAX_OCCURRED_AT_MS,
     OUTBOUND_NS,
     SOAP_ENV_NS,
     PayloadError,
@@ -257,6 +260,90 @@ def test_malformed_batches(body: bytes, reason: str | None) -> None:
     assert caught.value.reason.startswith(reason)
 
 
+def test_the_largest_values_fit_their_columns() -> None:
+    biggest = _event(
+        "deal.propertyChange" + "x" * 61, eventId=MAX_INT64, subscriptionId=MAX_INT64, portalId=MAX_INT64,
+        objectId=MAX_INT64, occurredAt=MAX_OCCURRED_AT_MS, attemptNumber=MAX_INT64, propertyName="p" * 200,
+    )  # fmt: skip
+    [event] = parse_hubspot_events(_body(biggest))
+    assert len(event.dedupe_key) <= 400  # webhook_event.dedupe_key
+    assert event.occurred_at == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+    [as_float] = parse_hubspot_events(_body({**GOOD, "occurredAt": 1.79e12}))  # a number without a fraction is taken
+    assert as_float.occurred_at_ms == 1_790_000_000_000
+
+
+def _raw_event(**replacements: str) -> bytes:
+    """A batch of GOOD whose values are given as raw JSON text (what json.dumps cannot write: 1e30, NaN...)."""
+    text = json.dumps(GOOD)
+    for key, raw in replacements.items():
+        text = text.replace(f'"{key}": {json.dumps(GOOD[key])}', f'"{key}": {raw}')
+    return f"[{text}]".encode()
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_raw_event(occurredAt="1e30"), "event 0: occurredAt: Value error, 1e+30 is out of range (0 to 2534023007999"),
+        (_raw_event(occurredAt="1e17"), "event 0: occurredAt: Value error, 1e+17 is out of range (0 to 2534023007999"),
+        (_raw_event(occurredAt=str(MAX_OCCURRED_AT_MS + 1)), "event 0: occurredAt: Input should be less than or eq"),
+        (_raw_event(eventId=str(2**70)), "event 0: eventId: Input should be less than or equal to 922337203685477580"),
+        (_raw_event(objectId="-1"), "event 0: objectId: Input should be greater than or equal to 0"),
+        (_raw_event(portalId="true"), "event 0: portalId: Value error, expected an integer, got a boolean"),
+        (_raw_event(occurredAt="1e999"), "event 0: occurredAt: a number too large for a float"),
+        (_raw_event(occurredAt="NaN"), "not JSON: NaN is not a number JSON allows"),
+        (_raw_event(objectId="-Infinity"), "not JSON: -Infinity is not a number JSON allows"),
+        (_raw_event(eventId="9" * 5000), "not JSON okrsync accepts: an integer of more than 100 digits"),
+        (_raw_event(changeSource="9" * 200), "event 0: changeSource: an integer of more than 100 digits"),
+        (_nested(100_000).encode(), f"not JSON okrsync accepts: nested deeper than {MAX_JSON_DEPTH} levels"),
+        (_raw_event(changeSource=_nested(100_000)), "not JSON okrsync accepts: nested deeper than"),
+        (
+            _body(GOOD, GOOD, {**GOOD, "propertyValue": json.loads(_nested(40))}),
+            "event 2: propertyValue[0][0]",  # … down to the level past the limit
+        ),
+        (_body(GOOD, {**GOOD, "propertyValue": "a\x00b"}), "event 1: propertyValue: contains a NUL character"),
+        (_raw_event(changeSource='"\\ud800"'), "event 0: changeSource: contains an unpaired surrogate"),
+        (
+            _raw_event(changeSource='"x"').replace(b'"x"', b'"\xed\xa0\x80"'),
+            "event 0: changeSource: contains an unpaired surrogate",
+        ),
+        (_body({**GOOD, "future\x00": 1}), "event 0: a key contains a NUL character"),
+        (_body({**GOOD, "propertyName": "p" * 201}), "event 0: propertyName: String should have at most 200 char"),
+        (_body({**GOOD, "subscriptionType": "d" * 81}), "event 0: subscriptionType: String should have at most 80 "),
+    ],
+    ids=[
+        "occurredAt-1e30",
+        "occurredAt-1e17-past-timedelta",
+        "occurredAt-after-9999",
+        "eventId-over-64-bits",
+        "objectId-negative",
+        "portalId-boolean",
+        "float-overflow",
+        "nan",
+        "minus-infinity",
+        "5000-digit-integer",
+        "200-digit-integer",
+        "nested-100000-deep",
+        "nested-100000-deep-in-an-event",
+        "nested-40-deep-in-an-event",
+        "nul-in-a-string",
+        "escaped-lone-surrogate",
+        "utf8-encoded-surrogate",
+        "nul-in-a-key",
+        "property-name-too-long",
+        "subscription-type-too-long",
+    ],
+)
+def test_values_that_cannot_be_stored_are_refused_with_where(body: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_hubspot_events(body)
+    assert caught.value.reason.startswith(reason), caught.value.reason
+    assert len(caught.value.reason) < 400  # a message never echoes the input at length
+
+
 # --- Salesforce Outbound Messages -----------------------------------------------------------------------------------
 
 # Shaped like a message Salesforce sent (www.mikesimonds.com/95-using-salesforce-outbound-soap-messages-php-post361,
@@ -331,7 +418,7 @@ def test_a_message_with_two_notifications() -> None:
 
 def test_a_session_id_when_sent() -> None:
     message = parse_outbound_message(
-        _message(_notification("04l1", "0061", "x"), session="<SessionId>00D!AQ4A</SessionId>")
+        _message(_notification("04l5e00000A1b2c", "0065e00000Qw3rT", "x"), session="<SessionId>00D!AQ4A</SessionId>")
     )
     assert message.session_id == "00D!AQ4A"
 
@@ -423,6 +510,53 @@ def test_malformed_messages(body: bytes | str, reason: str | None) -> None:
     assert caught.value.reason.startswith(reason)
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (_message(ONE.replace("<Id>04l5e00000A1b2cAAB</Id>", "<Id>04l5e00000A1b2cAAB-x</Id>")),
+         "Notification 0: Id is not a Salesforce id"),
+        (_message(ONE.replace("<Id>04l5e00000A1b2cAAB</Id>", f"<Id>{'0' * 1000}</Id>")),
+         "Notification 0: Id is not a Salesforce id"),
+        (_message(ONE.replace("<sf:Id>0065e00000Qw3rTAAR</sf:Id>", "<sf:Id>006 x</sf:Id>")),
+         "Notification 0: sObject Id is not a Salesforce id"),
+        (_message(ONE.replace('xsi:type="sf:Opportunity"', f'xsi:type="sf:{"O" * 65}"')),
+         "Notification 0: sObject xsi:type is not an object's API name"),
+        (_message(ONE.replace('xsi:type="sf:Opportunity"', 'xsi:type="sf:Opportunity; DROP"')),
+         "Notification 0: sObject xsi:type is not an object's API name"),
+        (_message(ONE.replace("<sf:StageName>Prospecting</sf:StageName>",
+                              "<sf:StageName>" + "<sf:x>" * 100_000 + "</sf:x>" * 100_000 + "</sf:StageName>")),
+         "Notification 0: field StageName holds elements, expected a simple value"),
+    ],
+    ids=["notification-id-with-suffix", "notification-id-1000-chars", "record-id-malformed", "type-too-long",
+         "type-not-a-name", "field-nested-100000-deep"],
+)  # fmt: skip
+def test_notifications_are_values_okrsync_can_store(body: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_outbound_message(body)
+    assert caught.value.reason.startswith(reason), caught.value.reason
+
+
+def test_deep_xml_outside_the_notifications_costs_nothing() -> None:
+    deep = "<x>" * 100_000 + "</x>" * 100_000
+    body = _message(ONE).replace(b"<soapenv:Body>", f"<soapenv:Header>{deep}</soapenv:Header><soapenv:Body>".encode())
+    assert len(parse_outbound_message(body).notifications) == 1
+
+
+def test_the_organization_is_checked_before_the_notifications() -> None:
+    seen: list[str] = []
+
+    def refuse(org: str) -> None:
+        seen.append(org)
+        raise LookupError("not this org")
+
+    broken = _message(ONE.replace("<Id>04l5e00000A1b2cAAB</Id>", "<Id>x</Id>"))
+    with pytest.raises(LookupError, match="not this org"):
+        parse_outbound_message(broken, check_organization=refuse)
+    assert seen == ["00D5e000000AbCdEAK"]
+    with pytest.raises(PayloadError, match="Notification 0: Id is not a Salesforce id"):
+        parse_outbound_message(broken, check_organization=seen.append)
+
+
 def test_at_most_100_notifications() -> None:
     assert len(parse_outbound_message(_message(*[ONE] * 100)).notifications) == 100
     with pytest.raises(PayloadError, match="101 notifications in one message, at most 100"):
@@ -455,9 +589,17 @@ def test_a_soap_fault_escapes_its_reason(server: bool, code: str) -> None:
         ("00D5e000000AbCd", "00D5e000000ABCD", False),
         ("00D5e000000AbCdEAK", "00D5e000000AbCe", False),
         ("00D5e000000AbC", "00D5e000000AbCdEAK", False),
+        ("00D5e000000AbCdZZZ-anything", "00D5e000000AbCd", False),
+        ("00D5e000000AbCdEAK", "00D5e000000AbCdZZZ", False),
+        ("00D5e000000AbCdZZZ", "00D5e000000AbCd", True),
+        ("00D5e000000AbCd ", "00D5e000000AbCd", False),
+        ("00D5e000000AbCd\n", "00D5e000000AbCd", False),
+        ("00D5e000000AbCé", "00D5e000000AbCé", False),
+        ("00D5e000000AbCd", "00d5e000000abcd", False),
     ],
-    ids=["15-vs-18", "18-vs-18", "case-matters", "different", "too-short"],
-)
+    ids=["15-vs-18", "18-vs-18", "case-matters", "different", "too-short", "18-plus-anything", "other-suffix",
+         "suffix-not-recomputed", "trailing-space", "trailing-newline", "non-ascii", "lower-cased"],
+)  # fmt: skip
 def test_salesforce_ids_match(a: str, b: str, same: bool) -> None:
     assert salesforce_ids_match(a, b) is same
 
@@ -479,7 +621,7 @@ def _flow_event(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in event.items() if value is not None}
 
 
-def _flow(*events: dict[str, Any], org: str | None = ORG) -> bytes:
+def _flow(*events: dict[str, Any], org: Any = ORG) -> bytes:
     body: dict[str, Any] = {"events": list(events)}
     if org is not None:
         body["organizationId"] = org
@@ -543,6 +685,24 @@ def test_at_most_200_flow_events() -> None:
         ),
         (_flow(_flow_event(occurredAt=1764093600)), "events[0].occurredAt: Value error, expected an ISO 8601 string"),
         (_flow(_flow_event(occurredAt="yesterday")), "events[0].occurredAt: Value error, Invalid isoformat string"),
+        (
+            _flow(_flow_event(occurredAt="0001-01-01T00:00:00+01:00")),
+            "events[0].occurredAt: Value error, datetime out of range in UTC",
+        ),
+        (_flow(_flow_event(sobject="O" * 65)), "events[0].sobject: String should match pattern"),
+        (_flow(_flow_event(id="evt\x00")), "events[0].id: contains a NUL character"),
+        (_flow(_flow_event(extra=json.loads("[" * 40 + "]" * 40))), "events[0].extra[0][0]"),
+        (
+            b'{"organizationId": "' + ORG.encode() + b'", "events": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "not JSON okrsync accepts: nested deeper than",
+        ),
+        (
+            _flow(_flow_event()).replace(b'"update"', b"1e999"),
+            "events[0].changeType: a number too large for a float",
+        ),
+        (_flow(_flow_event()).replace(b'"update"', b"NaN"), "not JSON: NaN is not a number JSON allows"),
+        (_flow(_flow_event(), org=123), "organizationId: Input should be a valid string"),
+        (_flow(_flow_event(recordId=2**70)), "events[0].recordId: Input should be a valid string"),
     ],
     ids=[
         "not-json",
@@ -560,6 +720,15 @@ def test_at_most_200_flow_events() -> None:
         "naive-datetime",
         "unix-number",
         "not-a-datetime",
+        "datetime-out-of-range",
+        "sobject-too-long",
+        "nul-in-id",
+        "nested-40-deep",
+        "nested-100000-deep",
+        "float-overflow",
+        "nan",
+        "organization-a-number",
+        "record-id-a-huge-number",
     ],
 )
 def test_malformed_flow_bodies(body: bytes, reason: str) -> None:

@@ -1,7 +1,8 @@
 """Webhooks of several CRM connections, through the real sidecar on loopback (SQLite): HubSpot events go to the
-connection of their portalId (one client secret verifies all), Outbound Messages to the connection of their org id,
-Flow callouts to the default one; a worker marks events for a connection it has not got as failed, saying how to
-configure it."""
+connection of their portalId (one client secret verifies all), Outbound Messages to the connection of their org id
+(anything else refused without naming the configured ones), Flow callouts to the default one; the app card answers
+only for a portal okrsync has a connection for; a worker marks events for a connection it has not got as failed,
+saying how to configure it."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ from sqlmodel import Session
 from connectors.hubspot.config import HubSpotConfig
 from connectors.salesforce.config import SalesforceConfig
 from service.app import create_app
-from service.kit.db import create_schema, make_engine
+from service.crm.models import CrmConnection, Opportunity
+from service.kit.db import create_schema, make_engine, utcnow
 from service.kit.metrics import Metrics
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ConnectionSettings, ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent
+from service.webhooks.routing import portal_of_record_pages
 from service.webhooks.tasks import Worker
 from service.webhooks.verify import sign_hubspot_v3, sign_shared_hmac
 
@@ -70,6 +73,12 @@ class Sidecar:
         signature = sign_shared_hmac(secret=FLOW_SECRET, body=body, timestamp=int(time.time()))
         headers = {"X-Okrsync-Signature": signature, "Content-Type": "application/json"}
         return httpx.post(f"{self.base_url}/webhooks/salesforce/flow", content=body, headers=headers)
+
+    def card(self, path: str) -> httpx.Response:
+        stamp = str(int(time.time() * 1000))
+        uri = f"{self.base_url}{path}"
+        signature = sign_hubspot_v3(client_secret=SECRET, method="GET", uri=uri, body=b"", timestamp=stamp)
+        return httpx.get(uri, headers={"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp})
 
     def stored(self) -> list[WebhookEvent]:
         with Session(self.engine) as session:
@@ -149,7 +158,10 @@ def test_outbound_messages_go_to_the_connection_of_their_org(sidecar: Sidecar) -
         assert b"<Ack>true</Ack>" in answer.content
     refused = sidecar.outbound(UNKNOWN_ORG, "04l000000000002AAA", "006000000000001AAA")
     assert refused.status_code == 401
-    assert f"Outbound Message from org {UNKNOWN_ORG}, expected one of {DEFAULT_ORG}, {EMEA_ORG[:15]}" in refused.text
+    assert f"Outbound Message from org {UNKNOWN_ORG} refused: no connection of this okrsync is for that org" in (
+        refused.text
+    )
+    assert DEFAULT_ORG[:15] not in refused.text and EMEA_ORG[:15] not in refused.text  # what is expected stays unsaid
     stored = sidecar.stored()
     assert [(e.source, e.connection, e.object_id, e.duplicates) for e in stored] == [
         ("salesforce", None, "006000000000001AAA", 0),
@@ -164,8 +176,98 @@ def test_an_extra_org_alone_takes_outbound_messages(sqlite_engine: Engine) -> No
     with _serve(sqlite_engine, default_org=None) as sidecar:
         assert sidecar.outbound(EMEA_ORG, "04l000000000001AAA", "006000000000001AAA").status_code == 200
         refused = sidecar.outbound(DEFAULT_ORG, "04l000000000002AAA", "006000000000001AAA")
-        assert refused.status_code == 401 and f"expected {EMEA_ORG[:15]}" in refused.text
+        assert refused.status_code == 401 and "no connection of this okrsync is for that org" in refused.text
+        assert EMEA_ORG[:15] not in refused.text and "expected" not in refused.text
         assert [e.connection for e in sidecar.stored()] == ["emea"]
+
+
+@pytest.mark.parametrize(
+    ("org", "reason"),
+    [
+        (
+            DEFAULT_ORG + "-anything",
+            "Outbound Message refused: OrganizationId is not a Salesforce id (15 or 18 letters and digits)",
+        ),
+        (
+            DEFAULT_ORG[:15] + "ZZZ-anything",
+            "Outbound Message refused: OrganizationId is not a Salesforce id (15 or 18 letters and digits)",
+        ),
+        (DEFAULT_ORG[:15] + "ZZZ", f"Outbound Message from org {DEFAULT_ORG[:15]}ZZZ refused"),
+        (DEFAULT_ORG.lower(), f"Outbound Message from org {DEFAULT_ORG.lower()} refused"),
+        (DEFAULT_ORG[:14], "Outbound Message refused: OrganizationId is not a Salesforce id"),
+        (DEFAULT_ORG[:15] + "\u00e9", "Outbound Message refused: OrganizationId is not a Salesforce id"),
+        ("0" * 100_000, "Outbound Message refused: OrganizationId is not a Salesforce id"),
+    ],
+    ids=["18-plus-anything", "15-plus-anything", "other-suffix", "lower-cased", "14-characters", "non-ascii", "huge"],
+)
+def test_an_org_id_that_is_not_exactly_a_configured_one_is_refused(sidecar: Sidecar, org: str, reason: str) -> None:
+    refused = sidecar.outbound(org, "04l000000000001AAA", "006000000000001AAA")
+    assert refused.status_code == 401 and refused.headers["content-type"].startswith("text/xml")
+    assert f"<faultstring>{reason}" in refused.text, refused.text[:500]
+    assert "expected" not in refused.text and DEFAULT_ORG not in refused.text and EMEA_ORG[:15] not in refused.text
+    assert len(refused.content) < 1000  # a huge id is not echoed
+    assert sidecar.stored() == []
+
+
+def _synced(engine: Engine, name: str, record_pages: str | None, deal_name: str) -> None:
+    """A HubSpot connection as a sync leaves it: record pages learned (or not), deal 42 with ``deal_name``."""
+    with Session(engine) as session:
+        connection = CrmConnection(crm="hubspot", name=name, instance_url=record_pages, created_at=utcnow())
+        session.add(connection)
+        session.flush()
+        session.add(
+            Opportunity(connection_id=connection.id or 0, external_id="42", crm_object="deals", name=deal_name,
+                        modified_at=utcnow(), synced_at=utcnow())
+        )  # fmt: skip
+        session.commit()
+
+
+def _card_path(portal: int | None) -> str:
+    return "/api/v1/hubspot/card?objectType=deals&objectId=42&userId=1" + (f"&portalId={portal}" if portal else "")
+
+
+def test_the_app_card_answers_only_for_a_portal_okrsync_has(sidecar: Sidecar) -> None:
+    # deal 42 exists in both portals; the default connection's sync learned its portal id from the account details
+    _synced(sidecar.engine, "sandbox", f"https://app-eu1.hubspot.com/contacts/{DEFAULT_PORTAL}", "Default deal")
+    _synced(sidecar.engine, "west", f"https://app.hubspot.com/contacts/{WEST_PORTAL}", "West deal")
+    names = {}
+    for portal in (DEFAULT_PORTAL, WEST_PORTAL):
+        answer = sidecar.card(_card_path(portal))
+        assert answer.status_code == 200, answer.text
+        names[portal] = answer.json()["record"]["name"]
+    assert names == {DEFAULT_PORTAL: "Default deal", WEST_PORTAL: "West deal"}
+    # correctly signed, but from a portal the app is installed in and okrsync has no connection for
+    unknown = sidecar.card(_card_path(UNKNOWN_PORTAL))
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json() == {
+        "error": "not_found",
+        "detail": f"HubSpot portal {UNKNOWN_PORTAL} is not connected to this okrsync (an extra portal needs its"
+        " hubspot_portal_id in OKRSYNC_CONNECTIONS; the default portal is known after its first sync)",
+    }
+    missing = sidecar.card(_card_path(None))
+    assert missing.status_code == 400 and missing.json()["detail"].startswith("portalId missing")
+    assert httpx.get(f"{sidecar.base_url}{_card_path(UNKNOWN_PORTAL)}").status_code == 401  # unsigned: 401 first
+
+
+def test_the_app_card_of_the_default_portal_waits_for_its_first_sync(sidecar: Sidecar) -> None:
+    _synced(sidecar.engine, "sandbox", None, "Default deal")  # the account details call was refused, or no sync yet
+    answer = sidecar.card(_card_path(DEFAULT_PORTAL))
+    assert answer.status_code == 404 and "Default deal" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("pages", "portal"),
+    [
+        ("https://app.hubspot.com/contacts/145000001", 145000001),
+        ("https://app-eu1.hubspot.com/contacts/62515/", 62515),
+        ("https://api.hubapi.com", None),
+        ("https://app.hubspot.com/contacts/abc", None),
+        (None, None),
+    ],
+    ids=["app", "eu-trailing-slash", "api-host-of-an-older-okrsync", "not-a-number", "unknown"],
+)
+def test_portal_of_record_pages(pages: str | None, portal: int | None) -> None:
+    assert portal_of_record_pages(pages) == portal
 
 
 def test_a_worker_fails_the_events_of_a_connection_it_has_not_got(sidecar: Sidecar) -> None:

@@ -13,6 +13,7 @@ from hubspot.utils.signature import Signature
 
 from service.webhooks.verify import (
     SignatureError,
+    Verified,
     decode_hubspot_uri,
     hubspot_signed_uri,
     hubspot_v2_signature,
@@ -40,7 +41,10 @@ def _hand_v3(secret: str, source: str) -> str:
     return base64.b64encode(hmac.new(secret.encode(), source.encode(), hashlib.sha256).digest()).decode()
 
 
-def _verify(**overrides: object) -> None:
+GOOD_V3 = sign_hubspot_v3(client_secret=DOC_SECRET, method="POST", uri=URI, body=BODY, timestamp=NOW_MS)
+
+
+def _verify(**overrides: object) -> Verified:
     request: dict[str, object] = {
         "client_secret": DOC_SECRET,
         "method": "POST",
@@ -50,7 +54,7 @@ def _verify(**overrides: object) -> None:
         "signature": sign_hubspot_v3(client_secret=DOC_SECRET, method="POST", uri=URI, body=BODY, timestamp=NOW_MS),
         "now_ms": NOW_MS,
     }
-    verify_hubspot_v3(**{**request, **overrides})  # type: ignore[arg-type]
+    return verify_hubspot_v3(**{**request, **overrides})  # type: ignore[arg-type]
 
 
 # --- published vectors and cross-checks ---------------------------------------------------------------------------
@@ -149,8 +153,14 @@ def test_a_valid_request_passes_with_the_raw_or_the_decoded_uri() -> None:
     ("overrides", "reason"),
     [
         ({"signature": _hand_v3("another-secret", "POST" + URI + BODY.decode() + str(NOW_MS))}, "signature mismatch"),
-        ({"signature": "not base64 at all"}, "signature mismatch"),
-        ({"signature": "signé"}, "signature mismatch"),
+        ({"signature": "not base64 at all"}, "malformed signature header"),
+        ({"signature": "signé"}, "malformed signature header"),
+        ({"signature": GOOD_V3 + "\xa0"}, "malformed signature header"),
+        ({"signature": GOOD_V3 + " "}, "malformed signature header"),
+        ({"signature": " " + GOOD_V3}, "malformed signature header"),
+        ({"signature": GOOD_V3.rstrip("=")}, "malformed signature header"),
+        ({"signature": GOOD_V3 + GOOD_V3}, "malformed signature header"),
+        ({"signature": GOOD_V3[:-2] + "A="}, "signature mismatch"),
         ({"body": BODY.replace(b'"objectId":123', b'"objectId":124')}, "signature mismatch"),
         ({"body": BODY + b" "}, "signature mismatch"),
         ({"uri": URI.replace("okrsync.example.com", "evil.example.com")}, "signature mismatch"),
@@ -166,11 +176,19 @@ def test_a_valid_request_passes_with_the_raw_or_the_decoded_uri() -> None:
         ({"timestamp": "1764093600000.0"}, "malformed timestamp header"),
         ({"timestamp": "-1"}, "malformed timestamp header"),
         ({"timestamp": "١٧٦"}, "malformed timestamp header"),
+        ({"timestamp": "9" * 5000}, "malformed timestamp header"),
+        ({"timestamp": str(NOW_MS) + "\n"}, "malformed timestamp header"),
     ],
     ids=[
         "forged-with-another-secret",
         "garbage-signature",
         "non-ascii-signature",
+        "trailing-nbsp",
+        "trailing-space",
+        "leading-space",
+        "padding-dropped",
+        "signature-twice",
+        "well-formed-but-wrong",
         "altered-body",
         "body-with-trailing-space",
         "altered-host",
@@ -186,6 +204,8 @@ def test_a_valid_request_passes_with_the_raw_or_the_decoded_uri() -> None:
         "fractional-timestamp",
         "negative-timestamp",
         "non-ascii-digits",
+        "5000-digit-timestamp",
+        "timestamp-with-newline",
     ],
 )
 def test_hubspot_v3_refusals(overrides: dict[str, object], reason: str) -> None:
@@ -197,6 +217,18 @@ def test_hubspot_v3_refusals(overrides: dict[str, object], reason: str) -> None:
 @pytest.mark.parametrize("skew_ms", [-300_000, 0, 300_000], ids=["5-min-old", "now", "5-min-ahead"])
 def test_the_five_minute_window_is_inclusive(skew_ms: int) -> None:
     _verify(now_ms=NOW_MS + skew_ms)
+
+
+def test_hubspot_verified_is_the_digest_of_the_signed_bytes() -> None:
+    verified = _verify()
+    signed = b"POST" + URI.encode() + BODY + str(NOW_MS).encode()
+    assert verified == Verified(hashlib.sha256(signed).hexdigest(), NOW_MS)
+    # the same signed request however its URI is escaped: one digest (the replay guard keys on it)
+    raw = URI.replace("crm:deals", "crm%3Adeals")
+    assert _verify(uri=raw) == verified
+    # anything else under the MAC makes another request
+    other = sign_hubspot_v3(client_secret=DOC_SECRET, method="POST", uri=URI, body=BODY, timestamp=NOW_MS + 1)
+    assert _verify(timestamp=str(NOW_MS + 1), signature=other).digest != verified.digest
 
 
 def test_a_replayed_request_is_refused_once_stale() -> None:
@@ -294,13 +326,17 @@ GOOD_MAC = _flow_header().partition("v1=")[2]
         _flow_header(),
         f"t={FLOW_T},v1={GOOD_MAC.upper()}",
         f" t={FLOW_T} , v1={GOOD_MAC} ",
+        f"t={FLOW_T},\tv1={GOOD_MAC}",
         f"t={FLOW_T},v1={'0' * 64},v1={GOOD_MAC}",
         f"v1={GOOD_MAC},t={FLOW_T},v0=ignored",
+        f"t={FLOW_T},v1={GOOD_MAC},v2=a-future-scheme",
     ],
-    ids=["as-signed", "uppercase-hex", "spaces", "rotation-second-secret", "any-order-unknown-keys"],
+    ids=["as-signed", "uppercase-hex", "spaces", "tab", "rotation-second-secret", "any-order-v0", "future-v2"],
 )
 def test_shared_hmac_accepts(header: str) -> None:
-    verify_shared_hmac(secret=FLOW_SECRET, body=FLOW_BODY, header=header, now_s=FLOW_T + 10)
+    verified = verify_shared_hmac(secret=FLOW_SECRET, body=FLOW_BODY, header=header, now_s=FLOW_T + 10)
+    # one signed request, one digest, however the header is written: the replay guard keys on it
+    assert verified == Verified(hashlib.sha256(b"1764093600." + FLOW_BODY).hexdigest(), FLOW_T * 1000)
 
 
 @pytest.mark.parametrize(
@@ -317,7 +353,16 @@ def test_shared_hmac_accepts(header: str) -> None:
         (f"t={FLOW_T}", FLOW_BODY, FLOW_T, "malformed signature header"),
         (f"t=soon,v1={GOOD_MAC}", FLOW_BODY, FLOW_T, "malformed signature header"),
         (GOOD_MAC, FLOW_BODY, FLOW_T, "malformed signature header"),
-        (f"t={FLOW_T},v1=signé", FLOW_BODY, FLOW_T, "signature mismatch"),
+        (f"t={FLOW_T},v1=signé", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1={GOOD_MAC}\xa0", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1={GOOD_MAC},v1=00", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1={GOOD_MAC},x=1", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1={GOOD_MAC},t={FLOW_T}", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1={GOOD_MAC},", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1=", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1= {GOOD_MAC}", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={'9' * 5000},v1={GOOD_MAC}", FLOW_BODY, FLOW_T, "malformed signature header"),
+        (f"t={FLOW_T},v1={'0' * 64}", FLOW_BODY, FLOW_T, "signature mismatch"),
     ],
     ids=[
         "missing",
@@ -332,6 +377,15 @@ def test_shared_hmac_accepts(header: str) -> None:
         "timestamp-not-a-number",
         "bare-mac",
         "non-ascii-mac",
+        "trailing-nbsp",
+        "short-extra-mac",
+        "unknown-key",
+        "second-timestamp",
+        "empty-entry",
+        "empty-mac",
+        "space-inside-entry",
+        "5000-digit-timestamp",
+        "well-formed-but-wrong",
     ],
 )
 def test_shared_hmac_refusals(header: str | None, body: bytes, now_s: int, reason: str) -> None:
