@@ -91,6 +91,11 @@ class Contact(CrmRecord):
     title: str | None = None
     account_id: str | None = None
     owner_id: str | None = None
+    account_ids: tuple[str, ...] | None = Field(
+        default=None,
+        description="Every account the record is linked to, account_id (the primary one) included, when the CRM allows "
+        "several (HubSpot companies); None: the CRM has only account_id.",
+    )
 
 
 class Opportunity(CrmRecord):
@@ -110,6 +115,15 @@ class Opportunity(CrmRecord):
     last_activity_date: date | None = None
     stage_entered_at: datetime | None = Field(default=None, description="When the current stage was entered.")
     close_date_pushes: int | None = Field(default=None, ge=0, description="Times the close date moved later.")
+    account_ids: tuple[str, ...] | None = Field(
+        default=None, description="Every linked account, account_id included (see Contact.account_ids)."
+    )
+    contact_ids: tuple[str, ...] | None = Field(
+        default=None,
+        description="The opportunity's whole set of contacts when the CRM reads it with the opportunity (HubSpot "
+        "associations): opportunity contacts not in it are no longer linked. None: contact roles come as records of "
+        "their own (Salesforce OpportunityContactRole).",
+    )
 
 
 class OpportunityContact(CrmRecord):
@@ -138,6 +152,9 @@ class Activity(CrmRecord):
     account_id: str | None = None
     opportunity_id: str | None = None
     contact_ids: tuple[str, ...] = ()
+    account_ids: tuple[str, ...] | None = Field(
+        default=None, description="Every linked account, account_id included (see Contact.account_ids)."
+    )
 
     @field_validator("occurred_at", "due_at", "completed_at")
     @classmethod

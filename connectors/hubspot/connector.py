@@ -5,10 +5,17 @@ limiting and the daily-allowance guard are decided in ``_call`` only. Never touc
 
 - First sync: the list API (100 per page); engagements and deals are resolved in batches of up to 1,000 ids per
   association batch read.
-- Incremental: the search API (200 per page) on the last-modified property, ascending, from cursor − look-back;
-  before the 10,000-result cap the window is moved to the last timestamp seen; when a single timestamp holds
-  more than 10,000 records (bulk updates) those are paged by ``hs_object_id``.
-- Deletions: archived records never appear in search; ``deleted()`` reads the archived listing.
+- Incremental: the search API (200 per page) on the last-modified property, ascending, paged by keyset (each page
+  is the first page of a window starting at the last timestamp read; a timestamp that fills a page is read by
+  ``hs_object_id``), never by offset: a record changing while the sync pages cannot be skipped, and the
+  10,000-result cap is never reached. The look-back is measured from the start of the last complete read
+  (``incremental_since``), not from the cursor: records read before cost nothing again.
+- Deletions: archived records never appear in search; ``deleted()`` reads the archived listing. The sync clears
+  references to a deleted record itself (``links_outlive_deletes``): HubSpot leaves the associated records alone.
+- Companies: v4 reads carry association types; a contact's or deal's primary company is its account
+  (``mapping.PRIMARY_COMPANY_TYPE``), every company goes to ``account_ids``.
+- Owners: the active and the archived listing (deactivated users) every run; none is ever deleted.
+- A cursor never passes the server's clock (HTTP ``Date``), so a change stamp in the future cannot stall a stream.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -46,7 +54,6 @@ T = TypeVar("T")
 
 LIST_LIMIT = 100
 SEARCH_LIMIT = 200
-SEARCH_CAP = 10_000
 ASSOC_BATCH = 1_000
 OWNERS_LIMIT = 500
 BATCH_READ_LIMIT = 100  # ids per objects batch read
@@ -58,6 +65,7 @@ class Page:
     skipped: list[SkippedRecord] = field(default_factory=list)
     cursor: tuple[datetime, str] | None = None
     total_size: int = 0
+    began_at: datetime | None = None  # the server's time when the read behind the page began
 
 
 @dataclass
@@ -127,6 +135,9 @@ class HubSpotConnector:
 
     crm = "hubspot"
     streams: tuple[str, ...] = mapping.STREAMS
+    # archiving a company, deal or contact leaves the records associated with it, and HubSpot may still list the
+    # associations: the sync clears references to a record it marks deleted itself
+    links_outlive_deletes = True
 
     def __init__(self, config: HubSpotConfig) -> None:
         self.config = config
@@ -150,6 +161,7 @@ class HubSpotConnector:
         self._properties_api = crm.properties.core_api
         self._checked_properties: set[str] = set()
         self.api_calls = 0
+        self.server_time: datetime | None = None  # the Date header of the last answer
         self.guard = RateGuard(burst_share=config.burst_share, search_per_second=config.search_per_second)
         self._pipelines: Pipelines | None = None
 
@@ -157,6 +169,16 @@ class HubSpotConnector:
     @property
     def lookback(self) -> timedelta:
         return timedelta(seconds=self.config.lookback_seconds)
+
+    def incremental_since(self, *, cursor_at: datetime, read_began_at: datetime) -> datetime:
+        """Where the next search of a stream starts, given its cursor and the server's time its last complete read
+        began. The look-back exists because a change shows in search a moment after its stamp: a record stamped up
+        to ``lookback`` before that read began may have been missing from it. So it is measured from the read's
+        start, not from the cursor: a bulk update read once is not read (and associated) again by every run until
+        a later change moves the cursor. When the cursor lies before that window, nothing can be missing between
+        the two, and the read starts just after the cursor."""
+        settled = read_began_at - self.lookback
+        return settled if cursor_at >= settled else cursor_at + timedelta(milliseconds=1)
 
     def kind_of(self, stream: str) -> str:
         return mapping.KINDS[stream]
@@ -233,7 +255,24 @@ class HubSpotConnector:
             self.guard.after(getattr(exc, "headers", None))
             raise self._translate(name, int(status), _body(exc)) from None
         self.guard.after(headers)
+        self._server_clock(headers)
         return data
+
+    def _server_clock(self, headers: Any) -> None:
+        # the HTTP Date header (whole seconds): a cursor is never moved past the server's own clock
+        try:
+            stamp = parsedate_to_datetime(str(headers.get("Date"))) if headers and headers.get("Date") else None
+        except (TypeError, ValueError):
+            stamp = None
+        if stamp is not None:
+            self.server_time = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+    def _cursor_limit(self) -> datetime:
+        """The latest time a cursor may take: the server's clock as its last answer gave it (or this machine's, if
+        that is behind), so that a record with a change stamp in the future cannot move the cursor past every change
+        still to come."""
+        now = datetime.now(UTC)
+        return min(now, self.server_time) if self.server_time else now
 
     def _translate(self, name: str, status: int, body: dict[str, Any]) -> Exception:
         message = str(body.get("message") or "")
@@ -283,29 +322,32 @@ class HubSpotConnector:
             self._pipelines = Pipelines(stages=stages)
         return self._pipelines
 
-    def _owner_pages(self, *, archived: bool = False) -> Iterator[Page]:
-        """Owners are few and not searchable: every run lists them all (one call per 500)."""
-        after: str | None = None
+    def _owner_pages(self) -> Iterator[Page]:
+        """Owners are few and not searchable: every run lists them all (one call per 500), the active ones and the
+        archived ones (deactivated users, ``archived=true``: their records keep the owner id). The last page sets the
+        cursor."""
         newest: tuple[datetime, str] | None = None
-        while True:
-            answer = self._call(
-                "owners",
-                partial(self._owners.get_page_with_http_info, limit=OWNERS_LIMIT, after=after, archived=archived),
-            )
-            page = Page()
-            for owner in answer.results:
-                try:
-                    record = mapping.owner_record(self._owners.api_client.sanitize_for_serialization(owner))
-                    page.records.append(record)
-                    newest = max(newest or (record.modified_at, ""), (record.modified_at, record.external_id))
-                except SkippableError as exc:
-                    page.skipped.append(SkippedRecord(external_id=str(owner.id), reason=str(exc), raw={}))
-            after = answer.paging.next.after if answer.paging and answer.paging.next else None
-            if not after:
-                page.cursor = newest
+        for archived in (False, True):
+            after: str | None = None
+            while True:
+                answer = self._call(
+                    "owners",
+                    partial(self._owners.get_page_with_http_info, limit=OWNERS_LIMIT, after=after, archived=archived),
+                )
+                page = Page()
+                for owner in answer.results:
+                    try:
+                        record = mapping.owner_record(self._owners.api_client.sanitize_for_serialization(owner))
+                        page.records.append(record)
+                        newest = max(newest or (record.modified_at, ""), (record.modified_at, record.external_id))
+                    except SkippableError as exc:
+                        page.skipped.append(SkippedRecord(external_id=str(owner.id), reason=str(exc), raw={}))
+                after = answer.paging.next.after if answer.paging and answer.paging.next else None
+                if not after and archived:
+                    page.cursor = newest
                 yield page
-                return
-            yield page
+                if not after:
+                    break
 
     # -- objects -----------------------------------------------------------------------------------------------
     def _check_custom_properties(self, stream: str) -> None:
@@ -343,15 +385,18 @@ class HubSpotConnector:
         if stream == "owners":
             yield from self._owner_pages()
             return
-        started = datetime.now(UTC)
+        started = self._cursor_limit()
         batch: list[HubSpotRow] = []
         source = self._list_rows(stream) if since is None else self._search_rows(stream, since)
         for rows in source:
             batch.extend(rows)
             if len(batch) >= ASSOC_BATCH:
-                yield self._resolve(stream, batch[:ASSOC_BATCH], list_mode=since is None)
+                page = self._resolve(stream, batch[:ASSOC_BATCH], list_mode=since is None)
+                page.began_at = started
+                yield page
                 batch = batch[ASSOC_BATCH:]
         page = self._resolve(stream, batch, list_mode=since is None)
+        page.began_at = started
         if since is None:
             # the listing is ordered by id, not by time: only its end may set the cursor, to the start of the
             # listing, so that whatever changed while listing is read again by the next (search) run
@@ -393,12 +438,24 @@ class HubSpotConnector:
                 return
 
     def _search_rows(self, stream: str, since: datetime) -> Iterator[list[HubSpotRow]]:
+        """Every record of ``stream`` stamped at or after ``since``, by keyset paging: never an ``after`` offset.
+
+        HubSpot's search pages by offset over the records as they are at each request
+        (https://developers.hubspot.com/docs/guides/api/crm/search): a record that changes while we page moves
+        from its slot to the end, the ones behind it move up a slot, and the record at the next page boundary is
+        never returned. So each request starts from the first page of a window (``after`` 0) that begins at the
+        last timestamp read: a record that changes meanwhile gets a stamp inside the window still to be read.
+        The search takes one sort only, and ties are in no documented order: records at the last timestamp of a
+        full page are not kept but read again as the first ones of the next window (``GTE``); when a single
+        timestamp fills a page (bulk updates), that timestamp is read by ``hs_object_id`` (``EQ`` stamp,
+        ``GT`` last id, sorted by id), then the window goes on strictly after it. No query pages past its first
+        page, so the 10,000-result cap is never reached, and each record is read once per run (plus one page per
+        bulk timestamp)."""
         prop = mapping.MODIFIED[stream]
         props = self._properties(stream)
         window, op = since, "GTE"
-        same_stamp: datetime | None = None  # set while paging >10,000 records sharing one timestamp by id
+        same_stamp: datetime | None = None  # set while reading one timestamp's records by id
         last_id = "0"
-        after: str | None = None
         while True:
             if same_stamp is None:
                 filters = [{"propertyName": prop, "operator": op, "value": str(_ms(window))}]
@@ -414,38 +471,39 @@ class HubSpotConnector:
                 "sorts": sorts,
                 "properties": props,
                 "limit": SEARCH_LIMIT,
-                "after": after or "0",
+                "after": "0",
             }
             answer = self._call("search", partial(self._search.do_search_with_http_info, stream, body), search=True)
             rows = [self._row(stream, obj) for obj in answer.results]
-            if rows:
-                yield rows
-            next_after = answer.paging.next.after if answer.paging and answer.paging.next else None
-            if next_after and int(next_after) + SEARCH_LIMIT <= SEARCH_CAP:
-                after = next_after
-                continue
-            after = None
+            more = bool(answer.paging and answer.paging.next and answer.paging.next.after) and bool(rows)
             if same_stamp is not None:
-                if next_after and rows:  # still more at this timestamp: continue after the last id
+                if rows:
+                    yield rows
+                if more:  # still more at this timestamp: go on after the last id
                     last_id = rows[-1].id
                     continue
                 window, op, same_stamp = same_stamp, "GT", None
                 continue
-            if not next_after or not rows:
+            if not more:
+                if rows:
+                    yield rows
                 return
-            # the 10,000 cap: read every record stamped with the last timestamp seen by id (ties are not ordered
-            # by id in time-sorted results), then go on strictly after it. Costs at most one re-read of that
-            # timestamp's records; a bulk update of >10,000 records at one instant is paged by id.
-            last = mapping.parse_timestamp(rows[-1].properties.get(prop))
+            stamps = [mapping.parse_timestamp(row.properties.get(prop)) for row in rows]
+            last = stamps[-1]
             assert last is not None
-            same_stamp, last_id = last, "0"
+            if stamps[0] == last:  # one timestamp fills the page: read it by id
+                same_stamp, last_id = last, "0"
+                continue
+            # the records at the page's last timestamp may go on in the next page: read them there
+            yield [row for row, stamp in zip(rows, stamps, strict=True) if stamp != last]
+            window, op = last, "GTE"
 
     def _resolve(self, stream: str, rows: list[HubSpotRow], *, list_mode: bool) -> Page:
         page = Page()
         for to_type in mapping.ASSOCIATIONS.get(stream, ()):
             links = self.associations(stream, to_type, [r.id for r in rows])
             for row in rows:
-                row.associations[to_type] = links.get(row.id, [])
+                row.link(to_type, links.get(row.id, []))
         pipelines = self.pipelines() if stream == "deals" else Pipelines()
         for row in rows:
             try:
@@ -463,7 +521,9 @@ class HubSpotConnector:
             last = rows[-1]
             stamp = mapping.parse_timestamp(last.properties.get(mapping.MODIFIED[stream]))
             if stamp:
-                page.cursor = (stamp, last.id)
+                limit = self._cursor_limit()
+                # a stamp in the future (a bad import, a wrong clock) is read again by every run, not made the cursor
+                page.cursor = (stamp, last.id) if stamp <= limit else (limit, "")
         return page
 
     def fetch(self, stream: str, ids: list[str]) -> tuple[Page, list[Deletion]]:
@@ -483,9 +543,10 @@ class HubSpotConnector:
         page = self._resolve(stream, rows, list_mode=True)  # no cursor: a targeted read must not move it
         return page, [Deletion(external_id=i, deleted_at=None) for i in unique if i not in found]
 
-    def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[str]]:
-        """from id → associated ids, through v4 batch reads of up to 1,000 ids (per-record paging followed)."""
-        found: dict[str, list[str]] = {}
+    def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[mapping.Link]]:
+        """from id → its associations (id and association types), through v4 batch reads of up to 1,000 ids
+        (per-record paging followed)."""
+        found: dict[str, list[mapping.Link]] = {}
         for start in range(0, len(ids), ASSOC_BATCH):
             chunk = ids[start : start + ASSOC_BATCH]
             body = {"inputs": [{"id": i} for i in chunk]}
@@ -494,7 +555,7 @@ class HubSpotConnector:
             )
             for result in answer.results:
                 from_id = str(result._from.id)
-                found[from_id] = [str(t.to_object_id) for t in result.to]
+                found[from_id] = [_link(t) for t in result.to]
                 after = result.paging.next.after if result.paging and result.paging.next else None
                 while after:
                     more = self._call(
@@ -508,24 +569,26 @@ class HubSpotConnector:
                             limit=500,
                         ),
                     )
-                    found[from_id] += [str(t.to_object_id) for t in more.results]
+                    found[from_id] += [_link(t) for t in more.results]
                     after = more.paging.next.after if more.paging and more.paging.next else None
         return found
 
     def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
-        """Archived records of ``stream`` (the archived listing; deletion webhooks arrive in a later issue)."""
+        """Archived records of ``stream`` (the archived listing; deletion webhooks arrive in a later issue). Owners:
+        none, archived owners are deactivated users that ``pages()`` lists and keeps."""
         if stream == "owners":
-            archived = [r for page in self._owner_pages(archived=True) for r in page.records]
-            return DeletedWindow(
-                deletions=[Deletion(external_id=r.external_id, deleted_at=r.modified_at) for r in archived],
-                latest_covered=end,
-            )
+            return DeletedWindow(deletions=[], latest_covered=end)
         deletions = [
             Deletion(external_id=row.id, deleted_at=mapping.parse_timestamp(row.properties.get("archivedAt")))
             for rows in self._list_rows(stream, archived=True)
             for row in rows
         ]
         return DeletedWindow(deletions=deletions, latest_covered=end)
+
+
+def _link(item: Any) -> mapping.Link:
+    types = frozenset((str(t.category), int(t.type_id)) for t in item.association_types or [] if t.type_id is not None)
+    return mapping.Link(to_id=str(item.to_object_id), types=types)
 
 
 def _ms(value: datetime) -> int:

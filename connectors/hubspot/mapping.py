@@ -126,9 +126,16 @@ PROPERTIES: dict[str, list[str]] = {
 
 # Which associations each stream needs (v4 batch reads).
 ASSOCIATIONS: dict[str, tuple[str, ...]] = {
+    "contacts": ("companies",),
     "deals": ("companies", "contacts"),
     **{e: ("companies", "deals", "contacts") for e in ENGAGEMENTS},
 }
+
+# The HUBSPOT_DEFINED association type that marks a record's primary company; the unlabelled type (deal → company
+# 341, contact → company 279) is listed beside it, and links come in no priority order. HubSpot's table of type ids
+# lists a primary company for contacts and deals only, none for calls, emails, meetings, notes or tasks:
+# https://developers.hubspot.com/docs/api/crm/associations#association-type-id-values
+PRIMARY_COMPANY_TYPE: dict[str, int] = {"contacts": 1, "deals": 5}
 
 
 @dataclass(frozen=True)
@@ -181,9 +188,18 @@ def _bool(value: Any) -> bool:
     return str(value).lower() == "true"
 
 
+@dataclass(frozen=True)
+class Link:
+    """One association of a v4 read: the associated record's id and its (category, typeId) pairs."""
+
+    to_id: str
+    types: frozenset[tuple[str, int]] = frozenset()
+
+
 @dataclass
 class HubSpotRow:
-    """One object as the API returns it, with its associations resolved (to-type → ids, in API order)."""
+    """One object as the API returns it, with its associations resolved (to-type → ids, in API order) and the
+    primary company, when an association carries the primary type."""
 
     object_type: str
     id: str
@@ -192,14 +208,38 @@ class HubSpotRow:
     updated_at: datetime | None
     archived: bool = False
     associations: dict[str, list[str]] = field(default_factory=dict)
+    primary_company: str | None = None
 
     def raw(self) -> dict[str, Any]:
-        return {
+        raw = {
             "id": self.id,
             "properties": self.properties,
             "archived": self.archived,
             "associations": self.associations,
         }
+        return raw | ({"primaryCompany": self.primary_company} if self.primary_company else {})
+
+    def link(self, to_type: str, links: list[Link]) -> None:
+        """Take the associations read for ``to_type``."""
+        self.associations[to_type] = [link.to_id for link in links]
+        primary = PRIMARY_COMPANY_TYPE.get(self.object_type)
+        if to_type == "companies" and primary is not None:
+            marked = [link.to_id for link in links if ("HUBSPOT_DEFINED", primary) in link.types]
+            self.primary_company = marked[0] if marked else None
+
+
+def by_id(ids: list[str]) -> tuple[str, ...]:
+    """Ids in numeric order, once each: the API lists associations in no particular order."""
+    return tuple(sorted(set(ids), key=lambda i: (len(i), i)))
+
+
+def _companies(row: HubSpotRow, fallback: str | None = None) -> dict[str, Any]:
+    """account_id: the primary company; without one (none marked, or engagements, which have no primary type)
+    ``fallback`` if given, else the only company, else the lowest id (a stable choice, not a meaningful one: every
+    company is in account_ids)."""
+    companies = by_id(row.associations.get("companies") or [])
+    primary = row.primary_company or fallback or (companies[0] if companies else None)
+    return {"account_id": primary, "account_ids": companies}
 
 
 def _common(row: HubSpotRow) -> dict[str, Any]:
@@ -243,7 +283,8 @@ def _contact(row: HubSpotRow, pipelines: Pipelines) -> Contact:
         name=_name(p.get("firstname"), p.get("lastname")),
         email=p.get("email"),
         title=p.get("jobtitle"),
-        account_id=p.get("associatedcompanyid") or None,
+        # associatedcompanyid is the primary company as a property (the same company the association marks)
+        **_companies(row, fallback=p.get("associatedcompanyid") or None),
         owner_id=p.get("hubspot_owner_id") or None,
     )
 
@@ -257,12 +298,12 @@ def _deal(row: HubSpotRow, pipelines: Pipelines) -> Opportunity:
     probability = _number(p.get("hs_deal_stage_probability"))
     if probability is None and stage is not None:
         probability = stage.probability
-    companies = row.associations.get("companies") or []
     return Opportunity(
         **_common(row),
         name=p.get("dealname"),
         owner_id=p.get("hubspot_owner_id") or None,
-        account_id=companies[0] if companies else None,
+        **_companies(row),
+        contact_ids=by_id(row.associations.get("contacts") or []),
         stage=stage.label if stage else None,
         amount=_number(p.get("amount")),
         currency=p.get("deal_currency_code") or None,
@@ -286,13 +327,12 @@ _DIRECTIONS = {
 
 
 def _links(row: HubSpotRow) -> dict[str, Any]:
-    companies = row.associations.get("companies") or []
-    deals = row.associations.get("deals") or []
+    deals = by_id(row.associations.get("deals") or [])
     return {
         "owner_id": row.properties.get("hubspot_owner_id") or None,
-        "account_id": companies[0] if companies else None,
-        "opportunity_id": deals[0] if deals else None,
-        "contact_ids": tuple(row.associations.get("contacts") or ()),
+        **_companies(row),
+        "opportunity_id": deals[0] if deals else None,  # no primary deal either: the lowest id, a stable choice
+        "contact_ids": by_id(row.associations.get("contacts") or []),
     }
 
 
@@ -379,7 +419,9 @@ def to_record(row: HubSpotRow, pipelines: Pipelines) -> CanonicalRecord:
 
 
 def owner_record(raw: dict[str, Any]) -> Owner:
-    """An owner from the owners API (no change stamp in properties: updatedAt is used)."""
+    """An owner from the owners API (no change stamp in properties: updatedAt is used). An archived owner is a
+    deactivated user: kept, with ``is_active`` false, so that the records they owned still show their name and count
+    for them."""
     try:
         modified = parse_timestamp(raw.get("updatedAt"))
         if modified is None:
@@ -388,7 +430,6 @@ def owner_record(raw: dict[str, Any]) -> Owner:
             external_id=str(raw["id"]),
             modified_at=modified,
             created_at=parse_timestamp(raw.get("createdAt")),
-            is_deleted=bool(raw.get("archived")),
             name=_name(raw.get("firstName"), raw.get("lastName")),
             email=raw.get("email"),
             is_active=not raw.get("archived"),
@@ -399,15 +440,16 @@ def owner_record(raw: dict[str, Any]) -> Owner:
 
 
 def deal_contacts(row: HubSpotRow, modified_at: datetime) -> list[OpportunityContact]:
-    """Deal↔contact associations as opportunity contacts (HubSpot has no contact-role object)."""
+    """Deal↔contact associations as opportunity contacts (HubSpot has no contact-role object and no primary contact
+    of a deal: none is marked primary). The deal's ``contact_ids`` names the whole set, so links it no longer has
+    are marked deleted by the sync."""
     return [
         OpportunityContact(
             external_id=f"{row.id}:{contact_id}",
             modified_at=modified_at,
             opportunity_id=row.id,
             contact_id=contact_id,
-            is_primary=index == 0,
             is_deleted=row.archived,
         )
-        for index, contact_id in enumerate(row.associations.get("contacts") or [])
+        for contact_id in by_id(row.associations.get("contacts") or [])
     ]

@@ -214,12 +214,7 @@ class HubSpotWriter(HubSpotConnector):
         schemas, properties = load_definitions(self.definitions)
         report = ProvisionReport(mode=self.mode)
         for object_type in ("deals", "companies"):
-            groups = self._call("properties", partial(self._groups_api.get_all_with_http_info, object_type))
-            if GROUP not in {g.name for g in groups.results}:
-                self._call(
-                    "properties", partial(self._groups_api.create_with_http_info, object_type, properties["group"])
-                )
-                report.created.append(f"{object_type} property group {GROUP}")
+            self._ensure_group(object_type, report)
             self._ensure_properties(object_type, properties[object_type], report)
         if self.mode == "properties":
             return report
@@ -246,17 +241,30 @@ class HubSpotWriter(HubSpotConnector):
         return report
 
     def _ensure_properties(self, object_type: str, wanted: list[dict[str, Any]], report: ProvisionReport) -> None:
+        """Create the properties of ``wanted`` the type lacks. Creating a property needs a ``groupName`` (custom
+        object types too): deals and companies get okrsync's group; a custom object's missing property joins the
+        group its other okrsync properties are in, or okrsync's group, created on that object when needed."""
         answer = self._call("properties", partial(self._properties_api.get_all_with_http_info, object_type))
-        present = {p.name for p in answer.results}
+        groups = {p.name: p.group_name for p in answer.results}
+        group: str | None = GROUP if object_type in ("deals", "companies") else None
         for definition in wanted:
-            if definition["name"] in present:
+            if definition["name"] in groups:
                 continue
+            if group is None:
+                group = next((groups[d["name"]] for d in wanted if groups.get(d["name"])), None)
+                group = group or self._ensure_group(object_type, report)
             body = {k: v for k, v in definition.items() if k != "hasUniqueValue" or v}
-            body.setdefault("groupName", GROUP if object_type in ("deals", "companies") else None)
-            if body["groupName"] is None:
-                del body["groupName"]
+            body.setdefault("groupName", group)
             self._call("properties", partial(self._properties_api.create_with_http_info, object_type, body))
             report.created.append(f"{object_type} property {definition['name']}")
+
+    def _ensure_group(self, object_type: str, report: ProvisionReport) -> str:
+        groups = self._call("properties", partial(self._groups_api.get_all_with_http_info, object_type))
+        if GROUP not in {g.name for g in groups.results}:
+            _schemas, properties = load_definitions(self.definitions)
+            self._call("properties", partial(self._groups_api.create_with_http_info, object_type, properties["group"]))
+            report.created.append(f"{object_type} property group {GROUP}")
+        return GROUP
 
     def object_type_id(self, target: Target) -> str:
         """The portal's objectTypeId of a target's custom object (one schemas call per writer)."""

@@ -45,7 +45,15 @@ class SalesforceConfig(BaseModel):
     multi_currency: bool = Field(default=False, description="The org has multi-currency on (CurrencyIsoCode).")
     default_currency: str = Field(default="EUR", min_length=3, max_length=3)
     lookback_seconds: int = Field(
-        default=600, ge=0, description="Re-read this much before the cursor: long transactions commit late."
+        default=600,
+        ge=0,
+        description="Re-read what was stamped this much before the last run's query began: long transactions "
+        "commit late.",
+    )
+    shared_activities: bool = Field(
+        default=True,
+        description="The org has Shared Activities: every contact of a task or event (TaskRelation/EventRelation) "
+        "counts, not only its WhoId. An org without it is noticed and logged; false saves that call.",
     )
     max_api_share: float = Field(
         default=0.8, gt=0, le=1, description="Stop before the org's daily API usage passes this share."

@@ -2,13 +2,23 @@
 
 It talks to the org through simple-salesforce (REST ``query``/``queryAll``/``query_more``, ``sobjects/X/deleted``),
 never touches the database and never reads global settings. Every API call goes through ``_call``: that is the one
-place where retries (tenacity), session renewal and the daily-allowance guard are decided.
+place where retries (tenacity), session renewal and the daily-allowance guard are decided; which 403 is which
+limit is told apart in ``limits``.
+
+Time comes from the org: every answer's ``Date`` header. A page's cursor never passes it (one record stamped in
+the future must not stall a stream), and each page carries the org's time its query began (``began_at``), from
+which the next run's look-back is measured (:meth:`SalesforceConnector.incremental_since`).
+
+Shared Activities: Task and Event queries bring every related contact with a subquery on TaskRelations /
+EventRelations; the streams TaskRelation and EventRelation read relations changed since the last run and bring the
+activities they belong to again, with all their contacts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +49,7 @@ from connectors.retry import call_with_retries
 from connectors.salesforce import mapping
 from connectors.salesforce.auth import Token, can_renew, fetch_token
 from connectors.salesforce.config import SalesforceConfig
+from connectors.salesforce.limits import DATE_SLACK, OrgAnswers, refusal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,13 +59,17 @@ RETRIABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "QUERY_TIMEOUT"}
 
 @dataclass
 class Page:
-    """One page of a query, mapped. ``cursor`` is (SystemModstamp, Id) of the page's last row."""
+    """One page of a query, mapped. ``cursor`` is (SystemModstamp, Id) of the page's last row, never later than the
+    org's clock; ``began_at`` the org's time when the query behind the page began (None: unknown); ``crm_object``
+    the object its records are, when not ``sobject`` (a relation stream's page holds activities)."""
 
     sobject: str
     records: list[CanonicalRecord] = field(default_factory=list)
     skipped: list[SkippedRecord] = field(default_factory=list)
     cursor: tuple[datetime, str] | None = None
     total_size: int = 0
+    began_at: datetime | None = None
+    crm_object: str | None = None
 
 
 @dataclass
@@ -75,19 +90,26 @@ def _error_code(exc: SalesforceError) -> tuple[str, str]:
     return "", str(content)[:300]
 
 
-def _query(sf: Salesforce, *, query: str, include_deleted: bool, timeout: float) -> dict[str, Any]:
-    return cast(dict[str, Any], sf.query(query, include_deleted=include_deleted, timeout=timeout))
+def _query(
+    sf: Salesforce, *, query: str, include_deleted: bool, timeout: float, headers: dict[str, str] | None
+) -> dict[str, Any]:
+    return cast(
+        dict[str, Any], sf.query(query, include_deleted=include_deleted, headers=headers or {}, timeout=timeout)
+    )
 
 
 def _query_more(sf: Salesforce, *, url: str, headers: dict[str, str], timeout: float) -> dict[str, Any]:
     return cast(dict[str, Any], sf.query_more(url, identifier_is_url=True, headers=headers, timeout=timeout))
 
 
+class _NoSharedActivities(ConfigurationError):
+    """The org does not know TaskRelation/EventRelation: Shared Activities is off."""
+
+
 class SalesforceConnector:
     """Reads one Salesforce org. Create it, call ``pages()``/``deleted()``; ``api_calls`` counts REST calls made."""
 
     crm = "salesforce"
-    streams = mapping.OBJECTS
 
     def __init__(self, config: SalesforceConfig, *, session: requests.Session | None = None) -> None:
         self.config = config
@@ -96,19 +118,35 @@ class SalesforceConnector:
             self.session.verify = str(config.ca_bundle)
             # REQUESTS_CA_BUNDLE in the environment would override session.verify otherwise.
             self.session.trust_env = False
+        self.answers = OrgAnswers()
+        self.session.hooks["response"].append(self.answers.observe)
         self.api_calls = 0
         self._token: Token | None = None
         self._sf: Salesforce | None = None
+        self._shared_activities = config.shared_activities
+        self._first_began: datetime | None = None  # the org's time when this connector's first query began
+        self.streams: tuple[str, ...] = mapping.OBJECTS + (mapping.RELATION_STREAMS if config.shared_activities else ())
 
     @property
     def lookback(self) -> timedelta:
         return timedelta(seconds=self.config.lookback_seconds)
 
+    def incremental_since(self, *, cursor_at: datetime, read_began_at: datetime) -> datetime:
+        """Where the next incremental read of a stream starts, given its cursor (newest SystemModstamp stored) and
+        the org's time its last complete read began. The look-back exists for late commits: a record committed
+        after that read began, stamped up to ``lookback`` before it. So it is measured from the read's start, not
+        from the cursor: what was stamped earlier and already read costs nothing again. When the cursor lies
+        before that window, nothing can be missing between the two, and the read starts just after the cursor."""
+        settled = read_began_at - self.lookback
+        return settled if cursor_at >= settled else cursor_at + timedelta(milliseconds=1)
+
     def kind_of(self, stream: str) -> str:
         return mapping.KINDS[stream]
 
     def supports_deleted(self, stream: str) -> bool:
-        return mapping.has_is_deleted(stream)
+        # A relation deleted on its own changes its activity (the activity stream reads it again); a relation
+        # deleted with its activity goes with it. No getDeleted for the relation streams.
+        return stream in mapping.FIELDS and mapping.has_is_deleted(stream)
 
     def instance_url(self, known: str | None = None) -> str | None:
         """The org's base URL for record links; the token's answer wins over ``known`` (an org can move)."""
@@ -137,7 +175,10 @@ class SalesforceConnector:
 
     @property
     def api_usage(self) -> tuple[int, int] | None:
-        """(used, limit) of the org's daily API requests as of the last answer (``Sforce-Limit-Info``)."""
+        """(used, limit) of the org's daily API requests as of the last answer (``Sforce-Limit-Info``), errors
+        included."""
+        if self.answers.usage is not None:
+            return self.answers.usage
         usage = self._sf.api_usage.get("api-usage") if self._sf else None
         return (usage.used, usage.total) if usage else None
 
@@ -187,19 +228,13 @@ class SalesforceConnector:
                 raise RetriableError(f"{type(exc).__name__} talking to Salesforce") from None
             except SalesforceRefusedRequest as exc:
                 code, message = _error_code(exc)
-                if code == "REQUEST_LIMIT_EXCEEDED":
-                    used, limit = self.api_usage or (None, None)
-                    raise ApiLimitError(
-                        f"Salesforce refused: daily API request limit exceeded (used {used} of {limit});"
-                        " the sync stopped and resumes where it left off once the allowance renews",
-                        used=used,
-                        limit=limit,
-                    ) from None
-                raise AuthenticationError(f"Salesforce refused {name}: {code} {message}") from None
+                raise refusal(name, code, message, self.api_usage) from None
             except SalesforceMalformedRequest as exc:
                 code, message = _error_code(exc)
                 if code in RETRIABLE_CODES:
                     raise RetriableError(f"{code}: {message}") from None
+                if code == "INVALID_TYPE" and self._shared_activities and "Relation" in message:
+                    raise _NoSharedActivities(message) from None
                 if code in {"INVALID_FIELD", "INVALID_TYPE"}:
                     raise ConfigurationError(
                         f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
@@ -228,14 +263,52 @@ class SalesforceConnector:
             )
 
     # -- reading ---------------------------------------------------------------------------------------------
-    def soql(self, sobject: str, *, since: datetime | None) -> str:
+    def _select(self, sobject: str) -> list[str]:
         fields = mapping.select_fields(
-            sobject,
-            custom=self.config.custom_fields.get(sobject, []),
-            multi_currency=self.config.multi_currency,
+            sobject, custom=self.config.custom_fields.get(sobject, []), multi_currency=self.config.multi_currency
         )
+        subquery = mapping.relation_subquery(sobject) if self._shared_activities else None
+        return [*fields, subquery] if subquery else fields
+
+    def _select_query(self, sobject: str, rest: str) -> str:
+        return f"SELECT {', '.join(self._select(sobject))} FROM {sobject}{rest}"
+
+    def soql(self, sobject: str, *, since: datetime | None) -> str:
         where = f" WHERE SystemModstamp >= {soql_datetime(since)}" if since else ""
-        return f"SELECT {', '.join(fields)} FROM {sobject}{where} ORDER BY SystemModstamp ASC, Id ASC"
+        return self._select_query(sobject, f"{where} ORDER BY SystemModstamp ASC, Id ASC")
+
+    def _first_page(
+        self, build: Callable[[], str], *, include_deleted: bool, headers: dict[str, str] | None = None
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """Run the query ``build()`` returns; (its first page, the org's time the query began). An org without
+        Shared Activities is noticed here once: the query is built again without the relation subquery."""
+        timeout = self.config.timeout_seconds
+        before = time.monotonic()
+        for _attempt in range(2):
+            query = build()
+            try:
+                result: dict[str, Any] = self._call(
+                    "query",
+                    partial(_query, query=query, include_deleted=include_deleted, timeout=timeout, headers=headers),
+                )
+            except _NoSharedActivities as exc:
+                self._no_shared_activities(exc)
+                if query == build():
+                    raise
+                continue
+            began = self.answers.server_time_at(before)
+            if self._first_began is None:
+                self._first_began = began
+            return result, began
+        raise ConfigurationError("Salesforce refused the query without the Shared Activities subquery too")
+
+    def _no_shared_activities(self, exc: Exception) -> None:
+        log.warning(
+            "Salesforce has no TaskRelation/EventRelation (%s): Shared Activities is off in this org, so an activity"
+            " links only its WhoId; set OKRSYNC_SALESFORCE__SHARED_ACTIVITIES=false to save this call",
+            str(exc).strip()[:120],
+        )
+        self._shared_activities = False
 
     def pages(self, stream: str, *, since: datetime | None) -> Iterator[Page]:
         """Yield mapped pages of the CRM object ``stream`` changed at or after ``since`` (all when None), oldest first.
@@ -243,16 +316,17 @@ class SalesforceConnector:
         Uses ``queryAll`` where the object has ``IsDeleted`` so soft deletes arrive as records with
         ``is_deleted=True`` in the same pages, at no extra API cost.
         """
+        if stream in mapping.RELATION_STREAMS:
+            yield from self._relation_pages(stream, since=since)
+            return
         include_deleted = mapping.has_is_deleted(stream)
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
-        query = self.soql(stream, since=since)
         timeout = self.config.timeout_seconds
-        result: dict[str, Any] = self._call(
-            "query",
-            lambda sf: sf.query(query, include_deleted=include_deleted, headers=headers, timeout=timeout),
+        result, began = self._first_page(
+            lambda: self.soql(stream, since=since), include_deleted=include_deleted, headers=headers
         )
         while True:
-            yield self._map_page(stream, result)
+            yield self._map_page(stream, result, began_at=began)
             next_url = result.get("nextRecordsUrl")
             if result.get("done", True) or not next_url:
                 return
@@ -261,8 +335,75 @@ class SalesforceConnector:
                 partial(_query_more, url=next_url, headers=headers, timeout=timeout),
             )
 
-    def _map_page(self, sobject: str, result: dict[str, Any]) -> Page:
-        page = Page(sobject=sobject, total_size=int(result.get("totalSize") or 0))
+    def _relation_pages(self, stream: str, *, since: datetime | None) -> Iterator[Page]:
+        """The activities whose related contacts changed at or after ``since``, read again with all of them.
+
+        A first or full sync reads nothing here: every activity has just come with all its relations. Its cursor
+        starts at the org's time this connector's first query began, so a relation added while the activities
+        were being read is caught by the next run."""
+        if not self._shared_activities:
+            return
+        if since is None:
+            began = self._first_began or self.answers.server_time_at(time.monotonic())
+            yield Page(sobject=stream, cursor=(began, "") if began else None, began_at=began)
+            return
+        parent = mapping.PARENT_OF[stream]
+        parent_field = mapping.RELATIONS[parent][1]
+        headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
+        query = (
+            f"SELECT Id, {parent_field}, SystemModstamp FROM {stream}"
+            f" WHERE SystemModstamp >= {soql_datetime(since)} AND IsWhat = false ORDER BY SystemModstamp ASC, Id ASC"
+        )
+        try:
+            # queryAll: relations deleted along with their activity come too (it is read again, deleted)
+            result, began = self._first_page(lambda: query, include_deleted=True, headers=headers)
+        except _NoSharedActivities:
+            return
+        while True:
+            rows = result.get("records", [])
+            activities, _gone = self.fetch(parent, sorted({str(row[parent_field]) for row in rows}))
+            cursor = next(
+                (
+                    (stamp, str(row["Id"]))
+                    for row in reversed(rows)
+                    if (stamp := mapping.parse_datetime(row.get("SystemModstamp")))
+                ),
+                None,
+            )
+            yield Page(
+                sobject=stream,
+                crm_object=parent,
+                records=activities.records,
+                skipped=activities.skipped,
+                cursor=self._capped(stream, cursor),
+                total_size=int(result.get("totalSize") or 0),
+                began_at=began,
+            )
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self._call(
+                "query_more",
+                partial(_query_more, url=next_url, headers=headers, timeout=self.config.timeout_seconds),
+            )
+
+    def _capped(self, sobject: str, cursor: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
+        """The cursor, but never past the org's clock (the last answer's Date, give or take its resolution): a
+        record stamped in the future would otherwise make every later record look older than the cursor."""
+        now = self.answers.server_date + DATE_SLACK if self.answers.server_date else None
+        if cursor is None or now is None or cursor[0] <= now:
+            return cursor
+        log.warning(
+            "%s %s has SystemModstamp %s, ahead of Salesforce's clock (%s): the cursor stays at the org's time",
+            sobject,
+            cursor[1],
+            cursor[0].isoformat(),
+            now.isoformat(),
+        )
+        return (now, "")
+
+    def _map_page(self, sobject: str, result: dict[str, Any], *, began_at: datetime | None = None) -> Page:
+        page = Page(sobject=sobject, total_size=int(result.get("totalSize") or 0), began_at=began_at)
         for row in result.get("records", []):
             try:
                 page.records.append(mapping.to_record(sobject, row, currency=self.config.default_currency))
@@ -274,6 +415,7 @@ class SalesforceConnector:
                 # a skipped row moves the cursor too: its payload is kept in sync_skip, named by id
                 with contextlib.suppress(ValueError):
                     page.cursor = (mapping.parse_datetime(stamp), row["Id"])  # type: ignore[assignment]
+        page.cursor = self._capped(sobject, page.cursor)
         return page
 
     def fetch(self, stream: str, ids: list[str]) -> tuple[Page, list[Deletion]]:
@@ -281,20 +423,17 @@ class SalesforceConnector:
         soft-deleted ones arrive with IsDeleted): a webhook's targeted refresh. Ids the org no longer has (purged)
         come back as deletions. The page carries no cursor."""
         include_deleted = mapping.has_is_deleted(stream)
-        fields = mapping.select_fields(
-            stream, custom=self.config.custom_fields.get(stream, []), multi_currency=self.config.multi_currency
-        )
         unique = sorted({i for i in ids if i.replace("_", "").isalnum()})  # ids only: nothing else reaches SOQL
         page = Page(sobject=stream)
         for start in range(0, len(unique), 300):
-            chunk = unique[start : start + 300]
-            quoted = ", ".join(f"'{i}'" for i in chunk)
-            query = f"SELECT {', '.join(fields)} FROM {stream} WHERE Id IN ({quoted})"
-            result: dict[str, Any] = self._call("query", partial(_query, query=query, include_deleted=include_deleted,
-                                                                 timeout=self.config.timeout_seconds))  # fmt: skip
+            where = f" WHERE Id IN ({', '.join(repr(i) for i in unique[start : start + 300])})"
+            result, _began = self._first_page(
+                partial(self._select_query, stream, where), include_deleted=include_deleted
+            )
             mapped = self._map_page(stream, result)
             page.records += mapped.records
             page.skipped += mapped.skipped
+        page.cursor = None
         found = {r.external_id for r in page.records} | {s.external_id for s in page.skipped if s.external_id}
         found15 = {i[:15] for i in found}
         return page, [

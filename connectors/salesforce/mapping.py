@@ -99,6 +99,26 @@ FIELDS: dict[str, list[str]] = {
 # Synced in this order so that parents usually land before children (nothing depends on it).
 OBJECTS: tuple[str, ...] = tuple(FIELDS)
 
+# Shared Activities: a task or event linked to several contacts has one TaskRelation/EventRelation row per contact
+# (IsWhat = false; WhoId names only the primary one). Activity object -> (relation object, the relation's field
+# naming the activity, child relationship name).
+# https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-taskrelation.html
+# https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-eventrelation.html
+RELATIONS: dict[str, tuple[str, str, str]] = {
+    "Task": ("TaskRelation", "TaskId", "TaskRelations"),
+    "Event": ("EventRelation", "EventId", "EventRelations"),
+}
+RELATION_STREAMS: tuple[str, ...] = tuple(relation for relation, _field, _name in RELATIONS.values())
+PARENT_OF: dict[str, str] = {relation: parent for parent, (relation, _field, _name) in RELATIONS.items()}
+_CHILD_KEYS = frozenset(name for _relation, _field, name in RELATIONS.values())
+
+
+def relation_subquery(sobject: str) -> str | None:
+    """The parent-to-child subquery that brings an activity's related contacts and leads with it, or None."""
+    found = RELATIONS.get(sobject)
+    return f"(SELECT RelationId FROM {found[2]} WHERE IsWhat = false)" if found else None
+
+
 # Key prefixes of the first three id characters (https://help.salesforce.com/s/articleView?id=000385203).
 PREFIX_OPPORTUNITY = "006"
 PREFIX_ACCOUNT = "001"
@@ -141,7 +161,7 @@ def _common(row: dict[str, Any]) -> dict[str, Any]:
         "modified_at": parse_datetime(row["SystemModstamp"]),
         "created_at": parse_datetime(row.get("CreatedDate")),
         "is_deleted": bool(row.get("IsDeleted") or False),
-        "raw": {k: v for k, v in row.items() if k != "attributes"},
+        "raw": {k: v for k, v in row.items() if k != "attributes" and k not in _CHILD_KEYS},
     }
 
 
@@ -215,14 +235,16 @@ def _contact_role(row: dict[str, Any], currency: str) -> OpportunityContact:
 
 def _links(row: dict[str, Any]) -> dict[str, Any]:
     what = row.get("WhatId") or ""
-    who = row.get("WhoId") or ""
+    who = [row.get("WhoId") or ""]
+    for name in _CHILD_KEYS & row.keys():  # Shared Activities: every related contact, the WhoId among them
+        who += [str(child.get("RelationId") or "") for child in (row[name] or {}).get("records") or ()]
     account_id = row.get("AccountId") or (what if what.startswith(PREFIX_ACCOUNT) else None)
     return {
         "owner_id": row.get("OwnerId"),
         "account_id": account_id,
         "opportunity_id": what if what.startswith(PREFIX_OPPORTUNITY) else None,
-        # Leads (00Q) are not contacts; multi-contact TaskWhoRelation is not pulled.
-        "contact_ids": (who,) if who.startswith(PREFIX_CONTACT) else (),
+        # Leads (00Q) are not contacts.
+        "contact_ids": tuple(dict.fromkeys(i for i in who if i.startswith(PREFIX_CONTACT))),
     }
 
 
@@ -274,6 +296,9 @@ KINDS: dict[str, str] = {
     "OpportunityContactRole": "opportunity_contact",
     "Task": "activity",
     "Event": "activity",
+    # a relation stream brings the activities whose contacts changed, read again with all their contacts
+    "TaskRelation": "activity",
+    "EventRelation": "activity",
 }
 
 MAPPERS: dict[str, Callable[[dict[str, Any], str], CanonicalRecord]] = {

@@ -15,6 +15,7 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from connectors.sandbox.salesforce_relations import RELATION_OBJECTS, RELATIONS_OF, relation_row
 from connectors.sandbox.schema import SOBJECTS, format_date, format_datetime, make_id
 
 QUARTER_DAYS = 91
@@ -221,10 +222,14 @@ def generate_org(
     opportunities: int = 1000,
     activities: int = 20000,
     anchor: datetime | None = None,
+    shared_activities: bool = False,
 ) -> dict[str, list[dict]]:
     """Generate users, accounts, contacts, opportunities, contact roles, tasks and events for one quarter.
 
     The quarter ends at `anchor` (default: now in UTC, truncated to the minute). Same arguments, same data.
+    With `shared_activities`, also TaskRelation and EventRelation rows: each activity's WhoId and WhatId, and for
+    about one activity in five one or two more contacts of the same account. They are drawn from a random
+    generator of their own, so every other record is exactly what it is without them.
     """
     if anchor is None:
         anchor = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -248,7 +253,7 @@ def generate_org(
     account_rows, contacts_by_account, contacts = _accounts(rnd, clock, new_id, long_ago, accounts, reps, kams)
     opps, roles = _opportunities(rnd, clock, new_id, opportunities, account_rows, contacts_by_account)
     tasks, events = _activities(rnd, clock, new_id, activities, account_rows, contacts_by_account, opps, reps)
-    return {
+    org = {
         "User": users,
         "Account": account_rows,
         "Contact": contacts,
@@ -257,6 +262,36 @@ def generate_org(
         "Task": tasks,
         "Event": events,
     }
+    if shared_activities:
+        org.update(_relations(random.Random(seed + 1), {"Task": tasks, "Event": events}, contacts_by_account))
+    return org
+
+
+def _relations(
+    rnd: random.Random, activities: dict[str, list[dict]], contacts_by_account: dict[str, list[dict]]
+) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {name: [] for name in RELATION_OBJECTS}
+    for sobject, records in activities.items():
+        relation = RELATIONS_OF[sobject][0]
+        out = rows[relation]
+        prefix = RELATION_OBJECTS[relation].key_prefix
+        for record in records:
+            related = [record["WhoId"], record["WhatId"]]
+            if rnd.random() < 0.2:
+                others = [c["Id"] for c in contacts_by_account[record["AccountId"]] if c["Id"] != record["WhoId"]]
+                related += rnd.sample(others, min(len(others), rnd.randint(1, 2)))
+            for relation_id in dict.fromkeys(r for r in related if r):
+                out.append(
+                    relation_row(
+                        relation,
+                        record_id=make_id(prefix, len(out) + 1),
+                        parent_id=record["Id"],
+                        relation_id=relation_id,
+                        account_id=record["AccountId"],
+                        stamp=record["CreatedDate"],
+                    )
+                )
+    return rows
 
 
 def _users(new_id: IdFactory, long_ago: Callable[[int], str]) -> list[dict]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -211,6 +212,10 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
             # HubSpot refuses to page past the 10,000th result of a query with a 400 (message unverified)
             raise ApiError(400, "VALIDATION_ERROR", "There was a problem with the request.")
         filters, sorts = body.get("filterGroups") or [], body.get("sorts") or []
+        # Each page request is answered from the records as they are now (the cache key holds the portal's version):
+        # a record that changed since the previous page left its slot, and offsets shift, as in HubSpot's search
+        # (https://developers.hubspot.com/docs/guides/api/crm/search: results are not a snapshot; ``after`` is an
+        # offset into the current results).
         key = (kind, json.dumps(filters, sort_keys=True), json.dumps(sorts, sort_keys=True), portal.version)
         rows = searches.get(key)
         if rows is None:
@@ -283,12 +288,16 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         return 207, response
 
     def association_page(source: str, from_id: str, target: str, offset: int, limit: int) -> tuple[list, int | None]:
-        links = portal.associations(source, from_id, target)
-        category = portal.association_category(source, target)  # USER_DEFINED for custom objects
+        # Links come in no priority order (a primary company is not listed first; the unlabelled type comes before
+        # the primary one): a stable order of their own, so that offsets page consistently. Links to archived records
+        # are still listed: whether HubSpot drops them is not documented, and listing them is the stricter choice.
+        links = sorted(
+            portal.associations(source, from_id, target), key=lambda link: zlib.crc32(f"{from_id}:{link[0]}".encode())
+        )
         chunk = [
             {
                 "toObjectId": to_id,
-                "associationTypes": [{"category": category, "typeId": type_id, "label": None}],
+                "associationTypes": portal.association_types(source, int(from_id), target, to_id, type_id),
             }
             for to_id, type_id in links[offset : offset + limit]
         ]

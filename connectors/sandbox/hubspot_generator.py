@@ -200,6 +200,7 @@ def _companies(
             }
             portal.add_record("contacts", _record(contact_id, contact, created, modified))
             portal.link("contacts", contact_id, "companies", company_id)
+            portal.mark_primary("contacts", contact_id, company_id)
             own.append((contact_id, owner))
         contacts_of[company_id] = own
     return company_ids, contacts_of
@@ -259,6 +260,7 @@ def _deals(
         }
         portal.add_record("deals", _record(deal_id, properties, created, modified))
         portal.link("deals", deal_id, "companies", company_id)
+        portal.mark_primary("deals", deal_id, company_id)
         people = contacts_of[company_id]
         for contact_id, _owner in rnd.sample(people, min(len(people), rnd.randint(1, 3))):
             portal.link("deals", deal_id, "contacts", contact_id)

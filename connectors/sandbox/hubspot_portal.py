@@ -5,7 +5,10 @@ values are strings or None, as HubSpot returns them. Like :class:`SandboxOrg`, e
 dict instead of changing it, and all state changes happen under one lock (the HTTP server runs in another thread).
 
 Associations are kept symmetric: linking deal 1 to contact 2 also links contact 2 to deal 1, each side with the
-HUBSPOT_DEFINED type id HubSpot uses for that direction.
+HUBSPOT_DEFINED type id HubSpot uses for that direction. A contact or deal may have a primary company, listed in v4
+reads as a second, labelled type beside the unlabelled one (``PRIMARY_COMPANY_TYPE_IDS``); nothing makes one primary
+by itself. Owners of deactivated users are listed with ``archived=true`` only (``deactivate_owner``). Fault kinds and
+rate limits are in ``hubspot_faults.py``.
 
 Write-back state (see ``hubspot_writes.py`` for the API, ``hubspot_schemas.py`` for validation): custom object
 schemas (``tier="enterprise"`` only), property definitions and groups per object type, and association definitions
@@ -21,12 +24,12 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sandbox.faults import Fault, FaultPlan
+from connectors.sandbox.hubspot_faults import HubSpotFaultPlan, RateLimiter
 from connectors.sandbox.hubspot_schemas import CustomObjects, format_timestamp
 
 OBJECT_TYPES = ("deals", "companies", "contacts", "calls", "emails", "meetings", "notes", "tasks")
@@ -57,6 +60,16 @@ ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
     ("deals", "companies"): 341,
     ("companies", "deals"): 342,
 }
+# The primary company of a contact or a deal: a second, labelled HUBSPOT_DEFINED type listed beside the unlabelled
+# one above (HubSpot's table has no primary type for engagements). Labels per HubSpot's changelog (typeIds are what
+# clients must rely on): https://developers.hubspot.com/changelog/changes-to-primary-labels-for-hubspot-defined-association-labels
+PRIMARY_COMPANY_TYPE_IDS: dict[tuple[str, str], int] = {
+    ("contacts", "companies"): 1,
+    ("companies", "contacts"): 2,
+    ("deals", "companies"): 5,
+    ("companies", "deals"): 6,
+}
+PRIMARY_COMPANY_LABELS = {"contacts": "Contact with Primary Company", "deals": "Deal with Primary Company"}
 for _number, _engagement in enumerate(("calls", "emails", "meetings", "notes", "tasks")):
     _base = (194, 198, 200, 202, 204)[_number]
     ASSOCIATION_TYPE_IDS[(_engagement, "contacts")] = _base
@@ -74,7 +87,6 @@ DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
     "contacts": ("createdate", "email", "firstname", "lastmodifieddate", "lastname"),
 }
 _ENGAGEMENT_DEFAULTS = ("hs_createdate", "hs_lastmodifieddate", "hs_timestamp")
-FAULT_KINDS = ("latency", "http", "drop", "rate_limit", "input_error")
 TIERS = ("free", "starter", "professional", "enterprise")
 CUSTOM_ASSOCIATION_TYPE_BASE = 10_001
 
@@ -97,123 +109,6 @@ def created_property(kind: str) -> str:
 def default_properties(kind: str) -> tuple[str, ...]:
     """Property names returned when a request asks for none (hs_object_id is always added)."""
     return DEFAULT_PROPERTIES.get(kind, _ENGAGEMENT_DEFAULTS)
-
-
-class HubSpotFaultPlan(FaultPlan):
-    """FaultPlan with the HubSpot kinds and their parameters:
-
-    - ``latency`` (seconds), ``drop``: as for Salesforce. A drop on a write applies the write, then cuts the
-      connection mid-body, so the client sees an error for a write that landed (replay safety).
-    - ``http`` (status, body?/message?/category?): answer with that status before the handler runs (nothing applied).
-    - ``rate_limit`` (policy: "TEN_SECONDLY_ROLLING" default, "DAILY" or "SECONDLY"): a 429 in HubSpot's shape.
-    - ``input_error`` (index or id, category?, message?): one input of a batch write (batch_upsert, batch_update,
-      associations_write) fails alone, answered with 207 and ``{"status": "error", "category" (default
-      VALIDATION_ERROR), "message", "context": {"ids": [id]}}`` while the other inputs land. ``index`` is the
-      input's position (0-based), ``id`` its key: the idProperty value of an upsert, the record id of an update,
-      the from-object id of an association. It counts inputs, not calls: ``after`` matching inputs pass first,
-      then ``times`` matching inputs fail (so ``times=1`` fails one attempt and lets the retry through).
-
-    ``match`` is a call name: "list", "get", "search", "batch_read", "assoc_batch_read", "assoc_list", "owners",
-    "pipelines", "properties", "schemas", "batch_upsert", "batch_update", "batch_archive", "associations_write".
-    """
-
-    kinds = FAULT_KINDS
-
-    def __init__(self) -> None:
-        super().__init__()
-        # kept apart from the base plan's faults, which count calls (take) rather than inputs (take_input)
-        self._input_faults: list[Fault] = []
-        self._input_lock = threading.Lock()
-
-    def add(self, kind: str, *, times: int = 1, after: int = 0, match: str | None = None, **params: Any) -> Fault:
-        """Plan a fault (kinds and parameters above) and return it."""
-        if kind != "input_error":
-            return super().add(kind, times=times, after=after, match=match, **params)
-        if "index" not in params and "id" not in params:
-            raise ValueError("fault 'input_error' needs parameter index or id")
-        fault = Fault(kind, times=times, after=after, match=match, params=params)
-        with self._input_lock:
-            self._input_faults.append(fault)
-        return fault
-
-    def take_input(self, call: str, *, index: int, key: str) -> Fault | None:
-        """Count one input of a batch write against each matching input_error fault; return the first that fires."""
-        with self._input_lock:
-            for fault in self._input_faults:
-                if fault.match is not None and fault.match != call:
-                    continue
-                if "index" in fault.params and int(fault.params["index"]) != index:
-                    continue
-                if "id" in fault.params and str(fault.params["id"]) != key:
-                    continue
-                fault.seen += 1
-                if fault.seen > fault.after and fault.fired < fault.times:
-                    fault.fired += 1
-                    return fault
-        return None
-
-    def clear(self) -> None:
-        """Remove every planned fault."""
-        super().clear()
-        with self._input_lock:
-            self._input_faults.clear()
-
-    def __len__(self) -> int:
-        with self._input_lock:
-            return super().__len__() + len(self._input_faults)
-
-    def __iter__(self) -> Iterator[Fault]:
-        with self._input_lock:
-            return iter([*super().__iter__(), *self._input_faults])
-
-
-class RateLimiter:
-    """Private-app limits: `burst_limit` requests per rolling 10 s, `daily_limit` per day, and the search
-    API's own `search_per_second`. Rejected requests do not use up the allowance."""
-
-    interval_ms = 10_000
-
-    def __init__(
-        self, *, burst_limit: int, daily_limit: int, search_per_second: int, clock: Callable[[], float]
-    ) -> None:
-        self.burst_limit, self.daily_limit, self.search_per_second = burst_limit, daily_limit, search_per_second
-        self.clock = clock
-        self.daily_used = 0
-        self._burst: deque[float] = deque()
-        self._search: deque[float] = deque()
-
-    def _trim(self, window: deque[float], seconds: float, now: float) -> None:
-        while window and window[0] <= now - seconds:
-            window.popleft()
-
-    def admit(self, *, search: bool) -> str | None:
-        """Count one request; return the policy name it violates (and is refused for), or None."""
-        now = self.clock()
-        self._trim(self._burst, self.interval_ms / 1000, now)
-        self._trim(self._search, 1.0, now)
-        if self.daily_used >= self.daily_limit:
-            return "DAILY"
-        if search:
-            if len(self._search) >= self.search_per_second:
-                return "SECONDLY"
-            self._search.append(now)
-        else:
-            if len(self._burst) >= self.burst_limit:
-                return "TEN_SECONDLY_ROLLING"
-            self._burst.append(now)
-        self.daily_used += 1
-        return None
-
-    def headers(self) -> dict[str, str]:
-        """The X-HubSpot-RateLimit-* headers as of now."""
-        self._trim(self._burst, self.interval_ms / 1000, self.clock())
-        return {
-            "X-HubSpot-RateLimit-Max": str(self.burst_limit),
-            "X-HubSpot-RateLimit-Remaining": str(max(self.burst_limit - len(self._burst), 0)),
-            "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.interval_ms),
-            "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
-            "X-HubSpot-RateLimit-Daily-Remaining": str(max(self.daily_limit - self.daily_used, 0)),
-        }
 
 
 class HubSpotPortal(CustomObjects):
@@ -252,6 +147,7 @@ class HubSpotPortal(CustomObjects):
         self._next_id = {kind: (index + 1) * 10_000_000 + 1 for index, kind in enumerate(OBJECT_TYPES)}
         # (from type, from id) -> to type -> {to id: type id}; insertion ordered
         self._links: dict[tuple[str, int], dict[str, dict[int, int]]] = {}
+        self._primary: dict[tuple[str, int], int] = {}  # (contacts|deals, id) -> its primary company id
         self._sorted_ids: dict[str, tuple[int, list[int]]] = {}  # kind -> (version, ids ascending)
         self._type_ids: dict[tuple[str, str], int] = dict(ASSOCIATION_TYPE_IDS)  # default type per direction
         self._user_defined: set[tuple[str, str]] = set()
@@ -320,10 +216,13 @@ class HubSpotPortal(CustomObjects):
         properties: dict[str, Any],
         *,
         associations: Iterable[tuple[str, str | int]] = (),
+        primary_company: str | int | None = None,
     ) -> dict[str, Any]:
         """Create a record (id and create/modify timestamps generated unless given) and return a copy.
 
-        `associations` are (to type, to id) pairs, linked both ways with HubSpot's default type ids.
+        `associations` are (to type, to id) pairs, linked both ways with HubSpot's default type ids;
+        `primary_company` (one of the associated companies) becomes a contact's or deal's primary company (a
+        contact's ``associatedcompanyid`` is left to `properties`).
         """
         with self._lock:
             plural = self.kind_of(kind) or kind
@@ -346,6 +245,10 @@ class HubSpotPortal(CustomObjects):
             self.add_record(plural, record)
             for to_kind, to_id in associations:
                 self.associate(plural, record_id, to_kind, to_id)
+            if primary_company is not None:
+                if (plural, "companies") not in PRIMARY_COMPANY_TYPE_IDS:
+                    raise ValueError(f"{plural} have no primary company")
+                self.mark_primary(plural, record_id, int(primary_company))
             self.version += 1
             return _copy(record)
 
@@ -410,22 +313,69 @@ class HubSpotPortal(CustomObjects):
                         break
             return rows
 
+    # --- owners --------------------------------------------------------------------------------------------
+    def deactivate_owner(self, owner_id: str | int) -> None:
+        """A user is deactivated: their owner is listed only with ``archived=true`` from now on
+        (``GET /crm/v3/owners?archived=true``), and records keep the owner id. ``updatedAt`` is left alone: whether
+        HubSpot moves it is not documented. https://developers.hubspot.com/docs/api-reference/crm-crm-owners-v3/guide"""
+        with self._lock:
+            index = next(i for i, owner in enumerate(self.owners) if str(owner["id"]) == str(owner_id))
+            self.owners[index] = {**self.owners[index], "archived": True}
+            self.version += 1
+
     # --- associations --------------------------------------------------------------------------------------
-    def associate(self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int) -> None:
+    def associate(
+        self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int, *, primary: bool = False
+    ) -> None:
         """Link two records both ways with the default association type for each direction (KeyError when the
-        two types have no association definition)."""
+        two types have no association definition). ``primary``: the company becomes the contact's or deal's primary
+        company (see :meth:`set_primary_company`). A default association never makes one primary by itself: a
+        client must cope with records that have companies but no primary one."""
         source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
         with self._lock:
             self.link(source, int(from_id), target, int(to_id))
             self.version += 1
+            if primary and target == "companies":
+                self.set_primary_company(source, from_id, to_id)
+            elif primary:
+                self.set_primary_company(target, to_id, from_id)
+
+    def set_primary_company(self, kind: str, record_id: str | int, company_id: str | int) -> None:
+        """Make an associated company the primary company of a contact or deal; a record has at most one, so the
+        previous primary stays associated, unlabelled. For a contact, HubSpot keeps the primary company in the
+        property ``associatedcompanyid`` too, whose change moves ``lastmodifieddate``; a deal has no such property,
+        so the change leaves its ``hs_lastmodifieddate`` alone.
+        https://developers.hubspot.com/docs/api/crm/associations#hubspot-defined-association-types"""
+        plural = self.kind_of(kind) or kind
+        with self._lock:
+            if (plural, "companies") not in PRIMARY_COMPANY_TYPE_IDS:
+                raise ValueError(f"{plural} have no primary company (HubSpot defines one for contacts and deals)")
+            if int(company_id) not in self._links.get((plural, int(record_id)), {}).get("companies", {}):
+                raise KeyError(f"company {company_id} is not associated with {plural} {record_id}")
+            self._primary[(plural, int(record_id))] = int(company_id)
+            self.version += 1
+            if plural == "contacts":
+                self.update(plural, record_id, {"associatedcompanyid": str(company_id)})
+
+    def mark_primary(self, kind: str, record_id: int, company_id: int) -> None:
+        """set_primary_company without locking or checks (for generators; the link must exist)."""
+        self._primary[(kind, record_id)] = company_id
+
+    def primary_company(self, kind: str, record_id: str | int) -> int | None:
+        """The primary company of a contact or deal, or None."""
+        return self._primary.get((self.kind_of(kind) or kind, int(record_id)))
 
     def unassociate(self, from_kind: str, from_id: str | int, to_kind: str, to_id: str | int) -> None:
         """Remove a link both ways; no last-modified date changes (whether HubSpot bumps it is unverified,
-        so okrsync does not rely on it: a full sync or the association webhooks pick it up)."""
+        so okrsync does not rely on it: a full sync or the association webhooks pick it up). Removing the primary
+        company leaves the record without one."""
         source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
         with self._lock:
             self._links.get((source, int(from_id)), {}).get(target, {}).pop(int(to_id), None)
             self._links.get((target, int(to_id)), {}).get(source, {}).pop(int(from_id), None)
+            for record, company in (((source, int(from_id)), int(to_id)), ((target, int(to_id)), int(from_id))):
+                if self._primary.get(record) == company:
+                    del self._primary[record]
             self.version += 1
 
     def link(self, source: str, from_id: int, target: str, to_id: int) -> None:
@@ -449,10 +399,26 @@ class HubSpotPortal(CustomObjects):
         bucket[from_id] = self._type_ids[(target, source)]
 
     def associations(self, from_kind: str, from_id: str | int, to_kind: str) -> list[tuple[int, int]]:
-        """(to id, type id) pairs linked from one record to records of `to_kind`, in linking order."""
+        """(to id, type id) pairs linked from one record to records of `to_kind`, in linking order (the unlabelled
+        type; see :meth:`association_types` for all types of a link)."""
         source, target = self.kind_of(from_kind) or from_kind, self.kind_of(to_kind) or to_kind
         with self._lock:
             return list(self._links.get((source, int(from_id)), {}).get(target, {}).items())
+
+    def association_types(self, from_kind: str, from_id: int, to_kind: str, to_id: int, type_id: int) -> list[dict]:
+        """The ``associationTypes`` of one link as a v4 read lists them: the unlabelled type (label null), and the
+        primary-company type when the company is the record's primary one. "When a record has a primary association
+        or a custom association label, those types will be listed alongside the unlabeled association type":
+        https://developers.hubspot.com/docs/api/crm/associations#hubspot-defined-association-types"""
+        category = "USER_DEFINED" if (from_kind, to_kind) in self._user_defined else "HUBSPOT_DEFINED"
+        types: list[dict[str, Any]] = [{"category": category, "typeId": type_id, "label": None}]
+        primary_type = PRIMARY_COMPANY_TYPE_IDS.get((from_kind, to_kind))
+        if primary_type is not None:
+            record, company = ((from_kind, from_id), to_id) if to_kind == "companies" else ((to_kind, to_id), from_id)
+            if self._primary.get(record) == company:
+                label = PRIMARY_COMPANY_LABELS[record[0]]
+                types.append({"category": "HUBSPOT_DEFINED", "typeId": primary_type, "label": label})
+        return types
 
     def association_type_id(self, from_kind: str, to_kind: str) -> int | None:
         """The default association type id from one type to another, or None when they cannot be linked."""

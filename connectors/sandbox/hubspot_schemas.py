@@ -289,11 +289,26 @@ class CustomObjects:
 
 
 # --- definitions sent by clients ---------------------------------------------------------------------------
-def property_definition(body: Any, *, default_group: str, now: str, hubspot_defined: bool = False) -> dict[str, Any]:
-    """A property definition in ModelProperty shape from a create request (PropertyCreate or the properties of
-    an ObjectSchemaEgg); raises a 400 naming the property when HubSpot would refuse it."""
+# PropertyCreate, the body of POST /crm/v3/properties/{objectType} (custom object types included), requires these;
+# the properties of a new custom object's schema (ObjectTypePropertyCreate) do not require groupName.
+# https://developers.hubspot.com/docs/api-reference/latest/crm/properties/create-property (hubspot-api-client 12's
+# PropertyCreate, generated from the published spec, refuses to build one without groupName too)
+PROPERTY_CREATE_REQUIRED = ("name", "label", "type", "fieldType", "groupName")
+
+
+def property_definition(
+    body: Any, *, default_group: str | None, now: str, hubspot_defined: bool = False
+) -> dict[str, Any]:
+    """A property definition in ModelProperty shape from a create request: a PropertyCreate (``default_group``
+    None: every field of ``PROPERTY_CREATE_REQUIRED`` must be set, or HubSpot answers 400 "Some required fields were
+    not set") or a property of an ObjectSchemaEgg (which lands in ``default_group`` unless it names one); raises a
+    400 naming the property when HubSpot would refuse it."""
     if not isinstance(body, dict):
         raise refuse("Each property must be an object with name, label, type and fieldType")
+    if default_group is None:
+        missing = [name for name in PROPERTY_CREATE_REQUIRED if body.get(name) in (None, "")]
+        if missing:
+            raise refuse(f"Invalid input JSON: Some required fields were not set: [{', '.join(missing)}]")
     name = body.get("name")
     if not isinstance(name, str) or not PROPERTY_NAME.fullmatch(name):
         raise refuse(
@@ -323,7 +338,7 @@ def property_definition(body: Any, *, default_group: str, now: str, hubspot_defi
         label=body["label"],
         kind=kind,
         field_type=field_type,
-        group=body.get("groupName") or default_group,
+        group=str(body.get("groupName") or default_group),
         now=now,
         hubspot_defined=hubspot_defined,
         unique=unique,

@@ -126,7 +126,14 @@ def sort_keys(sorts: list[Any]) -> list[tuple[str, bool]]:
 
 
 def ordered(rows: list[dict[str, Any]], sorts: list[Any]) -> list[dict[str, Any]]:
-    """Rows sorted as asked (missing values last), ties broken by id ascending. HubSpot honours one sort."""
+    """Rows sorted as asked (missing values last), ties broken by id ascending. HubSpot honours one sort.
+
+    https://developers.hubspot.com/docs/guides/api/crm/search ("Sorting": one sort rule per request, by any
+    property, ascending or descending). The tie order is not documented: clients must not rely on it (the
+    connector reads a timestamp shared by a whole page again by ``hs_object_id``). The route sorts the records as
+    they are at each page request, so paging by offset (``after``) over a window whose records change moves them
+    between slots — https://developers.hubspot.com/docs/guides/api/crm/search ("Paging through results": ``after``
+    is the offset of the next page, at most 10,000 results per query)."""
     result = sorted(rows, key=lambda row: int(row["id"]))
     keys = sort_keys(sorts)
     if not keys:

@@ -99,6 +99,7 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
         start: int,
         properties: dict[str, Any],
         associations: Sequence[tuple[str, str]] = (),
+        primary_company: str | None = None,
     ) -> None:
         # engagements share one id space, as in HubSpot (they all land in the activity table)
         hs_id = new_id("engagements" if start == 20_000_000 else kind, sf_row["Id"], start)
@@ -113,6 +114,7 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 **properties,
             },
             associations=[(k, i) for k, i in associations if i],
+            primary_company=primary_company or None,
         )
 
     for account in data["Account"]:
@@ -149,12 +151,14 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 "associatedcompanyid": company,
             },
             [("companies", company or "")],
+            primary_company=company,
         )
     roles: dict[str, list[str]] = {}
     for role in data["OpportunityContactRole"]:
         roles.setdefault(role["OpportunityId"], []).append(role["ContactId"])
     for opportunity in data["Opportunity"]:
         stage = stages[opportunity["StageName"]]
+        company = ids.get(opportunity.get("AccountId") or "")
         insert(
             "deals",
             opportunity,
@@ -175,9 +179,10 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 "close_date_pushes": opportunity.get("PushCount"),  # kept by a workflow in a real portal
             },
             [
-                ("companies", ids.get(opportunity.get("AccountId") or "", "")),
+                ("companies", company or ""),
                 *[("contacts", ids.get(c, "")) for c in roles.get(opportunity["Id"], [])],
             ],
+            primary_company=company,
         )
 
     for sobject in ("Task", "Event"):

@@ -30,7 +30,12 @@ from typing import Any
 from fastapi import Request
 
 from connectors.sandbox.faults import Fault
-from connectors.sandbox.hubspot_portal import HubSpotPortal, created_property, modified_property
+from connectors.sandbox.hubspot_portal import (
+    PRIMARY_COMPANY_TYPE_IDS,
+    HubSpotPortal,
+    created_property,
+    modified_property,
+)
 from connectors.sandbox.hubspot_schemas import (
     PROPERTY_NAME,
     ApiError,
@@ -224,7 +229,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
     def create_property(request: Request, body: Any) -> Any:
         kind = kind_in(request)
         _require(portal, _scope(portal, kind, "schemas", "write"))
-        definition = property_definition(body, default_group=portal.default_group(kind), now=_now())
+        definition = property_definition(body, default_group=None, now=_now())
         if portal.property_group(kind, definition["groupName"]) is None:
             raise refuse(f"Property {definition['name']}: property group {definition['groupName']} does not exist")
         try:
@@ -405,26 +410,35 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
 
     def associate_labelled(request: Request, body: Any) -> Any:
         # https://developers.hubspot.com/docs/api-reference/crm-associations-v4/batch/post-crm-v4-associations-fromObjectType-toObjectType-batch-create
-        # The sandbox knows one (unlabelled) type per direction; `types` must name it.
+        # The sandbox knows the unlabelled type per direction and the primary-company type of contacts and deals;
+        # `types` must name them.
         source, target = pair_kinds(request)
         started, inputs = _now(), _inputs(body, limit=ASSOCIATION_BATCH_LIMIT)
         spec = default_spec(source, target)
+        primary_type = PRIMARY_COMPANY_TYPE_IDS.get((source, target))
+        known = {spec["associationTypeId"], *([primary_type] if primary_type else [])}
         pairs = []
         for item in inputs:
+            wanted = set()
             for kind in item.get("types") or [None]:
-                if not isinstance(kind, dict) or int(kind.get("associationTypeId") or 0) != spec["associationTypeId"]:
+                if not isinstance(kind, dict) or int(kind.get("associationTypeId") or 0) not in known:
                     raise refuse(
                         f"Association type {kind} is not defined from {portal.type_id(source)} to "
                         f"{portal.type_id(target)}; use {spec}"
                     )
-            pairs.append((object_id(item.get("from")), object_id(item.get("to"))))
+                wanted.add(int(kind["associationTypeId"]))
+            pairs.append((object_id(item.get("from")), object_id(item.get("to")), primary_type in wanted))
         results, errors = [], []
         with portal.lock:
-            for position, (from_id, to_id) in enumerate(pairs):
+            for position, (from_id, to_id, primary) in enumerate(pairs):
                 error = link(source, from_id, target, to_id, position)
                 if error is not None:
                     errors.append(error)
                     continue
+                if primary and target == "companies":
+                    portal.set_primary_company(source, from_id, to_id)
+                elif primary:
+                    portal.set_primary_company(target, to_id, from_id)
                 results.append(
                     {
                         "fromObjectTypeId": portal.type_id(source),

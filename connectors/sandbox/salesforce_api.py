@@ -2,9 +2,11 @@
 
 Every /services/data request goes through :func:`_serve`, which in this order: counts the call, applies planned
 faults (latency, expire_session), checks the bearer token (401 INVALID_SESSION_ID), enforces the daily allowance
-(403 REQUEST_LIMIT_EXCEEDED), counts the call against the allowance, applies http/mutate faults, runs the handler
-in a worker thread and, for a drop fault, cuts the connection mid-body (a write has been applied by then).
-Every answer carries Sforce-Limit-Info. Errors are always ``[{"message", "errorCode"}]``.
+and the concurrent long-running request limit (403 REQUEST_LIMIT_EXCEEDED, "TotalRequests Limit exceeded." and
+"ConcurrentPerOrgLongTxn Limit exceeded."), counts the call against the allowance, applies http/mutate faults,
+runs the handler in a worker thread and, for a drop fault, cuts the connection mid-body (a write has been applied
+by then). Every answer carries Sforce-Limit-Info (and, from the HTTP server, Date). Errors are always
+``[{"message", "errorCode"}]``.
 
 Reads: query, queryAll, query_more, getDeleted, getUpdated, limits, describe. Writes: sObject Collections
 upsert/update/delete (``salesforce_writes``; calls "composite_upsert", "composite_update", "composite_delete") and
@@ -32,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from connectors.sandbox import soql
 from connectors.sandbox.dropped import DroppedResponse
 from connectors.sandbox.schema import SObjectSchema, format_datetime, parse_datetime
-from connectors.sandbox.store import SandboxOrg
+from connectors.sandbox.store import QueryCursor, SandboxOrg
 
 DEFAULT_BATCH_SIZE = 2000
 REPLICATION_WINDOW = timedelta(days=30)
@@ -59,6 +61,14 @@ def _bearer(request: Request) -> str | None:
 
 async def _serve(org: SandboxOrg, request: Request, call: str, handler: Callable[[], Any]) -> Response:
     org.count_call(call)
+    in_flight = org.request_started()
+    try:
+        return await _serve_counted(org, request, call, handler)
+    finally:
+        org.request_finished(in_flight)
+
+
+async def _serve_counted(org: SandboxOrg, request: Request, call: str, handler: Callable[[], Any]) -> Response:
     faults = org.faults.take(call)
     response: Response
     for fault in faults:
@@ -69,7 +79,13 @@ async def _serve(org: SandboxOrg, request: Request, call: str, handler: Callable
     if not org.token_is_valid(_bearer(request)):
         response = _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
     elif org.api_usage_used >= org.daily_api_limit:
+        # https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-api.html
         response = _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+    elif org.long_requests_running() >= org.concurrent_long_limit:
+        # Same page: "If the number of long running requests exceeds the limit, the API returns a
+        # REQUEST_LIMIT_EXCEEDED exception code. Any new concurrent requests aren't processed until there are
+        # fewer requests than the allowed limit." Refused requests are not counted against the daily allowance.
+        response = _error(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
     else:
         org.api_usage_used += 1
         http_fault = next((f for f in faults if f.kind == "http"), None)
@@ -113,8 +129,9 @@ def _page(org: SandboxOrg, locator: str, offset: int, version: str) -> dict[str,
     end = offset + cursor.batch_size
     records = [
         {
-            "attributes": {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/{row['Id']}"},
+            **_attributes(sobject, row["Id"], version),
             **cursor.query.project(row),
+            **{sub.relationship: _child_result(cursor, sub, row["Id"], version) for sub in cursor.query.subqueries},
         }
         for row in cursor.rows[offset:end]
     ]
@@ -125,6 +142,45 @@ def _page(org: SandboxOrg, locator: str, offset: int, version: str) -> dict[str,
     return page
 
 
+def _attributes(sobject: str, record_id: str, version: str) -> dict[str, Any]:
+    return {"attributes": {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/{record_id}"}}
+
+
+def _child_result(cursor: QueryCursor, sub: soql.SubQuery, parent_id: str, version: str) -> dict[str, Any] | None:
+    # A parent without children answers null, otherwise a nested query result
+    # (https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_relationships_query_results.htm).
+    children = cursor.children.get(sub.relationship, {}).get(parent_id)
+    if not children:
+        return None
+    child = sub.query.sobject.name
+    records = [{**_attributes(child, row["Id"], version), **sub.query.project(row)} for row in children]
+    return {"totalSize": len(records), "done": True, "records": records}
+
+
+def _children(
+    org: SandboxOrg, query: soql.Query, rows: list[dict[str, Any]], include_deleted: bool
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per subquery, each parent's matching children as of now (queryAll includes deleted children too:
+    https://developer.salesforce.com/docs/atlas.en-us.apexcode.meta/apexcode/langCon_apex_dml_examples_undelete.htm)."""
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    parents = {row["Id"] for row in rows}
+    for sub in query.subqueries:
+        if org.sobject(sub.query.sobject.name) is None:  # e.g. TaskRelations without Shared Activities
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                f"Didn't understand relationship '{sub.relationship}' in FROM part of query call. If you are "
+                "attempting to use a custom relationship, be sure to append the '__r' after the custom "
+                "relationship name.",
+            )
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for child in org.snapshot(sub.query.sobject.name, include_deleted=include_deleted):
+            if child.get(sub.parent_field) in parents:
+                grouped.setdefault(child[sub.parent_field], []).append(child)
+        found[sub.relationship] = {parent: sub.query.run(kids) for parent, kids in grouped.items()}
+    return found
+
+
 def _run_query(org: SandboxOrg, text: str, version: str, batch_size: int, include_deleted: bool) -> dict:
     # queryAll: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_queryall.htm
     _check_version(version)
@@ -132,8 +188,11 @@ def _run_query(org: SandboxOrg, text: str, version: str, batch_size: int, includ
         query = soql.parse(text)
     except soql.SoqlError as exc:
         raise ApiError(400, exc.error_code, exc.message) from exc
+    if org.sobject(query.sobject.name) is None:  # TaskRelation/EventRelation without Shared Activities
+        raise ApiError(400, "INVALID_TYPE", f"sObject type '{query.sobject.name}' is not supported.")
     rows = query.run(org.snapshot(query.sobject.name, include_deleted=include_deleted))
-    return _page(org, org.open_cursor(query, rows, batch_size), 0, version)
+    children = _children(org, query, rows, include_deleted)
+    return _page(org, org.open_cursor(query, rows, batch_size, children=children), 0, version)
 
 
 def _query_more(org: SandboxOrg, version: str, locator_and_offset: str) -> dict:

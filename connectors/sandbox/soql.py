@@ -2,8 +2,9 @@
 
 Grammar (keywords and field names case-insensitive)::
 
-    SELECT field [, field ...] FROM SObject
+    SELECT item [, item ...] FROM SObject
         [WHERE expr] [ORDER BY field [ASC|DESC] [NULLS FIRST|LAST] [, ...]] [LIMIT n]
+    item      := field | '(' SELECT field [, ...] FROM ChildRelationship [WHERE expr] [ORDER BY ...] [LIMIT n] ')'
     expr      := term (OR term)*
     term      := factor (AND factor)*
     factor    := NOT factor | '(' expr ')' | condition
@@ -14,6 +15,10 @@ Datetime values are stored in the API's fixed UTC form ('2026-07-01T09:30:00.000
 is normalised to that form once and compared as a string: the order of those strings is the order of the
 instants.
 Text comparisons are case-insensitive, as in Salesforce. Nulls sort first in ASC and last in DESC.
+
+A parenthesised item is a parent-to-child subquery over a child relationship (Task.TaskRelations,
+Event.EventRelations, see ``salesforce_relations``); the query keeps it as a :class:`SubQuery` and the API layer,
+which knows the org's records, fills it in per parent row.
 
 Errors raise :class:`SoqlError` carrying the Salesforce error code (MALFORMED_QUERY, INVALID_FIELD,
 INVALID_TYPE).
@@ -28,6 +33,7 @@ from datetime import date
 from typing import Any
 
 from connectors.sandbox import schema as sch
+from connectors.sandbox.salesforce_relations import child_relationship, find_any_sobject
 
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]
@@ -52,14 +58,25 @@ class OrderKey:
 
 
 @dataclass(frozen=True)
+class SubQuery:
+    """A parent-to-child subquery: the relationship name (schema casing, the key in each parent row), the child
+    query, and the child's field that names the parent."""
+
+    relationship: str
+    query: Query
+    parent_field: str
+
+
+@dataclass(frozen=True)
 class Query:
-    """A parsed query: fields in schema casing, a compiled WHERE predicate, ordering and limit."""
+    """A parsed query: fields in schema casing, a compiled WHERE predicate, ordering, limit and subqueries."""
 
     sobject: sch.SObjectSchema
     fields: list[str]
     where: Predicate | None
     order_by: list[OrderKey]
     limit: int | None
+    subqueries: tuple[SubQuery, ...] = ()
 
     def run(self, records: Iterable[Record]) -> list[Record]:
         """Filter, sort and limit `records` (full records, not projected); returns the matching records."""
@@ -122,10 +139,13 @@ _MISSING = object()
 
 
 class _Parser:
-    def __init__(self, text: str) -> None:
-        self.tokens = _tokenize(text)
+    def __init__(self, tokens: list[_Token], *, parent: sch.SObjectSchema | None = None) -> None:
+        self.tokens = tokens
         self.index = 0
         self.sobject: sch.SObjectSchema | None = None
+        self.parent = parent  # set while parsing a subquery: FROM names a child relationship of this object
+        self.parent_field = ""
+        self.relationship = ""
 
     # --- token helpers -------------------------------------------------------------------------------------
     def _peek(self) -> _Token | None:
@@ -167,21 +187,25 @@ class _Parser:
     # --- grammar -------------------------------------------------------------------------------------------
     def parse(self) -> Query:
         self._expect_keyword("SELECT")
-        raw_fields = [self._next("field").text]
-        while self._peek() is not None and self._peek().text == ",":  # type: ignore[union-attr]
+        raw_fields: list[str] = []
+        nested: list[tuple[int, int]] = []  # token ranges of subqueries, parsed once the FROM object is known
+        while True:
+            token = self._next("field")
+            if token.text == "(" and self.parent is None:
+                start = self.index
+                self.index = self._closing(start)
+                nested.append((start, self.index))
+                self.index += 1
+            else:
+                raw_fields.append(token.text)
+            if self._peek() is None or self._peek().text != ",":  # type: ignore[union-attr]
+                break
             self.index += 1
-            raw_fields.append(self._next("field").text)
         self._expect_keyword("FROM")
         object_token = self._next("an SObject name")
-        self.sobject = sch.find_sobject(object_token.text)
-        if self.sobject is None:
-            raise SoqlError(
-                "INVALID_TYPE",
-                f"sObject type '{object_token.text}' is not supported. If you are attempting to use a "
-                "custom object, be sure to append the '__c' after the entity name. Please reference your "
-                "WSDL or the describe call for the appropriate names.",
-            )
+        self.sobject = self._from(object_token.text)
         fields = list(dict.fromkeys(self._field(raw) for raw in raw_fields))
+        subqueries = tuple(self._subquery(start, end) for start, end in nested)
         where = None
         if self._is_keyword("WHERE"):
             self.index += 1
@@ -204,7 +228,43 @@ class _Parser:
         leftover = self._peek()
         if leftover is not None:
             raise SoqlError("MALFORMED_QUERY", f"unexpected token: '{leftover.text}'")
-        return Query(self.sobject, fields, where, order_by, limit)
+        return Query(self.sobject, fields, where, order_by, limit, subqueries)
+
+    def _from(self, name: str) -> sch.SObjectSchema:
+        if self.parent is not None:
+            found = child_relationship(self.parent.name, name)
+            if found is None:
+                raise SoqlError(
+                    "INVALID_TYPE",
+                    f"Didn't understand relationship '{name}' in FROM part of query call. If you are attempting "
+                    "to use a custom relationship, be sure to append the '__r' after the custom relationship name.",
+                )
+            child, self.parent_field, self.relationship = found
+            return child
+        sobject = find_any_sobject(name)
+        if sobject is None:
+            raise SoqlError(
+                "INVALID_TYPE",
+                f"sObject type '{name}' is not supported. If you are attempting to use a "
+                "custom object, be sure to append the '__c' after the entity name. Please reference your "
+                "WSDL or the describe call for the appropriate names.",
+            )
+        return sobject
+
+    def _closing(self, start: int) -> int:
+        """Index of the ')' that closes the '(' just before ``start``."""
+        depth = 1
+        for index in range(start, len(self.tokens)):
+            text = self.tokens[index].text
+            depth += 1 if text == "(" else -1 if text == ")" else 0
+            if depth == 0:
+                return index
+        raise SoqlError("MALFORMED_QUERY", "unexpected end of query, expecting ')'")
+
+    def _subquery(self, start: int, end: int) -> SubQuery:
+        inner = _Parser(self.tokens[start:end], parent=self.sobject)
+        query = inner.parse()
+        return SubQuery(inner.relationship, query, inner.parent_field)
 
     def _order_key(self) -> OrderKey:
         name = self._field(self._next("field").text)
@@ -357,7 +417,7 @@ def _compare_predicate(name: str, field_type: str, op: str, literal: Any) -> Pre
 
 def parse(text: str) -> Query:
     """Parse SOQL `text` into a :class:`Query`; raises :class:`SoqlError` on syntax or schema errors."""
-    return _Parser(text).parse()
+    return _Parser(_tokenize(text)).parse()
 
 
 def run_query(text: str, records: Iterable[Record]) -> list[Record]:

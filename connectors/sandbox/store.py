@@ -7,7 +7,12 @@ query locators do. All state changes happen under one lock because the HTTP serv
 Each org has its own schema map, starting as the built-in ``schema.SOBJECTS``: :meth:`SandboxOrg.deploy_metadata`
 adds custom objects and fields from SFDX metadata, :meth:`SandboxOrg.remove_field` and
 :meth:`SandboxOrg.remove_object` take them away again (several orgs live in one test process, so the module-global
-map is never changed). SOQL still parses against the built-in schema only.
+map is never changed). SOQL still parses against the built-in schema only (with the relation objects below).
+
+With Shared Activities (the default) the org also holds TaskRelation and EventRelation (``salesforce_relations``):
+writes of a task's or event's WhoId/WhatId keep its relation rows in step, :meth:`SandboxOrg.relate` and
+:meth:`SandboxOrg.unrelate` add and remove further contacts, and deleting, purging or undeleting the activity
+cascades to its relations.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import io
 import random
 import secrets
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,6 +37,7 @@ from connectors.sandbox.salesforce_metadata import (
     ObjectMetadata,
     field_for_describe_type,
 )
+from connectors.sandbox.salesforce_relations import MAX_CONTACTS, RELATION_OBJECTS, RELATIONS_OF, is_who
 from connectors.sandbox.schema import (
     BOOLEAN,
     DATETIME,
@@ -50,11 +57,13 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 @dataclass(frozen=True)
 class QueryCursor:
-    """An open query: the matched records as of the query call, and the page size."""
+    """An open query: the matched records as of the query call, the page size and, per subquery (relationship
+    name), each parent id's matching child records as of the query call."""
 
     query: Query
     rows: list[dict[str, Any]]
     batch_size: int
+    children: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
 CSV_DELIMITERS = {"BACKQUOTE": "`", "CARET": "^", "COMMA": ",", "PIPE": "|", "SEMICOLON": ";", "TAB": "\t"}
@@ -167,8 +176,16 @@ class SandboxOrg:
         org_id: str = "00D000000000001AAA",
         jwt_public_key_pem: str | None = None,
         metadata: Mapping[str, ObjectMetadata] | None = None,
+        shared_activities: bool = True,
     ) -> None:
         self.daily_api_limit = daily_api_limit
+        self.shared_activities = shared_activities
+        # Concurrent API request limit: requests running 20 s or longer count; production orgs allow 25
+        # (https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-api.html).
+        self.concurrent_long_limit = 25
+        self.long_request_seconds = 20.0
+        self._in_flight: dict[int, float] = {}
+        self._request_number = 0
         self.consumer_key = consumer_key
         self.consumer_secret = consumer_secret
         self.username = username
@@ -193,9 +210,11 @@ class SandboxOrg:
         self._transaction: Transaction | None = None
         self.ingest_jobs: dict[str, IngestJob] = {}
         self._job_number = 0
-        self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in SOBJECTS}
-        self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in SOBJECTS}
-        self._next_number = dict.fromkeys(SOBJECTS, 1)
+        if shared_activities:
+            self._schemas.update(RELATION_OBJECTS)
+        self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self._schemas}
+        self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in self._schemas}
+        self._next_number = dict.fromkeys(self._schemas, 1)
         self._tokens: set[str] = set()
         self._static_token_revoked = False
         self._cursors: OrderedDict[str, QueryCursor] = OrderedDict()
@@ -263,7 +282,7 @@ class SandboxOrg:
         """Take a deployed custom object away with its records (standard objects cannot be removed)."""
         with self._lock:
             schema = self._schema(sobject)
-            if schema.name in SOBJECTS:
+            if schema.name in SOBJECTS or schema.name in RELATION_OBJECTS:
                 raise ValueError(f"{schema.name} is a standard object and cannot be removed")
             for state in (self._schemas, self._metadata, self._records, self._deleted_log, self._rules):
                 state.pop(schema.name, None)
@@ -407,6 +426,9 @@ class SandboxOrg:
                 record["Id"] = record_id
             self._remember(sobject, record["Id"])
             table[record["Id"]] = record
+            if sobject in RELATIONS_OF and self.shared_activities:
+                for name in ("WhoId", "WhatId"):
+                    self._move_relation(sobject, record, None, record.get(name))
             return self._shaped(sobject, record)
 
     def update(
@@ -418,22 +440,54 @@ class SandboxOrg:
             if record_id not in table:
                 raise KeyError(f"{sobject} {record_id} does not exist")
             stamp = format_datetime(modstamp or self.now())
-            record = {**table[record_id], **self._values(sobject, fields)}
+            before = table[record_id]
+            record = {**before, **self._values(sobject, fields)}
             record.update(LastModifiedDate=stamp, SystemModstamp=stamp)
             self._remember(sobject, record_id)
             table[record_id] = record
+            if sobject in RELATIONS_OF and self.shared_activities:
+                for name in ("WhoId", "WhatId"):
+                    if before.get(name) != record.get(name):
+                        self._move_relation(sobject, record, before.get(name), record.get(name))
             return self._shaped(sobject, record)
 
     def delete(self, sobject: str, record_id: str) -> None:
-        """Soft delete: IsDeleted becomes true; queryAll still returns the record and getDeleted lists it."""
+        """Soft delete: IsDeleted becomes true; queryAll still returns the record and getDeleted lists it. An
+        activity's relations are deleted with it; a relation deleted on its own is gone at once (:meth:`unrelate`)."""
         if not self._schema(sobject).soft_deletes:
             raise ValueError(f"{sobject} records cannot be deleted in Salesforce (deactivate them instead)")
+        if sobject in RELATION_OBJECTS:
+            self.unrelate(record_id)
+            return
         with self._lock:
             table = self._table(sobject)
             stamp = format_datetime(self.now())
             self._remember(sobject, record_id)
             table[record_id] = {**table[record_id], "IsDeleted": True, "SystemModstamp": stamp}
             self._deleted_log[sobject][record_id] = stamp
+            for relation in self._relations(sobject, record_id):
+                self._set_relation_deleted(relation, deleted=True, stamp=stamp)
+
+    def undelete(self, sobject: str, record_id: str) -> dict[str, Any]:
+        """Restore a soft-deleted record from the recycle bin (IsDeleted false, a new SystemModstamp), with the
+        relations deleted along with it. getDeleted keeps listing the deletion: it happened in its time span
+        (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_undelete.htm,
+        https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getdeleted.htm)."""
+        with self._lock:
+            table = self._table(sobject)
+            if not (table.get(record_id) or {}).get("IsDeleted"):
+                raise KeyError(f"{sobject} {record_id} is not in the recycle bin")
+            stamp = format_datetime(self.now())
+            self._remember(sobject, record_id)
+            table[record_id] = {
+                **table[record_id],
+                "IsDeleted": False,
+                "LastModifiedDate": stamp,
+                "SystemModstamp": stamp,
+            }
+            for relation in self._relations(sobject, record_id, deleted=True):
+                self._set_relation_deleted(relation, deleted=False, stamp=stamp)
+            return self._shaped(sobject, table[record_id])
 
     def purge(self, sobject: str, record_id: str) -> None:
         """Hard delete (emptied recycle bin): gone from queryAll too, still listed by getDeleted."""
@@ -442,6 +496,102 @@ class SandboxOrg:
             self._remember(sobject, record_id)
             del table[record_id]
             self._deleted_log[sobject].setdefault(record_id, format_datetime(self.now()))
+            for relation in self._relations(sobject, record_id, deleted=None):
+                self.purge(relation[0], relation[1]["Id"])
+
+    # --- Shared Activities ---------------------------------------------------------------------------------
+    def relate(self, sobject: str, record_id: str, relation_id: str, *, invitee: bool = False) -> dict[str, Any]:
+        """Relate the task or event ``record_id`` to one more contact, lead or record (a TaskRelation or
+        EventRelation row). The activity itself is not re-stamped: nothing documents that it is. An activity
+        without a WhoId gets this contact or lead as its WhoId."""
+        with self._lock:
+            if not self.shared_activities:
+                raise ValueError("Shared Activities is not enabled in this org")
+            relation, field_name, _name = RELATIONS_OF[sobject]
+            parent = self._table(sobject)[record_id]
+            related = self._relations(sobject, record_id)
+            if any(row["RelationId"] == relation_id for _name, row in related):
+                raise ValueError(f"{sobject} {record_id} is already related to {relation_id}")
+            if is_who(relation_id) and sum(1 for _name, row in related if is_who(row["RelationId"])) >= MAX_CONTACTS:
+                raise ValueError(f"{sobject} {record_id} already has {MAX_CONTACTS} contacts")
+            values = {field_name: record_id, "RelationId": relation_id, "IsWhat": not is_who(relation_id)}
+            values["AccountId"] = parent.get("AccountId")
+            if relation == "EventRelation":
+                values.update(IsParent=not invitee, IsInvitee=invitee, Status="New" if invitee else None)
+            row = self.insert(relation, values)
+            if is_who(relation_id) and not parent.get("WhoId") and not invitee:
+                self._update_quietly(sobject, record_id, {"WhoId": relation_id})
+            return row
+
+    def unrelate(self, relation_row_id: str) -> None:
+        """Delete one TaskRelation/EventRelation row directly: not moved to the recycle bin (gone from queryAll,
+        listed by getDeleted). Its activity changes: when it was the WhoId, the next related contact is promoted
+        (or WhoId is cleared), otherwise its list of related people changes; either way it gets a new stamp."""
+        with self._lock:
+            sobject = next(
+                (name for name, s in RELATION_OBJECTS.items() if relation_row_id.startswith(s.key_prefix)), None
+            )
+            row = self._records[sobject].get(relation_row_id) if sobject and sobject in self._records else None
+            if sobject is None or row is None:
+                raise KeyError(f"no relation {relation_row_id}")
+            self.purge(sobject, relation_row_id)
+            parent_sobject = next(name for name, (relation, *_rest) in RELATIONS_OF.items() if relation == sobject)
+            parent_id = row[RELATIONS_OF[parent_sobject][1]]
+            parent = self._records[parent_sobject].get(parent_id)
+            if parent is None or parent.get("IsDeleted"):
+                return
+            changes: dict[str, Any] = {}
+            if parent.get("WhoId") == row["RelationId"]:
+                others = sorted(
+                    (r for _name, r in self._relations(parent_sobject, parent_id) if is_who(r["RelationId"])),
+                    key=lambda r: (r["CreatedDate"], r["Id"]),
+                )
+                changes["WhoId"] = others[0]["RelationId"] if others else None
+            if parent.get("WhatId") == row["RelationId"]:
+                changes["WhatId"] = None
+            self._update_quietly(parent_sobject, parent_id, changes)
+
+    def _update_quietly(self, sobject: str, record_id: str, fields: dict[str, Any]) -> None:
+        """Update without touching relations (the caller keeps them in step)."""
+        table = self._table(sobject)
+        stamp = format_datetime(self.now())
+        self._remember(sobject, record_id)
+        table[record_id] = {**table[record_id], **fields, "LastModifiedDate": stamp, "SystemModstamp": stamp}
+
+    def _relations(
+        self, sobject: str, record_id: str, *, deleted: bool | None = False
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(relation object, row) of the activity's relations: live ones, deleted ones, or all (None)."""
+        if sobject not in RELATIONS_OF or not self.shared_activities:
+            return []
+        relation, field_name, _name = RELATIONS_OF[sobject]
+        return [
+            (relation, row)
+            for row in self._records[relation].values()
+            if row[field_name] == record_id and (deleted is None or bool(row.get("IsDeleted")) == deleted)
+        ]
+
+    def _set_relation_deleted(self, relation: tuple[str, dict[str, Any]], *, deleted: bool, stamp: str) -> None:
+        sobject, row = relation
+        self._remember(sobject, row["Id"])
+        self._records[sobject][row["Id"]] = {**row, "IsDeleted": deleted, "SystemModstamp": stamp}
+        if deleted:
+            self._deleted_log[sobject][row["Id"]] = stamp
+
+    def _move_relation(self, sobject: str, record: dict[str, Any], old: str | None, new: str | None) -> None:
+        """WhoId or WhatId of an activity changed from ``old`` to ``new``: its relation rows follow."""
+        related = self._relations(sobject, record["Id"])
+        if old and old not in (record.get("WhoId"), record.get("WhatId")):
+            for relation, row in related:
+                if row["RelationId"] == old:
+                    self.purge(relation, row["Id"])
+        if new and not any(row["RelationId"] == new for _name, row in related):
+            relation, field_name, _name = RELATIONS_OF[sobject]
+            values = {field_name: record["Id"], "RelationId": new, "IsWhat": not is_who(new)}
+            values["AccountId"] = record.get("AccountId")
+            if relation == "EventRelation":
+                values.update(IsParent=True, IsInvitee=False)
+            self.insert(relation, values)
 
     def records(self, sobject: str, *, include_deleted: bool = False) -> list[dict[str, Any]]:
         """Copies of the current records of `sobject` (soft-deleted ones only with include_deleted)."""
@@ -499,12 +649,19 @@ class SandboxOrg:
             self._static_token_revoked = True
 
     # --- query cursors -------------------------------------------------------------------------------------
-    def open_cursor(self, query: Query, rows: list[dict[str, Any]], batch_size: int) -> str:
-        """Keep `rows` for later pages and return the query locator."""
+    def open_cursor(
+        self,
+        query: Query,
+        rows: list[dict[str, Any]],
+        batch_size: int,
+        *,
+        children: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+    ) -> str:
+        """Keep `rows` (and their subqueries' `children`) for later pages and return the query locator."""
         with self._lock:
             self._cursor_number += 1
             locator = make_id("01g", self._cursor_number)
-            self._cursors[locator] = QueryCursor(query, rows, batch_size)
+            self._cursors[locator] = QueryCursor(query, rows, batch_size, children or {})
             while len(self._cursors) > MAX_OPEN_CURSORS:
                 self._cursors.popitem(last=False)
             return locator
@@ -520,6 +677,24 @@ class SandboxOrg:
         with self._lock:
             self.api_calls[call] += 1
             self.api_calls_total += 1
+
+    def request_started(self) -> int:
+        """Note a /services/data request in flight; returns its number for :meth:`request_finished`."""
+        with self._lock:
+            self._request_number += 1
+            self._in_flight[self._request_number] = time.monotonic()
+            return self._request_number
+
+    def request_finished(self, number: int) -> None:
+        """The request ``number`` has been answered."""
+        with self._lock:
+            self._in_flight.pop(number, None)
+
+    def long_requests_running(self) -> int:
+        """Requests in flight for ``long_request_seconds`` or longer."""
+        with self._lock:
+            oldest = time.monotonic() - self.long_request_seconds
+            return sum(1 for started in self._in_flight.values() if started <= oldest)
 
     def reset_stats(self) -> None:
         """Zero the call counters and token request count (daily usage is left alone)."""

@@ -143,3 +143,19 @@ class ActivityContact(SQLModel, table=True):
     connection_id: int = Field(foreign_key="crm_connection.id", primary_key=True)
     activity_id: str = Field(primary_key=True, max_length=64)
     contact_id: str = Field(primary_key=True, max_length=64)
+
+
+class RecordAccount(SQLModel, table=True):
+    """Every account a contact, opportunity or activity is linked to, where the CRM allows several (HubSpot: a deal,
+    contact or engagement associated with more than one company). ``is_primary`` marks the one in the record's
+    ``account_id``. A record's rows are replaced whenever it is read again, and removed when it or the account is
+    deleted. Salesforce records have one account (``account_id``) and no rows here."""
+
+    __tablename__ = "record_account"
+    __table_args__ = (Index("ix_record_account_account", "connection_id", "account_id", "record_kind"),)
+
+    connection_id: int = Field(foreign_key="crm_connection.id", primary_key=True)
+    record_kind: str = Field(primary_key=True, max_length=16, description="contact | opportunity | activity")
+    record_id: str = Field(primary_key=True, max_length=64)
+    account_id: str = Field(primary_key=True, max_length=64)
+    is_primary: bool = False

@@ -20,6 +20,7 @@ from service.crm.models import (
     Opportunity,
     OpportunityContact,
     Owner,
+    RecordAccount,
 )
 from service.kit.db import upsert, utcnow
 from service.sync.models import SyncRun, SyncSkip, SyncState
@@ -90,17 +91,20 @@ def upsert_records(
     crm_object: str,
     seen_at: datetime | None,
     stored_ids: Collection[str] = (),
+    detach: bool = False,
 ) -> None:
     """Insert or update canonical records (all of one kind). Older CRM versions never replace newer rows.
 
-    ``stored_ids``: which of them are already in the table (their activity↔contact links are replaced)."""
+    ``stored_ids``: which of them are already in the table (their link sets are replaced: activity↔contact,
+    record↔account, HubSpot deal↔contact). ``detach``: records marked deleted stop counting everywhere
+    (``detach_deleted``)."""
     if not records:
         return
     table: Any = TABLES[records[0].kind]
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for record in records:
-        values = record.model_dump(exclude={"kind", "contact_ids"})
+        values = record.model_dump(exclude={"kind", "contact_ids", "account_ids"})
         values.update(
             connection_id=connection_id,
             crm_object=crm_object,
@@ -110,27 +114,272 @@ def upsert_records(
         )
         rows.append(values)
     upsert(session, table.__table__, rows, keys=("connection_id", "external_id"), newer_than="modified_at")
-    if records[0].kind == "activity":
-        _replace_activity_contacts(session, records, connection_id=connection_id, stored_ids=stored_ids)  # type: ignore[arg-type]
+    _replace_links(session, records, connection_id=connection_id, stored_ids=stored_ids)
+    if detach:
+        deleted = [r.external_id for r in records if r.is_deleted]
+        detach_deleted(session, records[0].kind, connection_id=connection_id, ids=deleted)
 
 
-def _replace_activity_contacts(
-    session: Session, activities: Sequence[crm.Activity], *, connection_id: int, stored_ids: Collection[str]
-) -> None:
-    # new activities have no links yet: deleting only for stored ones keeps a first sync insert-only
-    ids = [a.external_id for a in activities if a.external_id in stored_ids]
-    for chunk in _chunks(ids):
+# What a CRM changes without a new change stamp (HubSpot: associations, an owner's deactivation).
+UNSTAMPED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "owner": ("is_active",),
+    "contact": ("account_id",),
+    "opportunity": ("account_id",),
+    "activity": ("account_id", "opportunity_id"),
+}
+
+
+def refresh_unstamped(session: Session, records: Sequence[crm.CanonicalRecord], *, connection_id: int) -> None:
+    """Records read again at the version already stored (all of one kind): their links and ``UNSTAMPED_COLUMNS``
+    are brought up to date. A webhook's targeted refresh or the look-back re-read thus sees an association removed
+    without a new ``hs_lastmodifieddate``; what did not change costs no write."""
+    if not records:
+        return
+    columns = UNSTAMPED_COLUMNS.get(records[0].kind, ())
+    if columns:
+        core: Any = TABLES[records[0].kind].__table__  # type: ignore[attr-defined]
         session.execute(
-            delete(ActivityContact).where(
-                ActivityContact.connection_id == connection_id,  # type: ignore[arg-type]
-                ActivityContact.activity_id.in_(chunk),  # type: ignore[attr-defined]
+            update(core)
+            .where(
+                core.c.connection_id == connection_id,
+                core.c.external_id == bindparam("b_id"),
+                or_(*(core.c[name].is_distinct_from(bindparam(f"b_{name}")) for name in columns)),
+            )
+            .values({name: bindparam(f"b_{name}") for name in columns}),
+            [{"b_id": r.external_id, **{f"b_{name}": getattr(r, name) for name in columns}} for r in records],
+        )
+    _replace_links(session, records, connection_id=connection_id, stored_ids={r.external_id for r in records})
+
+
+def _replace_links(
+    session: Session, records: Sequence[crm.CanonicalRecord], *, connection_id: int, stored_ids: Collection[str]
+) -> None:
+    """Make the link sets of these records (all of one kind) exactly what the CRM just returned."""
+    kind = records[0].kind
+    if kind == "activity":
+        activities: Sequence[crm.Activity] = records  # type: ignore[assignment]
+        _replace_link_rows(
+            session,
+            ActivityContact,
+            connection_id=connection_id,
+            keys=("activity_id", "contact_id"),
+            parents=[a.external_id for a in activities],
+            stored_ids=stored_ids,
+            wanted={(a.external_id, c): {} for a in activities for c in a.contact_ids},
+        )
+    if kind in ("contact", "opportunity", "activity"):
+        linked = [r for r in records if getattr(r, "account_ids", None) is not None]
+        if linked:
+            _replace_link_rows(
+                session,
+                RecordAccount,
+                connection_id=connection_id,
+                keys=("record_id", "account_id"),
+                parents=[r.external_id for r in linked],
+                stored_ids=stored_ids,
+                wanted={
+                    (r.external_id, account): {"is_primary": account == getattr(r, "account_id", None)}
+                    for r in linked
+                    for account in getattr(r, "account_ids", ())
+                },
+                fixed={"record_kind": kind},
+            )
+    if kind == "opportunity":
+        _replace_opportunity_contacts(session, records, connection_id=connection_id, stored_ids=stored_ids)  # type: ignore[arg-type]
+
+
+def _replace_link_rows(
+    session: Session,
+    table: type[SQLModel],
+    *,
+    connection_id: int,
+    keys: tuple[str, str],
+    parents: Sequence[str],
+    stored_ids: Collection[str],
+    wanted: dict[tuple[str, str], dict[str, Any]],
+    fixed: dict[str, Any] | None = None,
+) -> None:
+    """The rows of a link table (keyed by ``keys``: parent id, linked id) for ``parents`` become ``wanted`` (key →
+    other columns): stored rows are read first, so only links that changed are written; parents that are not stored
+    yet have no rows, which keeps a first sync insert-only."""
+    core: Any = table.__table__  # type: ignore[attr-defined]
+    fixed = fixed or {}
+    scope = [core.c.connection_id == connection_id, *(core.c[name] == value for name, value in fixed.items())]
+    values = sorted({name for extra in wanted.values() for name in extra})
+    have: dict[tuple[str, str], dict[str, Any]] = {}
+    for chunk in _chunks([p for p in dict.fromkeys(parents) if p in stored_ids]):
+        rows = session.execute(
+            select(core.c[keys[0]], core.c[keys[1]], *(core.c[name] for name in values)).where(
+                *scope, core.c[keys[0]].in_(chunk)
             )
         )
-    links = {(a.external_id, contact_id) for a in activities for contact_id in a.contact_ids}
-    if links:
+        have.update({(row[0], row[1]): dict(zip(values, row[2:], strict=True)) for row in rows})
+    by_key = [core.c[name] == bindparam(f"b_{name}") for name in keys]
+    gone = [dict(zip(("b_" + keys[0], "b_" + keys[1]), key, strict=True)) for key in have if key not in wanted]
+    if gone:
+        session.execute(delete(core).where(*scope, *by_key), gone)
+    new = [key for key in wanted if key not in have]
+    if new:
+        base = {"connection_id": connection_id, **fixed}
         session.execute(
-            ActivityContact.__table__.insert(),  # type: ignore[attr-defined]
-            [{"connection_id": connection_id, "activity_id": a, "contact_id": c} for a, c in sorted(links)],
+            core.insert(), [{**base, keys[0]: key[0], keys[1]: key[1], **wanted[key]} for key in sorted(new)]
+        )
+    changed = [key for key in wanted if key in have and have[key] != wanted[key]]
+    if changed:
+        session.execute(
+            update(core).where(*scope, *by_key).values({name: bindparam(f"v_{name}") for name in values}),
+            [
+                {"b_" + keys[0]: key[0], "b_" + keys[1]: key[1], **{f"v_{n}": wanted[key][n] for n in values}}
+                for key in changed
+            ],
+        )
+
+
+def _replace_opportunity_contacts(
+    session: Session, opportunities: Sequence[crm.Opportunity], *, connection_id: int, stored_ids: Collection[str]
+) -> None:
+    """An opportunity that carries its whole set of contacts (HubSpot): its opportunity_contact rows of contacts no
+    longer in the set are marked deleted, rows of contacts in it live again (the rows themselves come as
+    OpportunityContact records)."""
+    sets = {
+        o.external_id: set(o.contact_ids)
+        for o in opportunities
+        if o.contact_ids is not None and o.external_id in stored_ids
+    }
+    core: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+    gone: list[str] = []
+    back: list[str] = []
+    for chunk in _chunks(list(sets)):
+        rows = session.execute(
+            select(core.c.external_id, core.c.opportunity_id, core.c.contact_id, core.c.is_deleted).where(
+                core.c.connection_id == connection_id, core.c.opportunity_id.in_(chunk)
+            )
+        )
+        for external_id, opportunity_id, contact_id, is_deleted in rows:
+            linked = contact_id in sets[opportunity_id]
+            if linked and is_deleted:
+                back.append(external_id)
+            elif not linked and not is_deleted:
+                gone.append(external_id)
+    for ids, values in (
+        (gone, {"is_deleted": True, "deleted_at": utcnow()}),
+        (back, {"is_deleted": False, "deleted_at": None}),
+    ):
+        for chunk in _chunks(ids):
+            session.execute(
+                update(core).where(core.c.connection_id == connection_id, core.c.external_id.in_(chunk)).values(values)
+            )
+
+
+# record kind → (field, kind of the record it names)
+_REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "contact": (("account_id", "account"), ("account_ids", "account")),
+    "opportunity": (("account_id", "account"), ("account_ids", "account"), ("contact_ids", "contact")),
+    "activity": (
+        ("account_id", "account"),
+        ("account_ids", "account"),
+        ("opportunity_id", "opportunity"),
+        ("contact_ids", "contact"),
+    ),
+    "opportunity_contact": (("opportunity_id", "opportunity"), ("contact_id", "contact")),
+}
+
+
+def without_deleted_references(
+    session: Session, records: Sequence[crm.CanonicalRecord], *, connection_id: int
+) -> list[crm.CanonicalRecord]:
+    """The records with their references to records stored as deleted taken out (an opportunity↔contact link to a
+    deleted contact or opportunity comes marked deleted). HubSpot may still return associations of archived
+    records; a link must not bring a deleted record back into the numbers."""
+    named: dict[str, set[str]] = {}
+    for record in records:
+        for field, target in _REFERENCES.get(record.kind, ()):
+            value = getattr(record, field)
+            if value is not None:
+                named.setdefault(target, set()).update(value if isinstance(value, tuple) else (value,))
+    deleted: dict[str, set[str]] = {}
+    for target, ids in named.items():
+        table: Any = TABLES[target]
+        for chunk in _chunks(sorted(ids)):
+            found = session.execute(
+                select(table.external_id).where(
+                    table.connection_id == connection_id, table.is_deleted.is_(True), table.external_id.in_(chunk)
+                )
+            )
+            deleted.setdefault(target, set()).update(row[0] for row in found)
+    if not any(deleted.values()):
+        return list(records)
+    kept: list[crm.CanonicalRecord] = []
+    for record in records:
+        changes: dict[str, Any] = {}
+        for field, target in _REFERENCES.get(record.kind, ()):
+            value, gone = getattr(record, field), deleted.get(target)
+            if value is None or not gone:
+                continue
+            if isinstance(value, tuple):
+                if any(v in gone for v in value):
+                    changes[field] = tuple(v for v in value if v not in gone)
+            elif value in gone:
+                changes.update({"is_deleted": True} if record.kind == "opportunity_contact" else {field: None})
+        kept.append(record.model_copy(update=changes) if changes else record)
+    return kept
+
+
+def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequence[str]) -> None:
+    """Records just marked deleted stop counting everywhere, in the same transaction: references to a deleted
+    account or opportunity (``account_id``, ``opportunity_id``) become NULL, activity↔contact links to a deleted
+    contact are removed, opportunity↔contact links of a deleted opportunity or contact are marked deleted (as a
+    removed link is), and record↔account links of or to the deleted record are removed."""
+    if kind not in ("account", "opportunity", "contact", "activity"):
+        return
+    now = utcnow()
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        if kind == "account":
+            for table in ("activity", "opportunity", "contact"):
+                core: Any = TABLES[table].__table__  # type: ignore[attr-defined]
+                session.execute(
+                    update(core)
+                    .where(core.c.connection_id == connection_id, core.c.account_id.in_(chunk))
+                    .values(account_id=None)
+                )
+            session.execute(
+                delete(RecordAccount).where(
+                    RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
+                    RecordAccount.account_id.in_(chunk),  # type: ignore[attr-defined]
+                )
+            )
+            continue
+        links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+        if kind == "opportunity":
+            activity: Any = Activity.__table__  # type: ignore[attr-defined]
+            session.execute(
+                update(activity)
+                .where(activity.c.connection_id == connection_id, activity.c.opportunity_id.in_(chunk))
+                .values(opportunity_id=None)
+            )
+        if kind == "contact":
+            session.execute(
+                delete(ActivityContact).where(
+                    ActivityContact.connection_id == connection_id,  # type: ignore[arg-type]
+                    ActivityContact.contact_id.in_(chunk),  # type: ignore[attr-defined]
+                )
+            )
+        if kind in ("opportunity", "contact"):
+            session.execute(
+                update(links)
+                .where(
+                    links.c.connection_id == connection_id,
+                    links.c[f"{kind}_id"].in_(chunk),
+                    links.c.is_deleted.is_(False),
+                )
+                .values(is_deleted=True, deleted_at=now)
+            )
+        session.execute(
+            delete(RecordAccount).where(
+                RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
+                RecordAccount.record_kind == kind,  # type: ignore[arg-type]
+                RecordAccount.record_id.in_(chunk),  # type: ignore[attr-defined]
+            )
         )
 
 
@@ -144,27 +393,48 @@ def mark_seen(session: Session, kind: str, *, connection_id: int, ids: Sequence[
         )
 
 
-def sweep_unseen(session: Session, kind: str, *, connection_id: int, crm_object: str, full_started_at: datetime) -> int:
-    """After a full sync of one CRM object: its rows the CRM no longer lists are marked deleted (kept)."""
+def sweep_unseen(
+    session: Session, kind: str, *, connection_id: int, crm_object: str, full_started_at: datetime, detach: bool = False
+) -> int:
+    """After a full sync of one CRM object: its rows the CRM no longer lists are marked deleted (kept); ``detach``:
+    and stop counting everywhere (``detach_deleted``)."""
     table: Any = TABLES[kind]
-    result = session.execute(
-        update(table)
-        .where(
+    unseen = session.execute(
+        select(table.external_id).where(
             table.connection_id == connection_id,
             table.crm_object == crm_object,
             table.is_deleted.is_(False),
             or_(table.seen_at.is_(None), table.seen_at < full_started_at),
         )
-        .values(is_deleted=True, deleted_at=utcnow())
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    ids = [row[0] for row in unseen]
+    now = utcnow()
+    for chunk in _chunks(ids):
+        session.execute(
+            update(table)
+            .where(table.connection_id == connection_id, table.external_id.in_(chunk))
+            .values(is_deleted=True, deleted_at=now)
+        )
+    if detach:
+        detach_deleted(session, kind, connection_id=connection_id, ids=ids)
+    return len(ids)
 
 
-def mark_deleted(session: Session, kind: str, *, connection_id: int, deletions: Sequence[crm.Deletion]) -> int:
-    """Mark the listed records deleted (rows are kept); returns how many were live before."""
+def mark_deleted(
+    session: Session, kind: str, *, connection_id: int, deletions: Sequence[crm.Deletion], detach: bool = False
+) -> int:
+    """Mark the listed records deleted (rows are kept); returns how many were live before. A deletion older than
+    the stored version is history, not news: the record was restored (undeleted) and changed after it. ``detach``:
+    the records also stop counting everywhere (``detach_deleted``)."""
     table: Any = TABLES[kind]
     stored = stored_stamps(session, table, connection_id=connection_id, ids=[d.external_id for d in deletions])
-    live = [d for d in deletions if d.external_id in stored and not stored[d.external_id][1]]
+    live = [
+        d
+        for d in deletions
+        if d.external_id in stored
+        and not stored[d.external_id][1]
+        and (d.deleted_at is None or d.deleted_at >= stored[d.external_id][0])
+    ]
     if live:
         core = table.__table__  # Core table: executemany UPDATE with per-row parameters
         session.execute(
@@ -173,6 +443,8 @@ def mark_deleted(session: Session, kind: str, *, connection_id: int, deletions: 
             .values(is_deleted=True, deleted_at=bindparam("b_at")),
             [{"b_id": d.external_id, "b_at": d.deleted_at or utcnow()} for d in live],
         )
+        if detach:
+            detach_deleted(session, kind, connection_id=connection_id, ids=[d.external_id for d in live])
     return len(live)
 
 

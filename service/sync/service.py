@@ -30,7 +30,7 @@ from connectors.errors import ApiLimitError, ConnectorError
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
 from service.kit.db import analyze, utcnow
 from service.sync import repository
-from service.sync.models import SyncRun
+from service.sync.models import SyncRun, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -179,24 +179,29 @@ def _sync_stream(
 ) -> StreamCounts:
     counts = StreamCounts()
     kind = connector.kind_of(stream)
+    detach = _detaches(connector)
     with Session(engine, expire_on_commit=False) as session:
         state = repository.get_state(session, connection_id=connection_id, stream=stream)
         if full or state.cursor_at is None and state.full_started_at is None:
             state.full_started_at, state.cursor_at, state.cursor_id = utcnow(), None, None
         session.commit()
         full_started_at = state.full_started_at
-        since = state.cursor_at - connector.lookback if state.cursor_at else None
+        since = _since(connector, state)
 
+    began: datetime | None = None  # the CRM's time this read began, when the connector says (Page.began_at)
     for page in connector.pages(stream, since=since):
+        began = began or getattr(page, "began_at", None)
         with Session(engine, expire_on_commit=False) as session:
-            written = _store_page(
+            written, deleted = _store_page(
                 session,
                 page,
                 kind=kind,
                 connection_id=connection_id,
                 seen_at=full_started_at,
                 run_id=run.run_id,
-                stream=stream,
+                # a page may bring records of another CRM object (Salesforce: activities whose relations changed)
+                stream=getattr(page, "crm_object", None) or stream,
+                detach=detach,
             )
             state = repository.get_state(session, connection_id=connection_id, stream=stream)
             if page.cursor and (state.cursor_at is None or page.cursor > (state.cursor_at, state.cursor_id or "")):
@@ -206,7 +211,7 @@ def _sync_stream(
         counts.fetched += len(page.records) + len(page.skipped)
         counts.written += written
         counts.skipped += len(page.skipped)
-        counts.deleted += sum(1 for r in page.records if r.is_deleted)
+        counts.deleted += deleted
         if progress:
             progress(stream, counts.fetched, max(page.total_size, counts.fetched))
 
@@ -220,10 +225,11 @@ def _sync_stream(
                     connection_id=connection_id,
                     crm_object=stream,
                     full_started_at=state.full_started_at,
+                    detach=detach,
                 )
                 counts.deleted += swept if swept_kind == kind else 0
             run.full = True
-            state.deleted_checked_at, state.full_started_at = state.full_started_at, None
+            state.deleted_checked_at, state.full_started_at = began or state.full_started_at, None
         elif connector.supports_deleted(stream) and state.deleted_checked_at is not None:
             window = connector.deleted(stream, start=state.deleted_checked_at - connector.lookback, end=utcnow())
             if window.earliest_available and window.earliest_available > state.deleted_checked_at:
@@ -232,12 +238,33 @@ def _sync_stream(
                     f" be listed by the CRM; run the sync with --full once to sweep them"
                 )
             counts.deleted += repository.mark_deleted(
-                session, kind, connection_id=connection_id, deletions=window.deletions
+                session, kind, connection_id=connection_id, deletions=window.deletions, detach=detach
             )
-            state.deleted_checked_at = window.latest_covered or utcnow()
+            state.deleted_checked_at = began or window.latest_covered or utcnow()
+        elif began is not None:
+            state.deleted_checked_at = began
         state.updated_at = utcnow()
         session.commit()
     return counts
+
+
+def _detaches(connector: FetchConnector | PullConnector) -> bool:
+    """Whether the sync itself must clear the references to a record it marks deleted: a connector whose CRM leaves
+    linked records and their links in place when a record is deleted (HubSpot archiving a company) says so with
+    ``links_outlive_deletes``; a CRM that deletes and reports them too (Salesforce's cascade) needs nothing."""
+    return bool(getattr(connector, "links_outlive_deletes", False))
+
+
+def _since(connector: PullConnector, state: SyncState) -> datetime | None:
+    """Where this run's read of a stream starts: everything on a first or full sync; the cursor minus the look-back,
+    or, for a connector that reports when each read began (Salesforce), where it says from the last complete
+    read's start (kept in ``deleted_checked_at``), so what was read before costs nothing again."""
+    if state.cursor_at is None:
+        return None
+    measure = getattr(connector, "incremental_since", None)
+    if measure is not None and state.full_started_at is None and state.deleted_checked_at is not None:
+        return measure(cursor_at=state.cursor_at, read_began_at=state.deleted_checked_at)  # type: ignore[no-any-return]
+    return state.cursor_at - connector.lookback
 
 
 class FetchConnector(Protocol):
@@ -264,13 +291,15 @@ def refresh_records(
             counts.skipped += len(page.skipped)
             kind = connector.kind_of(stream)
             with Session(engine, expire_on_commit=False) as session:
-                counts.written += _store_page(
+                written, deleted = _store_page(
                     session, page, kind=kind, connection_id=connection_id, seen_at=None, run_id=report.run_id,
-                    stream=stream,
+                    stream=stream, detach=_detaches(connector),
                 )  # fmt: skip
+                counts.written += written
+                counts.deleted += deleted
                 if deletions:
                     counts.deleted += repository.mark_deleted(
-                        session, kind, connection_id=connection_id, deletions=deletions
+                        session, kind, connection_id=connection_id, deletions=deletions, detach=_detaches(connector)
                     )
                 session.commit()
     return report
@@ -285,15 +314,21 @@ def _store_page(
     seen_at: datetime | None,
     run_id: int,
     stream: str,
-) -> int:
-    """Store one page; a page may carry records of several kinds (HubSpot deals bring their contact links)."""
+    detach: bool = False,
+) -> tuple[int, int]:
+    """Store one page; a page may carry records of several kinds (HubSpot deals bring their contact links).
+    Returns (records written, stored live records now deleted) of the stream's own kind: a deleted record read
+    again, or first seen already deleted, is no deletion of this run. ``detach``: see ``_detaches``."""
     by_kind: dict[str, dict[str, CanonicalRecord]] = {}
-    for record in page.records:
+    records = page.records
+    if detach:  # the CRM may still list links to records stored as deleted
+        records = repository.without_deleted_references(session, records, connection_id=connection_id)
+    for record in records:
         newest = by_kind.setdefault(record.kind, {})
         kept = newest.get(record.external_id)
         if kept is None or record.modified_at >= kept.modified_at:
             newest[record.external_id] = record
-    written = 0
+    written = deleted = 0
     for record_kind, newest in by_kind.items():
         ids = list(newest)
         table = repository.TABLES[record_kind]
@@ -308,16 +343,26 @@ def _store_page(
             or (seen_at is not None and r.modified_at == stored[r.external_id][0])
         ]
         repository.upsert_records(
-            session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys()
-        )
+            session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys(),
+            detach=detach,
+        )  # fmt: skip
+        changed_ids = {r.external_id for r in changed}
+        # read again at the version stored: what changes without a new stamp (HubSpot associations) still applies
+        same = [
+            r
+            for r in newest.values()
+            if r.external_id not in changed_ids and stored.get(r.external_id) == (r.modified_at, False)
+        ]
+        repository.refresh_unstamped(session, same, connection_id=connection_id)
         if seen_at is not None:
-            changed_ids = {r.external_id for r in changed}
             unchanged = [i for i in ids if i not in changed_ids]
             repository.mark_seen(session, record_kind, connection_id=connection_id, ids=unchanged, seen_at=seen_at)
         written += len(changed) if record_kind == kind else 0
+        if record_kind == kind:
+            deleted += sum(1 for r in changed if r.is_deleted and stored.get(r.external_id, (None, True))[1] is False)
     if page.skipped:
         repository.record_skips(session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id)
-    return written
+    return written, deleted
 
 
 def _close_interrupted_runs(session: Session, connection_id: int) -> None:

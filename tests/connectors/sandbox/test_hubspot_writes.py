@@ -218,7 +218,10 @@ def test_property_group_and_property(client: HubSpot, portal: HubSpotPortal, sta
     assert listed["okrsync_hygiene_score"].type == "number" and listed["dealname"].type == "string"
 
     extra = {"name": "owner_note", "label": "Owner note", "type": "string", "fieldType": "textarea"}
-    on_custom = client.crm.properties.core_api.create(status_object, extra)
+    with pytest.raises(PropertiesApiException) as ungrouped:  # groupName is required, custom objects included
+        client.crm.properties.core_api.create(status_object, extra)
+    assert ungrouped.value.status == 400 and "not set: [groupName]" in _body(ungrouped.value)["message"]
+    on_custom = client.crm.properties.core_api.create(status_object, extra | {"groupName": "okr_status_information"})
     assert on_custom.group_name == "okr_status_information"
     assert "owner_note" in {p.name for p in client.crm.schemas.core_api.get_by_id("okr_status").properties}
 
@@ -312,7 +315,7 @@ def test_deleted_property_refuses_later_batches(client: HubSpot, portal: HubSpot
         _upsert(client, [_row("kr-1", note="again")])
     assert '"error":"PROPERTY_DOESNT_EXIST","name":"note"' in _body(refused.value)["message"]
     client.crm.properties.core_api.create(
-        "deals", {"name": "okr_x", "label": "x", "type": "string", "fieldType": "text"}
+        "deals", {"name": "okr_x", "label": "x", "type": "string", "fieldType": "text", "groupName": "dealinformation"}
     )
     portal.remove_property("deals", "okr_x")
     deal = portal.records("deals")[0]

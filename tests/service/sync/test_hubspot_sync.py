@@ -127,9 +127,9 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
 
 
 def _minimum_first_sync(portal: Any) -> int:
-    # owners (one page of up to 500), pipelines, the deal properties check (close_date_pushes_property), the account
-    # details (portal id and UI domain for record links: first sync only)
-    calls = 4
+    # owners (one page of up to 500 active ones, one of archived ones), pipelines, the deal properties check
+    # (close_date_pushes_property), the account details (portal id and UI domain for record links: first sync only)
+    calls = 5
     for stream in hs_mapping.OBJECT_STREAMS:
         count = len(portal.records(stream))
         calls += max(1, -(-count // 100))
@@ -148,8 +148,8 @@ def test_first_and_second_sync_use_the_minimum_of_api_calls(engine: Engine, scen
     second = sync_hubspot(engine, config)
     assert sum(c.written for c in second.counts.values()) == 0
     objects = len(hs_mapping.OBJECT_STREAMS)
-    # per object: one search and one archived listing; owners: listing and archived listing; pipelines; the
-    # deal properties check
+    # per object: one search and one archived listing; owners: the active and the archived listing (kept as
+    # inactive owners, no deletion check); pipelines; the deal properties check
     assert not second.full
     assert second.api_calls == portal.api_calls_total == 2 * objects + 4
 
@@ -241,9 +241,10 @@ def test_more_than_10000_changes_in_one_window_and_in_one_timestamp(engine: Engi
         assert report.counts["calls"].written == 10_300
         stored = local_rows(engine, "activity", crm="hubspot")
         assert sum(1 for a in stored.values() if (a.subject or "").startswith("bulk ")) == 10_300
-        # 200 per search page: 50 pages up to the cap, then the 10,300 at that instant by id (52 pages), then one
-        # empty window after it; the other objects need one search each
-        assert portal.api_calls["search"] == 50 + 52 + 1 + len(hs_mapping.OBJECT_STREAMS) - 1
+        # 200 per search page, keyset-paged: the first page is all one timestamp, so that timestamp is read by id
+        # (10,300 / 200 = 52 pages), then one empty window after it; the other objects need one search each. The
+        # offset paging before read 50 pages up to the 10,000 cap first and then all 10,300 again (103 searches).
+        assert portal.api_calls["search"] == 1 + 52 + 1 + len(hs_mapping.OBJECT_STREAMS) - 1
 
 
 def test_the_connector_paces_itself_under_the_burst_limit_instead_of_provoking_429(

@@ -21,6 +21,8 @@ from tests.conftest import fast_config
 from tests.service.sync.helpers import assert_local_equals_org, local_rows, minimum_query_calls
 
 DELETABLE = sum(1 for s in mapping.OBJECTS if mapping.has_is_deleted(s))
+# the record objects plus TaskRelation and EventRelation (Shared Activities), which need no getDeleted
+STREAMS = len(mapping.OBJECTS) + len(mapping.RELATION_STREAMS)
 
 
 def sync(engine: Engine, config: SalesforceConfig, *, full: bool = False):  # type: ignore[no-untyped-def]
@@ -50,7 +52,8 @@ def test_second_run_fetches_only_what_changed(engine: Engine, org: SandboxOrg, c
     second = sync(engine, config)
     assert sum(c.written for c in second.counts.values()) == 0
     # one query per object plus one getDeleted per deletable object: the platform minimum for "nothing changed"
-    assert org.api_calls_total == len(mapping.OBJECTS) + DELETABLE == second.api_calls
+    assert org.api_calls_total == STREAMS + DELETABLE == second.api_calls
+    assert sum(c.fetched for c in second.counts.values()) == 0, "what was read before costs nothing again"
 
     opportunity = org.records("Opportunity")[0]
     org.update("Opportunity", opportunity["Id"], {"StageName": "Negotiation/Review", "NextStep": "Send contract"})
@@ -95,11 +98,15 @@ def test_a_late_commit_behind_the_cursor_is_caught_by_the_look_back(
     engine: Engine, org: SandboxOrg, config: SalesforceConfig
 ) -> None:
     sync(engine, config)
+    org.update("Opportunity", org.records("Opportunity")[0]["Id"], {"NextStep": "Call"})
+    sync(engine, config)  # the cursor is now a moment ago
     with Session(engine) as session:
-        cursor = session.get(SyncState, (1, "Opportunity")).cursor_at  # type: ignore[union-attr]
+        state = session.get(SyncState, (1, "Opportunity"))
+        assert state is not None and state.cursor_at and state.deleted_checked_at
+        began = state.deleted_checked_at  # when that run's query began (the org's clock)
     opportunity = org.records("Opportunity")[3]
-    # A long transaction commits now, stamped 4 minutes before the cursor that already passed.
-    org.update("Opportunity", opportunity["Id"], {"Amount": 123456.0}, modstamp=cursor - timedelta(minutes=4))
+    # A long transaction commits now, stamped 4 minutes before the last run began: behind the cursor it passed.
+    org.update("Opportunity", opportunity["Id"], {"Amount": 123456.0}, modstamp=began - timedelta(minutes=4))
     report = sync(engine, config)
     assert report.counts["Opportunity"].written == 1
     assert local_rows(engine, "opportunity")[opportunity["Id"]].amount == 123456.0
