@@ -28,7 +28,7 @@ from service.dashboard import service as views
 from service.dashboard.render import render
 from service.kit.auth import TOKEN_PREFIX, Role, find_token
 from service.kit.db import utcnow
-from service.kit.params import MappingId, Offset
+from service.kit.params import MappingId, Offset, RowId
 from service.kit.settings import Settings
 from service.notifications.service import check_in_lines
 from service.okrs import service as okrs
@@ -334,7 +334,7 @@ def _check_in(
 @router.get("/{mapping_id:int}/check-in")
 def check_in(
     request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
-    recorded: Annotated[int, Query(ge=0, le=1)] = 0, past: Offset = 0,
+    recorded: RowId = 0, past: Offset = 0,
 ) -> Response:  # fmt: skip
     notice = i18n.Translator(lang)("check_in_recorded") if recorded else None
     return _check_in(request, session, _mapping(session, mapping_id), found, lang, at, notice=notice,

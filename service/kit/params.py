@@ -16,3 +16,5 @@ OFFSET_MAX = 10_000_000
 
 MappingId = Annotated[int, Path(ge=1, le=INT_MAX, description="The mapping's id (GET /api/v1/mappings)")]
 Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX, description="How many rows to skip")]
+# a row id passed along in a query (the check-in just recorded, to highlight it); 0: none
+RowId = Annotated[int, Query(ge=0, le=INT_MAX, description="A row's id, 0 for none")]

@@ -22,7 +22,7 @@ from mappings.filters import conditions_fields
 from mappings.kam import ASSESSMENTS
 from mappings.source import Locator, MappingFileError, Problem
 from mappings.validate import from_data, located
-from service.compute.models import KamAccountScore
+from service.compute.models import Computation, KamAccountScore
 from service.compute.repository import owner_ids_by_email, table
 from service.crm.models import Account, Activity, Contact, CrmConnection, Opportunity, Owner
 from service.kit.db import utcnow
@@ -337,7 +337,10 @@ def assess(
     if account is None:
         raise NotFoundError(f"no synced account {account_id!r}")
     assert mapping.id is not None
-    if session.get(KamAccountScore, (mapping.id, account_id)) is None:
+    # the key accounts as last computed (names, ids or a filter, evaluated by the computation); a mapping never
+    # computed yet (apply computes at once, so only inside a transaction like the tests') has no list to check
+    computed = session.exec(sqlmodel.select(Computation.id).where(Computation.mapping_id == mapping.id)).first()
+    if computed is not None and session.get(KamAccountScore, (mapping.id, account_id)) is None:
         raise NotFoundError(
             f"account {account_id} ({account.name}) is not a key account of {mapping.team} / {mapping.cycle}: the"
             " file's kam.accounts names them (GET /api/v1/mappings/{id}/kam-assessments shows those assessed)"
