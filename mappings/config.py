@@ -8,22 +8,32 @@ CRM data (team members, custom fields present) live in ``mappings.validate``.
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from mappings.fields import CustomField, FieldType, RecordType, UnknownField, resolve
-from mappings.filters import Condition, FieldCondition, FollowedByCondition, conditions_fields
+from mappings.fields import CANONICAL, CRM_NAME_PATTERN, CustomField, FieldType, RecordType, UnknownField, resolve
+from mappings.filters import AnyOf, Condition, FieldCondition, FollowedByCondition, conditions_fields
 from mappings.hygiene_rules import HygieneRule
 from mappings.kam_criteria import KamCriterion
+from mappings.limits import (
+    MAX_CONDITIONS,
+    MAX_MEMBERS,
+    MAX_RULES,
+    MAX_SPRINTS,
+    MAX_VALUES,
+    Day,
+    Number,
+    PrintableText,
+)
+from mappings.values import value_problem
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(PrintableText):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Member(_Strict):
@@ -37,8 +47,10 @@ class Member(_Strict):
 
 
 class Team(_Strict):
-    name: str = Field(title="Team name", examples=["Vertrieb DACH"], min_length=1)
-    members: list[Member] = Field(min_length=1, title="Members", description="The team's CRM owners.")
+    name: str = Field(title="Team name", examples=["Vertrieb DACH"], min_length=1, max_length=200)
+    members: list[Member] = Field(
+        min_length=1, max_length=MAX_MEMBERS, title="Members", description="The team's CRM owners."
+    )
 
     @field_validator("members")
     @classmethod
@@ -52,9 +64,9 @@ class Team(_Strict):
 
 
 class Cycle(_Strict):
-    name: str = Field(title="Cycle name", examples=["Q3 2026"], min_length=1)
-    start: date = Field(title="First day", examples=["2026-07-01"])
-    end: date = Field(title="Last day (inclusive)", examples=["2026-09-30"])
+    name: str = Field(title="Cycle name", examples=["Q3 2026"], min_length=1, max_length=200)
+    start: Day = Field(title="First day", examples=["2026-07-01"])
+    end: Day = Field(title="Last day (inclusive)", examples=["2026-09-30"])
 
     @model_validator(mode="after")
     def _length(self) -> Cycle:
@@ -149,7 +161,7 @@ class ResponseTimeMetric(_Strict):
 
     type: Literal["response_time"] = "response_time"
     statistic: Statistic = Field(title="Statistic", examples=["share_within"])
-    within_hours: float | None = Field(
+    within_hours: Number | None = Field(
         default=None, gt=0, title="Limit (hours)", description="For share_within.", examples=[4]
     )
     match: Literal["account", "contact"] = Field(default="account", title="Same account or same contact")
@@ -157,7 +169,7 @@ class ResponseTimeMetric(_Strict):
         default_factory=list, title="Inbound filter", description="Extra conditions on the customer's inquiry."
     )
     response_kinds: list[Literal["call", "email", "meeting"]] = Field(
-        default=["call", "email", "meeting"], min_length=1, title="What counts as a response"
+        default=["call", "email", "meeting"], min_length=1, max_length=3, title="What counts as a response"
     )
 
     @model_validator(mode="after")
@@ -171,7 +183,9 @@ class HygieneScoreMetric(_Strict):
     """Share of the team's open opportunities passing the hygiene rules (all, or the named ones)."""
 
     type: Literal["hygiene_score"] = "hygiene_score"
-    rules: list[str] | None = Field(default=None, title="Rules (default: all)", examples=[["no_next_step"]])
+    rules: list[str] | None = Field(
+        default=None, max_length=MAX_RULES, title="Rules (default: all)", examples=[["no_next_step"]]
+    )
 
 
 class KamCriteriaMetric(_Strict):
@@ -208,7 +222,7 @@ class Commitment(_Strict):
 
     title: str = Field(min_length=1, title="Commitment", examples=["60 first calls to new prospects"])
     metric: CommitmentMetric
-    target: float = Field(title="Committed value", examples=[60])
+    target: Number = Field(title="Committed value", examples=[60])
     direction: Direction = Field(default=Direction.higher, title="Higher or lower is better")
 
 
@@ -218,8 +232,8 @@ class Sprint(_Strict):
     key: str = Field(pattern=KEY_PATTERN, title="Sprint key", examples=["acquisition-1"])
     name: str = Field(min_length=1, title="Sprint name", examples=["Acquisition sprint 1"])
     goal: str | None = Field(default=None, title="Sprint goal", examples=["Fill the pipeline for Q4 in the Rhine area"])
-    start: date = Field(title="First day", examples=["2026-08-03"])
-    end: date = Field(title="Last day (inclusive)", examples=["2026-08-14"])
+    start: Day = Field(title="First day", examples=["2026-08-03"])
+    end: Day = Field(title="Last day (inclusive)", examples=["2026-08-14"])
     serves: list[str] = Field(default_factory=list, title="Key results it serves", examples=[["discovery-meetings"]])
     commitment: Commitment | None = Field(default=None, title="Commitment")
 
@@ -238,11 +252,11 @@ class KeyResult(_Strict):
     key: str = Field(pattern=KEY_PATTERN, title="Key", description="Stable id; renaming it starts a new KR.")
     title: str = Field(min_length=1, title="Title", examples=["40 discovery meetings with new prospects"])
     metric: Metric
-    baseline: float = Field(default=0, title="Baseline", examples=[0])
-    target: float = Field(title="Target", examples=[40])
+    baseline: Number = Field(default=0, title="Baseline", examples=[0])
+    target: Number = Field(title="Target", examples=[40])
     direction: Direction = Field(default=Direction.higher, title="Higher or lower is better")
     window: Literal["cycle"] | SprintWindow = Field(default="cycle", title="Time window")
-    weight: float = Field(default=1.0, gt=0, title="Weight in the objective")
+    weight: Number = Field(default=1.0, gt=0, title="Weight in the objective")
 
     @model_validator(mode="after")
     def _target(self) -> KeyResult:
@@ -279,8 +293,12 @@ class Scoring(_Strict):
 class CustomFieldSpec(_Strict):
     record: RecordType = Field(title="Record type", examples=["account"])
     type: FieldType = Field(default=FieldType.text, title="Field type", examples=["boolean"])
-    salesforce: str | None = Field(default=None, title="Salesforce API name", examples=["Key_Account__c"])
-    hubspot: str | None = Field(default=None, title="HubSpot property", examples=["key_account"])
+    salesforce: str | None = Field(
+        default=None, pattern=CRM_NAME_PATTERN, title="Salesforce API name", examples=["Key_Account__c"]
+    )
+    hubspot: str | None = Field(
+        default=None, pattern=CRM_NAME_PATTERN, title="HubSpot property", examples=["key_account"]
+    )
 
     @model_validator(mode="after")
     def _somewhere(self) -> CustomFieldSpec:
@@ -292,16 +310,17 @@ class CustomFieldSpec(_Strict):
 class Hygiene(_Strict):
     stages: list[str] = Field(
         default_factory=list,
+        max_length=MAX_RULES,
         title="Open stages in pipeline order",
         description="Needed by missing_amount (from_stage).",
         examples=[["Prospecting", "Qualification"]],
     )
-    rules: list[HygieneRule] = Field(default_factory=list, title="Rules")
+    rules: list[HygieneRule] = Field(default_factory=list, max_length=MAX_RULES, title="Rules")
 
 
 class KeyAccounts(_Strict):
-    names: list[str] | None = Field(default=None, title="Account names")
-    ids: list[str] | None = Field(default=None, title="CRM account ids")
+    names: list[str] | None = Field(default=None, max_length=MAX_MEMBERS, title="Account names")
+    ids: list[str] | None = Field(default=None, max_length=MAX_MEMBERS, title="CRM account ids")
     where: list[Condition] | None = Field(default=None, title="Account filter")
 
     @model_validator(mode="after")
@@ -313,7 +332,7 @@ class KeyAccounts(_Strict):
 
 class Kam(_Strict):
     accounts: KeyAccounts = Field(title="Key accounts")
-    criteria: list[KamCriterion] = Field(min_length=1, title="Criteria per key account")
+    criteria: list[KamCriterion] = Field(min_length=1, max_length=MAX_RULES, title="Criteria per key account")
 
 
 class MappingConfig(_Strict):
@@ -321,8 +340,10 @@ class MappingConfig(_Strict):
     team: Team
     cycle: Cycle
     scoring: Scoring = Field(default_factory=Scoring)
-    custom_fields: dict[str, CustomFieldSpec] = Field(default_factory=dict, title="Custom CRM fields")
-    sprints: list[Sprint] = Field(default_factory=list)
+    custom_fields: dict[str, CustomFieldSpec] = Field(
+        default_factory=dict, max_length=MAX_RULES, title="Custom CRM fields"
+    )
+    sprints: list[Sprint] = Field(default_factory=list, max_length=MAX_SPRINTS)
     objectives: list[Objective] = Field(min_length=1, max_length=5, title="Objectives (1–5)")
     hygiene: Hygiene = Field(default_factory=Hygiene)
     kam: Kam | None = None
@@ -392,16 +413,7 @@ def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
             for record, conditions, sub in metric_filters(metric):
                 for n, p in check_filter(conditions, record, custom):
                     problems.append(((*at, "metric", *sub, n), p))
-            parts = (
-                [(("numerator",), metric.numerator), (("denominator",), metric.denominator)]
-                if isinstance(metric, RatioMetric)
-                else [((), metric)]
-                if isinstance(metric, SumMetric)
-                else []
-            )
-            for sub, part in parts:
-                if isinstance(part, SumMetric):
-                    problems.extend(((*at, "metric", *sub, "field"), p) for p in _numeric(part, custom))
+            problems.extend(((*at, "metric", *sub), p) for sub, p in check_parts(metric, custom))
     for n, rule in enumerate(config.hygiene.rules):
         problems.extend((("hygiene", "rules", n), p) for p in rule.check(config.hygiene.stages, custom))
     if config.kam:
@@ -429,13 +441,7 @@ def check_sprint(
     at: Loc = ("commitment", "metric")
     for record, conditions, sub in metric_filters(metric):
         problems.extend(((*at, *sub, n), p) for n, p in check_filter(conditions, record, custom))
-    for sub, part in (
-        [(("numerator",), metric.numerator), (("denominator",), metric.denominator)]
-        if isinstance(metric, RatioMetric)
-        else [((), metric)]
-    ):
-        if isinstance(part, SumMetric):
-            problems.extend(((*at, *sub, "field"), p) for p in _numeric(part, custom))
+    problems.extend(((*at, *sub), p) for sub, p in check_parts(metric, custom))
     if isinstance(metric, HygieneScoreMetric):
         if not rule_keys:
             problems.append((at, "hygiene_score needs rules under hygiene.rules"))
@@ -478,17 +484,52 @@ def metric_filters(metric: object) -> list[tuple[RecordType, list[Condition], Lo
 RECORD_OF = {Counted.activities: RecordType.activity, Counted.opportunities: RecordType.opportunity}
 
 
+def metric_parts(metric: object) -> list[tuple[Loc, CountMetric | SumMetric]]:
+    """The counts and sums a metric is made of, with where each sits in the metric."""
+    if isinstance(metric, RatioMetric):
+        return [(("numerator",), metric.numerator), (("denominator",), metric.denominator)]
+    if isinstance(metric, CountMetric | SumMetric):
+        return [((), metric)]
+    return []
+
+
+def check_parts(metric: object, custom: dict[str, CustomField]) -> list[tuple[Loc, str]]:
+    """Problems of a metric's counts and sums: a sum of a field that is no number, a date field the records lack."""
+    problems: list[tuple[Loc, str]] = []
+    for sub, part in metric_parts(metric):
+        if isinstance(part, SumMetric):
+            problems.extend(((*sub, "field"), p) for p in _numeric(part, custom))
+        record = RECORD_OF[part.of]
+        if part.date_field not in (None, DateField.none) and part.date_field.value not in CANONICAL[record]:
+            dates = sorted(f.value for f in DateField if f == DateField.none or f.value in CANONICAL[record])
+            problems.append(
+                (
+                    (*sub, "date_field"),
+                    f"{part.of.value} have no {part.date_field.value}; date_field is one of {', '.join(dates)}",
+                )
+            )
+    return problems
+
+
 def check_filter(where: list[Condition], record: RecordType, custom: dict[str, CustomField]) -> list[tuple[int, str]]:
-    """Problems of a filter against the field catalogue, each with the index of its condition."""
+    """Problems of a filter against the field catalogue and the limits, each with the index of its condition."""
     problems: list[tuple[int, str]] = []
+    conditions = values = 0
     for n, condition in enumerate(where):
-        for inner in conditions_fields([condition]):
-            problems.extend((n, p) for p in _check_field(inner, record, custom))
+        inners = [(inner, record) for inner in conditions_fields([condition])]
         if isinstance(condition, FollowedByCondition):
             if record != RecordType.activity:
                 problems.append((n, "followed_by applies to activities only"))
-            for inner in condition.followed_by.where:
-                problems.extend((n, p) for p in _check_field(inner, RecordType.opportunity, custom))
+            inners += [(inner, RecordType.opportunity) for inner in condition.followed_by.where]
+        for inner, on in inners:
+            problems.extend((n, p) for p in _check_field(inner, on, custom))
+        before = conditions, values
+        conditions += len(inners) + isinstance(condition, AnyOf | FollowedByCondition)
+        values += sum(len(c.value) if isinstance(c.value, list) else 1 for c, _on in inners)
+        if conditions > MAX_CONDITIONS >= before[0]:
+            problems.append((n, f"a filter has at most {MAX_CONDITIONS} conditions, counting any_of alternatives"))
+        if values > MAX_VALUES >= before[1]:
+            problems.append((n, f"a filter has at most {MAX_VALUES:,} values, counting each item of in/not_in lists"))
     return problems
 
 
@@ -502,7 +543,8 @@ def _check_field(condition: FieldCondition, record: RecordType, custom: dict[str
         return [f"{condition.field} is {resolved.type.value}; {condition.op.value} needs a number or date field"]
     if condition.op.value in ("is_true", "is_false") and resolved.type != FieldType.boolean and resolved.kind != "raw":
         return [f"{condition.field} is {resolved.type.value}; {condition.op.value} needs a boolean field"]
-    return []
+    problem = value_problem(condition, resolved)
+    return [problem] if problem else []
 
 
 def _numeric(part: SumMetric, custom: dict[str, CustomField]) -> list[str]:

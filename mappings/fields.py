@@ -7,8 +7,14 @@ A custom CRM field is declared once under ``custom_fields`` with its name in eac
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
+
+# A Salesforce API name or HubSpot internal property name, dotted for a path into the payload (raw.Owner.Email).
+# Both CRMs allow only these characters; the database's JSON paths break on quotes, braces or empty steps.
+CRM_NAME_PATTERN = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$"
+_CRM_NAME = re.compile(CRM_NAME_PATTERN)
 
 
 class FieldType(StrEnum):
@@ -141,6 +147,11 @@ def resolve(path: str, base: RecordType, custom: dict[str, CustomField]) -> Reso
     if head == "raw":
         if not rest:
             raise UnknownField("raw needs a CRM field name, e.g. raw.Type")
+        if not _CRM_NAME.fullmatch(rest):
+            raise UnknownField(
+                f'"raw.{rest}" is not a CRM field name: Salesforce and HubSpot names are letters, digits and '
+                "underscores (a dot steps into a nested field)"
+            )
         return ResolvedField(via, record, "raw", rest, FieldType.text)
     if rest:
         raise UnknownField(f'"{path}" is not a field {where}')

@@ -18,7 +18,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from mappings.limits import Days, PrintableText, scalar_problem
 
 
 class Op(StrEnum):
@@ -44,8 +46,8 @@ LIST_OPS = {Op.in_, Op.not_in}
 TEXT_OPS = {Op.contains, Op.not_contains, Op.starts_with}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(PrintableText):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FieldCondition(_Strict):
@@ -59,7 +61,31 @@ class FieldCondition(_Strict):
         min_length=1,
     )
     op: Op = Field(title="Operator", description="How the field is compared.", examples=["eq", "in", "gte"])
-    value: Any = Field(default=None, title="Value", description="What the field is compared with.", examples=["call"])
+    value: Any = Field(
+        default=None,
+        title="Value",
+        description="What the field is compared with: text, a number, true/false or a date (a flat list of them "
+        "for in and not_in). `mappings.values` checks it against the field's type.",
+        examples=["call"],
+    )
+
+    @field_validator("field")
+    @classmethod
+    def _printable(cls, field: str) -> str:
+        odd = next((c for c in field if not c.isprintable()), None)
+        if odd is not None:
+            raise ValueError(f"a field name is printable text; this one contains U+{ord(odd):04X}")
+        return field
+
+    @field_validator("value")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        # one value, or a flat list of them: the type of the field is checked once the field is resolved
+        for item in value if isinstance(value, list) else [value]:
+            problem = None if item is None and not isinstance(value, list) else scalar_problem(item)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _value_fits_op(self) -> FieldCondition:
@@ -80,7 +106,7 @@ class FieldCondition(_Strict):
 class FollowedBy(_Strict):
     """The activity was followed by an opportunity on the same account, created after it ("turned into")."""
 
-    within_days: int | None = Field(
+    within_days: Days | None = Field(
         default=None,
         ge=1,
         title="Within days",

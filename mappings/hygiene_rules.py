@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from mappings.fields import CustomField
 from mappings.filters import Condition
+from mappings.limits import MAX_RULES, Count, Days, Number, PrintableText
 
 _NAME = Field(
     default=None,
@@ -21,8 +22,8 @@ _NAME = Field(
 )
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Rule(PrintableText):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str | None = _NAME
 
@@ -39,7 +40,7 @@ class CloseDatePast(_Rule):
     """The close date of an open opportunity lies in the past."""
 
     type: Literal["close_date_past"] = "close_date_past"
-    grace_days: int = Field(default=0, ge=0, title="Days of grace", examples=[0])
+    grace_days: Days = Field(default=0, ge=0, title="Days of grace", examples=[0])
 
 
 class NoNextStep(_Rule):
@@ -52,15 +53,15 @@ class NoActivity(_Rule):
     """No activity logged on the opportunity for N days."""
 
     type: Literal["no_activity"] = "no_activity"
-    days: int = Field(ge=1, title="Days without activity", examples=[14])
+    days: Days = Field(ge=1, title="Days without activity", examples=[14])
 
 
 class StuckInStage(_Rule):
     """In its current stage longer than N days, or longer than k × the team's median for that stage."""
 
     type: Literal["stuck_in_stage"] = "stuck_in_stage"
-    days: int | None = Field(default=None, ge=1, title="Days in stage", examples=[30])
-    median_factor: float | None = Field(default=None, gt=0, title="× team median for the stage", examples=[2])
+    days: Days | None = Field(default=None, ge=1, title="Days in stage", examples=[30])
+    median_factor: Number | None = Field(default=None, gt=0, title="× team median for the stage", examples=[2])
 
     @model_validator(mode="after")
     def _one(self) -> StuckInStage:
@@ -73,7 +74,7 @@ class CloseDatePushed(_Rule):
     """The close date was moved later N times or more."""
 
     type: Literal["close_date_pushed"] = "close_date_pushed"
-    times: int = Field(ge=1, title="Pushes", examples=[3])
+    times: Count = Field(ge=1, title="Pushes", examples=[3])
 
 
 class MissingAmount(_Rule):
@@ -93,15 +94,18 @@ class SingleThreaded(_Rule):
     """Fewer than N contacts (contact roles) on the opportunity."""
 
     type: Literal["single_threaded"] = "single_threaded"
-    min_contacts: int = Field(default=2, ge=1, title="Minimum contacts", examples=[2])
+    min_contacts: Count = Field(default=2, ge=1, title="Minimum contacts", examples=[2])
 
 
 class ProbabilityMismatch(_Rule):
     """The probability (0–100) differs from the one expected for the stage."""
 
     type: Literal["probability_mismatch"] = "probability_mismatch"
-    expected: dict[str, float] = Field(
-        min_length=1, title="Expected probability per stage", examples=[{"Prospecting": 10, "Negotiation/Review": 90}]
+    expected: dict[str, Number] = Field(
+        min_length=1,
+        max_length=MAX_RULES,
+        title="Expected probability per stage",
+        examples=[{"Prospecting": 10, "Negotiation/Review": 90}],
     )
     tolerance: float = Field(default=0, ge=0, le=100, title="Allowed difference (points)")
 

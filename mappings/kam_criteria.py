@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from mappings.fields import CustomField, RecordType
 from mappings.filters import Condition
+from mappings.limits import Count, Days, PrintableText
 
 ActivityKindName = Literal["call", "email", "meeting", "task", "note"]
 
 
-class _Criterion(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Criterion(PrintableText):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     key: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", title="Key", examples=["three-contacts"])
     title: str = Field(min_length=1, title="Criterion", examples=["Met at least 3 contacts in the last 90 days"])
@@ -30,9 +31,9 @@ class DistinctContacts(_Criterion):
     """At least N distinct contacts of the account involved in activities in the last D days."""
 
     type: Literal["distinct_contacts"] = "distinct_contacts"
-    min: int = Field(default=3, ge=1, title="Distinct contacts", examples=[3])
-    days: int = Field(default=90, ge=1, title="In the last days", examples=[90])
-    kinds: list[ActivityKindName] = Field(default=["meeting", "call"], min_length=1)
+    min: Count = Field(default=3, ge=1, title="Distinct contacts", examples=[3])
+    days: Days = Field(default=90, ge=1, title="In the last days", examples=[90])
+    kinds: list[ActivityKindName] = Field(default=["meeting", "call"], min_length=1, max_length=5)
 
 
 class ActivityOnAccount(_Criterion):
@@ -40,8 +41,8 @@ class ActivityOnAccount(_Criterion):
 
     type: Literal["activity"] = "activity"
     where: list[Condition] = Field(min_length=1, title="Activity filter")
-    min_count: int = Field(default=1, ge=1, title="At least")
-    days: int | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
+    min_count: Count = Field(default=1, ge=1, title="At least")
+    days: Days | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
 
     def check(self, custom: dict[str, CustomField]) -> list[str]:
         from mappings.config import check_filter
@@ -54,7 +55,7 @@ class TaskCompleted(_Criterion):
 
     type: Literal["task_completed"] = "task_completed"
     subject: str = Field(min_length=1, title="Subject contains", examples=["Account plan"])
-    days: int | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
+    days: Days | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
 
 
 class Assessed(_Criterion):

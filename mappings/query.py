@@ -12,7 +12,6 @@ key, the opportunity an activity turned into, or the response to an inquiry), ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true
@@ -30,6 +29,7 @@ from mappings.config import (
 from mappings.fields import CustomField, FieldType, RecordType, ResolvedField, resolve
 from mappings.filters import AnyOf, Condition, FieldCondition, FollowedByCondition, Op
 from mappings.sql import Scope, Tables, epoch_seconds, number_of, plus_days, text_of, typed_null
+from mappings.values import COMPARED, compared_type, sql_value
 
 
 class MappingRuntimeError(ValueError):
@@ -142,20 +142,16 @@ class FilterCompiler:
         return table.c.raw[tuple(path)].as_string()  # type: ignore[no-any-return]
 
     def _compare(self, column: ColumnElement[Any], field: ResolvedField, cond: FieldCondition) -> ColumnElement[bool]:
-        op, kind, ftype = cond.op, field.kind, field.type
-        if kind != "canonical":
-            if ftype == FieldType.boolean or op in (Op.is_true, Op.is_false):
+        op, ftype = cond.op, compared_type(field, cond)
+        if field.kind != "canonical":
+            if ftype == FieldType.boolean:
                 column = func.lower(text_of(column)).in_(["true", "1"])
-                ftype = FieldType.boolean
-            elif ftype == FieldType.number or (
-                op in (Op.gt, Op.gte, Op.lt, Op.lte) and isinstance(cond.value, int | float)
-            ):
+            elif ftype == FieldType.number:
                 column = number_of(column)
-                ftype = FieldType.number
-            elif ftype in (FieldType.date, FieldType.datetime):
-                column = func.substr(text_of(column), 1, 10 if ftype == FieldType.date else 19)
-                ftype = FieldType.text
-        value = _coerce(cond.value, ftype)
+            elif field.type in (FieldType.date, FieldType.datetime):
+                column = func.substr(text_of(column), 1, 10 if field.type == FieldType.date else 19)
+        # the same conversion validation ran (mappings.values), so a validated filter cannot fail here
+        value: Any = sql_value(cond.value, ftype) if op in COMPARED else None
         if op == Op.eq:
             return column == value  # type: ignore[no-any-return]
         if op == Op.ne:
@@ -180,27 +176,6 @@ class FilterCompiler:
         if op == Op.is_true:
             return column == true()  # type: ignore[no-any-return]
         return or_(column.is_(None), column == false())
-
-
-def _coerce(value: Any, ftype: FieldType) -> Any:
-    """The YAML value as the column's type (a date compared with a timestamp means midnight UTC)."""
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return [_coerce(v, ftype) for v in value]
-    if ftype == FieldType.datetime:
-        if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        if isinstance(value, date):
-            return datetime.combine(value, datetime.min.time(), tzinfo=UTC)
-        return datetime.fromisoformat(str(value)).astimezone(UTC)
-    if ftype == FieldType.date:
-        return value if isinstance(value, date) else date.fromisoformat(str(value))
-    if ftype == FieldType.number:
-        return float(value)
-    if ftype == FieldType.text:
-        return value.isoformat() if isinstance(value, date) else str(value)
-    return value
 
 
 def _base(tables: Tables, of: Counted) -> tuple[Any, RecordType]:

@@ -75,7 +75,8 @@ def _load(path: Path) -> okrs.LoadedMapping:
         return okrs.load_path(path)
     except MappingFileError as exc:
         for problem in exc.problems:
-            err.print(str(problem), markup=False, highlight=False)
+            # one problem per line, never wrapped: editors and CI read "file:line:column: message"
+            err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
         err.print(f"[red]{len(exc.problems)} problem(s); nothing was applied.[/]")
         raise typer.Exit(1) from None
 
@@ -94,7 +95,7 @@ def validate(file: FileArg, connection: ConnectionOpt = None) -> None:
             err.print(f"[yellow]not checked against CRM data:[/] {exc}")
         problems = okrs.check_against_crm(session, loaded, conn) if conn else []
     for problem in problems:
-        err.print(str(problem), markup=False, highlight=False)
+        err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     if problems:
         raise _fail(f"{len(problems)} problem(s)")
     config = loaded.config
@@ -129,7 +130,7 @@ def apply(
             )
         except MappingFileError as exc:
             for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False)
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
             raise _fail("nothing was applied") from None
         except (okrs.NotFoundError, okrs.CycleRuleError) as exc:
             raise _fail(f"{exc}; nothing was applied") from None
@@ -155,7 +156,7 @@ def preview(file: FileArg, connection: ConnectionOpt = None, as_of: AsOfOpt = No
             )
         except MappingFileError as exc:
             for problem in exc.problems:
-                err.print(str(problem), markup=False, highlight=False)
+                err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
             raise _fail("cannot preview") from None
         except (okrs.NotFoundError, okrs.CycleRuleError) as exc:
             raise _fail(str(exc)) from None

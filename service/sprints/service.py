@@ -280,8 +280,8 @@ def add_sprint(session: Session, mapping: OkrMapping, sprint: Sprint, *, author:
     connection = session.get(CrmConnection, mapping.connection_id)
     assert connection is not None
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    loaded = okrs.LoadedMapping(new, text, API_SOURCE, okrs.load(text, filename=API_SOURCE).locator)
     try:
+        loaded = okrs.LoadedMapping(new, text, API_SOURCE, okrs.load(text, filename=API_SOURCE).locator)
         _mapping, version = okrs.apply(
             session, loaded, connection=connection, author=author, reason=f"sprint {sprint.key} added", now=now
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import tracemalloc
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mappings.limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 from mappings.source import Locator, MappingFileError, Problem, load_file, load_yaml, problems_from_validation
 
 VALID = """\
@@ -239,3 +241,134 @@ def test_load_file_not_utf8(tmp_path: Path) -> None:
         load_file(path)
     [problem] = info.value.problems
     assert problem.line == 2 and "not UTF-8" in problem.message
+
+
+# --- limits: size, nesting, aliases, text and numbers the schema never needs (mappings.limits) ---------------------
+
+
+def _fast_problem(text: str) -> Problem:
+    """The one problem of ``text``, found in a few MB: nothing expanded, nothing read to the end.
+
+    Memory, not time, is what the test measures: the peak is the same on a busy CI machine as on a quiet one, and
+    an expanded alias bomb or a fully composed oversized file would need hundreds of MB.
+    """
+    tracemalloc.start()
+    try:
+        [problem] = _problems(text)
+        assert tracemalloc.get_traced_memory()[1] < 20_000_000
+    finally:
+        tracemalloc.stop()
+    return problem
+
+
+def test_the_shipped_examples_are_far_inside_the_limits() -> None:
+    for path in sorted((Path(__file__).resolve().parents[2] / "mappings" / "examples").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert len(text.encode()) < MAX_FILE_BYTES / 100
+        load_yaml(text, filename=path.name)
+
+
+def test_a_file_over_the_size_limit_is_refused_where_it_crosses_it(tmp_path: Path) -> None:
+    text = "version: 1\nteam: " + "x" * MAX_FILE_BYTES + "\n"
+    problem = _fast_problem(text)
+    assert (problem.line, problem.column) == (2, MAX_FILE_BYTES - len("version: 1\n") + 1)
+    assert problem.message == "the file is larger than 1,048,576 bytes (1 MiB), the limit for a mapping file"
+    path = tmp_path / "big.yaml"
+    path.write_text(text + "# and much more\n" * 100_000, encoding="utf-8")
+    with pytest.raises(MappingFileError) as info:
+        load_file(path)
+    assert [(p.line, p.column) for p in info.value.problems] == [(problem.line, problem.column)]
+    load_yaml("version: 1\nteam: " + "é" * ((MAX_FILE_BYTES - 20) // 2) + "\n", filename="m.yaml")  # bytes, not chars
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("team: " + "[" * 100_000 + "]" * 100_000 + "\n", 1),  # the scanner would read ahead quadratically
+        ("team: " + "{a: " * 100_000 + "\n", 1),
+        ("team:\n" + "- " * 100_000 + "x\n", 2),
+        ("".join(" " * n + f"k{n}:\n" for n in range(200)), 65),
+        ("team:\n" + "".join(" " * (n + 1) + f"k{n}:\n" for n in range(40)) + " " * 41 + "[" * 40, 42),  # both
+    ],
+    ids=["flow-lists", "flow-mappings", "block-lists", "block-mappings", "mixed"],
+)
+def test_nesting_beyond_the_limit_is_refused_at_once(text: str, line: int) -> None:
+    problem = _fast_problem(text)
+    assert problem.line == line and problem.column is not None
+    assert (
+        problem.message == f"lists and mappings nested more than {MAX_DEPTH} levels deep, the limit for a mapping file"
+    )
+
+
+def test_nesting_up_to_the_limit_loads() -> None:
+    data, _ = load_yaml("team: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n", filename="m.yaml")
+    depth = 1
+    while data and isinstance(data, (dict, list)):
+        data, depth = (data["team"] if isinstance(data, dict) else data[0]), depth + 1
+    assert depth == MAX_DEPTH
+
+
+def test_nesting_counts_through_aliases() -> None:
+    deep = "[" * 40 + "x" + "]" * 40
+    text = f"a: &deep {deep}\nb: [[[[[[[[[[[[[[[[[[[[[[[[[[*deep]]]]]]]]]]]]]]]]]]]]]]]]]\n"
+    problem = _fast_problem(text)
+    assert (problem.line, problem.column) == (2, 30)
+    assert problem.message.startswith("alias *deep puts lists and mappings nested more than 64 levels deep")
+
+
+def test_an_alias_bomb_is_refused_at_the_alias_that_crosses_the_node_limit() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 10)}]" for n in range(1, 10)]  # stands for 10^10 values
+    problem = _fast_problem("\n".join(lines) + "\n")
+    assert problem.line == 5  # a4's first alias: 11 + 111 + 1,111 + 11,111 nodes so far, + 11,111 passes 20,000
+    assert problem.message == (
+        f"with alias *a3 the file stands for more than {MAX_NODES:,} values, lists and mappings, the limit for a "
+        "mapping file: repeat less through aliases"
+    )
+
+
+def test_aliases_within_the_limit_load_as_shared_values() -> None:
+    data, _ = load_yaml("a: &kinds [call, email]\nb: *kinds\nc: {x: *kinds}\n", filename="m.yaml")
+    assert data == {"a": ["call", "email"], "b": ["call", "email"], "c": {"x": ["call", "email"]}}
+
+
+def test_a_file_of_too_many_plain_values_is_refused() -> None:
+    problem = _fast_problem("a: [" + ", ".join(["1"] * MAX_NODES) + "]\n")
+    assert problem.line == 1 and problem.message.startswith(f"the file has more than {MAX_NODES:,} values")
+
+
+def test_a_recursive_alias_is_refused() -> None:
+    problem = _fast_problem("a: &loop [x, *loop]\n")
+    assert (problem.line, problem.column) == (1, 14)
+    assert problem.message == "alias *loop refers to a list or mapping that contains it"
+
+
+@pytest.mark.parametrize(
+    ("escape", "code"),
+    [("\\0", "0000"), ("\\a", "0007"), ("\\e", "001B"), ("\\x7f", "007F"), ("\\x9b", "009B"), ("\\ud800", "D800")],
+)
+def test_control_characters_written_as_escapes_are_refused(escape: str, code: str) -> None:
+    problems = _problems(f'team: "a{escape}b"\n"k{escape}": x\n')
+    assert [(p.line, p.column) for p in problems] == [(1, 7), (2, 1)]
+    assert problems[0].message == f"text may not contain control characters: U+{code} (an escape in quotes); remove it"
+
+
+def test_tabs_newlines_and_any_printable_unicode_stay_text() -> None:
+    data, _ = load_yaml('team: "a\\tb\\nc \\u202e שלום 😀 \\x85"\n', filename="m.yaml")
+    assert data["team"] == "a\tb\nc \u202e שלום 😀 \x85"
+
+
+@pytest.mark.parametrize("tag", ["!!binary AAAA", "!!set {a}", "!!omap [a: 1]", "!!pairs [a: 1]"])
+def test_tags_beyond_plain_yaml_are_refused(tag: str) -> None:
+    [problem] = _problems(f"version: 1\nteam: {tag}\n")
+    assert (problem.line, problem.column) == (2, 7)
+    assert problem.message.endswith("is not supported: write plain text, numbers, lists")
+
+
+@pytest.mark.parametrize("number", ["9" * 400, "9" * 5_000, "-" + "1" * 200, "1" + ":0" * 300, "1." + "0" * 200])
+def test_numbers_too_long_to_be_in_range_are_refused_before_conversion(number: str) -> None:
+    problem = _fast_problem(f"version: 1\ntarget: {number}\n")
+    assert (problem.line, problem.column) == (2, 9)
+    assert problem.message == (
+        f"a number of {len(number)} characters is out of range: numbers lie between -10^15 and 10^15"
+    )

@@ -66,6 +66,7 @@ def test_no_operation_answers_5xx_or_off_schema(fuzzed: tuple[Api, Path]) -> Non
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20, [op.label for op in operations]
+
     def _check(case: schemathesis.Case, label: str) -> None:
         response = case.call(base_url=api.base_url, session=session, headers=auth, timeout=60)
         sent[label] += 1
