@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import faulthandler
-import time
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,10 +41,11 @@ from tests.service.compute import world
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "mappings" / "examples"
 MEMBERS = [{"email": "anna@example.com", "name": "Anna"}, {"email": "ben@example.com"}]
-# per file and call (validate, preview), CPU time: a property bound, far above what a file takes (~0.05 s, a few MB;
-# a file of 20,000 values, the most the loader reads, 0.5-2.5 s depending on how fragmented the process's heap is)
-SECONDS, MEGABYTES = 5.0, 50
-HARD_STOP = 120  # seconds: beyond this one file is not slow but runaway
+# per file and call (validate, preview), peak memory: a property bound, far above what a file takes (a few MB).
+# Time is bounded by what the loader reads (mappings.limits: at most 20,000 values, nothing expanded beyond that),
+# not asserted here: a timed assertion depends on the machine (bench/ measures time).
+MEGABYTES = 50
+HARD_STOP = 120  # seconds: beyond this one file is not slow but runaway: the run stops with every traceback
 DEEP, PAD = "DEEP-NESTING-HERE", "PADDING-HERE"  # replaced in the text after dumping (too deep / large to dump)
 
 
@@ -311,22 +311,18 @@ Case = tuple[str, int, list[str]]
 class Outcome:
     validated: list[Problem]
     previewed: list[Problem]
-    seconds: float
     megabytes: float
 
 
 def _run(engine: Engine, text: str) -> Outcome:
-    """Validate, then preview: each timed in CPU seconds (other processes on the machine do not count), then each
-    again under tracemalloc (which slows PyYAML several times) for its peak memory. The bounds are per call."""
+    """Validate, then preview, then each again under tracemalloc for its peak memory (the bound is per call)."""
     # the bounds are asserted after the fact; should a file blow far past them (an alias bomb expanded, say), stop
     # the run with every thread's traceback rather than hang or swap
     faulthandler.dump_traceback_later(HARD_STOP, exit=True)
     try:
-        outcomes, seconds, peaks = [], [], []
+        outcomes, peaks = [], []
         for call in (validate, preview):
-            started = time.process_time()
             outcomes.append(call(engine, text))
-            seconds.append(time.process_time() - started)
         tracemalloc.start()
         try:
             for call, outcome in zip((validate, preview), outcomes, strict=True):
@@ -337,7 +333,7 @@ def _run(engine: Engine, text: str) -> Outcome:
             tracemalloc.stop()
     finally:
         faulthandler.cancel_dump_traceback_later()
-    return Outcome(outcomes[0], outcomes[1], max(seconds), max(peaks))
+    return Outcome(outcomes[0], outcomes[1], max(peaks))
 
 
 def _check(outcome: Outcome, done: list[str]) -> None:
@@ -347,13 +343,12 @@ def _check(outcome: Outcome, done: list[str]) -> None:
     for problem in outcome.validated + outcome.previewed:
         assert problem.line is not None and problem.column is not None, (done, problem)
         assert str(problem).startswith(f"m.yaml:{problem.line}:{problem.column}: "), problem
-    assert outcome.seconds < SECONDS, (done, outcome.seconds)
     assert outcome.megabytes < MEGABYTES, (done, outcome.megabytes)
 
 
 PROPERTY = settings(
     derandomize=True,  # the same files on every run and machine
-    deadline=None,  # the time bound is asserted per file instead, on a run without tracemalloc
+    deadline=None,  # no timed assertions in tests; the loader's limits bound the work per file
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
 )
