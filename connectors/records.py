@@ -53,6 +53,11 @@ class CrmRecord(BaseModel):
     created_at: datetime | None = None
     is_deleted: bool = False
     raw: dict[str, Any] = Field(default_factory=dict, description="The record exactly as the CRM returned it.")
+    merged_ids: tuple[str, ...] = Field(
+        default=(),
+        description="Ids of records the CRM merged into this one and that no longer exist (HubSpot "
+        "hs_merged_object_ids): the sync retires them and moves what pointed at them to this record.",
+    )
 
     @field_validator("modified_at", "created_at", check_fields=False)
     @classmethod

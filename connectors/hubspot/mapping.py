@@ -54,6 +54,7 @@ PROPERTIES: dict[str, list[str]] = {
         "notes_last_updated",
         "createdate",
         "hs_lastmodifieddate",
+        "hs_merged_object_ids",
     ],
     "contacts": [
         "firstname",
@@ -64,6 +65,7 @@ PROPERTIES: dict[str, list[str]] = {
         "associatedcompanyid",
         "createdate",
         "lastmodifieddate",
+        "hs_merged_object_ids",
     ],
     "deals": [
         "dealname",
@@ -80,6 +82,7 @@ PROPERTIES: dict[str, list[str]] = {
         "notes_last_updated",
         "createdate",
         "hs_lastmodifieddate",
+        "hs_merged_object_ids",
     ],
     "calls": [
         "hs_timestamp",
@@ -254,7 +257,18 @@ def _common(row: HubSpotRow) -> dict[str, Any]:
         "created_at": created,
         "is_deleted": row.archived,
         "raw": row.raw(),
+        "merged_ids": merged_ids(props.get("hs_merged_object_ids"), own=row.id),
     }
+
+
+def merged_ids(value: Any, *, own: str) -> tuple[str, ...]:
+    """The ids ``hs_merged_object_ids`` names (';'-separated), the record's own id left out: a merge gives the result
+    a new id and the old ids stop existing (CRM-API-NOTES, "Merges";
+    https://knowledge.hubspot.com/records/merge-records). Anything that is not an id is ignored."""
+    if not value:
+        return ()
+    found = {part.strip() for part in str(value).split(";")}
+    return tuple(sorted((i for i in found if i.isdigit() and i != own), key=int))
 
 
 def _name(*parts: Any) -> str | None:

@@ -104,7 +104,7 @@ def upsert_records(
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for record in records:
-        values = record.model_dump(exclude={"kind", "contact_ids", "account_ids"})
+        values = record.model_dump(exclude={"kind", "contact_ids", "account_ids", "merged_ids"})
         values.update(
             connection_id=connection_id,
             crm_object=crm_object,
@@ -380,6 +380,164 @@ def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequ
                 RecordAccount.record_kind == kind,  # type: ignore[arg-type]
                 RecordAccount.record_id.in_(chunk),  # type: ignore[attr-defined]
             )
+        )
+
+
+def retire_merged(session: Session, kind: str, *, connection_id: int, survivors: Sequence[crm.CanonicalRecord]) -> int:
+    """Records the CRM merged into ``survivors`` (their ``merged_ids``) stop existing here too: stored ones are
+    marked deleted, and whatever pointed at them points at the survivor, as it does in the CRM, which moves the
+    associations of merged records to the result without re-stamping the associated records (so an incremental
+    sync never reads those again). Returns how many stored live records were retired.
+
+    Moved: ``account_id`` of activities, opportunities and contacts and record↔account links (accounts merged);
+    activity↔contact links and opportunity↔contact links (contacts merged); ``opportunity_id`` of activities
+    (opportunities merged). The merged records' own links go: the survivor was read with its own."""
+    moves = {old: r.external_id for r in survivors for old in r.merged_ids if old != r.external_id}
+    if not moves or kind not in ("account", "contact", "opportunity"):
+        return 0
+    table: Any = TABLES[kind]
+    stored = stored_stamps(session, table, connection_id=connection_id, ids=sorted(moves))
+    live = sorted(i for i, (_at, deleted) in stored.items() if not deleted)
+    now = utcnow()
+    for chunk in _chunks(live):
+        session.execute(
+            update(table.__table__)
+            .where(table.__table__.c.connection_id == connection_id, table.__table__.c.external_id.in_(chunk))
+            .values(is_deleted=True, deleted_at=now)
+        )
+    old_ids = sorted(moves)
+    scalar = {"account": ("activity", "opportunity", "contact"), "opportunity": ("activity",)}.get(kind, ())
+    column = f"{kind}_id"
+    for target in scalar:
+        core: Any = TABLES[target].__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(core)
+            .where(core.c.connection_id == connection_id, core.c[column] == bindparam("b_old"))
+            .values({column: bindparam("b_new")}),
+            [{"b_old": old, "b_new": new} for old, new in moves.items()],
+        )
+    if kind == "account":
+        _move_links(session, RecordAccount, connection_id=connection_id, moved="account_id", moves=moves,
+                    others=("record_kind", "record_id"), merge_flag="is_primary")  # fmt: skip
+    if kind == "contact":
+        _move_links(session, ActivityContact, connection_id=connection_id, moved="contact_id", moves=moves,
+                    others=("activity_id",))  # fmt: skip
+        _move_opportunity_contacts(session, connection_id=connection_id, moves=moves, now=now)
+    if kind == "opportunity":
+        links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+        for chunk in _chunks(old_ids):
+            session.execute(
+                update(links)
+                .where(links.c.connection_id == connection_id, links.c.opportunity_id.in_(chunk),
+                       links.c.is_deleted.is_(False))
+                .values(is_deleted=True, deleted_at=now)
+            )  # fmt: skip
+    if kind in ("contact", "opportunity"):
+        for chunk in _chunks(old_ids):
+            session.execute(
+                delete(RecordAccount).where(
+                    RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
+                    RecordAccount.record_kind == kind,  # type: ignore[arg-type]
+                    RecordAccount.record_id.in_(chunk),  # type: ignore[attr-defined]
+                )
+            )
+    return len(live)
+
+
+def _move_links(
+    session: Session,
+    table: type[SQLModel],
+    *,
+    connection_id: int,
+    moved: str,
+    moves: dict[str, str],
+    others: tuple[str, ...],
+    merge_flag: str | None = None,
+) -> None:
+    """Rows of a link table whose ``moved`` column names an old id name the new one; where the row already exists
+    for the new id (both merged records were linked), the old row goes (``merge_flag``: the kept row's flag is the
+    OR of both)."""
+    core: Any = table.__table__  # type: ignore[attr-defined]
+    flag = [core.c[merge_flag]] if merge_flag else []
+    rows: list[Any] = []
+    for chunk in _chunks(sorted(moves)):
+        rows += list(
+            session.execute(
+                select(*(core.c[o] for o in others), core.c[moved], *flag).where(
+                    core.c.connection_id == connection_id, core.c[moved].in_(chunk)
+                )
+            )
+        )
+    if not rows:
+        return
+    targets = {moves[row[len(others)]] for row in rows}
+    existing: dict[tuple[Any, ...], Any] = {}
+    for chunk in _chunks(sorted(targets)):
+        for there in session.execute(
+            select(*(core.c[o] for o in others), core.c[moved], *flag).where(
+                core.c.connection_id == connection_id, core.c[moved].in_(chunk)
+            )
+        ):
+            existing[tuple(there[: len(others) + 1])] = there[len(others) + 1] if merge_flag else None
+    key = [core.c[o] == bindparam(f"b_{o}") for o in others]
+    for found in rows:
+        row = tuple(found)
+        parent, old = tuple(row[: len(others)]), row[len(others)]
+        new_key = (*parent, moves[old])
+        scope = {f"b_{o}": v for o, v in zip(others, parent, strict=True)}
+        where = [core.c.connection_id == connection_id, *key, core.c[moved] == bindparam("b_old")]
+        if new_key in existing:
+            session.execute(delete(core).where(*where), [{**scope, "b_old": old}])
+            if merge_flag and row[len(others) + 1] and not existing[new_key]:
+                session.execute(
+                    update(core).where(core.c.connection_id == connection_id, *key, core.c[moved] == bindparam("b_new"))
+                    .values({merge_flag: True}),
+                    [{**scope, "b_new": moves[old]}],
+                )  # fmt: skip
+                existing[new_key] = True
+        else:
+            session.execute(update(core).where(*where).values({moved: bindparam("b_new")}),
+                            [{**scope, "b_old": old, "b_new": moves[old]}])  # fmt: skip
+            existing[new_key] = row[len(others) + 1] if merge_flag else None
+
+
+def _move_opportunity_contacts(session: Session, *, connection_id: int, moves: dict[str, str], now: datetime) -> None:
+    """Live opportunity↔contact links to merged contacts: the link to the surviving contact is live (inserted, or
+    brought back when a removed one is stored), the old one is marked deleted, as a removed link is."""
+    core: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+    old_rows = []
+    for chunk in _chunks(sorted(moves)):
+        old_rows += list(
+            session.execute(
+                select(core).where(
+                    core.c.connection_id == connection_id, core.c.contact_id.in_(chunk), core.c.is_deleted.is_(False)
+                )
+            ).mappings()
+        )
+    for row in old_rows:
+        new_contact = moves[row["contact_id"]]
+        found = session.execute(
+            select(core.c.external_id, core.c.is_deleted).where(
+                core.c.connection_id == connection_id,
+                core.c.opportunity_id == row["opportunity_id"],
+                core.c.contact_id == new_contact,
+            )
+        ).first()
+        if found is None:
+            external_id = f"{row['opportunity_id']}:{new_contact}"
+            session.execute(
+                core.insert().values({**row, "external_id": external_id, "contact_id": new_contact, "synced_at": now})
+            )
+        elif found[1]:
+            session.execute(
+                update(core)
+                .where(core.c.connection_id == connection_id, core.c.external_id == found[0])
+                .values(is_deleted=False, deleted_at=None)
+            )
+        session.execute(
+            update(core)
+            .where(core.c.connection_id == connection_id, core.c.external_id == row["external_id"])
+            .values(is_deleted=True, deleted_at=now)
         )
 
 

@@ -182,6 +182,9 @@ def _sync_stream(
     detach = _detaches(connector)
     with Session(engine, expire_on_commit=False) as session:
         state = repository.get_state(session, connection_id=connection_id, stream=stream)
+        # a full read that an earlier run began and did not finish (killed, stopped by a limit) goes on from where it
+        # got; what it had read and the CRM deleted since is found through the CRM's deleted listing at its end
+        resumed = not full and state.full_started_at is not None
         if full or state.cursor_at is None and state.full_started_at is None:
             state.full_started_at, state.cursor_at, state.cursor_id = utcnow(), None, None
         session.commit()
@@ -228,6 +231,11 @@ def _sync_stream(
                     detach=detach,
                 )
                 counts.deleted += swept if swept_kind == kind else 0
+            if resumed and connector.supports_deleted(stream):
+                window = connector.deleted(stream, start=state.full_started_at - connector.lookback, end=utcnow())
+                counts.deleted += repository.mark_deleted(
+                    session, kind, connection_id=connection_id, deletions=window.deletions, detach=detach
+                )
             run.full = True
             state.deleted_checked_at, state.full_started_at = began or state.full_started_at, None
         elif connector.supports_deleted(stream) and state.deleted_checked_at is not None:
@@ -298,9 +306,15 @@ def refresh_records(
                 counts.written += written
                 counts.deleted += deleted
                 if deletions:
-                    counts.deleted += repository.mark_deleted(
+                    gone = repository.mark_deleted(
                         session, kind, connection_id=connection_id, deletions=deletions, detach=_detaches(connector)
                     )
+                    counts.deleted += gone
+                    log.info(
+                        "%s %s: %d of the records a webhook named are not in the CRM (archived, merged away or never"
+                        " synced: %s); %d marked deleted now, the rest were deleted already or never stored here",
+                        connector.crm, stream, len(deletions), ", ".join(d.external_id for d in deletions[:10]), gone,
+                    )  # fmt: skip
                 session.commit()
     return report
 
@@ -346,6 +360,8 @@ def _store_page(
             session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys(),
             detach=detach,
         )  # fmt: skip
+        merged = [r for r in changed if r.merged_ids and not r.is_deleted]
+        retired = repository.retire_merged(session, record_kind, connection_id=connection_id, survivors=merged)
         changed_ids = {r.external_id for r in changed}
         # read again at the version stored: what changes without a new stamp (HubSpot associations) still applies
         same = [
@@ -360,6 +376,7 @@ def _store_page(
         written += len(changed) if record_kind == kind else 0
         if record_kind == kind:
             deleted += sum(1 for r in changed if r.is_deleted and stored.get(r.external_id, (None, True))[1] is False)
+            deleted += retired
     if page.skipped:
         repository.record_skips(session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id)
     return written, deleted

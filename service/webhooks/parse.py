@@ -249,7 +249,8 @@ class HubSpotEvent(BaseModel):
     to_object_id: HubSpotId | None = Field(default=None, alias="toObjectId")
     association_removed: bool | None = Field(default=None, alias="associationRemoved")
     primary_object_id: HubSpotId | None = Field(default=None, alias="primaryObjectId")
-    merged_object_ids: list[HubSpotId] | None = Field(default=None, alias="mergedObjectIds")
+    merged_object_ids: list[HubSpotId] | None = Field(default=None, alias="mergedObjectIds", max_length=100)
+    new_object_id: HubSpotId | None = Field(default=None, alias="newObjectId")
     raw: dict[str, Any] = Field(default_factory=dict, exclude=True, repr=False)
 
     @model_validator(mode="before")

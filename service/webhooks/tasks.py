@@ -218,8 +218,13 @@ class Worker:
         targets = dict(so_far)
         ids = set(targets.get(stream, set()))
         ids.add(event.object_id)
-        merged = event.payload.get("mergedObjectIds") if event.kind == "merge" else None
-        ids |= {str(i) for i in merged or []} | ({str(event.payload["primaryObjectId"])} if merged else set())
+        if event.kind == "merge":
+            # every id of the merge: reading a merged-away id answers the record it became (so it is retired and
+            # what pointed at it moves there), and newObjectId is that record when the merge gave it a new id
+            payload = event.payload
+            named = [*(payload.get("mergedObjectIds") or []), payload.get("primaryObjectId")]
+            named.append(payload.get("newObjectId"))
+            ids |= {str(i) for i in named if isinstance(i, int | str) and str(i).isdigit()}
         targets[stream] = ids
         return targets
 
