@@ -148,6 +148,14 @@ def _project(kind: str, record: dict[str, Any], names: list[str] | None) -> dict
     return obj
 
 
+def _current(portal: HubSpotPortal, kind: str, record_id: str) -> dict[str, Any] | None:
+    """The record an id names: its own, or the record a merge turned it into ("fetching any records using the
+    original IDs will return the new merged record with the new ID":
+    https://developers.hubspot.com/changelog/updated-merge-functionality-for-contacts-and-companies)."""
+    resolved = portal.resolve(kind, record_id)
+    return portal.get(kind, resolved) if resolved is not None else None
+
+
 def _query_names(request: Request) -> list[str] | None:
     # the client sends lists as repeated parameters (?properties=a&properties=b); people write "a,b"
     return _names(",".join(request.query_params.getlist("properties")))
@@ -195,7 +203,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
     def get_object(request: Request, _body: Any) -> dict[str, Any]:
         # https://developers.hubspot.com/docs/api-reference/crm-deals-v3/basic/get-crm-v3-objects-deals-dealId
         kind = resolve_kind(portal, request.path_params["objectType"])
-        record = portal.get(kind, request.path_params["objectId"])
+        record = _current(portal, kind, request.path_params["objectId"])
         if record is None or record["archived"] != _true(request.query_params.get("archived")):
             raise ApiError(404, "OBJECT_NOT_FOUND", "Object not found.")
         return _project(kind, record, _query_names(request))
@@ -246,7 +254,7 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         archived = _true(request.query_params.get("archived"))
         id_property = body.get("idProperty")
         names = _names(body.get("properties"))
-        results, missing = [], []
+        results, missing, answered = [], [], set()
         for item in inputs:
             wanted = str(item.get("id"))
             if id_property and id_property != "hs_object_id":
@@ -259,10 +267,13 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
                     None,
                 )
             else:
-                record = portal.get(kind, wanted)
+                record = _current(portal, kind, wanted)
             if record is None or record["archived"] != archived:
                 missing.append(wanted)
-            else:
+            elif record["id"] not in answered:
+                # Each record once, even when inputs name it by its own id and by ids a merge retired: whether HubSpot
+                # answers it once or once per input is not documented.
+                answered.add(record["id"])
                 results.append(_project(kind, record, names))
         response: dict[str, Any] = {
             "status": "COMPLETE",

@@ -17,6 +17,9 @@ and are reached by that id, by its fullyQualifiedName ("p<portalId>_<name>") or 
 definition takes two USER_DEFINED type ids from a counter starting at ``CUSTOM_ASSOCIATION_TYPE_BASE``: the odd one
 from the custom object to the other type, the next one back (so a fresh portal's first custom object gets 10001 and
 10002 for its first associated type, 10003 and 10004 for the second, in ``associatedObjects`` order).
+
+Merges (``merge``, ``resolve``; ``hubspot_merges.py``) replace two contacts, companies or deals by a new record with a
+new id; the old ids then name no record of their own (``get`` answers None) and ``resolve`` maps them to the new one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.sandbox.hubspot_faults import HubSpotFaultPlan, RateLimiter
+from connectors.sandbox.hubspot_merges import Merge, Merges
 from connectors.sandbox.hubspot_schemas import CustomObjects, format_timestamp
 
 OBJECT_TYPES = ("deals", "companies", "contacts", "calls", "emails", "meetings", "notes", "tasks")
@@ -111,7 +115,7 @@ def default_properties(kind: str) -> tuple[str, ...]:
     return DEFAULT_PROPERTIES.get(kind, _ENGAGEMENT_DEFAULTS)
 
 
-class HubSpotPortal(CustomObjects):
+class HubSpotPortal(CustomObjects, Merges):
     """An in-memory HubSpot portal. Build one with `generate_portal()` or empty, then `insert()` records."""
 
     def __init__(
@@ -158,6 +162,8 @@ class HubSpotPortal(CustomObjects):
         self._groups: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> name -> group
         self._removed: dict[str, set[str]] = {}  # kind -> deleted property names
         self._observed: dict[str, tuple[int, frozenset[str]]] = {}  # kind -> (version, names on records)
+        self._merged_into: dict[str, dict[int, int]] = {}  # kind -> retired id -> live id (see hubspot_merges.py)
+        self.merges: list[Merge] = []  # every merge, oldest first (for the merge webhook events)
 
     @property
     def lock(self) -> threading.RLock:
@@ -279,7 +285,8 @@ class HubSpotPortal(CustomObjects):
             self.version += 1
 
     def get(self, kind: str, record_id: str | int) -> dict[str, Any] | None:
-        """The record dict itself (never mutated later), archived or not, or None."""
+        """The record dict itself (never mutated later), archived or not, or None (also for an id a merge retired:
+        see :meth:`resolve`)."""
         try:
             return self._table(kind).get(int(record_id))
         except ValueError:

@@ -1,9 +1,9 @@
 """The write-back routes of the sandbox HubSpot portal: custom object schemas, property groups and properties,
-batch upsert/update/archive of records and v4 association writes.
+batch upsert/update/archive of records, merges (``hubspot_merges.py``) and v4 association writes.
 
 Each route is registered with the HubSpot router's ``add`` and so served by ``hubspot_api._serve`` (token, faults,
 rate limits, call counting). Call names: "schemas", "properties", "batch_upsert", "batch_update", "batch_archive",
-"associations_write".
+"merge", "associations_write".
 
 Writes (and the schemas API) check the portal's granted ``scopes`` (None grants all) and answer HubSpot's
 403 MISSING_SCOPES ``{"status": "error", "message", "errors": [{"message", "context": {"requiredGranularScopes":
@@ -30,10 +30,12 @@ from typing import Any
 from fastapi import Request
 
 from connectors.sandbox.faults import Fault
+from connectors.sandbox.hubspot_merges import MergeRefused
 from connectors.sandbox.hubspot_portal import (
     PRIMARY_COMPANY_TYPE_IDS,
     HubSpotPortal,
     created_property,
+    default_properties,
     modified_property,
 )
 from connectors.sandbox.hubspot_schemas import (
@@ -356,6 +358,26 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
                 if record is not None and not record["archived"]:
                     portal.archive(kind, key)
         return 204, None
+
+    def merge(request: Request, body: Any) -> Any:
+        # https://developers.hubspot.com/docs/api-reference/crm-contacts-v3/basic/post-crm-v3-objects-contacts-merge
+        # (companies and deals: the same route and body; scope crm.objects.<type>.write). The answer is a
+        # SimplePublicObject; which properties it carries is not documented, so it carries only the defaults a read
+        # without `properties` gets (read hs_merged_object_ids with a GET).
+        kind = kind_in(request)
+        _require(portal, _scope(portal, kind, "objects", "write"))
+        fields = ("objectIdToMerge", "primaryObjectId")
+        given = {field: body.get(field) for field in fields} if isinstance(body, dict) else {}
+        missing = [field for field in fields if given.get(field) in (None, "")]
+        if missing:
+            raise refuse(f"Some required fields were not set: [{', '.join(missing)}]")
+        try:
+            record = portal.merge(kind, str(given["primaryObjectId"]), str(given["objectIdToMerge"]))
+        except MergeRefused as exc:
+            raise ApiError(exc.status, exc.category, exc.message) from exc
+        return _written(kind, record, list(default_properties(kind)))
+
+    add("/crm/v3/objects/{objectType}/merge", "POST", "merge", merge)
 
     objects = "/crm/v3/objects/{objectType}/batch"
     add(objects + "/upsert", "POST", "batch_upsert", batch_upsert)
