@@ -1,8 +1,9 @@
-"""Run the benchmarks: `python -m bench` runs all, `python -m bench ingest|compute|writeback|webhooks|dashboard|workers`
-one.
+"""Run the benchmarks: `python -m bench` runs all,
+`python -m bench ingest|compute|writeback|webhooks|dashboard|workers|sync-calls` one.
 
-See bench/ingest.py, bench/compute.py and bench/writeback.py for what is measured and how. Results are merged
-into bench/results.json (a benchmark not run keeps its last figures) and bench/results.md is rewritten from it.
+See bench/ingest.py, bench/compute.py, bench/writeback.py and bench/sync_calls.py for what is measured and how.
+Results are merged into bench/results.json (a benchmark not run keeps its last figures) and bench/results.md is
+rewritten from it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import compute, dashboard, ingest, webhooks, workers, writeback
+from bench import compute, dashboard, ingest, sync_calls, webhooks, workers, writeback
 
 HERE = Path(__file__).parent
-BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard", "workers")
+BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard", "workers", "sync-calls")
 MODULES: tuple[tuple[str, Any], ...] = (
     ("ingest", ingest),
     ("compute", compute),
@@ -26,6 +27,7 @@ MODULES: tuple[tuple[str, Any], ...] = (
     ("webhooks", webhooks),
     ("dashboard", dashboard),
     ("workers", workers),
+    ("sync-calls", sync_calls),
 )
 
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=15, help="webhooks: meetings timed from webhook to CRM")
     parser.add_argument("--rounds", type=int, default=5, help="dashboard: requests per page (after a warm-up)")
     parser.add_argument("--workers", default="1,2,4", help="workers: worker counts to measure")
+    parser.add_argument("--deals", type=int, default=10_500, help="sync-calls: HubSpot deals in the bulk update")
     args = parser.parse_args()
     selected = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
 
@@ -91,6 +94,7 @@ def main() -> None:
             rounds=args.rounds, databases=tuple(name.strip() for name in args.databases.split(","))
         ),
         "workers": lambda: workers.run(counts=tuple(int(n) for n in args.workers.split(",")), latency=args.latency),
+        "sync-calls": lambda: sync_calls.run(deals=args.deals),
     }
     for name in selected:
         results[name] = runners[name]()
