@@ -9,6 +9,9 @@ Kinds and their parameters:
 - ``drop``: send the response head with a Content-Length, part of the body, then close the connection. The
   request has been served by then: a dropped write is applied (a lost response, for replay tests).
 - ``mutate`` (sobject, count): while serving the call, change `count` records of `sobject`.
+- ``change`` (action): while serving the call, before its answer is built, run ``action(org)``: any write a user
+  or another integration makes meanwhile, e.g. between two pages of a query (the query's locator keeps serving the
+  rows as they were when it was opened).
 - ``record_error`` (error_code, message?, and index or external_id): one record of a write fails with that
   statusCode while the rest of the request succeeds. ``index`` is the record's position in the request (0-based;
   the row number in a Bulk CSV), ``external_id`` the value of its upsert key or its record id. It counts records,
@@ -27,11 +30,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("latency", "http", "expire_session", "drop", "mutate", "record_error")
+KINDS = ("latency", "http", "expire_session", "drop", "mutate", "change", "record_error")
 _REQUIRED = {
     "latency": ("seconds",),
     "http": ("status",),
     "mutate": ("sobject", "count"),
+    "change": ("action",),
     "record_error": ("error_code",),
 }
 RECORD_ERROR_MESSAGES = {

@@ -3,7 +3,7 @@
 Every /services/data request goes through :func:`_serve`, which in this order: counts the call, applies planned
 faults (latency, expire_session), checks the bearer token (401 INVALID_SESSION_ID), enforces the daily allowance
 and the concurrent long-running request limit (403 REQUEST_LIMIT_EXCEEDED, "TotalRequests Limit exceeded." and
-"ConcurrentPerOrgLongTxn Limit exceeded."), counts the call against the allowance, applies http/mutate faults,
+"ConcurrentPerOrgLongTxn Limit exceeded."), counts the call against the allowance, applies http/mutate/change faults,
 runs the handler in a worker thread and, for a drop fault, cuts the connection mid-body (a write has been applied
 by then). Every answer carries Sforce-Limit-Info (and, from the HTTP server, Date). Errors are always
 ``[{"message", "errorCode"}]``.
@@ -95,6 +95,8 @@ async def _serve_counted(org: SandboxOrg, request: Request, call: str, handler: 
             for fault in faults:
                 if fault.kind == "mutate":
                     org.mutate(fault.params["sobject"], int(fault.params["count"]))
+                elif fault.kind == "change":
+                    fault.params["action"](org)
             try:
                 body = await run_in_threadpool(handler)
                 response = body if isinstance(body, Response) else JSONResponse(body)

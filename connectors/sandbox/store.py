@@ -221,12 +221,35 @@ class SandboxOrg:
         self._cursor_number = 0
         self._mutate_random = random.Random(7)
         self.deploy_metadata(metadata or {})
-        for sobject, rows in (data or {}).items():
+        self._load(data or {})
+
+    def _load(self, data: dict[str, list[dict]]) -> None:
+        for sobject, rows in data.items():
             table = self._table(sobject)
             for row in rows:
                 table[row["Id"]] = row
                 if row.get("IsDeleted"):
                     self._deleted_log[sobject][row["Id"]] = row["SystemModstamp"]
+
+    def reset(self, data: dict[str, list[dict]] | None = None) -> None:
+        """Put the org back to ``data`` (rows are shared, never changed in place), as if it had just been created
+        from it: records, delete log, id numbers, query cursors, planned faults, call counters and daily usage.
+        Schema, deployed metadata and issued sessions stay. One running server can so serve many test scenarios."""
+        with self._lock:
+            self._records = {name: {} for name in self._schemas}
+            self._deleted_log = {name: {} for name in self._schemas}
+            self._next_number = dict.fromkeys(self._schemas, 1)
+            self._cursors.clear()
+            self._cursor_number = 0
+            self._mutate_random = random.Random(7)
+            self.mutations.clear()
+            self.ingest_jobs.clear()
+            self._job_number = 0
+            self._auto_numbers.clear()
+            self.faults.clear()
+            self.api_usage_used = 0
+            self.reset_stats()
+            self._load(data or {})
 
     # --- schema --------------------------------------------------------------------------------------------
     def deploy_metadata(self, metadata: Mapping[str, ObjectMetadata]) -> None:
@@ -432,9 +455,19 @@ class SandboxOrg:
             return self._shaped(sobject, record)
 
     def update(
-        self, sobject: str, record_id: str, fields: dict[str, Any], *, modstamp: datetime | None = None
+        self,
+        sobject: str,
+        record_id: str,
+        fields: dict[str, Any],
+        *,
+        modstamp: datetime | None = None,
+        by_system: bool = False,
     ) -> dict[str, Any]:
-        """Change fields of a record; LastModifiedDate and SystemModstamp become `modstamp` (default: now)."""
+        """Change fields of a record; LastModifiedDate and SystemModstamp become `modstamp` (default: now).
+        ``by_system``: a change the platform makes itself (a merge re-parenting a child record), which moves only
+        SystemModstamp, "when a user or automated process (such as a trigger) last modified this record", not
+        LastModifiedDate, "when a user last modified this record"
+        (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/system_fields.htm)."""
         with self._lock:
             table = self._table(sobject)
             if record_id not in table:
@@ -442,7 +475,9 @@ class SandboxOrg:
             stamp = format_datetime(modstamp or self.now())
             before = table[record_id]
             record = {**before, **self._values(sobject, fields)}
-            record.update(LastModifiedDate=stamp, SystemModstamp=stamp)
+            record["SystemModstamp"] = stamp
+            if not by_system:
+                record["LastModifiedDate"] = stamp
             self._remember(sobject, record_id)
             table[record_id] = record
             if sobject in RELATIONS_OF and self.shared_activities:
@@ -451,9 +486,12 @@ class SandboxOrg:
                         self._move_relation(sobject, record, before.get(name), record.get(name))
             return self._shaped(sobject, record)
 
-    def delete(self, sobject: str, record_id: str) -> None:
+    def delete(
+        self, sobject: str, record_id: str, *, modstamp: datetime | None = None, master_record_id: str | None = None
+    ) -> None:
         """Soft delete: IsDeleted becomes true; queryAll still returns the record and getDeleted lists it. An
-        activity's relations are deleted with it; a relation deleted on its own is gone at once (:meth:`unrelate`)."""
+        activity's relations are deleted with it; a relation deleted on its own is gone at once (:meth:`unrelate`).
+        ``master_record_id``: the record lost a merge into that one (:meth:`merge`), which sets its MasterRecordId."""
         if not self._schema(sobject).soft_deletes:
             raise ValueError(f"{sobject} records cannot be deleted in Salesforce (deactivate them instead)")
         if sobject in RELATION_OBJECTS:
@@ -461,12 +499,22 @@ class SandboxOrg:
             return
         with self._lock:
             table = self._table(sobject)
-            stamp = format_datetime(self.now())
+            stamp = format_datetime(modstamp or self.now())
             self._remember(sobject, record_id)
-            table[record_id] = {**table[record_id], "IsDeleted": True, "SystemModstamp": stamp}
+            merged = {"MasterRecordId": master_record_id} if master_record_id else {}
+            table[record_id] = {**table[record_id], "IsDeleted": True, "SystemModstamp": stamp, **merged}
             self._deleted_log[sobject][record_id] = stamp
             for relation in self._relations(sobject, record_id):
                 self._set_relation_deleted(relation, deleted=True, stamp=stamp)
+
+    def merge(
+        self, sobject: str, master_id: str, loser_ids: list[str], *, fields: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Merge up to two records into ``master_id`` (Account or Contact), as the API's merge() does: see
+        :func:`connectors.sandbox.salesforce_merge.merge`. Returns the master record."""
+        from connectors.sandbox.salesforce_merge import merge  # deferred: salesforce_merge imports this module
+
+        return merge(self, sobject, master_id, loser_ids, fields=fields)
 
     def undelete(self, sobject: str, record_id: str) -> dict[str, Any]:
         """Restore a soft-deleted record from the recycle bin (IsDeleted false, a new SystemModstamp), with the
@@ -490,12 +538,16 @@ class SandboxOrg:
             return self._shaped(sobject, table[record_id])
 
     def purge(self, sobject: str, record_id: str) -> None:
-        """Hard delete (emptied recycle bin): gone from queryAll too, still listed by getDeleted."""
+        """Hard delete (emptied recycle bin): gone from queryAll too, still listed by getDeleted. A record taken
+        from the recycle bin keeps the date it was deleted on; a live one (also one undeleted earlier) is listed as
+        deleted now, not at a deletion its undelete had reverted."""
         with self._lock:
             table = self._table(sobject)
             self._remember(sobject, record_id)
-            del table[record_id]
-            self._deleted_log[sobject].setdefault(record_id, format_datetime(self.now()))
+            row = table.pop(record_id)
+            log = self._deleted_log[sobject]
+            if not (row.get("IsDeleted") and record_id in log):
+                log[record_id] = format_datetime(self.now())
             for relation in self._relations(sobject, record_id, deleted=None):
                 self.purge(relation[0], relation[1]["Id"])
 
