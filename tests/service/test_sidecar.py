@@ -233,7 +233,10 @@ def test_a_burst_of_5000_events_is_accounted_for_and_coalesced(sidecar: Sidecar)
     assert Counter(e.status for e in stored) == {"processed": 4600, "ignored": 40}
     refreshes = sidecar.app.state.worker.refreshes
     calls = portal.api_calls_total - calls_before
-    assert refreshes <= 10 and calls < 5000 / 20, (refreshes, calls)  # coalesced: a few passes, not 5,000 fetches
+    # coalesced: a few passes, not 5,000 fetches. How many passes depends on how the posts interleave with the
+    # worker's 0.2 s coalescing window, which a loaded CI machine stretches (11 seen once): bound the order of
+    # magnitude, and the API calls, not the exact count
+    assert refreshes <= 25 and calls < 5000 / 20, (refreshes, calls)
 
     # the state the events led to is the state a full sync and a full compute give
     with Session(sidecar.engine) as session:
