@@ -160,6 +160,11 @@ class Activity(CrmRecord):
     account_ids: tuple[str, ...] | None = Field(
         default=None, description="Every linked account, account_id included (see Contact.account_ids)."
     )
+    opportunity_ids: tuple[str, ...] | None = Field(
+        default=None,
+        description="Every linked opportunity, opportunity_id included, when the CRM allows several (HubSpot "
+        "deals); None: the CRM has only opportunity_id.",
+    )
 
     @field_validator("occurred_at", "due_at", "completed_at")
     @classmethod

@@ -543,6 +543,19 @@ class HubSpotConnector:
         page = self._resolve(stream, rows, list_mode=True)  # no cursor: a targeted read must not move it
         return page, [Deletion(external_id=i, deleted_at=None) for i in unique if i not in found]
 
+    def linked(self, stream: str, ids: list[str]) -> dict[str, set[str]]:
+        """The records that hold links to ``ids`` of ``stream`` (stream → ids), read from ``stream``'s side of the
+        v4 associations: after a restore, whose records' links okrsync dropped when ``ids`` were archived (HubSpot
+        re-stamps none of them, so no incremental search returns them)."""
+        found: dict[str, set[str]] = {}
+        for owner, to_types in mapping.ASSOCIATIONS.items():
+            if stream in to_types and ids:
+                links = self.associations(stream, owner, sorted(set(ids)))
+                ids_there = {link.to_id for linked in links.values() for link in linked}
+                if ids_there:
+                    found[owner] = ids_there
+        return found
+
     def associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, list[mapping.Link]]:
         """from id → its associations (id and association types), through v4 batch reads of up to 1,000 ids
         (per-record paging followed)."""

@@ -241,6 +241,8 @@ def _companies(row: HubSpotRow, fallback: str | None = None) -> dict[str, Any]:
     ``fallback`` if given, else the only company, else the lowest id (a stable choice, not a meaningful one: every
     company is in account_ids)."""
     companies = by_id(row.associations.get("companies") or [])
+    if fallback is not None and "companies" in row.associations and fallback not in companies:
+        fallback = None  # a property naming a company the record is no longer associated with (the link was removed)
     primary = row.primary_company or fallback or (companies[0] if companies else None)
     return {"account_id": primary, "account_ids": companies}
 
@@ -346,6 +348,7 @@ def _links(row: HubSpotRow) -> dict[str, Any]:
         "owner_id": row.properties.get("hubspot_owner_id") or None,
         **_companies(row),
         "opportunity_id": deals[0] if deals else None,  # no primary deal either: the lowest id, a stable choice
+        "opportunity_ids": deals,
         "contact_ids": by_id(row.associations.get("contacts") or []),
     }
 

@@ -145,6 +145,21 @@ class ActivityContact(SQLModel, table=True):
     contact_id: str = Field(primary_key=True, max_length=64)
 
 
+class ActivityOpportunity(SQLModel, table=True):
+    """Every opportunity an activity is linked to, where the CRM allows several (HubSpot: an engagement associated
+    with more than one deal). The activity's ``opportunity_id`` is one of them (HubSpot marks no primary deal: the
+    lowest id). Rows are replaced whenever the activity is read again; when an opportunity is deleted, its rows go and
+    activities that named it name their next linked opportunity. Salesforce activities have one ``WhatId`` and no
+    rows here."""
+
+    __tablename__ = "activity_opportunity"
+    __table_args__ = (Index("ix_activity_opportunity_opportunity", "connection_id", "opportunity_id"),)
+
+    connection_id: int = Field(foreign_key="crm_connection.id", primary_key=True)
+    activity_id: str = Field(primary_key=True, max_length=64)
+    opportunity_id: str = Field(primary_key=True, max_length=64)
+
+
 class RecordAccount(SQLModel, table=True):
     """Every account a contact, opportunity or activity is linked to, where the CRM allows several (HubSpot: a deal,
     contact or engagement associated with more than one company). ``is_primary`` marks the one in the record's

@@ -15,6 +15,7 @@ from service.crm.models import (
     Account,
     Activity,
     ActivityContact,
+    ActivityOpportunity,
     Contact,
     CrmConnection,
     Opportunity,
@@ -104,7 +105,7 @@ def upsert_records(
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for record in records:
-        values = record.model_dump(exclude={"kind", "contact_ids", "account_ids", "merged_ids"})
+        values = record.model_dump(exclude={"kind", "contact_ids", "account_ids", "opportunity_ids", "merged_ids"})
         values.update(
             connection_id=connection_id,
             crm_object=crm_object,
@@ -167,6 +168,17 @@ def _replace_links(
             stored_ids=stored_ids,
             wanted={(a.external_id, c): {} for a in activities for c in a.contact_ids},
         )
+        several = [a for a in activities if a.opportunity_ids is not None]
+        if several:
+            _replace_link_rows(
+                session,
+                ActivityOpportunity,
+                connection_id=connection_id,
+                keys=("activity_id", "opportunity_id"),
+                parents=[a.external_id for a in several],
+                stored_ids=stored_ids,
+                wanted={(a.external_id, o): {} for a in several for o in a.opportunity_ids or ()},
+            )
     if kind in ("contact", "opportunity", "activity"):
         linked = [r for r in records if getattr(r, "account_ids", None) is not None]
         if linked:
@@ -279,6 +291,7 @@ _REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
         ("account_id", "account"),
         ("account_ids", "account"),
         ("opportunity_id", "opportunity"),
+        ("opportunity_ids", "opportunity"),
         ("contact_ids", "contact"),
     ),
     "opportunity_contact": (("opportunity_id", "opportunity"), ("contact_id", "contact")),
@@ -320,7 +333,12 @@ def without_deleted_references(
                 if any(v in gone for v in value):
                     changes[field] = tuple(v for v in value if v not in gone)
             elif value in gone:
-                changes.update({"is_deleted": True} if record.kind == "opportunity_contact" else {field: None})
+                if record.kind == "opportunity_contact":
+                    changes["is_deleted"] = True
+                    continue
+                # the record names the next of its live links instead (HubSpot: the lowest id), as a full read would
+                others = [v for v in getattr(record, f"{field}s", None) or () if v not in gone]
+                changes[field] = others[0] if others else None
         kept.append(record.model_copy(update=changes) if changes else record)
     return kept
 
@@ -336,12 +354,8 @@ def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequ
     for chunk in _chunks(list(dict.fromkeys(ids))):
         if kind == "account":
             for table in ("activity", "opportunity", "contact"):
-                core: Any = TABLES[table].__table__  # type: ignore[attr-defined]
-                session.execute(
-                    update(core)
-                    .where(core.c.connection_id == connection_id, core.c.account_id.in_(chunk))
-                    .values(account_id=None)
-                )
+                _repoint(session, table, "account_id", connection_id=connection_id, gone=chunk, links=RecordAccount,
+                         link_keys=("record_id", "account_id"), scope={"record_kind": table})  # fmt: skip
             session.execute(
                 delete(RecordAccount).where(
                     RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
@@ -351,11 +365,20 @@ def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequ
             continue
         links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
         if kind == "opportunity":
-            activity: Any = Activity.__table__  # type: ignore[attr-defined]
+            _repoint(session, "activity", "opportunity_id", connection_id=connection_id, gone=chunk,
+                     links=ActivityOpportunity, link_keys=("activity_id", "opportunity_id"))  # fmt: skip
             session.execute(
-                update(activity)
-                .where(activity.c.connection_id == connection_id, activity.c.opportunity_id.in_(chunk))
-                .values(opportunity_id=None)
+                delete(ActivityOpportunity).where(
+                    ActivityOpportunity.connection_id == connection_id,  # type: ignore[arg-type]
+                    ActivityOpportunity.opportunity_id.in_(chunk),  # type: ignore[attr-defined]
+                )
+            )
+        if kind == "activity":
+            session.execute(
+                delete(ActivityOpportunity).where(
+                    ActivityOpportunity.connection_id == connection_id,  # type: ignore[arg-type]
+                    ActivityOpportunity.activity_id.in_(chunk),  # type: ignore[attr-defined]
+                )
             )
         if kind == "contact":
             session.execute(
@@ -383,6 +406,51 @@ def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequ
         )
 
 
+def _repoint(
+    session: Session,
+    table: str,
+    column: str,
+    *,
+    connection_id: int,
+    gone: Sequence[str],
+    links: type[SQLModel],
+    link_keys: tuple[str, str],
+    scope: dict[str, Any] | None = None,
+) -> None:
+    """Rows of ``table`` whose ``column`` names a record in ``gone`` name their next live link instead (the lowest id
+    among their rows in the link table ``links``, keyed by ``link_keys``: record id, linked id), or NULL without
+    one: what the CRM shows once the deleted record is no longer associated."""
+    core: Any = TABLES[table].__table__  # type: ignore[attr-defined]
+    link: Any = links.__table__  # type: ignore[attr-defined]
+    affected = [
+        row[0]
+        for row in session.execute(
+            select(core.c.external_id).where(core.c.connection_id == connection_id, core.c[column].in_(gone))
+        )
+    ]
+    if not affected:
+        return
+    others: dict[str, list[str]] = {}
+    filters = [link.c.connection_id == connection_id, *(link.c[k] == v for k, v in (scope or {}).items())]
+    for chunk in _chunks(affected):
+        for record_id, linked in session.execute(
+            select(link.c[link_keys[0]], link.c[link_keys[1]]).where(
+                *filters, link.c[link_keys[0]].in_(chunk), link.c[link_keys[1]].not_in(gone)
+            )
+        ):
+            others.setdefault(record_id, []).append(linked)
+    session.execute(
+        update(core)
+        .where(core.c.connection_id == connection_id, core.c.external_id == bindparam("b_id"))
+        .values({column: bindparam("b_new")}),
+        [
+            {"b_id": record_id, "b_new": min(others[record_id], key=lambda i: (len(i), i)) if record_id in others
+             else None}
+            for record_id in affected
+        ],
+    )  # fmt: skip
+
+
 def retire_merged(session: Session, kind: str, *, connection_id: int, survivors: Sequence[crm.CanonicalRecord]) -> int:
     """Records the CRM merged into ``survivors`` (their ``merged_ids``) stop existing here too: stored ones are
     marked deleted, and whatever pointed at them points at the survivor, as it does in the CRM, which moves the
@@ -390,8 +458,9 @@ def retire_merged(session: Session, kind: str, *, connection_id: int, survivors:
     sync never reads those again). Returns how many stored live records were retired.
 
     Moved: ``account_id`` of activities, opportunities and contacts and record↔account links (accounts merged);
-    activity↔contact links and opportunity↔contact links (contacts merged); ``opportunity_id`` of activities
-    (opportunities merged). The merged records' own links go: the survivor was read with its own."""
+    activity↔contact links and opportunity↔contact links (contacts merged); ``opportunity_id`` of activities and
+    activity↔opportunity links (opportunities merged). The merged records' own links go: the survivor was read with
+    its own."""
     moves = {old: r.external_id for r in survivors for old in r.merged_ids if old != r.external_id}
     if not moves or kind not in ("account", "contact", "opportunity"):
         return 0
@@ -424,6 +493,8 @@ def retire_merged(session: Session, kind: str, *, connection_id: int, survivors:
                     others=("activity_id",))  # fmt: skip
         _move_opportunity_contacts(session, connection_id=connection_id, moves=moves, now=now)
     if kind == "opportunity":
+        _move_links(session, ActivityOpportunity, connection_id=connection_id, moved="opportunity_id", moves=moves,
+                    others=("activity_id",))  # fmt: skip
         links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
         for chunk in _chunks(old_ids):
             session.execute(

@@ -88,6 +88,7 @@ class SyncReport:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    revived: dict[str, set[str]] = field(default_factory=dict)  # stream → records restored in the CRM (read again)
 
     def summary(self) -> str:
         per_stream = ", ".join(f"{name} {c.written}/{c.fetched}" for name, c in self.counts.items())
@@ -162,6 +163,8 @@ def run_sync(
                 run=report,
                 progress=progress,
             )
+        if not report.full:
+            _relink_restored(engine, connector, connection_id=connection_id, report=report)
         if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
             analyze(engine)
     return report
@@ -195,7 +198,7 @@ def _sync_stream(
     for page in connector.pages(stream, since=since):
         began = began or getattr(page, "began_at", None)
         with Session(engine, expire_on_commit=False) as session:
-            written, deleted = _store_page(
+            written, deleted, back = _store_page(
                 session,
                 page,
                 kind=kind,
@@ -211,6 +214,8 @@ def _sync_stream(
                 state.cursor_at, state.cursor_id = page.cursor
             state.updated_at = utcnow()
             session.commit()
+        if back:
+            run.revived.setdefault(stream, set()).update(back)
         counts.fetched += len(page.records) + len(page.skipped)
         counts.written += written
         counts.skipped += len(page.skipped)
@@ -292,31 +297,63 @@ def refresh_records(
     webhooks. Records the CRM no longer has are marked deleted. Cursors stay where they are, so the periodic
     incremental sync still reads everything that changed."""
     with _recorded_run(engine, connector, connection_name=connection_name, full=False) as (connection_id, report):
-        for stream, ids in sorted(targets.items()):
-            page, deletions = connector.fetch(stream, sorted(ids))
-            counts = report.counts.setdefault(stream, StreamCounts())
-            counts.fetched += len(page.records)
-            counts.skipped += len(page.skipped)
-            kind = connector.kind_of(stream)
-            with Session(engine, expire_on_commit=False) as session:
-                written, deleted = _store_page(
-                    session, page, kind=kind, connection_id=connection_id, seen_at=None, run_id=report.run_id,
-                    stream=stream, detach=_detaches(connector),
-                )  # fmt: skip
-                counts.written += written
-                counts.deleted += deleted
-                if deletions:
-                    gone = repository.mark_deleted(
-                        session, kind, connection_id=connection_id, deletions=deletions, detach=_detaches(connector)
-                    )
-                    counts.deleted += gone
-                    log.info(
-                        "%s %s: %d of the records a webhook named are not in the CRM (archived, merged away or never"
-                        " synced: %s); %d marked deleted now, the rest were deleted already or never stored here",
-                        connector.crm, stream, len(deletions), ", ".join(d.external_id for d in deletions[:10]), gone,
-                    )  # fmt: skip
-                session.commit()
+        report.revived = _refresh(engine, connector, connection_id=connection_id, report=report, targets=targets)
+        _relink_restored(engine, connector, connection_id=connection_id, report=report)
     return report
+
+
+def _relink_restored(engine: Engine, connector: Any, *, connection_id: int, report: SyncReport) -> None:
+    """Records restored in the CRM (stored deleted, read live again: ``report.revived``): the records linked to them
+    lost those links here when they were deleted, and the CRM re-stamps none of them (HubSpot), so they are read
+    again now, through the connector's ``linked`` (a CRM without it, Salesforce, restores children with new stamps)."""
+    linked = getattr(connector, "linked", None)
+    if not report.revived or linked is None:
+        return
+    neighbours: dict[str, set[str]] = {}
+    for stream, ids in sorted(report.revived.items()):
+        for owner, owned in linked(stream, sorted(ids)).items():
+            neighbours.setdefault(owner, set()).update(owned)
+    log.info(
+        "%s: %s restored; re-reading the records linked to them (%s)", connector.crm,
+        ", ".join(f"{len(ids)} {stream}" for stream, ids in sorted(report.revived.items())),
+        ", ".join(f"{len(ids)} {stream}" for stream, ids in sorted(neighbours.items())) or "none",
+    )  # fmt: skip
+    _refresh(engine, connector, connection_id=connection_id, report=report, targets=neighbours)
+
+
+def _refresh(
+    engine: Engine, connector: FetchConnector, *, connection_id: int, report: SyncReport, targets: dict[str, set[str]]
+) -> dict[str, set[str]]:
+    """One targeted read and store of ``targets``; returns the records stored as deleted that came back live
+    (restored in the CRM), stream → ids."""
+    revived: dict[str, set[str]] = {}
+    for stream, ids in sorted(targets.items()):
+        page, deletions = connector.fetch(stream, sorted(ids))
+        counts = report.counts.setdefault(stream, StreamCounts())
+        counts.fetched += len(page.records)
+        counts.skipped += len(page.skipped)
+        kind = connector.kind_of(stream)
+        with Session(engine, expire_on_commit=False) as session:
+            written, deleted, back = _store_page(
+                session, page, kind=kind, connection_id=connection_id, seen_at=None, run_id=report.run_id,
+                stream=stream, detach=_detaches(connector),
+            )  # fmt: skip
+            if back:
+                revived[stream] = back
+            counts.written += written
+            counts.deleted += deleted
+            if deletions:
+                gone = repository.mark_deleted(
+                    session, kind, connection_id=connection_id, deletions=deletions, detach=_detaches(connector)
+                )
+                counts.deleted += gone
+                log.info(
+                    "%s %s: %d of the records a webhook named are not in the CRM (archived, merged away or never"
+                    " synced: %s); %d marked deleted now, the rest were deleted already or never stored here",
+                    connector.crm, stream, len(deletions), ", ".join(d.external_id for d in deletions[:10]), gone,
+                )  # fmt: skip
+            session.commit()
+    return revived
 
 
 def _store_page(
@@ -329,10 +366,11 @@ def _store_page(
     run_id: int,
     stream: str,
     detach: bool = False,
-) -> tuple[int, int]:
+) -> tuple[int, int, set[str]]:
     """Store one page; a page may carry records of several kinds (HubSpot deals bring their contact links).
-    Returns (records written, stored live records now deleted) of the stream's own kind: a deleted record read
-    again, or first seen already deleted, is no deletion of this run. ``detach``: see ``_detaches``."""
+    Returns (records written, stored live records now deleted, records stored deleted now live again: restored) of
+    the stream's own kind: a deleted record read again, or first seen already deleted, is no deletion of this run.
+    ``detach``: see ``_detaches``."""
     by_kind: dict[str, dict[str, CanonicalRecord]] = {}
     records = page.records
     if detach:  # the CRM may still list links to records stored as deleted
@@ -343,6 +381,7 @@ def _store_page(
         if kept is None or record.modified_at >= kept.modified_at:
             newest[record.external_id] = record
     written = deleted = 0
+    revived: set[str] = set()
     for record_kind, newest in by_kind.items():
         ids = list(newest)
         table = repository.TABLES[record_kind]
@@ -355,6 +394,8 @@ def _store_page(
             if r.external_id not in stored
             or r.modified_at > stored[r.external_id][0]
             or (seen_at is not None and r.modified_at == stored[r.external_id][0])
+            # stored deleted, read live at the same version: restored (HubSpot's restore keeps the stamp)
+            or (r.modified_at == stored[r.external_id][0] and stored[r.external_id][1] and not r.is_deleted)
         ]
         repository.upsert_records(
             session, changed, connection_id=connection_id, crm_object=stream, seen_at=seen_at, stored_ids=stored.keys(),
@@ -377,9 +418,10 @@ def _store_page(
         if record_kind == kind:
             deleted += sum(1 for r in changed if r.is_deleted and stored.get(r.external_id, (None, True))[1] is False)
             deleted += retired
+            revived |= {r.external_id for r in changed if not r.is_deleted and stored.get(r.external_id, (0, 0))[1]}
     if page.skipped:
         repository.record_skips(session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id)
-    return written, deleted
+    return written, deleted, revived
 
 
 def _close_interrupted_runs(session: Session, connection_id: int) -> None:
