@@ -20,7 +20,12 @@ class ConnectorError(Exception):
 
 
 class RetriableError(ConnectorError):
-    """A transient failure: the same call may succeed when repeated."""
+    """A transient failure: the same call may succeed when repeated. ``retry_after``: the seconds the server asked
+    to wait first (an HTTP ``Retry-After``), which the retry policy honours (``connectors.retry``)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class FatalError(ConnectorError):

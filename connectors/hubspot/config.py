@@ -40,4 +40,10 @@ class HubSpotConfig(BaseModel):
     max_attempts: int = Field(default=6, ge=1)
     retry_wait_base: float = Field(default=0.5, ge=0)
     retry_wait_max: float = Field(default=30.0, ge=0)
+    rate_limit_wait_max: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest wait after a 429 of a rolling limit that says no Retry-After (None: the limit's window,"
+        " 10 s for the app's allowance, 1 s for search). Tests that plan 429s lower it.",
+    )
     timeout_seconds: float = Field(default=60.0, gt=0)

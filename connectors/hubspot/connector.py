@@ -47,7 +47,7 @@ from connectors.hubspot import mapping
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.mapping import HubSpotRow, Pipelines, Stage
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
-from connectors.retry import call_with_retries
+from connectors.retry import call_with_retries, retry_after_seconds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -253,10 +253,24 @@ class HubSpotConnector:
             if status is None:
                 raise
             self.guard.after(getattr(exc, "headers", None))
-            raise self._translate(name, int(status), _body(exc)) from None
+            body = _body(exc)
+            error = self._translate(name, int(status), body)
+            if isinstance(error, RetriableError):
+                error.retry_after = retry_after_seconds(getattr(exc, "headers", None)) or self._window(body)
+            raise error from None
         self.guard.after(headers)
         self._server_clock(headers)
         return data
+
+    def _window(self, body: dict[str, Any]) -> float | None:
+        """How long a 429 of a rolling limit asks to wait when no Retry-After says: the limit's window (the app's
+        10-second allowance, ``X-HubSpot-RateLimit-Interval-Milliseconds``; the search API's second). Other apps of
+        the portal, and okrsync's own writer, share the allowance, so pacing alone cannot avoid every 429
+        (https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details)."""
+        policy = body.get("policyName")
+        window = {"TEN_SECONDLY_ROLLING": self.guard.interval, "SECONDLY": 1.0}.get(str(policy))
+        cap = self.config.rate_limit_wait_max
+        return window if window is None or cap is None else min(window, cap)
 
     def _server_clock(self, headers: Any) -> None:
         # the HTTP Date header (whole seconds): a cursor is never moved past the server's own clock

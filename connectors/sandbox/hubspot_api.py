@@ -94,7 +94,7 @@ async def _serve(
             http_fault.params.get("category", _CATEGORIES.get(status, "INTERNAL_ERROR")),
             http_fault.params.get("message", "Sandbox fault"),
         )
-        response = JSONResponse(body, status_code=status)
+        response = JSONResponse(body, status_code=status, headers=http_fault.params.get("headers"))
     elif rate_fault is not None:
         response = _rate_limited(str(rate_fault.params.get("policy", "TEN_SECONDLY_ROLLING")))
     else:
