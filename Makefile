@@ -13,7 +13,7 @@ $(BIN)/okrsync: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/okrsync
 
-.PHONY: install run run-steps test lint bench browser
+.PHONY: install run run-steps test test-fast lint bench browser docs
 install: $(BIN)/okrsync
 
 run: install
@@ -40,9 +40,18 @@ run-steps: install
 	$(BIN)/okrsync writeback salesforce --sandbox
 	$(BIN)/okrsync writeback hubspot --sandbox
 
+# lint: ruff, mypy, the layer contracts of .importlinter (tests/test_layers.py checks cycles), and the docs site,
+# built with --strict so a broken link or anchor fails (not --quiet: with it MkDocs stops counting warnings)
 lint: install
-	$(BIN)/ruff check connectors mappings service tests bench
+	$(BIN)/ruff check connectors mappings service tests bench docs/hooks
+	$(BIN)/ruff format --check connectors mappings service tests bench docs/hooks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .okrsync/site
+
+# the documentation site on http://127.0.0.1:8000 (nothing is fetched from the internet)
+docs: install
+	$(BIN)/mkdocs serve
 
 # the dashboard's browser tests drive the system's Chromium (Debian's package; Playwright's own download is not used)
 browser:
@@ -51,6 +60,10 @@ browser:
 
 test: lint browser
 	$(BIN)/pytest -q -n 4
+
+# the inner loop: every test but those marked slow (processes, sleeps, the browser, fuzzing, large data); CI runs all
+test-fast: install
+	$(BIN)/pytest -q -n 4 -m "not slow"
 
 bench: install
 	$(BIN)/python -m bench

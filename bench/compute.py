@@ -59,7 +59,8 @@ from service.compute.repository import table as core_table
 from service.compute.service import ChangeSet, compute
 from service.crm.models import Activity, Opportunity
 from service.kit.db import analyze as analyze_tables
-from service.kit.db import create_schema, make_engine, utcnow
+from service.kit.db import make_engine, utcnow
+from service.kit.migrate import create_schema
 from service.okrs.models import OkrMapping
 from service.okrs.service import apply, load
 from service.sync.repository import get_or_create_connection, upsert_records

@@ -25,6 +25,7 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from bench.ingest import _fresh_postgres
+from connectors.salesforce.adapter import ADAPTER as SALESFORCE
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.sandbox.generator import generate_org
 from connectors.sandbox.server import SandboxServer
@@ -34,10 +35,10 @@ from service.checkins.models import CheckIn
 from service.compute.models import HygieneHistory, KeyResultHistory, KeyResultValue
 from service.compute.repository import table as table_of
 from service.compute.service import compute
-from service.crm.clients import sandbox_config
 from service.crm.models import CrmConnection
 from service.kit.auth import Role, create_token
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.settings import Settings
 from service.okrs import service as okrs
 from service.sync.service import run_sync
@@ -128,7 +129,7 @@ def _setup(url: str, work: Path) -> tuple[Any, list[int], dict[int, list[str]], 
     with SandboxServer(org, cert_dir=work / "cert") as server:
         run_sync(
             engine,
-            SalesforceConnector(sandbox_config(server.base_url, server.ca_path or "")),
+            SalesforceConnector(SALESFORCE.sandbox_config(server.base_url, server.ca_path or "")),
             connection_name="sandbox",
         )
     ids: list[int] = []

@@ -32,6 +32,7 @@ from connectors.hubspot import mapping as hs_mapping
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.salesforce import mapping as sf_mapping
+from connectors.salesforce.adapter import ADAPTER as SALESFORCE
 from connectors.salesforce.config import SalesforceConfig
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.sandbox.generator import generate_org
@@ -39,8 +40,8 @@ from connectors.sandbox.hubspot_portal import HubSpotPortal
 from connectors.sandbox.hubspot_seed import portal_from_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
-from service.crm.clients import sandbox_config
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.sync.service import PullConnector, SyncReport, run_sync
 
 ANCHOR = datetime(2026, 9, 30, 18, 0, tzinfo=UTC)  # the generated orgs' "today", as in tests/conftest.py
@@ -171,7 +172,7 @@ def _salesforce(tmp: Path) -> dict[str, Any]:
         generate_org(anchor=ANCHOR, seed=7, accounts=30, opportunities=80, activities=SALESFORCE_ACTIVITIES)
     )
     with SandboxServer(org, cert_dir=tmp / "salesforce-sandbox") as server:
-        config = sandbox_config(server.base_url, server.ca_path or "")
+        config = SALESFORCE.sandbox_config(server.base_url, server.ca_path or "")
         engine = make_engine(f"sqlite:///{tmp / 'salesforce.db'}")
         create_schema(engine)
         try:

@@ -26,6 +26,7 @@ import sqlmodel
 from pydantic import SecretStr
 from sqlmodel import Session
 
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.writer import HubSpotWriter
@@ -36,15 +37,16 @@ from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
 from service.compute.models import KeyResultEvidence
 from service.compute.service import compute
-from service.crm.clients import CrmAccess, hubspot_sandbox_config
-from service.kit.db import create_schema, make_engine
+from service.crm.clients import CrmAccess
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
+from service.loop import find_connection
 from service.okrs import service as okrs
 from service.sync.service import run_sync
 from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send, stage_connection
-from service.writeback.tasks import find_connection
 
 SECRET = "bench-client-secret"
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +84,7 @@ def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict
         portal, _ids = portal_from_org(data)
         server = stack.enter_context(SandboxServer(SandboxOrg(data), portal=portal, cert_dir=Path(tmp) / "sandbox"))
         config = HubSpotConfig.model_validate(
-            {**hubspot_sandbox_config(server.base_url, server.ca_path or "").model_dump(), "retry_wait_base": 0.05}
+            {**HUBSPOT.sandbox_config(server.base_url, server.ca_path or "").model_dump(), "retry_wait_base": 0.05}
         )
         engine = make_engine(f"sqlite:///{tmp}/bench.db")
         create_schema(engine)
@@ -108,9 +110,7 @@ def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         settings.webhooks.public_base_url = base
-        app = create_app(
-            settings=settings, engine=engine, crms={"hubspot": CrmAccess("hubspot", "sandbox", hubspot=config)}
-        )
+        app = create_app(settings=settings, engine=engine, crms={"hubspot": CrmAccess("hubspot", "sandbox", config)})
         app.state.worker.last_sync["hubspot"] = time.monotonic()
         http = ThreadedServer(app, port=port).start()
         try:

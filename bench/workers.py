@@ -32,20 +32,21 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from bench.ingest import _fresh_postgres
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.writer import HubSpotWriter
 from service.compute.service import compute
-from service.crm.clients import hubspot_sandbox_config
 from service.crm.models import Activity, CrmConnection, Opportunity
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
 from service.kit.leases import WorkLease
+from service.kit.migrate import create_schema
+from service.loop import find_connection
 from service.okrs import service as okrs
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
 from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send, stage_connection
-from service.writeback.tasks import find_connection
 
 ROOT = Path(__file__).resolve().parents[1]
 OKRSYNC = str(Path(sys.executable).parent / "okrsync")
@@ -126,7 +127,7 @@ def run(
                 _wait(lambda p=port: _listening(p), f"sandbox {i}")
                 base = f"https://127.0.0.1:{port}"
                 urls.append(base)
-                configs.append(hubspot_sandbox_config(base, str(work / f"crm{i}" / "sandbox" / "ca.pem")))
+                configs.append(HUBSPOT.sandbox_config(base, str(work / f"crm{i}" / "sandbox" / "ca.pem")))
             names = ["sandbox"] + [f"c{i}" for i in range(1, portals)]
             started = time.perf_counter()
             for i, (name, config) in enumerate(zip(names, configs, strict=True)):

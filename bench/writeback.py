@@ -19,17 +19,19 @@ from typing import Any
 
 from sqlmodel import Session
 
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.writer import HubSpotWriter
+from connectors.salesforce.adapter import ADAPTER as SALESFORCE
 from connectors.salesforce.writer import SalesforceWriter
 from connectors.sandbox.hubspot_portal import HubSpotPortal
 from connectors.sandbox.salesforce_metadata import DEFAULT_METADATA_DIR, load_metadata
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from connectors.writes import Target
-from service.crm.clients import hubspot_sandbox_config, sandbox_config
 from service.crm.models import CrmConnection
-from service.kit.db import create_schema, make_engine, utcnow
+from service.kit.db import make_engine, utcnow
+from service.kit.migrate import create_schema
 from service.writeback.models import OutboxRow
 from service.writeback.service import send
 from service.writeback.staging import digest
@@ -129,7 +131,7 @@ def _deals(org: Any, portal: HubSpotPortal, records: int) -> list[str]:
 
 def _sf(bulk: bool) -> Any:
     def build(server: SandboxServer) -> SalesforceWriter:
-        config = sandbox_config(server.base_url, server.ca_path or "")
+        config = SALESFORCE.sandbox_config(server.base_url, server.ca_path or "")
         return SalesforceWriter(config, bulk_threshold=2000 if bulk else 10**9, bulk_poll_seconds=0.05)
 
     return build
@@ -137,7 +139,7 @@ def _sf(bulk: bool) -> Any:
 
 def _hs(mode: str) -> Any:
     def build(server: SandboxServer) -> HubSpotWriter:
-        config = hubspot_sandbox_config(server.base_url, server.ca_path or "")
+        config = HUBSPOT.sandbox_config(server.base_url, server.ca_path or "")
         return HubSpotWriter(HubSpotConfig.model_validate({**config.model_dump(), "writeback_mode": mode}))
 
     return build

@@ -14,20 +14,18 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mappings.fields import CANONICAL, CRM_NAME_PATTERN, CustomField, FieldType, RecordType, UnknownField, resolve
-from mappings.filters import AnyOf, Condition, FieldCondition, FollowedByCondition, conditions_fields
+from mappings.filter_checks import check_filter
+from mappings.filters import Condition
 from mappings.hygiene_rules import HygieneRule
 from mappings.kam_criteria import KamCriterion
 from mappings.limits import (
-    MAX_CONDITIONS,
     MAX_MEMBERS,
     MAX_RULES,
     MAX_SPRINTS,
-    MAX_VALUES,
     Day,
     Number,
     PrintableText,
 )
-from mappings.values import value_problem
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -300,6 +298,11 @@ class CustomFieldSpec(_Strict):
         default=None, pattern=CRM_NAME_PATTERN, title="HubSpot property", examples=["key_account"]
     )
 
+    def name_in(self, crm: str) -> str | None:
+        """The field's name in the CRM called ``crm`` (None when the file gives none)."""
+        name = getattr(self, crm, None)
+        return name if isinstance(name, str) else None
+
     @model_validator(mode="after")
     def _somewhere(self) -> CustomFieldSpec:
         if not self.salesforce and not self.hubspot:
@@ -509,42 +512,6 @@ def check_parts(metric: object, custom: dict[str, CustomField]) -> list[tuple[Lo
                 )
             )
     return problems
-
-
-def check_filter(where: list[Condition], record: RecordType, custom: dict[str, CustomField]) -> list[tuple[int, str]]:
-    """Problems of a filter against the field catalogue and the limits, each with the index of its condition."""
-    problems: list[tuple[int, str]] = []
-    conditions = values = 0
-    for n, condition in enumerate(where):
-        inners = [(inner, record) for inner in conditions_fields([condition])]
-        if isinstance(condition, FollowedByCondition):
-            if record != RecordType.activity:
-                problems.append((n, "followed_by applies to activities only"))
-            inners += [(inner, RecordType.opportunity) for inner in condition.followed_by.where]
-        for inner, on in inners:
-            problems.extend((n, p) for p in _check_field(inner, on, custom))
-        before = conditions, values
-        conditions += len(inners) + isinstance(condition, AnyOf | FollowedByCondition)
-        values += sum(len(c.value) if isinstance(c.value, list) else 1 for c, _on in inners)
-        if conditions > MAX_CONDITIONS >= before[0]:
-            problems.append((n, f"a filter has at most {MAX_CONDITIONS} conditions, counting any_of alternatives"))
-        if values > MAX_VALUES >= before[1]:
-            problems.append((n, f"a filter has at most {MAX_VALUES:,} values, counting each item of in/not_in lists"))
-    return problems
-
-
-def _check_field(condition: FieldCondition, record: RecordType, custom: dict[str, CustomField]) -> list[str]:
-    try:
-        resolved = resolve(condition.field, record, custom)
-    except UnknownField as exc:
-        return [str(exc)]
-    ordered = condition.op.value in {"gt", "gte", "lt", "lte"}
-    if ordered and resolved.kind == "canonical" and resolved.type in (FieldType.text, FieldType.boolean):
-        return [f"{condition.field} is {resolved.type.value}; {condition.op.value} needs a number or date field"]
-    if condition.op.value in ("is_true", "is_false") and resolved.type != FieldType.boolean and resolved.kind != "raw":
-        return [f"{condition.field} is {resolved.type.value}; {condition.op.value} needs a boolean field"]
-    problem = value_problem(condition, resolved)
-    return [problem] if problem else []
 
 
 def _numeric(part: SumMetric, custom: dict[str, CustomField]) -> list[str]:

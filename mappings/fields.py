@@ -110,6 +110,11 @@ class CustomField:
     salesforce: str | None
     hubspot: str | None
 
+    def name_in(self, crm: str) -> str | None:
+        """The field's name in the CRM called ``crm`` (None when the file gives none)."""
+        name = getattr(self, crm, None)
+        return name if isinstance(name, str) else None
+
 
 @dataclass(frozen=True)
 class ResolvedField:

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from mappings.fields import CustomField
+from mappings.fields import CustomField, RecordType
+from mappings.filter_checks import check_filter
 from mappings.filters import Condition
 from mappings.limits import MAX_RULES, Count, Days, Number, PrintableText
 
@@ -119,9 +120,6 @@ class CustomRule(_Rule):
     where: list[Condition] = Field(min_length=1, title="Filter on the opportunity")
 
     def check(self, stages: list[str], custom: dict[str, CustomField]) -> list[str]:
-        from mappings.config import check_filter
-        from mappings.fields import RecordType
-
         return [f"where[{n}]: {p}" for n, p in check_filter(self.where, RecordType.opportunity, custom)]
 
 

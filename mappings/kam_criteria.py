@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from mappings.fields import CustomField, RecordType
+from mappings.filter_checks import check_filter
 from mappings.filters import Condition
 from mappings.limits import Count, Days, PrintableText
 
@@ -45,8 +46,6 @@ class ActivityOnAccount(_Criterion):
     days: Days | None = Field(default=None, ge=1, title="In the last days (default: this cycle)")
 
     def check(self, custom: dict[str, CustomField]) -> list[str]:
-        from mappings.config import check_filter
-
         return [f"where[{n}]: {p}" for n, p in check_filter(self.where, RecordType.activity, custom)]
 
 

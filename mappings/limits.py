@@ -1,5 +1,5 @@
 """The bounds a mapping file must stay within, in one place: what the YAML loader, the schema and the filter
-checks refuse, and what the README's mapping-file section lists.
+checks refuse, and what docs/mapping-file.md lists.
 
 Each bound is far beyond what a sales team writes and well inside what the loader, Python's dates and floats and
 the databases handle: a file inside them validates and computes; a file outside is refused, with the line, before

@@ -128,7 +128,7 @@ class FilterCompiler:
             return table.c[field.name]  # type: ignore[no-any-return]
         if field.kind == "custom":
             spec = self.custom[field.name]
-            crm_name = spec.salesforce if self.scope.crm == "salesforce" else spec.hubspot
+            crm_name = spec.name_in(self.scope.crm)
             if not crm_name:
                 raise MappingRuntimeError(
                     f"custom field {field.name!r} has no {self.scope.crm} name: add `{self.scope.crm}: <field>` "
@@ -138,7 +138,7 @@ class FilterCompiler:
         return self._raw(table, field.name)
 
     def _raw(self, table: Any, name: str) -> ColumnElement[Any]:
-        path = [*name.split(".")] if self.scope.crm == "salesforce" else ["properties", *name.split(".")]
+        path = [*self.scope.raw_prefix, *name.split(".")]
         return table.c.raw[tuple(path)].as_string()  # type: ignore[no-any-return]
 
     def _compare(self, column: ColumnElement[Any], field: ResolvedField, cond: FieldCondition) -> ColumnElement[bool]:

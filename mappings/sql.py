@@ -76,12 +76,13 @@ class Scope:
     """What one computation looks at: one CRM connection, the team's owners, a time window and 'now'."""
 
     connection_id: int
-    crm: str  # salesforce | hubspot: where custom fields live in the raw payload
+    crm: str  # the CRM's name: which name of a custom field applies (custom_fields.<name>.<crm>)
     owner_ids: tuple[str, ...]
     start: datetime  # inclusive
     end: datetime  # exclusive: the day after the window's last day, or as_of if earlier
     last_day: date  # the window's last day (close dates are compared with it)
     as_of: datetime
+    raw_prefix: tuple[str, ...] = ()  # where a record's fields sit in its stored raw payload (the CRM adapter's)
 
     @property
     def window_end(self) -> datetime:
@@ -98,11 +99,12 @@ class Scope:
         first_day: date,
         last_day: date,
         as_of: datetime,
+        raw_prefix: tuple[str, ...] = (),
     ) -> Scope:
         """The window [first_day, last_day] in UTC, cut at ``as_of`` (records dated after 'now' do not count)."""
         start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
         end = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        return cls(connection_id, crm, owner_ids, start, max(start, min(end, as_of)), last_day, as_of)
+        return cls(connection_id, crm, owner_ids, start, max(start, min(end, as_of)), last_day, as_of, raw_prefix)
 
 
 def text_of(expr: ColumnElement[Any]) -> ColumnElement[str]:

@@ -1,6 +1,6 @@
 """What a filter may compare a field with, decided once for validation and for SQL.
 
-``mappings.config.check_filter`` reports a value that does not fit its field (:func:`value_problem`), and
+``mappings.filter_checks.check_filter`` reports a value that does not fit its field (:func:`value_problem`), and
 ``mappings.query`` turns the same value into the SQL parameter (:func:`sql_value`) through the same function: a
 filter that validates is a filter that computes. "notadate" for a timestamp, "abc" for a number or ``1`` for a
 boolean is a located problem in the file, never an error while computing.

@@ -8,7 +8,7 @@ happened; an expected conflict is never a 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.checkins.endpoints import router as checkin_router
 from service.crm.clients import CrmAccess
+from service.dashboard.endpoints import STATIC_DIR
+from service.dashboard.endpoints import router as dashboard_router
 from service.kit.limits import BodyLimit
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
 from service.notifications.service import Notifier
+from service.okrs.endpoints import card_router
+from service.okrs.endpoints import router as api_router
+from service.sprints.endpoints import router as sprint_router
+from service.webhooks.endpoints import router as webhook_router
 from service.webhooks.tasks import Worker
 from service.writeback.repository import outbox_depth
 
@@ -51,29 +58,10 @@ class Readiness(BaseModel):
     last_sync_age_seconds: dict[str, float | None]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A database session per request; the endpoint commits what it changes."""
-    with Session(request.app.state.engine) as session:
-        yield session
-
-
-def app_settings(request: Request) -> Settings:
-    """The app's settings (one object, set when the app is built)."""
-    return request.app.state.settings  # type: ignore[no-any-return]
-
-
 def create_app(
     *, settings: Settings, engine: Engine, crms: dict[str, CrmAccess] | None = None, worker: bool = True
 ) -> FastAPI:
     """The sidecar for ``engine``; ``crms`` are the CRM connections the worker refreshes (none: API only)."""
-    from service.checkins.endpoints import router as checkin_router
-    from service.dashboard.endpoints import STATIC_DIR
-    from service.dashboard.endpoints import router as dashboard_router
-    from service.okrs.endpoints import card_router
-    from service.okrs.endpoints import router as api_router
-    from service.sprints.endpoints import router as sprint_router
-    from service.webhooks.endpoints import router as webhook_router
-
     metrics = Metrics()
     notifier = Notifier(settings.notifications) if settings.notifications_enabled else None
     background = Worker(engine, settings, crms or {}, metrics, notifier=notifier) if crms else None

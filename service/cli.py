@@ -15,18 +15,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.errors import ConnectorError
-from service.crm.clients import (  # noqa: F401  (sandbox helpers are imported from here by tests)
-    NotConfiguredError,
-    hubspot_sandbox_config,
-    open_crm,
-    sandbox_config,
-    sandbox_crms,
-    sandbox_org,
-)
+from connectors.registry import BUILT_IN
+from connectors.registry import adapter as crm_adapter
+from service.crm.clients import NotConfiguredError, open_crm, sandbox_crms
 from service.demo import register as register_demo_command
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
 from service.kit.db_commands import register as register_db_commands
-from service.kit.migrate import SchemaError
+from service.kit.migrate import SchemaError, create_schema
 from service.kit.settings import Settings, get_settings, settings_problems, settings_source_problem
 from service.okrs.commands import register as register_okr_commands
 from service.sidecar import register as register_sidecar_commands
@@ -74,7 +69,7 @@ def sandbox(
         f"sandbox CRM on https://{settings.sandbox.host}:{port} — "
         f"{', '.join(f'{len(org.records(t))} {t}' for t in ('Account', 'Opportunity', 'Task', 'Event'))};"
         f" HubSpot portal {portal.portal_id}\n"
-        f"sync it from another terminal: okrsync sync salesforce|hubspot --sandbox-url"
+        f"sync it from another terminal: okrsync sync {'|'.join(BUILT_IN)} --sandbox-url"
         f" https://{settings.sandbox.host}:{port}"
     )
     serve_forever(org, host=settings.sandbox.host, port=port, cert_dir=cert_dir, portal=portal)
@@ -89,20 +84,20 @@ SandboxUrlOption = Annotated[
 ]
 
 
-@sync_app.command("salesforce")
-def sync_salesforce(
-    full: FullOption = False, use_sandbox: SandboxOption = False, sandbox_url: SandboxUrlOption = None
-) -> None:
-    """Pull Opportunity, Account, Contact, User, Task, Event and OpportunityContactRole into the local model."""
-    _sync("salesforce", full=full, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
+def _sync_command(crm: str) -> None:
+    """``okrsync sync <crm>``, its help the CRM adapter's ``pulls``."""
+
+    def sync_crm(
+        full: FullOption = False, use_sandbox: SandboxOption = False, sandbox_url: SandboxUrlOption = None
+    ) -> None:
+        _sync(crm, full=full, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
+
+    sync_crm.__name__ = f"sync_{crm}"
+    sync_app.command(crm, help=crm_adapter(crm).pulls)(sync_crm)
 
 
-@sync_app.command("hubspot")
-def sync_hubspot(
-    full: FullOption = False, use_sandbox: SandboxOption = False, sandbox_url: SandboxUrlOption = None
-) -> None:
-    """Pull owners, companies, contacts, deals, calls, emails, meetings, notes and tasks with their associations."""
-    _sync("hubspot", full=full, use_sandbox=use_sandbox, sandbox_url=sandbox_url)
+for _crm in BUILT_IN:
+    _sync_command(_crm)
 
 
 def _sync(crm: str, *, full: bool, use_sandbox: bool, sandbox_url: str | None) -> None:

@@ -37,9 +37,10 @@ from sqlmodel import Session
 import mappings
 from connectors.hubspot.writer import HubSpotWriter
 from service.crm.clients import CrmAccess, open_crm
-from service.kit.db import create_schema, make_engine, utcnow
+from service.kit.db import make_engine, utcnow
+from service.kit.migrate import create_schema
 from service.kit.settings import Settings, WebhookSettings, get_settings
-from service.notifications.service import NotificationSettings
+from service.notifications.settings import NotificationSettings
 
 out = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)

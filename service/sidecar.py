@@ -15,11 +15,13 @@ from rich.markup import escape
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from connectors.registry import BUILT_IN
+from connectors.sandbox.world import sandbox_org
 from service.app import create_app
-from service.crm.clients import CrmAccess, NotConfiguredError, extra_crms, open_crm, sandbox_org
+from service.crm.clients import CrmAccess, NotConfiguredError, extra_crms, open_crm
 from service.kit.auth import ApiToken, Role, create_token, revoke_token
-from service.kit.db import create_schema, make_engine
-from service.kit.migrate import SchemaError, ensure_ready
+from service.kit.db import make_engine
+from service.kit.migrate import SchemaError, create_schema, ensure_ready
 from service.kit.settings import Settings, get_settings, production_problems
 
 token_app = typer.Typer(help="API tokens for the sidecar (stored hashed; shown once).", no_args_is_help=True)
@@ -56,13 +58,15 @@ def _open_crms(stack: ExitStack, settings: Settings, *, sandbox: bool, sandbox_u
     ``crm/name``."""
     crms: dict[str, CrmAccess] = {}
     if sandbox or sandbox_url:
-        crms["salesforce"] = open_crm(stack, "salesforce", settings, use_sandbox=sandbox, sandbox_url=sandbox_url)
-        server = crms["salesforce"].sandbox
-        crms["hubspot"] = open_crm(stack, "hubspot", settings, sandbox_url=server.base_url if server else sandbox_url)
-        if server is not None:
-            err.print(f"sandbox CRM on {server.base_url}; webhook secrets: the sandbox's demo values")
+        url = sandbox_url  # the first CRM starts the sandbox server (one for all), the others reach it there
+        for crm in BUILT_IN:
+            crms[crm] = open_crm(stack, crm, settings, use_sandbox=sandbox and url is None, sandbox_url=url)
+            server = crms[crm].sandbox
+            if server is not None:
+                url = server.base_url
+                err.print(f"sandbox CRM on {server.base_url}; webhook secrets: the sandbox's demo values")
     else:
-        for crm in ("salesforce", "hubspot"):
+        for crm in BUILT_IN:
             try:
                 crms[crm] = open_crm(stack, crm, settings)
             except NotConfiguredError:
@@ -71,8 +75,10 @@ def _open_crms(stack: ExitStack, settings: Settings, *, sandbox: bool, sandbox_u
 
 
 def _sandbox_org_id(crms: dict[str, CrmAccess], settings: Settings) -> str:
-    server = crms["salesforce"].sandbox
-    return server.org.org_id if server is not None else sandbox_org(settings).org_id
+    server = next((access.sandbox for access in crms.values() if access.sandbox is not None), None)
+    if server is not None:
+        return str(server.org.org_id)
+    return sandbox_org(settings.data_dir / "sandbox", settings.sandbox).org_id
 
 
 def refuse_production_gaps(settings: Settings, *, sandbox: bool) -> None:
@@ -165,7 +171,7 @@ def worker(
         if not crms:
             err.print(
                 "[red]no CRM configured: a worker needs OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… settings,"
-                " OKRSYNC_CONNECTIONS (see README), or --sandbox-url[/]"
+                " OKRSYNC_CONNECTIONS (see docs/configuration.md), or --sandbox-url[/]"
             )
             raise typer.Exit(2)
         notifier = Notifier(settings.notifications) if settings.notifications_enabled else None

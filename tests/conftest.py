@@ -12,12 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from connectors.salesforce.adapter import ADAPTER as SALESFORCE
 from connectors.salesforce.config import SalesforceConfig
 from connectors.sandbox.generator import generate_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
-from service.cli import sandbox_config
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 
 BASE_POSTGRES_URL = os.environ.get("OKRSYNC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # pytest-xdist runs several processes: each gets its own database (test_gw0, test_gw1, …) next to the base one
@@ -94,7 +95,7 @@ def sandbox(org: SandboxOrg, tmp_path: Path) -> Iterator[SandboxServer]:
 
 def fast_config(server: SandboxServer, **overrides: object) -> SalesforceConfig:
     """Connector settings for the sandbox with short waits, so retry tests take milliseconds."""
-    base = sandbox_config(server.base_url, server.ca_path).model_dump()
+    base = SALESFORCE.sandbox_config(server.base_url, server.ca_path).model_dump()
     base.update(retry_wait_base=0.01, retry_wait_max=0.05, max_attempts=4, timeout_seconds=5)
     base.update(overrides)
     return SalesforceConfig.model_validate(base)

@@ -31,22 +31,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from connectors.sandbox import salesforce_bulk as bulk
+from connectors.sandbox import salesforce_writes as writes
 from connectors.sandbox import soql
 from connectors.sandbox.dropped import DroppedResponse
+from connectors.sandbox.salesforce_errors import ApiError
 from connectors.sandbox.schema import SObjectSchema, format_datetime, parse_datetime
 from connectors.sandbox.store import QueryCursor, SandboxOrg
 
 DEFAULT_BATCH_SIZE = 2000
 REPLICATION_WINDOW = timedelta(days=30)
 _VERSION = re.compile(r"\d{2,3}\.\d")
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status plus Salesforce errorCode and message."""
-
-    def __init__(self, status: int, error_code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error_code, self.message = status, error_code, message
 
 
 def _error(status: int, error_code: str, message: str) -> JSONResponse:
@@ -329,10 +324,6 @@ def create_salesforce_router(org: SandboxOrg) -> APIRouter:
 
 
 def _add_write_routes(add: Callable[..., None], org: SandboxOrg) -> None:
-    # Imported here because salesforce_writes raises this module's ApiError.
-    from connectors.sandbox import salesforce_bulk as bulk
-    from connectors.sandbox import salesforce_writes as writes
-
     data = "/services/data/v{version}"
     ingest = f"{data}/jobs/ingest"
 

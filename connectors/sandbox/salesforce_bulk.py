@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from connectors.sandbox.salesforce_api import ApiError
+from connectors.sandbox.salesforce_errors import ApiError
 from connectors.sandbox.salesforce_metadata import BadValue, FieldMetadata, coerce_value
 from connectors.sandbox.salesforce_writes import (
     Draft,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.sandbox.salesforce_relations import RELATIONS_OF
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the type only: store imports this module, SandboxOrg.merge delegates here
     from connectors.sandbox.store import SandboxOrg
 
 MAX_RECORDS = 3  # "Up to three records can be merged in a single request, including the master record."

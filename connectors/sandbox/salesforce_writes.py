@@ -1,7 +1,7 @@
 """Writes to the sandbox Salesforce org: sObject Collections (upsert by external id, update by Id, delete) and
 Bulk API 2.0 ingest jobs, checked against the org's field rules (``SandboxOrg.field_rules``) as Salesforce does.
 
-A request is refused as a whole (an :class:`~connectors.sandbox.salesforce_api.ApiError`) for what Salesforce
+A request is refused as a whole (an :class:`~connectors.sandbox.salesforce_errors.ApiError`) for what Salesforce
 rejects before touching records: an unknown SObject or field, more than 200 records, a JSON value that cannot be
 read as the field's type (400 JSON_PARSER_ERROR, as the REST JSON parser answers). Everything else fails one
 record: ``{"id": null, "success": false, "errors": [{"statusCode", "message", "fields"}]}``, in request order. A
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sandbox.salesforce_api import ApiError
+from connectors.sandbox.salesforce_errors import ApiError
 from connectors.sandbox.salesforce_metadata import (
     LOOKUP_TYPES,
     BadValue,

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from connectors.sandbox import salesforce_merge
 from connectors.sandbox.faults import FaultPlan
 from connectors.sandbox.salesforce_metadata import (
     SYSTEM_FIELDS,
@@ -512,9 +513,7 @@ class SandboxOrg:
     ) -> dict[str, Any]:
         """Merge up to two records into ``master_id`` (Account or Contact), as the API's merge() does: see
         :func:`connectors.sandbox.salesforce_merge.merge`. Returns the master record."""
-        from connectors.sandbox.salesforce_merge import merge  # deferred: salesforce_merge imports this module
-
-        return merge(self, sobject, master_id, loser_ids, fields=fields)
+        return salesforce_merge.merge(self, sobject, master_id, loser_ids, fields=fields)
 
     def undelete(self, sobject: str, record_id: str) -> dict[str, Any]:
         """Restore a soft-deleted record from the recycle bin (IsDeleted false, a new SystemModstamp), with the

@@ -5,23 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from service.app import get_session
 from service.checkins import service as checkins
 from service.checkins.models import CheckIn
-from service.kit.auth import Caller, Role, TokenRoute, requires
+from service.kit.auth import TokenRoute
 from service.kit.db import utcnow
+from service.kit.deps import SalesOps, SessionDep, Viewer
 from service.kit.params import MappingId
 from service.notifications.service import check_in_lines
 from service.okrs.models import OkrMapping
 
 router = APIRouter(prefix="/api/v1", route_class=TokenRoute, tags=["check-ins"])
-SessionDep = Annotated[Session, Depends(get_session)]
-Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
-SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
 Confidence = Annotated[int, Field(ge=1, le=10)] | Literal["on_track", "at_risk", "off_track"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mappings.config import MappingConfig
 from service.checkins.models import CheckIn
@@ -56,7 +56,7 @@ def trend(session: Session, mapping: OkrMapping, kr_key: str, *, as_of: datetime
     )
     if as_of is not None:
         query = query.where(KeyResultHistory.as_of <= as_of)
-    history = list(session.exec(query.order_by(KeyResultHistory.as_of, KeyResultHistory.id)).all())  # type: ignore[arg-type]
+    history = list(session.exec(query.order_by(col(KeyResultHistory.as_of), col(KeyResultHistory.id))).all())
     if not history:
         return Trend(kr_key, None, None, None, 0)
     last = history[-1]
@@ -150,4 +150,4 @@ def freeze(
 
 def check_ins(session: Session, mapping: OkrMapping) -> list[CheckIn]:
     query = sqlmodel.select(CheckIn).where(CheckIn.mapping_id == mapping.id)
-    return list(session.exec(query.order_by(CheckIn.held_at.desc(), CheckIn.id.desc())).all())  # type: ignore[union-attr, attr-defined]
+    return list(session.exec(query.order_by(col(CheckIn.held_at).desc(), col(CheckIn.id).desc())).all())

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mappings.config import MappingConfig, RatioMetric, ResponseTimeMetric, Statistic
 from mappings.hygiene import Finding, describe
@@ -160,7 +160,7 @@ def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10) -> Check
         for row in session.exec(
             sqlmodel.select(KamAccountScore)
             .where(KamAccountScore.mapping_id == mapping.id)
-            .order_by(KamAccountScore.score, KamAccountScore.name)  # type: ignore[arg-type]
+            .order_by(col(KamAccountScore.score), col(KamAccountScore.name))
         ).all()
     ]
     return CheckIn(
@@ -199,15 +199,15 @@ def hygiene_by_opportunity(
         query = query.where(finding.opportunity_id == opportunity_id)
     else:
         counts = (
-            select(finding.opportunity_id, func.count().label("n"))  # type: ignore[call-overload]
-            .where(finding.mapping_id == mapping.id)
+            select(col(finding.opportunity_id), func.count().label("n"))
+            .where(col(finding.mapping_id) == mapping.id)
             .group_by(finding.opportunity_id)
             .order_by(func.count().desc(), finding.opportunity_id)
         )
         if limit is not None:
             counts = counts.limit(limit)
         chosen = [row[0] for row in session.execute(counts).all()]
-        query = query.where(finding.opportunity_id.in_(chosen))  # type: ignore[attr-defined]
+        query = query.where(col(finding.opportunity_id).in_(chosen))
     by_opp: dict[str, HygieneLine] = {}
     for row in session.exec(query).all():
         rule = rules.get(row.rule_key)
@@ -237,14 +237,12 @@ def evidence(
     base = sqlmodel.select(KeyResultEvidence).where(
         KeyResultEvidence.mapping_id == mapping.id, KeyResultEvidence.kr_key == kr_key
     )
-    total = session.execute(
-        select(func.count()).select_from(base.subquery())  # type: ignore[arg-type]
-    ).scalar()
+    total = session.execute(select(func.count()).select_from(base.subquery())).scalar()
     page = session.exec(
         base.order_by(
-            KeyResultEvidence.part,  # type: ignore[arg-type]
-            KeyResultEvidence.occurred_at.desc(),  # type: ignore[union-attr]
-            KeyResultEvidence.record_id,  # type: ignore[arg-type]
+            KeyResultEvidence.part,
+            col(KeyResultEvidence.occurred_at).desc(),
+            KeyResultEvidence.record_id,
         )
         .offset(offset)
         .limit(limit)

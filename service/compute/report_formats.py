@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlmodel
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from service.checkins import service as checkins
 from service.compute import report as reports
@@ -454,11 +454,11 @@ def attainment(
     ids = [m.id for m in found]
     values = {
         (v.mapping_id, v.kr_key): v
-        for v in session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id.in_(ids))).all()  # type: ignore[attr-defined]
+        for v in session.exec(sqlmodel.select(KeyResultValue).where(col(KeyResultValue.mapping_id).in_(ids))).all()
     }
     objectives = {
         (o.mapping_id, o.objective_key): o
-        for o in session.exec(sqlmodel.select(ObjectiveValue).where(ObjectiveValue.mapping_id.in_(ids))).all()  # type: ignore[attr-defined]
+        for o in session.exec(sqlmodel.select(ObjectiveValue).where(col(ObjectiveValue.mapping_id).in_(ids))).all()
     }
     rows = []
     for mapping in sorted(found, key=lambda m: (m.cycle_start, m.team, m.cycle, connections.get(m.connection_id, ""))):

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import Select, delete, false, func, insert, literal, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mappings.metrics import PartTotal, Wait
 from mappings.sql import Tables
@@ -245,7 +245,7 @@ def latest_manual_value(session: Session, *, mapping_id: int, kr_key: str, as_of
     return session.exec(
         sqlmodel.select(ManualValue)
         .where(ManualValue.mapping_id == mapping_id, ManualValue.kr_key == kr_key, ManualValue.entered_at <= as_of)
-        .order_by(ManualValue.entered_at.desc(), ManualValue.id.desc())  # type: ignore[attr-defined,union-attr]
+        .order_by(col(ManualValue.entered_at).desc(), col(ManualValue.id).desc())
     ).first()
 
 
@@ -333,7 +333,7 @@ def latest_assessments(session: Session, *, mapping_id: int, as_of: datetime) ->
     rows = session.exec(
         sqlmodel.select(KamAssessment)
         .where(KamAssessment.mapping_id == mapping_id, KamAssessment.assessed_at <= as_of)
-        .order_by(KamAssessment.assessed_at, KamAssessment.id)  # type: ignore[arg-type]
+        .order_by(col(KamAssessment.assessed_at), col(KamAssessment.id))
     ).all()
     return {(row.account_id, row.criterion_key): row for row in rows}
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
+from connectors.registry import adapter as crm_adapter
 from mappings import hygiene as hygiene_rules
 from mappings import kam as kam_rules
 from mappings import metrics, scoring
@@ -78,7 +79,7 @@ class ChangeSet:
 def changes_since_last(session: Session, mapping: OkrMapping) -> ChangeSet | None:
     """What syncs wrote since the mapping's last computation started (None: never computed)."""
     last = session.exec(
-        sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(Computation.id.desc())  # type: ignore[union-attr]
+        sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(col(Computation.id).desc())
     ).first()
     if last is None:
         return None
@@ -114,7 +115,7 @@ def compute(
     missing = [e for e in emails if e.lower() not in found]
     owners = tuple(sorted(found.values())) or ("",)
     last = session.exec(
-        sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(Computation.id.desc())  # type: ignore[union-attr]
+        sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(col(Computation.id).desc())
     ).first()
     incremental = (
         changes is not None
@@ -144,6 +145,7 @@ def compute(
             first_day=config.cycle.start,
             last_day=config.cycle.end,
             as_of=as_of,
+            raw_prefix=crm_adapter(connection.crm).raw_prefix,
         ),
         changes=changes if incremental else None,
         version=version.version,
@@ -201,6 +203,7 @@ class _Context:
             first_day=sprint.start,
             last_day=sprint.end,
             as_of=self.cycle.as_of,
+            raw_prefix=self.cycle.raw_prefix,
         )
 
 
@@ -219,10 +222,10 @@ def _touched_opportunities(ctx: _Context) -> list[str]:
     touched = set(ctx.changes.opportunity) | set(ctx.changes.opportunity_contact)
     ids = sorted(ctx.changes.activity)
     for chunk in repo.chunks(ids):
-        query = select(Activity.opportunity_id).where(  # type: ignore[call-overload]
-            Activity.connection_id == ctx.cycle.connection_id,
-            Activity.external_id.in_(list(chunk)),  # type: ignore[attr-defined]
-            Activity.opportunity_id.is_not(None),  # type: ignore[union-attr]
+        query = select(col(Activity.opportunity_id)).where(
+            col(Activity.connection_id) == ctx.cycle.connection_id,
+            col(Activity.external_id).in_(list(chunk)),
+            col(Activity.opportunity_id).is_not(None),
         )
         touched.update(row[0] for row in repo.rows(ctx.session, query))
     return sorted(touched)
@@ -795,7 +798,7 @@ def _gain(ctx: _Context, kr_key: str, first: date, last: date, ended: bool) -> f
             KeyResultHistory.kr_key == kr_key,
             KeyResultHistory.as_of < (end if ended else ctx.cycle.as_of + timedelta(seconds=1)),
         )
-        .order_by(KeyResultHistory.as_of)  # type: ignore[arg-type]
+        .order_by(col(KeyResultHistory.as_of))
     ).all()
     earlier = [v for at, v in history if at < start and v is not None]
     later = [v for _at, v in history if v is not None]

@@ -21,15 +21,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from sqlmodel import Session
 
-from service.app import app_settings, get_session
 from service.checkins import service as checkins
 from service.dashboard import access, health, i18n, links
 from service.dashboard import service as views
 from service.dashboard.render import render
 from service.kit.auth import TOKEN_PREFIX, Role, find_token
 from service.kit.db import utcnow
+from service.kit.deps import SessionDep, SettingsDep
 from service.kit.params import MappingId, Offset, RowId
-from service.kit.settings import Settings
 from service.notifications.service import check_in_lines
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
@@ -97,8 +96,6 @@ def protect(request: Request, response: Response) -> None:
 
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], route_class=PageRoute, include_in_schema=False)
-SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(app_settings)]
 Lang = Annotated[str, Depends(access.language)]
 
 
@@ -166,8 +163,9 @@ def _mapping(session: Session, mapping_id: MappingId) -> OkrMapping:
 def _crm_note(session: Session, lang: str, mapping_id: MappingId) -> str | None:
     """Why the CRM records have no links, when they have none."""
     _mapping, connection = views.load_mapping(session, mapping_id)
-    if connection.crm == "hubspot" and links.record_pages(connection.crm, connection.instance_url) is None:
-        return i18n.Translator(lang)("crm_note_hubspot")
+    t, note = i18n.Translator(lang), f"crm_note_{connection.crm}"  # a CRM whose record pages the sync must find
+    if note in t and links.record_pages(connection.crm, connection.instance_url) is None:
+        return t(note)
     return None
 
 

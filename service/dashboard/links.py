@@ -1,23 +1,21 @@
 """Links from the dashboard to the CRM records behind a number.
 
-Salesforce: ``{instance_url}/lightning/r/{Object}/{Id}/view`` (the instance URL is stored with the connection).
-HubSpot: ``https://{uiDomain}/contacts/{portalId}/record/{type}/{id}`` for deals, companies and contacts; the sync
-stores ``https://{uiDomain}/contacts/{portalId}`` with the connection, read once from the account details API.
-Engagements (calls, meetings…) have no record page of their own and are shown with their id."""
+The sync stores where the CRM's record pages are with the connection (``instance_url``); the CRM's adapter
+(``connectors/<crm>/adapter.py``: ``record_pages``, ``record_url``) knows how a record's page hangs below it.
+Records without a page of their own (HubSpot engagements: calls, meetings…) are shown with their id."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from connectors.registry import UnknownCrmError
+from connectors.registry import adapter as crm_adapter
 from service.compute.repository import table
 from service.crm.models import Account, Activity, Contact, CrmConnection, Opportunity
-
-HUBSPOT_TYPES = {"contacts": "0-1", "companies": "0-2", "deals": "0-3"}
 
 
 @dataclass(frozen=True)
@@ -31,11 +29,10 @@ class RecordLink:
 def record_pages(crm: str, instance_url: str | None) -> str | None:
     """Where the CRM's record pages are, from what the sync stored with the connection; None while unknown (no sync
     yet; for HubSpot also when the account details call was refused, or an older okrsync stored the API host)."""
-    if not instance_url or not instance_url.startswith(("https://", "http://")):
+    try:
+        return crm_adapter(crm).record_pages(instance_url)
+    except UnknownCrmError:
         return None
-    if crm == "hubspot" and "/contacts/" not in instance_url:
-        return None
-    return instance_url.rstrip("/")
 
 
 def record_url(*, crm: str, instance_url: str | None, crm_object: str, record_id: str) -> str | None:
@@ -44,11 +41,7 @@ def record_url(*, crm: str, instance_url: str | None, crm_object: str, record_id
     pages = record_pages(crm, instance_url)
     if pages is None or not crm_object or not record_id:
         return None
-    if crm == "salesforce":
-        return f"{pages}/lightning/r/{quote(crm_object, safe='')}/{quote(record_id, safe='')}/view"
-    if crm == "hubspot" and crm_object in HUBSPOT_TYPES:
-        return f"{pages}/record/{HUBSPOT_TYPES[crm_object]}/{quote(record_id, safe='')}"
-    return None
+    return crm_adapter(crm).record_url(pages, crm_object, record_id)
 
 
 class RecordLinks:

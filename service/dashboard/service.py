@@ -14,7 +14,7 @@ from typing import Any
 import sqlmodel
 from markupsafe import Markup
 from sqlalchemy import func, select, union_all
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mappings.config import KeyResult, MappingConfig
 from service.checkins import service as checkins
@@ -71,9 +71,9 @@ def mapping_rows(session: Session, *, today: date) -> list[MappingRow]:
     """Every applied mapping with its CRM connection, newest cycle first."""
     rows = session.exec(
         sqlmodel.select(OkrMapping, CrmConnection)
-        .join(CrmConnection, CrmConnection.id == OkrMapping.connection_id)  # type: ignore[arg-type]
+        .join(CrmConnection, col(CrmConnection.id) == OkrMapping.connection_id)
         .where(OkrMapping.current_version > 0)
-        .order_by(OkrMapping.cycle_start.desc(), OkrMapping.team, OkrMapping.id)  # type: ignore[attr-defined, arg-type]
+        .order_by(col(OkrMapping.cycle_start).desc(), OkrMapping.team, col(OkrMapping.id))
     ).all()
     return [mapping_row(m, c, today) for m, c in rows]
 
@@ -118,7 +118,7 @@ def trends(
     krs = [kr for _o, kr in config.key_results() if only is None or kr.key == only]
     keys = [kr.key for kr in krs]
     points = dict(
-        session.execute(  # type: ignore[arg-type]
+        session.execute(
             select(HISTORY.c.kr_key, func.count())
             .where(HISTORY.c.mapping_id == mapping.id, HISTORY.c.kr_key.in_(keys))
             .group_by(HISTORY.c.kr_key)

@@ -82,16 +82,6 @@ def analyze(engine: Engine) -> None:
         conn.exec_driver_sql("ANALYZE")
 
 
-def create_schema(engine: Engine) -> None:
-    """Bring the database to this okrsync's schema version (the embedded SQLite database, tests, one-shot commands):
-    an empty database is created and stamped, an older one migrated, one from before migrations adopted. Raises
-    ``service.kit.migrate.SchemaError`` (unreachable, newer than this okrsync, not adoptable). Long-running processes
-    against a configured database use ``service.kit.migrate.ensure_ready``, which only checks."""
-    from service.kit.migrate import bring_to_head
-
-    bring_to_head(engine)
-
-
 def upsert(
     conn: Connection | Session,
     table: Table,

@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString
 
+import service.models  # noqa: F401  (registers every table in SQLModel.metadata)
 from service.kit.db import UtcDateTime
 
 if TYPE_CHECKING:
@@ -54,9 +55,7 @@ class SchemaError(Exception):
 
 
 def _metadata() -> MetaData:
-    import service.models  # noqa: F401  (registers every table)
-
-    return SQLModel.metadata
+    return SQLModel.metadata  # every table: service.models imports them all
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
@@ -218,6 +217,14 @@ def bring_to_head(engine: Engine) -> Upgrade:
     """``create_schema``: like ``upgrade``, but an empty database is created from the models and stamped with the
     head (as the migrations would make it, a test proves it; several times faster on SQLite)."""
     return _to_head(engine, create_all=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Bring the database to this okrsync's schema version (the embedded SQLite database, tests, one-shot commands):
+    an empty database is created and stamped, an older one migrated, one from before migrations adopted. Raises
+    ``SchemaError`` (unreachable, newer than this okrsync, not adoptable). Long-running processes against a configured
+    database use ``ensure_ready``, which only checks."""
+    bring_to_head(engine)
 
 
 def ensure_ready(settings: Settings, engine: Engine) -> None:

@@ -39,8 +39,10 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from connectors.hubspot.config import HubSpotConfig
+from connectors.registry import BUILT_IN
+from connectors.registry import adapter as crm_adapter
 from connectors.salesforce.config import SalesforceConfig
-from service.notifications.service import NotificationSettings
+from service.notifications.settings import NotificationSettings
 
 
 class SandboxSettings(BaseModel):
@@ -196,8 +198,14 @@ class ConnectionSettings(BaseModel):
         return self
 
     @property
-    def crm(self) -> Literal["salesforce", "hubspot"]:
-        return "salesforce" if self.salesforce is not None else "hubspot"
+    def crm(self) -> str:
+        """The CRM this connection is in: the one settings section given."""
+        return next(name for name in BUILT_IN if getattr(self, name) is not None)
+
+    @property
+    def config(self) -> Any:
+        """The connection's settings section (the CRM adapter's ``config_type``)."""
+        return getattr(self, self.crm)
 
     @property
     def key(self) -> str:
@@ -366,11 +374,12 @@ def production_problems(settings: Settings, *, sandbox: bool = False) -> list[st
         problems.append("OKRSYNC_DATABASE_URL still holds a placeholder password")
     if sandbox:
         problems.append("--sandbox/--sandbox-url: the sandbox CRM is for trying okrsync, not for production")
-    crms = {"salesforce"} if settings.salesforce else set()
-    crms |= {"hubspot"} if settings.hubspot else set()
-    crms |= {"salesforce" if c.salesforce else "hubspot" for c in settings.connections}
+    crms = {name for name in BUILT_IN if getattr(settings, name) is not None}
+    crms |= {c.crm for c in settings.connections}
     if not crms and not sandbox:
-        problems.append("no CRM is configured: set OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… (see README)")
+        problems.append(
+            "no CRM is configured: set OKRSYNC_SALESFORCE__… or OKRSYNC_HUBSPOT__… (see docs/connecting-crms.md)"
+        )
     secrets = {
         "OKRSYNC_HUBSPOT__ACCESS_TOKEN": settings.hubspot.access_token if settings.hubspot else None,
         "OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET": settings.webhooks.hubspot_client_secret,
@@ -384,11 +393,8 @@ def production_problems(settings: Settings, *, sandbox: bool = False) -> list[st
         problems.append("OKRSYNC_WEBHOOKS__PUBLIC_BASE_URL is not set: the https URL the CRMs call (HubSpot signs it)")
     elif hooks.public_base_url and not hooks.public_base_url.startswith("https://"):
         problems.append("OKRSYNC_WEBHOOKS__PUBLIC_BASE_URL must be https:// (CRMs send webhooks over TLS only)")
-    if "hubspot" in crms and hooks.hubspot_client_secret is None:
-        problems.append("OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET is not set: HubSpot webhooks could not be verified")
-    if "salesforce" in crms and not hooks.salesforce_org_id and hooks.flow_secret is None:
-        problems.append(
-            "neither OKRSYNC_WEBHOOKS__SALESFORCE_ORG_ID (Outbound Messages) nor OKRSYNC_WEBHOOKS__FLOW_SECRET (Flow"
-            " callouts) is set: Salesforce webhooks could not be verified"
-        )
+    for crm in sorted(crms):  # each CRM says what its webhooks need to be verified
+        problem = crm_adapter(crm).webhook_settings_problem(hooks)
+        if problem:
+            problems.append(problem)
     return problems

@@ -18,18 +18,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, Field, SecretStr
+import sqlmodel
+from pydantic import SecretStr
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from service.compute.models import KeyResultHistory
+from service.notifications.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
 STATUS_WORDS = {"on_track": "on track", "at_risk": "at risk", "off_track": "off track", "no_data": "no data"}
-
-
-class NotificationSettings(BaseModel):
-    slack_webhook_url: SecretStr | None = Field(default=None, description="Slack incoming-webhook URL.")
-    teams_webhook_url: SecretStr | None = Field(default=None, description="Microsoft Teams incoming-webhook URL.")
-    attempts: int = Field(default=4, ge=1)
-    wait_base: float = Field(default=0.5, ge=0)
 
 
 @dataclass(frozen=True)
@@ -177,10 +174,6 @@ def status_change_lines(before: dict[str, str], after: dict[str, str], titles: d
 
 def latest_status_changes(session: Any, *, mapping_id: int) -> list[tuple[str, str, str]]:
     """(kr key, status before, status now) between the mapping's last two computations."""
-    import sqlmodel
-
-    from service.compute.models import KeyResultHistory
-
     rows = session.exec(
         sqlmodel.select(KeyResultHistory)
         .where(KeyResultHistory.mapping_id == mapping_id)

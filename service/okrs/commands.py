@@ -23,7 +23,8 @@ from service.compute import report_formats
 from service.compute.service import changes_since_last
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
-from service.kit.db import create_schema, make_engine, utcnow
+from service.kit.db import make_engine, utcnow
+from service.kit.migrate import create_schema
 from service.kit.settings import get_settings
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping

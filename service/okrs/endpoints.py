@@ -7,14 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import sqlmodel
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from sqlmodel import Session
 
 from mappings.source import MappingFileError
-from service.app import app_settings, get_session
 from service.compute import report as reports
 from service.compute.models import (
     KamAccountScore,
@@ -25,11 +24,11 @@ from service.compute.models import (
     ObjectiveValue,
 )
 from service.compute.service import compute as compute_mapping
-from service.crm.models import Account, CrmConnection, Opportunity
-from service.kit.auth import Caller, Role, TokenRoute, requires
+from service.crm.models import Account, CrmConnection, Opportunity, Owner
+from service.kit.auth import Caller, Role, TokenRoute
 from service.kit.db import utcnow
+from service.kit.deps import Kam, SalesOps, SessionDep, SettingsDep, Viewer
 from service.kit.params import MappingId, Offset
-from service.kit.settings import Settings
 from service.okrs import repository as okr_repo
 from service.okrs import schemas
 from service.okrs import service as okrs
@@ -41,11 +40,6 @@ from service.writeback.models import OutboxRow
 from service.writeback.service import stage_connection
 
 router = APIRouter(prefix="/api/v1", route_class=TokenRoute, tags=["okrs"])
-SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(app_settings)]
-Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
-Kam = Annotated[Caller, Depends(requires(Role.kam, get_session))]
-SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no or unknown API token"},
     403: {"description": "the token's role may not do this"},
@@ -322,8 +316,6 @@ def _owns(session: Session, caller: Caller, connection_id: int, account_id: str)
     account = session.get(Account, (connection_id, account_id))
     if account is None or account.owner_id is None or caller.email is None:
         return False
-    from service.crm.models import Owner
-
     owner = session.get(Owner, (connection_id, account.owner_id))
     return owner is not None and (owner.email or "").lower() == caller.email.lower()
 

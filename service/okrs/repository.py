@@ -22,6 +22,7 @@ class RecordFeed:
 def record_feeds(session: Session, *, connection_id: int, record: str, record_id: str) -> list[RecordFeed]:
     """Per mapping and key result, the evidence that came from this opportunity (its activities or itself) or
     account (its activities and opportunities). Counted parts only (numerators, pairs)."""
+    # the Core tables: SQLModel does not type __table__ on its table classes
     ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]
     act = Activity.__table__  # type: ignore[attr-defined]
     opp = Opportunity.__table__  # type: ignore[attr-defined]

@@ -16,6 +16,8 @@ import sqlmodel
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from connectors.adapter import raw_path
+from connectors.registry import adapter as crm_adapter
 from mappings.config import Loc, MappingConfig, metric_filters
 from mappings.fields import RecordType, resolve
 from mappings.filters import conditions_fields
@@ -104,7 +106,7 @@ def check_against_crm(session: Session, loaded: LoadedMapping, connection: CrmCo
             )
     crm = connection.crm
     for name, spec in config.custom_fields.items():
-        crm_name = spec.salesforce if crm == "salesforce" else spec.hubspot
+        crm_name = spec.name_in(crm)
         model = MODELS[spec.record]
         if not crm_name:
             problems.append(((("custom_fields", name)), f"no {crm} name given, but the connection is {crm}"))
@@ -147,7 +149,7 @@ def _has_rows(session: Session, model: Any, connection_id: int) -> bool:
 
 def _raw_present(session: Session, model: Any, connection: CrmConnection, name: str) -> bool:
     t = table(model)
-    path = tuple(name.split(".")) if connection.crm == "salesforce" else ("properties", *name.split("."))
+    path = raw_path(crm_adapter(connection.crm), name)
     query = select(func.count()).where(t.c.connection_id == connection.id, t.c.raw[path].as_string().is_not(None))
     return bool(session.execute(query.limit(1)).scalar())
 

@@ -4,25 +4,21 @@ retrospective (sales_ops)."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from sqlmodel import Session
 
 from mappings.config import Sprint
-from service.app import get_session
 from service.compute.service import compute as compute_mapping
-from service.kit.auth import Caller, Role, TokenRoute, requires
+from service.kit.auth import TokenRoute
 from service.kit.db import utcnow
+from service.kit.deps import SalesOps, SessionDep, Viewer
 from service.kit.params import MappingId
 from service.okrs.models import OkrMapping
 from service.sprints import schemas
 from service.sprints import service as sprints
 
 router = APIRouter(prefix="/api/v1", route_class=TokenRoute, tags=["sprints"])
-SessionDep = Annotated[Session, Depends(get_session)]
-Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
-SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
 ERRORS: dict[int | str, dict[str, str]] = {401: {}, 403: {}, 404: {}}
 
 

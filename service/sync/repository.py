@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import bindparam, delete, or_, select, update
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, col
 
 from connectors import records as crm
 from service.crm.models import (
@@ -138,7 +138,7 @@ def refresh_unstamped(session: Session, records: Sequence[crm.CanonicalRecord], 
         return
     columns = UNSTAMPED_COLUMNS.get(records[0].kind, ())
     if columns:
-        core: Any = TABLES[records[0].kind].__table__  # type: ignore[attr-defined]
+        core: Any = TABLES[records[0].kind].__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
         session.execute(
             update(core)
             .where(
@@ -158,7 +158,7 @@ def _replace_links(
     """Make the link sets of these records (all of one kind) exactly what the CRM just returned."""
     kind = records[0].kind
     if kind == "activity":
-        activities: Sequence[crm.Activity] = records  # type: ignore[assignment]
+        activities: Sequence[crm.Activity] = records  # type: ignore[assignment]  # one kind: all are activities
         _replace_link_rows(
             session,
             ActivityContact,
@@ -197,6 +197,7 @@ def _replace_links(
                 fixed={"record_kind": kind},
             )
     if kind == "opportunity":
+        # one kind: every record is a crm.Opportunity, which mypy cannot narrow the Sequence to
         _replace_opportunity_contacts(session, records, connection_id=connection_id, stored_ids=stored_ids)  # type: ignore[arg-type]
 
 
@@ -214,7 +215,7 @@ def _replace_link_rows(
     """The rows of a link table (keyed by ``keys``: parent id, linked id) for ``parents`` become ``wanted`` (key →
     other columns): stored rows are read first, so only links that changed are written; parents that are not stored
     yet have no rows, which keeps a first sync insert-only."""
-    core: Any = table.__table__  # type: ignore[attr-defined]
+    core: Any = table.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     fixed = fixed or {}
     scope = [core.c.connection_id == connection_id, *(core.c[name] == value for name, value in fixed.items())]
     values = sorted({name for extra in wanted.values() for name in extra})
@@ -258,7 +259,7 @@ def _replace_opportunity_contacts(
         for o in opportunities
         if o.contact_ids is not None and o.external_id in stored_ids
     }
-    core: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+    core: Any = OpportunityContact.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     gone: list[str] = []
     back: list[str] = []
     for chunk in _chunks(list(sets)):
@@ -358,33 +359,33 @@ def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequ
                          link_keys=("record_id", "account_id"), scope={"record_kind": table})  # fmt: skip
             session.execute(
                 delete(RecordAccount).where(
-                    RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
-                    RecordAccount.account_id.in_(chunk),  # type: ignore[attr-defined]
+                    col(RecordAccount.connection_id) == connection_id,
+                    col(RecordAccount.account_id).in_(chunk),
                 )
             )
             continue
-        links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+        links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
         if kind == "opportunity":
             _repoint(session, "activity", "opportunity_id", connection_id=connection_id, gone=chunk,
                      links=ActivityOpportunity, link_keys=("activity_id", "opportunity_id"))  # fmt: skip
             session.execute(
                 delete(ActivityOpportunity).where(
-                    ActivityOpportunity.connection_id == connection_id,  # type: ignore[arg-type]
-                    ActivityOpportunity.opportunity_id.in_(chunk),  # type: ignore[attr-defined]
+                    col(ActivityOpportunity.connection_id) == connection_id,
+                    col(ActivityOpportunity.opportunity_id).in_(chunk),
                 )
             )
         if kind == "activity":
             session.execute(
                 delete(ActivityOpportunity).where(
-                    ActivityOpportunity.connection_id == connection_id,  # type: ignore[arg-type]
-                    ActivityOpportunity.activity_id.in_(chunk),  # type: ignore[attr-defined]
+                    col(ActivityOpportunity.connection_id) == connection_id,
+                    col(ActivityOpportunity.activity_id).in_(chunk),
                 )
             )
         if kind == "contact":
             session.execute(
                 delete(ActivityContact).where(
-                    ActivityContact.connection_id == connection_id,  # type: ignore[arg-type]
-                    ActivityContact.contact_id.in_(chunk),  # type: ignore[attr-defined]
+                    col(ActivityContact.connection_id) == connection_id,
+                    col(ActivityContact.contact_id).in_(chunk),
                 )
             )
         if kind in ("opportunity", "contact"):
@@ -399,9 +400,9 @@ def detach_deleted(session: Session, kind: str, *, connection_id: int, ids: Sequ
             )
         session.execute(
             delete(RecordAccount).where(
-                RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
-                RecordAccount.record_kind == kind,  # type: ignore[arg-type]
-                RecordAccount.record_id.in_(chunk),  # type: ignore[attr-defined]
+                col(RecordAccount.connection_id) == connection_id,
+                col(RecordAccount.record_kind) == kind,
+                col(RecordAccount.record_id).in_(chunk),
             )
         )
 
@@ -420,8 +421,8 @@ def _repoint(
     """Rows of ``table`` whose ``column`` names a record in ``gone`` name their next live link instead (the lowest id
     among their rows in the link table ``links``, keyed by ``link_keys``: record id, linked id), or NULL without
     one: what the CRM shows once the deleted record is no longer associated."""
-    core: Any = TABLES[table].__table__  # type: ignore[attr-defined]
-    link: Any = links.__table__  # type: ignore[attr-defined]
+    core: Any = TABLES[table].__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
+    link: Any = links.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     affected = [
         row[0]
         for row in session.execute(
@@ -478,7 +479,7 @@ def retire_merged(session: Session, kind: str, *, connection_id: int, survivors:
     scalar = {"account": ("activity", "opportunity", "contact"), "opportunity": ("activity",)}.get(kind, ())
     column = f"{kind}_id"
     for target in scalar:
-        core: Any = TABLES[target].__table__  # type: ignore[attr-defined]
+        core: Any = TABLES[target].__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
         session.execute(
             update(core)
             .where(core.c.connection_id == connection_id, core.c[column] == bindparam("b_old"))
@@ -495,7 +496,7 @@ def retire_merged(session: Session, kind: str, *, connection_id: int, survivors:
     if kind == "opportunity":
         _move_links(session, ActivityOpportunity, connection_id=connection_id, moved="opportunity_id", moves=moves,
                     others=("activity_id",))  # fmt: skip
-        links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+        links: Any = OpportunityContact.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
         for chunk in _chunks(old_ids):
             session.execute(
                 update(links)
@@ -507,9 +508,9 @@ def retire_merged(session: Session, kind: str, *, connection_id: int, survivors:
         for chunk in _chunks(old_ids):
             session.execute(
                 delete(RecordAccount).where(
-                    RecordAccount.connection_id == connection_id,  # type: ignore[arg-type]
-                    RecordAccount.record_kind == kind,  # type: ignore[arg-type]
-                    RecordAccount.record_id.in_(chunk),  # type: ignore[attr-defined]
+                    col(RecordAccount.connection_id) == connection_id,
+                    col(RecordAccount.record_kind) == kind,
+                    col(RecordAccount.record_id).in_(chunk),
                 )
             )
     return len(live)
@@ -528,7 +529,7 @@ def _move_links(
     """Rows of a link table whose ``moved`` column names an old id name the new one; where the row already exists
     for the new id (both merged records were linked), the old row goes (``merge_flag``: the kept row's flag is the
     OR of both)."""
-    core: Any = table.__table__  # type: ignore[attr-defined]
+    core: Any = table.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     flag = [core.c[merge_flag]] if merge_flag else []
     rows: list[Any] = []
     for chunk in _chunks(sorted(moves)):
@@ -575,7 +576,7 @@ def _move_links(
 def _move_opportunity_contacts(session: Session, *, connection_id: int, moves: dict[str, str], now: datetime) -> None:
     """Live opportunity↔contact links to merged contacts: the link to the surviving contact is live (inserted, or
     brought back when a removed one is stored), the old one is marked deleted, as a removed link is."""
-    core: Any = OpportunityContact.__table__  # type: ignore[attr-defined]
+    core: Any = OpportunityContact.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     old_rows = []
     for chunk in _chunks(sorted(moves)):
         old_rows += list(
@@ -697,6 +698,7 @@ def record_skips(
         }
         for item in skipped
     ]
+    # SQLModel does not type __table__
     upsert(session, SyncSkip.__table__, rows, keys=("connection_id", "stream", "external_id"))  # type: ignore[attr-defined]
 
 

@@ -7,7 +7,7 @@ connector and writer, failures and backoff. A pass of one connection reads and w
 (everything below ``run_pass`` is scoped by its ``connection_id``), and one connection failing or backing off never
 holds up another. An event for a connection this worker has not got is marked failed, saying how to configure it.
 
-A refresh is one pass of the loop (``service.writeback.tasks.run_pass``): the records the events name are fetched
+A refresh is one pass of the loop (``service.loop.run_pass``): the records the events name are fetched
 by id through the connector (with their associations; a record the CRM no longer has is marked deleted), then the
 affected key results are recomputed and what changed is written back. An event that names no record the connector
 reads by id falls back to an incremental sync. A burst of events is coalesced: the worker waits
@@ -35,16 +35,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connectors.errors import ConnectorError
+from connectors.registry import adapter as crm_adapter
 from service.compute.models import Computation
 from service.crm.clients import CrmAccess, connection_key, event_connection
 from service.kit import leases
 from service.kit.db import retry_on_conflict, utcnow
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
+from service.loop import PassReport, run_pass
 from service.notifications.service import Notifier, latest_status_changes, status_change_lines
 from service.webhooks import repository as repo
 from service.webhooks.models import WebhookEvent
-from service.writeback.tasks import PassReport, run_pass
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -263,7 +264,7 @@ def _missing(crm: str, connection: str | None) -> str:
     """Why an event was failed: its connection is not configured in this worker, and how to configure it."""
     if connection is None:
         return f"no {crm} connection is configured: set OKRSYNC_{crm.upper()}__…"
-    routed_by = "hubspot_portal_id" if crm == "hubspot" else "salesforce_org_id"
+    routed_by = crm_adapter(crm).routing_setting
     return (
         f"no {crm} connection {connection!r} is configured in this worker: add"
         f' {{"name": "{connection}", "{crm}": {{…}}, "{routed_by}": …}} to OKRSYNC_CONNECTIONS'

@@ -14,25 +14,24 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connectors.errors import ConnectorError
-from connectors.hubspot.writer import HubSpotWriter
+from connectors.registry import BUILT_IN
+from connectors.registry import adapter as crm_adapter
 from service.crm.clients import CrmAccess, NotConfiguredError, open_crm
 from service.crm.models import CrmConnection
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.settings import Settings, get_settings
+from service.loop import find_connection, run_pass
 from service.writeback import repository as repo
 from service.writeback.service import WritebackReport, send, stage_connection
-from service.writeback.tasks import find_connection, run_pass
 
 out = Console() if Console().is_terminal else Console(width=160)
 err = Console(stderr=True)
 
 
-class Crm(StrEnum):
-    salesforce = "salesforce"
-    hubspot = "hubspot"
-
-
-CrmArg = Annotated[Crm, typer.Argument(help="salesforce or hubspot.")]
+# the CLI's choice of CRM: the registry's built-in CRMs (a functional enum: its members come from the registry)
+Crm = StrEnum("Crm", [(name, name) for name in BUILT_IN])  # type: ignore[misc]
+CrmArg = Annotated[Crm, typer.Argument(help=f"{' or '.join(BUILT_IN)}.")]
 SandboxOpt = Annotated[bool, typer.Option("--sandbox", help="Use the built-in sandbox CRM, started in this process.")]
 SandboxUrlOpt = Annotated[
     str | None, typer.Option(help="Use a running `okrsync sandbox`, e.g. https://127.0.0.1:8765.")
@@ -56,11 +55,9 @@ def _open(stack: ExitStack, crm: Crm, settings: Settings, sandbox: bool, sandbox
     except NotConfiguredError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    if access.sandbox is not None and access.hubspot is not None:
-        # a sandbox portal started here is new: provision it as an admin would have (a real one keeps its objects)
-        writer = access.writer()
-        assert isinstance(writer, HubSpotWriter)
-        writer.provision()
+    if access.sandbox is not None and access.adapter.provision_hint is None:
+        # a sandbox CRM started here is new: provision it as an admin would have (a real one keeps its objects)
+        access.adapter.provision(access.config)
     return access
 
 
@@ -177,20 +174,20 @@ def provision(
     sandbox_url: SandboxUrlOpt = None,
 ) -> None:
     """Create okrsync's custom objects (Enterprise) or properties in the HubSpot portal; safe to run again."""
-    if crm != "hubspot":
-        err.print(
-            "Salesforce: deploy deploy/salesforce with `sf project deploy start --source-dir"
-            " deploy/salesforce/force-app` and assign the 'okrsync integration' permission set (see deploy/README.md)"
-        )
+    try:
+        hint = crm_adapter(crm).provision_hint
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    if hint is not None:
+        err.print(hint)
         raise typer.Exit(2)
     settings = get_settings()
     _setup(settings)
     with ExitStack() as stack:
-        access = _open(stack, Crm.hubspot, settings, sandbox, sandbox_url)
-        writer = access.writer()
-        assert isinstance(writer, HubSpotWriter)
+        access = _open(stack, Crm(crm), settings, sandbox, sandbox_url)
         try:
-            report = writer.provision()
+            report = access.adapter.provision(access.config)
         except ConnectorError as exc:
             err.print(f"[red]provisioning stopped:[/] {exc}")
             raise typer.Exit(1) from None

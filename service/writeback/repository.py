@@ -21,7 +21,7 @@ from service.compute.models import (
     KeyResultValue,
     ObjectiveValue,
 )
-from service.crm.models import Activity, Opportunity
+from service.crm.models import Activity, CrmConnection, Opportunity
 from service.okrs.models import OkrMapping, OkrMappingVersion
 from service.writeback.models import OutboxRow
 
@@ -264,8 +264,6 @@ def failures(session: Session, *, connection_id: int, limit: int = 20) -> list[O
 
 def outbox_depth(session: Session) -> dict[str, int]:
     """CRM -> outbox rows waiting to be written (pending), over every connection."""
-    from service.crm.models import CrmConnection
-
     query = (
         select(CrmConnection.crm, func.count())  # type: ignore[call-overload]
         .join(OutboxRow, OutboxRow.connection_id == CrmConnection.id)

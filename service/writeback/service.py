@@ -22,8 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connectors.errors import ConfigurationError, ConnectorError
-from connectors.hubspot.writer import written_fields as hubspot_written
-from connectors.salesforce.writer import written_fields as salesforce_written
+from connectors.registry import adapter as crm_adapter
 from connectors.writes import WRITE_ORDER, Target, Writer, WriteRequest, WriteResult
 from service.crm.models import CrmConnection
 from service.kit.db import utcnow
@@ -206,16 +205,15 @@ def recent_failures(session: Session, *, connection_id: int, limit: int = 20) ->
 
 def written_for(crm: str, connection_name: str, settings: Settings) -> dict[Target, frozenset[str]]:
     """What the writer of this connection writes (HubSpot: depends on the write-back mode setting)."""
-    if crm == "salesforce":
-        return salesforce_written()
-    extra = settings.extra_connection("hubspot", connection_name)
-    if extra is not None and extra.hubspot is not None:
-        mode = extra.hubspot.writeback_mode
+    adapter = crm_adapter(crm)
+    extra = settings.extra_connection(crm, connection_name)
+    if extra is not None:
+        config = extra.config
     elif connection_name == "sandbox":
-        mode = settings.sandbox.hubspot_writeback_mode
+        config = adapter.sandbox_config("https://127.0.0.1", "", settings.sandbox)  # no call is made
     else:
-        mode = settings.hubspot.writeback_mode if settings.hubspot else "custom_objects"
-    return hubspot_written(mode)
+        config = getattr(settings, crm, None)
+    return adapter.written_fields(config)
 
 
 def stage_connection(

@@ -19,6 +19,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 from tests.service.sidecar_process import okrsync_serve
 from tests.service.writeback.world import EXAMPLES
 
+pytestmark = pytest.mark.slow  # drives Chromium against `okrsync serve` in a subprocess
+
 # no internet here: without these Chromium keeps trying to reach Google's services
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

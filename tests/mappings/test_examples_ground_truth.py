@@ -38,7 +38,8 @@ from connectors.sandbox.store import SandboxOrg
 from service.compute.models import HygieneSummary, KamAccountScore, KeyResultEvidence, KeyResultValue
 from service.compute.service import compute
 from service.crm.models import Account
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.okrs import service as okrs
 from service.sync.service import run_sync
 from tests.conftest import ANCHOR, _postgres_engine, fast_config, small_org

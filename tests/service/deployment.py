@@ -27,10 +27,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
-from service.crm.clients import hubspot_sandbox_config
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from service.crm.models import Activity, CrmConnection, Opportunity
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
 from service.kit.leases import WorkLease
+from service.kit.migrate import create_schema
 from service.kit.server import free_port
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.webhooks.models import WebhookEvent
@@ -88,7 +89,7 @@ class Deployment:
                    OKRSYNC_SANDBOX__SEED=str(seed), OKRSYNC_SANDBOX__PORTAL_ID=str(portal_id))  # fmt: skip
         wait_for(lambda: listening(port), f"the sandbox CRM of {name}")
         url, ca = f"https://127.0.0.1:{port}", data / "sandbox" / "ca.pem"
-        config = hubspot_sandbox_config(url, str(ca))
+        config = HUBSPOT.sandbox_config(url, str(ca))
         fields = {**config.model_dump(mode="json", exclude_defaults=True),
                   "access_token": config.access_token.get_secret_value()}  # fmt: skip
         env = {

@@ -26,7 +26,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.settings import Settings, WebhookSettings
 from tests.service.test_api import Api, served_api
 

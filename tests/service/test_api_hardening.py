@@ -242,6 +242,7 @@ def test_check_in_attendees_must_be_team_members(api: Api, tmp_path: Path) -> No
     assert api.call("POST", url, "sales_ops", by_name_and_mail).status_code == 201
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e309", "1e16"])
 def test_kr_set_refuses_a_value_that_is_not_a_finite_number(tmp_path: Path, value: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}

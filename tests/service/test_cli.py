@@ -42,6 +42,7 @@ def test_every_command_has_help(args: list[str]) -> None:
     assert "Usage" in result.output
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_sync_without_configuration_says_how_to_configure(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
     env.update(OKRSYNC_DATA_DIR=str(tmp_path))
@@ -57,6 +58,7 @@ def test_sync_without_configuration_says_how_to_configure(tmp_path: Path) -> Non
     assert "OKRSYNC_SALESFORCE__INSTANCE_URL" in result.stderr and "--sandbox" in result.stderr
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_main_job_embedded_sandbox_full_then_incremental(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
     env.update(

@@ -24,8 +24,8 @@ import pytest
 import sqlmodel
 from sqlmodel import Session
 
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from service.compute.models import KeyResultValue
-from service.crm.clients import hubspot_sandbox_config
 from service.crm.models import CrmConnection, Opportunity
 from service.kit.leases import WorkLease
 from service.okrs.models import OkrMapping
@@ -46,6 +46,8 @@ from tests.service.deployment import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # a deployment of okrsync processes
+
 WEST_PORTAL_ID = 145_000_002
 
 
@@ -55,7 +57,7 @@ class Crm:
 
     def __init__(self, url: str, ca: Path) -> None:
         self.url = url
-        self.token = hubspot_sandbox_config(url, str(ca)).access_token.get_secret_value()
+        self.token = HUBSPOT.sandbox_config(url, str(ca)).access_token.get_secret_value()
         self.verify = ssl.create_default_context(cafile=ca)
 
     def set_amount(self, deal: str, amount: float) -> None:

@@ -79,6 +79,7 @@ def _discovery_meetings(base_url: str, token: str, mapping_ids: list[int]) -> fl
     return total
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_the_demo_runs_the_loop_and_the_key_result_moves_live(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     command = [sys.executable, "-m", "service.cli", "demo", "--port", "0", "--duration", "40", "--every", "2"]
@@ -122,6 +123,7 @@ def test_the_demo_runs_the_loop_and_the_key_result_moves_live(tmp_path: Path) ->
     assert not (data_dir / "okrsync.db").exists()  # the user's own database: never touched
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_a_busy_port_is_refused_with_what_to_do(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -41,6 +41,8 @@ from service.writeback.models import OutboxRow
 from tests.conftest import BASE_POSTGRES_URL, POSTGRES_URL, _postgres_engine
 from tests.service.deployment import Deployment, burst, deliver, deployed, events, post, settled, wait_for
 
+pytestmark = pytest.mark.slow  # a deployment of okrsync processes, killed and restarted
+
 EXAMPLES = ("acquisition", "customer-care", "pipeline-hygiene")
 LEASE = "crm:salesforce/sandbox"
 CRM_FIELDS = {  # what okrsync writes, without the time stamps (the two runs compute at different moments)

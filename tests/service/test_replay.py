@@ -28,7 +28,8 @@ import sqlmodel
 from sqlalchemy import make_url, text
 from sqlmodel import Session
 
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.server import free_port
 from service.webhooks.models import WebhookEvent, WebhookReplay
 from service.webhooks.verify import sign_hubspot_v3, sign_shared_hmac

@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.writer import HubSpotWriter
@@ -34,15 +35,15 @@ from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
 from service.compute.models import KeyResultEvidence, KeyResultValue
-from service.crm.clients import CrmAccess, hubspot_sandbox_config
+from service.crm.clients import CrmAccess
 from service.crm.models import ActivityContact, Contact, Opportunity
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
+from service.loop import run_pass
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
 from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send
-from service.writeback.tasks import run_pass
 from tests.conftest import ANCHOR
 from tests.service.sidecar_process import okrsync_serve
 from tests.service.writeback.world import apply_examples, connection
@@ -69,7 +70,7 @@ class Sidecar:
 
 
 def _config(server: SandboxServer) -> HubSpotConfig:
-    base = hubspot_sandbox_config(server.base_url, server.ca_path or "").model_dump()
+    base = HUBSPOT.sandbox_config(server.base_url, server.ca_path or "").model_dump()
     base.update(retry_wait_base=0.01, retry_wait_max=0.05, max_attempts=4, timeout_seconds=5)
     return HubSpotConfig.model_validate(base)
 
@@ -93,9 +94,7 @@ def sidecar(engine: Engine, tmp_path: Path) -> Iterator[Sidecar]:
         with Session(engine) as session:
             conn_id = connection(session, "hubspot").id or 0
         send(engine, HubSpotWriter(config), connection_id=conn_id)
-        app = create_app(
-            settings=settings, engine=engine, crms={"hubspot": CrmAccess("hubspot", "sandbox", hubspot=config)}
-        )
+        app = create_app(settings=settings, engine=engine, crms={"hubspot": CrmAccess("hubspot", "sandbox", config)})
         worker = app.state.worker
         worker.last_sync["hubspot"] = time.monotonic()  # just synced: no periodic sync in the test
         with ThreadedServer(app, port=port) as http:
@@ -192,6 +191,7 @@ def test_health_and_readiness(sidecar: Sidecar) -> None:
     assert ready["status"] == "ok" and ready["database"] == "ok" and "hubspot" in ready["last_sync_age_seconds"]
 
 
+@pytest.mark.slow  # 5,000 deliveries, then waits for the worker
 def test_a_burst_of_5000_events_is_accounted_for_and_coalesced(sidecar: Sidecar) -> None:
     portal = sidecar.portal
     deals = [d["id"] for d in portal.records("deals")][:60]
@@ -299,6 +299,7 @@ def test_the_hubspot_card_answers_signed_requests_only(sidecar: Sidecar) -> None
     assert tampered.status_code == 401
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_okrsync_serve_starts_on_the_sandbox(tmp_path: Path) -> None:
     with okrsync_serve(tmp_path) as served:
         secret = served.token(name="ops", role="sales_ops")

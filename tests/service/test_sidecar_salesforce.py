@@ -62,7 +62,7 @@ def sidecar(engine: Engine, tmp_path: Path) -> Iterator[SalesforceSidecar]:
             ),
             serve=ServeSettings(sync_interval_seconds=3600, worker_poll_seconds=0.05, coalesce_seconds=0.1),
         )
-        access = CrmAccess("salesforce", "sandbox", salesforce=fast_config(world.server))
+        access = CrmAccess("salesforce", "sandbox", fast_config(world.server))
         app = create_app(settings=settings, engine=engine, crms={"salesforce": access})
         app.state.worker.last_sync["salesforce"] = time.monotonic()
         with ThreadedServer(app) as http:

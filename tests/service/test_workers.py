@@ -21,6 +21,8 @@ from service.kit.leases import WorkLease
 from tests.conftest import POSTGRES_URL, _postgres_engine
 from tests.service.deployment import Deployment, burst, deliver, deployed, events, settled, wait_for
 
+pytestmark = pytest.mark.slow  # a deployment of okrsync processes
+
 
 @pytest.fixture
 def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:

@@ -162,6 +162,7 @@ def test_an_org_without_shared_activities_does_not_know_the_relations(plain_org:
     session.close()
 
 
+@pytest.mark.slow  # waits out a 1 s request
 def test_too_many_long_running_requests_are_refused_until_one_ends(
     server: SandboxServer, sf: Salesforce, org: SandboxOrg
 ) -> None:

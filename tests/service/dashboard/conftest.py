@@ -21,7 +21,8 @@ from service.app import create_app
 from service.compute.service import compute
 from service.dashboard import endpoints
 from service.kit.auth import Role, create_token
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
 from service.okrs.models import OkrMapping

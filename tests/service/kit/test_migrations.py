@@ -26,8 +26,18 @@ from typer.testing import CliRunner, Result
 import service.models  # noqa: F401  (every table in SQLModel.metadata)
 from service.cli import app
 from service.crm.models import CrmConnection
-from service.kit.db import create_schema, make_engine, utcnow
-from service.kit.migrate import INITIAL, SchemaError, alembic_config, check, context_options, current, head, upgrade
+from service.kit.db import make_engine, utcnow
+from service.kit.migrate import (
+    INITIAL,
+    SchemaError,
+    alembic_config,
+    check,
+    context_options,
+    create_schema,
+    current,
+    head,
+    upgrade,
+)
 from service.kit.server import free_port
 from service.kit.settings import get_settings
 from tests.conftest import BASE_POSTGRES_URL, WORKER
@@ -215,6 +225,7 @@ def _newer(url: str) -> str:
     return url
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize("case", ["unmigrated", "unreachable"])  # newer: the same path (check), tested below
 def test_serve_refuses_a_database_it_cannot_use_before_listening(pg_url: str, tmp_path: Path, case: str) -> None:
     if case == "unmigrated":
@@ -247,6 +258,7 @@ def test_serve_refuses_a_database_it_cannot_use_before_listening(pg_url: str, tm
         engine.dispose()
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_serve_starts_once_the_database_is_upgraded(
     pg_url: str, tmp_path: Path, okrsync: Callable[..., Result]
 ) -> None:

@@ -64,6 +64,7 @@ def test_missing_and_placeholder_settings_are_named(values: dict[str, object], e
     assert not any("change-me" in p or "s3cret" in p for p in problems)  # never a value
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_serve_and_worker_refuse_to_start_and_open_nothing(command: str, tmp_path: Path) -> None:
     port = free_port()

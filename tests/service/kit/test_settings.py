@@ -143,6 +143,7 @@ def test_an_extra_org_id_must_differ_from_the_default_one(monkeypatch: pytest.Mo
     ]
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_the_command_line_names_the_problem_and_prints_no_secret(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
     env.update(
@@ -161,6 +162,7 @@ def test_the_command_line_names_the_problem_and_prints_no_secret(tmp_path: Path)
     assert TOKEN not in done.stderr + done.stdout and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize(
     ("variable", "text", "problem"),
     [

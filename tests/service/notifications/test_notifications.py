@@ -13,11 +13,11 @@ from pydantic import SecretStr
 
 from service.notifications.service import (
     Line,
-    NotificationSettings,
     Notifier,
     check_in_lines,
     status_change_lines,
 )
+from service.notifications.settings import NotificationSettings
 
 SLACK = "https://hooks.slack.com/services/T000/B000/sEcReTtOkEn"
 TEAMS = "https://acme.webhook.office.com/webhookb2/abc@def/IncomingWebhook/sEcReT2/xyz"

@@ -34,7 +34,8 @@ from mappings.limits import MAX_FILE_BYTES
 from mappings.source import MappingFileError, Problem
 from service.compute import report as reports
 from service.compute.service import compute
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.okrs import service as okrs
 from service.sync.repository import get_or_create_connection, upsert_records
 from tests.service.compute import world
@@ -354,6 +355,7 @@ PROPERTY = settings(
 )
 
 
+@pytest.mark.slow  # fuzzing: 50-60 generated mapping files, each computed
 @settings(PROPERTY, max_examples=60)
 @given(case=mutated(max_mutations=1))
 def test_examples_with_one_change_validate_iff_they_compute(world_engine: Engine, case: Case) -> None:
@@ -361,6 +363,7 @@ def test_examples_with_one_change_validate_iff_they_compute(world_engine: Engine
     _check(_run(world_engine, text.replace(PAD, "x" * pad, 1)), done)
 
 
+@pytest.mark.slow  # fuzzing: 50-60 generated mapping files, each computed
 @settings(PROPERTY, max_examples=50)
 @given(case=mutated(max_mutations=4))
 def test_examples_with_several_changes_validate_iff_they_compute(world_engine: Engine, case: Case) -> None:

@@ -23,7 +23,8 @@ from mappings.limits import MAX_CONDITIONS, MAX_FILE_BYTES, MAX_NODES, MAX_VALUE
 from service.app import create_app
 from service.cli import app
 from service.kit.auth import Role, create_token
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings, get_settings
 from tests.service.compute import world

@@ -130,6 +130,7 @@ def _row(table: list[list[str]], first_cell: str) -> list[str]:
     return row
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_markdown_check_in_shows_what_is_stored_and_keeps_notes_inert(
     world: SalesforceWorld, db_url: str, tmp_path: Path
 ) -> None:
@@ -201,6 +202,7 @@ def test_markdown_check_in_shows_what_is_stored_and_keeps_notes_inert(
     assert [len(t[0]) for t in tables(de)] == [len(t[0]) for t in found]  # the same tables, German labels
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the queries are the check-in's, run on both above
 def test_markdown_hygiene_and_key_accounts(world: SalesforceWorld, db_url: str, tmp_path: Path) -> None:
     hygiene = _mapping(world.engine, HYGIENE)
@@ -234,6 +236,7 @@ def test_markdown_hygiene_and_key_accounts(world: SalesforceWorld, db_url: str, 
     assert "No sprint in this cycle." in care.stdout and "No check-in recorded yet." in care.stdout
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_csv_has_one_row_per_key_result_and_guards_formulas(
     world: SalesforceWorld, db_url: str, tmp_path: Path
 ) -> None:
@@ -267,6 +270,7 @@ def test_csv_has_one_row_per_key_result_and_guards_formulas(
     assert by_key["prospects-contacted"]["note"] == "" and by_key["prospects-contacted"]["confidence"] == ""
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 def test_export_attainment_over_two_cycles(world: SalesforceWorld, db_url: str, tmp_path: Path) -> None:
     earlier = tmp_path / "q2.yaml"  # the same team one quarter earlier, sprints and all
     text = (EXAMPLES / "acquisition.yaml").read_text(encoding="utf-8")
@@ -337,6 +341,7 @@ def test_export_attainment_over_two_cycles(world: SalesforceWorld, db_url: str, 
     }
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the dashboard's rendering, not the database, is tested
 def test_html_is_the_dashboards_check_in_page_as_one_document(
     world: SalesforceWorld, db_url: str, tmp_path: Path
@@ -350,6 +355,7 @@ def test_html_is_the_dashboards_check_in_page_as_one_document(
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
 
 
+@pytest.mark.slow  # okrsync in a subprocess
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # lookups by name: one database is enough
 def test_unknown_mapping_team_and_connection_are_named(world: SalesforceWorld, db_url: str, tmp_path: Path) -> None:
     unknown = okrsync(tmp_path, db_url, "report", "--mapping", "99", "--format", "md")

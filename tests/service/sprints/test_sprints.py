@@ -207,8 +207,19 @@ def test_sprints_through_the_api_and_bad_sprints(world: SalesforceWorld) -> None
             ({"end": "2026-10-03"}, "lies outside the cycle"),
             ({"key": "acquisition-sprint-1", "start": "2026-09-28"}, "used twice"),
             # refused by the mapping file's own checks (mappings.values / mappings.limits), which used to answer 500
-            ({"commitment": {**new["commitment"], "metric": {"type": "count", "of": "activities", "where": [  # type: ignore[dict-item]
-                {"field": "occurred_at", "op": "gt", "value": "notadate"}]}}}, "occurred_at"),
+            (
+                {
+                    "commitment": {
+                        **new["commitment"],  # type: ignore[dict-item]  # `new` is a dict of mixed values
+                        "metric": {
+                            "type": "count",
+                            "of": "activities",
+                            "where": [{"field": "occurred_at", "op": "gt", "value": "notadate"}],
+                        },
+                    }
+                },
+                "occurred_at",
+            ),
             ({"name": "Clean\u0000up"}, "control characters"),
             ({"goal": "x" * 1_100_000}, "larger than 1,048,576 bytes"),  # under the API's 4 MB, over a file's 1 MiB
         ]

@@ -23,6 +23,8 @@ from service.sync.service import run_sync
 from tests.conftest import fast_config, small_org
 from tests.service.sync.helpers import assert_local_equals_org
 
+pytestmark = pytest.mark.slow  # kill -9 of a sync subprocess
+
 
 def _kill_when_stored(child: subprocess.Popen, engine: Engine, table: type, threshold: int) -> None:
     """kill -9 the sync as soon as ``threshold`` rows of ``table`` are committed."""
@@ -95,10 +97,10 @@ def test_kill_9_mid_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path
 
 @pytest.mark.parametrize("kill_when", ["companies-stored", "engagements-half-stored"])
 def test_kill_9_mid_hubspot_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path, kill_when: str) -> None:
+    from connectors.hubspot.adapter import ADAPTER as HUBSPOT
     from connectors.hubspot.connector import HubSpotConnector
     from connectors.sandbox.generator import generate_org
     from connectors.sandbox.hubspot_seed import portal_from_org
-    from service.cli import hubspot_sandbox_config
     from tests.conftest import ANCHOR
 
     data = generate_org(anchor=ANCHOR, seed=5, accounts=40, opportunities=80, activities=4000)
@@ -133,7 +135,7 @@ def test_kill_9_mid_hubspot_sync_then_resume(engine: Engine, db_url: str, tmp_pa
             portal.archive(streams[0], archived)
 
         portal.faults.clear()
-        config = hubspot_sandbox_config(server.base_url, server.ca_path or "")
+        config = HUBSPOT.sandbox_config(server.base_url, server.ca_path or "")
         report = run_sync(engine, HubSpotConnector(config), connection_name="sandbox")
         assert report.status == "ok"
         with Session(engine) as session:

@@ -124,6 +124,7 @@ def _minimum_incremental(deals: int) -> int:
     return searches + associations + objects + 2 + 1
 
 
+@pytest.mark.slow  # sleeps 3.5 s past the look-back
 def test_a_bulk_update_of_10500_deals_is_read_once_and_a_quiet_run_costs_the_minimum(
     engine: Engine, sandbox: Any
 ) -> None:

@@ -329,6 +329,7 @@ class HubSpotSyncMachine(PortalChanges, RuleBasedStateMachine):
             ca_bundle=Path(self.server.ca_path) if self.server.ca_path else None,
             retry_wait_base=0.01,
             retry_wait_max=0.05,
+            rate_limit_wait_max=0.05,  # the planned 429s need no real window
             max_attempts=MAX_ATTEMPTS,
             timeout_seconds=5,
             lookback_seconds=lookback,

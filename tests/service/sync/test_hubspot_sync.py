@@ -48,6 +48,7 @@ def hubspot_config(server: SandboxServer, **overrides: Any) -> HubSpotConfig:
         "ca_bundle": server.ca_path,
         "retry_wait_base": 0.01,
         "retry_wait_max": 0.05,
+        "rate_limit_wait_max": 0.05,  # the planned 429s need no real window
         "max_attempts": 4,
         "timeout_seconds": 5,
         "close_date_pushes_property": "close_date_pushes",
@@ -184,7 +185,7 @@ HUBSPOT_FAULTS = [
     pytest.param("rate_limit", {"policy": "TEN_SECONDLY_ROLLING"}, id="429-ten-secondly"),
     pytest.param("http", {"status": 502}, id="502"),
     pytest.param("drop", {}, id="dropped-connection"),
-    pytest.param("latency", {"seconds": 1.5}, id="timeout"),
+    pytest.param("latency", {"seconds": 1.5}, id="timeout", marks=pytest.mark.slow),  # waits out 1 s timeouts
 ]
 
 
@@ -218,6 +219,7 @@ def test_invalid_token_is_refused_with_what_to_do(engine: Engine, scenario: Any)
     assert "pat-wrong-token" not in str(caught.value)
 
 
+@pytest.mark.slow  # 10,300 records, searches paced at 5 a second
 def test_more_than_10000_changes_in_one_window_and_in_one_timestamp(engine: Engine, tmp_path: Path) -> None:
     data = generate_org(anchor=ANCHOR, seed=3, accounts=10, opportunities=10, activities=200)
     portal, _ids = portal_from_org(data, search_per_second=50)
@@ -247,6 +249,7 @@ def test_more_than_10000_changes_in_one_window_and_in_one_timestamp(engine: Engi
         assert portal.api_calls["search"] == 1 + 52 + 1 + len(hs_mapping.OBJECT_STREAMS) - 1
 
 
+@pytest.mark.slow  # waits out the portal's 10-second burst windows
 def test_the_connector_paces_itself_under_the_burst_limit_instead_of_provoking_429(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -351,6 +354,7 @@ def test_an_unknown_custom_property_stops_the_sync_naming_it(engine: Engine, sce
     )
 
 
+@pytest.mark.slow  # 10,300 records, searches paced at 5 a second
 def test_more_than_10000_changes_with_distinct_timestamps_in_one_window(engine: Engine, tmp_path: Path) -> None:
     from datetime import timedelta
 

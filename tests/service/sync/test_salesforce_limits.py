@@ -53,6 +53,7 @@ def test_a_concurrent_request_refusal_is_retried_and_the_run_completes(
     assert len(refusals) == 2 and CONCURRENT in refusals[0] and "used 8" in refusals[0]
 
 
+@pytest.mark.slow  # waits out another client's 1.5 s request
 def test_the_orgs_concurrent_limit_is_waited_out(engine: Engine, org: SandboxOrg, sandbox: SandboxServer) -> None:
     """Another client holds the org's only long-running slot when the sync starts; once it ends, the sync goes on."""
     org.concurrent_long_limit, org.long_request_seconds = 1, 0.1

@@ -25,8 +25,9 @@ from connectors.hubspot.config import HubSpotConfig
 from connectors.salesforce.config import SalesforceConfig
 from service.app import create_app
 from service.crm.models import CrmConnection, Opportunity
-from service.kit.db import create_schema, make_engine, utcnow
+from service.kit.db import make_engine, utcnow
 from service.kit.metrics import Metrics
+from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ConnectionSettings, ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent

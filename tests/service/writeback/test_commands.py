@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test runs okrsync in a subprocess
+
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "mappings" / "examples"
 

@@ -12,6 +12,7 @@ from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 
+import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -19,6 +20,8 @@ from connectors.salesforce.writer import SalesforceWriter
 from service.writeback.service import send
 from tests.conftest import fast_config
 from tests.service.writeback.world import apply_examples, connection, deployed_org, outbox, start_salesforce
+
+pytestmark = pytest.mark.slow  # kill -9 of a write-back subprocess
 
 
 def test_killed_between_send_and_acknowledgement(engine: Engine, db_url: str, tmp_path: Path) -> None:

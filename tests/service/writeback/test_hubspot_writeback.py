@@ -18,6 +18,7 @@ import sqlmodel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.writer import HubSpotWriter
@@ -28,7 +29,6 @@ from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from service.compute.models import KeyResultValue
 from service.compute.service import compute
-from service.crm.clients import hubspot_sandbox_config
 from service.kit.settings import SandboxSettings, Settings
 from service.okrs import service as okrs
 from service.sync.service import run_sync
@@ -52,7 +52,7 @@ class HubSpotWorld:
         return Settings(_env_file=None, sandbox=SandboxSettings(hubspot_writeback_mode=self.mode))  # type: ignore[call-arg]
 
     def config(self, **overrides: Any) -> HubSpotConfig:
-        base = hubspot_sandbox_config(self.server.base_url, self.server.ca_path or "").model_dump()
+        base = HUBSPOT.sandbox_config(self.server.base_url, self.server.ca_path or "").model_dump()
         base.update(retry_wait_base=0.01, retry_wait_max=0.05, max_attempts=4, timeout_seconds=5)
         base.update(writeback_mode=self.mode, **overrides)
         return HubSpotConfig.model_validate(base)

@@ -13,7 +13,8 @@ from sqlmodel import Session
 
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.writer import SalesforceWriter
-from service.kit.db import create_schema, make_engine
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.sync.service import run_sync
 from service.writeback.service import send
 from tests.conftest import fast_config
