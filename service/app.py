@@ -32,6 +32,7 @@ from service.checkins.endpoints import router as checkin_router
 from service.crm.clients import CrmAccess
 from service.dashboard.endpoints import STATIC_DIR
 from service.dashboard.endpoints import router as dashboard_router
+from service.kit.errors import ServiceError
 from service.kit.limits import BodyLimit
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
@@ -99,6 +100,11 @@ def create_app(
                  405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid",
                  503: "unavailable"}.get(exc.status_code, "error")  # fmt: skip
         return JSONResponse({"error": error, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    # every error service/ raises for a caller carries its status (service.kit.errors): one place renders them
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return await http_error(request, StarletteHTTPException(exc.status, str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

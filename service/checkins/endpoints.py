@@ -72,13 +72,11 @@ def record(
 ) -> CheckInOut:
     """Freeze this week's check-in: every key result as computed now, who attended, confidence and notes."""
     mapping = _mapping(session, mapping_id)
-    try:
-        row = checkins.freeze(
-            session, mapping, author=caller.name, attendees=body.attendees, confidence=dict(body.confidence),
-            notes=body.notes, note=body.note, at=utcnow(),
-        )  # fmt: skip
-    except checkins.CheckInError as exc:
-        raise HTTPException(409 if "ended" in str(exc) else 422, str(exc)) from None
+    # a CheckInError answers with its own status (422, 409 for an ended cycle): service.kit.errors
+    row = checkins.freeze(
+        session, mapping, author=caller.name, attendees=body.attendees, confidence=dict(body.confidence),
+        notes=body.notes, note=body.note, at=utcnow(),
+    )  # fmt: skip
     session.commit()
     notifier = request.app.state.notifier
     if notifier is not None:  # the summary goes to the team chat in the background

@@ -24,12 +24,13 @@ from service.checkins.models import CheckIn
 from service.compute.models import HygieneSummary, KeyResultHistory, KeyResultValue
 from service.compute.repository import table
 from service.crm.models import Owner
+from service.kit.errors import InvalidError
 from service.okrs.models import OkrMapping, OkrMappingVersion
 
 CONFIDENCE_WORDS = ("on_track", "at_risk", "off_track")
 
 
-class CheckInError(ValueError):
+class CheckInError(InvalidError, ValueError):
     """A check-in that cannot be recorded: the message says what is wrong."""
 
 
@@ -103,7 +104,8 @@ def freeze(
     if at.date() > mapping.cycle_end:
         raise CheckInError(
             f"the cycle {mapping.cycle} ended on {mapping.cycle_end}: check-ins are for running cycles (the team's"
-            " last check-in of it is the retrospective)"
+            " last check-in of it is the retrospective)",
+            status=409,  # the request is fine; the cycle's state forbids it
         )
     config = _config(session, mapping)
     keys = [kr.key for _o, kr in config.key_results()]

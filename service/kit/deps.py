@@ -18,9 +18,15 @@ from service.kit.settings import Settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A database session per request; the endpoint commits what it changes."""
+    """A database session per request. The request boundary owns the rollback: an error anywhere in the request
+    (a ``ServiceError`` rendered as 4xx included) undoes what the request wrote. Committing stays the endpoint's
+    explicit act, not the boundary's: a preview computes in the session and must leave nothing behind."""
     with Session(request.app.state.engine) as session:
-        yield session
+        try:
+            yield session
+        except Exception:
+            session.rollback()
+            raise
 
 
 def app_settings(request: Request) -> Settings:

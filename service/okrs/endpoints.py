@@ -256,8 +256,6 @@ def validate(body: schemas.MappingSource, session: SessionDep, caller: SalesOps)
         problems = okrs.check_against_crm(session, loaded, connection)
     except MappingFileError as exc:
         return schemas.Validation(valid=False, problems=_problems(exc))
-    except okrs.NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from None
     found = [schemas.Problem(line=p.line, column=p.column, message=p.message) for p in problems]
     return schemas.Validation(valid=not found, problems=found)
 
@@ -269,12 +267,8 @@ def _apply(session: Session, body: schemas.MappingSource, caller: Caller) -> tup
         mapping, version = okrs.apply(
             session, loaded, connection=connection, author=caller.name, reason=body.reason, now=utcnow()
         )
-    except MappingFileError as exc:
+    except MappingFileError as exc:  # the pure engine's error: its problems, located in the file
         raise HTTPException(422, "; ".join(str(p) for p in exc.problems)) from None
-    except okrs.NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except okrs.CycleRuleError as exc:
-        raise HTTPException(409, str(exc)) from None
     return mapping, version, connection
 
 
@@ -333,15 +327,10 @@ def assess(
     mapping, connection = _mapping(session, mapping_id)
     if not caller.may(Role.sales_ops) and not _owns(session, caller, connection.id or 0, body.account_id):
         raise HTTPException(403, f"account {body.account_id} is not one of your key accounts ({caller.email})")
-    try:
-        entry = okrs.assess(
-            session, mapping, account_id=body.account_id, criterion_key=body.criterion, status=body.status,
-            author=caller.name, comment=body.comment, evidence_url=body.evidence_url, at=utcnow(),
-        )  # fmt: skip
-    except okrs.NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except okrs.CycleRuleError as exc:
-        raise HTTPException(409, str(exc)) from None
+    entry = okrs.assess(
+        session, mapping, account_id=body.account_id, criterion_key=body.criterion, status=body.status,
+        author=caller.name, comment=body.comment, evidence_url=body.evidence_url, at=utcnow(),
+    )  # fmt: skip
     compute_mapping(session, mapping=mapping)
     stage_connection(session, connection=connection, settings=settings)
     session.commit()
@@ -398,12 +387,9 @@ def check_in(
     except KeyError:
         raise HTTPException(404, f"no key result {kr_key!r} in {mapping.team} / {mapping.cycle}") from None
     if body.value is not None:
-        try:
-            okrs.set_manual_value(
-                session, mapping, kr_key=kr_key, value=body.value, author=caller.name, note=body.note, at=now
-            )
-        except okrs.CycleRuleError as exc:
-            raise HTTPException(409, str(exc)) from None
+        okrs.set_manual_value(
+            session, mapping, kr_key=kr_key, value=body.value, author=caller.name, note=body.note, at=now
+        )
         compute_mapping(session, mapping=mapping)
         stage_connection(session, connection=connection, settings=settings)
     if body.confidence is not None or body.note:

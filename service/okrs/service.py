@@ -27,7 +27,9 @@ from mappings.validate import from_data, located
 from service.compute.models import Computation, KamAccountScore
 from service.compute.repository import owner_ids_by_email, table
 from service.crm.models import Account, Activity, Contact, CrmConnection, Opportunity, Owner
+from service.kit import errors
 from service.kit.db import utcnow
+from service.kit.errors import ConflictError
 from service.okrs.models import KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
 
 MODELS: dict[RecordType, Any] = {
@@ -39,12 +41,12 @@ MODELS: dict[RecordType, Any] = {
 }
 
 
-class CycleRuleError(ValueError):
+class CycleRuleError(ConflictError, ValueError):
     """The change breaks a rule of the OKR cycle (an objective changed mid-cycle, a KR edit without reason)."""
 
 
-class NotFoundError(LookupError):
-    pass
+class NotFoundError(errors.NotFoundError, LookupError):
+    """A mapping, key result or record the request names does not exist."""
 
 
 @dataclass(frozen=True)

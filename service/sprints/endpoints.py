@@ -71,7 +71,7 @@ def add_sprint(mapping_id: MappingId, body: Sprint, session: SessionDep, caller:
     try:
         version = sprints.add_sprint(session, mapping, body, author=caller.name, now=utcnow())
     except sprints.SprintError as exc:
-        raise HTTPException(422, f"sprint {body.key}: {exc}") from None
+        raise type(exc)(f"sprint {body.key}: {exc}", status=exc.status) from None  # the sprint named first
     compute_mapping(session, mapping=mapping)
     session.commit()
     return schemas.SprintAdded(version=version, sprint=_one(session, mapping, body.key))
@@ -88,13 +88,10 @@ def record_retrospective(
 ) -> schemas.SprintOut:
     """Record the sprint's retrospective; its improvement item is shown with the next sprint."""
     mapping = _mapping(session, mapping_id)
-    try:
-        sprints.record_retrospective(
-            session, mapping, sprint_key, improvement=body.improvement, went_well=body.went_well,
-            carried_done=body.carried_done, note=body.note, author=caller.name, at=utcnow(),
-        )  # fmt: skip
-    except sprints.SprintError as exc:
-        status = 404 if str(exc).startswith("no sprint") else 422
-        raise HTTPException(status, str(exc)) from None
+    # a SprintError answers with its own status (404 for an unknown sprint, else 422): service.kit.errors
+    sprints.record_retrospective(
+        session, mapping, sprint_key, improvement=body.improvement, went_well=body.went_well,
+        carried_done=body.carried_done, note=body.note, author=caller.name, at=utcnow(),
+    )  # fmt: skip
     session.commit()
     return _one(session, mapping, sprint_key)

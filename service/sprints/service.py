@@ -25,6 +25,7 @@ from mappings.source import MappingFileError
 from service.compute.report import format_value
 from service.crm.models import CrmConnection
 from service.kit.db import utcnow
+from service.kit.errors import InvalidError
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
 from service.sprints.models import SprintResult, SprintRetrospective
@@ -32,8 +33,14 @@ from service.sprints.models import SprintResult, SprintRetrospective
 SUGGESTION_WINDOW = 3
 
 
-class SprintError(ValueError):
+class SprintError(InvalidError, ValueError):
     """A sprint request that cannot be done: the message says what is wrong and where."""
+
+
+class SprintNotFoundError(SprintError):
+    """The request names a sprint the mapping does not have."""
+
+    status = 404
 
 
 @dataclass(frozen=True)
@@ -241,7 +248,7 @@ def record_retrospective(
     sprint = next((s for s in config.sprints if s.key == sprint_key), None)
     if sprint is None:
         keys = ", ".join(s.key for s in config.sprints) or "none defined"
-        raise SprintError(f"no sprint {sprint_key!r} in {mapping.team} / {mapping.cycle} (sprints: {keys})")
+        raise SprintNotFoundError(f"no sprint {sprint_key!r} in {mapping.team} / {mapping.cycle} (sprints: {keys})")
     if at.date() < sprint.start:
         raise SprintError(f"sprint {sprint_key} starts on {sprint.start}: its retrospective comes at its end")
     if not improvement.strip():
