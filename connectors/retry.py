@@ -114,6 +114,7 @@ def retry_failed_records(
     for attempt in retrying:
         with attempt:
             results = send(pending)
+            # W is an unbounded TypeVar, so mypy does not know that a result has key, ok and retriable
             final.update({result.key: result for result in results})  # type: ignore[attr-defined]
             again = {result.key for result in results if not result.ok and result.retriable}  # type: ignore[attr-defined]
             pending = [request for request in pending if key(request) in again]

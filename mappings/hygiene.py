@@ -210,4 +210,4 @@ def describe(rule: Any, finding: Finding, *, as_of: datetime, stage_medians: dic
         return f"{shown} does not match stage {finding.detail_text} ({expected:g}% expected)"
     if isinstance(rule, CustomRule):
         return rule.message
-    return rule.rule_key  # type: ignore[no-any-return]
+    return rule.rule_key

@@ -125,7 +125,7 @@ class FilterCompiler:
     def column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
         """The SQL expression of a resolved field on ``table`` (a canonical column or a path into ``raw``)."""
         if field.kind == "canonical":
-            return table.c[field.name]  # type: ignore[no-any-return]
+            return table.c[field.name]
         if field.kind == "custom":
             spec = self.custom[field.name]
             crm_name = spec.name_in(self.scope.crm)
@@ -139,7 +139,7 @@ class FilterCompiler:
 
     def _raw(self, table: Any, name: str) -> ColumnElement[Any]:
         path = [*self.scope.raw_prefix, *name.split(".")]
-        return table.c.raw[tuple(path)].as_string()  # type: ignore[no-any-return]
+        return table.c.raw[tuple(path)].as_string()
 
     def _compare(self, column: ColumnElement[Any], field: ResolvedField, cond: FieldCondition) -> ColumnElement[bool]:
         op, ftype = cond.op, compared_type(field, cond)
@@ -153,7 +153,7 @@ class FilterCompiler:
         # the same conversion validation ran (mappings.values), so a validated filter cannot fail here
         value: Any = sql_value(cond.value, ftype) if op in COMPARED else None
         if op == Op.eq:
-            return column == value  # type: ignore[no-any-return]
+            return column == value
         if op == Op.ne:
             return or_(column.is_(None), column != value)
         if op == Op.in_:
@@ -174,7 +174,7 @@ class FilterCompiler:
                 present = and_(present, text_of(column) != "")
             return present if op == Op.is_set else ~present
         if op == Op.is_true:
-            return column == true()  # type: ignore[no-any-return]
+            return column == true()
         return or_(column.is_(None), column == false())
 
 

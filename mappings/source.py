@@ -186,11 +186,11 @@ class _StrictLoader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node: ScalarNode) -> int:
         self._short_number(node)
-        return super().construct_yaml_int(node)  # type: ignore[no-any-return]
+        return super().construct_yaml_int(node)
 
     def construct_yaml_float(self, node: ScalarNode) -> float:
         self._short_number(node)
-        return super().construct_yaml_float(node)  # type: ignore[no-any-return]
+        return super().construct_yaml_float(node)
 
     @staticmethod
     def _short_number(node: ScalarNode) -> None:

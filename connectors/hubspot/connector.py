@@ -125,7 +125,7 @@ class RateGuard:
 
 def _body(exc: Any) -> dict[str, Any]:
     try:
-        return json.loads(exc.body or "{}")  # type: ignore[no-any-return]
+        return json.loads(exc.body or "{}")
     except (TypeError, ValueError):
         return {}
 
@@ -201,7 +201,7 @@ class HubSpotConnector:
     def _account_details(self) -> tuple[dict[str, Any], int, Any]:
         # hubspot-api-client has no account-info API: the owners API's configured ApiClient (host, token, CA bundle,
         # no retries) makes the call, and "object" leaves the answer a plain dict
-        return self._owners.api_client.call_api(  # type: ignore[no-any-return]
+        return self._owners.api_client.call_api(
             "/account-info/v3/details",
             "GET",
             header_params={"Accept": "application/json"},

@@ -66,7 +66,7 @@ class _LoginRedirect(HTTPAdapter):
         super().__init__()
         self._netloc = urlsplit(base_url).netloc
 
-    def send(self, request, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+    def send(self, request, *args, **kwargs):
         parts = urlsplit(request.url)
         request.url = parts._replace(netloc=self._netloc).geturl()
         return super().send(request, *args, **kwargs)

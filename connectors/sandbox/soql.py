@@ -198,7 +198,7 @@ class _Parser:
                 self.index += 1
             else:
                 raw_fields.append(token.text)
-            if self._peek() is None or self._peek().text != ",":  # type: ignore[union-attr]
+            if self._peek() is None or self._peek().text != ",":  # type: ignore[union-attr]  # a repeated call is not narrowed
                 break
             self.index += 1
         self._expect_keyword("FROM")
@@ -215,7 +215,7 @@ class _Parser:
             self.index += 1
             self._expect_keyword("BY")
             order_by.append(self._order_key())
-            while self._peek() is not None and self._peek().text == ",":  # type: ignore[union-attr]
+            while self._peek() is not None and self._peek().text == ",":  # type: ignore[union-attr]  # a repeated call is not narrowed
                 self.index += 1
                 order_by.append(self._order_key())
         limit = None
@@ -328,7 +328,7 @@ class _Parser:
             self.index += 1
             self._expect_punct("(")
             values = {_normalise(self._literal(name, field_type), field_type)}
-            while self._peek() is not None and self._peek().text == ",":  # type: ignore[union-attr]
+            while self._peek() is not None and self._peek().text == ",":  # type: ignore[union-attr]  # a repeated call is not narrowed
                 self.index += 1
                 values.add(_normalise(self._literal(name, field_type), field_type))
             self._expect_punct(")")

@@ -31,7 +31,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def app_settings(request: Request) -> Settings:
     """The app's settings (one object, set when the app is built)."""
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

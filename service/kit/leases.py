@@ -35,7 +35,7 @@ class WorkLease(SQLModel, table=True):
     passes: int = Field(default=0, description="passes completed under this lease (all workers)")
 
 
-TABLE = WorkLease.__table__  # type: ignore[attr-defined]
+TABLE = WorkLease.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
 
 
 def worker_id() -> str:

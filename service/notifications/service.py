@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import sqlmodel
 from pydantic import SecretStr
+from sqlmodel import col
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from service.compute.models import KeyResultHistory
@@ -177,7 +178,7 @@ def latest_status_changes(session: Any, *, mapping_id: int) -> list[tuple[str, s
     rows = session.exec(
         sqlmodel.select(KeyResultHistory)
         .where(KeyResultHistory.mapping_id == mapping_id)
-        .order_by(KeyResultHistory.computation_id.desc())  # type: ignore[attr-defined]
+        .order_by(col(KeyResultHistory.computation_id).desc())
     ).all()
     runs = sorted({r.computation_id for r in rows}, reverse=True)[:2]
     if len(runs) < 2:

@@ -22,10 +22,9 @@ class RecordFeed:
 def record_feeds(session: Session, *, connection_id: int, record: str, record_id: str) -> list[RecordFeed]:
     """Per mapping and key result, the evidence that came from this opportunity (its activities or itself) or
     account (its activities and opportunities). Counted parts only (numerators, pairs)."""
-    # the Core tables: SQLModel does not type __table__ on its table classes
-    ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]
-    act = Activity.__table__  # type: ignore[attr-defined]
-    opp = Opportunity.__table__  # type: ignore[attr-defined]
+    ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
+    act = Activity.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
+    opp = Opportunity.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     column = "opportunity_id" if record == "opportunity" else "account_id"
     activities = select(act.c.external_id).where(act.c.connection_id == connection_id, act.c[column] == record_id)
     if record == "opportunity":

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from connectors.adapter import raw_path
 from connectors.registry import adapter as crm_adapter
@@ -262,7 +262,7 @@ def apply(
 
 
 def mappings(session: Session) -> list[OkrMapping]:
-    return list(session.exec(sqlmodel.select(OkrMapping).order_by(OkrMapping.id)).all())  # type: ignore[arg-type]
+    return list(session.exec(sqlmodel.select(OkrMapping).order_by(col(OkrMapping.id))).all())
 
 
 def find_mapping(session: Session, name: str | None) -> OkrMapping:
@@ -290,7 +290,7 @@ def versions(session: Session, mapping: OkrMapping) -> list[OkrMappingVersion]:
         session.exec(
             sqlmodel.select(OkrMappingVersion)
             .where(OkrMappingVersion.mapping_id == mapping.id)
-            .order_by(OkrMappingVersion.version)  # type: ignore[arg-type]
+            .order_by(col(OkrMappingVersion.version))
         ).all()
     )
 

@@ -311,6 +311,8 @@ def without_deleted_references(
             value = getattr(record, field)
             if value is not None:
                 named.setdefault(target, set()).update(value if isinstance(value, tuple) else (value,))
+    # a record this very page brings back live (restored in the CRM) is not deleted for its own links
+    live_here = {(record.kind, record.external_id) for record in records if not record.is_deleted}
     deleted: dict[str, set[str]] = {}
     for target, ids in named.items():
         table: Any = TABLES[target]
@@ -320,7 +322,7 @@ def without_deleted_references(
                     table.connection_id == connection_id, table.is_deleted.is_(True), table.external_id.in_(chunk)
                 )
             )
-            deleted.setdefault(target, set()).update(row[0] for row in found)
+            deleted.setdefault(target, set()).update(row[0] for row in found if (target, row[0]) not in live_here)
     if not any(deleted.values()):
         return list(records)
     kept: list[crm.CanonicalRecord] = []

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from connectors.errors import ApiLimitError, ConnectorError
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
@@ -118,11 +118,11 @@ def _recorded_run(
     with Session(engine, expire_on_commit=False) as session:
         connection = repository.get_or_create_connection(session, crm_name=connector.crm, name=connection_name)
         repository.set_instance_url(connection, connector.instance_url(known=connection.instance_url))
-        connection_id = int(connection.id)  # type: ignore[arg-type]
+        connection_id = int(connection.id)  # type: ignore[arg-type]  # id is set: the row was flushed
         _close_interrupted_runs(session, connection_id)
         run = repository.start_run(session, connection_id=connection_id, full=full)
         session.commit()
-        report = SyncReport(run_id=int(run.id), crm=connector.crm, full=full)  # type: ignore[arg-type]
+        report = SyncReport(run_id=int(run.id), crm=connector.crm, full=full)  # type: ignore[arg-type]  # id is set: the row was flushed
     try:
         yield connection_id, report
         report.status = "ok"
@@ -276,7 +276,7 @@ def _since(connector: PullConnector, state: SyncState) -> datetime | None:
         return None
     measure = getattr(connector, "incremental_since", None)
     if measure is not None and state.full_started_at is None and state.deleted_checked_at is not None:
-        return measure(cursor_at=state.cursor_at, read_began_at=state.deleted_checked_at)  # type: ignore[no-any-return]
+        return measure(cursor_at=state.cursor_at, read_began_at=state.deleted_checked_at)
     return state.cursor_at - connector.lookback
 
 
@@ -427,7 +427,7 @@ def _store_page(
 def _close_interrupted_runs(session: Session, connection_id: int) -> None:
     session.execute(
         update(SyncRun)
-        .where(SyncRun.connection_id == connection_id, SyncRun.status == "running")  # type: ignore[arg-type]
+        .where(col(SyncRun.connection_id) == connection_id, col(SyncRun.status) == "running")
         .values(status="interrupted", error="the process ended before the run finished")
     )
 

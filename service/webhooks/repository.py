@@ -10,7 +10,7 @@ from typing import Any
 import sqlmodel
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from service.webhooks.models import WebhookEvent, WebhookReplay
 
@@ -21,7 +21,7 @@ def claim_request(session: Session, *, source: str, digest: str, expires_at: dat
     INSERT … ON CONFLICT DO NOTHING RETURNING, on SQLite and PostgreSQL alike: on PostgreSQL a transaction claiming
     the same request at the same moment (another sidecar) waits for this one, then gets no row back once it commits
     (or claims it after all if this one rolls back); no exception, no aborted transaction."""
-    table = WebhookReplay.__table__  # type: ignore[attr-defined]
+    table = WebhookReplay.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = (
         module.insert(table)
@@ -36,12 +36,12 @@ def prune_replays(session: Session, *, now: datetime, limit: int = 5000) -> int:
     """Delete up to ``limit`` expired replay-guard rows; returns how many. On PostgreSQL rows another sidecar is
     deleting at the same time are skipped (SKIP LOCKED), so concurrent prunes never wait for or deadlock with each
     other."""
-    table = WebhookReplay.__table__  # type: ignore[attr-defined]
+    table = WebhookReplay.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     expired = select(table.c.source, table.c.digest).where(table.c.expires_at < now).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         expired = expired.with_for_update(skip_locked=True)
     result = session.execute(delete(table).where(tuple_(table.c.source, table.c.digest).in_(expired)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # Session.execute() is typed Result, not CursorResult
 
 
 def store(session: Session, *, source: str, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
@@ -49,7 +49,7 @@ def store(session: Session, *, source: str, rows: Sequence[dict[str, Any]]) -> t
     stored row's ``duplicates``. Returns (new, duplicates)."""
     if not rows:
         return 0, 0
-    table = WebhookEvent.__table__  # type: ignore[attr-defined]
+    table = WebhookEvent.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     keys = [row["dedupe_key"] for row in rows]
     known = set(
         session.execute(
@@ -77,9 +77,9 @@ def pending_connections(session: Session) -> dict[tuple[str, str | None], dateti
     """(crm, connection) with pending events (connection None: the CRM's default one), each with its oldest
     event's arrival."""
     rows = session.execute(
-        select(WebhookEvent.crm, WebhookEvent.connection, func.min(WebhookEvent.received_at))  # type: ignore[call-overload]
-        .where(WebhookEvent.status == "pending")
-        .group_by(WebhookEvent.crm, WebhookEvent.connection)
+        select(col(WebhookEvent.crm), col(WebhookEvent.connection), func.min(WebhookEvent.received_at))
+        .where(col(WebhookEvent.status) == "pending")
+        .group_by(col(WebhookEvent.crm), col(WebhookEvent.connection))
     ).all()
     return {(crm, connection): oldest for crm, connection, oldest in rows}
 
@@ -93,9 +93,9 @@ def pending(
     if crm is not None:
         query = query.where(WebhookEvent.crm == crm)
         query = query.where(
-            WebhookEvent.connection.is_(None) if connection is None else WebhookEvent.connection == connection  # type: ignore[union-attr]
+            col(WebhookEvent.connection).is_(None) if connection is None else col(WebhookEvent.connection) == connection
         )
-    return list(session.exec(query.order_by(WebhookEvent.id).limit(limit)).all())  # type: ignore[arg-type]
+    return list(session.exec(query.order_by(col(WebhookEvent.id)).limit(limit)).all())
 
 
 def finish(
@@ -105,7 +105,7 @@ def finish(
         part = list(ids[start : start + 5000])
         session.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.id.in_(part))  # type: ignore[union-attr]
+            .where(col(WebhookEvent.id).in_(part))
             .values(status=status, processed_at=now, error=error, attempts=WebhookEvent.attempts + 1, processed_by=by)
         )
 
@@ -116,7 +116,7 @@ def retry_later(session: Session, *, ids: Sequence[int], error: str, max_attempt
         part = list(ids[start : start + 5000])
         session.execute(
             update(WebhookEvent)
-            .where(WebhookEvent.id.in_(part))  # type: ignore[union-attr]
+            .where(col(WebhookEvent.id).in_(part))
             .values(
                 error=error,
                 attempts=WebhookEvent.attempts + 1,
@@ -128,6 +128,9 @@ def retry_later(session: Session, *, ids: Sequence[int], error: str, max_attempt
 def counts(session: Session) -> dict[tuple[str, str], tuple[int, int]]:
     """(source, status) -> (events, duplicates)."""
     query = select(
-        WebhookEvent.source, WebhookEvent.status, func.count(), func.coalesce(func.sum(WebhookEvent.duplicates), 0)
-    ).group_by(WebhookEvent.source, WebhookEvent.status)  # type: ignore[call-overload]
+        col(WebhookEvent.source),
+        col(WebhookEvent.status),
+        func.count(),
+        func.coalesce(func.sum(WebhookEvent.duplicates), 0),
+    ).group_by(WebhookEvent.source, WebhookEvent.status)
     return {(s, st): (int(n), int(d)) for s, st, n, d in session.execute(query).all()}

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlmodel
 from sqlalchemy import and_, case, delete, func, literal, or_, select, update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from service.compute.models import (
     Computation,
@@ -41,20 +41,20 @@ def computed_mappings(session: Session, *, connection_id: int) -> list[tuple[Okr
         .join(
             OkrMappingVersion,
             and_(
-                OkrMappingVersion.mapping_id == OkrMapping.id,  # type: ignore[arg-type]
-                OkrMappingVersion.version == OkrMapping.current_version,  # type: ignore[arg-type]
+                col(OkrMappingVersion.mapping_id) == OkrMapping.id,
+                col(OkrMappingVersion.version) == OkrMapping.current_version,
             ),
         )
         .where(OkrMapping.connection_id == connection_id)
-        .where(sqlmodel.exists().where(Computation.mapping_id == OkrMapping.id))  # type: ignore[arg-type]
-        .order_by(OkrMapping.cycle_end, OkrMapping.id)  # type: ignore[arg-type]
+        .where(sqlmodel.exists().where(col(Computation.mapping_id) == OkrMapping.id))
+        .order_by(col(OkrMapping.cycle_end), col(OkrMapping.id))
     ).all()
     return [(m, v) for m, v in rows]
 
 
 def last_owners(session: Session, *, mapping_id: int) -> list[str]:
     last = session.exec(
-        sqlmodel.select(Computation).where(Computation.mapping_id == mapping_id).order_by(Computation.id.desc())  # type: ignore[union-attr]
+        sqlmodel.select(Computation).where(Computation.mapping_id == mapping_id).order_by(col(Computation.id).desc())
     ).first()
     return [o for o in (last.detail.get("owners") or []) if o] if last else []
 
@@ -88,12 +88,12 @@ def contributions(
     """Per key result and CRM record (the opportunity, else the account), the evidence that counted: rows,
     distinct keys and the sum of values. Evidence records are activities or opportunities, depending on the key
     result (HubSpot ids are unique per object type only, so each is joined to its own table)."""
-    ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]
+    ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     totals: list[ContributionTotal] = []
     for model, kr_keys in ((Activity, activity_krs), (Opportunity, opportunity_krs)):
         if not kr_keys:
             continue
-        rec = model.__table__  # type: ignore[attr-defined, union-attr]
+        rec = model.__table__  # type: ignore[union-attr]  # SQLModel does not type __table__
         opportunity_id = rec.c.opportunity_id if model is Activity else rec.c.external_id
         query = (
             select(
@@ -129,7 +129,7 @@ def hygiene_total(session: Session, *, mapping_id: int) -> HygieneSummary | None
 
 def open_opportunities(session: Session, *, connection_id: int, owner_ids: Sequence[str]) -> list[str]:
     """Ids of the team's open, live opportunities: the ones the hygiene rules checked."""
-    opp = Opportunity.__table__  # type: ignore[attr-defined]
+    opp = Opportunity.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     found: list[str] = []
     for owners in chunks(list(owner_ids)):
         query = select(opp.c.external_id).where(
@@ -177,9 +177,9 @@ def pending(
                 OutboxRow.status == "pending",
                 OutboxRow.target == target,
                 OutboxRow.op == op,
-                OutboxRow.id > after_id,  # type: ignore[operator]
+                col(OutboxRow.id) > after_id,
             )
-            .order_by(OutboxRow.id)  # type: ignore[arg-type]
+            .order_by(col(OutboxRow.id))
             .limit(limit)
         ).all()
     )
@@ -209,9 +209,9 @@ def acknowledge(
     if crm_id is not None:
         values["crm_id"] = crm_id
     result = session.execute(
-        update(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.seq == seq).values(**values)  # type: ignore[arg-type]
+        update(OutboxRow).where(col(OutboxRow.id) == row_id, col(OutboxRow.seq) == seq).values(**values)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)  # type: ignore[attr-defined]  # Session.execute() is typed Result, not CursorResult
 
 
 def note_error(session: Session, *, row_ids: Sequence[int], error_code: str, error: str) -> None:
@@ -219,7 +219,7 @@ def note_error(session: Session, *, row_ids: Sequence[int], error_code: str, err
     for part in chunks(list(row_ids)):
         session.execute(
             update(OutboxRow)
-            .where(OutboxRow.id.in_(list(part)))  # type: ignore[union-attr]
+            .where(col(OutboxRow.id).in_(list(part)))
             .values(error_code=error_code, error=error, attempts=OutboxRow.attempts + 1)
         )
 
@@ -228,24 +228,24 @@ def retry_failed(session: Session, *, connection_id: int) -> int:
     """Make failed rows pending again (after the cause was fixed); returns how many."""
     result = session.execute(
         update(OutboxRow)
-        .where(OutboxRow.connection_id == connection_id, OutboxRow.status == "failed")  # type: ignore[arg-type]
+        .where(col(OutboxRow.connection_id) == connection_id, col(OutboxRow.status) == "failed")
         .values(status="pending", seq=OutboxRow.seq + 1)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]  # Session.execute() is typed Result, not CursorResult
 
 
 def forget_written(session: Session, *, connection_id: int) -> int:
     """Forget what was written to the connection's CRM (a sandbox CRM that started anew has none of okrsync's
     records): the next staging stages everything again. Returns how many rows were forgotten."""
-    result = session.execute(delete(OutboxRow).where(OutboxRow.connection_id == connection_id))  # type: ignore[arg-type]
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    result = session.execute(delete(OutboxRow).where(col(OutboxRow.connection_id) == connection_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]  # Session.execute() is typed Result, not CursorResult
 
 
 def counts(session: Session, *, connection_id: int) -> dict[tuple[str, str, str], int]:
     """(target, op, status) -> rows."""
     query = (
-        select(OutboxRow.target, OutboxRow.op, OutboxRow.status, func.count())  # type: ignore[call-overload]
-        .where(OutboxRow.connection_id == connection_id)
+        select(col(OutboxRow.target), col(OutboxRow.op), col(OutboxRow.status), func.count())
+        .where(col(OutboxRow.connection_id) == connection_id)
         .group_by(OutboxRow.target, OutboxRow.op, OutboxRow.status)
     )
     return {(t, o, s): int(n) for t, o, s, n in session.execute(query).all()}
@@ -255,8 +255,8 @@ def failures(session: Session, *, connection_id: int, limit: int = 20) -> list[O
     return list(
         session.exec(
             sqlmodel.select(OutboxRow)
-            .where(OutboxRow.connection_id == connection_id, OutboxRow.error.is_not(None))  # type: ignore[union-attr]
-            .order_by(case((OutboxRow.status == "failed", 0), else_=1), OutboxRow.id)  # type: ignore[arg-type]
+            .where(OutboxRow.connection_id == connection_id, col(OutboxRow.error).is_not(None))
+            .order_by(case((col(OutboxRow.status) == "failed", 0), else_=1), col(OutboxRow.id))
             .limit(limit)
         ).all()
     )
@@ -265,9 +265,9 @@ def failures(session: Session, *, connection_id: int, limit: int = 20) -> list[O
 def outbox_depth(session: Session) -> dict[str, int]:
     """CRM -> outbox rows waiting to be written (pending), over every connection."""
     query = (
-        select(CrmConnection.crm, func.count())  # type: ignore[call-overload]
-        .join(OutboxRow, OutboxRow.connection_id == CrmConnection.id)
-        .where(OutboxRow.status == "pending")
+        select(col(CrmConnection.crm), func.count())
+        .join(OutboxRow, col(OutboxRow.connection_id) == CrmConnection.id)
+        .where(col(OutboxRow.status) == "pending")
         .group_by(CrmConnection.crm)
     )
     return {crm: int(n) for crm, n in session.execute(query).all()}

@@ -548,3 +548,14 @@ def test_reproduction_a_restored_company_gets_its_records_back(machine: HubSpotS
     machine.sync(full=False)
     machine.change_records(changes=[Change("restore", "companies", (0, 0, 0))])
     machine.sync(full=False)
+
+
+def test_reproduction_a_restored_deal_read_again_by_a_run_gets_its_contacts_back(machine: HubSpotSyncMachine) -> None:
+    # found by the machine: a deal archived, then restored and re-stamped, comes back in a search page with its
+    # deal↔contact links; the links were taken for links to a deleted deal because the deal was still stored deleted
+    deal = next(d["id"] for d in machine.live("deals") if machine.portal.associations("deals", d["id"], "contacts"))
+    machine.portal.archive("deals", deal)
+    machine.sync(full=False)
+    machine.portal.restore("deals", deal)
+    machine.portal.update("deals", deal, {"dealname": "back from the recycle bin"})
+    machine.sync(full=False)
