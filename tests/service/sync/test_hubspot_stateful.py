@@ -201,6 +201,7 @@ class HubSpotSyncMachine(PortalChanges, RuleBasedStateMachine):
         self.deal_template: dict[str, Any] = {}
         self.stages: list[str] = []
         self.imported = False  # whether the sequence made a bulk update of more than a search page
+        self.full_pending = False  # a killed --full run: the next run resumes listing, it does not search
         self.late: dict[str, set[str]] = {}  # records named by webhooks still to arrive (before the next run)
 
     def after_change(self, effect: Effect, change: Change) -> None:
@@ -252,6 +253,7 @@ class HubSpotSyncMachine(PortalChanges, RuleBasedStateMachine):
             self.portal.faults.clear()
         assert report.status == "ok", report.error
         assert not unfired, f"planned faults that never fired: {unfired}"
+        self.full_pending = False
         return report
 
     def refresh(self, targets: dict[str, set[str]]) -> None:
@@ -378,7 +380,7 @@ class HubSpotSyncMachine(PortalChanges, RuleBasedStateMachine):
         """The change comes before the index+1st search (or archived listing) of the run."""
         self.run_while_the_portal_changes(change, call=call, stream=None, index=index)
 
-    @precondition(lambda self: not self.imported)
+    @precondition(lambda self: not self.imported and not self.full_pending)
     @rule(bulk=changes("bulk", ("calls",), flag=st.just(True)), change=ANY_CHANGE)
     @step
     def sync_while_the_portal_changes_between_pages(self, bulk: Change, change: Change) -> None:
@@ -441,6 +443,7 @@ class HubSpotSyncMachine(PortalChanges, RuleBasedStateMachine):
             fault, expected = KILL_FAULTS[kill.how]
             self.plan(Fault(fault.kind, fault.match, kill.after, fault.times, fault.params))
         say(f"killed: {kill}, full={full}")
+        self.full_pending = self.full_pending or full
         with pytest.raises(expected):
             self.run(full=full, progress=progress if kill.how == "pages" else None)
 
