@@ -543,7 +543,11 @@ class HubSpotConnector:
     def fetch(self, stream: str, ids: list[str]) -> tuple[Page, list[Deletion]]:
         """The records ``ids`` of ``stream`` as they are now, with their associations (batch read, 100 per call):
         a webhook's targeted refresh. Ids the portal no longer lists (archived, merged away) come back as
-        deletions."""
+        deletions. Owners have no batch read (nor a webhook that names one): an incremental sync reads them."""
+        if stream not in mapping.OBJECT_STREAMS:
+            raise ValueError(
+                f"HubSpot {stream!r} records cannot be fetched by id; fetch one of {', '.join(mapping.OBJECT_STREAMS)}"
+            )
         props = self._properties(stream)
         rows: list[HubSpotRow] = []
         unique = sorted(set(ids))

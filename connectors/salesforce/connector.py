@@ -425,6 +425,11 @@ class SalesforceConnector:
         include_deleted = mapping.has_is_deleted(stream)
         unique = sorted({i for i in ids if i.replace("_", "").isalnum()})  # ids only: nothing else reaches SOQL
         page = Page(sobject=stream)
+        # anything else was named by a malformed webhook: reported as skipped (logged with the run), not dropped
+        page.skipped += [
+            SkippedRecord(external_id=None, reason=f"not a Salesforce id: {i[:64]!r}", raw={"id": i[:200]})
+            for i in sorted(set(ids) - set(unique))
+        ]
         for start in range(0, len(unique), 300):
             where = f" WHERE Id IN ({', '.join(repr(i) for i in unique[start : start + 300])})"
             result, _began = self._first_page(
