@@ -81,6 +81,7 @@ from tests.service.sync.hubspot_changes import (
     changes,
 )
 from tests.service.sync.hubspot_truth import differences, stale_records
+from tests.service.sync.stateful_kit import Killed, killer
 
 SEED, ACCOUNTS, OPPORTUNITIES, ACTIVITIES = 3, 6, 10, 80  # 6 companies, 23 contacts, 10 deals, 80 engagements
 MAX_ATTEMPTS = 4  # a fault firing this often in a row outlasts the retries
@@ -97,10 +98,6 @@ BUDGET = settings(
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
-
-
-class Killed(Exception):
-    """The sync process died (kill -9) right after committing a page."""
 
 
 # calls every incremental run makes at least: owners (active, archived), pipelines, a search per object (7 when the
@@ -430,14 +427,7 @@ class HubSpotSyncMachine(PortalChanges, RuleBasedStateMachine):
     def sync_killed(self, kill: Kill, full: bool) -> None:
         """A run that dies; the next run resumes from its last committed page (no check in between: the copy is
         partial by design)."""
-        pages = 0
-
-        def progress(stream: str, fetched: int, total: int) -> None:
-            nonlocal pages
-            pages += 1
-            if pages > kill.after:
-                raise Killed(f"killed after {kill.after} committed pages, in {stream}")
-
+        progress = killer(kill.after)
         expected: type[Exception] = Killed
         if kill.how != "pages":
             fault, expected = KILL_FAULTS[kill.how]

@@ -59,6 +59,7 @@ from service.crm.models import ActivityContact, CrmConnection
 from service.sync.repository import TABLES
 from service.sync.service import ProgressCallback, SyncReport, run_sync
 from tests.conftest import ANCHOR, fast_config
+from tests.service.sync.stateful_kit import Killed, killer
 
 PAGE_SIZE = 200  # the smallest Salesforce allows: the org's 224 tasks take two pages
 BASE = generate_org(anchor=ANCHOR, seed=11, accounts=5, opportunities=10, activities=270, shared_activities=True)
@@ -87,10 +88,6 @@ TEXT_FIELD = {
     "Event": "Subject",
 }
 STAGES = ["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]
-
-
-class Killed(Exception):
-    """The sync process died (kill -9) right after committing a page."""
 
 
 class DistinctStampOrg(SandboxOrg):
@@ -646,14 +643,7 @@ class SalesforceSyncMachine(RuleBasedStateMachine):
     def sync_killed(self, kill: Kill, full: bool) -> None:
         """A run that dies; the next run resumes from its last committed page (no check in between: the copy is
         partial by design)."""
-        pages = 0
-
-        def progress(stream: str, fetched: int, total: int) -> None:
-            nonlocal pages
-            pages += 1
-            if pages > kill.after:
-                raise Killed(f"killed after {kill.after} committed pages, in {stream}")
-
+        progress = killer(kill.after)
         expected: type[Exception] = Killed
         if kill.how == "unreachable":
             self.plan(Fault("http", None, kill.after, MAX_ATTEMPTS, (("status", 503),)))
