@@ -163,7 +163,9 @@ def run_sync(
                 run=report,
                 progress=progress,
             )
-        if not report.full:
+        # a --full run re-reads every record, the linked ones too; a resumed full read of one stream (which sets
+        # report.full) does not, so the records linked to what it restored are still read again
+        if not full:
             _relink_restored(engine, connector, connection_id=connection_id, report=report)
         if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
             analyze(engine)
@@ -418,7 +420,9 @@ def _store_page(
         if record_kind == kind:
             deleted += sum(1 for r in changed if r.is_deleted and stored.get(r.external_id, (None, True))[1] is False)
             deleted += retired
-            revived |= {r.external_id for r in changed if not r.is_deleted and stored.get(r.external_id, (0, 0))[1]}
+            # stored deleted, now live: restored in the CRM
+            revived |= {r.external_id for r in changed if not r.is_deleted and r.external_id in stored
+                        and stored[r.external_id][1]}  # fmt: skip
     if page.skipped:
         repository.record_skips(session, page.skipped, connection_id=connection_id, stream=stream, run_id=run_id)
     return written, deleted, revived
