@@ -29,6 +29,7 @@ from sqlmodel import Session
 from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
+from connectors.hubspot.webhooks import sign_hubspot_v3
 from connectors.hubspot.writer import HubSpotWriter
 from connectors.sandbox.generator import generate_org
 from connectors.sandbox.hubspot_seed import portal_from_org
@@ -45,7 +46,6 @@ from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.loop import find_connection
 from service.okrs import service as okrs
 from service.sync.service import run_sync
-from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send, stage_connection
 
 SECRET = "bench-client-secret"

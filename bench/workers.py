@@ -34,6 +34,7 @@ from sqlmodel import Session
 from bench.ingest import _fresh_postgres
 from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.connector import HubSpotConnector
+from connectors.hubspot.webhooks import sign_hubspot_v3
 from connectors.hubspot.writer import HubSpotWriter
 from service.compute.service import compute
 from service.crm.models import Activity, CrmConnection, Opportunity
@@ -45,7 +46,6 @@ from service.okrs import service as okrs
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
-from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send, stage_connection
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,12 +5,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 from connectors.adapter import CrmAdapter
 from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.salesforce.adapter import ADAPTER as SALESFORCE
 
 ADAPTERS: dict[str, CrmAdapter] = {SALESFORCE.name: SALESFORCE, HUBSPOT.name: HUBSPOT}
 BUILT_IN = tuple(ADAPTERS)  # the CRMs with a settings section, a sandbox and a `okrsync sync <crm>` command
+
+if TYPE_CHECKING:
+    CrmName = str
+else:  # a path or query parameter naming a built-in CRM: its enum in the OpenAPI document lists them
+    CrmName = Literal[BUILT_IN]
 
 
 class UnknownCrmError(LookupError):

@@ -37,10 +37,10 @@ from service.kit.limits import BodyLimit
 from service.kit.metrics import Metrics
 from service.kit.settings import Settings
 from service.notifications.service import Notifier
-from service.okrs.endpoints import card_router
+from service.okrs.endpoints import card_routes
 from service.okrs.endpoints import router as api_router
 from service.sprints.endpoints import router as sprint_router
-from service.webhooks.endpoints import router as webhook_router
+from service.webhooks.endpoints import webhook_routes
 from service.webhooks.tasks import Worker
 from service.writeback.repository import outbox_depth
 
@@ -164,9 +164,9 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.include_router(webhook_router)
+    app.include_router(webhook_routes())
     app.include_router(api_router)
-    app.include_router(card_router)
+    app.include_router(card_routes())
     app.include_router(checkin_router)
     app.include_router(sprint_router)
     app.include_router(dashboard_router)

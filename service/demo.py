@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 import mappings
-from connectors.hubspot.writer import HubSpotWriter
+from connectors.registry import BUILT_IN, adapter
 from service.crm.clients import CrmAccess, open_crm
 from service.kit.db import make_engine, utcnow
 from service.kit.migrate import create_schema
@@ -48,8 +48,6 @@ err = Console(stderr=True)
 EXAMPLES_DIR = Path(mappings.__file__).parent / "examples"
 # the example files tell Q3 2026; the demo moves them to the current quarter
 EXAMPLES_QUARTER = (date(2026, 7, 1), "Q3 2026")
-SALESFORCE_EXAMPLES = ("acquisition", "customer-care", "pipeline-hygiene")
-HUBSPOT_EXAMPLES = ("acquisition",)
 SMALL = {"accounts": 80, "opportunities": 200, "activities": 3_000}
 
 
@@ -103,7 +101,7 @@ def write_moved_examples(folder: Path, *, today: date) -> dict[str, Path]:
     """The example files moved to the current quarter, written to ``folder`` (name -> path)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name in sorted({*SALESFORCE_EXAMPLES, *HUBSPOT_EXAMPLES}):
+    for name in sorted({name for crm in BUILT_IN for name in adapter(crm).sandbox_examples}):
         source = EXAMPLES_DIR / f"{name}.yaml"
         moved = move_to_quarter(yaml.safe_load(source.read_text(encoding="utf-8")), today=today)
         header = (
@@ -167,8 +165,8 @@ def demo_settings(base: Settings, *, folder: Path, size: Size, port: int) -> Set
     )
     return base.model_copy(
         update={
-            "data_dir": folder, "database_url": None, "salesforce": None, "hubspot": None, "sandbox": sandbox,
-            "webhooks": webhooks, "notifications": NotificationSettings(),
+            "data_dir": folder, "database_url": None, "sandbox": sandbox, "webhooks": webhooks,
+            "notifications": NotificationSettings(), **dict.fromkeys(BUILT_IN),  # none of the user's CRM settings
         }
     )  # fmt: skip
 
@@ -180,6 +178,12 @@ class Applied:
     first: date
     last: date
     quarter: str
+
+
+def _titles(crms: dict[str, CrmAccess]) -> str:
+    """ "Salesforce and HubSpot": the CRMs' titles, listed."""
+    titles = [access.adapter.title for access in crms.values()]
+    return ", ".join(titles[:-1]) + f" and {titles[-1]}" if len(titles) > 1 else titles[0]
 
 
 def _sync(engine: Engine, access: CrmAccess, *, full: bool) -> str:
@@ -203,12 +207,12 @@ def _apply(engine: Engine, settings: Settings, files: dict[str, Path], *, now: d
     ids: dict[tuple[str, str], int] = {}
     computed = 0
     with Session(engine) as session:
-        for crm, examples in (("salesforce", SALESFORCE_EXAMPLES), ("hubspot", HUBSPOT_EXAMPLES)):
+        for crm in BUILT_IN:
             connection = okrs.resolve_connection(session, f"{crm}/sandbox")
             assert connection.id is not None
             if keep:  # the sandbox CRM started empty of okrsync's records again: write everything anew
                 outbox.forget_written(session, connection_id=connection.id)
-            for example in examples:
+            for example in adapter(crm).sandbox_examples:
                 loaded = okrs.load_path(files[example])
                 mapping, _version = okrs.apply(
                     session, loaded, connection=connection, author="okrsync demo", reason="okrsync demo", now=now
@@ -335,7 +339,7 @@ def _run(
     stack: ExitStack, settings: Settings, *, sock: socket.socket, keep: bool, duration: float | None, every: float
 ) -> None:
     from service.app import create_app
-    from service.demo_rep import CRM_NAMES, simulate_rep
+    from service.demo_rep import simulate_rep
     from service.kit.server import ThreadedServer
 
     now = utcnow()
@@ -344,37 +348,37 @@ def _run(
         create_schema(engine)
         done.append(f"SQLite {settings.effective_database_url.removeprefix('sqlite:///')}")
     with step("sandbox CRM") as done:
-        crms = {"salesforce": open_crm(stack, "salesforce", settings, use_sandbox=True)}
-        server = crms["salesforce"].sandbox
-        crms["hubspot"] = open_crm(stack, "hubspot", settings, sandbox_url=server.base_url)
+        first, *others = BUILT_IN  # the first starts the sandbox server, the others reach it there
+        crms = {first: open_crm(stack, first, settings, use_sandbox=True)}
+        server = crms[first].sandbox
+        crms.update({crm: open_crm(stack, crm, settings, sandbox_url=server.base_url) for crm in others})
         org = server.org
         # the quarter ends at the sandbox's anchor: now, or with --keep the first demo's time (kept by the sandbox)
         anchor = datetime.fromisoformat(json.loads((settings.data_dir / "sandbox" / "org.json").read_text())["anchor"])
         done.append(
-            f"a Salesforce org and a HubSpot portal on {server.base_url} — {len(org.records('Account')):,} accounts,"
+            f"{_titles(crms)} on {server.base_url} — {len(org.records('Account')):,} accounts,"
             f" {len(org.records('Opportunity')):,} opportunities,"
             f" {len(org.records('Task')) + len(org.records('Event')):,} activities up to {anchor:%Y-%m-%d %H:%M} UTC"
         )
-    with step("sync Salesforce") as done:
-        done.append(_sync(engine, crms["salesforce"], full=keep))
-    with step("sync HubSpot") as done:
-        done.append(_sync(engine, crms["hubspot"], full=keep))
-    with step("provision HubSpot") as done:
-        writer = crms["hubspot"].writer()
-        assert isinstance(writer, HubSpotWriter)
-        provisioned = writer.provision()
-        if provisioned.problems:
-            raise StepFailed(f"provision HubSpot failed: {'; '.join(provisioned.problems)}")
-        done.append(
-            f"okrsync's {'custom objects' if provisioned.mode == 'custom_objects' else 'properties'} in the sandbox"
-            f" portal ({len(provisioned.created)} created, {len(provisioned.present)} present)"
-        )
+    for access in crms.values():
+        with step(f"sync {access.adapter.title}") as done:
+            done.append(_sync(engine, access, full=keep))
+    for access in crms.values():
+        if access.adapter.provision_hint is None:  # okrsync's objects and fields are created through the API
+            with step(f"provision {access.adapter.title}") as done:
+                provisioned = access.adapter.provision(access.config)
+                if provisioned.problems:
+                    raise StepFailed(f"provision {access.adapter.title} failed: {'; '.join(provisioned.problems)}")
+                done.append(
+                    f"{provisioned.what} in the sandbox ({len(provisioned.created)} created,"
+                    f" {len(provisioned.present)} present)"
+                )
     with step("OKRs") as done:
         files = write_moved_examples(settings.data_dir / "mappings", today=now.date())
         applied = _apply(engine, settings, files, now=now, keep=keep)
         shift = (applied.first - EXAMPLES_QUARTER[0]).days
         listed = "; ".join(
-            f"{CRM_NAMES[crm]}: "
+            f"{adapter(crm).title}: "
             + ", ".join(f"{ex} ({mapping_id})" for (c, ex), mapping_id in applied.ids.items() if c == crm)
             for crm in crms
         )
@@ -382,11 +386,14 @@ def _run(
             f"the examples moved to {applied.quarter} ({applied.first} – {applied.last}, dates {shift:+d} days)"
             f" applied, {applied.key_results} key results computed as of now: {listed}"
         )
-    for crm in ("salesforce", "hubspot"):
-        with step(f"write-back {CRM_NAMES[crm]}") as done:
-            done.append(_write_back(engine, crms[crm]))
-    report_id = applied.ids[("salesforce", "acquisition")]
-    _say(f"check-in report of mapping {report_id} (acquisition on Salesforce), as `okrsync report` prints it:")
+    for access in crms.values():
+        with step(f"write-back {access.adapter.title}") as done:
+            done.append(_write_back(engine, access))
+    report_id = applied.ids[(first, "acquisition")]
+    _say(
+        f"check-in report of mapping {report_id} (acquisition on {adapter(first).title}),"
+        " as `okrsync report` prints it:"
+    )
     try:
         _print_report(engine, report_id)
     except Exception as exc:  # noqa: BLE001 — said as the failing step, then everything stops
@@ -403,12 +410,12 @@ def _run(
     _say(f"API: {http.base_url}/api/v1/mappings (Authorization: Bearer <token>), docs on {http.base_url}/docs")
     _say(f"token (sales_ops, named demo; it opens only this local demo database): {token}")
     _say(
-        f"a simulated rep now logs a meeting every {every:g} s, alternately in HubSpot and Salesforce, and the CRM's"
+        f"a simulated rep now logs a meeting every {every:g} s, in turn in {_titles(crms)}, and the CRM's"
         f" webhook tells the sidecar; {'Ctrl-C stops' if duration is None else f'stopping after {duration:g} s'}"
     )
     try:
         simulate_rep(
-            base_url=http.base_url, token=token, engine=engine, org=org, portal=server.portal, settings=settings,
+            base_url=http.base_url, token=token, engine=engine, sandbox=server, settings=settings,
             mappings={crm: applied.ids[(crm, "acquisition")] for crm in crms}, every=every, duration=duration,
             say=_say,
         )  # fmt: skip

@@ -182,6 +182,11 @@ class ProvisionReport:
     present: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def what(self) -> str:
+        """What okrsync keeps in the portal in this mode, for a sentence: "okrsync's custom objects"."""
+        return f"okrsync's {'custom objects' if self.mode == 'custom_objects' else 'properties'}"
+
 
 class HubSpotWriter(HubSpotConnector):
     """Writes okrsync's targets to one portal; shares the reader's client, rate guard and retries."""

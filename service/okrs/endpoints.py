@@ -13,6 +13,8 @@ import sqlmodel
 from fastapi import APIRouter, HTTPException, Query, Request
 from sqlmodel import Session
 
+from connectors.registry import ADAPTERS, CrmName, adapter
+from connectors.webhooks import Inbound, Refused, public_uri
 from mappings.source import MappingFileError
 from service.compute import report as reports
 from service.compute.models import (
@@ -29,13 +31,13 @@ from service.kit.auth import Caller, Role, TokenRoute
 from service.kit.db import utcnow
 from service.kit.deps import Kam, SalesOps, SessionDep, SettingsDep, Viewer
 from service.kit.params import MappingId, Offset
+from service.kit.settings import Settings
 from service.okrs import repository as okr_repo
 from service.okrs import schemas
 from service.okrs import service as okrs
 from service.okrs.models import CheckInNote, KamAssessment, OkrMapping
 from service.webhooks.endpoints import raw_path
-from service.webhooks.routing import UnknownPortalError, hubspot_card_connections
-from service.webhooks.verify import SignatureError, hubspot_signed_uri, verify_hubspot_v3
+from service.webhooks.routing import routes
 from service.writeback.models import OutboxRow
 from service.writeback.service import stage_connection
 
@@ -237,7 +239,7 @@ def record_view(
     "/records/{crm}/{object_name}/{record_id}", response_model=schemas.RecordView, responses={**ERRORS, 404: {}}
 )
 def get_record(
-    crm: Literal["salesforce", "hubspot"], object_name: str, record_id: str, session: SessionDep, caller: Viewer
+    crm: CrmName, object_name: str, record_id: str, session: SessionDep, caller: Viewer
 ) -> schemas.RecordView:
     """What an opportunity/deal or account/company feeds: key results, hygiene findings, KAM criteria."""
     return record_view(session, crm=crm, object_name=object_name, record_id=record_id)
@@ -414,53 +416,63 @@ def check_in(
     )
 
 
-card_router = APIRouter(prefix="/api/v1/hubspot", tags=["crm cards"])
+def _card_endpoint(crm: str) -> Callable[..., schemas.Card]:
+    def card(
+        request: Request,
+        session: SessionDep,
+        settings: SettingsDep,
+        objectType: Literal["deals", "companies"],  # noqa: N803 — HubSpot's parameter names
+        objectId: str,  # noqa: N803
+        portalId: int | None = None,  # noqa: N803 — HubSpot adds it (with userId, userEmail, appId) to every request
+    ) -> schemas.Card:
+        return _card(request, session, settings, crm=crm, object_type=objectType, object_id=objectId,
+                     portal_id=portalId)  # fmt: skip
+
+    return card
 
 
-@card_router.get("/card", response_model=schemas.Card, responses={401: {}, 404: {}, 503: {}})
-def hubspot_card(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    objectType: Literal["deals", "companies"],  # noqa: N803 — HubSpot's parameter names
-    objectId: str,  # noqa: N803
-    portalId: int | None = None,  # noqa: N803 — HubSpot adds it (with userId, userEmail, appId) to every request
-) -> schemas.Card:
-    """The in-record view for HubSpot's app card (``hubspot.fetch``). App cards cannot send headers of their own:
-    HubSpot signs the request (signature v3), and that signature is the authentication.
+def card_routes() -> APIRouter:
+    """``GET /api/v1/<crm>/card`` for every registered CRM with an app card (``CrmAdapter.app_card``): today HubSpot's,
+    whose query (``objectType``, ``objectId``, ``portalId``) the route takes."""
+    router = APIRouter(prefix="/api/v1", tags=["crm cards"])
+    for crm, found in ADAPTERS.items():
+        if found.app_card:
+            router.add_api_route(
+                f"/{crm}/card", _card_endpoint(crm), methods=["GET"], name=f"{crm}_card", response_model=schemas.Card,
+                responses={401: {}, 404: {}, 503: {}}, description=CARD_DESCRIPTION,
+            )  # fmt: skip
+    return router
 
-    The record is looked up in the connection of the request's portal (``portalId``: an OKRSYNC_CONNECTIONS entry
-    with that hubspot_portal_id, or the default connection when its sync read that portal id), so portals whose
-    record ids coincide each see their own record; a portal no connection is for gets 404, never another portal's
-    record (``service.webhooks.routing.hubspot_card_connections``)."""
-    secret = settings.webhooks.hubspot_client_secret
-    if secret is None:
-        raise HTTPException(503, "the HubSpot app is not set up: set OKRSYNC_WEBHOOKS__HUBSPOT_CLIENT_SECRET")
+
+CARD_DESCRIPTION = (
+    "The in-record view for HubSpot's app card (``hubspot.fetch``). App cards cannot send headers of their own:\n"
+    """HubSpot signs the request (signature v3), and that signature is the authentication.
+
+The record is looked up in the connection of the request's portal (``portalId``: an OKRSYNC_CONNECTIONS entry
+with that hubspot_portal_id, or the default connection when its sync read that portal id), so portals whose
+record ids coincide each see their own record; a portal no connection is for gets 404, never another portal's
+record (``connectors.hubspot.webhooks.hubspot_card_connections``)."""
+)
+
+
+def _card(
+    request: Request, session: Session, settings: Settings, *, crm: str, object_type: str, object_id: str,
+    portal_id: int | None,
+) -> schemas.Card:  # fmt: skip
     base = settings.webhooks.public_base_url or str(request.base_url)
-    try:
-        verify_hubspot_v3(
-            client_secret=secret.get_secret_value(),
-            method="GET",
-            uri=hubspot_signed_uri(base, raw_path(request), request.url.query),
-            body=b"",
-            timestamp=request.headers.get("x-hubspot-request-timestamp"),
-            signature=request.headers.get("x-hubspot-signature-v3"),
-            now_ms=int(time.time() * 1000),
-        )
-    except SignatureError as exc:
-        raise HTTPException(401, f"HubSpot signature refused: {exc}") from None
-    if portalId is None:
-        raise HTTPException(400, "portalId missing: HubSpot adds it to every app card request")
+    inbound = Inbound(
+        method="GET", public_uri=public_uri(base, raw_path(request), request.url.query), headers=request.headers,
+        body=b"", now=time.time(),
+    )  # fmt: skip
     pages = session.exec(
-        sqlmodel.select(CrmConnection.name, CrmConnection.instance_url).where(CrmConnection.crm == "hubspot")
+        sqlmodel.select(CrmConnection.name, CrmConnection.instance_url).where(CrmConnection.crm == crm)
     ).all()
     try:
-        names = hubspot_card_connections(settings, portalId, record_pages=dict(pages))
-    except UnknownPortalError as exc:
-        raise HTTPException(404, str(exc)) from None
-    view = record_view(
-        session, crm="hubspot", object_name=objectType, record_id=objectId, only=lambda name: name in names
-    )
+        names = adapter(crm).card_connections(inbound, routes(settings, crm), portal_id, dict(pages))
+    except Refused as refused:
+        raise HTTPException(refused.status, refused.message) from None
+    objectType, objectId = object_type, object_id  # noqa: N806 — HubSpot's names, as the card sends them
+    view = record_view(session, crm=crm, object_name=objectType, record_id=objectId, only=lambda name: name in names)
     key_results = []
     for feed in view.key_results:
         mapping = session.get(OkrMapping, feed.mapping_id)
@@ -482,7 +494,7 @@ def hubspot_card(
             sqlmodel.select(OutboxRow)
             .join(CrmConnection, CrmConnection.id == OutboxRow.connection_id)  # type: ignore[arg-type]
             .where(
-                CrmConnection.crm == "hubspot",
+                CrmConnection.crm == crm,
                 CrmConnection.name == view.connection,
                 OutboxRow.target == "opportunity",
                 OutboxRow.record_key == objectId,

@@ -218,14 +218,8 @@ class Worker:
             return None  # an object type the connector reads as a whole (or no id): sync incrementally instead
         targets = dict(so_far)
         ids = set(targets.get(stream, set()))
-        ids.add(event.object_id)
-        if event.kind == "merge":
-            # every id of the merge: reading a merged-away id answers the record it became (so it is retired and
-            # what pointed at it moves there), and newObjectId is that record when the merge gave it a new id
-            payload = event.payload
-            named = [*(payload.get("mergedObjectIds") or []), payload.get("primaryObjectId")]
-            named.append(payload.get("newObjectId"))
-            ids |= {str(i) for i in named if isinstance(i, int | str) and str(i).isdigit()}
+        # the adapter knows what else an event names (a HubSpot merge: every id of the merge)
+        ids |= crm_adapter(event.crm).records_named(event.kind, event.object_id, event.payload)
         targets[stream] = ids
         return targets
 

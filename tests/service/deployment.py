@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 from connectors.hubspot.adapter import ADAPTER as HUBSPOT
+from connectors.hubspot.webhooks import sign_hubspot_v3
 from service.crm.models import Activity, CrmConnection, Opportunity
 from service.kit.db import make_engine
 from service.kit.leases import WorkLease
@@ -35,7 +36,6 @@ from service.kit.migrate import create_schema
 from service.kit.server import free_port
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.webhooks.models import WebhookEvent
-from service.webhooks.verify import sign_hubspot_v3
 
 ROOT = Path(__file__).resolve().parents[2]
 OKRSYNC = str(Path(sys.executable).parent / "okrsync")

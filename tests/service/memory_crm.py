@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors.adapter import SandboxMeeting
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+from connectors.webhooks import Event, Inbound, PayloadError, Received, Receiver, Refused, Routes, load_json
 from connectors.writes import FIELDS, Target, WriteRequest, WriteResult
 
 STREAMS = {"owners": "owner", "accounts": "account", "opportunities": "opportunity", "activities": "activity"}
@@ -137,6 +139,29 @@ class MemoryWriter:
         return [WriteResult(request.key, ok=True) for request in requests]
 
 
+class MemoryReceiver:
+    """``POST /webhooks/memory``: ``{"changed": [{"stream": "activities", "id": "m3"}, …]}``, unsigned (test-only)."""
+
+    name = "memory"
+    path = "/memory"
+    source = "memory"
+    description = "Changes in the memory CRM (test-only)."
+    responses: dict[int | str, dict[str, Any]] = {400: {}}
+    replies: Literal["json", "raw"] = "json"
+    replay_message = ""
+
+    def not_set_up(self, routes: Routes) -> str | None:
+        return None
+
+    def receive(self, inbound: Inbound, routes: Routes) -> Received:
+        try:
+            changed = load_json(inbound.body)["changed"]
+            events = [Event(f"{c['stream']}:{c['id']}", c["stream"], c["id"], "change", None, c) for c in changed]
+        except (PayloadError, KeyError, TypeError) as exc:
+            raise Refused(400, f"not a memory change list: {exc}", reason="payload") from None
+        return Received(events)
+
+
 class MemoryAdapter:
     name = "memory"
     title = "Memory CRM"
@@ -146,6 +171,9 @@ class MemoryAdapter:
     routing_setting = "memory_id"
     raw_prefix: tuple[str, ...] = ("fields",)
     provision_hint: str | None = "nothing to provision in memory"
+    receivers: tuple[Receiver, ...] = (MemoryReceiver(),)
+    sandbox_examples: tuple[str, ...] = ()
+    app_card = False
 
     def connector(self, config: MemoryConfig) -> MemoryConnector:
         return MemoryConnector(config)
@@ -164,6 +192,19 @@ class MemoryAdapter:
 
     def webhook_settings_problem(self, hooks: Any) -> str | None:
         return None
+
+    def card_connections(
+        self, inbound: Inbound, routes: Routes, portal_id: int | None, record_pages: dict[str, str | None]
+    ) -> set[str]:
+        raise Refused(404, "no app card in memory", reason=None)
+
+    def records_named(self, kind: str | None, object_id: str, payload: dict[str, Any]) -> set[str]:
+        return {object_id}
+
+    def sandbox_meeting(
+        self, sandbox: Any, copy_of: str, now: datetime, *, hooks: Any, public_url: str, event_id: int
+    ) -> SandboxMeeting:
+        raise NotImplementedError("the memory CRM has no sandbox server")
 
     def record_pages(self, instance_url: str | None) -> str | None:
         return instance_url

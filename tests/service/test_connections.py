@@ -25,13 +25,13 @@ import sqlmodel
 from sqlmodel import Session
 
 from connectors.hubspot.adapter import ADAPTER as HUBSPOT
+from connectors.hubspot.webhooks import sign_hubspot_v3
 from service.compute.models import KeyResultValue
 from service.crm.models import CrmConnection, Opportunity
 from service.kit.leases import WorkLease
 from service.okrs.models import OkrMapping
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.sync.models import SyncRun
-from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.models import OutboxRow
 from tests.conftest import POSTGRES_URL, _postgres_engine
 from tests.service.deployment import (

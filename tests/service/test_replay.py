@@ -28,11 +28,12 @@ import sqlmodel
 from sqlalchemy import make_url, text
 from sqlmodel import Session
 
+from connectors.hubspot.webhooks import sign_hubspot_v3
+from connectors.webhooks import sign_shared_hmac
 from service.kit.db import make_engine
 from service.kit.migrate import create_schema
 from service.kit.server import free_port
 from service.webhooks.models import WebhookEvent, WebhookReplay
-from service.webhooks.verify import sign_hubspot_v3, sign_shared_hmac
 from tests.conftest import BASE_POSTGRES_URL, WORKER
 from tests.service.deployment import OKRSYNC, wait_for
 from tests.service.webhooks.raw_http import raw_post

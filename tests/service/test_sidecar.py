@@ -26,6 +26,7 @@ from sqlmodel import Session
 from connectors.hubspot.adapter import ADAPTER as HUBSPOT
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
+from connectors.hubspot.webhooks import sign_hubspot_v3
 from connectors.hubspot.writer import HubSpotWriter
 from connectors.sandbox.generator import generate_org
 from connectors.sandbox.hubspot_portal import HubSpotPortal
@@ -42,7 +43,6 @@ from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.loop import run_pass
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
-from service.webhooks.verify import sign_hubspot_v3
 from service.writeback.service import send
 from tests.conftest import ANCHOR
 from tests.service.sidecar_process import okrsync_serve

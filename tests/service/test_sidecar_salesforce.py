@@ -19,12 +19,12 @@ from sqlmodel import Session
 
 from connectors.salesforce.writer import SalesforceWriter
 from connectors.sandbox.store import SandboxOrg
+from connectors.webhooks import sign_shared_hmac
 from service.app import create_app
 from service.crm.clients import CrmAccess
 from service.kit.server import ThreadedServer
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent
-from service.webhooks.verify import sign_shared_hmac
 from service.writeback.service import send
 from tests.conftest import fast_config
 from tests.service.writeback.world import (

@@ -18,12 +18,12 @@ from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId, PublicMerge
 from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.deals import PublicObjectSearchRequest as DealSearchRequest
 
+from connectors.hubspot.webhooks import parse_hubspot_events
 from connectors.sandbox.hubspot_merges import MERGEABLE, MergeRefused
 from connectors.sandbox.hubspot_portal import HubSpotPortal, created_property, modified_property
 from connectors.sandbox.hubspot_webhooks import merge_event
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
-from service.webhooks.parse import parse_hubspot_events
 
 LONG_AGO = "2025-06-01T09:00:00.000Z"  # every record's last change before the merges
 

@@ -25,11 +25,12 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from connectors.hubspot.webhooks import sign_hubspot_v3
+from connectors.webhooks import sign_shared_hmac
 from service.app import create_app
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent, WebhookReplay
-from service.webhooks.verify import sign_hubspot_v3, sign_shared_hmac
 from tests.service.webhooks.raw_http import raw_post
 
 SECRET = "endpoint-test-client-secret"

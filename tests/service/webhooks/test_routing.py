@@ -22,7 +22,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.webhooks import portal_of_record_pages, sign_hubspot_v3
 from connectors.salesforce.config import SalesforceConfig
+from connectors.webhooks import sign_shared_hmac
 from service.app import create_app
 from service.crm.models import CrmConnection, Opportunity
 from service.kit.db import make_engine, utcnow
@@ -31,9 +33,7 @@ from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ConnectionSettings, ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent
-from service.webhooks.routing import portal_of_record_pages
 from service.webhooks.tasks import Worker
-from service.webhooks.verify import sign_hubspot_v3, sign_shared_hmac
 
 SECRET = "one-app-secret-for-every-portal"
 FLOW_SECRET = "flow-secret"

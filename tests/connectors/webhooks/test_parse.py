@@ -9,20 +9,17 @@ from xml.etree import ElementTree
 
 import pytest
 
-from service.webhooks.parse import (
-    MAX_INT64,
-    MAX_JSON_DEPTH,
-    MAX_OCCURRED_AT_MS,
+from connectors.hubspot.webhooks import MAX_INT64, MAX_OCCURRED_AT_MS, parse_hubspot_events
+from connectors.salesforce.webhooks import (
     OUTBOUND_NS,
     SOAP_ENV_NS,
-    PayloadError,
     outbound_ack,
     parse_flow_events,
-    parse_hubspot_events,
     parse_outbound_message,
     salesforce_ids_match,
     soap_fault,
 )
+from connectors.webhooks import MAX_JSON_DEPTH, PayloadError
 
 # --- HubSpot --------------------------------------------------------------------------------------------------------
 

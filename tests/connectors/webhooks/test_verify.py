@@ -11,17 +11,14 @@ import pytest
 from hubspot.exceptions import InvalidSignatureTimestampError
 from hubspot.utils.signature import Signature
 
-from service.webhooks.verify import (
-    SignatureError,
-    Verified,
+from connectors.hubspot.webhooks import (
     decode_hubspot_uri,
     hubspot_signed_uri,
     hubspot_v2_signature,
     sign_hubspot_v3,
-    sign_shared_hmac,
     verify_hubspot_v3,
-    verify_shared_hmac,
 )
+from connectors.webhooks import SignatureError, Verified, sign_shared_hmac, verify_shared_hmac
 
 # HubSpot's documentation example (legacydocs.hubspot.com/docs/faq/v2-request-validation, also used by the
 # hubspot-api-nodejs and hubspot-api-php test suites)
