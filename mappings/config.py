@@ -112,7 +112,10 @@ _DATE_FIELD = Field(
     default=None,
     title="Date field",
     description="Which date must fall in the KR's window. Default: occurred_at for activities, created_at for "
-    "opportunities; `none` counts the current state (e.g. open opportunities now).",
+    "opportunities; `none` counts the current state (e.g. open opportunities now). An activity's occurred_at is when "
+    "it happened: a call's or e-mail's time, a meeting's start, a task's completion. A task that is not completed "
+    "has none, so it is not counted by occurred_at; count tasks by `created_at` (with a filter on `status` if "
+    "wanted) to include open ones.",
 )
 
 
@@ -148,8 +151,9 @@ class RatioMetric(_Strict):
 
 
 class Statistic(StrEnum):
-    median = "median"
-    p90 = "p90"
+    median = "median"  # Excel's MEDIAN: the mean of the two middle values for an even count
+    p90 = "p90"  # percentile 90, as `percentile` computes it
+    percentile = "percentile"  # `percentile: P`, by linear interpolation (Excel's PERCENTILE.INC, numpy's default)
     max = "max"
     share_within = "share_within"
 
@@ -161,6 +165,15 @@ class ResponseTimeMetric(_Strict):
     statistic: Statistic = Field(title="Statistic", examples=["share_within"])
     within_hours: Number | None = Field(
         default=None, gt=0, title="Limit (hours)", description="For share_within.", examples=[4]
+    )
+    percentile: Number | None = Field(
+        default=None,
+        gt=0,
+        lt=100,
+        title="Percentile",
+        description="For statistic percentile: P of the waits are at or below the value, by linear interpolation "
+        "between the closest ranks (Excel's PERCENTILE.INC with P/100, numpy's default). p90 is percentile 90.",
+        examples=[75],
     )
     match: Literal["account", "contact"] = Field(default="account", title="Same account or same contact")
     inbound: list[Condition] = Field(
@@ -174,6 +187,8 @@ class ResponseTimeMetric(_Strict):
     def _limit(self) -> ResponseTimeMetric:
         if (self.statistic == Statistic.share_within) != (self.within_hours is not None):
             raise ValueError("within_hours is needed with statistic share_within, and only there")
+        if (self.statistic == Statistic.percentile) != (self.percentile is not None):
+            raise ValueError("percentile (e.g. 75) is needed with statistic percentile, and only there")
         return self
 
 

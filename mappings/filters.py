@@ -104,7 +104,8 @@ class FieldCondition(_Strict):
 
 
 class FollowedBy(_Strict):
-    """The activity was followed by an opportunity on the same account, created after it ("turned into")."""
+    """The activity was followed by an opportunity on the same account, created after it ("turned into"): strictly
+    later, unless ``at_or_after`` says that one created at the same instant counts too."""
 
     within_days: Days | None = Field(
         default=None,
@@ -115,6 +116,13 @@ class FollowedBy(_Strict):
     )
     where: list[FieldCondition] = Field(
         default_factory=list, title="Opportunity filter", description="Conditions on that opportunity's fields."
+    )
+    at_or_after: bool = Field(
+        default=False,
+        title="Same instant counts",
+        description="Also count an opportunity created at the very same time as the activity (to the second, as the "
+        "CRM stores it); by default it must be created after it.",
+        examples=[True],
     )
 
 

@@ -8,6 +8,7 @@ Columns: ``opportunity_id``, ``owner_id``, ``rule_key``, ``detail_number``, ``de
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -172,6 +173,19 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def beyond(value: float, limit: float) -> tuple[str, str]:
+    """``value`` and ``limit`` written with the fewest decimals (0 to 3) that still show ``value`` beyond ``limit``
+    (so a sentence never reads "83 days, more than 83 days"); with 3 decimals when even those are equal. The value
+    is cut, never rounded up (75.6 days in a stage are "75 days", as a spreadsheet's whole days count them); the
+    limit is rounded."""
+    for decimals in range(4):
+        scale = 10**decimals
+        shown, bound = math.floor(value * scale) / scale, round(limit, decimals)
+        if shown > bound or decimals == 3:
+            return f"{shown:.{decimals}f}", f"{bound:.{decimals}f}"
+    raise AssertionError("unreachable")
+
+
 def describe(rule: Any, finding: Finding, *, as_of: datetime, stage_medians: dict[str, float] | None = None) -> str:
     """The sentence a rep reads on the opportunity, e.g. "Close date 2026-10-02 is 23 days in the past"."""
     today = as_of.date()
@@ -189,16 +203,21 @@ def describe(rule: Any, finding: Finding, *, as_of: datetime, stage_medians: dic
             return "No activity logged"
         return f"No activity for {(today - last).days} days (last: {last.isoformat()}; limit {rule.days} days)"
     if isinstance(rule, StuckInStage):
-        days = int(finding.detail_number or 0)
+        age = float(finding.detail_number or 0)
         if rule.days is not None:
-            return f"In stage {finding.detail_text} for {days} days (limit {rule.days} days)"
+            shown, limit = beyond(age, rule.days)
+            return f"In stage {finding.detail_text} for {shown} days (limit {limit} days)"
+        assert rule.median_factor is not None
         team = (stage_medians or {}).get(finding.detail_text or "", 0.0)
+        shown, limit = beyond(age, rule.median_factor * team)
+        decimals = len(shown.partition(".")[2])
         return (
-            f"In stage {finding.detail_text} for {days} days, more than {rule.median_factor:g}× the team's median "
-            f"of {team:.0f} days"
+            f"In stage {finding.detail_text} for {shown} days, more than {limit} days"
+            f" ({rule.median_factor:g}× the team's median of {team:.{decimals + 1}f} days)"
         )
     if isinstance(rule, CloseDatePushed):
-        return f"Close date pushed {int(finding.detail_number or 0)} times (limit {rule.times - 1})"
+        pushes = int(finding.detail_number or 0)
+        return f"Close date pushed {pushes} time{'s' * (pushes != 1)} (flagged from {rule.times})"
     if isinstance(rule, MissingAmount):
         return f"No amount in stage {finding.detail_text}"
     if isinstance(rule, SingleThreaded):

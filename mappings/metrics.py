@@ -65,9 +65,16 @@ def ratio(metric: RatioMetric, totals: list[PartTotal]) -> MetricValue:
     return MetricValue(num / den if den else None, records, contributions, numerator=num, denominator=den)
 
 
-def nearest_rank(sorted_values: list[float], share: float) -> float:
-    """The nearest-rank percentile: the smallest value with at least ``share`` of the values at or below it."""
-    return sorted_values[max(0, math.ceil(share * len(sorted_values)) - 1)]
+def percentile_inc(sorted_values: list[float], share: float) -> float:
+    """The percentile by linear interpolation between the closest ranks: Excel's ``PERCENTILE.INC`` (and
+    ``MEDIAN`` for ``share`` 0.5), numpy's and pandas' default. With the n values sorted ascending as x[0] … x[n−1]:
+    h = (n − 1) × share, and the value is x[⌊h⌋] + (h − ⌊h⌋) × (x[⌊h⌋ + 1] − x[⌊h⌋]). So the median of an even count
+    is the mean of the two middle values."""
+    position = (len(sorted_values) - 1) * share
+    low = math.floor(position)
+    if low + 1 >= len(sorted_values):
+        return sorted_values[-1]
+    return sorted_values[low] + (position - low) * (sorted_values[low + 1] - sorted_values[low])
 
 
 def statistic(metric: ResponseTimeMetric, waits: list[float]) -> float | None:
@@ -75,9 +82,12 @@ def statistic(metric: ResponseTimeMetric, waits: list[float]) -> float | None:
         return None
     ordered = sorted(waits)
     if metric.statistic == Statistic.median:
-        return nearest_rank(ordered, 0.5) / 3600
+        return percentile_inc(ordered, 0.5) / 3600
     if metric.statistic == Statistic.p90:
-        return nearest_rank(ordered, 0.9) / 3600
+        return percentile_inc(ordered, 0.9) / 3600
+    if metric.statistic == Statistic.percentile:
+        assert metric.percentile is not None
+        return percentile_inc(ordered, metric.percentile / 100) / 3600
     if metric.statistic == Statistic.max:
         return ordered[-1] / 3600
     assert metric.within_hours is not None
@@ -86,7 +96,7 @@ def statistic(metric: ResponseTimeMetric, waits: list[float]) -> float | None:
 
 
 def response_time(metric: ResponseTimeMetric, waits: list[Wait], as_of: datetime) -> MetricValue:
-    """Hours (median, p90, max) or a share 0–1 (share_within).
+    """Hours (median, p90, percentile, max) or a share 0–1 (share_within).
 
     An inquiry not answered yet counts with the time it has waited so far; for share_within it is left out until
     it has waited longer than the limit (then it is late whatever happens).

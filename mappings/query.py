@@ -69,14 +69,17 @@ class FilterCompiler:
         return self._related(field, condition, base, record)
 
     def following_opportunity(self, condition: FollowedByCondition, activity: Any) -> Select[Any]:
-        """Opportunities on the activity's account created at or after it (within N days), first one first."""
+        """Opportunities on the activity's account created after it (or at the same instant with ``at_or_after``)
+        and, with ``within_days``, at most N days after it; the first one first."""
         opp = self.tables.opportunity.alias("followed")
         spec = condition.followed_by
         clauses = [
             opp.c.connection_id == activity.c.connection_id,
             opp.c.account_id == activity.c.account_id,
             opp.c.is_deleted == false(),
-            opp.c.created_at >= activity.c.occurred_at,
+            opp.c.created_at >= activity.c.occurred_at
+            if spec.at_or_after
+            else opp.c.created_at > activity.c.occurred_at,
             opp.c.created_at < self.scope.as_of,
             *self.where(spec.where, opp, RecordType.opportunity),
         ]

@@ -15,7 +15,7 @@ after an inquiry): a limit counts (<=) on every database.
 
 from __future__ import annotations
 
-import math
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -227,7 +227,7 @@ class GroundTruth:
             assert meeting.at is not None
             return any(
                 o["AccountId"] == meeting.account
-                and meeting.at <= created < ANCHOR
+                and meeting.at < created < ANCHOR  # strictly after: the file says "after"
                 and created <= meeting.at + timedelta(days=60)
                 for o in self.opportunities
                 if (created := _at(o["CreatedDate"])) is not None
@@ -339,7 +339,7 @@ class GroundTruth:
         out = Results()
         out.values = {
             "answered-within-4h": sum(1 for s in considered if s <= limit) / len(considered) if considered else None,
-            "median-response": ordered[math.ceil(0.5 * len(ordered)) - 1] / 3600 if ordered else None,
+            "median-response": statistics.median(ordered) / 3600 if ordered else None,  # Excel's MEDIAN
             "key-accounts-healthy": healthy / len(scores) if scores else None,
             "nps": None,
         }
@@ -608,6 +608,9 @@ BOUNDARY_MEETING = "2026-07-15T10:00:00.000+0000"
 BOUNDARY_OPPORTUNITY = "2026-09-13T10:00:00.000+0000"  # created exactly 60 days after the meeting
 BOUNDARY_INQUIRY = "2026-09-01T10:00:00.000+0000"
 BOUNDARY_RESPONSE = "2026-09-01T14:00:00.000+0000"  # exactly 4 hours after the inquiry
+# a meeting and an opportunity created at the same second on another account: "followed by an opportunity created
+# after it" is strictly after, so this meeting is not converted (unless the file says at_or_after)
+BOUNDARY_SAME_INSTANT = "2026-08-03T09:00:00.000+0000"
 # Both limits once failed on SQLite only: plus_days compared 3 against 6 decimals, and julianday() arithmetic made
 # a 4-hour wait 14400.00003 s.
 
@@ -653,6 +656,27 @@ def _boundary_org() -> SandboxOrg:
             "CreatedDate": BOUNDARY_OPPORTUNITY,
         },
     )
+    same = org.insert(
+        "Account",
+        {"Name": "Boundary Prospect 32", "OwnerId": rep, "Type": "Prospect", "Key_Account__c": False},
+    )["Id"]
+    org.insert(
+        "Event",
+        {
+            "OwnerId": rep, "AccountId": same, "WhatId": same, "Subject": "Demo", "Type": "Meeting",
+            "StartDateTime": BOUNDARY_SAME_INSTANT, "EndDateTime": "2026-08-03T10:00:00.000+0000",
+            "DurationInMinutes": 60, "CreatedDate": created,
+        },
+    )  # fmt: skip
+    org.insert(
+        "Opportunity",
+        {
+            "Name": "Boundary Prospect 32 - Pilot", "AccountId": same, "OwnerId": rep, "StageName": "Prospecting",
+            "Amount": 10_000.0, "Probability": 10.0, "CloseDate": "2026-12-01", "NextStep": "Schedule demo",
+            "IsClosed": False, "IsWon": False, "LastStageChangeDate": BOUNDARY_SAME_INSTANT, "PushCount": 0,
+            "Segment__c": "SMB", "CreatedDate": BOUNDARY_SAME_INSTANT,
+        },
+    )  # fmt: skip
     for at, direction in ((BOUNDARY_INQUIRY, "Inbound"), (BOUNDARY_RESPONSE, "Outbound")):
         org.insert(
             "Task",

@@ -42,7 +42,11 @@ RULES: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ),
     # each stage holds one open opportunity: nobody is slower than 1.5× their own stage's median
     ("stuck-vs-median", {"type": "stuck_in_stage", "median_factor": 1.5}, {}),
-    ("close-date-pushed", {"type": "close_date_pushed", "times": 3}, {"O2": "Close date pushed 3 times (limit 2)"}),
+    (
+        "close-date-pushed",
+        {"type": "close_date_pushed", "times": 3},
+        {"O2": "Close date pushed 3 times (flagged from 3)"},
+    ),
     (
         "missing-amount",
         {"type": "missing_amount", "from_stage": "Proposal/Price Quote"},

@@ -144,8 +144,13 @@ CASES: list[tuple[str, dict[str, Any], float | None, dict[str, float] | None]] =
     ),
     # waits 1 h, 3 h, 10 h, I4 pending 2 h, I5 unanswered 340 h
     ("response-share-within", {"type": "response_time", "statistic": "share_within", "within_hours": 4}, 0.5, None),
-    ("response-median", {"type": "response_time", "statistic": "median"}, 3.0, {"u1": 10.0, "u2": 2.0}),
-    ("response-p90", {"type": "response_time", "statistic": "p90"}, 340.0, None),
+    # sorted 1, 2, 3, 10, 340 (n = 5): the median is the middle one; u1 has 1, 10, 340 → 10; u2 has 2 and 3 → an
+    # even count, the mean of the two middle values (Excel's MEDIAN): 2.5
+    ("response-median", {"type": "response_time", "statistic": "median"}, 3.0, {"u1": 10.0, "u2": 2.5}),
+    # PERCENTILE.INC: h = (5 − 1) × 0.9 = 3.6 → x[3] + 0.6 × (x[4] − x[3]) = 10 + 0.6 × 330 = 208
+    ("response-p90", {"type": "response_time", "statistic": "p90"}, 208.0, None),
+    # h = 4 × 0.6 = 2.4 → x[2] + 0.4 × (x[3] − x[2]) = 3 + 0.4 × 7 = 5.8
+    ("response-p60", {"type": "response_time", "statistic": "percentile", "percentile": 60}, 5.8, None),
     ("response-max", {"type": "response_time", "statistic": "max"}, 340.0, None),
     # by contact: I1 (C3) never answered on C3, I2 (C1) neither, I3 (C4) after 10 h, I5 has no contact
     ("response-by-contact-max", {"type": "response_time", "statistic": "max", "match": "contact"}, 868.0, None),
