@@ -1,8 +1,10 @@
 """Key accounts and their criteria: queries for the derived criteria, and the account score and KAM credit.
 
 A derived criterion is measured per key account (a count) and met when the count reaches its minimum; an assessed
-criterion takes the KAM's latest assessment (met / partly / not_met). The account score is
-(met + ½·partly) / criteria; a KAM is credited with the share of their own key accounts that meet the criteria
+criterion takes the KAM's latest assessment (met / partly / not_met), and is ``not_assessed`` until there is one.
+The account score is (met + ½·partly) / the criteria it covers: the derived ones and the assessed ones that have an
+assessment; a criterion nobody has assessed yet is left out (not counted as not met), and an account with no covered
+criterion has no score yet. A KAM is credited with the share of their own key accounts that meet the criteria
 (their contribution to a kam_criteria key result), independent of revenue.
 """
 
@@ -102,7 +104,14 @@ def derived_status(criterion: Any, measured: int) -> str:
     return MET if measured >= required(criterion) else NOT_MET
 
 
-def account_score(statuses: Sequence[str]) -> float:
-    if not statuses:
-        return 0.0
-    return sum(1.0 if s == MET else 0.5 if s == PARTLY else 0.0 for s in statuses) / len(statuses)
+def covered(statuses: Sequence[str]) -> int:
+    """How many of an account's criteria its score covers: all but those not assessed yet."""
+    return sum(1 for s in statuses if s != NOT_ASSESSED)
+
+
+def account_score(statuses: Sequence[str]) -> float | None:
+    """(met + ½·partly) / covered criteria; None while no criterion is covered."""
+    counted = [s for s in statuses if s != NOT_ASSESSED]
+    if not counted:
+        return None
+    return sum(1.0 if s == MET else 0.5 if s == PARTLY else 0.0 for s in counted) / len(counted)

@@ -164,7 +164,11 @@ class KamAccountScore(SQLModel, table=True):
     account_id: str = Field(primary_key=True, max_length=64)
     owner_id: str | None = Field(default=None, max_length=64)
     name: str | None = Field(default=None, sa_type=Text)
-    score: float
+    score: float | None = None  # over the criteria it covers; None while it covers none (nothing assessed yet)
+    covered: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # criteria with a status: not "not assessed"
+    criteria: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # the key account's criteria
     computed_at: datetime = Field(sa_type=UtcDateTime)
 
 

@@ -75,7 +75,7 @@ class CheckIn:
     hygiene_open: int
     hygiene_rules: list[tuple[str, int]]
     worst_opportunities: list[HygieneLine]
-    kam_accounts: list[tuple[str, str, float]]
+    kam_accounts: list[tuple[str, str, float | None]]  # name, KAM, score (None: nothing covered yet)
 
 
 def owner_names(session: Session, connection_id: int) -> dict[str, str]:
@@ -160,7 +160,7 @@ def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10) -> Check
         for row in session.exec(
             sqlmodel.select(KamAccountScore)
             .where(KamAccountScore.mapping_id == mapping.id)
-            .order_by(col(KamAccountScore.score), col(KamAccountScore.name))
+            .order_by(col(KamAccountScore.score).is_(None), col(KamAccountScore.score), col(KamAccountScore.name))
         ).all()
     ]
     return CheckIn(

@@ -279,7 +279,7 @@ def _hygiene_section(data: reports.CheckIn, t: dict[str, str], lang: str) -> lis
 def _kam_section(data: reports.CheckIn, t: dict[str, str], lang: str) -> list[str]:
     if not data.kam_accounts:
         return []
-    met = sum(1 for _name, _owner, score in data.kam_accounts if score >= 1)
+    met = sum(1 for _name, _owner, score in data.kam_accounts if score is not None and score >= 1)
     lines = [f"## {t['kam']}", "", t["kam_met"].format(met=met, total=len(data.kam_accounts)), ""]
     rows = [[name, owner, _pct(score, lang)] for name, owner, score in data.kam_accounts]  # lowest score first
     return lines + _table([t["account"], t["kam_owner"], t["score"]], rows)

@@ -185,7 +185,7 @@ class _Context:
     version: int
     run_id: int = 0
     same_version: bool = False  # the last computation used this mapping version
-    kam_values: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    kam_values: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)
     # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
     inquiries_done: dict[str, str] = field(default_factory=dict)
 
@@ -340,7 +340,7 @@ def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricV
 # -------------------------------------------------------------------------------------------------------- KAM
 
 
-def _kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
+def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
     """Account id → (owner, score) of every key account; stores criteria results and scores."""
     kam = ctx.config.kam
     if kam is None:
@@ -358,7 +358,7 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
     now = utcnow()
     criteria_rows: list[dict[str, Any]] = []
     score_rows: list[dict[str, Any]] = []
-    result: dict[str, tuple[str | None, float]] = {}
+    result: dict[str, tuple[str | None, float | None]] = {}
     for account in accounts:
         statuses = []
         for criterion in kam.criteria:
@@ -395,6 +395,8 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
                 "owner_id": account.owner_id,
                 "name": account.name,
                 "score": score,
+                "covered": kam_rules.covered(statuses),
+                "criteria": len(statuses),
                 "computed_at": now,
             }
         )
@@ -416,15 +418,16 @@ def _kam_untouched(ctx: _Context) -> bool:
     return True
 
 
-def _stored_kam(ctx: _Context) -> dict[str, tuple[str | None, float]]:
+def _stored_kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
     rows = repo.kam_scores(ctx.session, mapping_id=ctx.mapping_id)
     return {row.account_id: (row.owner_id, row.score) for row in rows}
 
 
-def _kam_value(metric: KamCriteriaMetric, accounts: dict[str, tuple[str | None, float]]) -> metrics.MetricValue:
+def _kam_value(metric: KamCriteriaMetric, accounts: dict[str, tuple[str | None, float | None]]) -> metrics.MetricValue:
     by_owner: dict[str, list[bool]] = {}
     for owner, score in accounts.values():
-        by_owner.setdefault(owner or "", []).append(score >= metric.min_score - 1e-9)
+        # an account with no score yet (no criterion covered) does not meet them
+        by_owner.setdefault(owner or "", []).append(score is not None and score >= metric.min_score - 1e-9)
     met = sum(sum(flags) for flags in by_owner.values())
     total = len(accounts)
     contributions = {o: sum(flags) / len(flags) for o, flags in by_owner.items()}

@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 import sqlmodel
 from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from service.compute import report as reports
 from service.compute.models import HygieneFinding, HygieneSummary, KamAccountScore
@@ -117,7 +117,9 @@ class CriterionCell:
 class KamAccountLine:
     record: RecordLink
     kam: str
-    score: float
+    score: float | None  # None: no criterion covered yet
+    covered: int  # criteria the score covers (not "not assessed")
+    total: int
     criteria: dict[str, CriterionCell]
 
 
@@ -141,7 +143,7 @@ def kam_page(session: Session, mapping: OkrMapping, *, today: date) -> KamPage:
     scores = session.exec(
         sqlmodel.select(KamAccountScore)
         .where(KamAccountScore.mapping_id == mapping.id)
-        .order_by(KamAccountScore.score, KamAccountScore.name)  # type: ignore[arg-type]
+        .order_by(col(KamAccountScore.score).is_(None), col(KamAccountScore.score), col(KamAccountScore.name))
     ).all()
     links = RecordLinks(session, connection)
     links.load(s.account_id for s in scores)
@@ -150,7 +152,7 @@ def kam_page(session: Session, mapping: OkrMapping, *, today: date) -> KamPage:
         [(c.key, c.title) for c in config.kam.criteria] if config.kam else [],
         [
             KamAccountLine(links.link(s.account_id), names.get(s.owner_id or "", s.owner_id or "–"), s.score,
-                           cells.get(s.account_id, {}))
+                           s.covered, s.criteria, cells.get(s.account_id, {}))
             for s in scores
         ],
     )  # fmt: skip

@@ -340,8 +340,11 @@ def _print_report(session: Session, mapping: OkrMapping, *, console: Console = o
         for line in data.worst_opportunities[:5]:
             console.print(f"  {line.opportunity_id} ({line.owner}): " + "; ".join(line.problems))
     if data.kam_accounts:
-        met = sum(1 for _n, _o, s in data.kam_accounts if s >= 1)
-        console.print(f"\n[bold]Key accounts[/]: {met} of {len(data.kam_accounts)} meet all criteria")
+        met = sum(1 for _n, _o, s in data.kam_accounts if s is not None and s >= 1)
+        console.print(
+            f"\n[bold]Key accounts[/]: {met} of {len(data.kam_accounts)} meet all criteria"
+            " (criteria not assessed yet are left out of an account's score)"
+        )
 
 
 def explain(

@@ -332,8 +332,11 @@ class GroundTruth:
         # the assessment goes to the key account closest to meeting everything (first by name on a tie)
         best = min(statuses, key=lambda i: (-sum(statuses[i].values()), self.accounts[i]["Name"]))
         self.assessed_account = self.accounts[best]["Name"]
+        # 3 derived criteria and 1 assessed: the assessed one counts (met) on the best account only; elsewhere it is
+        # not assessed and left out of the score, which is then over the 3 derived criteria
         scores = {
-            self.accounts[i]["Name"]: (sum(met.values()) + (1 if i == best else 0)) / 4 for i, met in statuses.items()
+            self.accounts[i]["Name"]: (sum(met.values()) + 1) / 4 if i == best else sum(met.values()) / 3
+            for i, met in statuses.items()
         }
         healthy = sum(1 for s in scores.values() if s >= 1.0)
         out = Results()
