@@ -25,6 +25,8 @@ from service.okrs.models import OkrMapping
 from tests.conftest import fast_config
 from tests.service.writeback.world import EXAMPLES, apply_examples, deployed_org, start_salesforce
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org and serves the sidecar's API on loopback
+
 
 @dataclass
 class Api:

@@ -30,6 +30,8 @@ from service.okrs.models import KamAssessment, ManualValue, OkrMapping
 from tests.service.test_api import Api, served_api
 from tests.service.writeback.world import EXAMPLES, connection
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org and serves the sidecar's API on loopback
+
 
 @pytest.fixture
 def api(engine: Engine, tmp_path: Path) -> Iterator[Api]:

@@ -48,6 +48,8 @@ from tests.conftest import ANCHOR
 from tests.service.sidecar_process import okrsync_serve
 from tests.service.writeback.world import apply_examples, connection
 
+pytestmark = pytest.mark.slow  # every test starts the sidecar and its worker on loopback and waits for the worker
+
 SECRET = "sidecar-test-client-secret"
 
 

@@ -35,6 +35,8 @@ from tests.service.writeback.world import (
     start_salesforce,
 )
 
+pytestmark = pytest.mark.slow  # every test starts the sidecar and its worker on loopback and waits for the worker
+
 FLOW_SECRET = "flow-test-secret"
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"

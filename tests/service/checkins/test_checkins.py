@@ -34,6 +34,8 @@ from tests.service.writeback.world import (
     start_salesforce,
 )
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org, computes the examples and serves the API
+
 WEEK1 = ANCHOR - timedelta(days=42)  # 2026-08-19: mid-cycle
 WEEKS = [WEEK1, WEEK1 + timedelta(days=7), WEEK1 + timedelta(days=14)]
 

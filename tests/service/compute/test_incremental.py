@@ -34,6 +34,8 @@ from service.okrs.models import OkrMapping
 from service.sync.service import run_sync
 from tests.conftest import ANCHOR
 
+pytestmark = pytest.mark.slow  # 22 cases, each syncs a sandbox org twice and computes every example twice
+
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "mappings" / "examples").glob("*.yaml"))
 # beside the examples: response times whose inbound filter looks at the account, a count filtered by contact title
 MAPPINGS = [*EXAMPLES, Path(__file__).with_name("inbound-customers.yaml")]

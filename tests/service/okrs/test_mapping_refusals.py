@@ -269,6 +269,7 @@ def api(engine: Engine) -> Iterator[Api]:
         yield Api(http.base_url, token)
 
 
+@pytest.mark.slow  # serves the API on loopback and sends every refused case to three endpoints
 def test_the_api_refuses_with_the_line_and_never_answers_500(api: Api) -> None:
     for name, case in CASES.items():
         validated = api.post("validate", case.text)

@@ -32,6 +32,8 @@ from service.sync.service import run_sync
 from tests.conftest import ANCHOR, fast_config
 from tests.service.writeback.world import EXAMPLES, SalesforceWorld, apply_examples, deployed_org, start_salesforce
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org, computes the examples and serves the API
+
 COMMITTED = {"acquisition-sprint-1": 60, "acquisition-sprint-2": 25, "acquisition-sprint-3": 10}
 
 

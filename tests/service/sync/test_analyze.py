@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -11,6 +12,8 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.sandbox.server import SandboxServer
 from service.sync.service import ANALYZE_AFTER_ROWS, run_sync
 from tests.conftest import fast_config, small_org
+
+pytestmark = pytest.mark.slow  # syncs an org large enough to trigger ANALYZE
 
 
 def _analyzed(engine: Engine) -> bool:

@@ -34,6 +34,8 @@ from service.sync.service import SyncReport, refresh_records, run_sync
 from tests.conftest import ANCHOR
 from tests.service.sync.helpers import local_rows
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox portal of thousands of records several times
+
 SIZES = {"seed": 5, "accounts": 14, "opportunities": 40, "activities": 600}
 
 

@@ -24,6 +24,8 @@ from tests.conftest import ANCHOR
 from tests.service.sync.helpers import local_rows
 from tests.service.sync.hubspot_truth import differences
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox portal of thousands of records several times
+
 SIZES = {"seed": 11, "accounts": 14, "opportunities": 40, "activities": 600}
 
 

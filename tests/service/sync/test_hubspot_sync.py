@@ -28,6 +28,8 @@ from service.sync.service import run_sync
 from tests.conftest import ANCHOR, fast_config
 from tests.service.sync.helpers import local_rows
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox portal of thousands of records, most of them several times
+
 SIZES = {"seed": 11, "accounts": 25, "opportunities": 60, "activities": 1500}
 
 

@@ -21,6 +21,8 @@ from service.sync.service import SyncReport, run_sync
 from tests.conftest import small_org
 from tests.service.sync.helpers import assert_local_equals_org, local_rows
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org of thousands of records several times
+
 DELETABLE = sum(1 for s in mapping.OBJECTS if mapping.has_is_deleted(s))
 QUIET_RUN_CALLS = len(mapping.OBJECTS) + len(mapping.RELATION_STREAMS) + DELETABLE
 

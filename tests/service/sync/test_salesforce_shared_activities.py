@@ -23,6 +23,8 @@ from service.sync.service import SyncReport, run_sync
 from tests.conftest import ANCHOR, fast_config
 from tests.service.sync.helpers import assert_local_equals_org, minimum_query_calls
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org of thousands of records several times
+
 DELETABLE = sum(1 for s in mapping.OBJECTS if mapping.has_is_deleted(s))
 SIZES = {"seed": 7, "accounts": 30, "opportunities": 80, "activities": 3200}
 

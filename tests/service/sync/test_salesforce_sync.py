@@ -20,6 +20,8 @@ from service.sync.service import run_sync
 from tests.conftest import fast_config
 from tests.service.sync.helpers import assert_local_equals_org, local_rows, minimum_query_calls
 
+pytestmark = pytest.mark.slow  # every test syncs a sandbox org of thousands of records, most of them several times
+
 DELETABLE = sum(1 for s in mapping.OBJECTS if mapping.has_is_deleted(s))
 # the record objects plus TaskRelation and EventRelation (Shared Activities), which need no getDeleted
 STREAMS = len(mapping.OBJECTS) + len(mapping.RELATION_STREAMS)

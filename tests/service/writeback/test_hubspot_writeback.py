@@ -37,6 +37,8 @@ from service.writeback.staging import mapping_prefix
 from tests.conftest import ANCHOR
 from tests.service.writeback.world import apply_examples, connection, outbox, recompute
 
+pytestmark = pytest.mark.slow  # every test syncs, computes and writes back a sandbox portal end to end
+
 EXAMPLES = ("acquisition", "customer-care", "pipeline-hygiene")
 
 

@@ -29,6 +29,8 @@ from tests.service.writeback.world import (
     start_salesforce,
 )
 
+pytestmark = pytest.mark.slow  # every test syncs, computes and writes back a sandbox org end to end
+
 
 @pytest.fixture
 def world(engine: Engine, tmp_path: Path) -> Iterator[SalesforceWorld]:

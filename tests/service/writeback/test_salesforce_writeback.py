@@ -38,6 +38,8 @@ from tests.service.writeback.world import (
     start_salesforce,
 )
 
+pytestmark = pytest.mark.slow  # every test syncs, computes and writes back a sandbox org end to end
+
 EXAMPLES = ("acquisition", "customer-care", "pipeline-hygiene")
 
 

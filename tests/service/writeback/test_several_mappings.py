@@ -38,6 +38,8 @@ from tests.service.okrs.test_commands import okrsync
 from tests.service.writeback.test_hubspot_writeback import HubSpotWorld
 from tests.service.writeback.world import EXAMPLES, connection, deployed_org, start_salesforce
 
+pytestmark = pytest.mark.slow  # syncs, computes and writes back several mappings end to end, and runs the CLI
+
 # Vertrieb DACH (all eight reps) and Inside Sales (three of them): their pipelines overlap on three reps' deals.
 INSIDE_SALES = ("anna.berger", "david.garcia", "greta.lang")
 
