@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
+from mappings.calendar import BusinessCalendar
 from mappings.fields import CANONICAL, CRM_NAME_PATTERN, CustomField, FieldType, RecordType, UnknownField, resolve
 from mappings.filter_checks import check_filter
 from mappings.filters import Condition
@@ -49,6 +50,14 @@ class Team(_Strict):
     members: list[Member] = Field(
         min_length=1, max_length=MAX_MEMBERS, title="Members", description="The team's CRM owners."
     )
+    calendar: BusinessCalendar | None = Field(
+        default=None,
+        title="Business hours",
+        description="When the team is open to answer customers; response_time key results with `hours: business` "
+        "count only this time.",
+        examples=[{"time_zone": "Europe/Berlin", "opens": "08:00", "closes": "18:00",
+                   "holidays": {"country": "DE", "subdivision": "BE"}}],
+    )  # fmt: skip
 
     @field_validator("members")
     @classmethod
@@ -181,6 +190,13 @@ class ResponseTimeMetric(_Strict):
     )
     response_kinds: list[Literal["call", "email", "meeting"]] = Field(
         default=["call", "email", "meeting"], min_length=1, max_length=3, title="What counts as a response"
+    )
+    hours: Literal["wall_clock", "business"] = Field(
+        default="wall_clock",
+        title="Hours counted",
+        description="wall_clock: every hour from the inquiry to the response; business: only the team's open hours "
+        "(team.calendar), so an inquiry that arrives outside them starts counting at the next opening.",
+        examples=["business"],
     )
 
     @model_validator(mode="after")
@@ -382,6 +398,16 @@ class MappingConfig(_Strict):
 Loc = tuple[str | int, ...]
 
 
+NEEDS_CALENDAR = (
+    "hours: business needs the team's calendar: add team.calendar with its time_zone (and working_days, opens,"
+    " closes, holidays as needed)"
+)
+
+
+def _needs_calendar(metric: Any, config: MappingConfig) -> bool:
+    return isinstance(metric, ResponseTimeMetric) and metric.hours == "business" and config.team.calendar is None
+
+
 def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
     """Problems across sections (keys used twice, unknown sprints/rules/fields), each with its place in the file.
 
@@ -410,6 +436,9 @@ def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
             problems.append((("sprints", n), f"sprint {s.key} ({s.start} to {s.end}) lies outside the cycle"))
         problems.extend((("sprints", n, *at), p) for at, p in check_sprint(s, kr_keys, rule_keys, custom))
     problems.extend((("sprints", n), p) for n, p in sprint_overlaps(config.sprints))
+    for n, s in enumerate(config.sprints):
+        if s.commitment is not None and _needs_calendar(s.commitment.metric, config):
+            problems.append((("sprints", n, "commitment", "metric", "hours"), NEEDS_CALENDAR))
     for i, objective in enumerate(config.objectives):
         for j, kr in enumerate(objective.key_results):
             at: Loc = ("objectives", i, "key_results", j)
@@ -418,6 +447,8 @@ def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
                     ((*at, "window", "sprint"), f"sprint {kr.window.sprint!r} is not defined under sprints")
                 )
             metric = kr.metric
+            if _needs_calendar(metric, config):
+                problems.append(((*at, "metric", "hours"), NEEDS_CALENDAR))
             if isinstance(metric, HygieneScoreMetric):
                 if not config.hygiene.rules:
                     problems.append(((*at, "metric"), "hygiene_score needs rules under hygiene.rules"))

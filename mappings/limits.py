@@ -24,6 +24,7 @@ FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2999, 12, 31)
 MAX_MEMBERS = 1_000  # team members, key-account names or ids: each list becomes one SQL IN (...)
 MAX_SPRINTS = 100  # one at a time within a cycle of at most 93 days
+MAX_CLOSED_DAYS = 1_000  # a calendar's extra closed days: a few a year; one set looked up per day of a year's table
 MAX_RULES = 100  # hygiene rules, KAM criteria, custom fields, stages: each rule or criterion is one query
 # A filter becomes one SQL WHERE: SQLite parses a chain of AND/OR as a tree at most 1,000 deep and binds at most
 # 32,766 parameters per statement, so a filter stays far below both (conditions include any_of alternatives and

@@ -9,8 +9,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from mappings.calendar import BusinessCalendar, business_seconds
 from mappings.config import CountMetric, RatioMetric, ResponseTimeMetric, Statistic, SumMetric
 
 
@@ -95,20 +96,36 @@ def statistic(metric: ResponseTimeMetric, waits: list[float]) -> float | None:
     return sum(1 for w in ordered if w <= limit) / len(ordered)
 
 
-def response_time(metric: ResponseTimeMetric, waits: list[Wait], as_of: datetime) -> MetricValue:
+def business_wait(calendar: BusinessCalendar, wait: Wait, as_of: datetime) -> float:
+    """The wait in the calendar's open hours: from the inquiry to its response (``occurred_at + seconds``), or to
+    ``as_of`` while it is not answered."""
+    end = as_of if wait.seconds is None else wait.occurred_at + timedelta(seconds=wait.seconds)
+    return business_seconds(calendar, wait.occurred_at, end)
+
+
+def response_time(
+    metric: ResponseTimeMetric, waits: list[Wait], as_of: datetime, calendar: BusinessCalendar | None = None
+) -> MetricValue:
     """Hours (median, p90, percentile, max) or a share 0–1 (share_within).
 
     An inquiry not answered yet counts with the time it has waited so far; for share_within it is left out until
-    it has waited longer than the limit (then it is late whatever happens).
+    it has waited longer than the limit (then it is late whatever happens). With ``hours: business`` every wait is
+    counted in ``calendar``'s open hours only (``business_wait``).
     """
+    business = metric.hours == "business"
+    if business and calendar is None:
+        raise ValueError("hours: business needs the team's calendar (team.calendar)")
     limit = metric.within_hours * 3600 if metric.within_hours else None
     considered: list[tuple[str, float]] = []
     unanswered = 0
     for wait in waits:
-        seconds = wait.seconds
-        if seconds is None:
+        if business:
+            assert calendar is not None
+            seconds = business_wait(calendar, wait, as_of)
+        else:
+            seconds = wait.seconds if wait.seconds is not None else (as_of - wait.occurred_at).total_seconds()
+        if wait.seconds is None:
             unanswered += 1
-            seconds = (as_of - wait.occurred_at).total_seconds()
             if limit is not None and seconds <= limit:
                 continue
         considered.append((wait.owner_id or "", seconds))

@@ -744,7 +744,7 @@ def _sprints(ctx: _Context) -> list[str]:
                 repo.replace_evidence(ctx.session, mapping_id=ctx.mapping_id, kr_key=key, queries=queries)
                 if isinstance(metric, ResponseTimeMetric):
                     waits = repo.waits(ctx.session, mapping_id=ctx.mapping_id, kr_key=key)
-                    value = metrics.response_time(metric, waits, scope.as_of)
+                    value = metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
                 else:
                     value = _from_totals(metric, repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=key))
                 achieved, records = value.value, value.records
@@ -834,7 +834,8 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             if same is not None:
                 ctx.inquiries_done[same] = kr.key
     if isinstance(metric, ResponseTimeMetric):
-        return metrics.response_time(metric, repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key), scope.as_of)
+        waits = repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
+        return metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
     totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, RatioMetric):
         return metrics.ratio(metric, totals)
