@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,9 @@ def test_apply_report_explain_and_manual_values(workdir: Path) -> None:
     explain = okrsync(workdir, "explain", "answered-within-4h", "--limit", "3")
     assert explain.returncode == 0, explain.stderr
     assert "record(s) counted; showing 3" in explain.stdout and explain.stdout.count("pair") == 3
+    # measured in business hours (team.calendar): each answered pair shows both waits
+    answered = [line for line in explain.stdout.splitlines() if "pair" in line and "waited" in line]
+    assert answered and all(re.search(r"waited [\d.]+ h \([\d.]+ business h\)", line) for line in answered)
     kam = okrsync(workdir, "explain", "key-accounts-healthy", "--limit", "4")
     assert kam.returncode == 0, kam.stderr
     assert "criterion result(s) on key accounts" in kam.stdout and "three-contacts" in kam.stdout
