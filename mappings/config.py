@@ -191,6 +191,14 @@ class ResponseTimeMetric(_Strict):
     response_kinds: list[Literal["call", "email", "meeting"]] = Field(
         default=["call", "email", "meeting"], min_length=1, max_length=3, title="What counts as a response"
     )
+    internal_responses: bool = Field(
+        default=False,
+        title="Internal activities answer",
+        description="Also count internal activities as the response: a forwarded e-mail (HubSpot FORWARDED_EMAIL) "
+        "or an internal call (Salesforce CallType Internal). By default only outbound activities and those without "
+        "a direction (meetings, e-mails and calls the CRM gives none) answer an inquiry.",
+        examples=[True],
+    )
     hours: Literal["wall_clock", "business"] = Field(
         default="wall_clock",
         title="Hours counted",

@@ -314,7 +314,10 @@ def response_evidence(
         response.c.occurred_at > inquiry.c.occurred_at,
         response.c.occurred_at <= scope.as_of,
         response.c.activity_kind.in_(metric.response_kinds),
-        or_(response.c.direction.is_(None), response.c.direction != "inbound"),
+        or_(
+            response.c.direction.is_(None),
+            response.c.direction.in_(["outbound", "internal"] if metric.internal_responses else ["outbound"]),
+        ),
         response.c.owner_id.in_(scope.owner_ids),
     ]
     if metric.match == "account":

@@ -5,7 +5,8 @@
 - expected: the share of the KR's window elapsed (linear path from baseline to target);
 - status: on_track when progress ≥ on_track × expected, at_risk when ≥ at_risk × expected, else off_track;
   ``not_started`` before the window opens, ``no_data`` when there is no value yet. In the first tenth of a
-  window a KR is not judged off track (one day into a quarter, nothing is late yet).
+  window a KR is not judged (one day into a quarter, nothing is late yet): ``too_early`` while it has made no
+  progress, ``on_track`` once it has made some.
 - an objective is achieved only when all its key results are.
 """
 
@@ -18,7 +19,8 @@ from datetime import datetime
 from mappings.config import Scoring
 
 ON_TRACK, AT_RISK, OFF_TRACK, NOT_STARTED, NO_DATA = "on_track", "at_risk", "off_track", "not_started", "no_data"
-STATUS_ORDER = [OFF_TRACK, AT_RISK, NO_DATA, ON_TRACK, NOT_STARTED]  # worst first
+TOO_EARLY = "too_early"  # the first tenth of the window, and no progress yet: not judged
+STATUS_ORDER = [OFF_TRACK, AT_RISK, NO_DATA, ON_TRACK, TOO_EARLY, NOT_STARTED]  # worst first
 EARLY = 0.1
 
 
@@ -60,7 +62,9 @@ def status(progress_value: float | None, expected: float, scoring: Scoring, *, s
         return NOT_STARTED
     if progress_value is None:
         return NO_DATA
-    if progress_value >= 1.0 or progress_value >= scoring.on_track * expected or expected < EARLY:
+    if progress_value < 1.0 and expected < EARLY:  # too early to judge: nothing is late yet
+        return ON_TRACK if progress_value > 0 else TOO_EARLY
+    if progress_value >= 1.0 or progress_value >= scoring.on_track * expected:
         return ON_TRACK
     if progress_value >= scoring.at_risk * expected:
         return AT_RISK

@@ -338,7 +338,10 @@ _DIRECTIONS = {
     "OUTBOUND": Direction.outbound,
     "INCOMING_EMAIL": Direction.inbound,
     "EMAIL": Direction.outbound,
-    "FORWARDED_EMAIL": Direction.outbound,
+    # https://developers.hubspot.com/docs/api/crm/email: EMAIL sent from or logged to the CRM, INCOMING_EMAIL a reply
+    # to a logged e-mail, FORWARDED_EMAIL forwarded to the CRM. A forward did not answer the customer: neither an
+    # inquiry nor a response (internal), unless the mapping file counts internal activities (internal_responses)
+    "FORWARDED_EMAIL": Direction.internal,
 }
 
 

@@ -158,7 +158,8 @@ LABELS: dict[str, dict[str, str]] = {
         "by": "by", "attendees": "Attendees", "note": "Note", "confidence": "Confidence",
         "state_planned": "planned", "state_running": "running", "state_ended": "ended",
         "status_on_track": "on track", "status_at_risk": "at risk", "status_off_track": "off track",
-        "status_not_started": "not started", "status_no_data": "no data", "status_not_computed": "not computed",
+        "status_not_started": "not started", "status_too_early": "too early to tell", "status_no_data": "no data",
+        "status_not_computed": "not computed",
     },
     "de": {
         "title": "Wöchentlicher Check-in", "as_of": "Stand", "to": "bis", "progress": "Fortschritt",
@@ -183,7 +184,7 @@ LABELS: dict[str, dict[str, str]] = {
         "by": "von", "attendees": "Teilnehmende", "note": "Notiz", "confidence": "Zuversicht",
         "state_planned": "geplant", "state_running": "läuft", "state_ended": "beendet",
         "status_on_track": "im Plan", "status_at_risk": "gefährdet", "status_off_track": "nicht im Plan",
-        "status_not_started": "nicht begonnen", "status_no_data": "keine Daten",
+        "status_not_started": "nicht begonnen", "status_too_early": "noch zu früh", "status_no_data": "keine Daten",
         "status_not_computed": "nicht berechnet",
     },
 }  # fmt: skip

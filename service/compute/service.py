@@ -588,8 +588,9 @@ def _reached(ctx: _Context, kr_key: str, name: str, part: CountMetric | SumMetri
 
 
 def _inquiry_key(metric: ResponseTimeMetric, scope: Scope) -> str:
-    """What a response time's evidence depends on: everything but the statistic and its limit."""
-    definition = metric.model_dump(mode="json", exclude={"statistic", "within_hours"})
+    """What a response time's evidence depends on: everything but the statistic, its limit, its percentile and the
+    hours it is measured in (the evidence holds wall-clock waits; business hours are applied to them afterwards)."""
+    definition = metric.model_dump(mode="json", exclude={"statistic", "within_hours", "percentile", "hours"})
     return f"{definition}|{scope.start.isoformat()}|{scope.end.isoformat()}"
 
 

@@ -27,7 +27,10 @@ from service.compute.models import KeyResultHistory
 from service.notifications.settings import NotificationSettings
 
 log = logging.getLogger(__name__)
-STATUS_WORDS = {"on_track": "on track", "at_risk": "at risk", "off_track": "off track", "no_data": "no data"}
+STATUS_WORDS = {
+    "on_track": "on track", "at_risk": "at risk", "off_track": "off track", "no_data": "no data",
+    "too_early": "too early to tell",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -391,7 +391,7 @@ def explain(
 
 
 def _wait(seconds: float | None, asked_at: datetime | None, calendar: BusinessCalendar | None) -> str:
-    """" waited 62.75 h (0.75 business h)": the wall-clock wait of an inquiry and, for a key result measured in
+    """ " waited 62.75 h (0.75 business h)": the wall-clock wait of an inquiry and, for a key result measured in
     business hours, the same wait in the team's open hours."""
     if seconds is None:
         return " not answered yet"

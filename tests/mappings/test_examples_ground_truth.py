@@ -19,9 +19,9 @@ import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import holidays
 import pytest
@@ -284,7 +284,13 @@ class GroundTruth:
         responses: dict[str, list[datetime]] = {}
         for a in acts:
             at = a.at
-            if at is not None and at <= ANCHOR and a.kind in ("call", "email", "meeting") and a.direction != "inbound":
+            # a response is outbound or has no direction; inbound and internal (forwards, internal calls) are not
+            if (
+                at is not None
+                and at <= ANCHOR
+                and a.kind in ("call", "email", "meeting")
+                and a.direction in (None, "outbound")
+            ):
                 responses.setdefault(a.account or "", []).append(at)
         waits = []
         for inquiry in inquiries:

@@ -13,6 +13,7 @@ from mappings.scoring import (
     NOT_STARTED,
     OFF_TRACK,
     ON_TRACK,
+    TOO_EARLY,
     Score,
     grade,
     objective_progress,
@@ -76,7 +77,8 @@ def _score(value: float | None, as_of: datetime, *, baseline: float = 0, target:
         (44, HALF, AT_RISK, 0.5),
         (30, HALF, AT_RISK, 0.5),  # 0.30 = 0.6 × 0.5
         (29, HALF, OFF_TRACK, 0.5),
-        (0, START.replace(day=5), ON_TRACK, None),  # too early in the window to call anything late
+        (0, START.replace(day=5), TOO_EARLY, None),  # the first tenth, nothing yet: not judged, not "on track"
+        (3, START.replace(day=5), ON_TRACK, None),  # the first tenth with some progress: on track, never late
         (10, datetime(2026, 6, 15, tzinfo=UTC), NOT_STARTED, 0.0),  # cycle not started
         (None, HALF, NO_DATA, 0.5),
         (95, datetime(2026, 12, 1, tzinfo=UTC), ON_TRACK, 1.0),  # cycle over: expected is all of it
@@ -89,7 +91,8 @@ def _score(value: float | None, as_of: datetime, *, baseline: float = 0, target:
         "risk",
         "risk-edge",
         "off",
-        "early",
+        "too-early",
+        "early-progress",
         "not-started",
         "no-data",
         "over-on",

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from service.compute.models import KeyResultContribution, KeyResultEvidence, KeyResultValue
+from service.sync.repository import upsert_records
 from tests.service.compute import world
 
 MEETINGS = {"field": "activity_kind", "op": "eq", "value": "meeting"}
@@ -241,3 +242,26 @@ def test_sprint_window_counts_only_the_sprint(engine: Engine) -> None:
         assert value is not None
         assert value.value == 3  # M1, M2, M3 (Jul 5–7); R3 on Jul 12 is after the sprint
         assert value.expected == 1.0  # the sprint is over
+
+
+def test_a_forward_is_no_answer_unless_the_file_says_internal_activities_answer(engine: Engine) -> None:
+    """F1 forwards I5's account's e-mail to a colleague 1 h after I5 (HubSpot FORWARDED_EMAIL maps to internal):
+    by default I5 stays unanswered (340 h, the longest wait); with internal_responses it was answered after 1 h and
+    the longest wait is I3's 10 h."""
+    connection_id = world.build(engine)
+    forward = world._activity(
+        "F1", "email", world.at(8, 1, 9), "u1", "A3", subject="Fwd: question", direction="internal"
+    )
+    with Session(engine) as session:
+        upsert_records(session, [forward], connection_id=connection_id, crm_object="Task", seen_at=None)
+        session.commit()
+    metrics = [
+        {**kr({"type": "response_time", "statistic": "max"}), "key": "by-default"},
+        {**kr({"type": "response_time", "statistic": "max", "internal_responses": True}), "key": "internal"},
+    ]
+    mapping, _ = world.apply_and_compute(engine, world.mapping_text(metrics))
+    with Session(engine) as session:
+        default = session.get(KeyResultValue, (mapping.id, "by-default"))
+        internal = session.get(KeyResultValue, (mapping.id, "internal"))
+        assert default is not None and internal is not None
+        assert (default.value, internal.value) == (pytest.approx(340.0), pytest.approx(10.0))
