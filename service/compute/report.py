@@ -4,13 +4,14 @@ findings with their sentences, KAM accounts, and the evidence behind one key res
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlmodel
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from mappings.calendar import business_seconds
 from mappings.config import MappingConfig, RatioMetric, ResponseTimeMetric, Statistic
 from mappings.hygiene import Finding, describe
 from service.compute.models import (
@@ -228,6 +229,21 @@ def hygiene_by_opportunity(
             )
         )
     return sorted(by_opp.values(), key=lambda line: (-len(line.problems), line.opportunity_id))
+
+
+def business_wait(
+    config: MappingConfig, metric: Any, occurred_at: datetime | None, seconds: float | None
+) -> float | None:
+    """An answered inquiry's wait in the team's open hours (``team.calendar``), for a key result measured in business
+    hours; None for any other key result, and for an inquiry not answered yet. ``seconds`` is the wall-clock wait the
+    evidence row holds; the response came at ``occurred_at + seconds``."""
+    calendar = config.team.calendar
+    if not isinstance(metric, ResponseTimeMetric) or metric.hours != "business" or calendar is None:
+        return None
+    if occurred_at is None or seconds is None:
+        return None
+    at = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
+    return business_seconds(calendar, at, at + timedelta(seconds=seconds))
 
 
 def evidence(

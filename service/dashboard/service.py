@@ -203,6 +203,7 @@ class EvidenceRow:
     related: RecordLink | None
     owner: str
     shown: str
+    business: str = ""  # a response pair's wait in the team's open hours, for a KR measured in business hours
 
 
 @dataclass
@@ -242,6 +243,18 @@ def chart_svg(page: KeyResultPage, *, title: str, legend: dict[str, str], lang: 
         page.chart, title=title, legend=legend, now=now,
         shown=lambda value: i18n.localize_number(reports.format_value(page.kr.metric, value), lang),
     )  # fmt: skip
+
+
+def _evidence_value(part: str, value: float | None) -> str:
+    """What a row adds to the value: a response pair's wall-clock wait in hours, a sum's amount; nothing for a row
+    that counts 1."""
+    if part == "pair":
+        return _hours(value)
+    return "" if value in (None, 1.0) else f"{value:,.2f}".rstrip("0").rstrip(".")
+
+
+def _hours(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds / 3600:,.2f} h"
 
 
 def key_result_page(
@@ -300,7 +313,8 @@ def key_result_page(
             EvidenceRow(
                 r.occurred_at, r.part, links.link(r.record_id),
                 links.link(r.related_id) if r.related_id else None, names.get(r.owner_id or "", r.owner_id or ""),
-                "" if r.value in (None, 1.0) or r.part == "pair" else f"{r.value:,.2f}".rstrip("0").rstrip("."),
+                _evidence_value(r.part, r.value),
+                _hours(reports.business_wait(config, kr.metric, r.occurred_at, r.value)),
             )
             for r in rows
         ]  # fmt: skip

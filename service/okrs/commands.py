@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import math
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -16,7 +16,6 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from mappings.calendar import BusinessCalendar, business_seconds
 from mappings.source import MappingFileError
 from mappings.validate import json_schema
 from service.compute import report as reports
@@ -379,28 +378,22 @@ def explain(
             return
         total, rows = reports.evidence(session, m, kr, limit=limit, offset=offset)
         out.print(f"{kr}: {total} record(s) counted; showing {len(rows)}")
-        calendar = config.team.calendar if getattr(metric, "hours", None) == "business" else None
         for row in rows:
             related = f" → {row.related_id}" if row.related_id else ""
             when = f"{row.occurred_at:%Y-%m-%d %H:%M}" if row.occurred_at else ""
             if metric.type == "response_time":
-                value = _wait(row.value, row.occurred_at, calendar)
+                value = _wait(row.value, reports.business_wait(config, metric, row.occurred_at, row.value))
             else:
                 value = "" if row.value in (None, 1.0) else f" value={row.value:g}"
             out.print(f"  {row.part:<11} {row.record_id}{related}  {when}  {names.get(row.owner_id or '', '')}{value}")
 
 
-def _wait(seconds: float | None, asked_at: datetime | None, calendar: BusinessCalendar | None) -> str:
-    """ " waited 62.75 h (0.75 business h)": the wall-clock wait of an inquiry and, for a key result measured in
+def _wait(seconds: float | None, business: float | None) -> str:
+    """“ waited 62.75 h (0.75 business h)”: the wall-clock wait of an inquiry and, for a key result measured in
     business hours, the same wait in the team's open hours."""
     if seconds is None:
         return " not answered yet"
-    shown = f" waited {seconds / 3600:.2f} h"
-    if calendar is not None and asked_at is not None:
-        at = asked_at if asked_at.tzinfo else asked_at.replace(tzinfo=UTC)
-        business = business_seconds(calendar, at, at + timedelta(seconds=seconds))
-        shown += f" ({business / 3600:.2f} business h)"
-    return shown
+    return f" waited {seconds / 3600:.2f} h" + (f" ({business / 3600:.2f} business h)" if business is not None else "")
 
 
 @kr_app.command("set")

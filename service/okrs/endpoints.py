@@ -150,10 +150,17 @@ def evidence(
 ) -> schemas.EvidencePage:
     """The CRM records that counted for a key result, newest first."""
     mapping, _connection = _mapping(session, mapping_id)
-    if kr_key not in {kr.key for _o, kr in okrs.current_config(session, mapping).key_results()}:
+    config = okrs.current_config(session, mapping)
+    if kr_key not in {kr.key for _o, kr in config.key_results()}:
         raise HTTPException(404, f"no key result {kr_key!r} in {mapping.team} / {mapping.cycle}")
+    metric = config.key_result(kr_key).metric
     total, page = reports.evidence(session, mapping, kr_key, limit=limit, offset=offset)
-    items = [schemas.EvidenceItem.model_validate(e, from_attributes=True) for e in page]
+    items = [
+        schemas.EvidenceItem.model_validate(e, from_attributes=True).model_copy(
+            update={"business_seconds": reports.business_wait(config, metric, e.occurred_at, e.value)}
+        )
+        for e in page
+    ]
     return schemas.EvidencePage(total=total, limit=limit, offset=offset, items=items)
 
 

@@ -69,6 +69,11 @@ class EvidenceItem(BaseModel):
     owner_id: str | None
     value: float | None
     occurred_at: datetime | None
+    business_seconds: float | None = Field(
+        default=None,
+        description="For a response time measured in business hours: the answered inquiry's wait (value, in "
+        "seconds on the wall clock) counted in the team's open hours (team.calendar).",
+    )
 
 
 class EvidencePage(BaseModel):
