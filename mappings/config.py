@@ -185,11 +185,26 @@ class ResponseTimeMetric(_Strict):
         examples=[75],
     )
     match: Literal["account", "contact"] = Field(default="account", title="Same account or same contact")
+    inquiry_kinds: list[Literal["call", "email"]] = Field(
+        default=["call", "email"],
+        min_length=1,
+        max_length=2,
+        title="What counts as an inquiry",
+        description="An inquiry is an inbound activity of these kinds: the customer called, or wrote an e-mail.",
+        examples=[["email"]],
+    )
     inbound: list[Condition] = Field(
         default_factory=list, title="Inbound filter", description="Extra conditions on the customer's inquiry."
     )
     response_kinds: list[Literal["call", "email", "meeting"]] = Field(
         default=["call", "email", "meeting"], min_length=1, max_length=3, title="What counts as a response"
+    )
+    response: list[Condition] = Field(
+        default_factory=list,
+        title="Response filter",
+        description="Extra conditions on the response: only an activity matching them answers an inquiry (e.g. a "
+        "call of at least 60 seconds, or not an automatic reply).",
+        examples=[[{"field": "subject", "op": "not_contains", "value": "Automatic reply"}]],
     )
     internal_responses: bool = Field(
         default=False,
@@ -534,7 +549,10 @@ def metric_filters(metric: object) -> list[tuple[RecordType, list[Condition], Lo
             (RECORD_OF[metric.denominator.of], metric.denominator.where, ("denominator", "where")),
         ]
     if isinstance(metric, ResponseTimeMetric):
-        return [(RecordType.activity, metric.inbound, ("inbound",))]
+        return [
+            (RecordType.activity, metric.inbound, ("inbound",)),
+            (RecordType.activity, metric.response, ("response",)),
+        ]
     return []
 
 

@@ -314,6 +314,7 @@ def response_evidence(
         response.c.occurred_at > inquiry.c.occurred_at,
         response.c.occurred_at <= scope.as_of,
         response.c.activity_kind.in_(metric.response_kinds),
+        *compiler.where(metric.response, response, RecordType.activity),
         or_(
             response.c.direction.is_(None),
             response.c.direction.in_(["outbound", "internal"] if metric.internal_responses else ["outbound"]),
@@ -366,7 +367,7 @@ def response_evidence(
         inquiry.c.connection_id == scope.connection_id,
         inquiry.c.is_deleted == false(),
         inquiry.c.direction == "inbound",
-        inquiry.c.activity_kind.in_(["call", "email"]),
+        inquiry.c.activity_kind.in_(metric.inquiry_kinds),
         inquiry.c.owner_id.in_(scope.owner_ids),
         inquiry.c.occurred_at >= scope.start,
         inquiry.c.occurred_at < scope.end,

@@ -265,3 +265,29 @@ def test_a_forward_is_no_answer_unless_the_file_says_internal_activities_answer(
         internal = session.get(KeyResultValue, (mapping.id, "internal"))
         assert default is not None and internal is not None
         assert (default.value, internal.value) == (pytest.approx(340.0), pytest.approx(10.0))
+
+
+def test_what_an_inquiry_is_and_what_answers_it_are_the_file_s(engine: Engine) -> None:
+    """J1, an inbound e-mail on A2 on 8/10 9:00, nobody answered by as_of (8/15 12:00): 5 days 3 h = 123 h.
+    inquiry_kinds [email] measures it alone; the default (calls and e-mails) still has I5's 340 h as the longest.
+    A response filter that leaves out "Call back" leaves I2 (7/11 8:00) without R2 and without any other answer by
+    as_of (M6 on A1 is after it): 35 days 4 h = 844 h."""
+    connection_id = world.build(engine)
+    mail = world._activity("J1", "email", world.at(8, 10, 9), "u1", "A2", subject="Question", direction="inbound")
+    with Session(engine) as session:
+        upsert_records(session, [mail], connection_id=connection_id, crm_object="Task", seen_at=None)
+        session.commit()
+    no_call_back = [{"field": "subject", "op": "not_contains", "value": "Call back"}]
+    metrics = [
+        {**kr({"type": "response_time", "statistic": "max"}), "key": "default"},
+        {**kr({"type": "response_time", "statistic": "max", "inquiry_kinds": ["email"]}), "key": "emails"},
+        {**kr({"type": "response_time", "statistic": "max", "response": no_call_back}), "key": "filtered"},
+    ]
+    mapping, _ = world.apply_and_compute(engine, world.mapping_text(metrics))
+    with Session(engine) as session:
+        got = {k: session.get(KeyResultValue, (mapping.id, k)) for k in ("default", "emails", "filtered")}
+        assert {k: (v.value, v.records) for k, v in got.items() if v is not None} == {
+            "default": (pytest.approx(340.0), 6),
+            "emails": (pytest.approx(123.0), 1),
+            "filtered": (pytest.approx(844.0), 6),  # the same 6 inquiries, I2 now unanswered
+        }
