@@ -29,9 +29,9 @@ from typing import Literal
 from zoneinfo import ZoneInfo, available_timezones
 
 import holidays as holiday_tables
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from mappings.limits import FIRST_DAY, LAST_DAY, MAX_CLOSED_DAYS, Day, PrintableText
+from mappings.limits import FIRST_DAY, LAST_DAY, MAX_CLOSED_DAYS, Day, StrictModel
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAY_NUMBER = {spelling: number for number, name in enumerate(WEEKDAYS) for spelling in (name, name[:3])}
@@ -43,10 +43,7 @@ _TIME_PATTERN = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
 _SHOWN_SUBDIVISIONS = 8
 
 
-class _Strict(PrintableText):
-    # the same config as mappings.config._Strict, defined here because mappings.config will import this module
-    # (a response-time metric names its calendar) and importing it back would close a cycle
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Strict = StrictModel
 
 
 class PublicHolidays(_Strict):

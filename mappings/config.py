@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mappings.calendar import BusinessCalendar
 from mappings.fields import CANONICAL, CRM_NAME_PATTERN, CustomField, FieldType, RecordType, UnknownField, resolve
@@ -25,14 +25,13 @@ from mappings.limits import (
     MAX_SPRINTS,
     Day,
     Number,
-    PrintableText,
+    StrictModel,
 )
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
-class _Strict(PrintableText):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+_Strict = StrictModel
 
 
 class Member(_Strict):

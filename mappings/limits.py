@@ -13,7 +13,7 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_FILE_BYTES = 1_048_576  # 1 MiB of YAML; the shipped examples are 3–6 KB
 MAX_DEPTH = 64  # nested lists/mappings, counted through aliases; the examples nest at most 10 deep
@@ -100,3 +100,10 @@ class PrintableText(BaseModel):
             if problem is not None:
                 raise ValueError(f"{name}: {problem}")
         return self
+
+
+class StrictModel(PrintableText):
+    """The mapping file's models: unknown keys are refused (a typo is an error, not a silently ignored setting),
+    values are frozen, and NaN or infinity are no numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

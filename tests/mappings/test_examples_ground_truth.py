@@ -18,12 +18,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import holidays
 import pytest
 import yaml
 from sqlalchemy import func, select
@@ -44,6 +42,7 @@ from service.kit.db import make_engine
 from service.kit.migrate import create_schema
 from service.okrs import service as okrs
 from service.sync.service import run_sync
+from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR, _postgres_engine, fast_config, small_org
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "examples"
@@ -337,7 +336,7 @@ class GroundTruth:
         limit = 4 * 3600
         # answered-within-4h counts business hours (team.calendar: Berlin, 08:00–18:00, Monday–Friday, Berlin's
         # public holidays); median-response the wall clock
-        business = [(_berlin_business_seconds(start, end), answered) for _s, answered, start, end in waits]
+        business = [(berlin_open_seconds(start, end), answered) for _s, answered, start, end in waits]
         considered = [s for s, answered in business if answered or s > limit]
         ordered = sorted(s for s, _answered, _start, _end in waits)
         statuses = self._kam_statuses()
@@ -448,26 +447,6 @@ class GroundTruth:
         }
         out.evidence = {"next-step-set": len(with_next_step) + total, "hygiene-sprint-updates": len(updates)}
         return out
-
-
-BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def _berlin_business_seconds(start: datetime, end: datetime) -> float:
-    """The seconds of [start, end] inside 08:00–18:00 Berlin time on working days, day by day: plain Python over
-    the calendar, independent of mappings.calendar's yearly tables."""
-    if end <= start:
-        return 0.0
-    off = holidays.country_holidays("DE", subdiv="BE", years=range(start.year - 1, end.year + 2))
-    total = 0.0
-    day = start.astimezone(BERLIN).date()
-    while day <= end.astimezone(BERLIN).date():
-        if day.weekday() < 5 and day not in off:
-            opens = datetime.combine(day, time(8), tzinfo=BERLIN)
-            closes = datetime.combine(day, time(18), tzinfo=BERLIN)
-            total += max(0.0, (min(end, closes) - max(start, opens)).total_seconds())
-        day += timedelta(days=1)
-    return total
 
 
 def _classic_median(values: list[float]) -> float:

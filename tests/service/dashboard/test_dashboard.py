@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
-import holidays
 import httpx
 import pytest
 import sqlmodel
@@ -27,6 +25,7 @@ from service.kit.auth import Role, create_token, revoke_token
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
 from service.sprints import service as sprints
+from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR
 from tests.service.dashboard.conftest import TODAY, WEEKS, DashboardWorld, set_today
 
@@ -503,18 +502,6 @@ def test_render_check_in_gives_a_standalone_document_for_the_report(world: Dashb
 def test_a_response_time_in_business_hours_shows_both_waits_of_every_answered_inquiry(world: DashboardWorld) -> None:
     """customer-care's answered-within-4h counts business hours (Berlin): each answered pair shows its wall-clock
     wait and its wait in open hours, worked out here from the row independently of the page (day by day)."""
-    berlin, off = ZoneInfo("Europe/Berlin"), holidays.country_holidays("DE", subdiv="BE", years=range(2025, 2028))
-
-    def open_seconds(start: datetime, end: datetime) -> float:
-        total, day = 0.0, start.astimezone(berlin).date()
-        while day <= end.astimezone(berlin).date():
-            if day.weekday() < 5 and day not in off:
-                opens = datetime.combine(day, time(8), tzinfo=berlin)
-                closes = datetime.combine(day, time(18), tzinfo=berlin)
-                total += max(0.0, (min(end, closes) - max(start, opens)).total_seconds())
-            day += timedelta(days=1)
-        return total
-
     mapping_id = world.mappings["customer-care"]
     with world.client("viewer") as client:
         page = _html(client.get(f"/dashboard/{mapping_id}/kr/answered-within-4h"))
@@ -524,7 +511,7 @@ def test_a_response_time_in_business_hours_shows_both_waits_of_every_answered_in
     assert answered
     for item in answered:
         asked = datetime.fromisoformat(item["occurred_at"]).replace(tzinfo=UTC)
-        expected = open_seconds(asked, asked + timedelta(seconds=item["value"]))
+        expected = berlin_open_seconds(asked, asked + timedelta(seconds=item["value"]))
         assert item["business_seconds"] == pytest.approx(expected)
         assert f'<td class="num">{item["value"] / 3600:,.2f} h</td>' in page
         assert f'<td class="num">{expected / 3600:,.2f} h</td>' in page
