@@ -1,5 +1,5 @@
 """Run the benchmarks: `python -m bench` runs all,
-`python -m bench ingest|compute|writeback|webhooks|dashboard|workers|sync-calls` one.
+`python -m bench ingest|compute|writeback|webhooks|dashboard|workers|sync-calls|business-hours` one.
 
 See bench/ingest.py, bench/compute.py, bench/writeback.py and bench/sync_calls.py for what is measured and how.
 Results are merged into bench/results.json (a benchmark not run keeps its last figures) and bench/results.md is
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import compute, dashboard, ingest, sync_calls, webhooks, workers, writeback
+from bench import business_hours, compute, dashboard, ingest, sync_calls, webhooks, workers, writeback
 
 HERE = Path(__file__).parent
-BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard", "workers", "sync-calls")
+BENCHMARKS = ("ingest", "compute", "writeback", "webhooks", "dashboard", "workers", "sync-calls", "business-hours")
 MODULES: tuple[tuple[str, Any], ...] = (
     ("ingest", ingest),
     ("compute", compute),
@@ -28,6 +28,7 @@ MODULES: tuple[tuple[str, Any], ...] = (
     ("dashboard", dashboard),
     ("workers", workers),
     ("sync-calls", sync_calls),
+    ("business-hours", business_hours),
 )
 
 
@@ -95,6 +96,12 @@ def main() -> None:
         ),
         "workers": lambda: workers.run(counts=tuple(int(n) for n in args.workers.split(",")), latency=args.latency),
         "sync-calls": lambda: sync_calls.run(deals=args.deals),
+        "business-hours": lambda: business_hours.run(
+            activities=args.activities or 1_000_000,
+            opportunities=args.opportunities,
+            accounts=args.accounts,
+            rounds=args.rounds,
+        ),
     }
     for name in selected:
         results[name] = runners[name]()
