@@ -262,9 +262,53 @@ def generate_org(
         "Task": tasks,
         "Event": events,
     }
+    # Enhanced Email: each e-mail task has its EmailMessage, from a random generator of its own (so every other
+    # record is exactly what it was before e-mails had one)
+    org["EmailMessage"] = _email_messages(random.Random(seed + 2), tasks, users, contacts)
     if shared_activities:
         org.update(_relations(random.Random(seed + 1), {"Task": tasks, "Event": events}, contacts_by_account))
     return org
+
+
+INCOMING_SHARE = 0.35  # of the e-mails logged on deals and accounts, the customer's; the rest the team's
+
+
+def _email_messages(rnd: random.Random, tasks: list[dict], users: list[dict], contacts: list[dict]) -> list[dict]:
+    """The EmailMessage of every e-mail task, as Enhanced Email stores it: ActivityId the task, RelatedToId its
+    WhatId, MessageDate its completion, Incoming for about a third (the customer wrote: from the contact to the
+    owner, Status 1 Read), else sent by the owner to the contact (Status 3 Sent)."""
+    prefix = SOBJECTS["EmailMessage"].key_prefix
+    email_of = {u["Id"]: (u["Email"], u["Name"]) for u in users}
+    email_of.update({c["Id"]: (c["Email"], f"{c['FirstName']} {c['LastName']}") for c in contacts})
+    rows = []
+    for task in tasks:
+        if task.get("TaskSubtype") != "Email":
+            continue
+        incoming = rnd.random() < INCOMING_SHARE
+        owner, owner_name = email_of.get(task["OwnerId"], (None, None))
+        contact, contact_name = email_of.get(task["WhoId"] or "", (None, None))
+        sender, sender_name, recipient = (contact, contact_name, owner) if incoming else (owner, owner_name, contact)
+        rows.append(
+            {
+                "Id": make_id(prefix, len(rows) + 1),
+                "ActivityId": task["Id"],
+                "RelatedToId": task["WhatId"],
+                "ParentId": None,
+                "Incoming": incoming,
+                "MessageDate": task["CompletedDateTime"] or task["CreatedDate"],
+                "FromAddress": sender,
+                "FromName": sender_name,
+                "ToAddress": recipient,
+                "CcAddress": None,
+                "Subject": task["Subject"],
+                "Status": "1" if incoming else "3",
+                "CreatedDate": task["CreatedDate"],
+                "LastModifiedDate": task["LastModifiedDate"],
+                "SystemModstamp": task["SystemModstamp"],
+                "IsDeleted": False,
+            }
+        )
+    return rows
 
 
 def _relations(

@@ -175,6 +175,30 @@ SOBJECTS: dict[str, SObjectSchema] = {
                 "IsDeleted": BOOLEAN,
             },
         ),
+        # Enhanced Email: every e-mail is an EmailMessage and a Task (ActivityId); without Enhanced Email only
+        # Email-to-Case creates EmailMessages. Incoming says whether the customer wrote it. Status is stored as a
+        # digit: 0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft. Key prefix 02s.
+        # https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-emailmessage.html
+        SObjectSchema(
+            "EmailMessage",
+            "02s",
+            {
+                "Id": ID,
+                "ActivityId": REFERENCE,
+                "RelatedToId": REFERENCE,
+                "ParentId": REFERENCE,
+                "Incoming": BOOLEAN,
+                "MessageDate": DATETIME,
+                "FromAddress": EMAIL,
+                "FromName": STRING,
+                "ToAddress": STRING,
+                "CcAddress": STRING,
+                "Subject": STRING,
+                "Status": PICKLIST,
+                **_AUDIT,
+                "IsDeleted": BOOLEAN,
+            },
+        ),
         SObjectSchema(
             "Event",
             "00U",
