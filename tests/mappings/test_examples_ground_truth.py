@@ -35,12 +35,19 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.sandbox.hubspot_seed import portal_from_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
-from service.compute.models import HygieneSummary, KamAccountScore, KeyResultEvidence, KeyResultValue
+from service.compute.models import (
+    HygieneSummary,
+    KamAccountScore,
+    KeyResultContribution,
+    KeyResultEvidence,
+    KeyResultValue,
+)
 from service.compute.service import compute
-from service.crm.models import Account
+from service.crm.models import Account, Owner
 from service.kit.db import make_engine
 from service.kit.migrate import create_schema
 from service.okrs import service as okrs
+from service.okrs.models import OkrMapping
 from service.sync.service import run_sync
 from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR, _postgres_engine, fast_config, small_org
@@ -189,6 +196,7 @@ class Results:
     evidence: dict[str, int] = field(default_factory=dict)  # record-based KR key → evidence rows
     rules: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # rule key → (violations, score)
     kam: dict[str, float] = field(default_factory=dict)  # key account name → score
+    members: dict[str, dict[str, float]] = field(default_factory=dict)  # KR key → member e-mail → contribution
 
 
 def _team(data: dict[str, list[dict[str, Any]]], example: str) -> set[str]:
@@ -206,6 +214,7 @@ class GroundTruth:
         self.contacts = {r["Id"]: r for r in data["Contact"] if not r.get("IsDeleted")}
         self.opportunities = [r for r in data["Opportunity"] if not r.get("IsDeleted")]
         self.activities = _activities(data)
+        self.email_of = {u["Id"]: (u.get("Email") or "").lower() for u in data["User"]}
         self.cycle = _window(date(2026, 7, 1), date(2026, 9, 30))
         self.assessed_account: str | None = None  # name of the key account given ASSESSED = met
         self.results = {
@@ -261,6 +270,18 @@ class GroundTruth:
             "new-pipeline": float(sum(o["Amount"] for o in created_in_cycle)),
             "sprint-first-calls": float(len(calls)),
         }
+        out.members = {
+            "discovery-meetings": self._per_member(meetings, lambda mine: float(len(mine))),
+            # a member's ratio is their own converted meetings ÷ their own meetings
+            "meetings-to-opportunities": self._per_member(
+                meetings, lambda mine: sum(1 for m in mine if followed(m)) / len(mine)
+            ),
+            "new-pipeline": {
+                email: float(sum(o["Amount"] for o in created_in_cycle if self.email_of[o["OwnerId"]] == email))
+                for email in {self.email_of[o["OwnerId"]] for o in created_in_cycle}
+            },
+            "sprint-first-calls": self._per_member(calls, lambda mine: float(len(mine))),
+        }
         out.evidence = {
             "discovery-meetings": len(meetings),
             "prospects-contacted": len(reached),
@@ -270,10 +291,17 @@ class GroundTruth:
         }
         return out
 
+    def _per_member(self, records: list[_Activity], value: Any) -> dict[str, float]:
+        """``value`` of each member's own records, for the members who have any (by e-mail, as both CRMs know them)."""
+        by_member: dict[str, list[_Activity]] = {}
+        for record in records:
+            by_member.setdefault(self.email_of[record.owner or ""], []).append(record)
+        return {email: value(mine) for email, mine in by_member.items()}
+
     # --- customer care -------------------------------------------------------------------------------------
-    def _waits(self, team: set[str]) -> list[tuple[float, bool, datetime, datetime]]:
-        """(seconds waited, answered, inquiry time, response time or ANCHOR) of every inbound call/e-mail of the
-        team in the cycle, matched by account."""
+    def _waits(self, team: set[str]) -> list[tuple[float, bool, datetime, datetime, str | None]]:
+        """(seconds waited, answered, inquiry time, response time or ANCHOR, owner) of every inbound call/e-mail of
+        the team in the cycle, matched by account."""
         acts = [a for a in self.activities if a.owner in team and a.at is not None]
         inquiries = [
             a
@@ -296,9 +324,9 @@ class GroundTruth:
             assert inquiry.at is not None and inquiry.account is not None
             later = [t for t in responses.get(inquiry.account, []) if t > inquiry.at]
             if later:
-                waits.append(((min(later) - inquiry.at).total_seconds(), True, inquiry.at, min(later)))
+                waits.append(((min(later) - inquiry.at).total_seconds(), True, inquiry.at, min(later), inquiry.owner))
             else:
-                waits.append(((ANCHOR - inquiry.at).total_seconds(), False, inquiry.at, ANCHOR))
+                waits.append(((ANCHOR - inquiry.at).total_seconds(), False, inquiry.at, ANCHOR, inquiry.owner))
         return waits
 
     def _kam_statuses(self) -> dict[str, dict[str, bool]]:
@@ -336,9 +364,15 @@ class GroundTruth:
         limit = 4 * 3600
         # answered-within-4h counts business hours (team.calendar: Berlin, 08:00–18:00, Monday–Friday, Berlin's
         # public holidays); median-response the wall clock
-        business = [(berlin_open_seconds(start, end), answered) for _s, answered, start, end in waits]
-        considered = [s for s, answered in business if answered or s > limit]
-        ordered = sorted(s for s, _answered, _start, _end in waits)
+        business = [(berlin_open_seconds(start, end), answered, owner) for _s, answered, start, end, owner in waits]
+        considered = [(s, owner) for s, answered, owner in business if answered or s > limit]
+        ordered = sorted(s for s, _answered, _start, _end, _owner in waits)
+        by_member: dict[str, list[float]] = {}
+        for s, owner in considered:
+            by_member.setdefault(self.email_of[owner or ""], []).append(s)
+        waited: dict[str, list[float]] = {}
+        for s, _answered, _start, _end, owner in waits:
+            waited.setdefault(self.email_of[owner or ""], []).append(s)
         statuses = self._kam_statuses()
         # the assessment goes to the key account closest to meeting everything (first by name on a tie)
         best = min(statuses, key=lambda i: (-sum(statuses[i].values()), self.accounts[i]["Name"]))
@@ -352,14 +386,21 @@ class GroundTruth:
         healthy = sum(1 for s in scores.values() if s >= 1.0)
         out = Results()
         out.values = {
-            "answered-within-4h": sum(1 for s in considered if s <= limit) / len(considered) if considered else None,
+            "answered-within-4h": sum(1 for s, _o in considered if s <= limit) / len(considered)
+            if considered
+            else None,
             "median-response": statistics.median(ordered) / 3600 if ordered else None,  # Excel's MEDIAN
             "key-accounts-healthy": healthy / len(scores) if scores else None,
             "nps": None,
         }
         out.evidence = {"answered-within-4h": len(waits), "median-response": len(waits)}
+        out.members = {
+            # a member's share and median are over their own inquiries
+            "answered-within-4h": {e: sum(1 for s in mine if s <= limit) / len(mine) for e, mine in by_member.items()},
+            "median-response": {e: statistics.median(mine) / 3600 for e, mine in waited.items()},
+        }
         out.kam = scores
-        self.boundary_waits = [s for s, _a in business if abs(s - limit) < 1]
+        self.boundary_waits = [s for s, _a, _o in business if abs(s - limit) < 1]
         return out
 
     # --- pipeline hygiene ----------------------------------------------------------------------------------
@@ -466,6 +507,15 @@ def truth() -> GroundTruth:
 
 def _read_results(session: Session, mapping_id: int) -> Results:
     out = Results()
+    connection_id = session.get(OkrMapping, mapping_id).connection_id  # type: ignore[union-attr]
+    emails = {
+        o.external_id: (o.email or "").lower()
+        for o in session.execute(select(Owner).where(Owner.connection_id == connection_id)).scalars()
+    }
+    for c in session.execute(
+        select(KeyResultContribution).where(KeyResultContribution.mapping_id == mapping_id)
+    ).scalars():
+        out.members.setdefault(c.kr_key, {})[emails.get(c.owner_id, c.owner_id)] = c.value
     for row in session.execute(select(KeyResultValue).where(KeyResultValue.mapping_id == mapping_id)).scalars():
         out.values[row.kr_key] = row.value
     evidence = session.execute(
@@ -566,6 +616,8 @@ def _compare(got: Results, want: Results, kind: str, key: str) -> None:
             assert got.evidence.get(key, 0) == want.evidence.get(key, 0), f"{key}: evidence rows"
         else:
             assert got.evidence.get(key, 0) == 0, f"{key}: a value not built from records has no evidence rows"
+        if key in want.members:  # each member's contribution, by e-mail (the same people in both CRMs)
+            assert got.members.get(key, {}) == pytest.approx(want.members[key], rel=1e-9), f"{key}: per member"
     elif kind == "rule":
         violations, score = got.rules[key]
         want_violations, want_score = want.rules[key]
@@ -586,6 +638,9 @@ def test_the_scenario_makes_every_check_meaningful(truth: GroundTruth) -> None:
     assert 0 < care.values["answered-within-4h"] < 1  # type: ignore[operator]
     assert care.values["key-accounts-healthy"] and len(care.kam) > 1
     assert len(set(care.kam.values())) > 1, "key accounts differ in their scores"
+    for results in (acquisition, care):  # per member: several members, with different figures
+        for key, members in results.members.items():
+            assert len(members) > 1 and len(set(members.values())) > 1, key
     assert all(hygiene.rules[r][0] > 0 for r in RULES if r != "probability_mismatch")
     assert truth.boundary_waits == [], "a response exactly at the 4-hour limit"
     assert min(truth.stage_margins) > 1e-3, "an opportunity at exactly 2 × its stage's median age"
