@@ -280,7 +280,7 @@ def _email_messages(rnd: random.Random, tasks: list[dict], users: list[dict], co
     prefix = SOBJECTS["EmailMessage"].key_prefix
     email_of = {u["Id"]: (u["Email"], u["Name"]) for u in users}
     email_of.update({c["Id"]: (c["Email"], f"{c['FirstName']} {c['LastName']}") for c in contacts})
-    rows = []
+    rows: list[dict] = []
     for task in tasks:
         if task.get("TaskSubtype") != "Email":
             continue
