@@ -226,7 +226,8 @@ def describe(rule: Any, finding: Finding, *, as_of: datetime, stage_medians: dic
     if isinstance(rule, ProbabilityMismatch):
         expected = rule.expected.get(finding.detail_text or "")
         shown = "no probability" if finding.detail_number is None else f"Probability {finding.detail_number:g}%"
-        return f"{shown} does not match stage {finding.detail_text} ({expected:g}% expected)"
+        allowed = f" ± {rule.tolerance:g} points" if rule.tolerance else ""
+        return f"{shown} does not match stage {finding.detail_text} ({expected:g}%{allowed} expected)"
     if isinstance(rule, CustomRule):
         return rule.message
     return rule.rule_key

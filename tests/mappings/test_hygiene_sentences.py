@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from mappings.hygiene import Finding, beyond, describe
-from mappings.hygiene_rules import CloseDatePushed, StuckInStage
+from mappings.hygiene_rules import CloseDatePushed, ProbabilityMismatch, StuckInStage
 
 AS_OF = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -39,3 +39,14 @@ def test_close_date_pushed_says_from_how_many_pushes_it_flags() -> None:
     rule = CloseDatePushed(times=3)
     finding = Finding(opportunity_id="O1", rule_key="close_date_pushed", detail_number=3)
     assert describe(rule, finding, as_of=AS_OF) == "Close date pushed 3 times (flagged from 3)"
+
+
+def test_a_probability_mismatch_states_the_tolerance_that_decided_it() -> None:
+    rule = ProbabilityMismatch(expected={"Proposal": 75}, tolerance=5)
+    finding = Finding(opportunity_id="O1", rule_key="probability_mismatch", detail_number=60, detail_text="Proposal")
+    assert (
+        describe(rule, finding, as_of=AS_OF)
+        == "Probability 60% does not match stage Proposal (75% ± 5 points expected)"
+    )
+    exact = ProbabilityMismatch(expected={"Proposal": 75})
+    assert describe(exact, finding, as_of=AS_OF) == "Probability 60% does not match stage Proposal (75% expected)"
