@@ -69,14 +69,16 @@ def hubspot_deal_associations(deals: int) -> int:
     return len(hs_mapping.ASSOCIATIONS["deals"]) * _pages(deals, HUBSPOT_ASSOCIATION_BATCH)
 
 
-def salesforce_minimum(changed: dict[str, int], config: SalesforceConfig) -> int:
+def salesforce_minimum(changed: dict[str, int], config: SalesforceConfig, *, email_lookups: int = 0) -> int:
     """Calls of an incremental Salesforce run in which ``changed`` records of each object changed: one query (or
-    queryAll) per object and a queryMore per further page, one query per Shared Activities relation object, and one
-    getDeleted per object that can be deleted."""
+    queryAll) per object and a queryMore per further page, one query per Shared Activities relation object, one
+    query for the EmailMessage stream and ``email_lookups`` EmailMessage look-ups (one per 300 e-mail tasks of a
+    page of changed tasks: their directions), and one getDeleted per object that can be deleted."""
     queries = sum(max(1, _pages(changed.get(s, 0), config.page_size)) for s in sf_mapping.OBJECTS)
     relations = len(sf_mapping.RELATION_STREAMS) if config.shared_activities else 0
+    emails = 1 + email_lookups if config.email_messages else 0
     deletable = sum(1 for s in sf_mapping.OBJECTS if sf_mapping.has_is_deleted(s))
-    return queries + relations + deletable
+    return queries + relations + emails + deletable
 
 
 def _timed_sync(engine: Engine, connector: PullConnector) -> tuple[SyncReport, float]:
@@ -185,7 +187,13 @@ def _salesforce(tmp: Path) -> dict[str, Any]:
 
             org.reset_stats()
             report, seconds = _timed_sync(engine, SalesforceConnector(config))
-            bulk = _figures(report, seconds, org.api_calls, minimum=salesforce_minimum({"Task": len(tasks)}, config))
+            emails = [t["TaskSubtype"] in sf_mapping.EMAIL_SUBTYPES for t in tasks]  # one stamp: read in this order
+            lookups = sum(
+                -(-sum(emails[start : start + config.page_size]) // 300)
+                for start in range(0, len(emails), config.page_size)
+            )
+            minimum = salesforce_minimum({"Task": len(tasks)}, config, email_lookups=lookups)
+            bulk = _figures(report, seconds, org.api_calls, minimum=minimum)
             bulk["tasks_written"] = report.counts["Task"].written
             print(f"sync-calls salesforce: mass update run {bulk['api_calls']} calls", file=sys.stderr)
 
@@ -243,8 +251,9 @@ def table(results: dict[str, Any]) -> str:
         "",
         f"Minimum (HubSpot, d deals changed, o = {objects} object types): searches (o − 1) + ⌈d/200⌉, association reads"
         " 2·⌈d/1,000⌉, archived listings o, owners 2, pipelines 1. Minimum (Salesforce, one page = 2,000 records): per"
-        " object max(1, ⌈changed/2,000⌉) queries, 1 query per Shared Activities relation object, 1 getDeleted per"
-        " deletable object. HubSpot rows fetched leave out owners, which every run lists in full.",
+        " object max(1, ⌈changed/2,000⌉) queries, 1 query per Shared Activities relation object, 1 query for"
+        " EmailMessage and 1 look-up per 300 e-mail tasks of a page of changed tasks (their directions), 1 getDeleted"
+        " per deletable object. HubSpot rows fetched leave out owners, which every run lists in full.",
         "",
         *(f"- {note}" for note in notes),
     ]

@@ -55,6 +55,12 @@ class SalesforceConfig(BaseModel):
         description="The org has Shared Activities: every contact of a task or event (TaskRelation/EventRelation) "
         "counts, not only its WhoId. An org without it is noticed and logged; false saves that call.",
     )
+    email_messages: bool = Field(
+        default=True,
+        description="Read e-mail directions from EmailMessage (Enhanced Email): an e-mail task gets inbound or "
+        "outbound from its e-mail's Incoming. An org where the integration user cannot read EmailMessage is noticed "
+        "and logged once; false saves those calls (then e-mail tasks have no direction).",
+    )
     max_api_share: float = Field(
         default=0.8, gt=0, le=1, description="Stop before the org's daily API usage passes this share."
     )

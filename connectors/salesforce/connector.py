@@ -106,6 +106,10 @@ class _NoSharedActivities(ConfigurationError):
     """The org does not know TaskRelation/EventRelation: Shared Activities is off."""
 
 
+class _NoEmailMessages(ConfigurationError):
+    """The integration user cannot read EmailMessage (no Enhanced Email, or no access to it)."""
+
+
 class SalesforceConnector:
     """Reads one Salesforce org. Create it, call ``pages()``/``deleted()``; ``api_calls`` counts REST calls made."""
 
@@ -125,7 +129,12 @@ class SalesforceConnector:
         self._sf: Salesforce | None = None
         self._shared_activities = config.shared_activities
         self._first_began: datetime | None = None  # the org's time when this connector's first query began
-        self.streams: tuple[str, ...] = mapping.OBJECTS + (mapping.RELATION_STREAMS if config.shared_activities else ())
+        self._email_messages = config.email_messages
+        self.streams: tuple[str, ...] = (
+            mapping.OBJECTS
+            + ((mapping.EMAIL_STREAM,) if config.email_messages else ())
+            + (mapping.RELATION_STREAMS if config.shared_activities else ())
+        )
 
     @property
     def lookback(self) -> timedelta:
@@ -235,6 +244,8 @@ class SalesforceConnector:
                     raise RetriableError(f"{code}: {message}") from None
                 if code == "INVALID_TYPE" and self._shared_activities and "Relation" in message:
                     raise _NoSharedActivities(message) from None
+                if code == "INVALID_TYPE" and mapping.EMAIL_STREAM in message:
+                    raise _NoEmailMessages(message) from None
                 if code in {"INVALID_FIELD", "INVALID_TYPE"}:
                     raise ConfigurationError(
                         f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
@@ -319,6 +330,9 @@ class SalesforceConnector:
         if stream in mapping.RELATION_STREAMS:
             yield from self._relation_pages(stream, since=since)
             return
+        if stream == mapping.EMAIL_STREAM:
+            yield from self._email_pages(since=since)
+            return
         include_deleted = mapping.has_is_deleted(stream)
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         timeout = self.config.timeout_seconds
@@ -344,8 +358,7 @@ class SalesforceConnector:
         if not self._shared_activities:
             return
         if since is None:
-            began = self._first_began or self.answers.server_time_at(time.monotonic())
-            yield Page(sobject=stream, cursor=(began, "") if began else None, began_at=began)
+            yield self._cursor_page(stream)
             return
         parent = mapping.PARENT_OF[stream]
         parent_field = mapping.RELATIONS[parent][1]
@@ -359,9 +372,29 @@ class SalesforceConnector:
             result, began = self._first_page(lambda: query, include_deleted=True, headers=headers)
         except _NoSharedActivities:
             return
+        yield from self._parents_again(stream, parent, parent_field, result, began=began, headers=headers)
+
+    def _cursor_page(self, stream: str) -> Page:
+        """A first or full read of a stream that re-reads parents: nothing to read (the parents have just come
+        whole), only its cursor, at the org's time this connector's first query began."""
+        began = self._first_began or self.answers.server_time_at(time.monotonic())
+        return Page(sobject=stream, cursor=(began, "") if began else None, began_at=began)
+
+    def _parents_again(
+        self,
+        stream: str,
+        parent: str,
+        parent_field: str,
+        result: dict[str, Any],
+        *,
+        began: datetime | None,
+        headers: dict[str, str],
+    ) -> Iterator[Page]:
+        """Pages of ``stream`` (rows naming a ``parent`` record in ``parent_field``) as pages of those parents, read
+        again as they are now; the cursor is the stream's own."""  # fmt: skip
         while True:
             rows = result.get("records", [])
-            activities, _gone = self.fetch(parent, sorted({str(row[parent_field]) for row in rows}))
+            found, _gone = self.fetch(parent, sorted({str(row[parent_field]) for row in rows if row.get(parent_field)}))
             cursor = next(
                 (
                     (stamp, str(row["Id"]))
@@ -373,8 +406,8 @@ class SalesforceConnector:
             yield Page(
                 sobject=stream,
                 crm_object=parent,
-                records=activities.records,
-                skipped=activities.skipped,
+                records=found.records,
+                skipped=found.skipped,
                 cursor=self._capped(stream, cursor),
                 total_size=int(result.get("totalSize") or 0),
                 began_at=began,
@@ -386,6 +419,64 @@ class SalesforceConnector:
                 "query_more",
                 partial(_query_more, url=next_url, headers=headers, timeout=self.config.timeout_seconds),
             )
+
+    def _email_pages(self, *, since: datetime | None) -> Iterator[Page]:
+        """The e-mail tasks whose EmailMessage changed at or after ``since``, read again with their direction.
+
+        A first or full sync reads nothing here: every e-mail task has just come with its direction (``_map_page``
+        looks them up). Its cursor starts at the org's time this connector's first query began. An upgrade that
+        adds this stream to a synced connection needs one ``okrsync sync salesforce --full`` to give the e-mail
+        tasks already stored their direction."""
+        if not self._email_messages:
+            return
+        if since is None:
+            yield self._cursor_page(mapping.EMAIL_STREAM)
+            return
+        headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
+        query = (
+            f"SELECT Id, ActivityId, Incoming, SystemModstamp FROM {mapping.EMAIL_STREAM}"
+            f" WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+        )
+        try:
+            result, began = self._first_page(lambda: query, include_deleted=False, headers=headers)
+        except _NoEmailMessages as exc:
+            self._no_email_messages(exc)
+            return
+        yield from self._parents_again(mapping.EMAIL_STREAM, "Task", "ActivityId", result, began=began, headers=headers)
+
+    def _with_email_direction(self, rows: list[dict[str, Any]]) -> None:
+        """Put each e-mail task's EmailMessage ``{"Incoming": …}`` on its row (``mapping.EMAIL_KEY``): one query
+        per 300 e-mail tasks of a page, none for a page without e-mails."""
+        if not self._email_messages:
+            return
+        wanted = sorted(
+            str(row["Id"])
+            for row in rows
+            if row.get("TaskSubtype") in mapping.EMAIL_SUBTYPES and mapping.EMAIL_KEY not in row and row.get("Id")
+        )
+        by_task = {str(row["Id"]): row for row in rows if row.get("Id")}
+        for start in range(0, len(wanted), 300):
+            ids = ", ".join(repr(i) for i in wanted[start : start + 300])
+            query = f"SELECT ActivityId, Incoming FROM {mapping.EMAIL_STREAM} WHERE ActivityId IN ({ids})"
+            try:
+                result, _began = self._first_page(partial(str, query), include_deleted=False)
+            except _NoEmailMessages as exc:
+                self._no_email_messages(exc)
+                return
+            for email in result.get("records", []):  # at most 300 rows: one page
+                task = by_task.get(str(email.get("ActivityId")))
+                if task is not None:
+                    task[mapping.EMAIL_KEY] = {"Incoming": email.get("Incoming")}
+
+    def _no_email_messages(self, exc: Exception) -> None:
+        log.warning(
+            "Salesforce does not let okrsync read EmailMessage (%s): e-mail tasks get no direction, so inbound"
+            " e-mails are no inquiries. Turn Enhanced Email on and give the integration user access to e-mails"
+            " (Access Activities, and sharing on the tasks; see deploy/README.md), or set"
+            " OKRSYNC_SALESFORCE__EMAIL_MESSAGES=false to save these calls",
+            str(exc).strip()[:120],
+        )
+        self._email_messages = False
 
     def _capped(self, sobject: str, cursor: tuple[datetime, str] | None) -> tuple[datetime, str] | None:
         """The cursor, but never past the org's clock (the last answer's Date, give or take its resolution): a
@@ -404,6 +495,8 @@ class SalesforceConnector:
 
     def _map_page(self, sobject: str, result: dict[str, Any], *, began_at: datetime | None = None) -> Page:
         page = Page(sobject=sobject, total_size=int(result.get("totalSize") or 0), began_at=began_at)
+        if sobject == "Task":
+            self._with_email_direction(result.get("records", []))
         for row in result.get("records", []):
             try:
                 page.records.append(mapping.to_record(sobject, row, currency=self.config.default_currency))

@@ -109,6 +109,15 @@ RELATIONS: dict[str, tuple[str, str, str]] = {
     "Event": ("EventRelation", "EventId", "EventRelations"),
 }
 RELATION_STREAMS: tuple[str, ...] = tuple(relation for relation, _field, _name in RELATIONS.values())
+
+# Enhanced Email: an e-mail task's direction lives on its EmailMessage (Incoming: the customer wrote), linked by
+# ActivityId; the task itself has none. The connector looks the e-mails of a page of tasks up and puts each one's
+# {"Incoming": …} on its task row under EMAIL_KEY; the EmailMessage stream reads e-mails changed since the last run
+# and brings their tasks again.
+# https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-emailmessage.html
+EMAIL_STREAM = "EmailMessage"
+EMAIL_KEY = "EmailMessage"
+EMAIL_SUBTYPES = frozenset({"Email", "ListEmail"})
 PARENT_OF: dict[str, str] = {relation: parent for parent, (relation, _field, _name) in RELATIONS.items()}
 _CHILD_KEYS = frozenset(name for _relation, _field, name in RELATIONS.values())
 
@@ -261,12 +270,16 @@ def _task(row: dict[str, Any], currency: str) -> Activity:
     completed = parse_datetime(row.get("CompletedDateTime"))
     due = _date_as_datetime(row.get("ActivityDate"))
     occurred = completed or ((due or parse_datetime(row.get("CreatedDate"))) if row.get("IsClosed") else None)
+    direction = _CALL_DIRECTIONS.get(row.get("CallType") or "")
+    email = row.get(EMAIL_KEY)
+    if kind is ActivityKind.email and isinstance(email, dict) and isinstance(email.get("Incoming"), bool):
+        direction = Direction.inbound if email["Incoming"] else Direction.outbound
     return Activity(
         **_common(row),
         **_links(row),
         activity_kind=kind,
         subject=row.get("Subject"),
-        direction=_CALL_DIRECTIONS.get(row.get("CallType") or ""),
+        direction=direction,
         status=row.get("Status"),
         occurred_at=occurred,
         due_at=due if kind is ActivityKind.task else None,  # a logged call or email has no due date
@@ -299,6 +312,8 @@ KINDS: dict[str, str] = {
     # a relation stream brings the activities whose contacts changed, read again with all their contacts
     "TaskRelation": "activity",
     "EventRelation": "activity",
+    # the e-mail stream brings the tasks whose e-mail changed, read again with its direction
+    "EmailMessage": "activity",
 }
 
 MAPPERS: dict[str, Callable[[dict[str, Any], str], CanonicalRecord]] = {

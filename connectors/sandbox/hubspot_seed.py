@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.records import Activity, ActivityKind, Direction
-from connectors.salesforce.mapping import to_record
+from connectors.salesforce.mapping import EMAIL_KEY, EMAIL_STREAM, to_record
 from connectors.sandbox.hubspot_portal import HubSpotPortal, format_timestamp
 
 
@@ -185,8 +185,12 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
             primary_company=company,
         )
 
+    # an e-mail's direction is on its EmailMessage (Enhanced Email): the portal's hs_email_direction tells the same
+    incoming = {e["ActivityId"]: e["Incoming"] for e in data.get(EMAIL_STREAM, ()) if e.get("ActivityId")}
     for sobject in ("Task", "Event"):
         for row in data[sobject]:
+            if row["Id"] in incoming:
+                row = {**row, EMAIL_KEY: {"Incoming": incoming[row["Id"]]}}
             activity = to_record(sobject, row, currency="EUR")
             assert isinstance(activity, Activity)
             kind, properties = _engagement(activity)

@@ -178,6 +178,7 @@ class SandboxOrg:
         jwt_public_key_pem: str | None = None,
         metadata: Mapping[str, ObjectMetadata] | None = None,
         shared_activities: bool = True,
+        email_messages: bool = True,
     ) -> None:
         self.daily_api_limit = daily_api_limit
         self.shared_activities = shared_activities
@@ -213,6 +214,11 @@ class SandboxOrg:
         self._job_number = 0
         if shared_activities:
             self._schemas.update(RELATION_OBJECTS)
+        # an integration user without access to EmailMessage (or an org without Enhanced Email and Email-to-Case)
+        # is answered INVALID_TYPE "sObject type 'EmailMessage' is not supported", as a real org answers it
+        self.email_messages = email_messages
+        if not email_messages:
+            self._schemas.pop("EmailMessage", None)
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self._schemas}
         self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in self._schemas}
         self._next_number = dict.fromkeys(self._schemas, 1)
@@ -226,6 +232,8 @@ class SandboxOrg:
 
     def _load(self, data: dict[str, list[dict]]) -> None:
         for sobject, rows in data.items():
+            if sobject == "EmailMessage" and not self.email_messages:
+                continue  # not visible to this user
             table = self._table(sobject)
             for row in rows:
                 table[row["Id"]] = row

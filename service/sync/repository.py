@@ -126,7 +126,8 @@ UNSTAMPED_COLUMNS: dict[str, tuple[str, ...]] = {
     "owner": ("is_active",),
     "contact": ("account_id",),
     "opportunity": ("account_id",),
-    "activity": ("account_id", "opportunity_id"),
+    # an e-mail task's direction is its EmailMessage's (Salesforce Enhanced Email), which changes without the task
+    "activity": ("account_id", "opportunity_id", "direction"),
 }
 
 
@@ -146,7 +147,8 @@ def refresh_unstamped(session: Session, records: Sequence[crm.CanonicalRecord], 
                 core.c.external_id == bindparam("b_id"),
                 or_(*(core.c[name].is_distinct_from(bindparam(f"b_{name}")) for name in columns)),
             )
-            .values({name: bindparam(f"b_{name}") for name in columns}),
+            # synced_at: what changed here is a change of this sync for the incremental compute (changed_since)
+            .values({**{name: bindparam(f"b_{name}") for name in columns}, "synced_at": utcnow()}),
             [{"b_id": r.external_id, **{f"b_{name}": getattr(r, name) for name in columns}} for r in records],
         )
     _replace_links(session, records, connection_id=connection_id, stored_ids={r.external_id for r in records})

@@ -156,8 +156,13 @@ class _Activity:
         return self.at is not None and window[0] <= self.at < window[1]
 
 
+ALL_OBJECTS = (*sf_mapping.OBJECTS, sf_mapping.EMAIL_STREAM)  # what the truth reads: the objects and the e-mails
+
+
 def _activities(data: dict[str, list[dict[str, Any]]]) -> list[_Activity]:
     out: list[_Activity] = []
+    # an e-mail's direction is its EmailMessage's Incoming (Enhanced Email); a call's is its CallType
+    incoming = {e["ActivityId"]: e["Incoming"] for e in data.get("EmailMessage", ()) if not e.get("IsDeleted")}
     for row in data["Task"]:
         if row.get("IsDeleted"):
             continue
@@ -166,7 +171,10 @@ def _activities(data: dict[str, list[dict[str, Any]]]) -> list[_Activity]:
         if at is None and row.get("IsClosed"):
             due = _day(row.get("ActivityDate"))
             at = _midnight(due) if due else _at(row.get("CreatedDate"))
-        out.append(_activity(row, kind, {"Inbound": "inbound", "Outbound": "outbound"}.get(row.get("CallType")), at))
+        direction = {"Inbound": "inbound", "Outbound": "outbound"}.get(row.get("CallType"))
+        if kind == "email" and row["Id"] in incoming:
+            direction = "inbound" if incoming[row["Id"]] else "outbound"
+        out.append(_activity(row, kind, direction, at))
     for row in data["Event"]:
         if not row.get("IsDeleted"):
             out.append(_activity(row, "meeting", None, _at(row.get("StartDateTime"))))
@@ -499,7 +507,7 @@ def _classic_median(values: list[float]) -> float:
 @pytest.fixture(scope="module")
 def truth() -> GroundTruth:
     org = small_org()
-    return GroundTruth({t: org.records(t, include_deleted=True) for t in sf_mapping.OBJECTS})
+    return GroundTruth({t: org.records(t, include_deleted=True) for t in ALL_OBJECTS})
 
 
 # ------------------------------------------------------------------------------------------ the engine
@@ -581,7 +589,7 @@ def computed(
     tmp = tmp_path_factory.mktemp(f"examples-{request.param}")
     engine = _fresh_engine(request.param, tmp)
     org = small_org()
-    portal, _ids = portal_from_org({t: org.records(t, include_deleted=True) for t in sf_mapping.OBJECTS})
+    portal, _ids = portal_from_org({t: org.records(t, include_deleted=True) for t in ALL_OBJECTS})
     with SandboxServer(org, portal=portal, cert_dir=tmp / "sandbox") as server:
         sf = run_sync(engine, SalesforceConnector(fast_config(server)), connection_name="sandbox")
         hubspot = HubSpotConfig(
@@ -773,7 +781,7 @@ def boundary(
     tmp = tmp_path_factory.mktemp(f"boundary-{request.param}")
     engine = _fresh_engine(request.param, tmp)
     org = _boundary_org()
-    truth = GroundTruth({t: org.records(t, include_deleted=True) for t in sf_mapping.OBJECTS})
+    truth = GroundTruth({t: org.records(t, include_deleted=True) for t in ALL_OBJECTS})
     with SandboxServer(org, cert_dir=tmp / "sandbox") as server:
         assert run_sync(engine, SalesforceConnector(fast_config(server)), connection_name="sandbox").status == "ok"
     with Session(engine) as session:

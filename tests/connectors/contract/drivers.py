@@ -101,7 +101,7 @@ class SalesforceDriver(CrmDriver):
     not_fetched = {
         relation: f"a {relation} page holds {parent} records, read again when their contacts change: fetch serves "
         f"them as the {parent} stream; a full read of {relation} brings none (it only sets the stream's cursor)"
-        for relation, parent in (("TaskRelation", "Task"), ("EventRelation", "Event"))
+        for relation, parent in (("TaskRelation", "Task"), ("EventRelation", "Event"), ("EmailMessage", "Task"))
     }
 
     @contextmanager

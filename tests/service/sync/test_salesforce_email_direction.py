@@ -1,0 +1,73 @@
+"""Salesforce e-mail tasks get their direction from their EmailMessage (Enhanced Email's Incoming), on a first sync
+and when the e-mail changes later; an org that does not let okrsync read EmailMessage is said so once, with what to
+grant, and everything else is synced (issue 19)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from connectors.salesforce import mapping
+from connectors.salesforce.connector import SalesforceConnector
+from connectors.sandbox.generator import generate_org
+from connectors.sandbox.server import SandboxServer
+from connectors.sandbox.store import SandboxOrg
+from service.crm.models import Activity
+from service.sync.service import run_sync
+from tests.conftest import ANCHOR, fast_config
+
+SIZES = {"seed": 11, "accounts": 20, "opportunities": 40, "activities": 1200}
+
+
+def _directions(engine: Engine) -> dict[str, str | None]:
+    with Session(engine) as session:
+        rows = session.exec(select(Activity).where(Activity.activity_kind == "email")).all()
+        return {row.external_id: row.direction for row in rows}
+
+
+def _org_directions(org: SandboxOrg) -> dict[str, str]:
+    return {e["ActivityId"]: "inbound" if e["Incoming"] else "outbound" for e in org.records(mapping.EMAIL_STREAM)}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxOrg(generate_org(anchor=ANCHOR, **SIZES)), cert_dir=tmp_path / "org") as running:
+        yield running
+
+
+def test_every_email_task_has_its_emails_direction_and_follows_a_change(engine: Engine, server: SandboxServer) -> None:
+    org = server.org
+    config = fast_config(server)
+    assert run_sync(engine, SalesforceConnector(config), connection_name="org").status == "ok"
+    want = _org_directions(org)
+    assert want and set(want.values()) == {"inbound", "outbound"}
+    assert _directions(engine) == want  # every e-mail task, inbound or outbound as its e-mail says
+
+    # the e-mail is corrected (logged as received after all): its task keeps its stamp, the e-mail stream brings it
+    email = next(e for e in org.records(mapping.EMAIL_STREAM) if not e["Incoming"])
+    org.update(mapping.EMAIL_STREAM, email["Id"], {"Incoming": True})
+    org.reset_stats()
+    again = run_sync(engine, SalesforceConnector(config), connection_name="org")
+    assert again.status == "ok" and again.counts[mapping.EMAIL_STREAM].fetched == 1
+    assert _directions(engine)[email["ActivityId"]] == "inbound"
+    # the e-mail stream's query, the task read again, and its e-mail looked up
+    assert org.api_calls["query"] >= 2
+
+
+def test_an_org_that_hides_email_messages_is_said_so_once_and_the_rest_is_synced(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = SandboxOrg(generate_org(anchor=ANCHOR, **SIZES), email_messages=False)
+    with SandboxServer(org, cert_dir=tmp_path / "hidden") as server, caplog.at_level(logging.WARNING):
+        report = run_sync(engine, SalesforceConnector(fast_config(server)), connection_name="org")
+    assert report.status == "ok"
+    said = [r.getMessage() for r in caplog.records if "EmailMessage" in r.getMessage()]
+    assert len(said) == 1 and "Access Activities" in said[0] and "EMAIL_MESSAGES=false" in said[0]
+    directions = _directions(engine)
+    assert directions and set(directions.values()) == {None}  # no direction, nothing else lost
+    assert report.counts["Task"].written == len(org.records("Task"))
