@@ -132,6 +132,7 @@ def _page(org: SandboxOrg, locator: str, offset: int, version: str) -> dict[str,
         }
         for row in cursor.rows[offset:end]
     ]
+    cursor.read_to = max(cursor.read_to, min(end, len(cursor.rows)))
     page: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
     if not page["done"]:
         page["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{end}"

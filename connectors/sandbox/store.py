@@ -56,7 +56,7 @@ MAX_OPEN_CURSORS = 10  # Salesforce keeps at most 10 open query cursors per user
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-@dataclass(frozen=True)
+@dataclass
 class QueryCursor:
     """An open query: the matched records as of the query call, the page size and, per subquery (relationship
     name), each parent id's matching child records as of the query call."""
@@ -65,6 +65,11 @@ class QueryCursor:
     rows: list[dict[str, Any]]
     batch_size: int
     children: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    read_to: int = 0  # how far its pages have been served: a cursor read to the end holds nothing more to fetch
+
+    @property
+    def finished(self) -> bool:
+        return self.read_to >= len(self.rows)
 
 
 CSV_DELIMITERS = {"BACKQUOTE": "`", "CARET": "^", "COMMA": ",", "PIPE": "|", "SEMICOLON": ";", "TAB": "\t"}
@@ -722,7 +727,15 @@ class SandboxOrg:
             locator = make_id("01g", self._cursor_number)
             self._cursors[locator] = QueryCursor(query, rows, batch_size, children or {})
             while len(self._cursors) > MAX_OPEN_CURSORS:
-                self._cursors.popitem(last=False)
+                # a query answered in full (its last page served) holds nothing more to fetch: its locator is
+                # released before one a client is still paging through; among those the oldest goes first
+                finished = next(
+                    (key for key, open_ in self._cursors.items() if open_.finished and key != locator), None
+                )
+                if finished is not None:
+                    del self._cursors[finished]
+                else:
+                    self._cursors.popitem(last=False)
             return locator
 
     def cursor(self, locator: str) -> QueryCursor | None:

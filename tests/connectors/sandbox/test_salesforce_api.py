@@ -284,3 +284,19 @@ def test_control_api(server: SandboxServer, http: requests.Session, org: Sandbox
     assert http.delete(f"{server.base_url}/__sandbox/faults").status_code == 204
     assert len(org.faults) == 0 and org.api_calls_total == 0
     assert http.post(f"{server.base_url}/__sandbox/faults", json={"kind": "boom"}).status_code == 422
+
+
+def test_queries_answered_in_full_do_not_push_out_a_cursor_still_paged(sf: Salesforce, org: SandboxOrg) -> None:
+    """At most 10 open query cursors per user; a query answered in one page has nothing left to fetch, so ten of
+    them (the e-mail look-ups between two pages of tasks) leave the task query's cursor open, while ten queries
+    still being paged push it out (INVALID_QUERY_LOCATOR)."""
+    first = sf.query("SELECT Id FROM Task ORDER BY Id")
+    assert not first["done"]
+    for _ in range(10):
+        assert sf.query("SELECT Id FROM Account LIMIT 5")["done"]
+    assert sf.query_more(first["nextRecordsUrl"], identifier_is_url=True)["records"]
+    paged = sf.query("SELECT Id FROM Task ORDER BY Id")
+    for _ in range(10):
+        assert not sf.query("SELECT Id FROM Task ORDER BY Id")["done"]
+    with pytest.raises(SalesforceMalformedRequest, match="INVALID_QUERY_LOCATOR"):
+        sf.query_more(paged["nextRecordsUrl"], identifier_is_url=True)

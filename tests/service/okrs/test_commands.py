@@ -91,9 +91,11 @@ def test_apply_report_explain_and_manual_values(workdir: Path) -> None:
     explain = okrsync(workdir, "explain", "answered-within-4h", "--limit", "3")
     assert explain.returncode == 0, explain.stderr
     assert "record(s) counted; showing 3" in explain.stdout and explain.stdout.count("pair") == 3
-    # measured in business hours (team.calendar): each answered pair shows both waits
-    answered = [line for line in explain.stdout.splitlines() if "pair" in line and "waited" in line]
+    # measured in business hours (team.calendar): each answered pair shows both waits, an open one says so
+    pairs = okrsync(workdir, "explain", "answered-within-4h", "--limit", "60").stdout.splitlines()
+    answered = [line for line in pairs if "pair" in line and "waited" in line]
     assert answered and all(re.search(r"waited [\d.]+ h \([\d.]+ business h\)", line) for line in answered)
+    assert all("waited" in line or "not answered yet" in line for line in pairs if "pair" in line)
     kam = okrsync(workdir, "explain", "key-accounts-healthy", "--limit", "4")
     assert kam.returncode == 0, kam.stderr
     assert "criterion result(s) on key accounts" in kam.stdout and "three-contacts" in kam.stdout
