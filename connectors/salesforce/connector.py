@@ -389,12 +389,15 @@ class SalesforceConnector:
         *,
         began: datetime | None,
         headers: dict[str, str],
+        with_incoming: bool = False,
     ) -> Iterator[Page]:
         """Pages of ``stream`` (rows naming a ``parent`` record in ``parent_field``) as pages of those parents, read
-        again as they are now; the cursor is the stream's own."""  # fmt: skip
+        again as they are now; the cursor is the stream's own. ``with_incoming``: the rows are e-mails, whose
+        Incoming their tasks take without looking it up again."""
         while True:
             rows = result.get("records", [])
-            found, _gone = self.fetch(parent, sorted({str(row[parent_field]) for row in rows if row.get(parent_field)}))
+            named = {str(row[parent_field]): row.get("Incoming") for row in rows if row.get(parent_field)}
+            found, _gone = self.fetch(parent, sorted(named), email_incoming=named if with_incoming else None)
             cursor = next(
                 (
                     (stamp, str(row["Id"]))
@@ -442,13 +445,19 @@ class SalesforceConnector:
         except _NoEmailMessages as exc:
             self._no_email_messages(exc)
             return
-        yield from self._parents_again(mapping.EMAIL_STREAM, "Task", "ActivityId", result, began=began, headers=headers)
+        yield from self._parents_again(
+            mapping.EMAIL_STREAM, "Task", "ActivityId", result, began=began, headers=headers, with_incoming=True
+        )
 
-    def _with_email_direction(self, rows: list[dict[str, Any]]) -> None:
+    def _with_email_direction(self, rows: list[dict[str, Any]], known: dict[str, Any] | None = None) -> None:
         """Put each e-mail task's EmailMessage ``{"Incoming": …}`` on its row (``mapping.EMAIL_KEY``): one query
-        per 300 e-mail tasks of a page, none for a page without e-mails."""
+        per 300 e-mail tasks of a page, none for a page without e-mails; ``known``: task id → Incoming already
+        read (the EmailMessage stream's rows), not asked again."""
         if not self._email_messages:
             return
+        for row in rows:
+            if row.get("TaskSubtype") in mapping.EMAIL_SUBTYPES and known and str(row.get("Id")) in known:
+                row[mapping.EMAIL_KEY] = {"Incoming": known[str(row["Id"])]}
         wanted = sorted(
             str(row["Id"])
             for row in rows
@@ -493,10 +502,17 @@ class SalesforceConnector:
         )
         return (now, "")
 
-    def _map_page(self, sobject: str, result: dict[str, Any], *, began_at: datetime | None = None) -> Page:
+    def _map_page(
+        self,
+        sobject: str,
+        result: dict[str, Any],
+        *,
+        began_at: datetime | None = None,
+        email_incoming: dict[str, Any] | None = None,
+    ) -> Page:
         page = Page(sobject=sobject, total_size=int(result.get("totalSize") or 0), began_at=began_at)
         if sobject == "Task":
-            self._with_email_direction(result.get("records", []))
+            self._with_email_direction(result.get("records", []), email_incoming)
         for row in result.get("records", []):
             try:
                 page.records.append(mapping.to_record(sobject, row, currency=self.config.default_currency))
@@ -511,7 +527,9 @@ class SalesforceConnector:
         page.cursor = self._capped(sobject, page.cursor)
         return page
 
-    def fetch(self, stream: str, ids: list[str]) -> tuple[Page, list[Deletion]]:
+    def fetch(
+        self, stream: str, ids: list[str], *, email_incoming: dict[str, Any] | None = None
+    ) -> tuple[Page, list[Deletion]]:
         """The records ``ids`` of ``stream`` as they are now (``queryAll … WHERE Id IN``, 300 ids per query, so
         soft-deleted ones arrive with IsDeleted): a webhook's targeted refresh. Ids the org no longer has (purged)
         come back as deletions. The page carries no cursor."""
@@ -528,7 +546,7 @@ class SalesforceConnector:
             result, _began = self._first_page(
                 partial(self._select_query, stream, where), include_deleted=include_deleted
             )
-            mapped = self._map_page(stream, result)
+            mapped = self._map_page(stream, result, email_incoming=email_incoming)
             page.records += mapped.records
             page.skipped += mapped.skipped
         page.cursor = None

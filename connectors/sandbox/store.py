@@ -728,7 +728,12 @@ class SandboxOrg:
             self._cursors[locator] = QueryCursor(query, rows, batch_size, children or {})
             while len(self._cursors) > MAX_OPEN_CURSORS:
                 # a query answered in full (its last page served) holds nothing more to fetch: its locator is
-                # released before one a client is still paging through; among those the oldest goes first
+                # released before one a client is still paging through; among those the oldest goes first. Salesforce
+                # creates a cursor only "when results for a large or complex query can't be returned in a single
+                # batch", and since API 56.0 has no limit on open cursors at all; the 10-per-user limit kept here
+                # (older versions: oldest released) is the stricter model.
+                # https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-apicursors.html
+                # https://developer.salesforce.com/docs/atlas.en-us.234.0.api.meta/api/sforce_api_calls_query_querylocator.htm
                 finished = next(
                     (key for key, open_ in self._cursors.items() if open_.finished and key != locator), None
                 )
