@@ -165,6 +165,11 @@ class Activity(CrmRecord):
         description="Every linked opportunity, opportunity_id included, when the CRM allows several (HubSpot "
         "deals); None: the CRM has only opportunity_id.",
     )
+    lead_id: str | None = Field(
+        default=None,
+        description="The lead it was logged on (Salesforce WhoId of a lead, 00Q). A converted lead's activities "
+        "move to its contact and account; a HubSpot lead is a contact, so its activities name it in contact_ids.",
+    )
 
     @field_validator("occurred_at", "due_at", "completed_at")
     @classmethod
@@ -174,7 +179,29 @@ class Activity(CrmRecord):
         return value.astimezone(UTC) if value is not None else None
 
 
-CanonicalRecord = Owner | Account | Contact | Opportunity | OpportunityContact | Activity
+class Lead(CrmRecord):
+    """A prospect who showed interest and is not (yet) a customer contact: Salesforce ``Lead``; in HubSpot a contact
+    that became a lead (``hs_lifecyclestage_lead_date``), with the contact's id.
+
+    ``created_at`` is when it became a lead (Salesforce CreatedDate, HubSpot hs_lifecyclestage_lead_date): where
+    speed to lead starts. ``contact_id``/``account_id`` are the contact and account it is or was converted to.
+    """
+
+    kind: Literal["lead"] = "lead"
+    name: str | None = None
+    email: str | None = None
+    company: str | None = None
+    status: str | None = None
+    source: str | None = None
+    owner_id: str | None = None
+    is_converted: bool = False
+    converted_on: date | None = None
+    contact_id: str | None = None
+    account_id: str | None = None
+    opportunity_id: str | None = None
+
+
+CanonicalRecord = Owner | Account | Contact | Opportunity | OpportunityContact | Activity | Lead
 
 
 class Deletion(BaseModel):

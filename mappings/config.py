@@ -100,6 +100,7 @@ class Distinct(StrEnum):
 class Counted(StrEnum):
     activities = "activities"
     opportunities = "opportunities"
+    leads = "leads"
 
 
 class DateField(StrEnum):
@@ -107,6 +108,7 @@ class DateField(StrEnum):
     created_at = "created_at"
     close_date = "close_date"
     completed_at = "completed_at"
+    converted_on = "converted_on"
     none = "none"
 
 
@@ -120,7 +122,8 @@ _DATE_FIELD = Field(
     default=None,
     title="Date field",
     description="Which date must fall in the KR's window. Default: occurred_at for activities, created_at for "
-    "opportunities; `none` counts the current state (e.g. open opportunities now). An activity's occurred_at is when "
+    "opportunities and leads (a lead's created_at is when it became a lead); converted_on for leads converted in the "
+    "window; `none` counts the current state (e.g. open opportunities now). An activity's occurred_at is when "
     "it happened: a call's or e-mail's time, a meeting's start, a task's completion. A task that is not completed "
     "has none, so it is not counted by occurred_at; count tasks by `created_at` (with a filter on `status` if "
     "wanted) to include open ones.",
@@ -128,7 +131,8 @@ _DATE_FIELD = Field(
 
 
 class CountMetric(_Strict):
-    """How many activities or opportunities match (optionally distinct accounts, contacts or opportunities)."""
+    """How many activities, opportunities or leads match (optionally distinct accounts, contacts or
+    opportunities)."""
 
     type: Literal["count"] = "count"
     of: Counted = Field(title="Records counted", examples=["activities"])
@@ -166,10 +170,9 @@ class Statistic(StrEnum):
     share_within = "share_within"
 
 
-class ResponseTimeMetric(_Strict):
-    """Time from an inbound customer email/call to the team's first response on the same contact or account."""
+class _WaitMetric(_Strict):
+    """What response_time and speed_to_lead share: how a wait is summed up, and what counts as the team's answer."""
 
-    type: Literal["response_time"] = "response_time"
     statistic: Statistic = Field(title="Statistic", examples=["share_within"])
     within_hours: Number | None = Field(
         default=None, gt=0, title="Limit (hours)", description="For share_within.", examples=[4]
@@ -182,18 +185,6 @@ class ResponseTimeMetric(_Strict):
         description="For statistic percentile: P of the waits are at or below the value, by linear interpolation "
         "between the closest ranks (Excel's PERCENTILE.INC with P/100, numpy's default). p90 is percentile 90.",
         examples=[75],
-    )
-    match: Literal["account", "contact"] = Field(default="account", title="Same account or same contact")
-    inquiry_kinds: list[Literal["call", "email"]] = Field(
-        default=["call", "email"],
-        min_length=1,
-        max_length=2,
-        title="What counts as an inquiry",
-        description="An inquiry is an inbound activity of these kinds: the customer called, or wrote an e-mail.",
-        examples=[["email"]],
-    )
-    inbound: list[Condition] = Field(
-        default_factory=list, title="Inbound filter", description="Extra conditions on the customer's inquiry."
     )
     response_kinds: list[Literal["call", "email", "meeting"]] = Field(
         default=["call", "email", "meeting"], min_length=1, max_length=3, title="What counts as a response"
@@ -222,12 +213,48 @@ class ResponseTimeMetric(_Strict):
     )
 
     @model_validator(mode="after")
-    def _limit(self) -> ResponseTimeMetric:
+    def _limit(self) -> _WaitMetric:
         if (self.statistic == Statistic.share_within) != (self.within_hours is not None):
             raise ValueError("within_hours is needed with statistic share_within, and only there")
         if (self.statistic == Statistic.percentile) != (self.percentile is not None):
             raise ValueError("percentile (e.g. 75) is needed with statistic percentile, and only there")
         return self
+
+
+class ResponseTimeMetric(_WaitMetric):
+    """Time from an inbound customer email/call to the team's first response on the same contact or account."""
+
+    type: Literal["response_time"] = "response_time"
+    match: Literal["account", "contact"] = Field(default="account", title="Same account or same contact")
+    inquiry_kinds: list[Literal["call", "email"]] = Field(
+        default=["call", "email"],
+        min_length=1,
+        max_length=2,
+        title="What counts as an inquiry",
+        description="An inquiry is an inbound activity of these kinds: the customer called, or wrote an e-mail.",
+        examples=[["email"]],
+    )
+    inbound: list[Condition] = Field(
+        default_factory=list, title="Inbound filter", description="Extra conditions on the customer's inquiry."
+    )
+
+
+class SpeedToLeadMetric(_WaitMetric):
+    """Time from a new lead to the team's first call, e-mail or meeting on it: on the lead itself, or on the contact
+    or account it was converted to. Each lead created in the window by a member counts once, credited to its owner;
+    a lead nobody has answered yet counts with the time it has waited so far (share_within: not yet)."""
+
+    type: Literal["speed_to_lead"] = "speed_to_lead"
+    leads: list[Condition] = Field(
+        default_factory=list,
+        title="Lead filter",
+        description="Which leads count (fields of the lead: source, status, company, is_converted, account.…).",
+        examples=[[{"field": "source", "op": "in", "value": ["Web", "ORGANIC_SEARCH"]}]],
+    )
+
+
+WAIT_METRICS = (ResponseTimeMetric, SpeedToLeadMetric)
+WaitMetric = ResponseTimeMetric | SpeedToLeadMetric
 
 
 class HygieneScoreMetric(_Strict):
@@ -254,7 +281,14 @@ class ManualMetric(_Strict):
 
 
 Metric = Annotated[
-    CountMetric | SumMetric | RatioMetric | ResponseTimeMetric | HygieneScoreMetric | KamCriteriaMetric | ManualMetric,
+    CountMetric
+    | SumMetric
+    | RatioMetric
+    | ResponseTimeMetric
+    | SpeedToLeadMetric
+    | HygieneScoreMetric
+    | KamCriteriaMetric
+    | ManualMetric,
     Field(discriminator="type"),
 ]
 
@@ -264,7 +298,8 @@ class SprintWindow(_Strict):
 
 
 CommitmentMetric = Annotated[
-    CountMetric | SumMetric | RatioMetric | ResponseTimeMetric | HygieneScoreMetric, Field(discriminator="type")
+    CountMetric | SumMetric | RatioMetric | ResponseTimeMetric | SpeedToLeadMetric | HygieneScoreMetric,
+    Field(discriminator="type"),
 ]
 
 
@@ -427,7 +462,7 @@ NEEDS_CALENDAR = (
 
 
 def _needs_calendar(metric: Any, config: MappingConfig) -> bool:
-    return isinstance(metric, ResponseTimeMetric) and metric.hours == "business" and config.team.calendar is None
+    return isinstance(metric, WAIT_METRICS) and metric.hours == "business" and config.team.calendar is None
 
 
 def check_references(config: MappingConfig) -> list[tuple[Loc, str]]:
@@ -552,10 +587,19 @@ def metric_filters(metric: object) -> list[tuple[RecordType, list[Condition], Lo
             (RecordType.activity, metric.inbound, ("inbound",)),
             (RecordType.activity, metric.response, ("response",)),
         ]
+    if isinstance(metric, SpeedToLeadMetric):
+        return [
+            (RecordType.lead, metric.leads, ("leads",)),
+            (RecordType.activity, metric.response, ("response",)),
+        ]
     return []
 
 
-RECORD_OF = {Counted.activities: RecordType.activity, Counted.opportunities: RecordType.opportunity}
+RECORD_OF = {
+    Counted.activities: RecordType.activity,
+    Counted.opportunities: RecordType.opportunity,
+    Counted.leads: RecordType.lead,
+}
 
 
 def metric_parts(metric: object) -> list[tuple[Loc, CountMetric | SumMetric]]:

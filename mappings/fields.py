@@ -31,6 +31,7 @@ class RecordType(StrEnum):
     account = "account"
     contact = "contact"
     owner = "owner"
+    lead = "lead"
 
 
 _COMMON = {"external_id": FieldType.text, "crm_object": FieldType.text, "created_at": FieldType.datetime}
@@ -49,6 +50,7 @@ CANONICAL: dict[RecordType, dict[str, FieldType]] = {
         "owner_id": FieldType.text,
         "account_id": FieldType.text,
         "opportunity_id": FieldType.text,
+        "lead_id": FieldType.text,
     },
     RecordType.opportunity: {
         **_COMMON,
@@ -89,6 +91,20 @@ CANONICAL: dict[RecordType, dict[str, FieldType]] = {
         "owner_id": FieldType.text,
     },
     RecordType.owner: {**_COMMON, "name": FieldType.text, "email": FieldType.text, "title": FieldType.text},
+    RecordType.lead: {
+        **_COMMON,
+        "name": FieldType.text,
+        "email": FieldType.text,
+        "company": FieldType.text,
+        "status": FieldType.text,
+        "source": FieldType.text,
+        "owner_id": FieldType.text,
+        "is_converted": FieldType.boolean,
+        "converted_on": FieldType.date,
+        "contact_id": FieldType.text,
+        "account_id": FieldType.text,
+        "opportunity_id": FieldType.text,
+    },
 }
 
 # which related records a field path may step into, from each record type
@@ -98,6 +114,7 @@ RELATIONS: dict[RecordType, tuple[RecordType, ...]] = {
     RecordType.account: (RecordType.owner,),
     RecordType.contact: (RecordType.account, RecordType.owner),
     RecordType.owner: (),
+    RecordType.lead: (RecordType.account, RecordType.owner),
 }
 
 

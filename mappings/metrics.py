@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mappings.calendar import BusinessCalendar, business_seconds
-from mappings.config import CountMetric, RatioMetric, ResponseTimeMetric, Statistic, SumMetric
+from mappings.config import CountMetric, RatioMetric, Statistic, SumMetric, WaitMetric
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def percentile_inc(sorted_values: list[float], share: float) -> float:
     return sorted_values[low] + (position - low) * (sorted_values[low + 1] - sorted_values[low])
 
 
-def statistic(metric: ResponseTimeMetric, waits: list[float]) -> float | None:
+def statistic(metric: WaitMetric, waits: list[float]) -> float | None:
     if not waits:
         return None
     ordered = sorted(waits)
@@ -104,7 +104,7 @@ def business_wait(calendar: BusinessCalendar, wait: Wait, as_of: datetime) -> fl
 
 
 def response_time(
-    metric: ResponseTimeMetric, waits: list[Wait], as_of: datetime, calendar: BusinessCalendar | None = None
+    metric: WaitMetric, waits: list[Wait], as_of: datetime, calendar: BusinessCalendar | None = None
 ) -> MetricValue:
     """Hours (median, p90, percentile, max) or a share 0–1 (share_within).
 

@@ -24,7 +24,9 @@ from mappings.config import (
     Distinct,
     RatioMetric,
     ResponseTimeMetric,
+    SpeedToLeadMetric,
     SumMetric,
+    WaitMetric,
 )
 from mappings.fields import CustomField, FieldType, RecordType, ResolvedField, resolve
 from mappings.filters import AnyOf, Condition, FieldCondition, FollowedByCondition, Op
@@ -184,6 +186,8 @@ class FilterCompiler:
 def _base(tables: Tables, of: Counted) -> tuple[Any, RecordType]:
     if of == Counted.activities:
         return tables.activity.alias("counted"), RecordType.activity
+    if of == Counted.leads:
+        return tables.lead.alias("counted"), RecordType.lead
     return tables.opportunity.alias("counted"), RecordType.opportunity
 
 
@@ -220,7 +224,7 @@ def part_evidence(
         if date_field.value not in base.c:
             raise MappingRuntimeError(f"date_field {date_field.value} does not exist on {record.value}")
         when = base.c[date_field.value]
-        if date_field == DateField.close_date:
+        if date_field in (DateField.close_date, DateField.converted_on):
             clauses += [when >= scope.start.date(), when <= scope.last_day]
             when = typed_null("datetime")  # evidence keeps timestamps; the close date is on the record itself
         else:
@@ -275,6 +279,10 @@ def _order_column(base: Any, date_field: DateField) -> Any:
 
 
 def _distinct_key(distinct: Distinct, base: Any, record: RecordType, tables: Tables) -> tuple[Any, Any]:
+    if record == RecordType.lead:  # a lead names its (converted) account, contact and opportunity itself
+        return base.c[
+            {"accounts": "account_id", "contacts": "contact_id", "opportunities": "opportunity_id"}[distinct]
+        ], None
     if distinct == Distinct.accounts:
         return base.c.account_id, None
     if distinct == Distinct.opportunities:
@@ -290,6 +298,88 @@ def _distinct_key(distinct: Distinct, base: Any, record: RecordType, tables: Tab
             link.c.is_deleted == false(),
         )
     return link.c.contact_id, (link, on)
+
+
+def _answers(metric: WaitMetric, response: Any, compiler: FilterCompiler, scope: Scope) -> list[ColumnElement[bool]]:
+    """What makes an activity the team's answer (to an inquiry or a lead): live, logged by a member by ``as_of``, of
+    a response kind, matching the response filter, and outbound or without a direction (or internal, if allowed)."""
+    return [
+        response.c.is_deleted == false(),
+        response.c.occurred_at <= scope.as_of,
+        response.c.activity_kind.in_(metric.response_kinds),
+        *compiler.where(metric.response, response, RecordType.activity),
+        or_(
+            response.c.direction.is_(None),
+            response.c.direction.in_(["outbound", "internal"] if metric.internal_responses else ["outbound"]),
+        ),
+        response.c.owner_id.in_(scope.owner_ids),
+    ]
+
+
+def speed_to_lead_evidence(
+    metric: SpeedToLeadMetric, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]
+) -> Select[Any]:
+    """One row per lead a member owns that was created in the window, with the team's first answer after it.
+
+    The answer is the first activity (see ``_answers``) strictly after the lead was created that was logged on the
+    lead (Salesforce WhoId), on its contact (a HubSpot lead is a contact; a converted Salesforce lead has one), or
+    on the account it was converted to. ``value`` is the wait in seconds, NULL while unanswered.
+    """
+    compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
+    lead = tables.lead.alias("lead")
+    response = tables.activity.alias("response")
+    link = tables.activity_contact.alias("lead_contact")
+    on_contact = (
+        select(link.c.activity_id)
+        .where(link.c.connection_id == lead.c.connection_id, link.c.contact_id == lead.c.contact_id)
+        .correlate(lead)
+    )
+    matches = [
+        response.c.connection_id == lead.c.connection_id,
+        response.c.occurred_at > lead.c.created_at,
+        or_(
+            response.c.lead_id == lead.c.external_id,
+            response.c.account_id == lead.c.account_id,
+            response.c.external_id.in_(on_contact),
+        ),
+        *_answers(metric, response, compiler, scope),
+    ]
+    first_id = (
+        select(response.c.external_id)
+        .where(*matches)
+        .order_by(response.c.occurred_at, response.c.external_id)
+        .limit(1)
+        .correlate_except(response)
+        .scalar_subquery()
+    )
+    first_at = select(func.min(response.c.occurred_at)).where(*matches).correlate_except(response).scalar_subquery()
+    leads = select(
+        lead.c.external_id.label("record_id"),
+        lead.c.owner_id.label("owner_id"),
+        lead.c.created_at.label("occurred_at"),
+        first_id.label("related_id"),
+        first_at.label("answered_at"),
+    ).where(
+        lead.c.connection_id == scope.connection_id,
+        lead.c.is_deleted == false(),
+        lead.c.owner_id.in_(scope.owner_ids),
+        lead.c.created_at >= scope.start,
+        lead.c.created_at < scope.end,
+        *compiler.where(metric.leads, lead, RecordType.lead),
+    )
+    return _pairs(leads.subquery("leads"))
+
+
+def _pairs(sq: Any) -> Select[Any]:
+    """Evidence rows of waits: (record, owner, seconds until the answer or NULL, when it began, the answer)."""
+    return select(
+        literal("pair").label("part"),
+        sq.c.record_id,
+        sq.c.owner_id,
+        (epoch_seconds(sq.c.answered_at) - epoch_seconds(sq.c.occurred_at)).label("value"),
+        sq.c.occurred_at,
+        sq.c.related_id,
+    )
 
 
 def response_evidence(
@@ -310,16 +400,8 @@ def response_evidence(
     response = tables.activity.alias("response")
     matches: list[ColumnElement[bool]] = [
         response.c.connection_id == inquiry.c.connection_id,
-        response.c.is_deleted == false(),
         response.c.occurred_at > inquiry.c.occurred_at,
-        response.c.occurred_at <= scope.as_of,
-        response.c.activity_kind.in_(metric.response_kinds),
-        *compiler.where(metric.response, response, RecordType.activity),
-        or_(
-            response.c.direction.is_(None),
-            response.c.direction.in_(["outbound", "internal"] if metric.internal_responses else ["outbound"]),
-        ),
-        response.c.owner_id.in_(scope.owner_ids),
+        *_answers(metric, response, compiler, scope),
     ]
     if metric.match == "account":
         # ix_activity_account (connection, account, occurred_at) finds the candidates of one inquiry
@@ -375,15 +457,7 @@ def response_evidence(
         *compiler.where(metric.inbound, inquiry, RecordType.activity),
         *([inquiry.c.account_id.in_(list(only_accounts))] if only_accounts is not None else []),
     )
-    sq = inquiries.subquery("inquiries")
-    return select(
-        literal("pair").label("part"),
-        sq.c.record_id,
-        sq.c.owner_id,
-        (epoch_seconds(sq.c.answered_at) - epoch_seconds(sq.c.occurred_at)).label("value"),
-        sq.c.occurred_at,
-        sq.c.related_id,
-    )
+    return _pairs(inquiries.subquery("inquiries"))
 
 
 def metric_evidence(metric: Any, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]) -> list[Select[Any]]:
@@ -397,4 +471,6 @@ def metric_evidence(metric: Any, *, tables: Tables, scope: Scope, custom: dict[s
         ]
     if isinstance(metric, ResponseTimeMetric):
         return [response_evidence(metric, tables=tables, scope=scope, custom=custom)]
+    if isinstance(metric, SpeedToLeadMetric):
+        return [speed_to_lead_evidence(metric, tables=tables, scope=scope, custom=custom)]
     return []

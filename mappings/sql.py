@@ -69,6 +69,7 @@ class Tables:
     owner: Table
     opportunity_contact: Table
     activity_contact: Table
+    lead: Table
 
 
 @dataclass(frozen=True)

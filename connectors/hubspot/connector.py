@@ -46,7 +46,7 @@ from connectors.errors import (
 from connectors.hubspot import mapping
 from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.mapping import HubSpotRow, Pipelines, Stage
-from connectors.records import CanonicalRecord, Deletion, SkippedRecord
+from connectors.records import CanonicalRecord, Contact, Deletion, SkippedRecord
 from connectors.retry import call_with_retries, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -528,6 +528,9 @@ class HubSpotConnector:
                 page.records.append(record)
                 if stream == "deals":
                     page.records.extend(mapping.deal_contacts(row, record.modified_at))
+                if stream == "contacts" and isinstance(record, Contact):
+                    lead = mapping.contact_lead(row, record)
+                    page.records.extend([lead] if lead else [])
             except SkippableError as exc:
                 log.warning("skipped %s", exc)
                 page.skipped.append(SkippedRecord(external_id=row.id, reason=str(exc), raw=row.raw()))

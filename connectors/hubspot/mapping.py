@@ -21,6 +21,7 @@ from connectors.records import (
     CanonicalRecord,
     Contact,
     Direction,
+    Lead,
     Opportunity,
     OpportunityContact,
     Owner,
@@ -66,6 +67,14 @@ PROPERTIES: dict[str, list[str]] = {
         "createdate",
         "lastmodifieddate",
         "hs_merged_object_ids",
+        # a contact that became a lead is a lead (contact_lead)
+        "lifecyclestage",
+        "hs_lifecyclestage_lead_date",
+        "hs_lifecyclestage_opportunity_date",
+        "hs_lifecyclestage_customer_date",
+        "hs_lead_status",
+        "hs_analytics_source",
+        "company",
     ],
     "deals": [
         "dealname",
@@ -457,6 +466,42 @@ def owner_record(raw: dict[str, Any]) -> Owner:
         )
     except (ValidationError, ValueError, KeyError) as exc:
         raise SkippableError(f"owner {raw.get('id')}: {exc}") from exc
+
+
+def contact_lead(row: HubSpotRow, contact: Contact) -> Lead | None:
+    """The lead a contact is or was, when it became one (``hs_lifecyclestage_lead_date``, "Became a Lead Date"),
+    under the contact's id; None for a contact that never was a lead (created as a customer, say).
+
+    Converted: it went on to opportunity or customer (the earlier of ``hs_lifecyclestage_opportunity_date`` and
+    ``hs_lifecyclestage_customer_date``, as a UTC date). Status: ``hs_lead_status``; source:
+    ``hs_analytics_source`` ("Original Source").
+    https://knowledge.hubspot.com/records/use-lifecycle-stages ·
+    https://knowledge.hubspot.com/properties/hubspots-default-contact-properties
+    """
+    p = row.properties
+    became = parse_timestamp(p.get("hs_lifecyclestage_lead_date"))
+    if became is None:
+        return None
+    onward = [d for k in ("opportunity", "customer") if (d := parse_timestamp(p.get(f"hs_lifecyclestage_{k}_date")))]
+    converted = min(onward).date() if onward else None
+    return Lead(
+        external_id=contact.external_id,
+        modified_at=contact.modified_at,
+        created_at=became,
+        is_deleted=contact.is_deleted,
+        raw=contact.raw,
+        merged_ids=contact.merged_ids,
+        name=contact.name,
+        email=contact.email,
+        company=p.get("company") or None,
+        status=p.get("hs_lead_status") or None,
+        source=p.get("hs_analytics_source") or None,
+        owner_id=contact.owner_id,
+        is_converted=converted is not None,
+        converted_on=converted,
+        contact_id=contact.external_id,
+        account_id=contact.account_id,
+    )
 
 
 def deal_contacts(row: HubSpotRow, modified_at: datetime) -> list[OpportunityContact]:

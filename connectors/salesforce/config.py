@@ -61,6 +61,12 @@ class SalesforceConfig(BaseModel):
         "outbound from its e-mail's Incoming. An org where the integration user cannot read EmailMessage is noticed "
         "and logged once; false saves those calls (then e-mail tasks have no direction).",
     )
+    leads: bool = Field(
+        default=True,
+        description="Read Lead (new leads, their conversion, the activities logged on them): speed-to-lead and "
+        "lead counts need it. An org where the integration user cannot read Lead is noticed and logged once; false "
+        "saves those calls.",
+    )
     max_api_share: float = Field(
         default=0.8, gt=0, le=1, description="Stop before the org's daily API usage passes this share."
     )

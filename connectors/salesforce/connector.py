@@ -110,6 +110,10 @@ class _NoEmailMessages(ConfigurationError):
     """The integration user cannot read EmailMessage (no Enhanced Email, or no access to it)."""
 
 
+class _NoLeads(ConfigurationError):
+    """The integration user cannot read Lead (no Read on Lead in its profile or permission sets)."""
+
+
 class SalesforceConnector:
     """Reads one Salesforce org. Create it, call ``pages()``/``deleted()``; ``api_calls`` counts REST calls made."""
 
@@ -130,8 +134,9 @@ class SalesforceConnector:
         self._shared_activities = config.shared_activities
         self._first_began: datetime | None = None  # the org's time when this connector's first query began
         self._email_messages = config.email_messages
+        self._leads = config.leads
         self.streams: tuple[str, ...] = (
-            mapping.OBJECTS
+            tuple(o for o in mapping.OBJECTS if config.leads or o != mapping.LEAD_STREAM)
             + ((mapping.EMAIL_STREAM,) if config.email_messages else ())
             + (mapping.RELATION_STREAMS if config.shared_activities else ())
         )
@@ -155,6 +160,8 @@ class SalesforceConnector:
     def supports_deleted(self, stream: str) -> bool:
         # A relation deleted on its own changes its activity (the activity stream reads it again); a relation
         # deleted with its activity goes with it. No getDeleted for the relation streams.
+        if stream == mapping.LEAD_STREAM and not self._leads:
+            return False
         return stream in mapping.FIELDS and mapping.has_is_deleted(stream)
 
     def instance_url(self, known: str | None = None) -> str | None:
@@ -246,6 +253,8 @@ class SalesforceConnector:
                     raise _NoSharedActivities(message) from None
                 if code == "INVALID_TYPE" and mapping.EMAIL_STREAM in message:
                     raise _NoEmailMessages(message) from None
+                if code == "INVALID_TYPE" and f"'{mapping.LEAD_STREAM}'" in message:
+                    raise _NoLeads(message) from None
                 if code in {"INVALID_FIELD", "INVALID_TYPE"}:
                     raise ConfigurationError(
                         f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
@@ -333,12 +342,24 @@ class SalesforceConnector:
         if stream == mapping.EMAIL_STREAM:
             yield from self._email_pages(since=since)
             return
+        if stream == mapping.LEAD_STREAM and not self._leads:
+            return
         include_deleted = mapping.has_is_deleted(stream)
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         timeout = self.config.timeout_seconds
-        result, began = self._first_page(
-            lambda: self.soql(stream, since=since), include_deleted=include_deleted, headers=headers
-        )
+        try:
+            result, began = self._first_page(
+                lambda: self.soql(stream, since=since), include_deleted=include_deleted, headers=headers
+            )
+        except _NoLeads as exc:
+            log.warning(
+                "Salesforce does not let okrsync read Lead (%s): no leads are synced, so speed-to-lead and lead"
+                " counts stay empty. Give the integration user Read on Lead (the okrsync_integration permission"
+                " set in deploy/salesforce grants it), or set OKRSYNC_SALESFORCE__LEADS=false to save these calls",
+                str(exc).strip()[:120],
+            )
+            self._leads = False
+            return
         while True:
             yield self._map_page(stream, result, began_at=began)
             next_url = result.get("nextRecordsUrl")
@@ -393,10 +414,18 @@ class SalesforceConnector:
     ) -> Iterator[Page]:
         """Pages of ``stream`` (rows naming a ``parent`` record in ``parent_field``) as pages of those parents, read
         again as they are now; the cursor is the stream's own. ``with_incoming``: the rows are e-mails, whose
-        Incoming their tasks take without looking it up again."""
+        Incoming their tasks take without looking it up again. A parent named on an earlier page is not read again:
+        the query had every row when it began, so that read already saw them all (two relations of one task may sit
+        on either side of a page boundary)."""
+        read: set[str] = set()
         while True:
             rows = result.get("records", [])
-            named = {str(row[parent_field]): row.get("Incoming") for row in rows if row.get(parent_field)}
+            named = {
+                str(row[parent_field]): row.get("Incoming")
+                for row in rows
+                if row.get(parent_field) and str(row[parent_field]) not in read
+            }
+            read.update(named)
             found, _gone = self.fetch(parent, sorted(named), email_incoming=named if with_incoming else None)
             cursor = next(
                 (

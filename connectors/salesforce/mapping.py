@@ -20,6 +20,7 @@ from connectors.records import (
     CanonicalRecord,
     Contact,
     Direction,
+    Lead,
     Opportunity,
     OpportunityContact,
     Owner,
@@ -94,7 +95,26 @@ FIELDS: dict[str, list[str]] = {
         "WhatId",
         "AccountId",
     ],
+    # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_lead.htm
+    # A converted lead stays (IsConverted, ConvertedDate a date) and names what it became; its activities move to
+    # the converted contact and to the opportunity (or the account), as the conversion re-parents them.
+    "Lead": [
+        *COMMON,
+        "IsDeleted",
+        "Name",
+        "Email",
+        "Company",
+        "Status",
+        "LeadSource",
+        "OwnerId",
+        "IsConverted",
+        "ConvertedDate",
+        "ConvertedAccountId",
+        "ConvertedContactId",
+        "ConvertedOpportunityId",
+    ],
 }
+LEAD_STREAM = "Lead"
 
 # Synced in this order so that parents usually land before children (nothing depends on it).
 OBJECTS: tuple[str, ...] = tuple(FIELDS)
@@ -132,6 +152,7 @@ def relation_subquery(sobject: str) -> str | None:
 PREFIX_OPPORTUNITY = "006"
 PREFIX_ACCOUNT = "001"
 PREFIX_CONTACT = "003"
+PREFIX_LEAD = "00Q"
 
 
 def has_is_deleted(sobject: str) -> bool:
@@ -252,8 +273,9 @@ def _links(row: dict[str, Any]) -> dict[str, Any]:
         "owner_id": row.get("OwnerId"),
         "account_id": account_id,
         "opportunity_id": what if what.startswith(PREFIX_OPPORTUNITY) else None,
-        # Leads (00Q) are not contacts.
+        # Leads (00Q) are not contacts; an activity on a lead names it alone (a lead cannot share one with contacts).
         "contact_ids": tuple(dict.fromkeys(i for i in who if i.startswith(PREFIX_CONTACT))),
+        "lead_id": next((i for i in who if i.startswith(PREFIX_LEAD)), None),
     }
 
 
@@ -301,6 +323,23 @@ def _event(row: dict[str, Any], currency: str) -> Activity:
     )
 
 
+def _lead(row: dict[str, Any], currency: str) -> Lead:
+    return Lead(
+        **_common(row),
+        name=row.get("Name"),
+        email=row.get("Email"),
+        company=row.get("Company"),
+        status=row.get("Status"),
+        source=row.get("LeadSource"),
+        owner_id=row.get("OwnerId"),
+        is_converted=bool(row.get("IsConverted")),
+        converted_on=_date(row.get("ConvertedDate")),
+        contact_id=row.get("ConvertedContactId"),
+        account_id=row.get("ConvertedAccountId"),
+        opportunity_id=row.get("ConvertedOpportunityId"),
+    )
+
+
 KINDS: dict[str, str] = {
     "User": "owner",
     "Account": "account",
@@ -309,6 +348,7 @@ KINDS: dict[str, str] = {
     "OpportunityContactRole": "opportunity_contact",
     "Task": "activity",
     "Event": "activity",
+    "Lead": "lead",
     # a relation stream brings the activities whose contacts changed, read again with all their contacts
     "TaskRelation": "activity",
     "EventRelation": "activity",
@@ -324,6 +364,7 @@ MAPPERS: dict[str, Callable[[dict[str, Any], str], CanonicalRecord]] = {
     "OpportunityContactRole": _contact_role,
     "Task": _task,
     "Event": _event,
+    "Lead": _lead,
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from connectors.sandbox.salesforce_relations import RELATION_OBJECTS, RELATIONS_OF, relation_row
 from connectors.sandbox.schema import SOBJECTS, format_date, format_datetime, make_id
@@ -262,9 +263,13 @@ def generate_org(
         "Task": tasks,
         "Event": events,
     }
+    # Leads, the team's first touch on them, and customer e-mails out of hours: a random generator of their own, and
+    # the tasks they add come after all others, so every other record is exactly what it was before leads
+    leads, outbound = _leads(random.Random(seed + 3), clock, new_id, tasks, reps, account_rows, contacts_by_account)
+    org["Lead"] = leads
     # Enhanced Email: each e-mail task has its EmailMessage, from a random generator of its own (so every other
     # record is exactly what it was before e-mails had one)
-    org["EmailMessage"] = _email_messages(random.Random(seed + 2), tasks, users, contacts)
+    org["EmailMessage"] = _email_messages(random.Random(seed + 2), tasks, users, [*contacts, *leads], outbound)
     if shared_activities:
         org.update(_relations(random.Random(seed + 1), {"Task": tasks, "Event": events}, contacts_by_account))
     return org
@@ -273,7 +278,13 @@ def generate_org(
 INCOMING_SHARE = 0.35  # of the e-mails logged on deals and accounts, the customer's; the rest the team's
 
 
-def _email_messages(rnd: random.Random, tasks: list[dict], users: list[dict], contacts: list[dict]) -> list[dict]:
+def _email_messages(
+    rnd: random.Random,
+    tasks: list[dict],
+    users: list[dict],
+    contacts: list[dict],
+    known: dict[str, bool] | None = None,
+) -> list[dict]:
     """The EmailMessage of every e-mail task, as Enhanced Email stores it: ActivityId the task, RelatedToId its
     WhatId, MessageDate its completion, Incoming for about a third (the customer wrote: from the contact to the
     owner, Status 1 Read), else sent by the owner to the contact (Status 3 Sent)."""
@@ -284,7 +295,7 @@ def _email_messages(rnd: random.Random, tasks: list[dict], users: list[dict], co
     for task in tasks:
         if task.get("TaskSubtype") != "Email":
             continue
-        incoming = rnd.random() < INCOMING_SHARE
+        incoming = known[task["Id"]] if known and task["Id"] in known else rnd.random() < INCOMING_SHARE
         owner, owner_name = email_of.get(task["OwnerId"], (None, None))
         contact, contact_name = email_of.get(task["WhoId"] or "", (None, None))
         sender, sender_name, recipient = (contact, contact_name, owner) if incoming else (owner, owner_name, contact)
@@ -311,6 +322,139 @@ def _email_messages(rnd: random.Random, tasks: list[dict], users: list[dict], co
     return rows
 
 
+_LEAD_SOURCES = ["Web", "Web", "Phone Inquiry", "Partner Referral", "Trade Show"]
+_LEAD_OPEN = ["Open - Not Contacted", "Working - Contacted", "Closed - Not Converted"]
+
+
+def _leads(
+    rnd: random.Random,
+    clock: _Clock,
+    new_id: IdFactory,
+    tasks: list[dict],
+    reps: list[dict],
+    accounts: list[dict],
+    contacts_by_account: dict[str, list[dict]],
+) -> tuple[list[dict], dict[str, bool]]:
+    """Leads of the quarter, arriving at any hour (web forms do not keep office hours), and the tasks that go with
+    them, appended to ``tasks``: the owner's first call or e-mail on a lead (logged on the lead; on the contact and
+    account for a converted one, where Salesforce's conversion moves it), for most leads; and customer e-mails
+    written in the evening or at the weekend, answered the next working morning or not yet. Returns the leads and
+    the direction (Incoming) of the e-mails added."""
+    count = max(30, len(accounts) // 2)
+    outbound: dict[str, bool] = {}
+    leads: list[dict] = []
+    used: set[str] = set()
+    last_activity: dict[str, str] = {}
+
+    def task(
+        minute: int, owner: str, who: str, what: str | None, account: str | None, *, email: bool, incoming: bool
+    ) -> None:
+        stamp = clock.stamp(minute, int(rnd.random() * 60))
+        record: dict[str, Any] = {
+            "Id": new_id("Task"),
+            "Subject": ("Re: your enquiry" if not incoming else "Question about our order") if email else "First call",
+            "TaskSubtype": "Email" if email else "Call",
+            "Type": "Email" if email else "Call",
+            "Status": "Completed",
+            "Priority": "Normal",
+            "ActivityDate": clock.day_date[minute // 1440],
+            "CompletedDateTime": stamp,
+            "CallDurationInSeconds": None if email else int(60 + rnd.random() * 900),
+            "CallType": None if email else ("Inbound" if incoming else "Outbound"),
+            "CallDisposition": None if email else "Connected",
+            "Description": None,
+            "OwnerId": owner,
+            "WhoId": who,
+            "WhatId": what,
+            "AccountId": account,
+            "IsClosed": True,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+            "IsDeleted": False,
+        }
+        tasks.append(record)
+        if email:
+            outbound[record["Id"]] = incoming
+        day = str(record["ActivityDate"])
+        for target in (what, account):
+            if target and last_activity.get(target, "") < day:
+                last_activity[target] = day
+
+    for index in range(count):
+        owner = reps[int(rnd.random() * len(reps))]["Id"]
+        created = clock.first + int(rnd.random() * (clock.last - clock.first - 60))
+        first, last = rnd.choice(_FIRST), rnd.choice(_LAST)
+        lead = {
+            "Id": new_id("Lead"),
+            "FirstName": first,
+            "LastName": last,
+            "Name": f"{first} {last}",
+            "Email": f"{first.lower()}.{last.lower()}.lead{index + 1}@example.org",
+            "Company": f"{rnd.choice(_WORDS)} {rnd.choice(_SECTORS)[0]} Lead {index + 1}",
+            "Status": "Open - Not Contacted",
+            "LeadSource": rnd.choice(_LEAD_SOURCES),
+            "OwnerId": owner,
+            "IsConverted": False,
+            "ConvertedDate": None,
+            "ConvertedAccountId": None,
+            "ConvertedContactId": None,
+            "ConvertedOpportunityId": None,
+            "IsDeleted": False,
+        }
+        touched = created + int(rnd.random() * rnd.choice((120, 600, 3000, 6000)))
+        answered = rnd.random() < 0.8 and touched <= clock.last
+        free = [a for a in accounts if a["Id"] not in used]
+        if answered and free and rnd.random() < 0.4:  # converted: the person is a contact of an account now
+            account = free[int(rnd.random() * len(free))]
+            used.add(account["Id"])
+            contact = contacts_by_account[account["Id"]][0]
+            converted = min(clock.last, touched + int(rnd.random() * 4 * 1440))
+            first, last = contact["FirstName"], contact["LastName"]  # converted into this person's contact
+            lead.update(
+                FirstName=first,
+                LastName=last,
+                Name=contact["Name"],
+                Email=contact["Email"],
+                Status="Closed - Converted",
+                IsConverted=True,
+                ConvertedDate=clock.day_date[converted // 1440],
+                ConvertedAccountId=account["Id"],
+                ConvertedContactId=contact["Id"],
+            )
+            task(touched, owner, contact["Id"], account["Id"], account["Id"], email=rnd.random() < 0.5, incoming=False)
+            modified = converted
+        elif answered:
+            lead["Status"] = _LEAD_OPEN[1 + int(rnd.random() * 2)]
+            task(touched, owner, lead["Id"], None, None, email=rnd.random() < 0.5, incoming=False)
+            modified = touched
+        else:
+            modified = created
+        leads.append(_audit(lead, clock.stamp(created), clock.stamp(modified, 59)))
+
+    # customers who write in the evening or at the weekend: inquiries that wait for the next opening
+    weekend = [d for d in range(len(clock.day_date)) if d not in set(clock.workdays)]
+    for _ in range(max(4, len(accounts) // 5)):
+        account = accounts[int(rnd.random() * len(accounts))]
+        contact = contacts_by_account[account["Id"]][int(rnd.random() * len(contacts_by_account[account["Id"]]))]
+        if weekend and rnd.random() < 0.5:
+            minute = rnd.choice(weekend) * 1440 + 540 + int(rnd.random() * 600)
+        else:
+            minute = rnd.choice(clock.workdays) * 1440 + 1140 + int(rnd.random() * 200)  # 19:00–22:20 UTC
+        if not clock.first <= minute <= clock.last:
+            continue
+        task(minute, account["OwnerId"], contact["Id"], account["Id"], account["Id"], email=True, incoming=True)
+        later = [d for d in clock.workdays if d * 1440 > minute]
+        if later and rnd.random() < 0.75:
+            reply = later[0] * 1440 + 360 + int(rnd.random() * 240)  # 06:00–10:00 UTC on the next working day
+            if reply <= clock.last:
+                task(reply, account["OwnerId"], contact["Id"], account["Id"], account["Id"], email=True, incoming=False)
+    for row in accounts:
+        if last_activity.get(row["Id"], "") > (row["LastActivityDate"] or ""):
+            row["LastActivityDate"] = last_activity[row["Id"]]
+    return leads, outbound
+
+
 def _relations(
     rnd: random.Random, activities: dict[str, list[dict]], contacts_by_account: dict[str, list[dict]]
 ) -> dict[str, list[dict]]:
@@ -321,7 +465,7 @@ def _relations(
         prefix = RELATION_OBJECTS[relation].key_prefix
         for record in records:
             related = [record["WhoId"], record["WhatId"]]
-            if rnd.random() < 0.2:
+            if record["AccountId"] and rnd.random() < 0.2:  # a task on a lead has no account (and no other contacts)
                 others = [c["Id"] for c in contacts_by_account[record["AccountId"]] if c["Id"] != record["WhoId"]]
                 related += rnd.sample(others, min(len(others), rnd.randint(1, 2)))
             for relation_id in dict.fromkeys(r for r in related if r):

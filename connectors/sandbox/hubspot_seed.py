@@ -136,11 +136,16 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 "tier": account.get("Tier__c"),
             },
         )
+    # A Salesforce lead is a HubSpot contact that became a lead: a converted lead is its converted contact (which
+    # went on to opportunity when the lead was converted), an open one a contact of no company yet.
+    converted = {lead["ConvertedContactId"]: lead for lead in data.get("Lead", ()) if lead.get("ConvertedContactId")}
     for contact in data["Contact"]:
         company = ids.get(contact.get("AccountId") or "")
+        lead = converted.get(contact["Id"])
+        row = {**contact, "SystemModstamp": max(contact["SystemModstamp"], lead["SystemModstamp"])} if lead else contact
         insert(
             "contacts",
-            contact,
+            row,
             7_000_000,
             {
                 "firstname": contact.get("FirstName"),
@@ -149,9 +154,25 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 "jobtitle": contact.get("Title"),
                 "hubspot_owner_id": owner(contact),
                 "associatedcompanyid": company,
+                **(_lead_properties(lead, owner(lead)) if lead else {}),
             },
             [("companies", company or "")],
             primary_company=company,
+        )
+    for lead in data.get("Lead", ()):
+        if lead.get("ConvertedContactId") or lead.get("IsDeleted"):
+            continue
+        insert(
+            "contacts",
+            lead,
+            7_000_000,
+            {
+                "firstname": lead.get("FirstName"),
+                "lastname": lead.get("LastName"),
+                "email": lead.get("Email"),
+                "hubspot_owner_id": owner(lead),
+                **_lead_properties(lead, owner(lead)),
+            },
         )
     roles: dict[str, list[str]] = {}
     for role in data["OpportunityContactRole"]:
@@ -197,10 +218,33 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
             links = [
                 ("companies", ids.get(activity.account_id or "", "")),
                 ("deals", ids.get(activity.opportunity_id or "", "")),
-                *[("contacts", ids.get(c, "")) for c in activity.contact_ids],
+                *[("contacts", ids.get(c, "")) for c in (*activity.contact_ids, activity.lead_id) if c],
             ]
             insert(kind, row, 20_000_000, {**properties, "hubspot_owner_id": ids.get(activity.owner_id or "")}, links)
     return portal, ids
+
+
+# HubSpot's Original Source values (hs_analytics_source) for the sandbox org's lead sources
+_SOURCES = {
+    "Web": "ORGANIC_SEARCH",
+    "Phone Inquiry": "OFFLINE",
+    "Partner Referral": "REFERRALS",
+    "Trade Show": "OFFLINE",
+}
+
+
+def _lead_properties(lead: dict[str, Any], owner_id: str | None) -> dict[str, Any]:
+    """A lead's story in contact properties: when it became a lead, and an opportunity when it was converted. The
+    portal's lead status options are edited to the org's lead statuses (HubSpot allows it)."""
+    return {
+        "lifecyclestage": "opportunity" if lead.get("IsConverted") else "lead",
+        "hs_lifecyclestage_lead_date": _stamp(lead["CreatedDate"]),
+        "hs_lifecyclestage_opportunity_date": _stamp(lead.get("ConvertedDate")),
+        "hs_lead_status": lead.get("Status"),
+        "hs_analytics_source": _SOURCES.get(lead.get("LeadSource") or "", "OTHER_CAMPAIGNS"),
+        "company": lead.get("Company"),
+        "hubspot_owner_id": owner_id,
+    }
 
 
 _CALL_DIRECTION = {Direction.inbound: "INBOUND", Direction.outbound: "OUTBOUND"}

@@ -175,6 +175,31 @@ SOBJECTS: dict[str, SObjectSchema] = {
                 "IsDeleted": BOOLEAN,
             },
         ),
+        # Lead: key prefix 00Q. Conversion sets IsConverted, ConvertedDate (a date) and the Converted*Id lookups; the
+        # lead stays queryable. Status is the org's lead status picklist (converted ones: "Closed - Converted").
+        # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_lead.htm
+        SObjectSchema(
+            "Lead",
+            "00Q",
+            {
+                "Id": ID,
+                "FirstName": STRING,
+                "LastName": STRING,
+                "Name": STRING,
+                "Email": EMAIL,
+                "Company": STRING,
+                "Status": PICKLIST,
+                "LeadSource": PICKLIST,
+                "OwnerId": REFERENCE,
+                "IsConverted": BOOLEAN,
+                "ConvertedDate": DATE,
+                "ConvertedAccountId": REFERENCE,
+                "ConvertedContactId": REFERENCE,
+                "ConvertedOpportunityId": REFERENCE,
+                **_AUDIT,
+                "IsDeleted": BOOLEAN,
+            },
+        ),
         # Enhanced Email: every e-mail is an EmailMessage and a Task (ActivityId); without Enhanced Email only
         # Email-to-Case creates EmailMessages. Incoming says whether the customer wrote it. Status is stored as a
         # digit: 0 New, 1 Read, 2 Replied, 3 Sent, 4 Forwarded, 5 Draft. Key prefix 02s.

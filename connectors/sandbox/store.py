@@ -184,6 +184,7 @@ class SandboxOrg:
         metadata: Mapping[str, ObjectMetadata] | None = None,
         shared_activities: bool = True,
         email_messages: bool = True,
+        leads: bool = True,
     ) -> None:
         self.daily_api_limit = daily_api_limit
         self.shared_activities = shared_activities
@@ -224,6 +225,10 @@ class SandboxOrg:
         self.email_messages = email_messages
         if not email_messages:
             self._schemas.pop("EmailMessage", None)
+        # an integration user without Read on Lead is answered the same way for Lead
+        self.leads = leads
+        if not leads:
+            self._schemas.pop("Lead", None)
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self._schemas}
         self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in self._schemas}
         self._next_number = dict.fromkeys(self._schemas, 1)
@@ -237,7 +242,7 @@ class SandboxOrg:
 
     def _load(self, data: dict[str, list[dict]]) -> None:
         for sobject, rows in data.items():
-            if sobject == "EmailMessage" and not self.email_messages:
+            if sobject not in self._schemas and sobject in ("EmailMessage", "Lead"):
                 continue  # not visible to this user
             table = self._table(sobject)
             for row in rows:

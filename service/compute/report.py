@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from mappings.calendar import business_seconds
-from mappings.config import MappingConfig, RatioMetric, ResponseTimeMetric, Statistic
+from mappings.config import WAIT_METRICS, MappingConfig, RatioMetric, Statistic
 from mappings.hygiene import Finding, describe
 from service.compute.models import (
     HygieneFinding,
@@ -92,7 +92,7 @@ def format_value(metric: Any, value: float | None) -> str:
         return "–"
     if isinstance(metric, RatioMetric) or metric.type in ("hygiene_score", "kam_criteria"):
         return f"{value:.0%}"
-    if isinstance(metric, ResponseTimeMetric):
+    if isinstance(metric, WAIT_METRICS):
         return f"{value:.0%}" if metric.statistic == Statistic.share_within else f"{value:.1f} h"
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
 
@@ -238,7 +238,7 @@ def business_wait(
     hours; None for any other key result, and for an inquiry not answered yet. ``seconds`` is the wall-clock wait the
     evidence row holds; the response came at ``occurred_at + seconds``."""
     calendar = config.team.calendar
-    if not isinstance(metric, ResponseTimeMetric) or metric.hours != "business" or calendar is None:
+    if not isinstance(metric, WAIT_METRICS) or metric.hours != "business" or calendar is None:
         return None
     if occurred_at is None or seconds is None:
         return None

@@ -22,7 +22,16 @@ from service.compute.models import (
     KeyResultValue,
     ObjectiveValue,
 )
-from service.crm.models import Account, Activity, ActivityContact, Contact, Opportunity, OpportunityContact, Owner
+from service.crm.models import (
+    Account,
+    Activity,
+    ActivityContact,
+    Contact,
+    Lead,
+    Opportunity,
+    OpportunityContact,
+    Owner,
+)
 from service.okrs.models import KamAssessment, ManualValue
 
 ID_CHUNK = 1000
@@ -47,6 +56,7 @@ def local_tables() -> Tables:
         owner=t(Owner),
         opportunity_contact=t(OpportunityContact),
         activity_contact=t(ActivityContact),
+        lead=t(Lead),
     )
 
 
@@ -375,6 +385,7 @@ def changed_since(session: Session, *, connection_id: int, since: datetime) -> d
         ("account", Account),
         ("contact", Contact),
         ("opportunity_contact", OpportunityContact),
+        ("lead", Lead),
     ):
         t = table(model)
         column = t.c.opportunity_id if kind == "opportunity_contact" else t.c.external_id

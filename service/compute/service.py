@@ -24,6 +24,8 @@ from mappings import hygiene as hygiene_rules
 from mappings import kam as kam_rules
 from mappings import metrics, scoring
 from mappings.config import (
+    RECORD_OF,
+    WAIT_METRICS,
     Counted,
     CountMetric,
     Distinct,
@@ -34,6 +36,7 @@ from mappings.config import (
     MappingConfig,
     RatioMetric,
     ResponseTimeMetric,
+    SpeedToLeadMetric,
     Sprint,
     SprintWindow,
     SumMetric,
@@ -53,13 +56,14 @@ from service.compute.models import (
     KeyResultValue,
     ObjectiveValue,
 )
-from service.crm.models import Activity, ActivityContact, CrmConnection, Opportunity, OpportunityContact
+from service.crm.models import Activity, ActivityContact, CrmConnection, Lead, Opportunity, OpportunityContact
 from service.kit.db import utcnow
 from service.okrs.models import OkrMapping, OkrMappingVersion
 from service.sprints.models import SprintResult
 
 log = logging.getLogger(__name__)
-RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric)
+RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric, SpeedToLeadMetric)
+_BASE_OF = {Counted.activities: "activity", Counted.opportunities: "opportunity", Counted.leads: "lead"}
 
 
 @dataclass
@@ -71,9 +75,11 @@ class ChangeSet:
     account: set[str] = field(default_factory=set)
     contact: set[str] = field(default_factory=set)
     opportunity_contact: set[str] = field(default_factory=set)  # ids of the opportunities whose contacts changed
+    lead: set[str] = field(default_factory=set)
 
     def kinds(self) -> set[str]:
-        return {k for k in ("activity", "opportunity", "account", "contact", "opportunity_contact") if getattr(self, k)}
+        kinds = ("activity", "opportunity", "account", "contact", "opportunity_contact", "lead")
+        return {k for k in kinds if getattr(self, k)}
 
 
 def changes_since_last(session: Session, mapping: OkrMapping) -> ChangeSet | None:
@@ -441,7 +447,9 @@ def _kinds(kr: KeyResult, custom: dict[str, Any]) -> tuple[set[str], set[str]]:
     """The record kinds a KR counts, and the other kinds its filters look at (related records)."""
     metric = kr.metric
     parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
-    bases = {"opportunity" if getattr(p, "of", None) == Counted.opportunities else "activity" for p in parts}
+    bases = {_BASE_OF.get(getattr(p, "of", None), "activity") for p in parts}  # type: ignore[arg-type]
+    if isinstance(metric, SpeedToLeadMetric):
+        bases = {"lead", "activity"}
     related: set[str] = set()
     for record, where, _loc in metric_filters(metric):
         for condition in conditions_fields(where):
@@ -474,6 +482,10 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
     assert changes is not None
     metric = kr.metric
     custom = ctx.config.custom()
+    if isinstance(metric, SpeedToLeadMetric):
+        # leads are few (hundreds a quarter): a change to a lead, an activity or what its filters read recomputes it
+        bases, related = _kinds(kr, custom)
+        return None if (bases | related | {"contact"}) & changes.kinds() else False
     if isinstance(metric, ResponseTimeMetric):
         _bases, related = _kinds(kr, custom)
         if related & changes.kinds():
@@ -534,9 +546,9 @@ def _reached(ctx: _Context, kr_key: str, name: str, part: CountMetric | SumMetri
     assert changes is not None
     custom, session, connection_id = ctx.config.custom(), ctx.session, ctx.cycle.connection_id
     activities = part.of == Counted.activities
-    record = RecordType.activity if activities else RecordType.opportunity
-    base_model = Activity if activities else Opportunity
-    reached = set(changes.activity if activities else changes.opportunity)
+    record = RECORD_OF[part.of]
+    base_model = {RecordType.activity: Activity, RecordType.opportunity: Opportunity, RecordType.lead: Lead}[record]
+    reached = set(getattr(changes, record.value))
     vias = {
         via.value
         for condition in conditions_fields(part.where)
@@ -743,7 +755,7 @@ def _sprints(ctx: _Context) -> list[str]:
                 key = sprint_evidence_key(sprint.key)
                 queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
                 repo.replace_evidence(ctx.session, mapping_id=ctx.mapping_id, kr_key=key, queries=queries)
-                if isinstance(metric, ResponseTimeMetric):
+                if isinstance(metric, WAIT_METRICS):
                     waits = repo.waits(ctx.session, mapping_id=ctx.mapping_id, kr_key=key)
                     value = metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
                 else:
@@ -834,7 +846,7 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
             if same is not None:
                 ctx.inquiries_done[same] = kr.key
-    if isinstance(metric, ResponseTimeMetric):
+    if isinstance(metric, WAIT_METRICS):
         waits = repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
         return metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
     totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)

@@ -119,6 +119,7 @@ class Activity(RecordBase, table=True):
         Index("ix_activity_kind_time", "connection_id", "activity_kind", "occurred_at"),
         Index("ix_activity_account", "connection_id", "account_id", "occurred_at"),
         Index("ix_activity_opportunity", "connection_id", "opportunity_id", "occurred_at"),
+        Index("ix_activity_lead", "connection_id", "lead_id"),
     )
 
     activity_kind: str = Field(max_length=16)
@@ -130,6 +131,29 @@ class Activity(RecordBase, table=True):
     completed_at: datetime | None = _ts()
     duration_seconds: int | None = None
     owner_id: str | None = None
+    account_id: str | None = None
+    opportunity_id: str | None = None
+    lead_id: str | None = Field(default=None, description="The lead it was logged on (Salesforce WhoId 00Q).")
+
+
+class Lead(RecordBase, table=True):
+    """Salesforce Lead; a HubSpot contact that became a lead (same id as the contact). ``created_at``: when it became
+    a lead. ``contact_id``/``account_id``/``opportunity_id``: what it is or was converted to."""
+
+    __table_args__ = (
+        Index("ix_lead_owner_created", "connection_id", "owner_id", "created_at"),
+        Index("ix_lead_contact", "connection_id", "contact_id"),
+    )
+
+    name: str | None = Field(default=None, sa_type=Text)
+    email: str | None = None
+    company: str | None = Field(default=None, sa_type=Text)
+    status: str | None = None
+    source: str | None = None
+    owner_id: str | None = None
+    is_converted: bool = False
+    converted_on: date | None = None
+    contact_id: str | None = None
     account_id: str | None = None
     opportunity_id: str | None = None
 

@@ -26,7 +26,7 @@ from mappings.source import Locator, MappingFileError, Problem
 from mappings.validate import from_data, located
 from service.compute.models import Computation, KamAccountScore
 from service.compute.repository import owner_ids_by_email, table
-from service.crm.models import Account, Activity, Contact, CrmConnection, Opportunity, Owner
+from service.crm.models import Account, Activity, Contact, CrmConnection, Lead, Opportunity, Owner
 from service.kit import errors
 from service.kit.db import utcnow
 from service.kit.errors import ConflictError
@@ -38,6 +38,7 @@ MODELS: dict[RecordType, Any] = {
     RecordType.account: Account,
     RecordType.contact: Contact,
     RecordType.owner: Owner,
+    RecordType.lead: Lead,
 }
 
 

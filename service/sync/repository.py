@@ -18,6 +18,7 @@ from service.crm.models import (
     ActivityOpportunity,
     Contact,
     CrmConnection,
+    Lead,
     Opportunity,
     OpportunityContact,
     Owner,
@@ -33,7 +34,12 @@ TABLES: dict[str, type[SQLModel]] = {
     "opportunity": Opportunity,
     "opportunity_contact": OpportunityContact,
     "activity": Activity,
+    "lead": Lead,
 }
+
+# Records a connector derives from another record's row, under the same id (a HubSpot lead is a contact that became a
+# lead): they go when that record goes (deleted, archived or merged away).
+DERIVED: dict[str, tuple[str, ...]] = {"contact": ("lead",)}
 
 # Chunk size for IN (...) lists: well under SQLite's and PostgreSQL's parameter limits.
 ID_CHUNK = 1000
@@ -298,6 +304,7 @@ _REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
         ("contact_ids", "contact"),
     ),
     "opportunity_contact": (("opportunity_id", "opportunity"), ("contact_id", "contact")),
+    "lead": (("account_id", "account"),),
 }
 
 
@@ -480,6 +487,7 @@ def retire_merged(session: Session, kind: str, *, connection_id: int, survivors:
             .values(is_deleted=True, deleted_at=now)
         )
     old_ids = sorted(moves)
+    _retire_derived(session, kind, connection_id=connection_id, ids=old_ids, at=now)
     scalar = {"account": ("activity", "opportunity", "contact"), "opportunity": ("activity",)}.get(kind, ())
     column = f"{kind}_id"
     for target in scalar:
@@ -679,7 +687,20 @@ def mark_deleted(
         )
         if detach:
             detach_deleted(session, kind, connection_id=connection_id, ids=[d.external_id for d in live])
+        _retire_derived(session, kind, connection_id=connection_id, ids=[d.external_id for d in live], at=utcnow())
     return len(live)
+
+
+def _retire_derived(session: Session, kind: str, *, connection_id: int, ids: Sequence[str], at: datetime) -> None:
+    """The records derived from these (``DERIVED``) are marked deleted with them."""
+    for derived in DERIVED.get(kind, ()):
+        table: Any = TABLES[derived]
+        for chunk in _chunks(list(ids)):
+            session.execute(
+                update(table)
+                .where(table.connection_id == connection_id, table.external_id.in_(chunk), table.is_deleted.is_(False))
+                .values(is_deleted=True, deleted_at=at)
+            )
 
 
 def record_skips(

@@ -21,6 +21,7 @@ from sqlmodel import Session
 
 from connectors.writes import FIELD_TARGETS, STAMP_FIELDS, Target
 from mappings.config import (
+    WAIT_METRICS,
     CountMetric,
     KeyResult,
     MappingConfig,
@@ -198,7 +199,7 @@ def _contribution_value(kr: KeyResult, total: repo.ContributionTotal) -> tuple[f
         return _round(total.value_sum, 2), f"{_number(total.value_sum)} {metric.field}"
     if isinstance(metric, RatioMetric):
         return float(total.records), f"{total.records} of the {metric.numerator.of.value}"
-    if isinstance(metric, ResponseTimeMetric) and total.records:
+    if isinstance(metric, WAIT_METRICS) and total.records:
         hours = (total.value_sum or 0) / total.records
         return _round(hours, 2), f"{total.records} answered, {hours:.1f} h on average"
     return None, f"{total.records} counted"
@@ -220,7 +221,7 @@ def _contributions(
         counted = metric.numerator.of if isinstance(metric, RatioMetric) else getattr(metric, "of", None)
         if isinstance(metric, ResponseTimeMetric) or (counted is not None and counted.value == "activities"):
             activity_krs.append(kr_key)
-        elif counted is not None:
+        elif counted is not None and counted.value == "opportunities":
             opportunity_krs.append(kr_key)
     totals = repo.contributions(
         session,

@@ -65,12 +65,16 @@ KEY_RESULTS = {
         "meetings-to-opportunities",
         "new-pipeline",
         "sprint-first-calls",
+        "speed-to-lead",
+        "leads-converted",
     ],
     "customer-care": ["answered-within-4h", "median-response", "key-accounts-healthy", "nps"],
     "pipeline-hygiene": ["next-step-set", "hygiene-score", "no-overdue-close-dates", "hygiene-sprint-updates"],
 }
-RECORD_BASED = {  # KRs whose value comes from evidence rows (count, sum, ratio, response_time)
+RECORD_BASED = {  # KRs whose value comes from evidence rows (count, sum, ratio, response_time, speed_to_lead)
     "discovery-meetings",
+    "speed-to-lead",
+    "leads-converted",
     "prospects-contacted",
     "meetings-to-opportunities",
     "new-pipeline",
@@ -151,6 +155,7 @@ class _Activity:
     opportunity: str | None
     contacts: tuple[str, ...]
     subject: str | None
+    lead: str | None = None  # WhoId of a lead (00Q)
 
     def within(self, window: tuple[datetime, datetime]) -> bool:
         return self.at is not None and window[0] <= self.at < window[1]
@@ -193,6 +198,7 @@ def _activity(row: dict[str, Any], kind: str, direction: str | None, at: datetim
         opportunity=what if what.startswith("006") else None,
         contacts=(who,) if who.startswith("003") else (),
         subject=row.get("Subject"),
+        lead=who if who.startswith("00Q") else None,
     )
 
 
@@ -270,8 +276,22 @@ class GroundTruth:
         ]
         sprint = _window(date(2026, 8, 3), date(2026, 8, 14))
         calls = [a for a in acts if a.kind == "call" and a.direction == "outbound" and a.within(sprint)]
+        lead_waits = self._lead_waits(team)
+        # share_within 24 h: an unanswered lead counts once it has waited longer than the limit (then it is late)
+        day = 24 * 3600
+        considered = [(s, owner) for s, answered, owner in lead_waits if answered or s > day]
+        converted_leads = [
+            lead
+            for lead in self.data["Lead"]
+            if not lead.get("IsDeleted")
+            and lead["OwnerId"] in team
+            and lead.get("IsConverted")
+            and date(2026, 7, 1) <= _day(lead.get("ConvertedDate")) <= date(2026, 9, 30)  # type: ignore[operator]
+        ]
         out = Results()
         out.values = {
+            "speed-to-lead": sum(1 for s, _o in considered if s <= day) / len(considered) if considered else None,
+            "leads-converted": float(len(converted_leads)),
             "discovery-meetings": float(len(meetings)),
             "prospects-contacted": float(len(reached)),
             "meetings-to-opportunities": len(converted) / len(meetings) if meetings else None,
@@ -289,14 +309,59 @@ class GroundTruth:
                 for email in {self.email_of[o["OwnerId"]] for o in created_in_cycle}
             },
             "sprint-first-calls": self._per_member(calls, lambda mine: float(len(mine))),
+            "speed-to-lead": {
+                email: sum(1 for s, o in considered if self.email_of[o] == email and s <= day)
+                / sum(1 for _s, o in considered if self.email_of[o] == email)
+                for email in {self.email_of[o] for _s, o in considered}
+            },
+            "leads-converted": {
+                email: float(sum(1 for lead in converted_leads if self.email_of[lead["OwnerId"]] == email))
+                for email in {self.email_of[lead["OwnerId"]] for lead in converted_leads}
+            },
         }
+        self.lead_waits = lead_waits
         out.evidence = {
+            "speed-to-lead": len(lead_waits),
+            "leads-converted": len(converted_leads),
             "discovery-meetings": len(meetings),
             "prospects-contacted": len(reached),
             "meetings-to-opportunities": len(converted) + len(meetings),
             "new-pipeline": len(created_in_cycle),
             "sprint-first-calls": len(calls),
         }
+        return out
+
+    def _lead_waits(self, team: set[str]) -> list[tuple[float, bool, str]]:
+        """(seconds waited, answered, owner) of every lead a member owns created in the cycle: until the team's first
+        call or e-mail strictly after it, logged on the lead, on its converted contact or on its converted account
+        (outbound or without a direction, by a member, by ANCHOR); unanswered ones until ANCHOR."""
+        answers = [
+            a
+            for a in self.activities
+            if a.owner in team
+            and a.at is not None
+            and a.at <= ANCHOR
+            and a.kind in ("call", "email")
+            and a.direction in (None, "outbound")
+        ]
+        out = []
+        for lead in self.data["Lead"]:
+            created = _at(lead["CreatedDate"])
+            assert created is not None
+            if lead.get("IsDeleted") or lead["OwnerId"] not in team or not self.cycle[0] <= created < self.cycle[1]:
+                continue
+            contact, account = lead.get("ConvertedContactId"), lead.get("ConvertedAccountId")
+            times = [
+                a.at
+                for a in answers
+                if a.at is not None
+                and a.at > created
+                and (a.lead == lead["Id"] or (contact and contact in a.contacts) or (account and a.account == account))
+            ]
+            if times:
+                out.append(((min(times) - created).total_seconds(), True, lead["OwnerId"]))
+            else:
+                out.append(((ANCHOR - created).total_seconds(), False, lead["OwnerId"]))
         return out
 
     def _per_member(self, records: list[_Activity], value: Any) -> dict[str, float]:
@@ -643,6 +708,9 @@ def test_the_scenario_makes_every_check_meaningful(truth: GroundTruth) -> None:
     assert acquisition.evidence["discovery-meetings"] > 0 and acquisition.evidence["prospects-contacted"] > 0
     assert 0 < acquisition.values["meetings-to-opportunities"] < 1  # type: ignore[operator]
     assert acquisition.evidence["sprint-first-calls"] > 0 and hygiene.evidence["hygiene-sprint-updates"] > 0
+    assert 0 < acquisition.values["speed-to-lead"] < 1  # type: ignore[operator]
+    assert acquisition.evidence["leads-converted"] > 0
+    assert any(not answered for _s, answered, _o in truth.lead_waits), "a lead nobody has answered yet"
     assert 0 < care.values["answered-within-4h"] < 1  # type: ignore[operator]
     assert care.values["key-accounts-healthy"] and len(care.kam) > 1
     assert len(set(care.kam.values())) > 1, "key accounts differ in their scores"

@@ -130,7 +130,11 @@ class HubSpotDriver(CrmDriver):
         "deals": {
             "opportunity_contact": "a deal's contacts come with it (v4 associations read with the deal), as the "
             "deal↔contact records Salesforce reads from OpportunityContactRole"
-        }
+        },
+        "contacts": {
+            "lead": "a contact that became a lead (hs_lifecyclestage_lead_date) is also a lead, under its own id: "
+            "HubSpot's contacts by lifecycle stage play the part of Salesforce's Lead"
+        },
     }
     not_fetched = {
         "owners": "owners come from the owners API, which has no batch read; no webhook names an owner, so the "

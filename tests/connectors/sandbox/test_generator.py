@@ -36,12 +36,42 @@ def test_team_and_volumes(org_data: dict[str, list[dict]]) -> None:
     assert titles == {"Account Executive": 8, "Key Account Manager": 2, "Head of Sales": 1}
     assert len(org_data["Account"]) == 400
     assert len(org_data["Opportunity"]) == 1000
-    assert len(org_data["Task"]) + len(org_data["Event"]) == 20000
+    story = [t for t in org_data["Task"] if t["Subject"] in STORY_SUBJECTS]  # leads and out-of-hours e-mails
+    assert len(org_data["Task"]) + len(org_data["Event"]) - len(story) == 20000
     assert any(account["Key_Account__c"] for account in org_data["Account"])
     per_account = Counter(contact["AccountId"] for contact in org_data["Contact"])
     assert set(per_account.values()) <= {2, 3, 4, 5}
     per_opp = Counter(role["OpportunityId"] for role in org_data["OpportunityContactRole"])
     assert set(per_opp.values()) <= {1, 2, 3} and len(per_opp) == 1000
+
+
+STORY_SUBJECTS = ("First call", "Re: your enquiry", "Question about our order")
+
+
+def test_leads_arrive_at_any_hour_and_some_are_converted(org_data: dict[str, list[dict]]) -> None:
+    leads = org_data["Lead"]
+    assert len(leads) == 200 and all(lead["Id"].startswith("00Q") for lead in leads)
+    converted = [lead for lead in leads if lead["IsConverted"]]
+    assert 0 < len(converted) < len(leads)
+    contacts = {contact["Id"]: contact for contact in org_data["Contact"]}
+    for lead in converted:  # conversion names the contact and its account; the lead carries the person's name
+        contact = contacts[lead["ConvertedContactId"]]
+        assert contact["AccountId"] == lead["ConvertedAccountId"] and contact["Name"] == lead["Name"]
+        assert lead["Status"] == "Closed - Converted" and lead["CreatedDate"][:10] <= lead["ConvertedDate"]
+    assert all(
+        not lead["ConvertedContactId"] and not lead["ConvertedDate"] for lead in leads if not lead["IsConverted"]
+    )
+    hours = {int(lead["CreatedDate"][11:13]) for lead in leads}
+    assert {0, 3, 21} <= hours, "web forms arrive at night too"
+    weekdays = {datetime.strptime(lead["CreatedDate"][:10], "%Y-%m-%d").weekday() for lead in leads}
+    assert {5, 6} <= weekdays
+    incoming = {e["ActivityId"]: e["Incoming"] for e in org_data["EmailMessage"]}
+    weekend = [
+        t
+        for t in org_data["Task"]
+        if incoming.get(t["Id"]) and datetime.strptime(t["CreatedDate"][:10], "%Y-%m-%d").weekday() >= 5
+    ]
+    assert weekend, "customers write at the weekend"
 
 
 def test_timestamps_are_api_shaped_and_consistent(org_data: dict[str, list[dict]]) -> None:
@@ -80,6 +110,10 @@ def test_activity_mix_and_links(org_data: dict[str, list[dict]]) -> None:
     assert all(task["CallType"] is None for task in tasks if task["TaskSubtype"] != "Call")
     assert any(not task["IsClosed"] and task["ActivityDate"] > "2026-09-30" for task in tasks)
     contact_ids = {contact["Id"] for contact in org_data["Contact"]}
-    assert all(row["WhoId"] in contact_ids and row["AccountId"] for row in tasks + events)
-    assert all(row["WhatId"][:3] in ("001", "006") for row in tasks + events)
+    lead_ids = {lead["Id"] for lead in org_data["Lead"]}
+    on_leads = [row for row in tasks if row["WhoId"] in lead_ids]
+    others = [row for row in tasks + events if row["WhoId"] not in lead_ids]
+    assert on_leads and all(row["WhatId"] is None and row["AccountId"] is None for row in on_leads)
+    assert all(row["WhoId"] in contact_ids and row["AccountId"] for row in others)
+    assert all(row["WhatId"][:3] in ("001", "006") for row in others)
     assert all(event["EventSubtype"] == "Event" and event["StartDateTime"] < event["EndDateTime"] for event in events)

@@ -206,10 +206,16 @@ def test_the_overview_shows_objectives_key_results_contributions_and_the_sprint(
     assert current is not None and current.key == "acquisition-sprint-3"
     assert f'<p class="big">{current.name}</p>' in page
     assert f"Committed {current.shown_committed} · Achieved {current.shown_achieved}" in page
-    [objective] = report.objectives
-    assert f"<h2>{objective.title}</h2>" in page
-    labels = {"on_track": "On track", "at_risk": "At risk", "off_track": "Off track"}
-    for kr in objective.key_results:
+    assert [o.key for o in report.objectives] == ["new-customers", "leads-hear-from-us"]
+    objective = report.objectives[0]
+    labels = {
+        "on_track": "On track",
+        "at_risk": "At risk",
+        "off_track": "Off track",
+        "too_early": "Too early to tell",
+        "no_data": "No data",
+    }
+    for kr in (kr for o in report.objectives for kr in o.key_results):
         row = page[page.index(f'href="/dashboard/{mapping_id}/kr/{kr.key}"') :].split("</tr>")[0]
         assert f">{escape(kr.title)}</a>" in row
         assert f'<td class="num">{kr.shown}</td>' in row and f'<td class="num">{kr.target}</td>' in row
@@ -217,6 +223,7 @@ def test_the_overview_shows_objectives_key_results_contributions_and_the_sprint(
         assert f'style="width: {min(1.0, kr.progress or 0) * 100:.1f}%"' in row
         for name, shown in kr.contributions:
             assert f'<span class="member">{name} <b>{shown}</b></span>' in row
+    assert all(f"<h2>{o.title}</h2>" in page for o in report.objectives)
     discovery = next(kr for kr in objective.key_results if kr.key == "discovery-meetings")
     assert discovery.shown == "175" and discovery.contributions[0] == ("Jonas Quinn", "41")
 

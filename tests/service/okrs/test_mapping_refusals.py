@@ -226,7 +226,7 @@ def test_the_command_line_validates_and_previews_the_base_file(okrsync: Callable
     path = tmp_path / "base.yaml"
     path.write_text(BASE, encoding="utf-8")
     validated = okrsync("mappings", "validate", str(path))
-    assert validated.exit_code == 0 and "valid — 1 objective(s), 5 key result(s)" in validated.stdout, validated.output
+    assert validated.exit_code == 0 and "valid — 2 objective(s), 7 key result(s)" in validated.stdout, validated.output
     previewed = okrsync("mappings", "preview", str(path), "--as-of", AS_OF)
     assert previewed.exit_code == 0 and "150 meetings with prospects" in previewed.stdout, previewed.output
 

@@ -112,7 +112,9 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
             hs_row.account_id,
             hs_row.opportunity_id,
         ), f"activity {sf_id} links"
-        assert {ids[c] for c in sf_links.get(sf_id, set())} == hs_links.get(ids[sf_id], set())
+        # a HubSpot lead is a contact: an activity on a Salesforce lead is one on that contact there
+        sf_people = sf_links.get(sf_id, set()) | ({sf_row.lead_id} if sf_row.lead_id else set())
+        assert {ids[c] for c in sf_people} == hs_links.get(ids[sf_id], set())
 
     owners = {o.external_id: o.email for o in local_rows(engine, "owner", crm="salesforce").values()}
     hs_owners = {o.external_id: o.email for o in local_rows(engine, "owner", crm="hubspot").values()}
@@ -127,6 +129,23 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
         for name in OPPORTUNITY_FIELDS:
             assert getattr(sf_row, name) == getattr(hs_row, name), f"opportunity {sf_id} {name}"
         assert (mapped(sf_row.owner_id), mapped(sf_row.account_id)) == (hs_row.owner_id, hs_row.account_id)
+
+    # leads: a Salesforce Lead is the HubSpot contact it was converted to, or a contact of its own while it is open
+    sf_leads = local_rows(engine, "lead", crm="salesforce")
+    hs_leads = local_rows(engine, "lead", crm="hubspot")
+    assert len(sf_leads) == len(hs_leads) == len(org.records("Lead")) > 0
+    converted = [lead.is_converted for lead in sf_leads.values()]
+    assert any(converted) and not all(converted)
+    for sf_id, sf_row in sf_leads.items():
+        hs_id = ids[sf_row.contact_id] if sf_row.contact_id else ids[sf_id]
+        hs_row = hs_leads[hs_id]
+        for name in ("created_at", "name", "email", "company", "status", "is_converted", "converted_on"):
+            assert getattr(sf_row, name) == getattr(hs_row, name), f"lead {sf_id} {name}"
+        assert (mapped(sf_row.owner_id), mapped(sf_row.account_id), hs_id) == (
+            hs_row.owner_id,
+            hs_row.account_id,
+            hs_row.contact_id,
+        ), f"lead {sf_id} links"
 
 
 def _minimum_first_sync(portal: Any) -> int:

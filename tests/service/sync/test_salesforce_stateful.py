@@ -166,7 +166,7 @@ class Fault:
 
 # calls of every incremental run: 1 query (User), 8 queryAll (6 objects, 2 relation objects), 6 getDeleted
 # the calls of a quiet incremental run, by kind: query is User's and EmailMessage's (the e-mails' directions)
-CALLS = {None: 16, "query": 2, "queryAll": 8, "getDeleted": 6}
+CALLS = {None: 18, "query": 2, "queryAll": 9, "getDeleted": 7}
 RETRIED = st.sampled_from(
     [
         ("http", (("status", 429),)),
@@ -676,6 +676,12 @@ REFERENCES: dict[str, dict[str, str]] = {
     "OpportunityContactRole": {"opportunity_id": "OpportunityId", "contact_id": "ContactId"},
     "Task": {"owner_id": "OwnerId"},
     "Event": {"owner_id": "OwnerId"},
+    "Lead": {
+        "owner_id": "OwnerId",
+        "contact_id": "ConvertedContactId",
+        "account_id": "ConvertedAccountId",
+        "opportunity_id": "ConvertedOpportunityId",
+    },
 }
 
 
@@ -685,6 +691,8 @@ def _references(sobject: str, record: dict[str, Any]) -> dict[str, Any]:
         what = record.get("WhatId") or ""
         found["account_id"] = record.get("AccountId") or (what if what.startswith("001") else None)
         found["opportunity_id"] = what if what.startswith("006") else None
+        who = record.get("WhoId") or ""
+        found["lead_id"] = who if who.startswith("00Q") else None
     return found
 
 
