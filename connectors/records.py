@@ -165,6 +165,11 @@ class Activity(CrmRecord):
         description="Every linked opportunity, opportunity_id included, when the CRM allows several (HubSpot "
         "deals); None: the CRM has only opportunity_id.",
     )
+    email_from: str | None = Field(default=None, description="An e-mail's sender address.")
+    email_to: str | None = Field(
+        default=None,
+        description="An e-mail's recipients, To then Cc, as the CRM lists them ('a@x.com; b@y.com').",
+    )
     lead_id: str | None = Field(
         default=None,
         description="The lead it was logged on (Salesforce WhoId of a lead, 00Q). A converted lead's activities "

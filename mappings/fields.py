@@ -51,6 +51,8 @@ CANONICAL: dict[RecordType, dict[str, FieldType]] = {
         "account_id": FieldType.text,
         "opportunity_id": FieldType.text,
         "lead_id": FieldType.text,
+        "email_from": FieldType.text,
+        "email_to": FieldType.text,
     },
     RecordType.opportunity: {
         **_COMMON,

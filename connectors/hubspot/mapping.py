@@ -109,6 +109,9 @@ PROPERTIES: dict[str, list[str]] = {
         "hs_email_subject",
         "hs_email_direction",
         "hs_email_status",
+        "hs_email_from_email",
+        "hs_email_to_email",
+        "hs_email_cc_email",
         "hubspot_owner_id",
         "hs_createdate",
         "hs_lastmodifieddate",
@@ -390,6 +393,9 @@ def _engagement(row: HubSpotRow, pipelines: Pipelines) -> Activity:
             status=p.get("hs_email_status"),
             occurred_at=at,
             completed_at=at,
+            # hs_email_to_email / hs_email_cc_email list several addresses separated by ";"
+            email_from=p.get("hs_email_from_email") or None,
+            email_to="; ".join(a for a in (p.get("hs_email_to_email"), p.get("hs_email_cc_email")) if a) or None,
         )
     if row.object_type == "meetings":
         start = parse_timestamp(p.get("hs_meeting_start_time")) or at

@@ -421,7 +421,7 @@ class SalesforceConnector:
         while True:
             rows = result.get("records", [])
             named = {
-                str(row[parent_field]): row.get("Incoming")
+                str(row[parent_field]): mapping.email_fields(row)
                 for row in rows
                 if row.get(parent_field) and str(row[parent_field]) not in read
             }
@@ -466,7 +466,7 @@ class SalesforceConnector:
             return
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         query = (
-            f"SELECT Id, ActivityId, Incoming, SystemModstamp FROM {mapping.EMAIL_STREAM}"
+            f"SELECT Id, ActivityId, {', '.join(mapping.EMAIL_FIELDS)}, SystemModstamp FROM {mapping.EMAIL_STREAM}"
             f" WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
         )
         try:
@@ -479,14 +479,14 @@ class SalesforceConnector:
         )
 
     def _with_email_direction(self, rows: list[dict[str, Any]], known: dict[str, Any] | None = None) -> None:
-        """Put each e-mail task's EmailMessage ``{"Incoming": …}`` on its row (``mapping.EMAIL_KEY``): one query
-        per 300 e-mail tasks of a page, none for a page without e-mails; ``known``: task id → Incoming already
-        read (the EmailMessage stream's rows), not asked again."""
+        """Put each e-mail task's EmailMessage ``{"Incoming": …, "FromAddress": …, "ToAddress": …, "CcAddress": …}``
+        on its row (``mapping.EMAIL_KEY``): one query per 300 e-mail tasks of a page, none for a page without
+        e-mails; ``known``: task id → those fields already read (the EmailMessage stream's rows), not asked again."""
         if not self._email_messages:
             return
         for row in rows:
             if row.get("TaskSubtype") in mapping.EMAIL_SUBTYPES and known and str(row.get("Id")) in known:
-                row[mapping.EMAIL_KEY] = {"Incoming": known[str(row["Id"])]}
+                row[mapping.EMAIL_KEY] = known[str(row["Id"])]
         wanted = sorted(
             str(row["Id"])
             for row in rows
@@ -495,7 +495,8 @@ class SalesforceConnector:
         by_task = {str(row["Id"]): row for row in rows if row.get("Id")}
         for start in range(0, len(wanted), 300):
             ids = ", ".join(repr(i) for i in wanted[start : start + 300])
-            query = f"SELECT ActivityId, Incoming FROM {mapping.EMAIL_STREAM} WHERE ActivityId IN ({ids})"
+            fields = ", ".join(mapping.EMAIL_FIELDS)
+            query = f"SELECT ActivityId, {fields} FROM {mapping.EMAIL_STREAM} WHERE ActivityId IN ({ids})"
             try:
                 result, _began = self._first_page(partial(str, query), include_deleted=False)
             except _NoEmailMessages as exc:
@@ -504,7 +505,7 @@ class SalesforceConnector:
             for email in result.get("records", []):  # at most 300 rows: one page
                 task = by_task.get(str(email.get("ActivityId")))
                 if task is not None:
-                    task[mapping.EMAIL_KEY] = {"Incoming": email.get("Incoming")}
+                    task[mapping.EMAIL_KEY] = mapping.email_fields(email)
 
     def _no_email_messages(self, exc: Exception) -> None:
         log.warning(

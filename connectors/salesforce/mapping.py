@@ -137,6 +137,14 @@ RELATION_STREAMS: tuple[str, ...] = tuple(relation for relation, _field, _name i
 # https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-emailmessage.html
 EMAIL_STREAM = "EmailMessage"
 EMAIL_KEY = "EmailMessage"
+EMAIL_FIELDS = ("Incoming", "FromAddress", "ToAddress", "CcAddress")  # what a task takes from its e-mail
+
+
+def email_fields(email: dict[str, Any]) -> dict[str, Any]:
+    """What an e-mail task keeps of its EmailMessage row (under EMAIL_KEY)."""
+    return {name: email.get(name) for name in EMAIL_FIELDS}
+
+
 EMAIL_SUBTYPES = frozenset({"Email", "ListEmail"})
 PARENT_OF: dict[str, str] = {relation: parent for parent, (relation, _field, _name) in RELATIONS.items()}
 _CHILD_KEYS = frozenset(name for _relation, _field, name in RELATIONS.values())
@@ -294,8 +302,12 @@ def _task(row: dict[str, Any], currency: str) -> Activity:
     occurred = completed or ((due or parse_datetime(row.get("CreatedDate"))) if row.get("IsClosed") else None)
     direction = _CALL_DIRECTIONS.get(row.get("CallType") or "")
     email = row.get(EMAIL_KEY)
-    if kind is ActivityKind.email and isinstance(email, dict) and isinstance(email.get("Incoming"), bool):
-        direction = Direction.inbound if email["Incoming"] else Direction.outbound
+    sender = recipients = None
+    if kind is ActivityKind.email and isinstance(email, dict):
+        if isinstance(email.get("Incoming"), bool):
+            direction = Direction.inbound if email["Incoming"] else Direction.outbound
+        sender = email.get("FromAddress") or None
+        recipients = "; ".join(a for a in (email.get("ToAddress"), email.get("CcAddress")) if a) or None
     return Activity(
         **_common(row),
         **_links(row),
@@ -307,6 +319,8 @@ def _task(row: dict[str, Any], currency: str) -> Activity:
         due_at=due if kind is ActivityKind.task else None,  # a logged call or email has no due date
         completed_at=completed,
         duration_seconds=row.get("CallDurationInSeconds"),
+        email_from=sender,
+        email_to=recipients,
     )
 
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import holidays as holiday_tables
+
 from connectors.sandbox.salesforce_relations import RELATION_OBJECTS, RELATIONS_OF, relation_row
 from connectors.sandbox.schema import SOBJECTS, format_date, format_datetime, make_id
 
@@ -448,6 +450,27 @@ def _leads(
         if later and rnd.random() < 0.75:
             reply = later[0] * 1440 + 360 + int(rnd.random() * 240)  # 06:00–10:00 UTC on the next working day
             if reply <= clock.last:
+                task(reply, account["OwnerId"], contact["Id"], account["Id"], account["Id"], email=True, incoming=False)
+    # and customers who write on a public holiday of the team's city (Berlin), answered the next open day: whenever
+    # the quarter holds one (Q3 has none on a weekday in 2026; Q2 has three)
+    first_day = clock.base.date()
+    closed = holiday_tables.country_holidays(
+        "DE", subdiv="BE", years=range(first_day.year, first_day.year + 2), language="en_US"
+    )
+    open_days = [d for d in clock.workdays if first_day + timedelta(days=d) not in closed]
+    for day in range(len(clock.day_date)):
+        if first_day + timedelta(days=day) not in closed or day not in set(clock.workdays):
+            continue
+        for _ in range(2):
+            account = accounts[int(rnd.random() * len(accounts))]
+            people = contacts_by_account[account["Id"]]
+            contact = people[int(rnd.random() * len(people))]
+            minute = day * 1440 + 420 + int(rnd.random() * 300)  # 07:00–12:00 UTC
+            if not clock.first <= minute <= clock.last:
+                continue
+            task(minute, account["OwnerId"], contact["Id"], account["Id"], account["Id"], email=True, incoming=True)
+            later = [d for d in open_days if d > day]
+            if later and (reply := later[0] * 1440 + 400 + int(rnd.random() * 300)) <= clock.last:
                 task(reply, account["OwnerId"], contact["Id"], account["Id"], account["Id"], email=True, incoming=False)
     for row in accounts:
         if last_activity.get(row["Id"], "") > (row["LastActivityDate"] or ""):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.records import Activity, ActivityKind, Direction
-from connectors.salesforce.mapping import EMAIL_KEY, EMAIL_STREAM, to_record
+from connectors.salesforce.mapping import EMAIL_KEY, EMAIL_STREAM, email_fields, to_record
 from connectors.sandbox.hubspot_portal import HubSpotPortal, format_timestamp
 
 
@@ -207,11 +207,11 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
         )
 
     # an e-mail's direction is on its EmailMessage (Enhanced Email): the portal's hs_email_direction tells the same
-    incoming = {e["ActivityId"]: e["Incoming"] for e in data.get(EMAIL_STREAM, ()) if e.get("ActivityId")}
+    emails = {e["ActivityId"]: email_fields(e) for e in data.get(EMAIL_STREAM, ()) if e.get("ActivityId")}
     for sobject in ("Task", "Event"):
         for row in data[sobject]:
-            if row["Id"] in incoming:
-                row = {**row, EMAIL_KEY: {"Incoming": incoming[row["Id"]]}}
+            if row["Id"] in emails:
+                row = {**row, EMAIL_KEY: emails[row["Id"]]}
             activity = to_record(sobject, row, currency="EUR")
             assert isinstance(activity, Activity)
             kind, properties = _engagement(activity)
@@ -268,6 +268,8 @@ def _engagement(activity: Activity) -> tuple[str, dict[str, Any]]:
             "hs_email_subject": activity.subject,
             "hs_email_direction": _EMAIL_DIRECTION.get(activity.direction) if activity.direction else None,
             "hs_email_status": activity.status,
+            "hs_email_from_email": activity.email_from,
+            "hs_email_to_email": activity.email_to,
         }
     if activity.activity_kind is ActivityKind.meeting:
         return "meetings", {

@@ -134,6 +134,8 @@ class Activity(RecordBase, table=True):
     account_id: str | None = None
     opportunity_id: str | None = None
     lead_id: str | None = Field(default=None, description="The lead it was logged on (Salesforce WhoId 00Q).")
+    email_from: str | None = Field(default=None, sa_type=Text, description="An e-mail's sender address.")
+    email_to: str | None = Field(default=None, sa_type=Text, description="An e-mail's recipients, To then Cc.")
 
 
 class Lead(RecordBase, table=True):

@@ -133,7 +133,7 @@ UNSTAMPED_COLUMNS: dict[str, tuple[str, ...]] = {
     "contact": ("account_id",),
     "opportunity": ("account_id",),
     # an e-mail task's direction is its EmailMessage's (Salesforce Enhanced Email), which changes without the task
-    "activity": ("account_id", "opportunity_id", "direction"),
+    "activity": ("account_id", "opportunity_id", "direction", "email_from", "email_to"),
 }
 
 

@@ -32,6 +32,7 @@ from connectors.hubspot.config import HubSpotConfig
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.salesforce import mapping as sf_mapping
 from connectors.salesforce.connector import SalesforceConnector
+from connectors.sandbox.generator import generate_org
 from connectors.sandbox.hubspot_seed import portal_from_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
@@ -49,7 +50,7 @@ from service.kit.migrate import create_schema
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
 from service.sync.service import run_sync
-from tests.berlin_hours import berlin_open_seconds
+from tests.berlin_hours import BERLIN, berlin_open_seconds
 from tests.conftest import ANCHOR, _postgres_engine, fast_config, small_org
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "mappings" / "examples"
@@ -222,14 +223,20 @@ def _team(data: dict[str, list[dict[str, Any]]], example: str) -> set[str]:
 class GroundTruth:
     """The example files' numbers, from the generator's records and the semantics the engine documents."""
 
-    def __init__(self, data: dict[str, list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        data: dict[str, list[dict[str, Any]]],
+        cycle: tuple[date, date] = (date(2026, 7, 1), date(2026, 9, 30)),
+        anchor: datetime = ANCHOR,
+    ) -> None:
         self.data = data
+        self.anchor = anchor
         self.accounts = {r["Id"]: r for r in data["Account"] if not r.get("IsDeleted")}
         self.contacts = {r["Id"]: r for r in data["Contact"] if not r.get("IsDeleted")}
         self.opportunities = [r for r in data["Opportunity"] if not r.get("IsDeleted")]
         self.activities = _activities(data)
         self.email_of = {u["Id"]: (u.get("Email") or "").lower() for u in data["User"]}
-        self.cycle = _window(date(2026, 7, 1), date(2026, 9, 30))
+        self.cycle = _window(*cycle, as_of=anchor)
         self.assessed_account: str | None = None  # name of the key account given ASSESSED = met
         self.results = {
             "acquisition": self._acquisition(),
@@ -251,7 +258,7 @@ class GroundTruth:
             assert meeting.at is not None
             return any(
                 o["AccountId"] == meeting.account
-                and meeting.at < created < ANCHOR  # strictly after: the file says "after"
+                and meeting.at < created < self.anchor  # strictly after: the file says "after"
                 and created <= meeting.at + timedelta(days=60)
                 for o in self.opportunities
                 if (created := _at(o["CreatedDate"])) is not None
@@ -334,13 +341,13 @@ class GroundTruth:
     def _lead_waits(self, team: set[str]) -> list[tuple[float, bool, str]]:
         """(seconds waited, answered, owner) of every lead a member owns created in the cycle: until the team's first
         call or e-mail strictly after it, logged on the lead, on its converted contact or on its converted account
-        (outbound or without a direction, by a member, by ANCHOR); unanswered ones until ANCHOR."""
+        (outbound or without a direction, by a member, by the anchor); unanswered ones until then."""
         answers = [
             a
             for a in self.activities
             if a.owner in team
             and a.at is not None
-            and a.at <= ANCHOR
+            and a.at <= self.anchor
             and a.kind in ("call", "email")
             and a.direction in (None, "outbound")
         ]
@@ -361,7 +368,7 @@ class GroundTruth:
             if times:
                 out.append(((min(times) - created).total_seconds(), True, lead["OwnerId"]))
             else:
-                out.append(((ANCHOR - created).total_seconds(), False, lead["OwnerId"]))
+                out.append(((self.anchor - created).total_seconds(), False, lead["OwnerId"]))
         return out
 
     def _per_member(self, records: list[_Activity], value: Any) -> dict[str, float]:
@@ -373,7 +380,7 @@ class GroundTruth:
 
     # --- customer care -------------------------------------------------------------------------------------
     def _waits(self, team: set[str]) -> list[tuple[float, bool, datetime, datetime, str | None]]:
-        """(seconds waited, answered, inquiry time, response time or ANCHOR, owner) of every inbound call/e-mail of
+        """(seconds waited, answered, inquiry time, response time or the anchor, owner) of every inbound call/e-mail of
         the team in the cycle, matched by account."""
         acts = [a for a in self.activities if a.owner in team and a.at is not None]
         inquiries = [
@@ -387,7 +394,7 @@ class GroundTruth:
             # a response is outbound or has no direction; inbound and internal (forwards, internal calls) are not
             if (
                 at is not None
-                and at <= ANCHOR
+                and at <= self.anchor
                 and a.kind in ("call", "email", "meeting")
                 and a.direction in (None, "outbound")
             ):
@@ -399,13 +406,15 @@ class GroundTruth:
             if later:
                 waits.append(((min(later) - inquiry.at).total_seconds(), True, inquiry.at, min(later), inquiry.owner))
             else:
-                waits.append(((ANCHOR - inquiry.at).total_seconds(), False, inquiry.at, ANCHOR, inquiry.owner))
+                waits.append(
+                    ((self.anchor - inquiry.at).total_seconds(), False, inquiry.at, self.anchor, inquiry.owner)
+                )
         return waits
 
     def _kam_statuses(self) -> dict[str, dict[str, bool]]:
         """Key account id → derived criterion → met."""
         keys = [a for a in self.accounts.values() if a.get("Key_Account__c") is True]
-        last_90 = (ANCHOR - timedelta(days=90), ANCHOR)
+        last_90 = (self.anchor - timedelta(days=90), self.anchor)
         out: dict[str, dict[str, bool]] = {}
         for account in keys:
             acts = [a for a in self.activities if a.account == account["Id"]]
@@ -479,7 +488,7 @@ class GroundTruth:
     # --- pipeline hygiene ----------------------------------------------------------------------------------
     def _pipeline_hygiene(self) -> Results:
         team = _team(self.data, "pipeline-hygiene")
-        today = ANCHOR.date()
+        today = self.anchor.date()
         open_opps = [o for o in self.opportunities if o["OwnerId"] in team and not o["IsClosed"]]
         roles: dict[str, set[str]] = {}
         for role in self.data["OpportunityContactRole"]:
@@ -487,13 +496,13 @@ class GroundTruth:
                 roles.setdefault(role["OpportunityId"], set()).add(role["ContactId"])
         latest: dict[str, datetime] = {}
         for a in self.activities:
-            if a.opportunity and a.at is not None and a.at <= ANCHOR:
+            if a.opportunity and a.at is not None and a.at <= self.anchor:
                 latest[a.opportunity] = max(a.at, latest.get(a.opportunity, a.at))
         cutoff = today - timedelta(days=21)
 
         def age(o: dict[str, Any]) -> float | None:
             entered = _at(o.get("LastStageChangeDate"))
-            return (ANCHOR - entered).total_seconds() / 86400 if entered else None
+            return (self.anchor - entered).total_seconds() / 86400 if entered else None
 
         ages: dict[str, list[float]] = {}
         for o in open_opps:
@@ -524,7 +533,7 @@ class GroundTruth:
                 return quiet and (last_day is None or last_day < cutoff)
             if rule == "stuck_in_stage":
                 entered = _at(o.get("LastStageChangeDate"))
-                return entered is not None and entered < ANCHOR - timedelta(days=60)
+                return entered is not None and entered < self.anchor - timedelta(days=60)
             if rule == "stuck-vs-team":
                 days = age(o)
                 return days is not None and days > 2 * medians[o["StageName"]]
@@ -871,3 +880,45 @@ def test_a_limit_is_inclusive_on_every_database(
     example, kind, key = check
     assert truth.boundary_waits == [4 * 3600.0]
     _compare(results[example], truth.results[example], kind, key)
+
+
+# ------------------------------------------------------------------------------ a quarter with public holidays
+# Q3 2026 holds no public holiday of Berlin on a weekday. The same sandbox told for Q2 2026 does (1 May, Ascension
+# on 14 May, Whit Monday on 25 May), and its customers write on them: customer-care.yaml, with its cycle moved to
+# that quarter, must count those inquiries from the next open day, as the independent oracle does.
+Q2_ANCHOR = datetime(2026, 6, 30, 18, 0, tzinfo=UTC)
+Q2 = (date(2026, 4, 1), date(2026, 6, 30))
+HOLIDAYS_Q2 = {date(2026, 5, 1), date(2026, 5, 14), date(2026, 5, 25)}
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_inquiries_on_public_holidays_wait_for_the_next_open_day(db: str, tmp_path: Path) -> None:
+    org = SandboxOrg(generate_org(anchor=Q2_ANCHOR, seed=7, accounts=30, opportunities=80, activities=3200))
+    data = {t: org.records(t, include_deleted=True) for t in ALL_OBJECTS}
+    truth = GroundTruth(data, cycle=Q2, anchor=Q2_ANCHOR)
+    team = _team(data, "customer-care")
+    waits = truth._waits(team)
+    on_holidays = [w for w in waits if w[2].astimezone(BERLIN).date() in HOLIDAYS_Q2]
+    assert on_holidays, "the quarter's customers write on its public holidays"
+    # meaningful: on a holiday the business wait is shorter than the same wait counted as a working day
+    assert any(
+        berlin_open_seconds(start, end) < (end - start).total_seconds() for _s, _a, start, end, _o in on_holidays
+    )
+    want = truth._customer_care()
+    engine = _fresh_engine(db, tmp_path)
+    with SandboxServer(org, cert_dir=tmp_path / "sandbox") as server:
+        assert run_sync(engine, SalesforceConnector(fast_config(server)), connection_name="sandbox").status == "ok"
+    text = (EXAMPLES / "customer-care.yaml").read_text(encoding="utf-8")
+    old = "cycle: {name: Q3 2026, start: 2026-07-01, end: 2026-09-30}"
+    assert old in text
+    moved = tmp_path / "customer-care.yaml"
+    moved.write_text(text.replace(old, "cycle: {name: Q2 2026, start: 2026-04-01, end: 2026-06-30}"), encoding="utf-8")
+    with Session(engine) as session:
+        connection = okrs.resolve_connection(session, "salesforce/sandbox")
+        mapping, _version = okrs.apply(session, okrs.load_path(moved), connection=connection, author="test",
+                                       now=Q2_ANCHOR)  # fmt: skip
+        compute(session, mapping=mapping, as_of=Q2_ANCHOR)
+        session.commit()
+        got = _read_results(session, mapping.id)  # type: ignore[arg-type]
+    engine.dispose()
+    _compare(got, want, "kr", "answered-within-4h")

@@ -43,14 +43,14 @@ def assert_local_equals_org(engine: Engine, org: SandboxOrg, config: SalesforceC
         extra = sorted(set(stored) - set(expected))
         assert not missing and not extra, f"{sobject}: missing {missing[:5]}, extra {extra[:5]}"
         emails = (
-            {e["ActivityId"]: e["Incoming"] for e in org.records(mapping.EMAIL_STREAM)}
+            {e["ActivityId"]: mapping.email_fields(e) for e in org.records(mapping.EMAIL_STREAM)}
             if (sobject == "Task" and config.email_messages and org.sobject(mapping.EMAIL_STREAM) is not None)
             else {}
         )
         for record_id, record in expected.items():
             want = {f: record.get(f) for f in fields}
             if record_id in emails and record.get("TaskSubtype") in mapping.EMAIL_SUBTYPES:
-                want[mapping.EMAIL_KEY] = {"Incoming": emails[record_id]}  # its e-mail's direction, looked up
+                want[mapping.EMAIL_KEY] = emails[record_id]  # its e-mail's direction and addresses, looked up
             assert stored[record_id].raw == want, f"{sobject} {record_id} differs"
     # Activity ↔ contact links equal the WhoIds of live activities.
     with Session(engine) as session:

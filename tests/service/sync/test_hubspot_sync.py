@@ -73,7 +73,17 @@ def _links(engine: Engine, crm: str) -> dict[str, set[str]]:
         return links
 
 
-ACTIVITY_FIELDS = ("activity_kind", "subject", "direction", "occurred_at", "due_at", "completed_at", "duration_seconds")
+ACTIVITY_FIELDS = (
+    "activity_kind",
+    "subject",
+    "direction",
+    "occurred_at",
+    "due_at",
+    "completed_at",
+    "duration_seconds",
+    "email_from",
+    "email_to",
+)
 OPPORTUNITY_FIELDS = (
     "name",
     "stage",

@@ -47,6 +47,16 @@ def test_every_email_task_has_its_emails_direction_and_follows_a_change(engine: 
     want = _org_directions(org)
     assert want and set(want.values()) == {"inbound", "outbound"}
     assert _directions(engine) == want  # every e-mail task, inbound or outbound as its e-mail says
+    with Session(engine) as session:
+        stored = {
+            row.external_id: (row.email_from, row.email_to)
+            for row in session.exec(select(Activity).where(Activity.activity_kind == "email")).all()
+        }
+    addresses = {
+        e["ActivityId"]: (e["FromAddress"], "; ".join(a for a in (e["ToAddress"], e["CcAddress"]) if a) or None)
+        for e in org.records(mapping.EMAIL_STREAM)
+    }
+    assert stored == addresses and all(sender and to for sender, to in addresses.values())  # sender and recipients
 
     # the e-mail is corrected (logged as received after all): its task keeps its stamp, the e-mail stream brings it
     email = next(e for e in org.records(mapping.EMAIL_STREAM) if not e["Incoming"])
@@ -58,6 +68,14 @@ def test_every_email_task_has_its_emails_direction_and_follows_a_change(engine: 
     # query: User's and the e-mail stream's; the task is read again (queryAll) with the Incoming the stream just
     # read, not looked up a second time
     assert org.api_calls["query"] == 2
+
+    # the e-mail goes to one more person (Cc): the task's recipients follow, though the task itself did not change
+    copied = next(e for e in org.records(mapping.EMAIL_STREAM) if e["Incoming"])
+    org.update(mapping.EMAIL_STREAM, copied["Id"], {"CcAddress": "maria.schneider@sandbox.okrsync.dev"})
+    assert run_sync(engine, SalesforceConnector(config), connection_name="org").status == "ok"
+    with Session(engine) as session:
+        task = session.exec(select(Activity).where(Activity.external_id == copied["ActivityId"])).one()
+    assert task.email_to == f"{copied['ToAddress']}; maria.schneider@sandbox.okrsync.dev"
 
 
 def test_an_org_that_hides_email_messages_is_said_so_once_and_the_rest_is_synced(

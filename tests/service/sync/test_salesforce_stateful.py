@@ -752,7 +752,7 @@ def compare(
             in_org = {r["Id"]: r for r in org.snapshot(sobject, include_deleted=True)}
             # an e-mail task is stored with its EmailMessage's direction, looked up when the task was read
             emails = (
-                {e["ActivityId"]: e["Incoming"] for e in org.snapshot(mapping.EMAIL_STREAM)}
+                {e["ActivityId"]: mapping.email_fields(e) for e in org.snapshot(mapping.EMAIL_STREAM)}
                 if sobject == "Task"
                 else {}
             )
@@ -765,7 +765,7 @@ def compare(
                     continue
                 raw = {name: record.get(name) for name in fields}
                 if record_id in emails and record.get("TaskSubtype") in mapping.EMAIL_SUBTYPES:
-                    raw[mapping.EMAIL_KEY] = {"Incoming": emails[record_id]}
+                    raw[mapping.EMAIL_KEY] = emails[record_id]
                 if row.raw != raw:
                     diff = {k: (row.raw.get(k), v) for k, v in raw.items() if row.raw.get(k) != v}
                     problems.append(f"{sobject} {record_id} differs (stored, org): {diff}")

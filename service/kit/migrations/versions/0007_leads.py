@@ -1,11 +1,15 @@
-"""Leads: the ``lead`` table (Salesforce Lead; HubSpot contacts that became leads) and ``activity.lead_id``.
+"""Leads: the ``lead`` table (Salesforce Lead; HubSpot contacts that became leads) and ``activity.lead_id``; an
+e-mail's sender and recipients: ``activity.email_from``/``email_to``.
 
 Why: "speed to lead" (from a new lead to the team's first call, e-mail or meeting on it) and counts of new leads
 are the most common activity-based sales key results; okrsync did not pull leads at all. A Salesforce task or event
 logged on a lead names it in WhoId (prefix 00Q), which is not a contact, so the activity keeps it in ``lead_id``.
 
-Existing rows: ``activity.lead_id`` is NULL until the activity is read again; the next full sync (``okrsync sync
---full``) fills the lead table and the column.
+The sender and recipients let a filter tell a customer's e-mail from a colleague's (``email_from`` does not contain
+the company's domain).
+
+Existing rows: ``activity.lead_id``, ``email_from`` and ``email_to`` are NULL until the activity is read again;
+the next full sync (``okrsync sync --full``) fills the lead table and the columns.
 
 Revision ID: 0007
 Revises: 0006
@@ -64,12 +68,16 @@ def upgrade() -> None:
 
     with op.batch_alter_table("activity", schema=None) as batch_op:
         batch_op.add_column(sa.Column("lead_id", sa.String(), nullable=True))
+        batch_op.add_column(sa.Column("email_from", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("email_to", sa.Text(), nullable=True))
         batch_op.create_index("ix_activity_lead", ["connection_id", "lead_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("activity", schema=None) as batch_op:
         batch_op.drop_index("ix_activity_lead")
+        batch_op.drop_column("email_to")
+        batch_op.drop_column("email_from")
         batch_op.drop_column("lead_id")
 
     with op.batch_alter_table("lead", schema=None) as batch_op:
