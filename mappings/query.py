@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true
+from sqlalchemy import Select, and_, exists, false, func, literal, or_, select, true, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from mappings.config import (
@@ -324,50 +324,91 @@ def speed_to_lead_evidence(
     The answer is the first activity (see ``_answers``) strictly after the lead was created that was logged on the
     lead (Salesforce WhoId), on its contact (a HubSpot lead is a contact; a converted Salesforce lead has one), or
     on the account it was converted to. ``value`` is the wait in seconds, NULL while unanswered.
+
+    Set-based: the candidate answers of all leads are found by three joins, each on its own index (activity by
+    lead, by account, and activity_contact by contact), and ranked per lead. One correlated subquery with the three
+    links OR-ed together scanned every activity per lead on SQLite (13 s for 30 leads and 3,200 activities).
     """
     compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
     lead = tables.lead.alias("lead")
-    response = tables.activity.alias("response")
-    link = tables.activity_contact.alias("lead_contact")
-    on_contact = (
-        select(link.c.activity_id)
-        .where(link.c.connection_id == lead.c.connection_id, link.c.contact_id == lead.c.contact_id)
-        .correlate(lead)
-    )
-    matches = [
-        response.c.connection_id == lead.c.connection_id,
-        response.c.occurred_at > lead.c.created_at,
-        or_(
-            response.c.lead_id == lead.c.external_id,
-            response.c.account_id == lead.c.account_id,
-            response.c.external_id.in_(on_contact),
-        ),
-        *_answers(metric, response, compiler, scope),
-    ]
-    first_id = (
-        select(response.c.external_id)
-        .where(*matches)
-        .order_by(response.c.occurred_at, response.c.external_id)
-        .limit(1)
-        .correlate_except(response)
-        .scalar_subquery()
-    )
-    first_at = select(func.min(response.c.occurred_at)).where(*matches).correlate_except(response).scalar_subquery()
-    leads = select(
-        lead.c.external_id.label("record_id"),
-        lead.c.owner_id.label("owner_id"),
-        lead.c.created_at.label("occurred_at"),
-        first_id.label("related_id"),
-        first_at.label("answered_at"),
-    ).where(
+    chosen = [
         lead.c.connection_id == scope.connection_id,
         lead.c.is_deleted == false(),
         lead.c.owner_id.in_(scope.owner_ids),
         lead.c.created_at >= scope.start,
         lead.c.created_at < scope.end,
         *compiler.where(metric.leads, lead, RecordType.lead),
+    ]
+
+    def answers(via: str) -> Select[Any]:
+        response = tables.activity.alias(f"answer_by_{via}")
+        on = and_(response.c.connection_id == lead.c.connection_id)
+        if via == "contact":
+            link = tables.activity_contact.alias("lead_contact")
+            source = lead.join(
+                link, and_(link.c.connection_id == lead.c.connection_id, link.c.contact_id == lead.c.contact_id)
+            ).join(response, and_(on, response.c.external_id == link.c.activity_id))
+        else:
+            column = response.c.lead_id if via == "lead" else response.c.account_id
+            source = lead.join(response, and_(on, column == lead.c[f"{via}_id" if via == "account" else "external_id"]))
+        return (
+            select(
+                lead.c.external_id.label("lead_id"),
+                response.c.external_id.label("answer_id"),
+                response.c.occurred_at.label("answered_at"),
+            )
+            .select_from(source)
+            .where(*chosen, response.c.occurred_at > lead.c.created_at, *_answers(metric, response, compiler, scope))
+        )
+
+    candidates = union_all(answers("lead"), answers("contact"), answers("account")).subquery("candidates")
+    ranked = select(
+        candidates.c.lead_id,
+        candidates.c.answer_id,
+        candidates.c.answered_at,
+        func.row_number()
+        .over(partition_by=candidates.c.lead_id, order_by=(candidates.c.answered_at, candidates.c.answer_id))
+        .label("rank"),
+    ).subquery("ranked")
+    first = (
+        select(ranked.c.lead_id, ranked.c.answer_id, ranked.c.answered_at)
+        .where(ranked.c.rank == 1)
+        .subquery("first_answer")
+    )
+    leads = (
+        select(
+            lead.c.external_id.label("record_id"),
+            lead.c.owner_id.label("owner_id"),
+            lead.c.created_at.label("occurred_at"),
+            first.c.answer_id.label("related_id"),
+            first.c.answered_at.label("answered_at"),
+        )
+        .select_from(lead.outerjoin(first, first.c.lead_id == lead.c.external_id))
+        .where(*chosen)
     )
     return _pairs(leads.subquery("leads"))
+
+
+def _first_answer(response: Any, source: Any, matches: list[ColumnElement[bool]], correlated: Any) -> tuple[Any, Any]:
+    """The id and the time of the first answer among ``source``'s rows matching ``matches`` (correlated subqueries:
+    everything but ``correlated`` comes from the enclosing query)."""
+    first_id = (
+        select(response.c.external_id)
+        .select_from(source)
+        .where(*matches)
+        .order_by(response.c.occurred_at, response.c.external_id)
+        .limit(1)
+        .correlate_except(*correlated)
+        .scalar_subquery()
+    )
+    first_at = (
+        select(func.min(response.c.occurred_at))
+        .select_from(source)
+        .where(*matches)
+        .correlate_except(*correlated)
+        .scalar_subquery()
+    )
+    return first_id, first_at
 
 
 def _pairs(sq: Any) -> Select[Any]:
@@ -423,22 +464,7 @@ def response_evidence(
         )
         matches += [asked.c.connection_id == inquiry.c.connection_id, asked.c.activity_id == inquiry.c.external_id]
     correlated = (asked, answered, response) if metric.match == "contact" else (response,)
-    first_id = (
-        select(response.c.external_id)
-        .select_from(source)
-        .where(*matches)
-        .order_by(response.c.occurred_at, response.c.external_id)
-        .limit(1)
-        .correlate_except(*correlated)
-        .scalar_subquery()
-    )
-    first_at = (
-        select(func.min(response.c.occurred_at))
-        .select_from(source)
-        .where(*matches)
-        .correlate_except(*correlated)
-        .scalar_subquery()
-    )
+    first_id, first_at = _first_answer(response, source, matches, correlated)
     inquiries = select(
         inquiry.c.external_id.label("record_id"),
         inquiry.c.owner_id.label("owner_id"),

@@ -483,9 +483,10 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
     metric = kr.metric
     custom = ctx.config.custom()
     if isinstance(metric, SpeedToLeadMetric):
-        # leads are few (hundreds a quarter): a change to a lead, an activity or what its filters read recomputes it
+        # leads are few (hundreds a quarter): a change to a lead, an activity, a contact or an account (a merge moves
+        # activities to another account without re-stamping them) or what its filters read recomputes it whole
         bases, related = _kinds(kr, custom)
-        return None if (bases | related | {"contact"}) & changes.kinds() else False
+        return None if (bases | related | {"contact", "account"}) & changes.kinds() else False
     if isinstance(metric, ResponseTimeMetric):
         _bases, related = _kinds(kr, custom)
         if related & changes.kinds():

@@ -74,7 +74,7 @@ def test_main_job_embedded_sandbox_full_then_incremental(tmp_path: Path) -> None
     second = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "salesforce incremental sync ok" in second.stdout and "Opportunity 0/" in second.stdout
-    # 10 queries (the 7 objects, EmailMessage, TaskRelation, EventRelation) + 6 getDeleted: nothing changed, nothing
+    # 11 queries (the 8 objects, EmailMessage, TaskRelation, EventRelation) + 7 getDeleted: nothing changed, nothing
     # written
-    assert "16 API calls" in second.stdout
+    assert "18 API calls" in second.stdout
     assert (tmp_path / "okrsync.db").exists()

@@ -237,7 +237,40 @@ def remove_contact_role(org: SandboxOrg) -> None:
     org.delete("OpportunityContactRole", role["Id"])
 
 
+def lead_answered(org: SandboxOrg) -> None:
+    """A rep calls a lead nobody had answered yet (speed to lead)."""
+    answered = {t["WhoId"] for t in org.records("Task") if (t["WhoId"] or "").startswith("00Q")}
+    lead = _first(
+        org, "Lead", lambda r: not r["IsConverted"] and r["Id"] not in answered and _in_quarter(r["CreatedDate"])
+    )
+    org.insert(
+        "Task",
+        {
+            "Subject": "First call", "TaskSubtype": "Call", "Type": "Call", "CallType": "Outbound",
+            "Status": "Completed", "IsClosed": True, "OwnerId": lead["OwnerId"], "WhoId": lead["Id"],
+            "ActivityDate": "2026-09-29", "CompletedDateTime": "2026-09-29T09:00:00.000+0000",
+            "CallDurationInSeconds": 300,
+        },
+    )  # fmt: skip
+
+
+def lead_converted(org: SandboxOrg) -> None:
+    """An open lead is converted into a contact of an account with activities (speed to lead, leads converted)."""
+    lead = _first(org, "Lead", lambda r: not r["IsConverted"] and _in_quarter(r["CreatedDate"]))
+    contact = _first(org, "Contact", lambda r: bool(r["AccountId"]))
+    org.update(
+        "Lead",
+        lead["Id"],
+        {
+            "IsConverted": True, "Status": "Closed - Converted", "ConvertedDate": "2026-09-29",
+            "ConvertedContactId": contact["Id"], "ConvertedAccountId": contact["AccountId"],
+        },
+    )  # fmt: skip
+
+
 CHANGES = [
+    lead_answered,
+    lead_converted,
     change_meeting,
     change_call_direction,
     move_call,

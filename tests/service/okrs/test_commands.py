@@ -117,4 +117,4 @@ def test_compute_after_sync_is_incremental(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Vertrieb DACH / Q3 2026: incremental" in result.stdout
     full = okrsync(workdir, "compute", "--mapping", "Vertrieb DACH / Q3 2026", "--as-of", AS_OF, "--full")
-    assert "full, 5 key result(s) recomputed" in full.stdout
+    assert "full, 7 key result(s) recomputed" in full.stdout
