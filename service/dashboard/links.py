@@ -15,7 +15,7 @@ from sqlmodel import Session
 from connectors.registry import UnknownCrmError
 from connectors.registry import adapter as crm_adapter
 from service.compute.repository import table
-from service.crm.models import Account, Activity, Contact, CrmConnection, Opportunity
+from service.crm.models import Account, Activity, Contact, CrmConnection, Lead, Opportunity
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,13 @@ class RecordLinks:
         wanted = sorted({i for i in ids if i} - set(self.found))
         if not wanted:
             return
-        for model, label in ((Activity, "subject"), (Opportunity, "name"), (Account, "name"), (Contact, "name")):
+        for model, label in (
+            (Activity, "subject"),
+            (Opportunity, "name"),
+            (Account, "name"),
+            (Contact, "name"),
+            (Lead, "name"),  # speed-to-lead evidence names leads (a HubSpot lead is its contact: found above)
+        ):
             records = table(model)
             rows = self.session.execute(
                 select(records.c.external_id, records.c.crm_object, records.c[label]).where(

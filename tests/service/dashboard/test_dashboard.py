@@ -18,7 +18,7 @@ from service.checkins import service as checkins
 from service.checkins.models import CheckIn
 from service.compute import report as reports
 from service.compute.models import HygieneSummary, KamAccountScore, KeyResultValue
-from service.crm.models import Activity, CrmConnection
+from service.crm.models import Activity, CrmConnection, Lead
 from service.dashboard import render
 from service.dashboard import service as views
 from service.kit.auth import Role, create_token, revoke_token
@@ -522,3 +522,19 @@ def test_a_response_time_in_business_hours_shows_both_waits_of_every_answered_in
         assert item["business_seconds"] == pytest.approx(expected)
         assert f'<td class="num">{item["value"] / 3600:,.2f} h</td>' in page
         assert f'<td class="num">{expected / 3600:,.2f} h</td>' in page
+
+
+def test_speed_to_lead_evidence_names_and_links_each_lead(world: DashboardWorld) -> None:
+    """A speed-to-lead row is a lead: the page names it and links its CRM record page (issue 19)."""
+    mapping_id = world.mappings["acquisition"]
+    with world.client("viewer") as client:
+        page = _html(client.get(f"/dashboard/{mapping_id}/kr/speed-to-lead"))
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session)
+        total, rows = reports.evidence(session, mapping, "speed-to-lead", limit=5)
+        instance_url = _instance_url(session, mapping)
+        names = {lead.external_id: lead.name for lead in session.exec(sqlmodel.select(Lead)).all()}
+    assert total > 0 and rows
+    for row in rows:
+        url = f"{instance_url}/lightning/r/Lead/{row.record_id}/view"
+        assert f'<a href="{url}" rel="noopener noreferrer" target="_blank">{escape(names[row.record_id])}</a>' in page
