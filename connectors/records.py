@@ -43,6 +43,11 @@ def strip_nul(value: Any) -> Any:
     return value
 
 
+def addresses(*parts: str | None) -> str | None:
+    """E-mail address lists (To, Cc, …; each may hold several, separated by ';') as one ``email_to`` value."""
+    return "; ".join(part for part in parts if part) or None
+
+
 class CrmRecord(BaseModel):
     """Fields every canonical record carries."""
 

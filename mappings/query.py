@@ -341,16 +341,18 @@ def speed_to_lead_evidence(
     ]
 
     def answers(via: str) -> Select[Any]:
+        """The answers logged on the lead (``via`` lead), on its account or on its contact."""
         response = tables.activity.alias(f"answer_by_{via}")
-        on = and_(response.c.connection_id == lead.c.connection_id)
-        if via == "contact":
+        same = response.c.connection_id == lead.c.connection_id
+        if via == "lead":
+            source = lead.join(response, and_(same, response.c.lead_id == lead.c.external_id))
+        elif via == "account":
+            source = lead.join(response, and_(same, response.c.account_id == lead.c.account_id))
+        else:
             link = tables.activity_contact.alias("lead_contact")
             source = lead.join(
                 link, and_(link.c.connection_id == lead.c.connection_id, link.c.contact_id == lead.c.contact_id)
-            ).join(response, and_(on, response.c.external_id == link.c.activity_id))
-        else:
-            column = response.c.lead_id if via == "lead" else response.c.account_id
-            source = lead.join(response, and_(on, column == lead.c[f"{via}_id" if via == "account" else "external_id"]))
+            ).join(response, and_(same, response.c.external_id == link.c.activity_id))
         return (
             select(
                 lead.c.external_id.label("lead_id"),

@@ -25,6 +25,7 @@ from connectors.records import (
     Opportunity,
     OpportunityContact,
     Owner,
+    addresses,
     strip_nul,
 )
 
@@ -395,7 +396,7 @@ def _engagement(row: HubSpotRow, pipelines: Pipelines) -> Activity:
             completed_at=at,
             # hs_email_to_email / hs_email_cc_email list several addresses separated by ";"
             email_from=p.get("hs_email_from_email") or None,
-            email_to="; ".join(a for a in (p.get("hs_email_to_email"), p.get("hs_email_cc_email")) if a) or None,
+            email_to=addresses(p.get("hs_email_to_email"), p.get("hs_email_cc_email")),
         )
     if row.object_type == "meetings":
         start = parse_timestamp(p.get("hs_meeting_start_time")) or at

@@ -414,19 +414,17 @@ class SalesforceConnector:
     ) -> Iterator[Page]:
         """Pages of ``stream`` (rows naming a ``parent`` record in ``parent_field``) as pages of those parents, read
         again as they are now; the cursor is the stream's own. ``with_incoming``: the rows are e-mails, whose
-        Incoming their tasks take without looking it up again. A parent named on an earlier page is not read again:
-        the query had every row when it began, so that read already saw them all (two relations of one task may sit
-        on either side of a page boundary)."""
+        direction and addresses their tasks take without looking them up again. A parent named on an earlier page
+        is not read again: the query had every row when it began, so that read already saw them all (two relations
+        of one task may sit on either side of a page boundary)."""
         read: set[str] = set()
         while True:
             rows = result.get("records", [])
-            named = {
-                str(row[parent_field]): mapping.email_fields(row)
-                for row in rows
-                if row.get(parent_field) and str(row[parent_field]) not in read
-            }
+            fresh = {str(row[parent_field]): row for row in rows if row.get(parent_field)}
+            named = sorted(set(fresh) - read)
             read.update(named)
-            found, _gone = self.fetch(parent, sorted(named), email_incoming=named if with_incoming else None)
+            emails = {i: mapping.email_fields(fresh[i]) for i in named} if with_incoming else None
+            found, _gone = self.fetch(parent, named, emails=emails)
             cursor = next(
                 (
                     (stamp, str(row["Id"]))
@@ -538,11 +536,11 @@ class SalesforceConnector:
         result: dict[str, Any],
         *,
         began_at: datetime | None = None,
-        email_incoming: dict[str, Any] | None = None,
+        emails: dict[str, Any] | None = None,
     ) -> Page:
         page = Page(sobject=sobject, total_size=int(result.get("totalSize") or 0), began_at=began_at)
         if sobject == "Task":
-            self._with_email_direction(result.get("records", []), email_incoming)
+            self._with_email_direction(result.get("records", []), emails)
         for row in result.get("records", []):
             try:
                 page.records.append(mapping.to_record(sobject, row, currency=self.config.default_currency))
@@ -558,7 +556,7 @@ class SalesforceConnector:
         return page
 
     def fetch(
-        self, stream: str, ids: list[str], *, email_incoming: dict[str, Any] | None = None
+        self, stream: str, ids: list[str], *, emails: dict[str, Any] | None = None
     ) -> tuple[Page, list[Deletion]]:
         """The records ``ids`` of ``stream`` as they are now (``queryAll … WHERE Id IN``, 300 ids per query, so
         soft-deleted ones arrive with IsDeleted): a webhook's targeted refresh. Ids the org no longer has (purged)
@@ -576,7 +574,7 @@ class SalesforceConnector:
             result, _began = self._first_page(
                 partial(self._select_query, stream, where), include_deleted=include_deleted
             )
-            mapped = self._map_page(stream, result, email_incoming=email_incoming)
+            mapped = self._map_page(stream, result, emails=emails)
             page.records += mapped.records
             page.skipped += mapped.skipped
         page.cursor = None

@@ -24,6 +24,7 @@ from connectors.records import (
     Opportunity,
     OpportunityContact,
     Owner,
+    addresses,
     strip_nul,
 )
 
@@ -307,7 +308,7 @@ def _task(row: dict[str, Any], currency: str) -> Activity:
         if isinstance(email.get("Incoming"), bool):
             direction = Direction.inbound if email["Incoming"] else Direction.outbound
         sender = email.get("FromAddress") or None
-        recipients = "; ".join(a for a in (email.get("ToAddress"), email.get("CcAddress")) if a) or None
+        recipients = addresses(email.get("ToAddress"), email.get("CcAddress"))
     return Activity(
         **_common(row),
         **_links(row),

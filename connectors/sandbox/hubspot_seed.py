@@ -170,8 +170,7 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
                 "firstname": lead.get("FirstName"),
                 "lastname": lead.get("LastName"),
                 "email": lead.get("Email"),
-                "hubspot_owner_id": owner(lead),
-                **_lead_properties(lead, owner(lead)),
+                **_lead_properties(lead, owner(lead)),  # its owner too
             },
         )
     roles: dict[str, list[str]] = {}

@@ -63,7 +63,6 @@ from service.sprints.models import SprintResult
 
 log = logging.getLogger(__name__)
 RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric, SpeedToLeadMetric)
-_BASE_OF = {Counted.activities: "activity", Counted.opportunities: "opportunity", Counted.leads: "lead"}
 
 
 @dataclass
@@ -447,9 +446,10 @@ def _kinds(kr: KeyResult, custom: dict[str, Any]) -> tuple[set[str], set[str]]:
     """The record kinds a KR counts, and the other kinds its filters look at (related records)."""
     metric = kr.metric
     parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
-    bases = {_BASE_OF.get(getattr(p, "of", None), "activity") for p in parts}  # type: ignore[arg-type]
+    # a response time is made of activities; speed to lead of leads and the activities that answer them
+    bases = {RECORD_OF[p.of].value if isinstance(p, CountMetric | SumMetric) else "activity" for p in parts}
     if isinstance(metric, SpeedToLeadMetric):
-        bases = {"lead", "activity"}
+        bases.add("lead")
     related: set[str] = set()
     for record, where, _loc in metric_filters(metric):
         for condition in conditions_fields(where):
