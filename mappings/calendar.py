@@ -367,3 +367,19 @@ def next_opening(calendar: BusinessCalendar, at: datetime) -> datetime:
                 return local if moment >= opening else datetime.fromtimestamp(opening, clock.zone)
         year, index = year + 1, 0
     raise ValueError(f"the calendar has no opening hours after {at.isoformat()} (up to {LAST_DAY})")
+
+
+def previous_working_day(calendar: BusinessCalendar | None, day: date) -> date:
+    """The last working day before ``day``: by the team's calendar (its working days, public holidays and closed
+    days), or Monday to Friday without one. A stand-up on Monday looks back to Friday; after a holiday, past it."""
+    candidate = day - timedelta(days=1)
+    for _ in range(366):
+        if calendar is None:
+            if candidate.weekday() < 5:
+                return candidate
+        else:
+            year = _clock(calendar).year(candidate.year)
+            if year.open_seconds[candidate.toordinal() - year.first_ordinal] > 0:
+                return candidate
+        candidate -= timedelta(days=1)
+    return day - timedelta(days=1)  # a calendar without a working day in a year: yesterday

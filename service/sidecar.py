@@ -194,7 +194,13 @@ def worker(
 def token_create(
     name: Annotated[str, typer.Option(help="Who or what uses it, e.g. 'anna (KAM)' or 'hubspot-card'.")],
     role: Annotated[Role, typer.Option(help="admin, sales_ops, kam, rep or viewer.")],
-    email: Annotated[str | None, typer.Option(help="kam: the KAM's CRM e-mail (their key accounts).")] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            help="The person's CRM e-mail: the dashboard shows them their own work ('You'); a kam token needs it"
+            " (their key accounts)."
+        ),
+    ] = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
     settings = get_settings()

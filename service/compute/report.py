@@ -3,6 +3,7 @@ findings with their sentences, KAM accounts, and the evidence behind one key res
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -187,8 +188,10 @@ def hygiene_by_opportunity(
     names: dict[str, str] | None = None,
     limit: int | None = None,
     opportunity_id: str | None = None,
+    owner_ids: Collection[str] | None = None,
 ) -> list[HygieneLine]:
-    """Open opportunities with their violated rules as sentences, most problems first."""
+    """Open opportunities with their violated rules as sentences, most problems first; ``owner_ids``: only the
+    opportunities these CRM users own."""
     names = names or {}
     total = session.get(HygieneSummary, (mapping.id, "*"))
     as_of = datetime.fromisoformat(total.detail["as_of"]) if total and total.detail.get("as_of") else None
@@ -205,6 +208,8 @@ def hygiene_by_opportunity(
             .group_by(finding.opportunity_id)
             .order_by(func.count().desc(), finding.opportunity_id)
         )
+        if owner_ids is not None:
+            counts = counts.where(col(finding.owner_id).in_(list(owner_ids)))
         if limit is not None:
             counts = counts.limit(limit)
         chosen = [row[0] for row in session.execute(counts).all()]
@@ -247,12 +252,20 @@ def business_wait(
 
 
 def evidence(
-    session: Session, mapping: OkrMapping, kr_key: str, *, limit: int = 50, offset: int = 0
+    session: Session,
+    mapping: OkrMapping,
+    kr_key: str,
+    *,
+    limit: int = 50,
+    offset: int = 0,
+    owner_ids: Collection[str] | None = None,
 ) -> tuple[int, list[KeyResultEvidence]]:
-    """(total, page) of the records behind a key result, newest first."""
+    """(total, page) of the records behind a key result, newest first; ``owner_ids``: only these CRM users'."""
     base = sqlmodel.select(KeyResultEvidence).where(
         KeyResultEvidence.mapping_id == mapping.id, KeyResultEvidence.kr_key == kr_key
     )
+    if owner_ids is not None:
+        base = base.where(col(KeyResultEvidence.owner_id).in_(list(owner_ids)))
     total = session.execute(select(func.count()).select_from(base.subquery())).scalar()
     page = session.exec(
         base.order_by(

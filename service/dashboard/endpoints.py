@@ -22,7 +22,8 @@ from fastapi.routing import APIRoute
 from sqlmodel import Session
 
 from service.checkins import service as checkins
-from service.dashboard import access, health, i18n, links
+from service.compute.service import compute as compute_mapping
+from service.dashboard import access, health, i18n, links, me
 from service.dashboard import service as views
 from service.dashboard.render import render
 from service.kit.auth import TOKEN_PREFIX, Role, find_token
@@ -33,10 +34,12 @@ from service.notifications.service import check_in_lines
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
 from service.sprints import service as sprints
+from service.writeback.service import stage_connection
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_FORM_BYTES = 1_000_000
-LIMITS = {"note": 20_000, "kr_note": 10_000, "improvement": 2_000, "went_well": 10_000}
+ASSESSMENT_CHOICES = ("met", "partly", "not_met")
+LIMITS = {"comment": 10_000, "note": 20_000, "kr_note": 10_000, "improvement": 2_000, "went_well": 10_000}
 
 
 class PageRoute(APIRoute):
@@ -118,8 +121,16 @@ def sales_ops(request: Request, session: SessionDep, settings: SettingsDep) -> a
     return access.require(found, Role.sales_ops)
 
 
+def kam_caller(request: Request, session: SessionDep, settings: SettingsDep) -> access.PageCaller:
+    found = access.authenticate(request, session)
+    if found.via_cookie:
+        access.check_origin(request, settings)
+    return access.require(found, Role.kam)
+
+
 Viewer = Annotated[access.PageCaller, Depends(viewer)]
 SalesOps = Annotated[access.PageCaller, Depends(sales_ops)]
+KamCaller = Annotated[access.PageCaller, Depends(kam_caller)]
 
 
 async def form_fields(request: Request) -> dict[str, list[str]]:
@@ -169,6 +180,14 @@ def _crm_note(session: Session, lang: str, mapping_id: MappingId) -> str | None:
     return None
 
 
+OwnerFilter = Annotated[str, Query(max_length=64, pattern=r"^[A-Za-z0-9_.:@-]*$", description='"me" or a CRM user id')]
+
+
+def _me_problem(lang: str, myself: me.Me) -> str | None:
+    """Why "mine" cannot be shown to this token (no e-mail, or one no CRM user has), in the page's language."""
+    return i18n.Translator(lang)(myself.problem, email=myself.email or "–") if myself.problem else None
+
+
 # -- login ------------------------------------------------------------------------------------------------------
 
 
@@ -216,16 +235,24 @@ def mappings(request: Request, session: SessionDep, found: Viewer, lang: Lang, a
 def overview(
     request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now
 ) -> Response:
-    page = views.overview(session, _mapping(session, mapping_id), today=at.date())
-    return _page(request, "overview.html", lang, found, page=page, mapping=page.mapping, active="nav_overview")
+    page = views.overview(session, _mapping(session, mapping_id), today=at.date(), caller=found.caller)
+    return _page(
+        request, "overview.html", lang, found, page=page, mapping=page.mapping, active="nav_overview",
+        may_check_in=found.caller.may(Role.sales_ops),
+    )  # fmt: skip
 
 
 @router.get("/{mapping_id:int}/kr/{kr_key}")
 def key_result(
     request: Request, mapping_id: MappingId, kr_key: str, session: SessionDep, found: Viewer, lang: Lang, at: Now,
-    offset: Offset = 0,
+    offset: Offset = 0, owner: OwnerFilter = "",
 ) -> Response:  # fmt: skip
-    page = views.key_result_page(session, _mapping(session, mapping_id), kr_key, today=at.date(), offset=offset)
+    mapping = _mapping(session, mapping_id)
+    myself = me.who(session, mapping.connection_id, found.caller)
+    owner_ids = set(myself.owner_ids) if owner == "me" else {owner} if owner else None
+    page = views.key_result_page(
+        session, mapping, kr_key, today=at.date(), offset=offset, owner_ids=owner_ids
+    )  # fmt: skip
     t = i18n.Translator(lang)
     chart = views.chart_svg(page, legend={
         "actual": t("legend_actual"), "expected": t("legend_expected"), "target": t("legend_target"),
@@ -233,29 +260,91 @@ def key_result(
     }, title=t("chart_title", title=page.kr.title), lang=lang, now=at)  # fmt: skip
     return _page(
         request, "key_result.html", lang, found, page=page, mapping=page.mapping, chart=chart,
-        crm_note=_crm_note(session, lang, mapping_id),
+        crm_note=_crm_note(session, lang, mapping_id), my_names=myself.names, my_owner_ids=myself.owner_ids,
+        owner=owner, problem=_me_problem(lang, myself) if owner == "me" else None,
     )  # fmt: skip
 
 
 @router.get("/{mapping_id:int}/hygiene")
 def hygiene(
     request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
-    offset: Offset = 0,
+    offset: Offset = 0, owner: OwnerFilter = "",
 ) -> Response:  # fmt: skip
-    page = health.hygiene_page(session, _mapping(session, mapping_id), today=at.date(), offset=offset)
+    mapping = _mapping(session, mapping_id)
+    page = health.hygiene_page(session, mapping, today=at.date(), offset=offset, owner=owner, caller=found.caller)
+    myself = me.who(session, mapping.connection_id, found.caller)
+    problem = _me_problem(lang, myself) if owner == "me" else None
     return _page(
         request, "hygiene.html", lang, found, page=page, mapping=page.mapping, active="nav_hygiene",
-        crm_note=_crm_note(session, lang, mapping_id),
+        crm_note=_crm_note(session, lang, mapping_id), my_owner_ids=myself.owner_ids, problem=problem,
+    )  # fmt: skip
+
+
+def _kam(
+    request: Request, session: Session, mapping: OkrMapping, found: access.PageCaller, lang: str, at: datetime,
+    *, mine: int = 0, status: int = 200, **context: Any,
+) -> HTMLResponse:  # fmt: skip
+    page = health.kam_page(session, mapping, today=at.date(), caller=found.caller, only_mine=bool(mine))
+    return _page(
+        request, "kam.html", lang, found, status=status, page=page, mapping=page.mapping, active="nav_kam",
+        crm_note=_crm_note(session, lang, mapping.id or 0), **context,
     )  # fmt: skip
 
 
 @router.get("/{mapping_id:int}/kam")
-def kam(request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now) -> Response:
-    page = health.kam_page(session, _mapping(session, mapping_id), today=at.date())
-    return _page(
-        request, "kam.html", lang, found, page=page, mapping=page.mapping, active="nav_kam",
-        crm_note=_crm_note(session, lang, mapping_id),
-    )  # fmt: skip
+def kam(
+    request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
+    mine: Annotated[int, Query(ge=0, le=1)] = 0, assessed: Annotated[int, Query(ge=0, le=1)] = 0,
+) -> Response:  # fmt: skip
+    notice = i18n.Translator(lang)("assessment_recorded") if assessed else None
+    return _kam(request, session, _mapping(session, mapping_id), found, lang, at, mine=mine, notice=notice)
+
+
+@router.post("/{mapping_id:int}/kam")
+def record_assessment(
+    request: Request, mapping_id: MappingId, session: SessionDep, settings: SettingsDep, found: KamCaller,
+    fields: Form, lang: Lang, at: Now,
+) -> Response:  # fmt: skip
+    """A KAM's assessment of an assessed criterion on one of their key accounts (sales ops: any key account),
+    the same rules as ``POST /api/v1/mappings/{id}/kam-assessments``; the score is recomputed at once."""
+    mapping, connection = views.load_mapping(session, mapping_id)
+    t = i18n.Translator(lang)
+    form = {name: _one(fields, name).strip() for name in ("account", "criterion", "status", "comment", "evidence_url")}
+    mine = 1 if _one(fields, "mine") == "1" else 0
+    problem, status = None, 422
+    if form["status"] not in ASSESSMENT_CHOICES:
+        problem = t("assessment_status_missing")
+    elif len(form["comment"]) > LIMITS["comment"]:
+        problem = t("too_long", field=t("comment"), limit=LIMITS["comment"])
+    elif form["evidence_url"] and (
+        not form["evidence_url"].lower().startswith(("https://", "http://")) or len(form["evidence_url"]) > 1000
+    ):
+        problem = t("evidence_url_invalid")
+    elif not found.caller.may(Role.sales_ops) and (
+        views.account_owner(session, connection.id or 0, form["account"])
+        not in me.who(session, connection.id or 0, found.caller).owner_ids
+    ):
+        problem, status = t("not_your_account", account=form["account"], email=found.caller.email or "–"), 403
+    if problem is None:
+        try:
+            okrs.assess(
+                session, mapping, account_id=form["account"], criterion_key=form["criterion"], status=form["status"],
+                author=found.caller.name, comment=form["comment"] or None, evidence_url=form["evidence_url"] or None,
+                at=at,
+            )  # fmt: skip
+        except okrs.NotFoundError as exc:
+            problem, status = str(exc), 404
+        except (okrs.CycleRuleError, ValueError) as exc:
+            problem = str(exc)
+    if problem is not None:
+        session.rollback()
+        return _kam(request, session, mapping, found, lang, at, mine=mine, status=status, problem=problem, form=form)
+    # as of now, or of the last computation when the page's clock is behind it (a test of a past cycle)
+    compute_mapping(session, mapping=mapping, as_of=max(at, views.last_computed(session, mapping) or at))
+    stage_connection(session, connection=connection, settings=settings)
+    session.commit()
+    anchor = health.account_anchor(form["account"])
+    return RedirectResponse(f"/dashboard/{mapping_id}/kam?assessed=1&mine={mine}#{anchor}", status_code=303)
 
 
 # -- sprints and their retrospective ------------------------------------------------------------------------------

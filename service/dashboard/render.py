@@ -59,7 +59,22 @@ def helpers(lang: str) -> dict[str, Any]:
         label = t(f"rule_{kind}") if f"rule_{kind}" in t else kind.replace("_", " ")
         return label if key == kind else f"{label} ({key})"
 
+    def kam_needs(needs: tuple[str, dict[str, Any]] | None) -> str:
+        """What satisfies a derived KAM criterion, as a sentence."""
+        if needs is None:
+            return ""
+        key, params = needs
+        values = dict(params)
+        if "kinds" in values:
+            words = [t(f"kinds_{kind}") if f"kinds_{kind}" in t else kind for kind in values["kinds"]]
+            values["kinds"] = t("list_or").join(words)
+        if "days" in values:
+            days = values["days"]
+            values["period"] = t("kam_period_cycle") if days is None else t("kam_period_days", days=days)
+        return t(key, **values)
+
     return {
+        "kam_needs": kam_needs,
         "t": t, "n": n, "pct": pct, "width": width, "when": when, "status_label": status_label,
         "status_class": lambda code: code if code in STATUS_ICONS else "unknown",
         "status_icon": lambda code: STATUS_ICONS.get(code, "·"), "kam_label": kam_label,
@@ -72,7 +87,8 @@ def render(template: str, *, lang: str, **context: Any) -> str:
     """Render ``template`` in ``lang`` (a key of ``i18n.LANGUAGES``); missing context has the defaults below."""
     values: dict[str, Any] = {
         "standalone": False, "mapping": None, "caller": None, "notice": None, "problem": None, "active": None,
-        "form": {}, "can_record": False, "show_role_hint": False, "highlight": None, "crm_note": None,
+        "form": {}, "can_record": False, "may_check_in": False, "show_role_hint": False,
+        "my_owner_ids": frozenset(), "my_names": frozenset(), "owner": "", "highlight": None, "crm_note": None,
         "generated_at": None, "languages": list(i18n.LANGUAGES), "lang_url": lambda code: f"?lang={code}",
     }  # fmt: skip
     values.update(context)

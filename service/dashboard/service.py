@@ -21,15 +21,17 @@ from service.checkins import service as checkins
 from service.checkins.models import CheckIn
 from service.compute import report as reports
 from service.compute.models import (
+    Computation,
     HygieneSummary,
     KeyResultContribution,
     KeyResultHistory,
     KeyResultValue,
 )
 from service.compute.repository import table
-from service.crm.models import CrmConnection
-from service.dashboard import charts, i18n
+from service.crm.models import Account, CrmConnection
+from service.dashboard import charts, i18n, me
 from service.dashboard.links import RecordLink, RecordLinks
+from service.kit.auth import Caller
 from service.kit.db import utcnow
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
@@ -85,6 +87,17 @@ def load_mapping(session: Session, mapping_id: int) -> tuple[OkrMapping, CrmConn
     connection = session.get(CrmConnection, mapping.connection_id)
     assert connection is not None
     return mapping, connection
+
+
+def account_owner(session: Session, connection_id: int, account_id: str) -> str | None:
+    account = session.get(Account, (connection_id, account_id))
+    return account.owner_id if account is not None else None
+
+
+def last_computed(session: Session, mapping: OkrMapping) -> datetime | None:
+    """The moment the mapping was last computed as of (None: never)."""
+    computation = table(Computation)
+    return session.execute(select(func.max(computation.c.as_of)).where(computation.c.mapping_id == mapping.id)).scalar()
 
 
 def _expected(metric: Any, value: float | None) -> str:
@@ -174,21 +187,28 @@ class Overview:
     last_check_in: datetime | None
     kam_accounts: int
     has_hygiene: bool
+    work: me.MyWork | None = None  # the signed-in person's own part
+    hygiene_elsewhere: MappingRow | None = None  # no rules here: the cycle whose rules score this pipeline
 
 
-def overview(session: Session, mapping: OkrMapping, *, today: date) -> Overview:
+def overview(session: Session, mapping: OkrMapping, *, today: date, caller: Caller | None = None) -> Overview:
     """Objectives and key results with progress, status and each member's contribution, the current sprint,
-    hygiene score and the latest check-in."""
+    hygiene score and the latest check-in; with ``caller`` (a ``Caller``), their own work first."""
     _mapping, connection = load_mapping(session, mapping.id or 0)
     report = reports.check_in(session, mapping, worst=0)
     config = okrs.current_config(session, mapping)
     last = session.execute(
         select(func.max(table(CheckIn).c.held_at)).where(table(CheckIn).c.mapping_id == mapping.id)
     ).scalar()
+    source = me.hygiene_source(session, mapping, config, today)
+    elsewhere = mapping_row(source, connection, today) if source is not None and source.id != mapping.id else None
     return Overview(
         mapping_row(mapping, connection, today), report,
         sprints.current(sprints.reviews(session, mapping, today=today), today) if config.sprints else None,
         last, len(report.kam_accounts), bool(config.hygiene.rules),
+        me.my_work(session, mapping, me.who(session, connection.id or 0, caller), today=today)
+        if caller is not None else None,
+        elsewhere,
     )  # fmt: skip
 
 
@@ -258,9 +278,11 @@ def _hours(seconds: float | None) -> str:
 
 
 def key_result_page(
-    session: Session, mapping: OkrMapping, kr_key: str, *, today: date, offset: int = 0, limit: int = EVIDENCE_PAGE
-) -> KeyResultPage:
-    """Value, trend, burn-up chart (one history query), contributions and a page of the records that counted."""
+    session: Session, mapping: OkrMapping, kr_key: str, *, today: date, offset: int = 0, limit: int = EVIDENCE_PAGE,
+    owner_ids: set[str] | None = None,
+) -> KeyResultPage:  # fmt: skip
+    """Value, trend, burn-up chart (one history query), contributions and a page of the records that counted
+    (``owner_ids``: only those of these CRM users)."""
     _mapping, connection = load_mapping(session, mapping.id or 0)
     config = okrs.current_config(session, mapping)
     found = next(((o, kr) for o, kr in config.key_results() if kr.key == kr_key), None)
@@ -305,7 +327,7 @@ def key_result_page(
         evidence_kind=kind, evidence_offset=offset, evidence_limit=limit,
     )  # fmt: skip
     if kind == "records":
-        total, rows = reports.evidence(session, mapping, kr_key, limit=limit, offset=offset)
+        total, rows = reports.evidence(session, mapping, kr_key, limit=limit, offset=offset, owner_ids=owner_ids)
         links = RecordLinks(session, connection)
         links.load([r.record_id for r in rows] + [r.related_id for r in rows if r.related_id])
         page.evidence_total = total

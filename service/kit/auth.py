@@ -11,6 +11,7 @@ signature instead.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from service.kit.db import UtcDateTime, utcnow
 
 TOKEN_PREFIX = "okr_"
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}")
 
 
 class Role(StrEnum):
@@ -66,6 +68,11 @@ def create_token(session: Session, *, name: str, role: Role, email: str | None =
     """Store a new token; returns (row, the token in clear — shown once, never stored)."""
     if role is Role.kam and not email:
         raise ValueError("a kam token needs the KAM's CRM e-mail (--email): it limits assessments to their accounts")
+    if email is not None and not EMAIL.fullmatch(email.strip()):
+        raise ValueError(
+            f"--email must be an e-mail address as the CRM user has it (name@company.example), not {email!r}"
+        )
+    email = email.strip() if email else None
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(name=name, role=role.value, email=email, token_sha256=hash_token(token), created_at=utcnow())
     session.add(row)

@@ -31,6 +31,8 @@ from tests.service.writeback.world import apply_examples, deployed_org, start_sa
 
 WEEKS = [ANCHOR - timedelta(days=7 * n) for n in (4, 3, 2, 1, 0)]
 TODAY = ANCHOR - timedelta(days=2)  # the dashboard's clock: Q3 2026 is still running
+KAM_EMAIL = "katrin.lindqvist@sandbox.okrsync.dev"
+REP_EMAIL = "Mia.Vogel@sandbox.okrsync.dev"  # a rep of the acquisition team; the CRM spells it in lower case
 
 
 @dataclass
@@ -70,13 +72,15 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         for week in WEEKS[1:]:
             for mapping in mappings:
                 compute(session, mapping=mapping, as_of=week)
+        emails = {Role.kam: KAM_EMAIL, Role.rep: REP_EMAIL}  # the CRM users they are
         tokens = {
-            role.value: create_token(
-                session, name=f"{role.value} token", role=role, email="katrin.lindqvist@sandbox.okrsync.dev"
-                if role is Role.kam else None,
-            )[1]
+            role.value: create_token(session, name=f"{role.value} token", role=role, email=emails.get(role))[1]
             for role in Role
-        }  # fmt: skip
+        }
+        tokens["rep_no_email"] = create_token(session, name="rep without e-mail", role=Role.rep)[1]
+        tokens["rep_stranger"] = create_token(
+            session, name="rep unknown to the CRM", role=Role.rep, email="nobody@elsewhere.example"
+        )[1]
         ids = {
             {"Key Accounts": "customer-care", "Q3 2026 hygiene": "pipeline-hygiene"}.get(
                 m.team if m.team == "Key Accounts" else m.cycle, "acquisition"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,17 +17,23 @@ from sqlmodel import Session
 from service.checkins import service as checkins
 from service.checkins.models import CheckIn
 from service.compute import report as reports
-from service.compute.models import HygieneSummary, KamAccountScore, KeyResultValue
-from service.crm.models import Activity, CrmConnection, Lead
+from service.compute.models import (
+    HygieneFinding,
+    HygieneSummary,
+    KamAccountScore,
+    KeyResultContribution,
+    KeyResultValue,
+)
+from service.crm.models import Activity, CrmConnection, Lead, Owner
 from service.dashboard import render
 from service.dashboard import service as views
 from service.kit.auth import Role, create_token, revoke_token
 from service.okrs import service as okrs
-from service.okrs.models import OkrMapping
+from service.okrs.models import KamAssessment, OkrMapping
 from service.sprints import service as sprints
 from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR
-from tests.service.dashboard.conftest import TODAY, WEEKS, DashboardWorld, set_today
+from tests.service.dashboard.conftest import KAM_EMAIL, REP_EMAIL, TODAY, WEEKS, DashboardWorld, set_today
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -310,7 +316,7 @@ def test_the_hygiene_page_lists_rules_owners_and_the_worst_opportunities_first(w
     assert f"{lines[0].owner} · <b>{len(lines[0].problems)} problem(s)</b>" in first
     for rule, sentence in zip(lines[0].rules, lines[0].problems, strict=True):
         assert f'<span class="rule">{rule}</span> {escape(sentence)}</li>' in first
-    assert "By owner" in page and f"<tr><td>{lines[0].owner}</td>" in page
+    assert "By owner" in page and f'#worst">{lines[0].owner}</a></td>' in page  # each owner filters the list
 
 
 def test_the_kam_page_shows_every_key_account_with_its_criteria(world: DashboardWorld) -> None:
@@ -329,6 +335,173 @@ def test_the_kam_page_shows_every_key_account_with_its_criteria(world: Dashboard
     for status in {r.status for r in results}:
         assert f"</span> {words[status]}</span>" in page
     assert "Relationship at board level (KAM&#39;s judgement)" in page  # criterion titles, escaped
+
+
+def _mia(session: Session, mapping: OkrMapping) -> str:
+    """The CRM user id of the rep token's person (found by e-mail here, independently of the dashboard)."""
+    owners = session.exec(sqlmodel.select(Owner).where(Owner.connection_id == mapping.connection_id)).all()
+    (owner,) = [o for o in owners if (o.email or "").lower() == REP_EMAIL.lower()]
+    return owner.external_id
+
+
+def _working_day_before(day: date) -> date:
+    """Monday to Friday (the acquisition file has no team calendar)."""
+    day -= timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def test_a_rep_sees_herself_her_problem_opportunities_and_her_share_first(world: DashboardWorld) -> None:
+    acquisition, hygiene = world.mappings["acquisition"], world.mappings["pipeline-hygiene"]
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session)
+        assert okrs.current_config(session, mapping).team.calendar is None
+        mia = _mia(session, mapping)
+        findings = session.exec(sqlmodel.select(HygieneFinding).where(HygieneFinding.mapping_id == hygiene)).all()
+        contributions = {
+            c.kr_key: c.value
+            for c in session.exec(
+                sqlmodel.select(KeyResultContribution).where(KeyResultContribution.mapping_id == acquisition)
+            ).all()
+            if c.owner_id == mia
+        }
+        values = {v.kr_key: v.value for v in session.exec(
+            sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == acquisition)).all()}  # fmt: skip
+        since = datetime.combine(_working_day_before(TODAY.date()), datetime.min.time(), tzinfo=UTC)
+        logged: dict[str, int] = {}
+        for activity in session.exec(
+            sqlmodel.select(Activity).where(Activity.connection_id == mapping.connection_id, Activity.owner_id == mia)
+        ).all():
+            if activity.occurred_at is not None and activity.occurred_at >= since and not activity.is_deleted:
+                logged[activity.activity_kind] = logged.get(activity.activity_kind, 0) + 1
+    mine = {f.opportunity_id for f in findings if f.owner_id == mia}
+    assert mine and {f.owner_id for f in findings} - {mia}, "the sandbox gives her some of the problems, not all"
+    assert contributions and logged, "she counts for some key results and logged something since the working day"
+    with world.client("rep") as rep:
+        page = _html(rep.get(f"/dashboard/{acquisition}"))
+        first = page[: page.index('<section class="cards"')]  # the first thing on the page, above the team's
+        assert '<h2 id="my-work">My work</h2>' in first
+        assert f"My opportunities with problems ({len(mine)})" in first
+        assert f'href="/dashboard/{hygiene}/hygiene?owner=me"' in first
+        assert first.count("<li><a href=") >= min(len(mine), 5)
+        assert f"Logged since {since.date()}" in first
+        words = {"call": "calls", "email": "e-mails", "meeting": "meetings", "task": "tasks", "note": "notes"}
+        for kind, count in logged.items():
+            assert f"{words[kind]}: <b>{count}</b>" in first
+        with Session(world.engine) as session:
+            config = okrs.current_config(session, _mapping(world, session))
+        for _objective, kr in config.key_results():
+            if kr.key in contributions and kr.metric.type in ("count", "sum") and values.get(kr.key):
+                assert f"({contributions[kr.key] / values[kr.key]:.0%} of the team)" in first, kr.key
+        assert '<span class="member you">Mia Vogel <span class="you-tag">You</span>' in page
+        assert "See the check-in →" in page and "Run the check-in" not in page  # a rep does not run it
+
+        listed = _html(rep.get(f"/dashboard/{hygiene}/hygiene", params={"owner": "me"}))
+        items = re.findall(r'<p class="opportunity">(.*?)</p>', listed)
+        assert len(items) == min(len(mine), 50) and all(" · Mia Vogel · " in item for item in items)
+        assert f"Only mine ({len(mine)})" in listed
+        everyone = _html(rep.get(f"/dashboard/{hygiene}/hygiene"))
+        assert {" · Mia Vogel · " in item for item in re.findall(r'<p class="opportunity">(.*?)</p>', everyone)} == {
+            True, False}  # fmt: skip
+
+        evidence = _html(rep.get(f"/dashboard/{acquisition}/kr/discovery-meetings", params={"owner": "me"}))
+        assert 'aria-current="true">Only mine</a>' in evidence and "Records that counted" in evidence
+        assert evidence.count('<tr class="you">') >= 2  # her contribution row and her records
+
+    with world.client("sales_ops") as ops:
+        assert "Run the check-in →" in _html(ops.get(f"/dashboard/{acquisition}"))
+    for token, sentence in (
+        ("rep_no_email", "Your token names no CRM e-mail, so okrsync cannot tell which records are yours."),
+        ("rep_stranger", "No user of this CRM has the e-mail nobody@elsewhere.example"),
+    ):
+        with world.client(token) as stranger:
+            assert sentence in _html(stranger.get(f"/dashboard/{acquisition}"))
+            filtered = _html(stranger.get(f"/dashboard/{hygiene}/hygiene", params={"owner": "me"}))
+            assert 'role="alert"' in filtered and sentence in filtered
+            assert '<span class="you-tag">' not in filtered
+    with world.client("rep") as rep:
+        bad = rep.get(f"/dashboard/{hygiene}/hygiene", params={"owner": "<script>"})
+        assert bad.status_code == 422 and "owner" in bad.text
+
+
+def _kam_rows(world: DashboardWorld, account_id: str) -> tuple[KamAccountScore, dict[str, str], int]:
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session, "customer-care")
+        score = session.get(KamAccountScore, (mapping.id, account_id))
+        assert score is not None
+        statuses = {
+            r.criterion_key: r.status for r in reports.kam_criteria(session, mapping) if r.account_id == account_id
+        }
+        count = len(session.exec(sqlmodel.select(KamAssessment).where(KamAssessment.mapping_id == mapping.id)).all())
+    return score, statuses, count
+
+
+def test_a_kam_assesses_her_own_key_account_in_the_grid_and_its_score_moves(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["customer-care"]
+    path = f"/dashboard/{mapping_id}/kam"
+    email = KAM_EMAIL
+    with Session(world.engine) as session:
+        owners = {o.external_id for o in session.exec(sqlmodel.select(Owner)).all() if (o.email or "") == email}
+        scores = session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id)).all()
+    mine = sorted((s for s in scores if s.owner_id in owners), key=lambda s: s.account_id)
+    others = [s for s in scores if s.owner_id not in owners]
+    assert mine and others, "the sandbox gives the KAM some of the key accounts, not all"
+    with world.client("kam") as kam:
+        page = _html(kam.get(f"{path}?mine=1"))
+        assert f"My key accounts ({len(mine)})" in page and f"All key accounts ({len(scores)})" in page
+        assert all(f">{escape(s.name or '')}</a>" in page for s in mine)
+        assert not any(f">{escape(s.name or '')}</a>" in page for s in others)
+        assert page.count('name="criterion" value="strategic-relationship"') == len(mine)  # only the assessed one
+        assert 'name="criterion" value="three-contacts"' not in page  # derived: no form
+        assert "Needs 3 different contacts in meetings or calls within the last 90 days." in page
+
+        target = mine[0]
+        before, statuses, stored = _kam_rows(world, target.account_id)
+        status = "partly" if statuses["strategic-relationship"] != "partly" else "met"
+        form = {
+            "account": target.account_id,
+            "criterion": "strategic-relationship",
+            "status": status,
+            "comment": f"Board dinner {SCRIPT}",
+            "evidence_url": "https://wiki.example/board-notes",
+            "mine": "1",
+        }
+        answer = kam.post(path, data=form)
+        assert answer.status_code == 303, answer.text[:2000]
+        assert answer.headers["location"] == f"{path}?assessed=1&mine=1#account-{target.account_id}"
+        after, statuses, count = _kam_rows(world, target.account_id)
+        assert count == stored + 1 and statuses["strategic-relationship"] == status
+        covered = [s for s in statuses.values() if s != "not_assessed"]
+        expected = (covered.count("met") + 0.5 * covered.count("partly")) / len(covered)
+        assert after.score == pytest.approx(expected) and after.covered == len(covered)
+        shown = _html(kam.get(answer.headers["location"]))
+        assert "Assessment recorded; the account&#39;s score is recomputed." in shown
+        assert f"Board dinner {escape(SCRIPT)}" in shown and SCRIPT not in shown
+        assert 'href="https://wiki.example/board-notes" rel="noopener noreferrer nofollow"' in shown
+        assert re.search(r"kam token, \d{4}-\d\d-\d\d \d\d:\d\d UTC", shown)
+
+        refusals = [
+            ({**form, "criterion": "three-contacts"}, 422, "derived from activities (distinct_contacts)"),
+            ({**form, "account": others[0].account_id}, 403, "is not one of your key accounts"),
+            ({**form, "status": ""}, 422, "Choose met, partly or not met."),
+            ({**form, "status": "excellent"}, 422, "Choose met, partly or not met."),
+            ({**form, "evidence_url": "javascript:alert(1)"}, 422, "The evidence link must start with https://"),
+            ({**form, "comment": "x" * 10_001}, 422, "Comment is longer than 10000 characters"),
+            ({**form, "criterion": "nope"}, 404, "no KAM criterion &#39;nope&#39;"),
+        ]
+        for data, code, message in refusals:
+            refused = kam.post(path, data=data)
+            assert refused.status_code == code and message in refused.text, (data, refused.text[:3000])
+            assert 'role="alert"' in refused.text
+    assert _kam_rows(world, target.account_id)[2] == count  # nothing stored by a refused form
+    for role in ("viewer", "rep"):
+        with world.client(role) as client:
+            assert client.post(path, data=form).status_code == 403
+            assert 'name="criterion"' not in _html(client.get(path))  # no form for who may not assess
+    with world.client("sales_ops") as ops:  # sales ops may assess every key account
+        assert _html(ops.get(path)).count('name="criterion" value="strategic-relationship"') == len(scores)
+        assert ops.post(path, data={**form, "account": others[0].account_id}).status_code == 303
 
 
 def test_the_sprint_page_shows_the_review_forecast_and_records_a_retrospective(world: DashboardWorld) -> None:

@@ -3,6 +3,7 @@ the parameter, the cookie, then Accept-Language."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import get_args
@@ -22,6 +23,16 @@ DASHBOARD = Path(i18n.__file__).parent
 def test_both_languages_have_the_same_words() -> None:
     assert set(i18n.EN) == set(i18n.DE)
     assert all(i18n.EN[k].count("{") == i18n.DE[k].count("{") for k in i18n.EN)  # same placeholders
+
+
+def test_no_word_is_written_twice_in_one_language() -> None:
+    """A key repeated in a dict literal silently replaces the first (it once turned "Records that counted" into
+    "evidence")."""
+    tree = ast.parse((DASHBOARD / "i18n.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+            assert len(keys) == len(set(keys)), sorted(k for k in set(keys) if keys.count(k) > 1)
 
 
 def test_every_word_asked_for_exists() -> None:
