@@ -149,6 +149,14 @@ class SumMetric(_Strict):
     field: str = Field(title="Numeric field", examples=["amount"])
     where: list[Condition] = _WHERE
     date_field: DateField | None = _DATE_FIELD
+    unit: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z%€$£¥][A-Za-z%€$£¥ .]{0,15}$",
+        title="Unit",
+        description="How the sum is shown: a currency code (EUR, USD, GBP, CHF…) shows it as money, compactly"
+        " (€16.4M); any other word follows the number (m², seats).",
+        examples=["EUR", "USD", "seats"],
+    )
 
 
 Part = Annotated[CountMetric | SumMetric, Field(discriminator="type")]

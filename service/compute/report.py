@@ -88,6 +88,17 @@ def owner_names(session: Session, connection_id: int) -> dict[str, str]:
     return {owner_id: name or owner_id for owner_id, name in rows}
 
 
+CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£", "JPY": "¥", "CNY": "¥"}  # other codes lead: "CHF 1.2M"
+
+
+def _compact(value: float) -> str:
+    """16,355,900 → 16.4M, 401,500 → 401.5k, 6,000,000 → 6M, 950 → 950."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size * (10 if suffix == "k" else 1):
+            return f"{value / size:,.1f}".removesuffix(".0") + suffix
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+
+
 def format_value(metric: Any, value: float | None) -> str:
     if value is None:
         return "–"
@@ -95,7 +106,43 @@ def format_value(metric: Any, value: float | None) -> str:
         return f"{value:.0%}"
     if isinstance(metric, WAIT_METRICS):
         return f"{value:.0%}" if metric.statistic == Statistic.share_within else f"{value:.1f} h"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+    unit = getattr(metric, "unit", None) if metric.type == "sum" else None
+    if unit and _currency(metric):  # money: compact
+        symbol = CURRENCY_SYMBOLS.get(unit)
+        shown = _compact(abs(value))
+        return ("−" if value < 0 else "") + (f"{symbol}{shown}" if symbol else f"{unit} {shown}")
+    shown = f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+    return f"{shown} {unit}" if unit else shown
+
+
+def _currency(metric: Any) -> str | None:
+    """A sum's currency code (three capital letters: EUR, USD, CHF), None for any other unit or none."""
+    unit = getattr(metric, "unit", None) if getattr(metric, "type", None) == "sum" else None
+    return unit if unit and len(unit) == 3 and unit.isascii() and unit.isalpha() and unit.isupper() else None
+
+
+def format_exact(metric: Any, value: float | None) -> str | None:
+    """The exact figure behind a compact money value (16,355,900 EUR), None where the value is shown exactly."""
+    currency = _currency(metric)
+    if value is None or currency is None or format_value(metric, value).endswith((f"{value:,.0f}", f"{value:g}")):
+        return None
+    return f"{value:,.2f}".removesuffix(".00") + f" {currency}"
+
+
+def is_share(metric: Any) -> bool:
+    """A key result whose values are shares (shown as %): its changes are percentage points."""
+    return format_value(metric, 0.5).endswith("%")
+
+
+def format_change(metric: Any, value: float | None) -> str:
+    """A change of a key result's value with its sign: a share changes by percentage points ("+6 pp", never
+    "+6 %", which reads as relative), anything else in the key result's own format ("+42", "−1.5 h")."""
+    if value is None:
+        return "–"
+    sign = "+" if value >= 0 else "−"
+    if is_share(metric):
+        return f"{sign}{abs(value) * 100:.0f} pp"
+    return sign + format_value(metric, abs(value))
 
 
 def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10) -> CheckIn:
@@ -233,7 +280,30 @@ def hygiene_by_opportunity(
                 stage_medians=medians,
             )
         )
+    for line in by_opp.values():
+        _one_per_cause(line, rules)
     return sorted(by_opp.values(), key=lambda line: (-len(line.problems), line.opportunity_id))
+
+
+def _one_per_cause(line: HygieneLine, rules: dict[str, Any]) -> None:
+    """Problems in the file's rule order, and two rules of one type that both flag an opportunity (stuck for 60
+    days, and stuck for twice the team's median) as one problem with both reasons: "stuck_in_stage,
+    stuck-vs-team" and their sentences joined."""
+    merged: dict[str, int] = {}
+    keys: list[str] = []
+    sentences: list[str] = []
+    order = {key: n for n, key in enumerate(rules)}  # the file's order, whatever order the rows came in
+    pairs = sorted(zip(line.rules, line.problems, strict=True), key=lambda pair: order[pair[0]])
+    for key, sentence in pairs:
+        kind = str(rules[key].type)
+        if kind in merged:
+            at = merged[kind]
+            keys[at], sentences[at] = f"{keys[at]}, {key}", f"{sentences[at]}; {sentence}"
+        else:
+            merged[kind] = len(keys)
+            keys.append(key)
+            sentences.append(sentence)
+    line.rules, line.problems = keys, sentences
 
 
 def business_wait(

@@ -76,13 +76,6 @@ class WeeklyReport:
     latest: LatestCheckIn | None
 
 
-def _signed(metric: Any, value: float | None) -> str:
-    if value is None:
-        return "–"
-    shown = reports.format_value(metric, abs(value))
-    return f"+{shown}" if value >= 0 else f"−{shown}"
-
-
 def gather(session: Session, mapping: OkrMapping, *, today: date | None = None) -> WeeklyReport:
     """Everything the weekly check-in report shows, read from the stored results (nothing is computed)."""
     today = today or utcnow().date()
@@ -103,7 +96,7 @@ def gather(session: Session, mapping: OkrMapping, *, today: date | None = None) 
         stored = values.get(kr.key)
         facts[kr.key] = KeyResultFacts(
             kr.baseline, kr.target, kr.weight, stored.as_of if stored else None, trend.change_7d,
-            _signed(kr.metric, trend.change_7d), said.get("confidence"), said.get("note"),
+            reports.format_change(kr.metric, trend.change_7d), said.get("confidence"), said.get("note"),
         )  # fmt: skip
     latest = None
     if past:
@@ -159,6 +152,7 @@ LABELS: dict[str, dict[str, str]] = {
         "state_planned": "planned", "state_running": "running", "state_ended": "ended",
         "status_on_track": "on track", "status_at_risk": "at risk", "status_off_track": "off track",
         "status_not_started": "not started", "status_too_early": "too early to tell", "status_no_data": "no data",
+        "status_achieved": "achieved", "status_missed": "missed",
         "status_not_computed": "not computed",
     },
     "de": {
@@ -185,6 +179,7 @@ LABELS: dict[str, dict[str, str]] = {
         "state_planned": "geplant", "state_running": "läuft", "state_ended": "beendet",
         "status_on_track": "im Plan", "status_at_risk": "gefährdet", "status_off_track": "nicht im Plan",
         "status_not_started": "nicht begonnen", "status_too_early": "noch zu früh", "status_no_data": "keine Daten",
+        "status_achieved": "erreicht", "status_missed": "verfehlt",
         "status_not_computed": "nicht berechnet",
     },
 }  # fmt: skip

@@ -58,6 +58,13 @@ EN: dict[str, str] = {
     "status_off_track": "Off track",
     "status_not_started": "Not started",
     "status_too_early": "Too early to tell",
+    "status_achieved": "Achieved",
+    "objective_decided_by": (
+        "{status} because “{kr}” is: an objective takes the status of its weakest key result, and is achieved"
+        " only when all of them are."
+    ),
+    "objective_all_achieved": "Every key result is achieved.",
+    "status_missed": "Missed",
     "status_no_data": "No data",
     "metric_count": "Count",
     "metric_sum": "Sum",
@@ -299,6 +306,13 @@ DE: dict[str, str] = {
     "status_off_track": "Nicht im Plan",
     "status_not_started": "Nicht begonnen",
     "status_too_early": "Noch zu früh",
+    "status_achieved": "Erreicht",
+    "objective_decided_by": (
+        "{status}, weil „{kr}“ es ist: Ein Objective hat den Status seines schwächsten Key Results und ist erst"
+        " erreicht, wenn alle erreicht sind."
+    ),
+    "objective_all_achieved": "Alle Key Results sind erreicht.",
+    "status_missed": "Verfehlt",
     "status_no_data": "Keine Daten",
     "metric_count": "Anzahl",
     "metric_sum": "Summe",

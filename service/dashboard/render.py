@@ -20,7 +20,16 @@ ENVIRONMENT = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-STATUS_ICONS = {"on_track": "✓", "at_risk": "!", "off_track": "✗", "not_started": "○", "no_data": "–", "too_early": "…"}
+STATUS_ICONS = {
+    "on_track": "✓",
+    "at_risk": "!",
+    "off_track": "✗",
+    "not_started": "○",
+    "no_data": "–",
+    "too_early": "…",
+    "achieved": "★",
+    "missed": "✗",
+}
 KAM_ICONS = {"met": "✓", "partly": "◐", "not_met": "✗", "not_assessed": "?"}
 
 

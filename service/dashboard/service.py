@@ -104,14 +104,9 @@ def _expected(metric: Any, value: float | None) -> str:
     """Expected by now, formatted like the key result's values (a count expects whole records)."""
     if value is not None and metric.type in ("count", "sum"):
         value = float(round(value))
+    elif value is not None and not reports.is_share(metric):  # a manual value: no more precise than people say
+        value = round(value, 1)
     return reports.format_value(metric, value)
-
-
-def _signed(metric: Any, value: float | None) -> str:
-    if value is None:
-        return "–"
-    shown = reports.format_value(metric, abs(value))
-    return f"+{shown}" if value >= 0 else f"−{shown}"
 
 
 # -- trends -----------------------------------------------------------------------------------------------------
@@ -245,6 +240,7 @@ class KeyResultPage:
     chart: charts.BurnUp
     contributions: list[tuple[str, str]]
     evidence_kind: str  # records | hygiene | kam | manual
+    shown_exact: str | None = None  # the exact figure behind a compact money value
     evidence_total: int = 0
     evidence_offset: int = 0
     evidence_limit: int = EVIDENCE_PAGE
@@ -320,11 +316,12 @@ def key_result_page(
         shown_target=reports.format_value(kr.metric, kr.target),
         shown_baseline=reports.format_value(kr.metric, kr.baseline),
         shown_expected=_expected(kr.metric, trend.expected_value),
-        shown_change=_signed(kr.metric, trend.change_7d), as_of=stored.as_of if stored else None,
+        shown_change=reports.format_change(kr.metric, trend.change_7d), as_of=stored.as_of if stored else None,
         window_start=start, window_end=end, chart=chart,
         contributions=[(names.get(c.owner_id, c.owner_id), reports.format_value(kr.metric, c.value))
                        for c in contributions],
         evidence_kind=kind, evidence_offset=offset, evidence_limit=limit,
+        shown_exact=reports.format_exact(kr.metric, stored.value if stored else None),
     )  # fmt: skip
     if kind == "records":
         total, rows = reports.evidence(session, mapping, kr_key, limit=limit, offset=offset, owner_ids=owner_ids)
@@ -429,7 +426,7 @@ def check_in_page(
                 stored.progress if stored else None, stored.expected if stored else 0.0,
                 reports.format_value(kr.metric, stored.value if stored else None),
                 reports.format_value(kr.metric, kr.target), _expected(kr.metric, trend.expected_value),
-                _signed(kr.metric, trend.change_7d),
+                reports.format_change(kr.metric, trend.change_7d),
             )
         )  # fmt: skip
     metrics = {kr.key: kr.metric for _o, kr in config.key_results()}

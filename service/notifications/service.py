@@ -29,7 +29,7 @@ from service.notifications.settings import NotificationSettings
 log = logging.getLogger(__name__)
 STATUS_WORDS = {
     "on_track": "on track", "at_risk": "at risk", "off_track": "off track", "no_data": "no data",
-    "too_early": "too early to tell",
+    "too_early": "too early to tell", "achieved": "achieved", "missed": "missed",
 }  # fmt: skip
 
 

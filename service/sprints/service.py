@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
 import sqlmodel
 import yaml
@@ -22,7 +21,7 @@ from sqlmodel import Session
 
 from mappings.config import MappingConfig, Sprint, check_references
 from mappings.source import MappingFileError
-from service.compute.report import format_value
+from service.compute.report import format_change, format_value
 from service.crm.models import CrmConnection
 from service.kit.db import utcnow
 from service.kit.errors import InvalidError
@@ -137,7 +136,7 @@ def reviews(session: Session, mapping: OkrMapping, *, today: date | None = None)
             KrGain(
                 key,
                 krs[key].title,
-                _signed(krs[key].metric, (result.gains.get(key) if result else None)),
+                format_change(krs[key].metric, (result.gains.get(key) if result else None)),
                 result.gains.get(key) if result else None,
             )
             for key in sprint.serves
@@ -188,13 +187,6 @@ def reviews(session: Session, mapping: OkrMapping, *, today: date | None = None)
         )
         carried = retro.improvement if retro else None
     return out
-
-
-def _signed(metric: Any, value: float | None) -> str:
-    if value is None:
-        return "–"
-    shown = format_value(metric, abs(value))
-    return f"+{shown}" if value >= 0 else f"−{shown}"
 
 
 def current(all_reviews: list[SprintReview], today: date) -> SprintReview | None:

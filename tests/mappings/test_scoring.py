@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from mappings.config import Scoring
 from mappings.scoring import (
+    ACHIEVED,
     AT_RISK,
+    MISSED,
     NO_DATA,
     NOT_STARTED,
     OFF_TRACK,
@@ -81,8 +83,11 @@ def _score(value: float | None, as_of: datetime, *, baseline: float = 0, target:
         (3, START.replace(day=5), ON_TRACK, None),  # the first tenth with some progress: on track, never late
         (10, datetime(2026, 6, 15, tzinfo=UTC), NOT_STARTED, 0.0),  # cycle not started
         (None, HALF, NO_DATA, 0.5),
-        (95, datetime(2026, 12, 1, tzinfo=UTC), ON_TRACK, 1.0),  # cycle over: expected is all of it
-        (50, datetime(2026, 12, 1, tzinfo=UTC), OFF_TRACK, 1.0),
+        (95, datetime(2026, 12, 1, tzinfo=UTC), MISSED, 1.0),  # cycle over: 95 of 100 is missed, not "on track"
+        (50, datetime(2026, 12, 1, tzinfo=UTC), MISSED, 1.0),
+        (100, datetime(2026, 12, 1, tzinfo=UTC), ACHIEVED, 1.0),
+        (100, END, ACHIEVED, 1.0),  # the first moment after the window
+        (95, END - timedelta(seconds=1), ON_TRACK, None),  # its last second: still on its way
         (120, datetime(2026, 7, 20, tzinfo=UTC), ON_TRACK, None),  # achieved early
     ],
     ids=[
@@ -95,8 +100,11 @@ def _score(value: float | None, as_of: datetime, *, baseline: float = 0, target:
         "early-progress",
         "not-started",
         "no-data",
-        "over-on",
+        "over-almost",
         "over-off",
+        "over-achieved",
+        "at-the-end",
+        "last-second",
         "achieved",
     ],
 )
@@ -122,3 +130,14 @@ def test_objective_achieved_only_when_every_key_result_is() -> None:
     assert objective_progress([(done, 1), (none, 1)]) == pytest.approx(0.5)  # no data counts as 0
     assert all(s.achieved for s in (done,)) and not half.achieved
     assert objective_status([done, half, _score(10, HALF)]) == OFF_TRACK  # the weakest key result leads
+
+
+def test_after_the_window_an_objective_is_achieved_only_when_every_key_result_is_and_a_miss_leads() -> None:
+    after = datetime(2026, 10, 2, tzinfo=UTC)
+    done, missed, running = _score(100, after), _score(99, after), _score(50, HALF)
+    assert (done.status, missed.status) == (ACHIEVED, MISSED)
+    assert objective_status([done, done]) == ACHIEVED
+    assert objective_status([done, missed]) == MISSED
+    assert objective_status([done, running]) == ON_TRACK  # a sprint's KR achieved, the cycle's still running
+    assert objective_status([missed, running]) == MISSED
+    assert _score(None, after).status == NO_DATA  # no value at all: no data, not a miss

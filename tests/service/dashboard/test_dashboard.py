@@ -220,6 +220,8 @@ def test_the_overview_shows_objectives_key_results_contributions_and_the_sprint(
         "off_track": "Off track",
         "too_early": "Too early to tell",
         "no_data": "No data",
+        "achieved": "Achieved",
+        "missed": "Missed",
     }
     for kr in (kr for o in report.objectives for kr in o.key_results):
         row = page[page.index(f'href="/dashboard/{mapping_id}/kr/{kr.key}"') :].split("</tr>")[0]
@@ -232,6 +234,12 @@ def test_the_overview_shows_objectives_key_results_contributions_and_the_sprint(
     assert all(f"<h2>{o.title}</h2>" in page for o in report.objectives)
     discovery = next(kr for kr in objective.key_results if kr.key == "discovery-meetings")
     assert discovery.shown == "175" and discovery.contributions[0] == ("Jonas Quinn", "41")
+    by_key = {kr.key: kr for o in report.objectives for kr in o.key_results}
+    assert by_key["sprint-first-calls"].status in ("achieved", "missed")  # sprint 1 has ended: not "at risk"
+    assert by_key["new-pipeline"].target == "€6M" and re.fullmatch(r"€\d+(\.\d)?[kM]", by_key["new-pipeline"].shown)
+    for o in report.objectives:  # which key result decides the objective's status, in words
+        decider = next(kr for kr in o.key_results if kr.status == o.status)
+        assert f"{labels[o.status]} because “{escape(decider.title)}” is" in page
 
 
 def test_trends_for_all_key_results_equal_the_check_in_trend(world: DashboardWorld) -> None:
@@ -317,6 +325,25 @@ def test_the_hygiene_page_lists_rules_owners_and_the_worst_opportunities_first(w
     for rule, sentence in zip(lines[0].rules, lines[0].problems, strict=True):
         assert f'<span class="rule">{rule}</span> {escape(sentence)}</li>' in first
     assert "By owner" in page and f'#worst">{lines[0].owner}</a></td>' in page  # each owner filters the list
+
+
+def test_an_opportunity_stuck_by_two_rules_is_one_problem_with_both_reasons(world: DashboardWorld) -> None:
+    hygiene = world.mappings["pipeline-hygiene"]
+    with Session(world.engine) as session:
+        findings = session.exec(sqlmodel.select(HygieneFinding).where(HygieneFinding.mapping_id == hygiene)).all()
+    keys: dict[str, set[str]] = {}
+    for f in findings:
+        keys.setdefault(f.opportunity_id, set()).add(f.rule_key)
+    both = sorted(o for o, k in keys.items() if {"stuck_in_stage", "stuck-vs-team"} <= k)
+    assert both, "the sandbox has opportunities stuck past 60 days and past twice the team's median"
+    with world.client("viewer") as viewer:
+        pages = [_html(viewer.get(f"/dashboard/{hygiene}/hygiene", params={"offset": n})) for n in range(0, 400, 50)]
+    text = "".join(pages)
+    for opportunity in both:
+        item = text[text.index(f"/Opportunity/{opportunity}/view") :].split("</ul>")[0]
+        assert item.count('<span class="rule">stuck_in_stage, stuck-vs-team</span>') == 1, item
+        assert item.count('<span class="rule">') == len(keys[opportunity]) - 1  # one problem per cause
+        assert f"<b>{len(keys[opportunity]) - 1} problem(s)</b>" in item
 
 
 def test_the_kam_page_shows_every_key_account_with_its_criteria(world: DashboardWorld) -> None:
@@ -615,7 +642,7 @@ def test_german_labels_by_parameter_cookie_and_accept_language(world: DashboardW
         answer = client.get(f"/dashboard/{mapping_id}", params={"lang": "de"})
         page = _html(answer)
         assert 'lang="de"' in page and "Überblick" in page and "Aktueller Sprint" in page and "Beiträge" in page
-        assert "Im Plan</span>" in page and "Fortschritt" in page and "6.495.400" in page
+        assert "Im Plan</span>" in page and "Fortschritt" in page and "€6,5M" in page
         assert "okrsync_lang=de" in answer.headers["set-cookie"]
         remembered = _html(client.get(f"/dashboard/{mapping_id}/check-in"))  # the cookie, no parameter
         assert "Wöchentlicher Check-in" in remembered and "Veränderung in 7 Tagen" in remembered
@@ -651,7 +678,10 @@ def test_every_page_sends_the_security_headers_and_no_script(world: DashboardWor
             assert policy.startswith("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'")
             assert answer.headers["x-content-type-options"] == "nosniff" and answer.headers["x-frame-options"] == "DENY"
             assert "<script" not in answer.text, (path, answer.text[answer.text.find("<script") - 300 :][:600])
-            assert not re.search(r'(src|href)="https?://(?!127\.0\.0\.1)', answer.text), path  # nothing external
+            # nothing external is loaded; the only outside links are evidence a KAM gave, opened without referrer
+            assert not re.search(r'src="https?://|<link[^>]*href="https?://', answer.text), path
+            for link in re.findall(r'<a href="https?://(?!127\.0\.0\.1)[^"]*"[^>]*>', answer.text):
+                assert 'rel="noopener noreferrer nofollow"' in link, (path, link)
         css = client.get("/dashboard/static/dashboard.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         assert "@import" not in css.text and "url(" not in css.text  # no external fonts or images

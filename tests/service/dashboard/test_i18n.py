@@ -13,7 +13,7 @@ import pytest
 from mappings.config import KeyResult
 from mappings.hygiene_rules import HygieneRule
 from mappings.kam import MET, NOT_ASSESSED, NOT_MET, PARTLY
-from mappings.scoring import AT_RISK, NO_DATA, NOT_STARTED, OFF_TRACK, ON_TRACK
+from mappings.scoring import ACHIEVED, AT_RISK, MISSED, NO_DATA, NOT_STARTED, OFF_TRACK, ON_TRACK, TOO_EARLY
 from service.dashboard import access, i18n
 from service.kit.auth import Role
 
@@ -46,7 +46,7 @@ def test_every_word_asked_for_exists() -> None:
     rules = {r.model_fields["type"].default for r in get_args(get_args(HygieneRule)[0])}
     assert len(metrics) == 8 and len(rules) == 9
     asked |= {f"metric_{m}" for m in metrics} | {f"rule_{r}" for r in rules} | set(access.LOGIN_REASONS)
-    asked |= {f"status_{s}" for s in (ON_TRACK, AT_RISK, OFF_TRACK, NOT_STARTED, NO_DATA)}
+    asked |= {f"status_{s}" for s in (ON_TRACK, AT_RISK, OFF_TRACK, NOT_STARTED, NO_DATA, TOO_EARLY, ACHIEVED, MISSED)}
     asked |= {f"kam_{s}" for s in (MET, PARTLY, NOT_MET, NOT_ASSESSED)}
     asked |= {f"role_{r.value}" for r in Role} | {f"state_{s}" for s in ("planned", "running", "ended")}
     asked |= {f"source_{s}" for s in ("derived", "assessed")}

@@ -163,7 +163,11 @@ def test_markdown_check_in_shows_what_is_stored_and_keeps_notes_inert(
         assert row[5] == stored.status.replace("_", " ")
         change = trends[kr.key].change_7d
         assert change is not None  # three weekly computations
-        assert row[6] == ("+" if change >= 0 else "−") + format_value(kr.metric, abs(change))
+        sign = "+" if change >= 0 else "−"
+        if format_value(kr.metric, kr.target).endswith("%"):  # a share changes by percentage points
+            assert row[6] == f"{sign}{abs(change) * 100:.0f} pp", kr.key
+        else:
+            assert row[6] == sign + format_value(kr.metric, abs(change))
     meetings = _row(key_results, "150 meetings with prospects")
     assert meetings[7].count(",") == 2  # the three largest contributions
 
