@@ -8,6 +8,7 @@ CRM data (team members, custom fields present) live in ``mappings.validate``.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -286,6 +287,27 @@ class ManualMetric(_Strict):
 
     type: Literal["manual"] = "manual"
     unit: str | None = Field(default=None, examples=["NPS"])
+    min: float | None = Field(
+        default=None, ge=-1e15, le=1e15, title="Lowest possible value", description="NPS: -100", examples=[-100]
+    )
+    max: float | None = Field(
+        default=None, ge=-1e15, le=1e15, title="Highest possible value", description="NPS: 100", examples=[100]
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> ManualMetric:
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        return self
+
+    def out_of_range(self, value: float) -> str | None:
+        """Why ``value`` cannot be this key result's (not finite, or outside min…max), or None."""
+        if not math.isfinite(value) or abs(value) > 1e15:
+            return f"{value!r} is not a finite number within ±10¹⁵"
+        low, high = self.min if self.min is not None else -1e15, self.max if self.max is not None else 1e15
+        if not low <= value <= high:
+            return f"{value:g} is outside the key result's range {low:g} … {high:g} (metric min and max in the file)"
+        return None
 
 
 Metric = Annotated[

@@ -24,3 +24,7 @@ class CheckIn(SQLModel, table=True):
         default_factory=dict, sa_type=JsonType, description="kr key -> values as computed then, confidence, note"
     )
     hygiene_score: float | None = None
+    corrects_id: int | None = Field(
+        default=None,
+        description="The check-in of the same day this one corrects; that one is kept, as it was, for the record",
+    )

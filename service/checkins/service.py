@@ -19,12 +19,14 @@ import sqlmodel
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from mappings.config import MappingConfig
+from mappings.config import ManualMetric, MappingConfig
 from service.checkins.models import CheckIn
-from service.compute.models import HygieneSummary, KeyResultHistory, KeyResultValue
+from service.compute.models import Computation, HygieneSummary, KeyResultHistory, KeyResultValue
 from service.compute.repository import table
+from service.compute.service import compute
 from service.crm.models import Owner
 from service.kit.errors import InvalidError
+from service.okrs import service as okrs
 from service.okrs.models import OkrMapping, OkrMappingVersion
 
 CONFIDENCE_WORDS = ("on_track", "at_risk", "off_track")
@@ -99,8 +101,26 @@ def freeze(
     notes: dict[str, str],
     note: str | None,
     at: datetime,
+    corrects: int | None = None,
 ) -> CheckIn:
-    """Record the weekly check-in: a frozen copy of every key result as computed now, with confidence and notes."""
+    """Record the weekly check-in: a frozen copy of every key result as computed now, with confidence and notes.
+    ``corrects``: the id of a check-in held the same day (UTC) that this one corrects; the earlier one is kept as it
+    was (the audit trail) and the page shows the correction in its place."""
+    if corrects is not None:
+        earlier = session.get(CheckIn, corrects)
+        if earlier is None or earlier.mapping_id != mapping.id:
+            raise CheckInError(f"no check-in {corrects} of {mapping.team} / {mapping.cycle} to correct", status=404)
+        if earlier.held_at.date() != at.date():
+            raise CheckInError(
+                f"check-in {corrects} was held on {earlier.held_at.date()}: a check-in can be corrected only on the"
+                f" day it was held (today is {at.date()}, UTC); record this week's check-in instead",
+                status=409,
+            )
+        later = session.exec(sqlmodel.select(CheckIn.id).where(CheckIn.corrects_id == corrects)).first()
+        if later is not None:
+            raise CheckInError(
+                f"check-in {corrects} was already corrected by check-in {later}: correct that one", status=409
+            )
     if at.date() > mapping.cycle_end:
         raise CheckInError(
             f"the cycle {mapping.cycle} ended on {mapping.cycle_end}: check-ins are for running cycles (the team's"
@@ -143,13 +163,58 @@ def freeze(
     hygiene = session.get(HygieneSummary, (mapping.id, "*"))
     row = CheckIn(
         mapping_id=mapping.id or 0, held_at=at, author=author, attendees=sorted(set(attendees)), note=note,
-        key_results=frozen, hygiene_score=hygiene.score if hygiene else None,
+        key_results=frozen, hygiene_score=hygiene.score if hygiene else None, corrects_id=corrects,
     )  # fmt: skip
     session.add(row)
     session.flush()
     return row
 
 
-def check_ins(session: Session, mapping: OkrMapping) -> list[CheckIn]:
+def record(
+    session: Session,
+    mapping: OkrMapping,
+    *,
+    author: str,
+    attendees: list[str],
+    confidence: dict[str, int | str],
+    notes: dict[str, str],
+    note: str | None,
+    values: dict[str, float],
+    at: datetime,
+    corrects: int | None = None,
+) -> CheckIn:
+    """The weekly check-in as the team holds it: first the manual key results' values said in the room (each
+    checked against its key result before anything is stored), then a recomputation so the frozen copy shows them,
+    then ``freeze``. The caller commits (and stages write-back)."""
+    config = _config(session, mapping)
+    manual = {kr.key: kr for _o, kr in config.key_results() if isinstance(kr.metric, ManualMetric)}
+    for kr_key, value in values.items():
+        kr = manual.get(kr_key)
+        if kr is None or not isinstance(kr.metric, ManualMetric):
+            known = ", ".join(manual) or "none in this mapping"
+            raise CheckInError(f"{kr_key!r} is not a manual key result: values are entered for manual ones ({known})")
+        problem = kr.metric.out_of_range(value)
+        if problem is not None:
+            raise CheckInError(f"the value for {kr.title}: {problem}")
+    if values:
+        for kr_key, value in values.items():
+            okrs.set_manual_value(session, mapping, kr_key=kr_key, value=value, author=author, note=notes.get(kr_key),
+                                  at=at)  # fmt: skip
+        last = session.execute(
+            select(func.max(table(Computation).c.as_of)).where(table(Computation).c.mapping_id == mapping.id)
+        ).scalar()
+        compute(session, mapping=mapping, as_of=max(at, last) if last is not None else at)
+    return freeze(
+        session, mapping, author=author, attendees=attendees, confidence=confidence, notes=notes, note=note, at=at,
+        corrects=corrects,
+    )  # fmt: skip
+
+
+def check_ins(session: Session, mapping: OkrMapping, *, corrected: bool = True) -> list[CheckIn]:
+    """Every check-in, newest first; ``corrected=False`` leaves out those a later one corrects."""
     query = sqlmodel.select(CheckIn).where(CheckIn.mapping_id == mapping.id)
-    return list(session.exec(query.order_by(col(CheckIn.held_at).desc(), col(CheckIn.id).desc())).all())
+    rows = list(session.exec(query.order_by(col(CheckIn.held_at).desc(), col(CheckIn.id).desc())).all())
+    if corrected:
+        return rows
+    replaced = {row.corrects_id for row in rows if row.corrects_id is not None}
+    return [row for row in rows if row.id not in replaced]

@@ -9,6 +9,7 @@ check-ins). Pages are HTML for people, so they are left out of the OpenAPI docum
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlmodel import Session
 
 from service.checkins import service as checkins
 from service.compute.service import compute as compute_mapping
+from service.crm.models import CrmConnection
 from service.dashboard import access, health, i18n, links, me
 from service.dashboard import service as views
 from service.dashboard.render import render
@@ -408,9 +410,9 @@ def record_retrospective(
 
 def _check_in(
     request: Request, session: Session, mapping: OkrMapping, found: access.PageCaller, lang: str, at: datetime,
-    *, status: int = 200, past: int = 0, **context: Any,
+    *, status: int = 200, past: int = 0, correct: int | None = None, **context: Any,
 ) -> HTMLResponse:  # fmt: skip
-    page = views.check_in_page(session, mapping, today=at.date(), past_offset=past)
+    page = views.check_in_page(session, mapping, today=at.date(), past_offset=past, correct=correct)
     may = found.caller.may(Role.sales_ops)
     return _page(
         request, "check_in.html", lang, found, status=status, page=page, mapping=page.mapping, active="nav_check_in",
@@ -421,22 +423,46 @@ def _check_in(
 @router.get("/{mapping_id:int}/check-in")
 def check_in(
     request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
-    recorded: RowId = 0, past: Offset = 0,
+    recorded: RowId = 0, past: Offset = 0, correct: RowId = 0,
 ) -> Response:  # fmt: skip
-    notice = i18n.Translator(lang)("check_in_recorded") if recorded else None
-    return _check_in(request, session, _mapping(session, mapping_id), found, lang, at, notice=notice,
-                     highlight=recorded or None, past=past)  # fmt: skip
+    t = i18n.Translator(lang)
+    notice = t("check_in_recorded") if recorded else None
+    mapping = _mapping(session, mapping_id)
+    problem = None
+    if correct:
+        page = views.check_in_page(session, mapping, today=at.date(), correct=correct)
+        assert page.correcting is not None
+        if page.correcting.held_at.date() != at.date():
+            problem = t("correct_only_same_day", held=page.correcting.held_at.date(), today=at.date())
+    return _check_in(request, session, mapping, found, lang, at, notice=notice, highlight=recorded or None,
+                     past=past, correct=correct or None, problem=problem)  # fmt: skip
+
+
+def _number(text: str) -> float | None:
+    """A number as people type it: 35, -12, 4.5 or 4,5; None for anything else (nan and inf included)."""
+    cleaned = text.replace("\u2212", "-").replace(" ", "").replace("\u00a0", "")
+    if cleaned.count(",") == 1 and "." not in cleaned:
+        cleaned = cleaned.replace(",", ".")
+    if len(cleaned) > 40 or not all(c in "0123456789.-+eE" for c in cleaned):
+        return None
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 @router.post("/{mapping_id:int}/check-in")
 def record_check_in(
-    request: Request, mapping_id: MappingId, session: SessionDep, found: SalesOps, fields: Form, lang: Lang, at: Now
-) -> Response:
+    request: Request, mapping_id: MappingId, session: SessionDep, settings: SettingsDep, found: SalesOps,
+    fields: Form, lang: Lang, at: Now,
+) -> Response:  # fmt: skip
     mapping = _mapping(session, mapping_id)
     t = i18n.Translator(lang)
     attendees = [name for name in fields.get("attendee", []) if name.strip()]
     confidence: dict[str, int | str] = {}
     notes: dict[str, str] = {}
+    typed: dict[str, str] = {}
     for name, values in fields.items():
         kind, _, kr_key = name.partition(".")
         value = values[-1].strip()
@@ -445,11 +471,28 @@ def record_check_in(
             confidence[kr_key] = int(value) if value.isascii() and value.isdigit() and len(value) <= 3 else value
         elif kind == "note" and kr_key and value:
             notes[kr_key] = value
+        elif kind == "value" and kr_key and value:
+            typed[kr_key] = value
     note = _one(fields, "note").strip() or None
+    corrects_text = _one(fields, "corrects").strip()
+    corrects = (
+        int(corrects_text) if corrects_text.isascii() and corrects_text.isdigit() and len(corrects_text) < 12 else None
+    )
     form = {"attendees": attendees, "confidence": {k: str(v) for k, v in confidence.items()}, "notes": notes,
-            "note": note or ""}  # fmt: skip
-    team = views.members(session, mapping, okrs.current_config(session, mapping))
+            "note": note or "", "values": typed}  # fmt: skip
+    config = okrs.current_config(session, mapping)
+    titles = {kr.key: kr.title for _o, kr in config.key_results()}
+    team = views.members(session, mapping, config)
     problem = next((t("attendee_unknown", name=name) for name in attendees if name not in team), None)
+    if problem is None and corrects_text and corrects is None:
+        problem = t("corrects_invalid")
+    numbers: dict[str, float] = {}
+    for kr_key, text in typed.items():
+        number = _number(text)
+        if problem is None and number is None:
+            problem = t("value_not_a_number", kr=titles.get(kr_key, kr_key), text=text[:40])
+        elif number is not None:
+            numbers[kr_key] = number
     if problem is None and len(note or "") > LIMITS["note"]:
         problem = t("too_long", field=t("general_note"), limit=LIMITS["note"])
     if problem is None and any(len(text) > LIMITS["kr_note"] for text in notes.values()):
@@ -457,15 +500,20 @@ def record_check_in(
     status = 422
     if problem is None:
         try:
-            row = checkins.freeze(
+            row = checkins.record(
                 session, mapping, author=found.caller.name, attendees=attendees, confidence=confidence, notes=notes,
-                note=note, at=at,
+                note=note, values=numbers, at=at, corrects=corrects,
             )  # fmt: skip
         except checkins.CheckInError as exc:
-            problem, status = str(exc), 409 if "ended" in str(exc) else 422
+            problem, status = str(exc), exc.status
     if problem is not None:
         session.rollback()
-        return _check_in(request, session, mapping, found, lang, at, status=status, problem=problem, form=form)
+        return _check_in(request, session, mapping, found, lang, at, status=status, problem=problem, form=form,
+                         correct=corrects if corrects and status != 404 else None)  # fmt: skip
+    if numbers:
+        connection = session.get(CrmConnection, mapping.connection_id)
+        assert connection is not None
+        stage_connection(session, connection=connection, settings=settings)
     session.commit()
     notifier = request.app.state.notifier
     if notifier is not None:  # the summary goes to the team chat in the background, as from the API

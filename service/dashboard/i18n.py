@@ -134,6 +134,27 @@ EN: dict[str, str] = {
     "kam_partly": "Partly",
     "kam_not_met": "Not met",
     "kam_not_assessed": "Not assessed",
+    "confidence_legend": (
+        "Confidence, one scale for every key result: 10 = we will reach it for sure, 7 = likely, 5 = a coin toss,"
+        " 3 = unlikely, 1 = we will not reach it."
+    ),
+    "last_confidence": "last: {value} ({day})",
+    "manual_value": "New value",
+    "manual_range": "from {low} to {high}",
+    "value_not_a_number": "The value for “{kr}” is not a number: {text}",
+    "correct_check_in": "Correct this check-in",
+    "correcting_notice": (
+        "You are correcting the check-in of {when} by {author}; it is kept as it was, and this one takes its place."
+    ),
+    "record_correction": "Record correction",
+    "a_correction": "corrected",
+    "earlier_versions": "Earlier version ({count})",
+    "correct_only_same_day": (
+        "That check-in was held on {held}: a check-in can be corrected only on the day it was held (today is"
+        " {today}). Record this week's check-in instead."
+    ),
+    "corrects_invalid": "The check-in to correct is not a check-in number.",
+    "cancel": "Cancel",
     "my_work": "My work",
     "me_no_email": (
         "Your token names no CRM e-mail, so okrsync cannot tell which records are yours. Ask sales ops for a token"
@@ -383,6 +404,27 @@ DE: dict[str, str] = {
     "kam_partly": "Teilweise",
     "kam_not_met": "Nicht erfüllt",
     "kam_not_assessed": "Nicht bewertet",
+    "confidence_legend": (
+        "Zuversicht, eine Skala für jedes Key Result: 10 = erreichen wir sicher, 7 = wahrscheinlich, 5 = offen,"
+        " 3 = unwahrscheinlich, 1 = erreichen wir nicht."
+    ),
+    "last_confidence": "zuletzt: {value} ({day})",
+    "manual_value": "Neuer Wert",
+    "manual_range": "von {low} bis {high}",
+    "value_not_a_number": "Der Wert für „{kr}“ ist keine Zahl: {text}",
+    "correct_check_in": "Diesen Check-in korrigieren",
+    "correcting_notice": (
+        "Sie korrigieren den Check-in vom {when} von {author}; er bleibt, wie er war, und dieser tritt an seine Stelle."
+    ),
+    "record_correction": "Korrektur erfassen",
+    "a_correction": "korrigiert",
+    "earlier_versions": "Frühere Fassung ({count})",
+    "correct_only_same_day": (
+        "Dieser Check-in war am {held}: Ein Check-in kann nur am selben Tag korrigiert werden (heute ist {today})."
+        " Erfassen Sie stattdessen den Check-in dieser Woche."
+    ),
+    "corrects_invalid": "Der zu korrigierende Check-in ist keine Check-in-Nummer.",
+    "cancel": "Abbrechen",
     "my_work": "Meine Arbeit",
     "me_no_email": (
         "Ihr Token nennt keine CRM-E-Mail, daher weiß okrsync nicht, welche Datensätze Ihre sind. Bitten Sie Sales Ops"

@@ -16,7 +16,7 @@ from markupsafe import Markup
 from sqlalchemy import func, select, union_all
 from sqlmodel import Session, col
 
-from mappings.config import KeyResult, MappingConfig
+from mappings.config import KeyResult, ManualMetric, MappingConfig
 from service.checkins import service as checkins
 from service.checkins.models import CheckIn
 from service.compute import report as reports
@@ -366,6 +366,9 @@ class CheckInLine:
     shown_target: str
     shown_expected: str
     shown_change: str
+    manual: tuple[float | None, float | None] | None = None  # a manual KR: its (min, max) for the form's input
+    last_confidence: int | str | None = None  # said at the last check-in before today
+    last_held: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -387,6 +390,10 @@ class PastCheckIn:
     note: str | None
     hygiene_score: float | None
     lines: list[FrozenLine]
+    corrects_id: int | None = None
+    earlier: list[PastCheckIn] = field(default_factory=list)  # the versions this one corrected, newest first
+    correctable: bool = False  # held today in a running cycle, and not corrected yet
+    frozen: dict[str, Any] = field(default_factory=dict)  # kr key -> what was said (confidence, note)
 
 
 @dataclass
@@ -401,6 +408,7 @@ class CheckInPage:
     past_total: int = 0
     past_offset: int = 0
     past_limit: int = PAST_PAGE
+    correcting: PastCheckIn | None = None  # the check-in of today the form corrects
 
 
 def members(session: Session, mapping: OkrMapping, config: MappingConfig) -> list[str]:
@@ -409,17 +417,24 @@ def members(session: Session, mapping: OkrMapping, config: MappingConfig) -> lis
 
 
 def check_in_page(
-    session: Session, mapping: OkrMapping, *, today: date, past_offset: int = 0, past_limit: int = PAST_PAGE
-) -> CheckInPage:
-    """Every key result with value, expected by now, status and change over 7 days; the team; a page of the past
-    check-ins, newest first."""
+    session: Session, mapping: OkrMapping, *, today: date, past_offset: int = 0, past_limit: int = PAST_PAGE,
+    correct: int | None = None,
+) -> CheckInPage:  # fmt: skip
+    """Every key result with value, expected by now, status, change over 7 days and the confidence said at the
+    last check-in before today; the team; a page of the past check-ins, newest first, each correction in the place
+    of what it corrected (kept below it); ``correct``: a check-in of today whose values fill the form."""
     _mapping, connection = load_mapping(session, mapping.id or 0)
     config = okrs.current_config(session, mapping)
     values = _values(session, mapping)
     found = trends(session, mapping, config, values)
+    everything = checkins.check_ins(session, mapping)
+    corrected_by = {row.corrects_id: row for row in everything if row.corrects_id is not None}
+    held = [row for row in everything if row.id not in corrected_by]  # the versions that stand
+    before_today = next((row for row in held if row.held_at.date() < today), None)
     lines = []
     for objective, kr in config.key_results():
         stored, trend = values.get(kr.key), found[kr.key]
+        said = before_today.key_results.get(kr.key, {}) if before_today else {}
         lines.append(
             CheckInLine(
                 kr.key, kr.title, objective.title, stored.status if stored else "no_data",
@@ -427,12 +442,15 @@ def check_in_page(
                 reports.format_value(kr.metric, stored.value if stored else None),
                 reports.format_value(kr.metric, kr.target), _expected(kr.metric, trend.expected_value),
                 reports.format_change(kr.metric, trend.change_7d),
+                (kr.metric.min, kr.metric.max) if isinstance(kr.metric, ManualMetric) else None,
+                said.get("confidence"), before_today.held_at if before_today and said.get("confidence") else None,
             )
         )  # fmt: skip
     metrics = {kr.key: kr.metric for _o, kr in config.key_results()}
-    past = []
-    held = checkins.check_ins(session, mapping)
-    for row in held[past_offset : past_offset + past_limit]:
+    running = _state(mapping.cycle_start, mapping.cycle_end, today) == "running"
+    by_id = {row.id: row for row in everything}
+
+    def past_of(row: CheckIn, *, chain: bool) -> PastCheckIn:
         frozen = [
             FrozenLine(
                 kr.get("title") or kr_key, kr.get("status") or "no_data",
@@ -441,23 +459,30 @@ def check_in_page(
             )
             for kr_key, kr in row.key_results.items()
         ]  # fmt: skip
-        past.append(
-            PastCheckIn(
-                row.id or 0,
-                row.held_at,
-                row.author,
-                list(row.attendees),
-                row.note,
-                row.hygiene_score if config.hygiene.rules else None,
-                frozen,
-            )  # fmt: skip
-        )
+        earlier: list[PastCheckIn] = []
+        if chain:
+            previous = by_id.get(row.corrects_id) if row.corrects_id else None
+            while previous is not None:
+                earlier.append(past_of(previous, chain=False))
+                previous = by_id.get(previous.corrects_id) if previous.corrects_id else None
+        return PastCheckIn(
+            row.id or 0, row.held_at, row.author, list(row.attendees), row.note,
+            row.hygiene_score if config.hygiene.rules else None, frozen, row.corrects_id, earlier,
+            running and row.held_at.date() == today and row.id not in corrected_by, row.key_results,
+        )  # fmt: skip
+
+    past = [past_of(row, chain=True) for row in held[past_offset : past_offset + past_limit]]
+    correcting = None
+    if correct is not None:
+        row = by_id.get(correct)
+        if row is None or row.mapping_id != mapping.id:
+            raise NotFoundError(f"no check-in {correct} of {mapping.team} / {mapping.cycle}")
+        correcting = past_of(row, chain=False)
     hygiene = session.get(HygieneSummary, (mapping.id, "*"))
-    running = _state(mapping.cycle_start, mapping.cycle_end, today) == "running"
     return CheckInPage(
         mapping_row(mapping, connection, today), max((v.as_of for v in values.values()), default=None), lines,
         members(session, mapping, config), past, hygiene.score if hygiene and config.hygiene.rules else None, running,
-        len(held), past_offset, past_limit,
+        len(held), past_offset, past_limit, correcting,
     )  # fmt: skip
 
 

@@ -414,7 +414,7 @@ def kr_set(
             okrs.set_manual_value(
                 session, m, kr_key=kr, value=value, author=author or getpass.getuser(), note=note, at=utcnow()
             )
-        except (okrs.NotFoundError, okrs.CycleRuleError) as exc:
+        except (okrs.NotFoundError, okrs.CycleRuleError, okrs.ManualValueError) as exc:
             raise _fail(str(exc)) from None
         compute_mapping(session, mapping=m)
         _stage(session, [m])

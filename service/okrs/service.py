@@ -18,7 +18,7 @@ from sqlmodel import Session, col
 
 from connectors.adapter import raw_path
 from connectors.registry import adapter as crm_adapter
-from mappings.config import Loc, MappingConfig, metric_filters
+from mappings.config import Loc, ManualMetric, MappingConfig, metric_filters
 from mappings.fields import RecordType, resolve
 from mappings.filters import conditions_fields
 from mappings.kam import ASSESSMENTS
@@ -44,6 +44,10 @@ MODELS: dict[RecordType, Any] = {
 
 class CycleRuleError(ConflictError, ValueError):
     """The change breaks a rule of the OKR cycle (an objective changed mid-cycle, a KR edit without reason)."""
+
+
+class ManualValueError(errors.InvalidError, ValueError):
+    """A manual key result's value that it cannot take: not finite, or outside its min…max."""
 
 
 class NotFoundError(errors.NotFoundError, LookupError):
@@ -308,6 +312,9 @@ def set_manual_value(
         raise CycleRuleError(
             f"key result {kr_key} is computed from the CRM ({kr.metric.type}); only manual ones take values"
         )
+    problem = kr.metric.out_of_range(value) if isinstance(kr.metric, ManualMetric) else None
+    if problem is not None:
+        raise ManualValueError(f"the value for {kr_key} ({kr.title}): {problem}")
     assert mapping.id is not None
     entry = ManualValue(mapping_id=mapping.id, kr_key=kr_key, value=value, note=note, author=author, entered_at=at)
     session.add(entry)

@@ -29,7 +29,7 @@ from service.dashboard import render
 from service.dashboard import service as views
 from service.kit.auth import Role, create_token, revoke_token
 from service.okrs import service as okrs
-from service.okrs.models import KamAssessment, OkrMapping
+from service.okrs.models import KamAssessment, ManualValue, OkrMapping
 from service.sprints import service as sprints
 from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR
@@ -578,8 +578,9 @@ def test_the_check_in_form_records_the_meeting_and_shows_what_people_typed_as_te
             }
         discovery = lines["discovery-meetings"]
         row = page[page.index(f'href="/dashboard/{mapping_id}/kr/discovery-meetings"') :].split("</tr>")[0]
-        for shown in (discovery.shown_value, discovery.shown_expected, discovery.shown_change):
-            assert f'<td class="num">{shown}</td>' in row
+        for label, shown in (("Value", discovery.shown_value), ("Expected by now", discovery.shown_expected),
+                             ("Change in 7 days", discovery.shown_change)):  # fmt: skip
+            assert re.search(rf'<td class="num" data-label="{label}">{re.escape(shown)}\s*</td>', row), (label, row)
         assert "On track</span>" in row
 
         answer = ops.post(path, data={
@@ -621,6 +622,81 @@ def test_a_bad_check_in_is_refused_with_the_form_kept(
     assert answer.status_code == 422, answer.text[:1000]
     assert message in answer.text and f">kept {escape(SCRIPT)}</textarea>" in answer.text
     assert len(_check_ins(world)) == before
+
+
+def _customer_care(world: DashboardWorld) -> tuple[list[CheckIn], list[ManualValue], KeyResultValue | None]:
+    with Session(world.engine) as session:
+        mapping = _mapping(world, session, "customer-care")
+        values = session.exec(sqlmodel.select(ManualValue).where(ManualValue.mapping_id == mapping.id)).all()
+        return checkins.check_ins(session, mapping), list(values), session.get(KeyResultValue, (mapping.id, "nps"))
+
+
+def test_the_lead_enters_nps_at_the_check_in_sees_last_weeks_confidence_and_corrects_it_the_same_day(
+    world: DashboardWorld,
+) -> None:
+    mapping_id = world.mappings["customer-care"]
+    path = f"/dashboard/{mapping_id}/check-in"
+    last_week = TODAY - timedelta(days=7)
+    with world.client("sales_ops") as ops:
+        set_today(world, last_week)
+        try:
+            assert ops.post(path, data={"confidence.nps": "6", "note": "last week"}).status_code == 303
+        finally:
+            set_today(world, TODAY)
+        page = _html(ops.get(path))
+        assert "Confidence, one scale for every key result: 10 = we will reach it for sure" in page
+        assert '<option value="at_risk"' not in page  # one scale: no status words among the levels
+        assert f"last: 6/10 ({last_week.date()})" in page
+        assert 'name="value.nps"' in page and "from -100 to 100" in page
+
+        before_rows, before_values, _ = _customer_care(world)
+        refusals = [("140", "outside the key result&#39;s range -100 … 100"), ("nan", "is not a number: nan"),
+                    ("1e400", "is not a number: 1e400"), ("forty", "is not a number: forty")]  # fmt: skip
+        for typed, message in refusals:
+            refused = ops.post(path, data={"value.nps": typed, "confidence.nps": "8", "note": "kept"})
+            assert refused.status_code == 422 and message in refused.text, (typed, refused.text[:3000])
+            assert f'value="{typed}"' in refused.text and "kept</textarea>" in refused.text  # the form is kept
+        assert _customer_care(world)[:2] == (before_rows, before_values)  # nothing stored
+
+        answer = ops.post(path, data={"value.nps": "35,5", "confidence.nps": "8", "note": "Survey of\nSeptember"})
+        assert answer.status_code == 303, answer.text[:3000]
+        rows, values, nps = _customer_care(world)
+        first = rows[0]
+        assert len(rows) == len(before_rows) + 1 and values[-1].value == 35.5 and values[-1].author == "sales_ops token"
+        assert nps is not None and nps.value == 35.5
+        assert first.key_results["nps"]["value"] == 35.5 and first.key_results["nps"]["confidence"] == 8
+        shown = _html(ops.get(answer.headers["location"]))
+        assert f'href="?correct={first.id}#check-in-form"' in shown  # held today: it may be corrected
+
+        form = _html(ops.get(path, params={"correct": first.id}))
+        assert f'name="corrects" value="{first.id}"' in form and "Survey of\nSeptember</textarea>" in form
+        assert '<option value="8" selected>' in form
+        corrected = ops.post(path, data={"corrects": str(first.id), "confidence.nps": "5", "note": "Survey of Sept."})
+        assert corrected.status_code == 303, corrected.text[:3000]
+        rows, _values, _nps = _customer_care(world)
+        assert rows[0].corrects_id == first.id and rows[1].id == first.id  # both kept
+        assert rows[1].key_results["nps"]["confidence"] == 8 and rows[1].note == "Survey of\nSeptember"
+        page = _html(ops.get(corrected.headers["location"]))
+        assert "Earlier version (1)" in page and page.count(f'id="check-in-{first.id}"') == 0  # in its place
+        assert f'id="check-in-{rows[0].id}"' in page and "5/10" in page
+        again = ops.post(path, data={"corrects": str(first.id), "note": "twice"})
+        assert again.status_code == 409 and f"already corrected by check-in {rows[0].id}" in again.text
+        old = next(r for r in rows if r.held_at.date() == last_week.date())
+        late = ops.post(path, data={"corrects": str(old.id), "note": "too late"})
+        assert late.status_code == 409 and "can be corrected only on the day it was held" in late.text
+        assert "can be corrected only on the day" in _html(ops.get(path, params={"correct": old.id}))
+
+    with world.client("sales_ops") as api:
+        url = f"/api/v1/mappings/{mapping_id}/weekly-check-ins"
+        out_of_range = api.post(url, json={"values": {"nps": 140}})
+        assert out_of_range.status_code == 422 and "outside the key result's range" in out_of_range.text
+        not_manual = api.post(url, json={"values": {"csat": 1}})
+        assert not_manual.status_code == 422 and "is not a manual key result" in not_manual.text
+        assert api.post(url, content=b'{"values": {"nps": NaN}}', headers={"content-type": "application/json"}
+                        ).status_code == 422  # fmt: skip
+        late_api = api.post(url, json={"corrects": old.id})
+        assert late_api.status_code == 409 and "only on the day it was held" in late_api.text
+    assert len(_customer_care(world)[0]) == len(rows)
 
 
 def test_no_check_in_once_the_cycle_has_ended(world: DashboardWorld) -> None:
