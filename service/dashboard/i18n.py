@@ -8,6 +8,7 @@ from __future__ import annotations
 
 EN: dict[str, str] = {
     "app_title": "Team OKRs",
+    "skip_to_content": "Skip to content",
     "nav_label": "Pages of this cycle",
     "nav_overview": "Overview",
     "nav_check_in": "Check-in",
@@ -552,6 +553,7 @@ DE: dict[str, str] = {
     "invalid_heading": "Ungültige Anfrage",
     "conflict_heading": "Nicht erfasst",
     "back_to_mappings": "Alle Teams und Zyklen",
+    "skip_to_content": "Zum Inhalt springen",
 }
 
 LANGUAGES: dict[str, dict[str, str]] = {"en": EN, "de": DE}

@@ -110,7 +110,7 @@ def test_a_team_lead_runs_the_weekly_check_in_in_the_browser(tmp_path: Path) -> 
                 page.get_by_label("Anna Berger").check()
                 page.get_by_label("David Garcia").check()
                 page.get_by_label("Confidence: 150 meetings with prospects").select_option("7")
-                page.get_by_label("Confidence: €6M new pipeline created").select_option("at_risk")
+                page.get_by_label("Confidence: €6M new pipeline created").select_option("4")
                 page.get_by_label("Note: 150 meetings with prospects").fill(NOTE)
                 page.get_by_label("General note").fill("Good week <b>overall</b>")
                 page.get_by_role("button", name="Record check-in").click()

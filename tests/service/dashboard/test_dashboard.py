@@ -226,7 +226,8 @@ def test_the_overview_shows_objectives_key_results_contributions_and_the_sprint(
     for kr in (kr for o in report.objectives for kr in o.key_results):
         row = page[page.index(f'href="/dashboard/{mapping_id}/kr/{kr.key}"') :].split("</tr>")[0]
         assert f">{escape(kr.title)}</a>" in row
-        assert f'<td class="num">{kr.shown}</td>' in row and f'<td class="num">{kr.target}</td>' in row
+        assert f'<td class="num" data-label="Value">{kr.shown}</td>' in row
+        assert f'<td class="num" data-label="Target">{kr.target}</td>' in row
         assert f"{labels[kr.status]}</span>" in row  # the status in words, not only in colour
         assert f'style="width: {min(1.0, kr.progress or 0) * 100:.1f}%"' in row
         for name, shown in kr.contributions:
