@@ -186,48 +186,101 @@ def beyond(value: float, limit: float) -> tuple[str, str]:
     raise AssertionError("unreachable")
 
 
-def describe(rule: Any, finding: Finding, *, as_of: datetime, stage_medians: dict[str, float] | None = None) -> str:
-    """The sentence a rep reads on the opportunity, e.g. "Close date 2026-10-02 is 23 days in the past"."""
+SENTENCES: dict[str, dict[str, str]] = {
+    "en": {
+        "close_date_past": "Close date {date} is {days} day{s} in the past",
+        "no_next_step": "No next step",
+        "no_activity_ever": "No activity logged",
+        "no_activity": "No activity for {days} days (last: {last}; limit {limit} days)",
+        "stuck_days": "In stage {stage} for {shown} days (limit {limit} days)",
+        "stuck_median": "In stage {stage} for {shown} days, more than {limit} days ({factor}× the team's median of"
+        " {median} days)",
+        "close_date_pushed": "Close date pushed {pushes} time{s} (flagged from {times})",
+        "missing_amount": "No amount in stage {stage}",
+        "single_threaded": "Single-threaded: {count} contact{s} (at least {min} expected)",
+        "probability_none": "no probability",
+        "probability": "Probability {value}%",
+        "probability_mismatch": "{shown} does not match stage {stage} ({expected}%{allowed} expected)",
+        "tolerance": " ± {points} points",
+    },
+    "de": {
+        "close_date_past": "Abschlussdatum {date} liegt {days} Tag{s} zurück",
+        "no_next_step": "Kein nächster Schritt",
+        "no_activity_ever": "Keine Aktivität erfasst",
+        "no_activity": "Seit {days} Tagen keine Aktivität (zuletzt: {last}; Grenze {limit} Tage)",
+        "stuck_days": "Seit {shown} Tagen in der Phase {stage} (Grenze {limit} Tage)",
+        "stuck_median": "Seit {shown} Tagen in der Phase {stage}, mehr als {limit} Tage ({factor}× der Median des"
+        " Teams von {median} Tagen)",
+        "close_date_pushed": "Abschlussdatum {pushes}-mal verschoben (markiert ab {times})",
+        "missing_amount": "Kein Betrag in der Phase {stage}",
+        "single_threaded": "Nur {count} Kontakt{s} (mindestens {min} erwartet)",
+        "probability_none": "Keine Wahrscheinlichkeit",
+        "probability": "Wahrscheinlichkeit {value} %",
+        "probability_mismatch": "{shown} passt nicht zur Phase {stage} ({expected} %{allowed} erwartet)",
+        "tolerance": " ± {points} Punkte",
+    },
+}
+PLURAL = {"en": {True: "s", False: ""}, "de": {True: "e", False: ""}}
+
+
+def describe(
+    rule: Any,
+    finding: Finding,
+    *,
+    as_of: datetime,
+    stage_medians: dict[str, float] | None = None,
+    lang: str = "en",
+) -> str:
+    """The sentence a rep reads on the opportunity, e.g. "Close date 2026-10-02 is 23 days in the past", in
+    English or German (``lang``); a custom rule's message is the file's own text."""
+    words = SENTENCES.get(lang, SENTENCES["en"])
+    plural = PLURAL.get(lang, PLURAL["en"])
     today = as_of.date()
     if isinstance(rule, CloseDatePast) and finding.detail_date:
         days = (today - finding.detail_date).days
-        return f"Close date {finding.detail_date.isoformat()} is {days} day{'s' * (days != 1)} in the past"
+        return words["close_date_past"].format(date=finding.detail_date.isoformat(), days=days, s=plural[days != 1])
     if isinstance(rule, NoNextStep):
-        return "No next step"
+        return words["no_next_step"]
     if isinstance(rule, NoActivity):
         last = max(
             (d for d in (finding.detail_at.date() if finding.detail_at else None, finding.detail_date) if d),
             default=None,
         )
         if last is None:
-            return "No activity logged"
-        return f"No activity for {(today - last).days} days (last: {last.isoformat()}; limit {rule.days} days)"
+            return words["no_activity_ever"]
+        return words["no_activity"].format(days=(today - last).days, last=last.isoformat(), limit=rule.days)
     if isinstance(rule, StuckInStage):
         age = float(finding.detail_number or 0)
         if rule.days is not None:
             shown, limit = beyond(age, rule.days)
-            return f"In stage {finding.detail_text} for {shown} days (limit {limit} days)"
+            return words["stuck_days"].format(stage=finding.detail_text, shown=shown, limit=limit)
         assert rule.median_factor is not None
         team = (stage_medians or {}).get(finding.detail_text or "", 0.0)
         shown, limit = beyond(age, rule.median_factor * team)
         decimals = len(shown.partition(".")[2])
-        return (
-            f"In stage {finding.detail_text} for {shown} days, more than {limit} days"
-            f" ({rule.median_factor:g}× the team's median of {team:.{decimals + 1}f} days)"
-        )
+        return words["stuck_median"].format(
+            stage=finding.detail_text, shown=shown, limit=limit, factor=f"{rule.median_factor:g}",
+            median=f"{team:.{decimals + 1}f}",
+        )  # fmt: skip
     if isinstance(rule, CloseDatePushed):
         pushes = int(finding.detail_number or 0)
-        return f"Close date pushed {pushes} time{'s' * (pushes != 1)} (flagged from {rule.times})"
+        return words["close_date_pushed"].format(pushes=pushes, s=plural[pushes != 1], times=rule.times)
     if isinstance(rule, MissingAmount):
-        return f"No amount in stage {finding.detail_text}"
+        return words["missing_amount"].format(stage=finding.detail_text)
     if isinstance(rule, SingleThreaded):
         count = int(finding.detail_number or 0)
-        return f"Single-threaded: {count} contact{'s' * (count != 1)} (at least {rule.min_contacts} expected)"
+        return words["single_threaded"].format(count=count, s=plural[count != 1], min=rule.min_contacts)
     if isinstance(rule, ProbabilityMismatch):
         expected = rule.expected.get(finding.detail_text or "")
-        shown = "no probability" if finding.detail_number is None else f"Probability {finding.detail_number:g}%"
-        allowed = f" ± {rule.tolerance:g} points" if rule.tolerance else ""
-        return f"{shown} does not match stage {finding.detail_text} ({expected:g}%{allowed} expected)"
+        shown = (
+            words["probability_none"]
+            if finding.detail_number is None
+            else words["probability"].format(value=f"{finding.detail_number:g}")
+        )
+        allowed = words["tolerance"].format(points=f"{rule.tolerance:g}") if rule.tolerance else ""
+        return words["probability_mismatch"].format(
+            shown=shown, stage=finding.detail_text, expected=f"{expected:g}", allowed=allowed
+        )
     if isinstance(rule, CustomRule):
         return rule.message
     return rule.rule_key

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -198,6 +198,15 @@ def _sync(engine: Engine, access: CrmAccess, *, full: bool) -> str:
     return f"{records:,} records ({streams}){f', {deleted} deleted' if deleted else ''}, {report.api_calls} API calls"
 
 
+def history_moments(first_day: date, now: datetime) -> list[datetime]:
+    """When the demo computes the elapsed part of the cycle, so that charts have a line and "change in 7 days" a
+    value: every 7th day from the cycle's start and each of the last 8 days, at 18:00 UTC, before ``now``."""
+    days = {first_day + timedelta(days=7 * k) for k in range(0, 53)}
+    days |= {now.date() - timedelta(days=k) for k in range(1, 9)}
+    moments = (datetime(day.year, day.month, day.day, 18, tzinfo=UTC) for day in days if first_day <= day < now.date())
+    return sorted(moment for moment in moments if moment < now)
+
+
 def _apply(engine: Engine, settings: Settings, files: dict[str, Path], *, now: datetime, keep: bool) -> Applied:
     from service.compute.service import compute
     from service.okrs import service as okrs
@@ -217,6 +226,9 @@ def _apply(engine: Engine, settings: Settings, files: dict[str, Path], *, now: d
                 mapping, _version = okrs.apply(
                     session, loaded, connection=connection, author="okrsync demo", reason="okrsync demo", now=now
                 )
+                if not keep:  # the elapsed part of the quarter, as the team would have seen it day by day
+                    for moment in history_moments(mapping.cycle_start, now):
+                        compute(session, mapping=mapping, as_of=moment)
                 computed += len(compute(session, mapping=mapping, as_of=now).recomputed)
                 assert mapping.id is not None
                 ids[(crm, example)] = mapping.id
@@ -251,6 +263,10 @@ def _print_report(engine: Engine, mapping_id: int) -> None:
         out.print()
 
 
+DEMO_REP = ("Mia Vogel", "mia.vogel@sandbox.okrsync.dev")  # an account executive of the acquisition team
+DEMO_KAM = ("Katrin Lindqvist", "katrin.lindqvist@sandbox.okrsync.dev")  # owns some of the key accounts
+
+
 def _token(engine: Engine) -> str:
     from service.kit.auth import Role, create_token
 
@@ -258,6 +274,19 @@ def _token(engine: Engine) -> str:
         _row, token = create_token(session, name="demo", role=Role.sales_ops)
         session.commit()
     return token
+
+
+def _people_tokens(engine: Engine) -> dict[str, str]:
+    """A rep's and a KAM's token, each with the CRM e-mail that makes the dashboard show them their own work."""
+    from service.kit.auth import Role, create_token
+
+    with Session(engine) as session:
+        tokens = {
+            "rep": create_token(session, name=DEMO_REP[0], role=Role.rep, email=DEMO_REP[1])[1],
+            "kam": create_token(session, name=DEMO_KAM[0], role=Role.kam, email=DEMO_KAM[1])[1],
+        }
+        session.commit()
+    return tokens
 
 
 def _has_dashboard(base_url: str) -> bool:
@@ -409,6 +438,13 @@ def _run(
         _say(f"dashboard: {http.base_url}/dashboard — log in on {http.base_url}/dashboard/login with the token")
     _say(f"API: {http.base_url}/api/v1/mappings (Authorization: Bearer <token>), docs on {http.base_url}/docs")
     _say(f"token (sales_ops, named demo; it opens only this local demo database): {token}")
+    people = _people_tokens(engine)
+    _say(f"token (rep {DEMO_REP[0]}, {DEMO_REP[1]}: her own work first, 'You' in the lists): {people['rep']}")
+    _say(f"token (kam {DEMO_KAM[0]}, {DEMO_KAM[1]}: assesses her key accounts): {people['kam']}")
+    _say(
+        f"more people: OKRSYNC_DATA_DIR={settings.data_dir} okrsync token create --name 'Greta Lang' --role rep"
+        " --email greta.lang@sandbox.okrsync.dev (any member's CRM e-mail; roles: viewer, rep, kam, sales_ops)"
+    )
     _say(
         f"a simulated rep now logs a meeting every {every:g} s, in turn in {_titles(crms)}, and the CRM's"
         f" webhook tells the sidecar; {'Ctrl-C stops' if duration is None else f'stopping after {duration:g} s'}"

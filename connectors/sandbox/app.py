@@ -16,6 +16,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException
 
 from connectors.sandbox.hubspot_api import create_hubspot_router
 from connectors.sandbox.hubspot_portal import HubSpotPortal
+from connectors.sandbox.record_pages import create_record_pages_router
 from connectors.sandbox.salesforce_api import create_salesforce_router
 from connectors.sandbox.store import SandboxOrg
 
@@ -72,6 +73,7 @@ def create_app(org: SandboxOrg, portal: HubSpotPortal | None = None) -> FastAPI:
     app.state.org = org
     app.include_router(_control_router(org, portal))
     app.include_router(create_salesforce_router(org))
+    app.include_router(create_record_pages_router(org, portal))
     if portal is not None:
         app.state.portal = portal
         app.include_router(create_hubspot_router(portal))

@@ -145,7 +145,7 @@ def format_change(metric: Any, value: float | None) -> str:
     return sign + format_value(metric, abs(value))
 
 
-def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10) -> CheckIn:
+def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10, lang: str = "en") -> CheckIn:
     config = current_config(session, mapping)
     names = owner_names(session, mapping.connection_id)
     values = {
@@ -203,7 +203,7 @@ def check_in(session: Session, mapping: OkrMapping, *, worst: int = 10) -> Check
         for s in session.exec(sqlmodel.select(HygieneSummary).where(HygieneSummary.mapping_id == mapping.id)).all()
     }
     total = summary.get("*")
-    lines = hygiene_by_opportunity(session, mapping, config, names=names, limit=worst)
+    lines = hygiene_by_opportunity(session, mapping, config, names=names, limit=worst, lang=lang)
     kam = [
         (row.name or row.account_id, names.get(row.owner_id or "", row.owner_id or ""), row.score)
         for row in session.exec(
@@ -236,9 +236,10 @@ def hygiene_by_opportunity(
     limit: int | None = None,
     opportunity_id: str | None = None,
     owner_ids: Collection[str] | None = None,
+    lang: str = "en",
 ) -> list[HygieneLine]:
-    """Open opportunities with their violated rules as sentences, most problems first; ``owner_ids``: only the
-    opportunities these CRM users own."""
+    """Open opportunities with their violated rules as sentences (in ``lang``), most problems first;
+    ``owner_ids``: only the opportunities these CRM users own."""
     names = names or {}
     total = session.get(HygieneSummary, (mapping.id, "*"))
     as_of = datetime.fromisoformat(total.detail["as_of"]) if total and total.detail.get("as_of") else None
@@ -278,6 +279,7 @@ def hygiene_by_opportunity(
                 ),
                 as_of=as_of,
                 stage_medians=medians,
+                lang=lang,
             )
         )
     for line in by_opp.values():

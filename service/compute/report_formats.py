@@ -76,10 +76,10 @@ class WeeklyReport:
     latest: LatestCheckIn | None
 
 
-def gather(session: Session, mapping: OkrMapping, *, today: date | None = None) -> WeeklyReport:
+def gather(session: Session, mapping: OkrMapping, *, today: date | None = None, lang: str = "en") -> WeeklyReport:
     """Everything the weekly check-in report shows, read from the stored results (nothing is computed)."""
     today = today or utcnow().date()
-    data = reports.check_in(session, mapping)
+    data = reports.check_in(session, mapping, lang=lang)  # hygiene sentences in the report's language
     config = okrs.current_config(session, mapping)
     connection = session.get(CrmConnection, mapping.connection_id)
     values = {

@@ -237,7 +237,7 @@ def mappings(request: Request, session: SessionDep, found: Viewer, lang: Lang, a
 def overview(
     request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now
 ) -> Response:
-    page = views.overview(session, _mapping(session, mapping_id), today=at.date(), caller=found.caller)
+    page = views.overview(session, _mapping(session, mapping_id), today=at.date(), caller=found.caller, lang=lang)
     return _page(
         request, "overview.html", lang, found, page=page, mapping=page.mapping, active="nav_overview",
         may_check_in=found.caller.may(Role.sales_ops),
@@ -273,7 +273,9 @@ def hygiene(
     offset: Offset = 0, owner: OwnerFilter = "",
 ) -> Response:  # fmt: skip
     mapping = _mapping(session, mapping_id)
-    page = health.hygiene_page(session, mapping, today=at.date(), offset=offset, owner=owner, caller=found.caller)
+    page = health.hygiene_page(
+        session, mapping, today=at.date(), offset=offset, owner=owner, caller=found.caller, lang=lang
+    )
     myself = me.who(session, mapping.connection_id, found.caller)
     problem = _me_problem(lang, myself) if owner == "me" else None
     return _page(
@@ -354,9 +356,9 @@ def record_assessment(
 
 def _sprints(
     request: Request, session: Session, mapping: OkrMapping, found: access.PageCaller, lang: str, at: datetime,
-    *, status: int = 200, **context: Any,
+    *, status: int = 200, sprint: str = "", **context: Any,
 ) -> HTMLResponse:  # fmt: skip
-    page = views.sprint_page(session, mapping, today=at.date())
+    page = views.sprint_page(session, mapping, today=at.date(), sprint=sprint)
     return _page(
         request, "sprints.html", lang, found, status=status, page=page, mapping=page.mapping, active="nav_sprints",
         can_record=found.caller.may(Role.sales_ops), **context,
@@ -372,9 +374,10 @@ def sprint_review(
     lang: Lang,
     at: Now,
     recorded: Annotated[int, Query(ge=0, le=1)] = 0,
+    sprint: Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9_-]*$", description="a sprint's key")] = "",
 ) -> Response:
     notice = i18n.Translator(lang)("retrospective_recorded") if recorded else None
-    return _sprints(request, session, _mapping(session, mapping_id), found, lang, at, notice=notice)
+    return _sprints(request, session, _mapping(session, mapping_id), found, lang, at, notice=notice, sprint=sprint)
 
 
 @router.post("/{mapping_id:int}/sprints")

@@ -69,7 +69,7 @@ class HygienePage:
 
 def hygiene_page(
     session: Session, mapping: OkrMapping, *, today: date, offset: int = 0, limit: int = 50,
-    owner: str = "", caller: Caller | None = None,
+    owner: str = "", caller: Caller | None = None, lang: str = "en",
 ) -> HygienePage:  # fmt: skip
     """Violations by rule and by owner, and the opportunities with the most problems first, each with its
     sentences and a link to the CRM record; ``owner``: only the opportunities of "me" (the caller's CRM user) or
@@ -107,7 +107,7 @@ def hygiene_page(
     elif owner:
         owner_ids, label = {owner}, names.get(owner, owner)
     lines = reports.hygiene_by_opportunity(
-        session, mapping, config, names=names, limit=offset + limit, owner_ids=owner_ids
+        session, mapping, config, names=names, limit=offset + limit, owner_ids=owner_ids, lang=lang
     )[offset:]
     links = RecordLinks(session, connection)
     links.load(line.opportunity_id for line in lines)

@@ -1,7 +1,8 @@
 """Every word the dashboard shows, in English and German (one dict per language, the same keys in both).
 
 The language is ``?lang=de|en`` (remembered in a cookie), else the browser's Accept-Language, else English.
-Sentences from the engine (hygiene problems, refusals of a check-in) stay in English.
+Hygiene sentences come from ``mappings.hygiene.SENTENCES`` in the page's language; refusals from the engine (a
+check-in or an assessment that cannot be recorded) stay in English.
 """
 
 from __future__ import annotations
@@ -493,7 +494,7 @@ DE: dict[str, str] = {
     "accuracy": "Prognosegenauigkeit",
     "no_commitment": "Dieser Sprint hat keine Zusage.",
     "served_key_results": "Was die unterstützten Key Results gewonnen haben",
-    "gained": "Gewonnen",
+    "gained": "Zuwachs",
     "carried_improvement": "Verbesserung aus dem vorigen Sprint",
     "no_carried_improvement": "In diesen Sprint wurde keine Verbesserung übernommen.",
     "retrospective": "Retrospektive",

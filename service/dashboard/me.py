@@ -117,7 +117,7 @@ class MyWork:
 ADDITIVE = ("count", "sum")  # metrics whose members' contributions add up to the team's value
 
 
-def my_work(session: Session, mapping: OkrMapping, me: Me, *, today: date) -> MyWork:
+def my_work(session: Session, mapping: OkrMapping, me: Me, *, today: date, lang: str = "en") -> MyWork:
     """The signed-in person's own part of the cycle (see the module's doc). A handful of queries, each over an
     index: contributions and evidence of one mapping, activities of a few owners since a day, findings of one."""
     connection = session.get(CrmConnection, mapping.connection_id)
@@ -190,7 +190,7 @@ def my_work(session: Session, mapping: OkrMapping, me: Me, *, today: date) -> My
             or 0
         )
         lines = reports.hygiene_by_opportunity(
-            session, source, okrs.current_config(session, source), limit=MY_PROBLEMS, owner_ids=mine
+            session, source, okrs.current_config(session, source), limit=MY_PROBLEMS, owner_ids=mine, lang=lang
         )
         links = RecordLinks(session, connection)
         links.load(line.opportunity_id for line in lines)

@@ -186,7 +186,9 @@ class Overview:
     hygiene_elsewhere: MappingRow | None = None  # no rules here: the cycle whose rules score this pipeline
 
 
-def overview(session: Session, mapping: OkrMapping, *, today: date, caller: Caller | None = None) -> Overview:
+def overview(
+    session: Session, mapping: OkrMapping, *, today: date, caller: Caller | None = None, lang: str = "en"
+) -> Overview:
     """Objectives and key results with progress, status and each member's contribution, the current sprint,
     hygiene score and the latest check-in; with ``caller`` (a ``Caller``), their own work first."""
     _mapping, connection = load_mapping(session, mapping.id or 0)
@@ -201,7 +203,7 @@ def overview(session: Session, mapping: OkrMapping, *, today: date, caller: Call
         mapping_row(mapping, connection, today), report,
         sprints.current(sprints.reviews(session, mapping, today=today), today) if config.sprints else None,
         last, len(report.kam_accounts), bool(config.hygiene.rules),
-        me.my_work(session, mapping, me.who(session, connection.id or 0, caller), today=today)
+        me.my_work(session, mapping, me.who(session, connection.id or 0, caller), today=today, lang=lang)
         if caller is not None else None,
         elsewhere,
     )  # fmt: skip
@@ -517,12 +519,18 @@ class SprintPage:
     forecast: sprints.Forecast
     shown_suggestion: str
     retrospective_for: list[sprints.SprintReview]  # sprints that have started: a retrospective may be recorded
+    today_key: str | None = None  # the sprint the team is in (or last was, or next is)
 
 
-def sprint_page(session: Session, mapping: OkrMapping, *, today: date) -> SprintPage:
-    """The current sprint's review, carried improvement and retrospective, and forecast accuracy over all."""
+def sprint_page(session: Session, mapping: OkrMapping, *, today: date, sprint: str = "") -> SprintPage:
+    """The current sprint's review (or ``sprint``'s: any sprint, ended ones included), carried improvement and
+    retrospective, and forecast accuracy over all."""
     _mapping, connection = load_mapping(session, mapping.id or 0)
     all_reviews = sprints.reviews(session, mapping, today=today)
+    chosen = next((r for r in all_reviews if r.key == sprint), None) if sprint else None
+    if sprint and chosen is None:
+        known = ", ".join(r.key for r in all_reviews) or "none"
+        raise NotFoundError(f"no sprint {sprint!r} in {mapping.team} / {mapping.cycle} (sprints: {known})")
     forecast = sprints.forecast(all_reviews)
     upcoming = next((r for r in all_reviews if r.key == forecast.next_sprint), None)
     config = okrs.current_config(session, mapping)
@@ -534,9 +542,10 @@ def sprint_page(session: Session, mapping: OkrMapping, *, today: date) -> Sprint
     )  # fmt: skip
     return SprintPage(
         mapping_row(mapping, connection, today),
-        sprints.current(all_reviews, today),
+        chosen or sprints.current(all_reviews, today),
         all_reviews,
         forecast,
         shown,
         [r for r in all_reviews if r.state != "planned"],
+        (today_sprint.key if (today_sprint := sprints.current(all_reviews, today)) else None),
     )

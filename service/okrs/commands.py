@@ -264,7 +264,7 @@ def report(
 
             text = render_check_in(session, m, lang=lang.value, standalone=True)
         else:
-            weekly = report_formats.gather(session, m)
+            weekly = report_formats.gather(session, m, lang=lang.value)
             if format_ is ReportFormat.md:
                 text = report_formats.render_markdown(weekly, lang=lang.value)
             else:

@@ -546,8 +546,9 @@ def test_the_sprint_page_shows_the_review_forecast_and_records_a_retrospective(w
     assert f"<dt>Achieved</dt><dd>{current.shown_achieved}</dd>" in page
     for gain in current.serves:
         assert f'<td class="num">{gain.shown_gain}</td>' in page
-    for review in reviews:
-        assert f"<td>{review.name}</td>" in page and f"{review.accuracy:.0%}</td>" in page  # type: ignore[str-format]
+    for review in reviews:  # every sprint but the one shown links to its own review
+        name = review.name if review.key == current.key else f'<a href="?sprint={review.key}#current">{review.name}</a>'
+        assert f"<td>{name}</td>" in page and f"{review.accuracy:.0%}</td>" in page  # type: ignore[str-format]
     assert f"<dt>Mean accuracy</dt><dd>{forecast.mean_accuracy:.0%}</dd>" in page  # type: ignore[str-format]
     assert f"<dt>Say/do</dt><dd>{forecast.say_do:.0%}</dd>" in page  # type: ignore[str-format]
     assert "Record the retrospective" not in page  # a viewer sees no form
@@ -564,6 +565,26 @@ def test_the_sprint_page_shows_the_review_forecast_and_records_a_retrospective(w
     carried = page.split("Improvement carried over from the previous sprint</h3>")[1].split("</p>")[0]
     assert escape(improvement) in carried  # sprint 2's item is carried into sprint 3, shown as text
     assert "<script" not in page and "<img" not in page
+
+
+def test_any_ended_sprint_can_be_reviewed(world: DashboardWorld) -> None:
+    mapping_id = world.mappings["acquisition"]
+    path = f"/dashboard/{mapping_id}/sprints"
+    with Session(world.engine) as session:
+        reviews = sprints.reviews(session, _mapping(world, session), today=TODAY.date())
+    first = reviews[0]
+    assert first.key == "acquisition-sprint-1" and first.state == "ended"
+    with world.client("viewer") as viewer:
+        current = _html(viewer.get(path))
+        assert f'<a href="?sprint={first.key}#current">{first.name}</a>' in current  # the table links each sprint
+        page = _html(viewer.get(path, params={"sprint": first.key}))
+        assert f"<h2>Sprint: {first.name}</h2>" in page and f"{first.start} – {first.end}" in page
+        assert f"<dt>Committed</dt><dd>{first.shown_committed}</dd>" in page
+        assert f"<dt>Achieved</dt><dd>{first.shown_achieved}</dd>" in page
+        unknown = viewer.get(path, params={"sprint": "sprint-9"})
+        assert unknown.status_code == 404 and "no sprint &#39;sprint-9&#39;" in unknown.text
+        assert "acquisition-sprint-1, acquisition-sprint-2, acquisition-sprint-3" in unknown.text
+        assert viewer.get(path, params={"sprint": "<b>"}).status_code == 422
 
 
 def test_the_check_in_form_records_the_meeting_and_shows_what_people_typed_as_text(world: DashboardWorld) -> None:
@@ -739,6 +760,29 @@ def test_german_labels_by_parameter_cookie_and_accept_language(world: DashboardW
         assert "Zugesagt" in sprint and "Prognosegenauigkeit" in sprint
         denied = client.post(f"/dashboard/{mapping_id}/check-in", data={})
         assert denied.status_code == 403 and "Dafür braucht es die Rolle Sales Ops" in denied.text
+
+
+ENGLISH_HYGIENE = [  # every fixed part of the English hygiene sentences (mappings/hygiene.py), written out here
+    "days in the past", "No next step", "No activity", "limit ", " days)", "In stage ", "more than",
+    "the team's median", "the team&#39;s median", "Close date pushed", "flagged from", "No amount in stage",
+    "Single-threaded", "expected)", "does not match stage", "no probability", "Probability ",
+]  # fmt: skip
+
+
+def test_german_pages_have_no_english_hygiene_sentence(world: DashboardWorld) -> None:
+    hygiene = world.mappings["pipeline-hygiene"]
+    with world.client("rep", **{"Accept-Language": "de"}) as rep:
+        pages = [_html(rep.get(f"/dashboard/{hygiene}/hygiene", params={"offset": n})) for n in range(0, 200, 50)]
+        pages.append(_html(rep.get(f"/dashboard/{hygiene}/hygiene", params={"owner": "me"})))
+        pages.append(_html(rep.get(f"/dashboard/{world.mappings['acquisition']}")))  # "Meine Arbeit"
+    text = "".join(pages)
+    assert "Meine Opportunities mit Problemen" in text
+    found = [phrase for phrase in ENGLISH_HYGIENE if phrase in text]
+    assert found == [], found
+    for german in ("Kein nächster Schritt", "Tage zurück", "Seit ", "in der Phase", "Abschlussdatum"):
+        assert german in text, german
+    with world.client("rep") as english:  # the same pages in English still say it in English
+        assert "No next step" in _html(english.get(f"/dashboard/{hygiene}/hygiene"))
 
 
 def test_every_page_sends_the_security_headers_and_no_script(world: DashboardWorld) -> None:

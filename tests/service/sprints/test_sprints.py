@@ -99,7 +99,9 @@ def test_review_shows_committed_vs_achieved_and_what_each_key_result_gained(worl
         outside += _team_count(session, mapping, kind="meeting", first=two.end + timedelta(1), last=date(2026, 9, 30))
         assert whole is not None and whole.value == meetings + outside
         ratio = gains["meetings-to-opportunities"]
-        assert ratio.gain is not None and -1 <= ratio.gain <= 1 and ratio.shown_gain.endswith("%")
+        assert ratio.gain is not None and -1 <= ratio.gain <= 1
+        sign = "+" if ratio.gain >= 0 else "−"
+        assert ratio.shown_gain == f"{sign}{abs(ratio.gain) * 100:.0f} pp"  # a share gains percentage points
 
 
 def test_achieved_moves_live_while_the_sprint_runs(world: SalesforceWorld) -> None:
