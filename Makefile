@@ -13,7 +13,7 @@ $(BIN)/okrsync: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/okrsync
 
-.PHONY: install run run-steps test test-fast lint bench browser docs
+.PHONY: install run run-steps test test-fast lint bench browser docs js-test
 install: $(BIN)/okrsync
 
 run: install
@@ -58,8 +58,17 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Chromium for the browser tests (apt-get install chromium)"; \
 	  apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 
-test: lint browser
+test: lint browser js-test
 	$(BIN)/pytest -q -n 4
+
+# the in-CRM views' own tests, with the machine's Node.js and npm (the lock files pin every package):
+# the Salesforce Lightning web component with sfdx-lwc-jest, the HubSpot app card with HubSpot's testing utilities
+LWC := deploy/salesforce
+CARD := deploy/hubspot/app/src/app/cards
+js-test:
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js 20 or newer (the in-CRM views' tests need it)"; exit 1; }
+	cd $(LWC) && npm ci --no-audit --no-fund --loglevel=error && npm test --silent
+	cd $(CARD) && npm ci --no-audit --no-fund --loglevel=error && npm test --silent
 
 # the inner loop: every test but those marked slow (processes, sleeps, the browser, fuzzing, large data); CI runs all
 test-fast: install

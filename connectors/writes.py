@@ -39,7 +39,7 @@ FIELDS: dict[Target, tuple[str, ...]] = {
     ),
     Target.key_result: (
         "objective", "title", "team", "cycle", "kr_key", "metric", "value", "target", "progress", "expected",
-        "grade", "status", "achieved", "records", "computed_at",
+        "grade", "status", "achieved", "records", "computed_at", "dashboard_url",
     ),
     Target.contribution: (
         "key_result", "opportunity_id", "account_id", "records", "value", "summary", "computed_at",

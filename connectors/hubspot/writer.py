@@ -89,6 +89,7 @@ MAPPING: dict[Target, dict[str, HsProp]] = {
         "achieved": HsProp("achieved", "bool"),
         "records": HsProp("records", "number", 0),
         "computed_at": _COMPUTED,
+        "dashboard_url": HsProp("dashboard_url"),  # the KR's page in okrsync's dashboard
     },
     Target.contribution: {
         "key_result": HsProp("key_result_id"),

@@ -48,7 +48,7 @@ METADATA_HINT = (
 
 @dataclass(frozen=True)
 class SfField:
-    """A Salesforce field a neutral field is written to. ``kind``: text, percent, number, boolean, datetime, id
+    """A Salesforce field a neutral field is written to. ``kind``: text, url, percent, number, boolean, datetime, id
     (a lookup given by Salesforce id) or ref (a lookup given by the parent's external id via ``relationship``)."""
 
     name: str
@@ -99,6 +99,7 @@ MAPPING: dict[Target, dict[str, SfField]] = {
         "achieved": SfField("Achieved__c", "boolean"),
         "records": SfField("Records__c", _NUMBER0, scale=0),
         "computed_at": SfField("Last_Computed__c", "datetime"),
+        "dashboard_url": SfField("Dashboard_URL__c", "url", length=255),  # the KR's page in okrsync's dashboard
     },
     Target.contribution: {
         "key_result": SfField("Key_Result__c", "ref", relationship="Key_Result__r"),

@@ -169,8 +169,9 @@ RECORD_OBJECTS = {"opportunity": Opportunity, "opportunities": Opportunity, "dea
 
 
 def record_view(
-    session: Session, *, crm: str, object_name: str, record_id: str, only: Callable[[str], bool] | None = None
-) -> schemas.RecordView:
+    session: Session, *, crm: str, object_name: str, record_id: str, only: Callable[[str], bool] | None = None,
+    lang: str = "en",
+) -> schemas.RecordView:  # fmt: skip
     """Which key results a CRM record feeds and how, its hygiene findings and (key accounts) KAM criteria.
 
     ``only``: which connections (by name) may hold the record; without it, the first of the CRM's connections that
@@ -210,7 +211,7 @@ def record_view(
     if kind == "opportunity":
         for mapping_id, mapping in mappings.items():
             lines = reports.hygiene_by_opportunity(
-                session, mapping, okrs.current_config(session, mapping), opportunity_id=record_id
+                session, mapping, okrs.current_config(session, mapping), opportunity_id=record_id, lang=lang
             )
             for line in lines:
                 hygiene += [
@@ -431,9 +432,10 @@ def _card_endpoint(crm: str) -> Callable[..., schemas.Card]:
         objectType: Literal["deals", "companies"],  # noqa: N803 — HubSpot's parameter names
         objectId: str,  # noqa: N803
         portalId: int | None = None,  # noqa: N803 — HubSpot adds it (with userId, userEmail, appId) to every request
+        lang: Literal["en", "de"] = "en",  # the card sends its user's language: hygiene sentences in it
     ) -> schemas.Card:
         return _card(request, session, settings, crm=crm, object_type=objectType, object_id=objectId,
-                     portal_id=portalId)  # fmt: skip
+                     portal_id=portalId, lang=lang)  # fmt: skip
 
     return card
 
@@ -464,7 +466,7 @@ record (``connectors.hubspot.webhooks.hubspot_card_connections``)."""
 
 def _card(
     request: Request, session: Session, settings: Settings, *, crm: str, object_type: str, object_id: str,
-    portal_id: int | None,
+    portal_id: int | None, lang: str = "en",
 ) -> schemas.Card:  # fmt: skip
     base = settings.webhooks.public_base_url or str(request.base_url)
     inbound = Inbound(
@@ -479,7 +481,9 @@ def _card(
     except Refused as refused:
         raise HTTPException(refused.status, refused.message) from None
     objectType, objectId = object_type, object_id  # noqa: N806 — HubSpot's names, as the card sends them
-    view = record_view(session, crm=crm, object_name=objectType, record_id=objectId, only=lambda name: name in names)
+    view = record_view(
+        session, crm=crm, object_name=objectType, record_id=objectId, only=lambda name: name in names, lang=lang
+    )
     key_results = []
     for feed in view.key_results:
         mapping = session.get(OkrMapping, feed.mapping_id)
@@ -492,6 +496,7 @@ def _card(
                 contributed=schemas.CardContribution(
                     records=feed.records, value=feed.value, summary=f"{feed.records} counted from this record"
                 ),
+                dashboardUrl=f"{base.rstrip('/')}/dashboard/{feed.mapping_id}/kr/{feed.key_result}",
             )
         )  # fmt: skip
     hygiene = None

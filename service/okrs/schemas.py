@@ -217,6 +217,7 @@ class CardKeyResult(BaseModel):
     value: float | None
     target: float
     contributed: CardContribution
+    dashboardUrl: str | None = None  # noqa: N815 — the key result's page in okrsync's dashboard
 
 
 class CardHygiene(BaseModel):

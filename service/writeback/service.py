@@ -222,4 +222,7 @@ def stage_connection(
     """Stage the connection's computed results into the outbox (call it in the computation's transaction)."""
     assert connection.id is not None
     written = written_for(connection.crm, connection.name, settings)
-    return stage(session, connection_id=connection.id, written=written, as_of=as_of)
+    return stage(
+        session, connection_id=connection.id, written=written, as_of=as_of,
+        dashboard=settings.webhooks.public_base_url,
+    )  # fmt: skip

@@ -77,8 +77,11 @@ def digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(meaningful, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def desired(session: Session, *, connection_id: int, as_of: datetime | None = None) -> Desired:
-    """Every target the computed mappings of the connection want in the CRM as of ``as_of`` (default: now)."""
+def desired(
+    session: Session, *, connection_id: int, as_of: datetime | None = None, dashboard: str | None = None
+) -> Desired:
+    """Every target the computed mappings of the connection want in the CRM as of ``as_of`` (default: now);
+    ``dashboard``: okrsync's public URL, for each key result's link to its dashboard page."""
     want = Desired()
     opportunity_lines: dict[str, list[str]] = defaultdict(list)
     account_lines: dict[str, list[str]] = defaultdict(list)
@@ -94,7 +97,7 @@ def desired(session: Session, *, connection_id: int, as_of: datetime | None = No
     for mapping, config in mappings:
         assert mapping.id is not None
         _objectives(session, want, mapping, config)
-        krs = _key_results(session, want, mapping, config)
+        krs = _key_results(session, want, mapping, config, dashboard)
         _contributions(session, want, mapping, config, krs, opportunity_lines, account_lines, labels[mapping.id])
         _kam(session, want, mapping, config)
         if mapping.id in hygiene_of:
@@ -158,7 +161,7 @@ def _objectives(session: Session, want: Desired, mapping: OkrMapping, config: Ma
 
 
 def _key_results(
-    session: Session, want: Desired, mapping: OkrMapping, config: MappingConfig
+    session: Session, want: Desired, mapping: OkrMapping, config: MappingConfig, dashboard: str | None = None
 ) -> dict[str, tuple[KeyResult, KeyResultValue]]:
     defined = {kr.key: kr for _o, kr in config.key_results()}
     found: dict[str, tuple[KeyResult, KeyResultValue]] = {}
@@ -185,6 +188,7 @@ def _key_results(
             "achieved": row.achieved,
             "records": row.records,
             "computed_at": row.computed_at.isoformat(),
+            "dashboard_url": f"{dashboard.rstrip('/')}/dashboard/{mapping.id}/kr/{row.kr_key}" if dashboard else None,
         }
     return found
 
@@ -338,6 +342,7 @@ def stage(
     connection_id: int,
     written: dict[Target, frozenset[str]],
     as_of: datetime | None = None,
+    dashboard: str | None = None,
 ) -> StageReport:
     """Stage into the outbox what changed since the last staging. Call it in the transaction of the computation.
 
@@ -346,7 +351,7 @@ def stage(
     older ones."""
     now = utcnow()
     as_of = as_of or now
-    want = desired(session, connection_id=connection_id, as_of=as_of)
+    want = desired(session, connection_id=connection_id, as_of=as_of, dashboard=dashboard)
     existing = {
         (Target(row.target), row.record_key): row for row in repo.outbox_rows(session, connection_id=connection_id)
     }

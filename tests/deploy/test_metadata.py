@@ -20,6 +20,7 @@ NS = {"md": "http://soap.sforce.com/2006/04/metadata"}
 # writer kind -> Salesforce field types it may be written to
 SF_TYPES = {
     "text": {"Text", "LongTextArea", "TextArea"},
+    "url": {"Url"},
     "percent": {"Percent"},
     "number": {"Number"},
     "boolean": {"Checkbox"},
@@ -46,7 +47,7 @@ def _fields(sobject: str) -> dict[str, ET.Element]:
 
 
 def test_every_xml_file_is_sfdx_source() -> None:
-    files = sorted(ROOT.joinpath("salesforce").rglob("*.xml"))
+    files = sorted(p for p in ROOT.joinpath("salesforce").rglob("*.xml") if "node_modules" not in p.parts)
     assert len(files) > 40
     for path in files:
         root = ET.parse(path).getroot()

@@ -135,8 +135,12 @@ def test_lwc_uses_lightning_data_service_only() -> None:
     assert "fetch(" not in source, "no callout"
     assert "@api recordId" in source and "@api objectApiName" in source
     template = (LWC / "okrsyncRecordOkrs.html").read_text()
-    for sentence in ("No key result counts this record yet", "okrsync has not checked this opportunity yet"):
-        assert sentence in template
+    for label in ("noKeyResults", "notChecked", "openDashboard"):  # the words are in WORDS, in two languages
+        assert f"{{labels.{label}}}" in template or label in source
+    for sentence in ("No key result counts this record yet", "okrsync has not checked this opportunity yet",
+                     "Dieser Datensatz zählt noch für kein Key Result."):  # fmt: skip
+        assert sentence in source
+    assert "import LANG from '@salesforce/i18n/lang'" in source  # the user's language
 
 
 def test_lwc_reads_the_fields_okrsync_writes() -> None:
@@ -249,9 +253,12 @@ def test_hubspot_json_parses(path: Path) -> None:
     assert isinstance(json.loads(path.read_text()), dict)
 
 
-def test_hubspot_project_is_on_platform_2025_2() -> None:
+def test_hubspot_project_is_on_platform_2026_09() -> None:
+    """2026.09 is HubSpot's current date-based platform version (generally available with the Fall 2026 Spotlight,
+    developers.hubspot.com/changelog/fall-2026-spotlight), supported for 18 months; 2025.2 stops being accepted
+    for uploads 18 months after its release."""
     project = _load(HS_APP / "hsproject.json")
-    assert project["platformVersion"] == "2025.2"
+    assert project["platformVersion"] == "2026.09"
     assert (HS_APP / project["srcDir"] / "app").is_dir()
 
 
@@ -272,16 +279,16 @@ def test_hubspot_card_is_on_deals_and_companies() -> None:
     assert entrypoint.is_file(), f"card entrypoint {config['entrypoint']} not found"
 
 
-def test_hubspot_card_calls_the_sidecar_with_hubspot_fetch() -> None:
+def test_hubspot_card_calls_the_sidecar_with_hubspot_fetch_at_the_configured_url() -> None:
     entrypoint = HS_APP / "src" / _card()["config"]["entrypoint"].lstrip("/")
-    source = entrypoint.read_text()
-    assert SIDECAR_PATH in source
-    assert "hubspot.fetch(" in source and "hubspot.extend(" in source
-    assert "from '@hubspot/ui-extensions'" in source
-    assert re.search(r"(?<![.\w])fetch\(", source) is None, "app cards must use hubspot.fetch, not fetch"
-    origin = re.search(r"const OKRSYNC_URL = '([^']+)'", source)
-    assert origin is not None
-    assert origin.group(1) in _app_config()["permittedUrls"]["fetch"], "the card calls a URL not in permittedUrls"
+    assert "hubspot.extend(" in entrypoint.read_text()
+    view = (entrypoint.parent / "OkrsyncView.jsx").read_text()
+    assert SIDECAR_PATH in view and "fetchJson = hubspot.fetch" in view
+    assert "from '@hubspot/ui-extensions'" in view
+    assert re.search(r"(?<![.\w])fetch\(", view) is None, "app cards must use hubspot.fetch, not fetch"
+    assert "import config from './okrsync.config.json'" in view  # the URL is configuration, not code
+    configured = _load(entrypoint.parent / "okrsync.config.json")["okrsyncUrl"]
+    assert configured in _app_config()["permittedUrls"]["fetch"], "the card calls a URL not in permittedUrls"
 
 
 def test_hubspot_permitted_urls_hold_the_placeholder_origin() -> None:
@@ -296,5 +303,8 @@ def test_hubspot_app_has_read_scope(scope: str) -> None:
 
 
 def test_hubspot_card_package_depends_on_ui_extensions_and_react() -> None:
-    dependencies = _load(HS_APP / "src" / "app" / "cards" / "package.json")["dependencies"]
+    package = _load(HS_APP / "src" / "app" / "cards" / "package.json")
+    dependencies = package["dependencies"]
     assert {"@hubspot/ui-extensions", "react"} <= set(dependencies)
+    assert dependencies["@hubspot/ui-extensions"] == "^0.17.0"  # current; its /testing utilities run the card tests
+    assert package["scripts"]["test"] == "vitest run"

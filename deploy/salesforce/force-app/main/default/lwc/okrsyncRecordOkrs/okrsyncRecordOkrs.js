@@ -13,6 +13,7 @@ import { LightningElement, api, wire } from 'lwc';
 import { getRecord } from 'lightning/uiRecordApi';
 import { getRelatedListRecords } from 'lightning/uiRelatedListApi';
 import LOCALE from '@salesforce/i18n/locale';
+import LANG from '@salesforce/i18n/lang';
 
 // relatedListId of a custom lookup's related list: its child relationship name, i.e. <relationshipName>__r
 const CONTRIBUTIONS_LIST = 'OKR_Contributions__r';
@@ -32,7 +33,8 @@ const CONTRIBUTION_FIELDS = [
     'OKR_Contribution__c.Key_Result__r.Expected__c',
     'OKR_Contribution__c.Key_Result__r.Status__c',
     'OKR_Contribution__c.Key_Result__r.Value__c',
-    'OKR_Contribution__c.Key_Result__r.Target__c'
+    'OKR_Contribution__c.Key_Result__r.Target__c',
+    'OKR_Contribution__c.Key_Result__r.Dashboard_URL__c'
 ];
 const KAM_FIELDS = [
     'KAM_Criterion__c.Name',
@@ -47,20 +49,137 @@ const HYGIENE_ISSUES = 'Opportunity.OKR_Hygiene_Issues__c';
 const HYGIENE_CHECKED = 'Opportunity.OKR_Hygiene_Checked__c';
 const KAM_SCORE = 'Account.OKR_KAM_Score__c';
 
-// OKR_Key_Result__c.Status__c: on_track, at_risk, off_track, achieved or no_data
-const KR_STATUS = {
-    on_track: { label: 'On track', badge: 'slds-theme_success' },
-    achieved: { label: 'Achieved', badge: 'slds-theme_success' },
-    at_risk: { label: 'At risk', badge: 'slds-theme_warning' },
-    off_track: { label: 'Off track', badge: 'slds-theme_error' },
-    no_data: { label: 'No data yet', badge: '' }
+// Every word the component shows, in the user's language (Salesforce's @salesforce/i18n/lang: "de", "en_US"…);
+// English for any other language. The same keys in both.
+export const WORDS = {
+    en: {
+        title: 'okrsync OKRs',
+        pipelineHygiene: 'Pipeline hygiene',
+        keyResults: 'Key results',
+        kamCriteria: 'Key-account criteria',
+        loading: 'Loading',
+        hygieneError: "okrsync's hygiene check could not be loaded: {error}",
+        contributionsError: "okrsync's key results could not be loaded: {error}",
+        kamError: "okrsync's key-account criteria could not be loaded: {error}",
+        noHygieneProblems: 'No hygiene problems found.',
+        checked: 'Checked',
+        notChecked: 'okrsync has not checked this opportunity yet.',
+        noKeyResults: 'No key result counts this record yet.',
+        noKamCriteria: 'okrsync has no key-account criteria for this account yet.',
+        openDashboard: 'Open in the okrsync dashboard',
+        team: 'Team',
+        ofTarget: '{percent} of target',
+        valueOfTarget: '({value} of {target})',
+        expectedByNow: 'expected {percent} by now',
+        expectedTitle: 'Expected by now: {percent}',
+        onPace: 'on pace',
+        ahead: '{points} points ahead of pace',
+        aheadOne: '1 point ahead of pace',
+        behind: '{points} points behind pace',
+        behindOne: '1 point behind pace',
+        recordsCounted: '{count} records counted',
+        recordCounted: '1 record counted',
+        value: 'value {value}',
+        more: 'and {count} more',
+        added: 'This {noun} added',
+        opportunity: 'opportunity',
+        account: 'account',
+        hygieneScore: "{percent} of the team's hygiene rules pass",
+        kamScore: 'Key-account score {percent}',
+        measured: '{source} (measured {value})',
+        keyResult: 'Key result',
+        criterion: 'Criterion',
+        noStatus: 'No status yet',
+        unknownError: 'Unknown error',
+        status_on_track: 'On track',
+        status_achieved: 'Achieved',
+        status_missed: 'Missed',
+        status_at_risk: 'At risk',
+        status_off_track: 'Off track',
+        status_too_early: 'Too early to tell',
+        status_not_started: 'Not started',
+        status_no_data: 'No data yet',
+        kam_met: 'Met',
+        kam_partly: 'Partly met',
+        kam_not_met: 'Not met',
+        kam_not_assessed: 'Not assessed'
+    },
+    de: {
+        title: 'okrsync-OKRs',
+        pipelineHygiene: 'Pipeline-Hygiene',
+        keyResults: 'Key Results',
+        kamCriteria: 'Key-Account-Kriterien',
+        loading: 'Wird geladen',
+        hygieneError: 'Die Hygiene-Prüfung von okrsync konnte nicht geladen werden: {error}',
+        contributionsError: 'Die Key Results von okrsync konnten nicht geladen werden: {error}',
+        kamError: 'Die Key-Account-Kriterien von okrsync konnten nicht geladen werden: {error}',
+        noHygieneProblems: 'Keine Hygiene-Probleme gefunden.',
+        checked: 'Geprüft',
+        notChecked: 'okrsync hat diese Opportunity noch nicht geprüft.',
+        noKeyResults: 'Dieser Datensatz zählt noch für kein Key Result.',
+        noKamCriteria: 'okrsync hat für diesen Account noch keine Key-Account-Kriterien.',
+        openDashboard: 'Im okrsync-Dashboard öffnen',
+        team: 'Team',
+        ofTarget: '{percent} des Ziels',
+        valueOfTarget: '({value} von {target})',
+        expectedByNow: 'Soll bis heute {percent}',
+        expectedTitle: 'Soll bis heute: {percent}',
+        onPace: 'im Soll',
+        ahead: '{points} Punkte vor dem Soll',
+        aheadOne: '1 Punkt vor dem Soll',
+        behind: '{points} Punkte hinter dem Soll',
+        behindOne: '1 Punkt hinter dem Soll',
+        recordsCounted: '{count} Datensätze gezählt',
+        recordCounted: '1 Datensatz gezählt',
+        value: 'Wert {value}',
+        more: 'und {count} weitere',
+        added: 'Beitrag dieser {noun}',
+        opportunity: 'Opportunity',
+        account: 'Account',
+        hygieneScore: '{percent} der Hygiene-Regeln des Teams erfüllt',
+        kamScore: 'Key-Account-Score {percent}',
+        measured: '{source} (gemessen {value})',
+        keyResult: 'Key Result',
+        criterion: 'Kriterium',
+        noStatus: 'Noch kein Status',
+        unknownError: 'Unbekannter Fehler',
+        status_on_track: 'Im Plan',
+        status_achieved: 'Erreicht',
+        status_missed: 'Verfehlt',
+        status_at_risk: 'Gefährdet',
+        status_off_track: 'Nicht im Plan',
+        status_too_early: 'Noch zu früh',
+        status_not_started: 'Nicht begonnen',
+        status_no_data: 'Noch keine Daten',
+        kam_met: 'Erfüllt',
+        kam_partly: 'Teilweise erfüllt',
+        kam_not_met: 'Nicht erfüllt',
+        kam_not_assessed: 'Nicht bewertet'
+    }
 };
-// KAM_Criterion__c.Status__c: met, partly or not_met
-const KAM_STATUS = {
-    met: { label: 'Met', badge: 'slds-theme_success' },
-    partly: { label: 'Partly met', badge: 'slds-theme_warning' },
-    not_met: { label: 'Not met', badge: 'slds-theme_error' }
+
+export function wordsFor(lang) {
+    return WORDS[String(lang || 'en').slice(0, 2).toLowerCase()] || WORDS.en;
+}
+
+const T = wordsFor(LANG);
+
+// A word with its {placeholders} filled in
+function t(key, values = {}) {
+    return T[key].replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+}
+
+// OKR_Key_Result__c.Status__c: on_track, at_risk, off_track, too_early, not_started, no_data; achieved or missed
+// once the window has ended
+const BADGES = {
+    on_track: 'slds-theme_success',
+    achieved: 'slds-theme_success',
+    at_risk: 'slds-theme_warning',
+    off_track: 'slds-theme_error',
+    missed: 'slds-theme_error'
 };
+// KAM_Criterion__c.Status__c: met, partly, not_met or not_assessed
+const KAM_BADGES = { met: 'slds-theme_success', partly: 'slds-theme_warning', not_met: 'slds-theme_error' };
 const SUMMARIES_SHOWN = 3;
 
 const numberFormat = new Intl.NumberFormat(LOCALE, { maximumFractionDigits: 2 });
@@ -80,14 +199,18 @@ function formatNumber(value) {
 }
 
 function formatPercent(value) {
-    return isBlank(value) ? '—' : `${Math.round(Number(value))}%`;
+    if (isBlank(value)) {
+        return '—';
+    }
+    return T === WORDS.de ? `${Math.round(Number(value))} %` : `${Math.round(Number(value))}%`;
 }
 
-function statusOf(table, status) {
-    if (table[status]) {
-        return table[status];
+function statusOf(prefix, badges, status) {
+    const key = `${prefix}_${status}`;
+    if (!isBlank(status) && key in T) {
+        return { label: T[key], badge: badges[status] || '' };
     }
-    return { label: isBlank(status) ? 'No status yet' : String(status).replace(/_/g, ' '), badge: '' };
+    return { label: isBlank(status) ? T.noStatus : String(status).replace(/_/g, ' '), badge: '' };
 }
 
 function errorMessage(error) {
@@ -99,7 +222,7 @@ function errorMessage(error) {
     if (messages.length) {
         return messages.join(' ');
     }
-    return error.message || error.statusText || 'Unknown error';
+    return error.message || error.statusText || T.unknownError;
 }
 
 function paceText(progress, expected) {
@@ -108,10 +231,12 @@ function paceText(progress, expected) {
     }
     const gap = Math.round(Number(progress) - Number(expected));
     if (gap === 0) {
-        return 'on pace';
+        return T.onPace;
     }
-    const points = Math.abs(gap) === 1 ? 'point' : 'points';
-    return gap > 0 ? `${gap} ${points} ahead of pace` : `${-gap} ${points} behind pace`;
+    if (gap > 0) {
+        return gap === 1 ? T.aheadOne : t('ahead', { points: gap });
+    }
+    return gap === -1 ? T.behindOne : t('behind', { points: -gap });
 }
 
 // One row per key result: a record may hold several contributions to one key result (an account's own and its
@@ -141,40 +266,41 @@ function keyResultRows(records) {
         const kr = group.keyResult;
         const progress = fieldValue(kr, 'Progress__c');
         const expected = fieldValue(kr, 'Expected__c');
-        const status = statusOf(KR_STATUS, fieldValue(kr, 'Status__c'));
+        const status = statusOf('status', BADGES, fieldValue(kr, 'Status__c'));
         const value = fieldValue(kr, 'Value__c');
         const target = fieldValue(kr, 'Target__c');
         const bar = isBlank(progress) ? 0 : Math.max(0, Math.min(100, Number(progress)));
         const marker = isBlank(expected) ? undefined : Math.max(0, Math.min(100, Number(expected)));
-        const team = [`${formatPercent(progress)} of target`];
+        const team = [t('ofTarget', { percent: formatPercent(progress) })];
         if (!isBlank(value) && !isBlank(target)) {
-            team.push(`(${formatNumber(value)} of ${formatNumber(target)})`);
+            team.push(t('valueOfTarget', { value: formatNumber(value), target: formatNumber(target) }));
         }
         const teamLine = [team.join(' ')];
         if (!isBlank(expected)) {
-            teamLine.push(`expected ${formatPercent(expected)} by now`);
+            teamLine.push(t('expectedByNow', { percent: formatPercent(expected) }));
         }
         const pace = paceText(progress, expected);
         if (pace) {
             teamLine.push(pace);
         }
-        const added = [`${formatNumber(group.records)} ${group.records === 1 ? 'record' : 'records'} counted`];
+        const added = [group.records === 1 ? T.recordCounted : t('recordsCounted', { count: formatNumber(group.records) })];
         if (group.hasValue) {
-            added.push(`value ${formatNumber(group.value)}`);
+            added.push(t('value', { value: formatNumber(group.value) }));
         }
         const summaries = group.summaries.slice(0, SUMMARIES_SHOWN).map((text, index) => ({ key: `${index}`, text }));
         if (group.summaries.length > SUMMARIES_SHOWN) {
-            summaries.push({ key: 'more', text: `and ${group.summaries.length - SUMMARIES_SHOWN} more` });
+            summaries.push({ key: 'more', text: t('more', { count: group.summaries.length - SUMMARIES_SHOWN }) });
         }
         return {
             id: group.id,
-            name: fieldValue(kr, 'Name') || 'Key result',
+            name: fieldValue(kr, 'Name') || T.keyResult,
             url: `/lightning/r/OKR_Key_Result__c/${group.id}/view`,
+            dashboardUrl: fieldValue(kr, 'Dashboard_URL__c') || '',
             team: fieldValue(kr, 'Team__c') || '',
             bar,
             hasMarker: marker !== undefined,
             markerStyle: marker === undefined ? '' : `left: ${marker}%`,
-            markerTitle: `Expected by now: ${formatPercent(expected)}`,
+            markerTitle: t('expectedTitle', { percent: formatPercent(expected) }),
             teamText: teamLine.join(' · '),
             statusLabel: status.label,
             statusClass: status.badge,
@@ -188,6 +314,8 @@ function keyResultRows(records) {
 export default class OkrsyncRecordOkrs extends LightningElement {
     @api recordId;
     @api objectApiName;
+
+    labels = T;
 
     contributionRecords;
     contributionsError;
@@ -254,7 +382,19 @@ export default class OkrsyncRecordOkrs extends LightningElement {
     // --- key results
 
     get recordNoun() {
-        return this.isOpportunity ? 'opportunity' : 'account';
+        return this.isOpportunity ? T.opportunity : T.account;
+    }
+
+    get contributionsErrorText() {
+        return this.contributionsError ? t('contributionsError', { error: this.contributionsError }) : '';
+    }
+
+    get hygieneErrorText() {
+        return this.hygieneError ? t('hygieneError', { error: this.hygieneError }) : '';
+    }
+
+    get kamErrorMessage() {
+        return this.kamErrorText ? t('kamError', { error: this.kamErrorText }) : '';
     }
 
     get contributionsLoading() {
@@ -270,7 +410,7 @@ export default class OkrsyncRecordOkrs extends LightningElement {
     }
 
     get addedHeading() {
-        return `This ${this.recordNoun} added`;
+        return t('added', { noun: this.recordNoun });
     }
 
     // --- pipeline hygiene (opportunities)
@@ -293,7 +433,7 @@ export default class OkrsyncRecordOkrs extends LightningElement {
     }
 
     get hygieneScoreText() {
-        return `${formatPercent(this.hygieneScore)} of the team's hygiene rules pass`;
+        return t('hygieneScore', { percent: formatPercent(this.hygieneScore) });
     }
 
     get hygieneIssues() {
@@ -321,20 +461,20 @@ export default class OkrsyncRecordOkrs extends LightningElement {
 
     get kamScoreText() {
         const score = fieldValue(this.kamScoreRecord, 'OKR_KAM_Score__c');
-        return isBlank(score) ? '' : `Key-account score ${formatPercent(score)}`;
+        return isBlank(score) ? '' : t('kamScore', { percent: formatPercent(score) });
     }
 
     get kamCriteria() {
         return (this.kamRecords || []).map((record) => {
-            const status = statusOf(KAM_STATUS, fieldValue(record, 'Status__c'));
+            const status = statusOf('kam', KAM_BADGES, fieldValue(record, 'Status__c'));
             const measured = fieldValue(record, 'Measured__c');
             const source = fieldValue(record, 'Source__c') || '';
             return {
                 id: record.id,
-                title: fieldValue(record, 'Criterion__c') || fieldValue(record, 'Name') || 'Criterion',
+                title: fieldValue(record, 'Criterion__c') || fieldValue(record, 'Name') || T.criterion,
                 statusLabel: status.label,
                 statusClass: status.badge,
-                sourceText: isBlank(measured) ? source : `${source} (measured ${formatNumber(measured)})`,
+                sourceText: isBlank(measured) ? source : t('measured', { source, value: formatNumber(measured) }),
                 comment: fieldValue(record, 'Comment__c') || ''
             };
         });
