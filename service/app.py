@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.checkins.endpoints import router as checkin_router
 from service.crm.clients import CrmAccess
+from service.dashboard.api import router as my_work_router
 from service.dashboard.endpoints import STATIC_DIR
 from service.dashboard.endpoints import router as dashboard_router
 from service.kit.errors import ServiceError
@@ -169,6 +170,7 @@ def create_app(
     app.include_router(card_routes())
     app.include_router(checkin_router)
     app.include_router(sprint_router)
+    app.include_router(my_work_router)
     app.include_router(dashboard_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.mount("/docs/static", StaticFiles(directory=DOCS_ASSETS), name="docs-static")

@@ -21,6 +21,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, SCREENSHOTS, _chromium, _running_cycle
+from tests.service.dashboard.english import ENGLISH_HYGIENE
 from tests.service.sidecar_process import okrsync_serve
 
 pytestmark = pytest.mark.slow  # drives Chromium against `okrsync serve` in a subprocess
@@ -107,6 +108,12 @@ def test_a_rep_a_kam_and_the_lead_each_find_their_part(tmp_path: Path) -> None:
                 )
                 for url, name in rep_pages:
                     _fits_and_is_accessible(page, axe, url, name)
+                page.goto(f"{base}/dashboard/{hygiene}/hygiene?lang=de")  # German: not one English hygiene sentence
+                expect(page.get_by_role("heading", name="Opportunities mit den meisten Problemen")).to_be_visible()
+                german = page.locator("main").inner_text()
+                assert [phrase for phrase in ENGLISH_HYGIENE if phrase in german] == []
+                assert "Kein nächster Schritt" in german or "Tage zurück" in german
+                _shot(page, "rep-hygiene-de")
                 page.close()
 
                 # -- the KAM ------------------------------------------------------------------------------------

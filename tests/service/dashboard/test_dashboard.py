@@ -34,6 +34,7 @@ from service.sprints import service as sprints
 from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR
 from tests.service.dashboard.conftest import KAM_EMAIL, REP_EMAIL, TODAY, WEEKS, DashboardWorld, set_today
+from tests.service.dashboard.english import ENGLISH_HYGIENE
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -452,6 +453,27 @@ def test_a_rep_sees_herself_her_problem_opportunities_and_her_share_first(world:
         bad = rep.get(f"/dashboard/{hygiene}/hygiene", params={"owner": "<script>"})
         assert bad.status_code == 422 and "owner" in bad.text
 
+    # the same through the API
+    url = f"/api/v1/mappings/{acquisition}/my-work"
+    with world.client("rep") as rep:
+        api = rep.get(url)
+        assert api.status_code == 200, api.text
+        body = api.json()
+        assert body["owner_ids"] == [mia] and body["email"] == REP_EMAIL and body["problem_total"] == len(mine)
+        assert body["hygiene_mapping_id"] == hygiene and len(body["problems"]) == min(len(mine), 5)
+        assert {p["opportunity_id"] for p in body["problems"]} <= mine
+        shares = {k["key"]: k for k in body["key_results"]}
+        for key, value in contributions.items():
+            if values.get(key) and key in shares and shares[key]["share"] is not None:
+                assert shares[key]["share"] == pytest.approx(value / values[key])
+        assert body["since"] == _working_day_before(datetime.now(UTC).date()).isoformat()  # the API's today is today
+        assert rep.get("/api/v1/mappings/9999/my-work").status_code == 404
+    for token, sentence in (("rep_no_email", "this token names no CRM e-mail"),
+                            ("rep_stranger", "has the e-mail nobody@elsewhere.example")):  # fmt: skip
+        with world.client(token) as stranger:
+            refused = stranger.get(url)
+            assert refused.status_code == 409 and sentence in refused.json()["detail"], refused.text
+
 
 def _kam_rows(world: DashboardWorld, account_id: str) -> tuple[KamAccountScore, dict[str, str], int]:
     with Session(world.engine) as session:
@@ -760,13 +782,6 @@ def test_german_labels_by_parameter_cookie_and_accept_language(world: DashboardW
         assert "Zugesagt" in sprint and "Prognosegenauigkeit" in sprint
         denied = client.post(f"/dashboard/{mapping_id}/check-in", data={})
         assert denied.status_code == 403 and "Dafür braucht es die Rolle Sales Ops" in denied.text
-
-
-ENGLISH_HYGIENE = [  # every fixed part of the English hygiene sentences (mappings/hygiene.py), written out here
-    "days in the past", "No next step", "No activity", "limit ", " days)", "In stage ", "more than",
-    "the team's median", "the team&#39;s median", "Close date pushed", "flagged from", "No amount in stage",
-    "Single-threaded", "expected)", "does not match stage", "no probability", "Probability ",
-]  # fmt: skip
 
 
 def test_german_pages_have_no_english_hygiene_sentence(world: DashboardWorld) -> None:
