@@ -278,9 +278,13 @@ def hygiene(
     )
     myself = me.who(session, mapping.connection_id, found.caller)
     problem = _me_problem(lang, myself) if owner == "me" else None
+    config = okrs.current_config(session, mapping)
+    source = None if config.hygiene.rules else me.hygiene_source(session, mapping, config, at.date())
     return _page(
         request, "hygiene.html", lang, found, page=page, mapping=page.mapping, active="nav_hygiene",
         crm_note=_crm_note(session, lang, mapping_id), my_owner_ids=myself.owner_ids, problem=problem,
+        elsewhere=views.mapping_row(source, views.load_mapping(session, source.id or 0)[1], at.date())
+        if source is not None else None,
     )  # fmt: skip
 
 

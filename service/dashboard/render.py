@@ -97,7 +97,8 @@ def render(template: str, *, lang: str, **context: Any) -> str:
     values: dict[str, Any] = {
         "standalone": False, "mapping": None, "caller": None, "notice": None, "problem": None, "active": None,
         "form": {}, "can_record": False, "may_check_in": False, "show_role_hint": False,
-        "my_owner_ids": frozenset(), "my_names": frozenset(), "owner": "", "highlight": None, "crm_note": None,
+        "my_owner_ids": frozenset(), "my_names": frozenset(), "owner": "", "elsewhere": None,
+        "highlight": None, "crm_note": None,
         "generated_at": None, "languages": list(i18n.LANGUAGES), "lang_url": lambda code: f"?lang={code}",
     }  # fmt: skip
     values.update(context)

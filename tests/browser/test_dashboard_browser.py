@@ -48,6 +48,23 @@ def _running_cycle(example: str, today: date) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def apply_running(
+    base_url: str, token: str, examples: tuple[str, ...], today: date, *, times: int = 1
+) -> dict[str, int]:
+    """Apply each example moved to a running cycle through the API (``times`` applies: that many computations,
+    points on the burn-up); returns example -> mapping id."""
+    ids = {}
+    for example in examples:
+        body = {"yaml": _running_cycle(example, today), "connection": "salesforce/sandbox"}
+        for _computation in range(times):
+            applied = httpx.post(
+                f"{base_url}/api/v1/mappings/apply", json=body, timeout=60, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert applied.status_code == 200, applied.text
+        ids[example] = applied.json()["mapping"]["id"]
+    return ids
+
+
 def _screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"dashboard-{name}.png"), full_page=True)
@@ -59,16 +76,7 @@ def test_a_team_lead_runs_the_weekly_check_in_in_the_browser(tmp_path: Path) -> 
     anchor = now.isoformat().replace("+00:00", "Z")  # the sandbox's quarter ends now
     with okrsync_serve(tmp_path, anchor=anchor, accounts=30, opportunities=80, activities=3200) as served:
         lead = served.token(name="Team lead", role="sales_ops")
-        ids = {}
-        for example in ("acquisition", "pipeline-hygiene"):
-            body = {"yaml": _running_cycle(example, now.date()), "connection": "salesforce/sandbox"}
-            for _computation in range(2):  # applied and computed twice: two points on the burn-up
-                applied = httpx.post(
-                    f"{served.base_url}/api/v1/mappings/apply", json=body, timeout=60,
-                    headers={"Authorization": f"Bearer {lead}"},
-                )  # fmt: skip
-                assert applied.status_code == 200, applied.text
-            ids[example] = applied.json()["mapping"]["id"]
+        ids = apply_running(served.base_url, lead, ("acquisition", "pipeline-hygiene"), now.date(), times=2)
         base, overview = served.base_url, f"{served.base_url}/dashboard/{ids['acquisition']}"
 
         with sync_playwright() as playwright:

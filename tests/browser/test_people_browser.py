@@ -15,12 +15,11 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, SCREENSHOTS, _chromium, _running_cycle
+from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, SCREENSHOTS, _chromium, apply_running
 from tests.service.dashboard.english import ENGLISH_HYGIENE
 from tests.service.sidecar_process import okrsync_serve
 
@@ -65,15 +64,7 @@ def test_a_rep_a_kam_and_the_lead_each_find_their_part(tmp_path: Path) -> None:
         lead = served.token(name="Team lead", role="sales_ops")
         rep = served.token(name="Mia Vogel", role="rep", email=REP_EMAIL)
         kam = served.token(name="Katrin Lindqvist", role="kam", email=KAM_EMAIL)
-        ids = {}
-        for example in ("acquisition", "pipeline-hygiene", "customer-care"):
-            body = {"yaml": _running_cycle(example, now.date()), "connection": "salesforce/sandbox"}
-            applied = httpx.post(
-                f"{served.base_url}/api/v1/mappings/apply", json=body, timeout=60,
-                headers={"Authorization": f"Bearer {lead}"},
-            )  # fmt: skip
-            assert applied.status_code == 200, applied.text
-            ids[example] = applied.json()["mapping"]["id"]
+        ids = apply_running(served.base_url, lead, ("acquisition", "pipeline-hygiene", "customer-care"), now.date())
         base = served.base_url
         acquisition, hygiene, care = (ids[k] for k in ("acquisition", "pipeline-hygiene", "customer-care"))
 

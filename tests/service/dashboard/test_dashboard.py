@@ -425,6 +425,10 @@ def test_a_rep_sees_herself_her_problem_opportunities_and_her_share_first(world:
                 assert f"({contributions[kr.key] / values[kr.key]:.0%} of the team)" in first, kr.key
         assert '<span class="member you">Mia Vogel <span class="you-tag">You</span>' in page
         assert "See the check-in →" in page and "Run the check-in" not in page  # a rep does not run it
+        # a cycle without hygiene rules shows no score of its own: it points to the cycle whose rules judge
+        assert f'<a class="card" href="/dashboard/{hygiene}/hygiene">' in page and "Hygiene score</h2>" in page
+        own = _html(rep.get(f"/dashboard/{acquisition}/hygiene"))
+        assert "This cycle has no hygiene rules" in own and f'href="/dashboard/{hygiene}/hygiene"' in own
 
         listed = _html(rep.get(f"/dashboard/{hygiene}/hygiene", params={"owner": "me"}))
         items = re.findall(r'<p class="opportunity">(.*?)</p>', listed)
