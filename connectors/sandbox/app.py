@@ -73,7 +73,7 @@ def create_app(org: SandboxOrg, portal: HubSpotPortal | None = None) -> FastAPI:
     app.state.org = org
     app.include_router(_control_router(org, portal))
     app.include_router(create_salesforce_router(org))
-    app.include_router(create_record_pages_router(org, portal))
+    app.include_router(create_record_pages_router(org))
     if portal is not None:
         app.state.portal = portal
         app.include_router(create_hubspot_router(portal))
