@@ -3,7 +3,10 @@ German labels, what people type shown as text, links to the CRM records, and the
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 from html import escape
@@ -881,3 +884,49 @@ def test_speed_to_lead_evidence_names_and_links_each_lead(world: DashboardWorld)
     for row in rows:
         url = f"{instance_url}/lightning/r/Lead/{row.record_id}/view"
         assert f'<a href="{url}" rel="noopener noreferrer" target="_blank">{escape(names[row.record_id])}</a>' in page
+
+
+def _explained(world: DashboardWorld, mapping_id: int, kr_key: str) -> list[tuple[str, str]]:
+    """``okrsync explain`` in a subprocess against the world's database: (part, record id) per line, in order."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OKRSYNC_")}
+    env["OKRSYNC_DATABASE_URL"] = world.engine.url.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "explain", kr_key, "--mapping", str(mapping_id), "--limit", "100000"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"^  (\S+)\s+(\S+)", done.stdout, re.M)]
+
+
+def test_explain_the_api_and_the_dashboard_show_the_same_records_in_the_same_order(world: DashboardWorld) -> None:
+    """The contract a faster evidence path (issue 20: evidence produced on demand) must keep: for every key result
+    counted from records, the CLI, every page of the API and every page of the dashboard list the same records in
+    the same order (part, newest first, then id)."""
+    mapping_id = world.mappings["acquisition"]
+    with Session(world.engine) as session:
+        config = okrs.current_config(session, _mapping(world, session))
+    keys = [
+        kr.key for _o, kr in config.key_results() if kr.metric.type not in ("hygiene_score", "kam_criteria", "manual")
+    ]
+    assert len(keys) >= 5
+    with world.client("viewer") as client:
+        for kr_key in keys:
+            api: list[tuple[str, str]] = []
+            while True:
+                page = client.get(f"/api/v1/mappings/{mapping_id}/key-results/{kr_key}/evidence",
+                                  params={"limit": 37, "offset": len(api)}).json()  # fmt: skip
+                api += [(item["part"], item["record_id"]) for item in page["items"]]
+                if not page["items"]:
+                    break
+            assert len(api) == page["total"] and api, kr_key
+            expected = sorted(api, key=lambda pair: pair[0])  # parts first, in the order parts sort
+            assert [p for p, _r in api] == [p for p, _r in expected], f"{kr_key}: parts not grouped"
+            shown: list[str] = []
+            while len(shown) < len(api):
+                html = _html(client.get(f"/dashboard/{mapping_id}/kr/{kr_key}", params={"offset": len(shown)}))
+                table = html[html.index('<table class="list evidence">') :].split("</table>")[0]
+                rows = table.split("<tbody>")[1].split("</tr>")[:-1]
+                assert rows, (kr_key, len(shown))
+                shown += [re.findall(r"/lightning/r/\w+/(\w+)/view", row)[0] for row in rows]
+            assert shown == [record for _part, record in api], f"{kr_key}: the dashboard's order differs"
+            assert _explained(world, mapping_id, kr_key) == api, f"{kr_key}: okrsync explain differs"
