@@ -21,8 +21,8 @@ from sqlmodel import Session, col
 
 from mappings.config import ManualMetric, MappingConfig
 from service.checkins.models import CheckIn
-from service.compute.models import Computation, HygieneSummary, KeyResultHistory, KeyResultValue
-from service.compute.repository import table
+from service.compute.models import HygieneSummary, KeyResultHistory, KeyResultValue
+from service.compute.repository import last_computed_as_of, table
 from service.compute.service import compute
 from service.crm.models import Owner
 from service.kit.errors import InvalidError
@@ -200,9 +200,7 @@ def record(
         for kr_key, value in values.items():
             okrs.set_manual_value(session, mapping, kr_key=kr_key, value=value, author=author, note=notes.get(kr_key),
                                   at=at)  # fmt: skip
-        last = session.execute(
-            select(func.max(table(Computation).c.as_of)).where(table(Computation).c.mapping_id == mapping.id)
-        ).scalar()
+        last = last_computed_as_of(session, mapping_id=mapping.id or 0)
         compute(session, mapping=mapping, as_of=max(at, last) if last is not None else at)
     return freeze(
         session, mapping, author=author, attendees=attendees, confidence=confidence, notes=notes, note=note, at=at,

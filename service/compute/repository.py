@@ -13,6 +13,7 @@ from sqlmodel import Session, col
 from mappings.metrics import PartTotal, Wait
 from mappings.sql import Tables
 from service.compute.models import (
+    Computation,
     HygieneFinding,
     HygieneSummary,
     KamAccountScore,
@@ -337,6 +338,13 @@ def opportunities_with_findings(session: Session, *, mapping_id: int, rule_keys:
 
 def stored_summary(session: Session, *, mapping_id: int, rule_key: str) -> HygieneSummary | None:
     return session.get(HygieneSummary, (mapping_id, rule_key))
+
+
+def last_computed_as_of(session: Session, *, mapping_id: int) -> datetime | None:
+    """The moment the mapping was last computed as of (None: never). A recomputation triggered from a page whose
+    clock is behind it (a test of a past cycle) uses the later of the two."""
+    computation = table(Computation)
+    return session.execute(select(func.max(computation.c.as_of)).where(computation.c.mapping_id == mapping_id)).scalar()
 
 
 def latest_assessments(session: Session, *, mapping_id: int, as_of: datetime) -> dict[tuple[str, str], KamAssessment]:

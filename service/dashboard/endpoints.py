@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 from sqlmodel import Session
 
 from service.checkins import service as checkins
+from service.compute.repository import last_computed_as_of
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.dashboard import access, health, i18n, links, me
@@ -348,7 +349,7 @@ def record_assessment(
         session.rollback()
         return _kam(request, session, mapping, found, lang, at, mine=mine, status=status, problem=problem, form=form)
     # as of now, or of the last computation when the page's clock is behind it (a test of a past cycle)
-    compute_mapping(session, mapping=mapping, as_of=max(at, views.last_computed(session, mapping) or at))
+    compute_mapping(session, mapping=mapping, as_of=max(at, last_computed_as_of(session, mapping_id=mapping_id) or at))
     stage_connection(session, connection=connection, settings=settings)
     session.commit()
     anchor = health.account_anchor(form["account"])

@@ -21,7 +21,6 @@ from service.checkins import service as checkins
 from service.checkins.models import CheckIn
 from service.compute import report as reports
 from service.compute.models import (
-    Computation,
     HygieneSummary,
     KeyResultContribution,
     KeyResultHistory,
@@ -92,12 +91,6 @@ def load_mapping(session: Session, mapping_id: int) -> tuple[OkrMapping, CrmConn
 def account_owner(session: Session, connection_id: int, account_id: str) -> str | None:
     account = session.get(Account, (connection_id, account_id))
     return account.owner_id if account is not None else None
-
-
-def last_computed(session: Session, mapping: OkrMapping) -> datetime | None:
-    """The moment the mapping was last computed as of (None: never)."""
-    computation = table(Computation)
-    return session.execute(select(func.max(computation.c.as_of)).where(computation.c.mapping_id == mapping.id)).scalar()
 
 
 def _expected(metric: Any, value: float | None) -> str:

@@ -16,6 +16,7 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from mappings.config import WAIT_METRICS
 from mappings.source import MappingFileError
 from mappings.validate import json_schema
 from service.compute import report as reports
@@ -381,7 +382,7 @@ def explain(
         for row in rows:
             related = f" → {row.related_id}" if row.related_id else ""
             when = f"{row.occurred_at:%Y-%m-%d %H:%M}" if row.occurred_at else ""
-            if metric.type == "response_time":
+            if isinstance(metric, WAIT_METRICS):  # response_time and speed_to_lead: waits in hours
                 value = _wait(row.value, reports.business_wait(config, metric, row.occurred_at, row.value))
             else:
                 value = "" if row.value in (None, 1.0) else f" value={row.value:g}"
