@@ -1,8 +1,10 @@
 """Salesforce record pages of the sandbox CRM: the pages okrsync's record links open (the dashboard's evidence,
 hygiene and key-account links), so a link in the demo shows the record instead of a 404.
 
-Salesforce has such a page for every record, ``/lightning/r/{SObject}/{Id}/view`` (Lightning Experience's record
-view URL); this stand-in is one plain HTML table of the record's fields. A record that does not exist, or was
+Salesforce has such a page for every record, ``/lightning/r/{SObject}/{Id}/view``: the URL format of the
+``standard__recordPage`` page reference (Lightning Aura Components Developer Guide, "pageReference Types",
+https://developer.salesforce.com/docs/atlas.en-us.lightning.meta/lightning/components_navigation_page_definitions.htm);
+this stand-in is one plain HTML table of the record's fields. A record that does not exist, or was
 deleted, answers 404 as Salesforce's page says it cannot find it. (HubSpot's record pages,
 ``/contacts/{portalId}/record/{objectTypeId}/{id}``, are served by ``hubspot_api``.)
 """
