@@ -161,11 +161,12 @@ def compute(
     ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
     recomputed = _key_results(ctx, run_id=run.id or 0)
     sprints = _sprints(ctx)
-    repo.delete_results_not_in(
-        session,
-        mapping_id=mapping.id,
-        kr_keys=[kr.key for _o, kr in config.key_results()] + [sprint_evidence_key(s.key) for s in config.sprints],
-    )
+    if not incremental:  # an incremental run has the last run's version: the same key results and sprints
+        repo.delete_results_not_in(
+            session,
+            mapping_id=mapping.id,
+            kr_keys=[kr.key for _o, kr in config.key_results()] + [sprint_evidence_key(s.key) for s in config.sprints],
+        )
     run.finished_at = utcnow()
     run.key_results = len(recomputed)
     run.opportunities = rechecked
@@ -193,6 +194,8 @@ class _Context:
     kam_values: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)
     # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
     inquiries_done: dict[str, str] = field(default_factory=dict)
+    # hygiene-score values by the rules they judge: several KRs and sprints over the same rules read them once
+    hygiene_values: dict[tuple[str, ...], metrics.MetricValue] = field(default_factory=dict)
 
     def scope_for(self, kr: KeyResult) -> Scope:
         if not isinstance(kr.window, SprintWindow):
@@ -327,6 +330,9 @@ def _open_opportunities(ctx: _Context) -> Any:
 
 def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricValue:
     rule_keys = metric.rules or [r.rule_key for r in ctx.config.hygiene.rules]
+    cached = ctx.hygiene_values.get(tuple(sorted(rule_keys)))
+    if cached is not None:  # the findings do not change between the KRs of one run
+        return cached
     opp = ctx.tables.opportunity
     per_owner = (
         select(opp.c.owner_id, func.count())
@@ -337,9 +343,11 @@ def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricV
     failing = repo.opportunities_with_findings(ctx.session, mapping_id=ctx.mapping_id, rule_keys=rule_keys)
     total, bad = sum(open_by_owner.values()), sum(failing.values())
     contributions = {o: (n - failing.get(o, 0)) / n for o, n in open_by_owner.items() if n}
-    return metrics.MetricValue(
+    value = metrics.MetricValue(
         (total - bad) / total if total else None, total, contributions, numerator=total - bad, denominator=total
     )
+    ctx.hygiene_values[tuple(sorted(rule_keys))] = value
+    return value
 
 
 # -------------------------------------------------------------------------------------------------------- KAM
@@ -509,12 +517,13 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
         if reached is None:
             return None
         reached_by_part.append((name, part, sorted(reached)))
+    # A chunk whose evidence rows are the same before and after (the changed record did not count and does not
+    # count now, or counts exactly as before) is left alone; a KR none of whose chunks changed keeps its value.
     touched = False
     session, mapping_id = ctx.session, ctx.mapping_id
     for name, part, changed in reached_by_part:
         if not changed:
             continue
-        touched = True
 
         def evidence(name: str = name, part: Any = part, **only: Any) -> Any:
             return part_evidence(part, part=name, tables=ctx.tables, scope=scope, custom=custom, **only)
@@ -525,12 +534,26 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
                 keys.update(row.related_id for row in repo.rows(session, evidence(only_ids=chunk)))
             ordered = sorted(k for k in keys if k is not None)
             for chunk in repo.chunks(ordered):
+                now = evidence(only_keys=chunk)
+                before = repo.stored_evidence(
+                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, related_ids=chunk
+                )
+                if before == repo.selected_evidence(session, now):
+                    continue
+                touched = True
                 repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, related_ids=chunk)
-                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=evidence(only_keys=chunk))
+                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=now)
         else:
             for chunk in repo.chunks(changed):
+                now = evidence(only_ids=chunk)
+                before = repo.stored_evidence(
+                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk
+                )
+                if before == repo.selected_evidence(session, now):
+                    continue
+                touched = True
                 repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk)
-                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=evidence(only_ids=chunk))
+                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=now)
     return touched
 
 
@@ -757,7 +780,9 @@ def _sprints(ctx: _Context) -> list[str]:
                 queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
                 repo.replace_evidence(ctx.session, mapping_id=ctx.mapping_id, kr_key=key, queries=queries)
                 if isinstance(metric, WAIT_METRICS):
-                    waits = repo.waits(ctx.session, mapping_id=ctx.mapping_id, kr_key=key)
+                    waits = repo.waits(
+                        ctx.session, mapping_id=ctx.mapping_id, kr_key=key, times=metric.hours == "business"
+                    )
                     value = metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
                 else:
                     value = _from_totals(metric, repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=key))
@@ -848,7 +873,7 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             if same is not None:
                 ctx.inquiries_done[same] = kr.key
     if isinstance(metric, WAIT_METRICS):
-        waits = repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
+        waits = repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key, times=metric.hours == "business")
         return metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
     totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, RatioMetric):

@@ -7,16 +7,20 @@ three example mappings are recomputed from what the sync wrote — then once mor
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from connectors.salesforce.config import SalesforceConfig
 from connectors.salesforce.connector import SalesforceConnector
+from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from service.compute.models import (
     HygieneFinding,
@@ -29,10 +33,12 @@ from service.compute.models import (
     ObjectiveValue,
 )
 from service.compute.service import changes_since_last, compute
+from service.kit.db import make_engine
+from service.kit.migrate import create_schema
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
 from service.sync.service import run_sync
-from tests.conftest import ANCHOR
+from tests.conftest import ANCHOR, fast_config, small_org
 
 pytestmark = pytest.mark.slow  # 22 cases, each syncs a sandbox org twice and computes every example twice
 
@@ -336,3 +342,68 @@ def test_incremental_equals_full(
         # an opportunity change leaves activity-only key results alone
         assert "discovery-meetings" not in recomputed["Vertrieb DACHQ3 2026"]
         assert "new-pipeline" in recomputed["Vertrieb DACHQ3 2026"]
+
+
+# ------------------------------------------------------------------------------- random sequences of changes
+
+SEQUENCE_EXAMPLES = 6  # each example syncs a fresh org and computes every mapping once per step: ~10 s each
+
+
+@settings(
+    max_examples=SEQUENCE_EXAMPLES,
+    derandomize=True,  # the same sequences on every run and machine
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(steps=st.lists(st.sampled_from(CHANGES), min_size=2, max_size=4))
+def test_incremental_equals_full_after_a_sequence_of_changes(steps: list[Callable[[SandboxOrg], None]]) -> None:
+    """Several changes, each synced and followed by an incremental compute on top of the last incremental one
+    (as webhooks bring them), then a full recompute: the stored results must be identical. A change that finds no
+    record left to change (e.g. the second conversion of the only open lead) is skipped."""
+    with tempfile.TemporaryDirectory(prefix="okrsync-sequence-") as tmp:
+        org = small_org()
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'okrsync.db'}")
+        create_schema(engine)
+        try:
+            with SandboxServer(org, cert_dir=Path(tmp) / "sandbox") as server:
+                config = fast_config(server)
+                _sync(engine, config)
+                with Session(engine) as session:
+                    connection = okrs.resolve_connection(session, "salesforce/sandbox")
+                    ids: list[int] = []
+                    for path in MAPPINGS:
+                        loaded = okrs.load_path(path)
+                        mapping, _ = okrs.apply(session, loaded, connection=connection, author="test", now=ANCHOR)
+                        compute(session, mapping=mapping, as_of=ANCHOR)
+                        assert mapping.id is not None
+                        ids.append(mapping.id)
+                    session.commit()
+                for step in steps:
+                    try:
+                        step(org)
+                    except StopIteration:
+                        continue
+                    _sync(engine, config)
+                    with Session(engine) as session:
+                        for mapping_id in ids:
+                            mapping = session.get(OkrMapping, mapping_id)
+                            assert mapping is not None
+                            changes = changes_since_last(session, mapping)
+                            assert changes is not None
+                            report = compute(session, mapping=mapping, as_of=ANCHOR, changes=changes)
+                            assert report.kind == "incremental"
+                        session.commit()
+            with Session(engine) as session:
+                incremental = {i: snapshot(session, i) for i in ids}
+                for mapping_id in ids:
+                    mapping = session.get(OkrMapping, mapping_id)
+                    assert mapping is not None
+                    assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
+                    full = snapshot(session, mapping_id)
+                    for part, rows in full.items():
+                        got = incremental[mapping_id][part]
+                        extra = [r for r in got if r not in rows][:3] + [r for r in rows if r not in got][:3]
+                        names = [s.__name__ for s in steps]
+                        assert got == rows, f"after {names}: {mapping.team} / {part} differ ({extra})"
+        finally:
+            engine.dispose()
