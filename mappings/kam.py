@@ -11,17 +11,17 @@ criterion has no score yet. A KAM is credited with the share of their own key ac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, false, func, select
+from sqlalchemy import Select, false, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from mappings.config import Kam
 from mappings.fields import CustomField, RecordType
 from mappings.kam_criteria import ActivityOnAccount, Assessed, DistinctContacts, TaskCompleted
 from mappings.query import FilterCompiler
-from mappings.sql import Scope, Tables
+from mappings.sql import Scope, Tables, typed_null
 
 MET, PARTLY, NOT_MET, NOT_ASSESSED = "met", "partly", "not_met", "not_assessed"
 ASSESSMENTS = (MET, PARTLY, NOT_MET)
@@ -46,6 +46,46 @@ def key_accounts(kam: Kam, *, tables: Tables, scope: Scope, custom: dict[str, Cu
     ).where(*clauses)
 
 
+def _window(criterion: Any, scope: Scope) -> tuple[datetime, datetime]:
+    """The time span a derived criterion counts activities in: its last ``days`` before now, else the cycle."""
+    days = getattr(criterion, "days", None)
+    return (scope.as_of - timedelta(days=days), scope.as_of) if days else (scope.start, scope.end)
+
+
+def only_accounts(accounts: Select[Any], ids: Sequence[str]) -> Select[Any]:
+    """The key-account query narrowed to some accounts (an incremental run re-measures those only)."""
+    keys = accounts.subquery("narrowed_key_accounts")
+    return select(keys.c.account_id, keys.c.owner_id, keys.c.name).where(keys.c.account_id.in_(list(ids)))
+
+
+def linked_activities(
+    kam: Kam, *, accounts: Select[Any], scope: Scope, tables: Tables, only_ids: Sequence[str] | None = None
+) -> Select[Any]:
+    """Evidence rows (part ``activity``, related_id = the key account) of the activities on key accounts inside
+    any derived criterion's window: which account each activity was measured on, so that an incremental run can
+    re-measure the account a changed activity left as well as the one it is on now."""
+    act = tables.activity.alias("kam_linked")
+    spans = [_window(c, scope) for c in kam.criteria if not isinstance(c, Assessed)] or [(scope.start, scope.end)]
+    keys = accounts.subquery("key_accounts")
+    clauses: list[ColumnElement[bool]] = [
+        act.c.connection_id == scope.connection_id,
+        act.c.account_id.in_(select(keys.c.account_id)),
+        act.c.is_deleted == false(),
+        act.c.occurred_at >= min(start for start, _end in spans),
+        act.c.occurred_at < max(end for _start, end in spans),
+    ]
+    if only_ids is not None:
+        clauses.append(act.c.external_id.in_(list(only_ids)))
+    return select(
+        literal("activity").label("part"),
+        act.c.external_id.label("record_id"),
+        act.c.owner_id.label("owner_id"),
+        typed_null("number").label("value"),
+        act.c.occurred_at.label("occurred_at"),
+        act.c.account_id.label("related_id"),
+    ).where(*clauses)
+
+
 def measure(
     criterion: Any, *, accounts: Select[Any], tables: Tables, scope: Scope, custom: dict[str, CustomField]
 ) -> Select[Any] | None:
@@ -57,9 +97,7 @@ def measure(
     if isinstance(criterion, Assessed):
         return None
     act = tables.activity.alias("kam_activity")
-    days = getattr(criterion, "days", None)
-    start = scope.as_of - timedelta(days=days) if days else scope.start
-    end = scope.as_of if days else scope.end
+    start, end = _window(criterion, scope)
     keys = accounts.subquery("key_accounts")
     clauses: list[ColumnElement[bool]] = [
         act.c.connection_id == scope.connection_id,

@@ -409,11 +409,20 @@ def latest_assessments(session: Session, *, mapping_id: int, as_of: datetime) ->
 
 
 def replace_kam(
-    session: Session, *, mapping_id: int, criteria: list[dict[str, Any]], scores: list[dict[str, Any]]
+    session: Session,
+    *,
+    mapping_id: int,
+    criteria: list[dict[str, Any]],
+    scores: list[dict[str, Any]],
+    accounts: Sequence[str] | None = None,
 ) -> None:
+    """Replace the mapping's KAM results: all of them, or (``accounts``) those of some accounts only."""
     for model, rows in ((KamCriterionResult, criteria), (KamAccountScore, scores)):
         kam_table = table(model)
-        session.execute(delete(kam_table).where(kam_table.c.mapping_id == mapping_id))
+        where = [kam_table.c.mapping_id == mapping_id]
+        if accounts is not None:
+            where.append(kam_table.c.account_id.in_(list(accounts)))
+        session.execute(delete(kam_table).where(*where))
         if rows:
             session.execute(insert(kam_table), rows)
 

@@ -63,6 +63,9 @@ from service.sprints.models import SprintResult
 
 log = logging.getLogger(__name__)
 RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric, SpeedToLeadMetric)
+# What a computation stores beside the values for the next incremental run to start from (2: the key account each
+# activity was measured on). A run after an upgrade that changed it is full.
+STORED_STATE = 2
 
 
 @dataclass
@@ -128,6 +131,7 @@ def compute(
         and last.version == version.version
         and last.as_of.date() == as_of.date()
         and last.detail.get("owners") == list(owners)  # team membership resolved the same way
+        and last.detail.get("state") == STORED_STATE  # what it stored is what this engine's increments start from
     )
     run = Computation(
         mapping_id=mapping.id,
@@ -165,12 +169,20 @@ def compute(
         repo.delete_results_not_in(
             session,
             mapping_id=mapping.id,
-            kr_keys=[kr.key for _o, kr in config.key_results()] + [sprint_evidence_key(s.key) for s in config.sprints],
+            kr_keys=[kr.key for _o, kr in config.key_results()]
+            + [sprint_evidence_key(s.key) for s in config.sprints]
+            + [KAM_EVIDENCE_KEY],
         )
     run.finished_at = utcnow()
     run.key_results = len(recomputed)
     run.opportunities = rechecked
-    run.detail = {"missing_members": missing, "recomputed": recomputed, "owners": list(owners), "sprints": sprints}
+    run.detail = {
+        "missing_members": missing,
+        "recomputed": recomputed,
+        "owners": list(owners),
+        "sprints": sprints,
+        "state": STORED_STATE,
+    }
     session.add(run)
     session.flush()
     seconds = time.perf_counter() - started
@@ -353,14 +365,64 @@ def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricV
 # -------------------------------------------------------------------------------------------------------- KAM
 
 
+KAM_EVIDENCE_KEY = "~kam"  # which key account each activity was measured on (kam_rules.linked_activities)
+
+
 def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
-    """Account id → (owner, score) of every key account; stores criteria results and scores."""
+    """Account id → (owner, score) of every key account; stores criteria results and scores.
+
+    An incremental run whose changes are activities only re-measures the key accounts those activities are on now
+    or were measured on before (stored under ``KAM_EVIDENCE_KEY``); a changed account or contact (a new key account,
+    a merge, a contact's account) or a criterion that looks at a changed opportunity re-measures them all."""
     kam = ctx.config.kam
+    session, mapping_id = ctx.session, ctx.mapping_id
     if kam is None:
-        repo.replace_kam(ctx.session, mapping_id=ctx.mapping_id, criteria=[], scores=[])
+        repo.replace_kam(session, mapping_id=mapping_id, criteria=[], scores=[])
         return {}
     custom = ctx.config.custom()
     key_accounts = kam_rules.key_accounts(kam, tables=ctx.tables, scope=ctx.cycle, custom=custom)
+    changes = ctx.changes
+    if (
+        changes is not None
+        and not (changes.account or changes.contact)
+        and not (changes.opportunity and _kam_reads_opportunities(ctx))
+        and repo.kam_scores(session, mapping_id=mapping_id)
+    ):
+        changed = sorted(changes.activity)
+        before: set[str | None] = set()
+        for chunk in repo.chunks(changed):
+            before |= repo.evidence_keys(
+                session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, part="activity", record_ids=chunk
+            )
+            repo.delete_evidence(
+                session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, part="activity", record_ids=chunk
+            )
+            linked = kam_rules.linked_activities(
+                kam, accounts=key_accounts, scope=ctx.cycle, tables=ctx.tables, only_ids=chunk
+            )
+            before |= {row[5] for row in repo.selected_evidence(session, linked)}
+            repo.insert_evidence(session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, query=linked)
+        reached = sorted(a for a in before if a is not None)
+        for chunk in repo.chunks(reached):
+            _measure_kam(ctx, kam_rules.only_accounts(key_accounts, chunk), replace=chunk)
+        return _stored_kam(ctx)
+    repo.replace_evidence(
+        session,
+        mapping_id=mapping_id,
+        kr_key=KAM_EVIDENCE_KEY,
+        queries=[kam_rules.linked_activities(kam, accounts=key_accounts, scope=ctx.cycle, tables=ctx.tables)],
+    )
+    return _measure_kam(ctx, key_accounts, replace=None)
+
+
+def _measure_kam(
+    ctx: _Context, key_accounts: Any, *, replace: Sequence[str] | None
+) -> dict[str, tuple[str | None, float | None]]:
+    """Measure the criteria of the key accounts ``key_accounts`` selects and store their results: all of the
+    mapping's (``replace`` None) or those of the accounts ``replace`` names (which may have stopped being key)."""
+    kam = ctx.config.kam
+    assert kam is not None
+    custom = ctx.config.custom()
     accounts = repo.rows(ctx.session, key_accounts)
     assessments = repo.latest_assessments(ctx.session, mapping_id=ctx.mapping_id, as_of=ctx.cycle.as_of)
     measured: dict[str, dict[str, int]] = {}
@@ -413,8 +475,21 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
                 "computed_at": now,
             }
         )
-    repo.replace_kam(ctx.session, mapping_id=ctx.mapping_id, criteria=criteria_rows, scores=score_rows)
+    repo.replace_kam(
+        ctx.session, mapping_id=ctx.mapping_id, criteria=criteria_rows, scores=score_rows, accounts=replace
+    )
     return result
+
+
+def _kam_reads_opportunities(ctx: _Context) -> bool:
+    custom = ctx.config.custom()
+    kam = ctx.config.kam
+    assert kam is not None
+    return any(
+        resolve(condition.field, RecordType.activity, custom).via == RecordType.opportunity
+        for criterion in kam.criteria
+        for condition in conditions_fields(getattr(criterion, "where", []) or [])
+    )
 
 
 def _kam_untouched(ctx: _Context) -> bool:
@@ -423,12 +498,7 @@ def _kam_untouched(ctx: _Context) -> bool:
     changes, kam = ctx.changes, ctx.config.kam
     if changes is None or kam is None or changes.activity or changes.account or changes.contact:
         return False
-    custom = ctx.config.custom()
-    for criterion in kam.criteria:
-        for condition in conditions_fields(getattr(criterion, "where", []) or []):
-            if resolve(condition.field, RecordType.activity, custom).via == RecordType.opportunity:
-                return False
-    return True
+    return not (changes.opportunity and _kam_reads_opportunities(ctx))
 
 
 def _stored_kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:

@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from mappings.config import WAIT_METRICS
+from mappings.scan import scan_warnings
 from mappings.source import MappingFileError
-from mappings.validate import json_schema
+from mappings.validate import json_schema, located
 from service.compute import report as reports
 from service.compute import report_formats
 from service.compute.service import changes_since_last
@@ -101,6 +102,10 @@ def validate(file: FileArg, connection: ConnectionOpt = None) -> None:
     if problems:
         raise _fail(f"{len(problems)} problem(s)")
     config = loaded.config
+    # warnings, not problems: the file is valid and computes correctly, only slowly at scale
+    for warning in located(scan_warnings(config), loaded.locator, filename=str(file)):
+        where = "".join(f":{part}" for part in (warning.line, warning.column) if part is not None)
+        err.print(f"{warning.file}{where}: warning: {warning.message}", markup=False, highlight=False, soft_wrap=True)
     count = len(config.key_results())
     out.print(
         f"{file}: valid — {len(config.objectives)} objective(s), {count} key result(s), "

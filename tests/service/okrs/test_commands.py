@@ -70,6 +70,24 @@ def test_validate_reports_each_problem_with_its_line(workdir: Path) -> None:
     assert "nothing was applied" in result.stderr
 
 
+def test_validate_warns_about_a_key_result_that_reads_every_activity(workdir: Path) -> None:
+    """A count without an activity_kind condition is valid (exit 0) but warned about, at its line."""
+    text = (EXAMPLES / "acquisition.yaml").read_text()
+    kinds = "            - {field: activity_kind, op: eq, value: meeting}\n"
+    assert text.count(kinds) >= 1
+    wide = workdir / "wide.yaml"
+    wide.write_text(text.replace(kinds, "            - {field: subject, op: contains, value: Discovery}\n", 1))
+    result = okrsync(workdir, "mappings", "validate", str(wide))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if ": warning: " in line]
+    assert len(warnings) == 1, result.stderr
+    line = next(n for n, row in enumerate(wide.read_text().splitlines(), 1) if "key: discovery-meetings" in row)
+    assert warnings[0].startswith(f"{wide}:{line + 5}:"), warnings  # its where:
+    assert "discovery-meetings reads every activity of the team in its window" in warnings[0]
+    assert "tests subject contains, account.account_type eq on each" in warnings[0]
+    assert "valid —" in result.stdout
+
+
 def test_apply_report_explain_and_manual_values(workdir: Path) -> None:
     care = str(EXAMPLES / "customer-care.yaml")
     preview = okrsync(workdir, "mappings", "preview", care, "--as-of", AS_OF)
