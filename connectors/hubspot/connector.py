@@ -3,8 +3,13 @@
 Uses the official hubspot-api-client with its own urllib3 retries switched off (``retry=False``): retries, rate
 limiting and the daily-allowance guard are decided in ``_call`` only. Never touches the database.
 
-- First sync: the list API (100 per page); engagements and deals are resolved in batches of up to 1,000 ids per
-  association batch read.
+- First sync: the list API (100 per page) with each record's associations inline (``?associations=``, up to 100
+  entries per record and type); only a record whose inline list goes on past that is resolved by a v4 association
+  batch read (up to 1,000 ids per call). The next page is fetched in a background thread while the sync stores the
+  current one (``PREFETCH_PAGES`` pages ahead at most, so memory stays flat); an error there surfaces unchanged in
+  the caller's thread.
+- Answers are read as plain JSON (``_preload_content=False``): the client's model deserialisation (dateutil on every
+  timestamp) cost more than everything else in a first sync. Errors still come as the client's ApiException.
 - Incremental: the search API (200 per page) on the last-modified property, ascending, paged by keyset (each page
   is the first page of a window starting at the last timestamp read; a timestamp that fills a page is read by
   ``hs_object_id``), never by offset: a record changing while the sync pages cannot be skipped, and the
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -57,6 +63,7 @@ SEARCH_LIMIT = 200
 ASSOC_BATCH = 1_000
 OWNERS_LIMIT = 500
 BATCH_READ_LIMIT = 100  # ids per objects batch read
+PREFETCH_PAGES = 2  # list/search answers fetched ahead of the page being stored
 
 
 @dataclass
@@ -161,6 +168,7 @@ class HubSpotConnector:
         self._properties_api = crm.properties.core_api
         self._checked_properties: set[str] = set()
         self.api_calls = 0
+        self._calls_lock = threading.Lock()  # the prefetch thread and the caller's thread both call
         self.server_time: datetime | None = None  # the Date header of the last answer
         self.guard = RateGuard(burst_share=config.burst_share, search_per_second=config.search_per_second)
         self._pipelines: Pipelines | None = None
@@ -241,7 +249,8 @@ class HubSpotConnector:
                     limit=limit,
                 )
         self.guard.before(search=search)
-        self.api_calls += 1
+        with self._calls_lock:
+            self.api_calls += 1
         try:
             data, _status, headers = fn()
         except urllib3.exceptions.SSLError as exc:
@@ -401,8 +410,13 @@ class HubSpotConnector:
             return
         started = self._cursor_limit()
         batch: list[HubSpotRow] = []
-        source = self._list_rows(stream) if since is None else self._search_rows(stream, since)
-        for rows in source:
+        props = self._properties(stream)  # here, not in the prefetch thread: it may call (pipelines, properties)
+        source = (
+            self._list_rows(stream, props=props, associations=mapping.ASSOCIATIONS.get(stream, ()))
+            if since is None
+            else self._search_rows(stream, since, props=props)
+        )
+        for rows in _prefetched(source, depth=PREFETCH_PAGES, name=f"hubspot-{stream}-pages"):
             batch.extend(rows)
             if len(batch) >= ASSOC_BATCH:
                 page = self._resolve(stream, batch[:ASSOC_BATCH], list_mode=since is None)
@@ -417,41 +431,48 @@ class HubSpotConnector:
             page.cursor = (started, "")
         yield page
 
-    def _row(self, stream: str, obj: Any) -> HubSpotRow:
+    def _row(self, stream: str, obj: dict[str, Any]) -> HubSpotRow:
         return HubSpotRow(
             object_type=stream,
-            id=str(obj.id),
-            properties=dict(obj.properties or {}),
-            created_at=obj.created_at,
-            updated_at=obj.updated_at,
-            archived=bool(obj.archived),
+            id=str(obj["id"]),
+            properties=dict(obj.get("properties") or {}),
+            created_at=mapping.parse_timestamp(obj.get("createdAt")),
+            updated_at=mapping.parse_timestamp(obj.get("updatedAt")),
+            archived=bool(obj.get("archived")),
         )
 
-    def _list_rows(self, stream: str, *, archived: bool = False) -> Iterator[list[HubSpotRow]]:
-        props = self._properties(stream) if not archived else [mapping.MODIFIED[stream]]
+    def _list_rows(
+        self,
+        stream: str,
+        *,
+        archived: bool = False,
+        props: list[str] | None = None,
+        associations: tuple[str, ...] = (),
+    ) -> Iterator[list[HubSpotRow]]:
+        """The listing of ``stream`` page by page (100 records a call, in id order). ``associations``: the types to
+        read inline with each page; a record's inline list that is complete is linked here, one that goes on past
+        the first 100 entries is left to ``_resolve`` (v4 batch read)."""
+        if props is None:
+            props = self._properties(stream) if not archived else [mapping.MODIFIED[stream]]
         after: str | None = None
         while True:
-            answer = self._call(
-                "list",
-                partial(
-                    self._basic.get_page_with_http_info,
-                    stream,
-                    limit=LIST_LIMIT,
-                    after=after,
-                    properties=props,
-                    archived=archived,
-                ),
-            )
-            rows = [self._row(stream, obj) for obj in answer.results]
-            if archived:
-                for row, obj in zip(rows, answer.results, strict=True):
-                    row.properties["archivedAt"] = obj.archived_at.isoformat() if obj.archived_at else None
+            options: dict[str, Any] = {"limit": LIST_LIMIT, "after": after, "properties": props, "archived": archived}
+            if associations:
+                options["associations"] = list(associations)
+            answer = self._call("list", _json(self._basic.get_page_with_http_info, stream, **options))
+            results = answer.get("results") or []
+            rows = [self._row(stream, obj) for obj in results]
+            for row, obj in zip(rows, results, strict=True):
+                if archived:
+                    row.properties["archivedAt"] = obj.get("archivedAt")
+                if associations:
+                    _link_inline(row, obj.get("associations") or {}, associations)
             yield rows
-            after = answer.paging.next.after if answer.paging and answer.paging.next else None
+            after = _next_after(answer)
             if not after:
                 return
 
-    def _search_rows(self, stream: str, since: datetime) -> Iterator[list[HubSpotRow]]:
+    def _search_rows(self, stream: str, since: datetime, *, props: list[str]) -> Iterator[list[HubSpotRow]]:
         """Every record of ``stream`` stamped at or after ``since``, by keyset paging: never an ``after`` offset.
 
         HubSpot's search pages by offset over the records as they are at each request
@@ -466,7 +487,6 @@ class HubSpotConnector:
         page, so the 10,000-result cap is never reached, and each record is read once per run (plus one page per
         bulk timestamp)."""
         prop = mapping.MODIFIED[stream]
-        props = self._properties(stream)
         window, op = since, "GTE"
         same_stamp: datetime | None = None  # set while reading one timestamp's records by id
         last_id = "0"
@@ -487,9 +507,9 @@ class HubSpotConnector:
                 "limit": SEARCH_LIMIT,
                 "after": "0",
             }
-            answer = self._call("search", partial(self._search.do_search_with_http_info, stream, body), search=True)
-            rows = [self._row(stream, obj) for obj in answer.results]
-            more = bool(answer.paging and answer.paging.next and answer.paging.next.after) and bool(rows)
+            answer = self._call("search", _json(self._search.do_search_with_http_info, stream, body), search=True)
+            rows = [self._row(stream, obj) for obj in answer.get("results") or []]
+            more = bool(_next_after(answer)) and bool(rows)
             if same_stamp is not None:
                 if rows:
                     yield rows
@@ -515,8 +535,12 @@ class HubSpotConnector:
     def _resolve(self, stream: str, rows: list[HubSpotRow], *, list_mode: bool) -> Page:
         page = Page()
         for to_type in mapping.ASSOCIATIONS.get(stream, ()):
-            links = self.associations(stream, to_type, [r.id for r in rows])
-            for row in rows:
+            # rows a list page linked inline need no call; the rest (search, fetch, long inline lists) are read here
+            unlinked = [row for row in rows if to_type not in row.associations]
+            if not unlinked:
+                continue
+            links = self.associations(stream, to_type, [r.id for r in unlinked])
+            for row in unlinked:
                 row.link(to_type, links.get(row.id, []))
         pipelines = self.pipelines() if stream == "deals" else Pipelines()
         for row in rows:
@@ -557,9 +581,9 @@ class HubSpotConnector:
         for start in range(0, len(unique), BATCH_READ_LIMIT):
             body = {"inputs": [{"id": i} for i in unique[start : start + BATCH_READ_LIMIT]], "properties": props}
             answer = self._call(
-                "batch_read", partial(self._objects_batch.read_with_http_info, stream, body, archived=False)
+                "batch_read", _json(self._objects_batch.read_with_http_info, stream, body, archived=False)
             )
-            rows += [self._row(stream, obj) for obj in answer.results]
+            rows += [self._row(stream, obj) for obj in answer.get("results") or []]
         found = {row.id for row in rows}
         page = self._resolve(stream, rows, list_mode=True)  # no cursor: a targeted read must not move it
         return page, [Deletion(external_id=i, deleted_at=None) for i in unique if i not in found]
@@ -585,16 +609,16 @@ class HubSpotConnector:
             chunk = ids[start : start + ASSOC_BATCH]
             body = {"inputs": [{"id": i} for i in chunk]}
             answer = self._call(
-                "assoc_batch_read", partial(self._assoc_batch.get_page_with_http_info, from_type, to_type, body)
+                "assoc_batch_read", _json(self._assoc_batch.get_page_with_http_info, from_type, to_type, body)
             )
-            for result in answer.results:
-                from_id = str(result._from.id)
-                found[from_id] = [_link(t) for t in result.to]
-                after = result.paging.next.after if result.paging and result.paging.next else None
+            for result in answer.get("results") or []:
+                from_id = str(result["from"]["id"])
+                found[from_id] = [_link(t) for t in result.get("to") or []]
+                after = _next_after(result)
                 while after:
                     more = self._call(
                         "assoc_list",
-                        partial(
+                        _json(
                             self._assoc_basic.get_page_with_http_info,
                             from_type,
                             from_id,
@@ -603,8 +627,8 @@ class HubSpotConnector:
                             limit=500,
                         ),
                     )
-                    found[from_id] += [_link(t) for t in more.results]
-                    after = more.paging.next.after if more.paging and more.paging.next else None
+                    found[from_id] += [_link(t) for t in more.get("results") or []]
+                    after = _next_after(more)
         return found
 
     def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
@@ -620,9 +644,103 @@ class HubSpotConnector:
         return DeletedWindow(deletions=deletions, latest_covered=end)
 
 
-def _link(item: Any) -> mapping.Link:
-    types = frozenset((str(t.category), int(t.type_id)) for t in item.association_types or [] if t.type_id is not None)
-    return mapping.Link(to_id=str(item.to_object_id), types=types)
+def _link(item: dict[str, Any]) -> mapping.Link:
+    types = frozenset(
+        (str(t.get("category")), int(t["typeId"]))
+        for t in item.get("associationTypes") or []
+        if t.get("typeId") is not None
+    )
+    return mapping.Link(to_id=str(item["toObjectId"]), types=types)
+
+
+def _link_inline(row: HubSpotRow, inline: dict[str, Any], to_types: tuple[str, ...]) -> None:
+    """Link ``row`` from the associations its list page carried. HubSpot leaves out a type the record has no
+    associations of, and pages each type's list at 100 entries ("if your request returns more than 100 associations,
+    you will need to use the value of the after field": https://developers.hubspot.com/changelog/announcing-a-change-to-how-v3-crm-apis-return-association-data);
+    a list with a next page is left unlinked, for ``_resolve`` to read whole through the v4 batch read."""
+    primary = mapping.INLINE_PRIMARY_COMPANY_TYPE.get(row.object_type)
+    for to_type in to_types:
+        listed = inline.get(to_type)
+        if listed is None:
+            row.link(to_type, [])
+            continue
+        if _next_after(listed):
+            continue
+        types: dict[str, set[tuple[str, int]]] = {}  # one entry per type of a link: one Link per associated id
+        for entry in listed.get("results") or []:
+            marks = types.setdefault(str(entry["id"]), set())
+            if to_type == "companies" and primary is not None and entry.get("type") == primary:
+                marks.add(("HUBSPOT_DEFINED", mapping.PRIMARY_COMPANY_TYPE[row.object_type]))
+        row.link(to_type, [mapping.Link(to_id=to_id, types=frozenset(marks)) for to_id, marks in types.items()])
+
+
+def _next_after(answer: dict[str, Any]) -> str | None:
+    after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+    return str(after) if after else None
+
+
+def _json(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], tuple[dict[str, Any], int, Any]]:
+    """A call of a generated ``*_with_http_info`` method whose answer is read as plain JSON: with
+    ``_preload_content=False`` the client returns the urllib3 response instead of deserialising it into models.
+    Refusals still raise the client's ApiException (status, headers, body) before a response is returned, and the
+    body is read inside the call, so a connection cut mid-body is a urllib3 error there, as with preloading."""
+
+    def call() -> tuple[dict[str, Any], int, Any]:
+        response = method(*args, _preload_content=False, **kwargs)
+        try:
+            return json.loads(response.data or b"{}"), int(response.status), response.headers
+        finally:
+            response.release_conn()  # back to the pool: the client does this only when it preloads
+
+    return call
+
+
+_END = object()
+
+
+def _prefetched(source: Iterator[T], *, depth: int, name: str) -> Iterator[T]:
+    """``source``'s items, produced in a background thread up to ``depth`` items ahead of the consumer, so that the
+    next API page is fetched while the caller stores the current one. Whatever ``source`` raises is raised here, in
+    the caller's thread, as the same exception. When the caller stops early (an error, ``close()``), the thread is
+    told to stop, ``source`` is closed there, and the thread is joined before this generator ends."""
+    handoff: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put((True, item)):
+                    return
+            put((True, _END))
+        except BaseException as exc:  # noqa: BLE001  # handed to the caller's thread, which raises it
+            put((False, exc))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = handoff.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _ms(value: datetime) -> int:

@@ -140,7 +140,7 @@ PROPERTIES: dict[str, list[str]] = {
     ],
 }
 
-# Which associations each stream needs (v4 batch reads).
+# Which associations each stream needs (inline on full-sync list pages, else v4 batch reads).
 ASSOCIATIONS: dict[str, tuple[str, ...]] = {
     "contacts": ("companies",),
     "deals": ("companies", "contacts"),
@@ -152,6 +152,13 @@ ASSOCIATIONS: dict[str, tuple[str, ...]] = {
 # lists a primary company for contacts and deals only, none for calls, emails, meetings, notes or tasks:
 # https://developers.hubspot.com/docs/api/crm/associations#association-type-id-values
 PRIMARY_COMPANY_TYPE: dict[str, int] = {"contacts": 1, "deals": 5}
+
+# The same primary type as the list endpoint names it inline (``GET /crm/v3/objects/{objectType}?associations=…``):
+# v3 lists one ``{"id", "type"}`` entry per association type of a link, by type name, not id — every link as
+# ``deal_to_company_unlabeled``, the primary company once more as ``deal_to_company``, a labelled one under its label
+# (response shown in https://community.hubspot.com/t5/APIs-Integrations/Object-data-fetch-sorting-out-associations/td-p/658333;
+# the names match the v3 association types, https://developers.hubspot.com/docs/api-reference/crm-associations-v3/guide).
+INLINE_PRIMARY_COMPANY_TYPE: dict[str, str] = {"contacts": "contact_to_company", "deals": "deal_to_company"}
 
 
 @dataclass(frozen=True)
@@ -206,7 +213,8 @@ def _bool(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Link:
-    """One association of a v4 read: the associated record's id and its (category, typeId) pairs."""
+    """One association: the associated record's id and its (category, typeId) pairs. A v4 read gives every type; a
+    list page's inline associations name types, not ids, and only the primary-company type is translated."""
 
     to_id: str
     types: frozenset[tuple[str, int]] = frozenset()

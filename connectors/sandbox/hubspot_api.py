@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.sandbox.dropped import DroppedResponse
 from connectors.sandbox.hubspot_portal import (
+    PRIMARY_COMPANY_TYPE_IDS,
     HubSpotPortal,
     created_property,
     default_properties,
@@ -41,6 +42,10 @@ from connectors.sandbox.hubspot_writes import add_write_routes
 
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_PAGE = 500
+# Entries per association type inlined in a v3 object answer (``?associations=``); a longer list carries a next page
+# ("if your request returns more than 100 associations, you will need to use the value of the after field":
+# https://developers.hubspot.com/changelog/announcing-a-change-to-how-v3-crm-apis-return-association-data).
+INLINE_ASSOCIATIONS_PAGE = 100
 _UNAUTHENTICATED = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more "
     "details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
@@ -193,7 +198,24 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         after = int(query["after"]) if (query.get("after") or "").isdigit() else 0
         rows = portal.page(kind, after=after, limit=limit + 1, archived=_true(query.get("archived")))
         names = _query_names(request)
-        page: dict[str, Any] = {"results": [_project(kind, row, names) for row in rows[:limit]]}
+        # "A comma separated list of object types to retrieve associated IDs for. If any of the specified
+        # associations do not exist, they will be ignored." (the endpoint's `associations` parameter)
+        targets = [
+            target
+            for target in dict.fromkeys(
+                portal.kind_of(name) for name in _names(",".join(query.getlist("associations"))) or []
+            )
+            if target is not None
+        ]
+        results = []
+        for row in rows[:limit]:
+            obj = _project(kind, row, names)
+            inline = {target: inline_associations(kind, row["id"], target) for target in targets}
+            inline = {target: listed for target, listed in inline.items() if listed is not None}
+            if inline:
+                obj["associations"] = inline
+            results.append(obj)
+        page: dict[str, Any] = {"results": results}
         if len(rows) > limit:
             next_after = rows[limit]["id"]
             link = f"{str(request.base_url).rstrip('/')}{request.url.path}?after={next_after}"
@@ -298,13 +320,46 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
         ]
         return 207, response
 
-    def association_page(source: str, from_id: str, target: str, offset: int, limit: int) -> tuple[list, int | None]:
+    def ordered_links(source: str, from_id: str, target: str) -> list[tuple[int, int]]:
         # Links come in no priority order (a primary company is not listed first; the unlabelled type comes before
         # the primary one): a stable order of their own, so that offsets page consistently. Links to archived records
         # are still listed: whether HubSpot drops them is not documented, and listing them is the stricter choice.
-        links = sorted(
+        return sorted(
             portal.associations(source, from_id, target), key=lambda link: zlib.crc32(f"{from_id}:{link[0]}".encode())
         )
+
+    def inline_associations(source: str, from_id: str, target: str) -> dict[str, Any] | None:
+        """A record's associations of one type as a v3 object answer inlines them: one ``{"id", "type"}`` entry per
+        association type of each link, by v3 type name — ``deal_to_company_unlabeled`` for every company, and
+        ``deal_to_company`` once more for the primary one (the shape HubSpot answers, shown in
+        https://community.hubspot.com/t5/APIs-Integrations/Object-data-fetch-sorting-out-associations/td-p/658333);
+        the first ``INLINE_ASSOCIATIONS_PAGE`` entries, then a next page
+        (https://developers.hubspot.com/changelog/announcing-a-change-to-how-v3-crm-apis-return-association-data).
+        None when the record has none of that type: the answer then leaves the type out."""
+        entries: list[dict[str, str]] = []
+        singular, other = portal.singular(source), portal.singular(target)
+        for to_id, type_id in ordered_links(source, from_id, target):
+            for association_type in portal.association_types(source, int(from_id), target, to_id, type_id):
+                if association_type["category"] == "USER_DEFINED":
+                    # a custom object's association: named after its definition (the name is unverified)
+                    name = f"{singular}_to_{other}"
+                elif association_type["typeId"] == type_id and PRIMARY_COMPANY_TYPE_IDS.get((source, target)):
+                    name = f"{singular}_to_{other}_unlabeled"  # the unlabelled type beside a primary one
+                else:
+                    name = f"{singular}_to_{other}"
+                entries.append({"id": str(to_id), "type": name})
+        if not entries:
+            return None
+        listed: dict[str, Any] = {"results": entries[:INLINE_ASSOCIATIONS_PAGE]}
+        if len(entries) > INLINE_ASSOCIATIONS_PAGE:
+            # the link HubSpot gives is the v3 per-record associations listing, which the sandbox does not serve
+            after = str(INLINE_ASSOCIATIONS_PAGE)
+            link = f"/crm/v3/objects/{source}/{from_id}/associations/{target}?after={after}"
+            listed["paging"] = {"next": {"after": after, "link": link}}
+        return listed
+
+    def association_page(source: str, from_id: str, target: str, offset: int, limit: int) -> tuple[list, int | None]:
+        links = ordered_links(source, from_id, target)
         chunk = [
             {
                 "toObjectId": to_id,

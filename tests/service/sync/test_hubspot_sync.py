@@ -158,14 +158,26 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
         ), f"lead {sf_id} links"
 
 
+def _inline_entries(portal: Any, stream: str, record_id: str, to_type: str) -> int:
+    """How many entries a list page inlines for one record's associations of one type: one per link, one more for
+    the primary company."""
+    links = len(portal.associations(stream, record_id, to_type))
+    primary = to_type == "companies" and stream in hs_mapping.PRIMARY_COMPANY_TYPE
+    return links + (1 if primary and portal.primary_company(stream, record_id) is not None else 0)
+
+
 def _minimum_first_sync(portal: Any) -> int:
     # owners (one page of up to 500 active ones, one of archived ones), pipelines, the deal properties check
-    # (close_date_pushes_property), the account details (portal id and UI domain for record links: first sync only)
+    # (close_date_pushes_property), the account details (portal id and UI domain for record links: first sync only);
+    # then one list call per 100 records, associations inline; a v4 batch read (1,000 ids) only for the records
+    # whose inline list of a type goes past 100 entries
     calls = 5
     for stream in hs_mapping.OBJECT_STREAMS:
-        count = len(portal.records(stream))
-        calls += max(1, -(-count // 100))
-        calls += len(hs_mapping.ASSOCIATIONS.get(stream, ())) * -(-count // 1000)
+        records = portal.records(stream)
+        calls += max(1, -(-len(records) // 100))
+        for to_type in hs_mapping.ASSOCIATIONS.get(stream, ()):
+            long = [r for r in records if _inline_entries(portal, stream, r["id"], to_type) > 100]
+            calls += -(-len(long) // 1000)
     return calls
 
 
@@ -223,9 +235,11 @@ HUBSPOT_FAULTS = [
 @pytest.mark.parametrize(("kind", "params"), HUBSPOT_FAULTS)
 def test_transient_faults_are_retried(engine: Engine, scenario: Any, kind: str, params: dict) -> None:
     server, _org, portal, _ids = scenario
-    portal.faults.add(kind, match="assoc_batch_read", times=2, **params)
+    # the list calls: a first sync reads associations inline with them (and, prefetched, in a background thread)
+    fault = portal.faults.add(kind, match="list", times=2, **params)
     report = sync_hubspot(engine, hubspot_config(server, timeout_seconds=1.0))
     assert report.status == "ok"
+    assert fault.fired == 2
     assert len(local_rows(engine, "activity", crm="hubspot")) == sum(
         len(portal.records(e)) for e in hs_mapping.ENGAGEMENTS
     )
