@@ -125,6 +125,17 @@ class FilterCompiler:
                 clauses.append(link_id.in_(list(self.narrow[1])))
             return base.c.external_id.in_(select(link_id).select_from(link).join(target, true()).where(*clauses))
         foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
+        if self.narrow is not None and self.narrow[0] is base:
+            # only the records the narrowed ones point to: the sub-select otherwise lists every matching account
+            # (20,000 at a million activities) for a question about one activity
+            own = getattr(base, "element", base).alias("narrowed")
+            matching.append(
+                target.c.external_id.in_(
+                    select(own.c[foreign_key]).where(
+                        own.c.connection_id == self.scope.connection_id, own.c.external_id.in_(list(self.narrow[1]))
+                    )
+                )
+            )
         return base.c[foreign_key].in_(select(target.c.external_id).where(*matching))
 
     def column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:

@@ -40,6 +40,7 @@ from mappings.config import (
     Sprint,
     SprintWindow,
     SumMetric,
+    WaitMetric,
     metric_filters,
 )
 from mappings.fields import RecordType, resolve
@@ -102,6 +103,8 @@ class ComputeReport:
     opportunities_rechecked: int | None
     seconds: float
     missing_members: list[str]
+    # seconds spent per part: "hygiene", "kam", "sprints", and each key result's value by its key
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def compute(
@@ -161,10 +164,15 @@ def compute(
         run_id=run.id or 0,
         same_version=last is not None and last.version == version.version,
     )
+    clock = time.perf_counter()
     rechecked = _hygiene(ctx)
+    ctx.timings["hygiene"], clock = time.perf_counter() - clock, time.perf_counter()
     ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
+    ctx.timings["kam"], clock = time.perf_counter() - clock, time.perf_counter()
     recomputed = _key_results(ctx, run_id=run.id or 0)
+    clock = time.perf_counter()
     sprints = _sprints(ctx)
+    ctx.timings["sprints"] = time.perf_counter() - clock
     if not incremental:  # an incremental run has the last run's version: the same key results and sprints
         repo.delete_results_not_in(
             session,
@@ -189,7 +197,7 @@ def compute(
     log.info(
         "computed %s/%s (%s): %d key results in %.2f s", mapping.team, mapping.cycle, run.kind, len(recomputed), seconds
     )
-    return ComputeReport(run.id or 0, run.kind, recomputed, rechecked, seconds, missing)
+    return ComputeReport(run.id or 0, run.kind, recomputed, rechecked, seconds, missing, ctx.timings)
 
 
 @dataclass
@@ -208,6 +216,8 @@ class _Context:
     inquiries_done: dict[str, str] = field(default_factory=dict)
     # hygiene-score values by the rules they judge: several KRs and sprints over the same rules read them once
     hygiene_values: dict[tuple[str, ...], metrics.MetricValue] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # ComputeReport.timings
+    open_by_owner: dict[str, int] = field(default_factory=dict)  # the team's open opportunities (set by _hygiene)
 
     def scope_for(self, kr: KeyResult) -> Scope:
         if not isinstance(kr.window, SprintWindow):
@@ -256,8 +266,23 @@ def _hygiene(ctx: _Context) -> int | None:
     rules = ctx.config.hygiene.rules
     session, mapping_id = ctx.session, ctx.mapping_id
     needs_medians = any(isinstance(r, StuckInStage) and r.median_factor for r in rules)
-    medians = _stage_medians(ctx) if needs_medians else {}
     stored = repo.stored_summary(session, mapping_id=mapping_id, rule_key="*")
+    # no opportunity changed: the open opportunities per owner and the stage medians are what the last run found
+    # (both depend on opportunities only; ages count in days, and an incremental run is one of the same day)
+    same_opportunities = (
+        ctx.changes is not None
+        and not ctx.changes.opportunity
+        and stored is not None
+        and "open_by_owner" in stored.detail
+        and (not needs_medians or "stage_medians" in stored.detail)
+    )
+    if same_opportunities:
+        assert stored is not None
+        medians = dict(stored.detail.get("stage_medians", {})) if needs_medians else {}
+        ctx.open_by_owner = {owner: int(n) for owner, n in stored.detail["open_by_owner"].items()}
+    else:
+        medians = _stage_medians(ctx) if needs_medians else {}
+        ctx.open_by_owner = _open_by_owner(ctx)
     related_custom = any(
         isinstance(r, CustomRule)
         and any(resolve(c.field, RecordType.opportunity, ctx.config.custom()).via for c in conditions_fields(r.where))
@@ -291,7 +316,7 @@ def _hygiene(ctx: _Context) -> int | None:
                 continue
             for chunk in repo.chunks(touched):
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk))
-    open_count = repo.count(session, _open_opportunities(ctx))
+    open_count = sum(ctx.open_by_owner.values())
     per_rule = repo.findings_per_rule(session, mapping_id=mapping_id)
     now = utcnow()
     failing = sum(
@@ -318,7 +343,11 @@ def _hygiene(ctx: _Context) -> int | None:
             violations=failing,
             open_opportunities=open_count,
             score=(open_count - failing) / open_count if open_count else None,
-            detail={"stage_medians": medians, "as_of": ctx.cycle.as_of.isoformat()},
+            detail={
+                "stage_medians": medians,
+                "as_of": ctx.cycle.as_of.isoformat(),
+                "open_by_owner": ctx.open_by_owner,
+            },
             computed_at=now,
         ),
     )
@@ -335,9 +364,15 @@ def _hygiene(ctx: _Context) -> int | None:
     return rechecked
 
 
-def _open_opportunities(ctx: _Context) -> Any:
+def _open_by_owner(ctx: _Context) -> dict[str, int]:
+    """The team's open opportunities per owner ("" for none)."""
     opp = ctx.tables.opportunity
-    return select(opp.c.external_id, opp.c.owner_id).where(*hygiene_rules.open_opportunity_clauses(opp, ctx.cycle))
+    per_owner = (
+        select(opp.c.owner_id, func.count())
+        .where(*hygiene_rules.open_opportunity_clauses(opp, ctx.cycle))
+        .group_by(opp.c.owner_id)
+    )
+    return {owner or "": int(n) for owner, n in repo.rows(ctx.session, per_owner)}
 
 
 def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricValue:
@@ -345,13 +380,7 @@ def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricV
     cached = ctx.hygiene_values.get(tuple(sorted(rule_keys)))
     if cached is not None:  # the findings do not change between the KRs of one run
         return cached
-    opp = ctx.tables.opportunity
-    per_owner = (
-        select(opp.c.owner_id, func.count())
-        .where(*hygiene_rules.open_opportunity_clauses(opp, ctx.cycle))
-        .group_by(opp.c.owner_id)
-    )
-    open_by_owner = {owner or "": int(n) for owner, n in repo.rows(ctx.session, per_owner)}
+    open_by_owner = ctx.open_by_owner
     failing = repo.opportunities_with_findings(ctx.session, mapping_id=ctx.mapping_id, rule_keys=rule_keys)
     total, bad = sum(open_by_owner.values()), sum(failing.values())
     contributions = {o: (n - failing.get(o, 0)) / n for o, n in open_by_owner.items() if n}
@@ -386,10 +415,17 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
         changes is not None
         and not (changes.account or changes.contact)
         and not (changes.opportunity and _kam_reads_opportunities(ctx))
-        and repo.kam_scores(session, mapping_id=mapping_id)
+        and repo.has_kam_scores(session, mapping_id=mapping_id)
     ):
         changed = sorted(changes.activity)
         before: set[str | None] = set()
+        # only the key accounts the changed activities are on now can hold them now (the key-account query alone
+        # reads every account's raw payload)
+        now_on = repo.ids_where(
+            session, model=Activity, connection_id=ctx.cycle.connection_id, column="external_id", values=changed,
+            select_column="account_id",
+        )  # fmt: skip
+        candidates = kam_rules.only_accounts(key_accounts, sorted(now_on))
         for chunk in repo.chunks(changed):
             before |= repo.evidence_keys(
                 session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, part="activity", record_ids=chunk
@@ -398,7 +434,7 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
                 session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, part="activity", record_ids=chunk
             )
             linked = kam_rules.linked_activities(
-                kam, accounts=key_accounts, scope=ctx.cycle, tables=ctx.tables, only_ids=chunk
+                kam, accounts=candidates, scope=ctx.cycle, tables=ctx.tables, only_ids=chunk
             )
             before |= {row[5] for row in repo.selected_evidence(session, linked)}
             repo.insert_evidence(session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, query=linked)
@@ -502,8 +538,7 @@ def _kam_untouched(ctx: _Context) -> bool:
 
 
 def _stored_kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
-    rows = repo.kam_scores(ctx.session, mapping_id=ctx.mapping_id)
-    return {row.account_id: (row.owner_id, row.score) for row in rows}
+    return repo.kam_scores(ctx.session, mapping_id=ctx.mapping_id)
 
 
 def _kam_value(metric: KamCriteriaMetric, accounts: dict[str, tuple[str | None, float | None]]) -> metrics.MetricValue:
@@ -573,8 +608,7 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
             return False
         if metric.match != "account":
             return None  # a contact's inquiries span accounts
-        _response_delta(ctx, kr, metric, scope, sorted(changes.activity))
-        return True
+        return _response_delta(ctx, kr, metric, scope, sorted(changes.activity))
     parts: list[tuple[str, Any]] = (
         [("numerator", metric.numerator), ("denominator", metric.denominator)]
         if isinstance(metric, RatioMetric)
@@ -700,9 +734,12 @@ def _inquiry_key(metric: ResponseTimeMetric, scope: Scope) -> str:
     return f"{definition}|{scope.start.isoformat()}|{scope.end.isoformat()}"
 
 
-def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, scope: Scope, changed: list[str]) -> None:
+def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, scope: Scope, changed: list[str]) -> bool:
     """Recompute the inquiries of the accounts a change can reach: where the changed activities are now, and where
-    the inquiries they were (or answered) are. A wait only depends on activities of its own account."""
+    the inquiries they were (or answered) are. A wait only depends on activities of its own account.
+
+    Returns False, writing nothing, when those inquiries and their first responses come out exactly as stored (a
+    changed activity that neither is nor answers an inquiry first): the KR keeps its value."""
     session, mapping_id = ctx.session, ctx.mapping_id
     accounts = repo.ids_where(
         session, model=Activity, connection_id=scope.connection_id, column="external_id", values=changed,
@@ -711,16 +748,31 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     accounts |= repo.response_accounts(
         session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, activity_ids=changed
     )
-    repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=changed)
     ordered = sorted(accounts)
+    before: set[repo.EvidenceRow] = set()
+    for chunk in repo.chunks(changed):
+        before |= repo.stored_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=chunk)
+    queries = []
+    after: set[repo.EvidenceRow] = set()
     for chunk in repo.chunks(ordered):
-        repo.delete_inquiries_on(
+        before |= repo.stored_inquiries_on(
             session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, accounts=chunk
         )
         query = response_evidence(
             metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom(), only_accounts=chunk
         )
+        after |= repo.selected_evidence(session, query)
+        queries.append((chunk, query))
+    if before == after:
+        return False
+    for chunk in repo.chunks(changed):
+        repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=chunk)
+    for chunk, query in queries:
+        repo.delete_inquiries_on(
+            session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, accounts=chunk
+        )
         repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=query)
+    return True
 
 
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
@@ -732,7 +784,9 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
         for kr in objective.key_results:
             scope = ctx.scope_for(kr)
             stored = session.get(KeyResultValue, (ctx.mapping_id, kr.key))
+            clock = time.perf_counter()
             value = _value(ctx, kr, scope, stored)
+            ctx.timings[kr.key] = time.perf_counter() - clock
             if value is not None:
                 recomputed.append(kr.key)
                 repo.replace_contributions(
@@ -850,10 +904,7 @@ def _sprints(ctx: _Context) -> list[str]:
                 queries = metric_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom())
                 repo.replace_evidence(ctx.session, mapping_id=ctx.mapping_id, kr_key=key, queries=queries)
                 if isinstance(metric, WAIT_METRICS):
-                    waits = repo.waits(
-                        ctx.session, mapping_id=ctx.mapping_id, kr_key=key, times=metric.hours == "business"
-                    )
-                    value = metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
+                    value = _wait_value(ctx, key, metric, scope.as_of)
                 else:
                     value = _from_totals(metric, repo.part_totals(ctx.session, mapping_id=ctx.mapping_id, kr_key=key))
                 achieved, records = value.value, value.records
@@ -919,6 +970,29 @@ def _gain(ctx: _Context, kr_key: str, first: date, last: date, ended: bool) -> f
     return later[-1] - (earlier[-1] if earlier else kr.baseline)
 
 
+def _wait_value(ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime) -> metrics.MetricValue:
+    """A response time or speed to lead from its stored waits. Business hours need every wait's own arrival time
+    (read them all); wall-clock hours are summed up in the database and only the waits a percentile needs are
+    fetched (``metrics.indexed_response_time``): at a million activities reading 100,000 waits per key result was
+    most of an incremental run."""
+    session, mapping_id = ctx.session, ctx.mapping_id
+    if metric.hours == "business":
+        waits = repo.waits(session, mapping_id=mapping_id, kr_key=kr_key)
+        return metrics.response_time(metric, waits, as_of, ctx.config.team.calendar)
+    limit = metric.within_hours * 3600 if metric.within_hours else None
+
+    def waits_slice(owner: str | None, offset: int, count: int) -> list[float]:
+        return repo.waits_slice(session, mapping_id=mapping_id, kr_key=kr_key, owner=owner, offset=offset, count=count)
+
+    return metrics.indexed_response_time(
+        metric,
+        answered=repo.answered_waits(session, mapping_id=mapping_id, kr_key=kr_key, limit=limit),
+        unanswered=repo.unanswered_waits(session, mapping_id=mapping_id, kr_key=kr_key),
+        waits_slice=waits_slice,
+        as_of=as_of,
+    )
+
+
 def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | None) -> metrics.MetricValue | None:
     """The KR's value, recomputed; None when an incremental run may keep the stored one."""
     metric, session = kr.metric, ctx.session
@@ -943,8 +1017,7 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             if same is not None:
                 ctx.inquiries_done[same] = kr.key
     if isinstance(metric, WAIT_METRICS):
-        waits = repo.waits(session, mapping_id=ctx.mapping_id, kr_key=kr.key, times=metric.hours == "business")
-        return metrics.response_time(metric, waits, scope.as_of, ctx.config.team.calendar)
+        return _wait_value(ctx, kr.key, metric, scope.as_of)
     totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, RatioMetric):
         return metrics.ratio(metric, totals)
