@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument(
         "--memory-steps", default="25000,50000,100000", help="ingest: activity counts for the peak-memory series"
     )
+    parser.add_argument("--crms", default="salesforce,hubspot", help="ingest: which CRMs (salesforce, hubspot)")
     parser.add_argument("--opportunities", type=int, default=100_000, help="compute: opportunities")
     parser.add_argument("--accounts", type=int, default=None, help="compute: accounts (default: opportunities / 5)")
     parser.add_argument(
@@ -59,11 +60,29 @@ def main() -> None:
         help="compute: skip the ANALYZE a sync runs after writing 5,000+ rows (plans without statistics)",
     )
     parser.add_argument(
-        "--databases", default="sqlite,postgresql", help="compute: which databases (sqlite, postgresql or both)"
+        "--databases",
+        default="sqlite,postgresql",
+        help="compute, ingest, dashboard: which databases (sqlite, postgresql or both)",
+    )
+    parser.add_argument(
+        "--changes",
+        type=int,
+        default=20,
+        help="compute: changed activities and opportunities, each computed incrementally",
+    )
+    parser.add_argument(
+        "--no-floors", action="store_true", help="compute: skip the floor queries over a narrow copy of the activities"
     )
     parser.add_argument("--records", type=int, default=10_000, help="writeback: changed records to write")
-    parser.add_argument("--latency", type=float, default=0.1, help="writeback: seconds of latency per CRM call")
+    parser.add_argument(
+        "--latency", type=float, default=0.1, help="writeback, webhooks, workers: seconds of latency per CRM call"
+    )
     parser.add_argument("--samples", type=int, default=15, help="webhooks: meetings timed from webhook to CRM")
+    parser.add_argument(
+        "--webhook-activities",
+        default="3000",
+        help="webhooks: portal sizes in activities, comma-separated (opportunities and accounts scale with them)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="dashboard: requests per page (after a warm-up)")
     parser.add_argument("--workers", default="1,2,4", help="workers: worker counts to measure")
     parser.add_argument("--deals", type=int, default=10_500, help="sync-calls: HubSpot deals in the bulk update")
@@ -78,7 +97,10 @@ def main() -> None:
     )
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "ingest": lambda: ingest.run(
-            activities=args.activities or 100_000, memory_steps=[int(s) for s in args.memory_steps.split(",")]
+            activities=args.activities or 100_000,
+            memory_steps=[int(s) for s in args.memory_steps.split(",") if s.strip()],
+            crms=tuple(name.strip() for name in args.crms.split(",")),
+            databases=tuple(name.strip() for name in args.databases.split(",")),
         ),
         "compute": lambda: compute.run(
             activities=args.activities or 1_000_000,
@@ -88,9 +110,15 @@ def main() -> None:
             contact_match=args.contact_match,
             analyze=not args.no_analyze,
             databases=tuple(name.strip() for name in args.databases.split(",")),
+            changes=args.changes,
+            floors=not args.no_floors,
         ),
         "writeback": lambda: writeback.run(records=args.records, latency=args.latency),
-        "webhooks": lambda: webhooks.run(samples=args.samples, latency=args.latency),
+        "webhooks": lambda: webhooks.run(
+            samples=args.samples,
+            latency=args.latency,
+            sizes=tuple(int(n) for n in args.webhook_activities.split(",")),
+        ),
         "dashboard": lambda: dashboard.run(
             rounds=args.rounds, databases=tuple(name.strip() for name in args.databases.split(","))
         ),

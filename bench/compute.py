@@ -35,33 +35,44 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
+import math
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import event, func, select
+from sqlalchemy import Index, MetaData, Table, event, func, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bench.ingest import _fresh_postgres
 from connectors.records import CanonicalRecord
+from connectors.registry import adapter as crm_adapter
 from connectors.salesforce.mapping import OBJECTS, select_fields, to_record
 from connectors.sandbox.generator import generate_org
+from mappings import hygiene as hygiene_rules
+from mappings import kam as kam_rules
+from mappings.config import WAIT_METRICS, CountMetric, KeyResult, MappingConfig, SprintWindow
+from mappings.query import metric_evidence
+from mappings.sql import Scope
+from service.compute import repository
 from service.compute.models import HygieneFinding, KamAccountScore, KeyResultEvidence, KeyResultValue
+from service.compute.repository import local_tables
 from service.compute.repository import table as core_table
 from service.compute.service import ChangeSet, compute
 from service.crm.models import Activity, Opportunity
 from service.kit.db import analyze as analyze_tables
 from service.kit.db import make_engine, utcnow
 from service.kit.migrate import create_schema
-from service.okrs.models import OkrMapping
+from service.okrs.models import OkrMapping, OkrMappingVersion
 from service.okrs.service import apply, load
 from service.sync.repository import get_or_create_connection, upsert_records
 from service.sync.service import ANALYZE_AFTER_ROWS
@@ -73,6 +84,7 @@ BATCH = 5_000
 CUSTOM = {"Account": ["Key_Account__c", "Tier__c"], "Opportunity": ["Segment__c"]}
 CYCLE = {"name": "Q3 2026", "start": "2026-07-01", "end": "2026-09-30"}
 TOP_STATEMENTS = 5
+CHANGES = 20  # changed activities, then changed opportunities, each computed incrementally: p50/p95 over them
 EXPLAINED = 3
 
 
@@ -701,6 +713,174 @@ def _explain(engine: Engine, statement: str, parameters: Any) -> list[str]:
         return lines
 
 
+# ------------------------------------------------------------------------------------------------ floors
+
+FLOOR_TABLE = "floor_activity"
+
+
+def _kind(kr: KeyResult) -> str:
+    """The kind a key result is reported under beside its floor."""
+    metric = kr.metric
+    if isinstance(metric, CountMetric) and metric.distinct is not None:
+        return "count distinct"
+    if isinstance(metric, WAIT_METRICS):
+        return metric.type
+    return metric.type
+
+
+def _narrow_activity(target: Target) -> Any:
+    """A copy of the activity table without the raw CRM payload (every other column, the same indexes): what
+    "over just the columns it needs" means for a row store. Made once per database."""
+    source = core_table(Activity)
+    metadata = MetaData()
+    narrow = Table(FLOOR_TABLE, metadata, *[c._copy() for c in source.columns if c.name != "raw"])
+    for index in source.indexes:
+        Index(f"floor_{index.name}", *[narrow.c[c.name] for c in index.columns])
+    with target.engine.begin() as conn:
+        narrow.drop(conn, checkfirst=True)
+        narrow.create(conn)
+        names = [c.name for c in narrow.columns]
+        conn.execute(insert(narrow).from_select(names, select(*[source.c[n] for n in names])))
+    analyze_tables(target.engine)
+    return narrow
+
+
+def _floors(target: Target) -> dict[str, Any]:
+    """Per key result, hygiene rule and KAM criterion: the bare aggregate that gives only its number (grouped per
+    part and owner; no evidence written, no bookkeeping), from the same SQL okrsync builds, over the narrow activity
+    copy. Seconds each, measured in this run before okrsync's full compute."""
+    narrow = _narrow_activity(target)
+    tables = replace(local_tables(), activity=narrow)
+    out: dict[str, Any] = {"key_results": {}, "hygiene": 0.0, "kam": 0.0}
+    with Session(target.engine) as session:
+        for mapping_id in target.mappings.values():
+            mapping = session.get(OkrMapping, mapping_id)
+            assert mapping is not None
+            version = session.get(OkrMappingVersion, (mapping_id, mapping.current_version))
+            assert version is not None
+            config = MappingConfig.model_validate(version.config)
+            scope = _scope(session, mapping, config)
+            custom = config.custom()
+            for _objective, kr in config.key_results():
+                queries = metric_evidence(kr.metric, tables=tables, scope=_kr_scope(scope, config, kr), custom=custom)
+                if not queries:
+                    continue
+                started = time.perf_counter()
+                for query in queries:
+                    sq = query.subquery("floor")
+                    session.execute(
+                        select(sq.c.part, sq.c.owner_id, func.count(), func.sum(sq.c.value)).group_by(
+                            sq.c.part, sq.c.owner_id
+                        )
+                    ).all()
+                out["key_results"][kr.key] = {"kind": _kind(kr), "seconds": round(time.perf_counter() - started, 4)}
+            started = time.perf_counter()
+            medians: dict[str, float] = {}
+            for rule in config.hygiene.rules:
+                if getattr(rule, "median_factor", None) and not medians:
+                    ages = session.execute(hygiene_rules.stage_ages(tables, scope)).all()
+                    medians = {stage or "": float(days) for stage, days in ages}  # the query's cost, not the value
+                violations = hygiene_rules.violations(
+                    rule, tables=tables, scope=scope, custom=custom, stages=config.hygiene.stages,
+                    stage_medians=medians,
+                ).subquery("floor")  # fmt: skip
+                session.execute(select(func.count()).select_from(violations)).all()
+            out["hygiene"] += time.perf_counter() - started
+            if config.kam is not None:
+                started = time.perf_counter()
+                accounts = kam_rules.key_accounts(config.kam, tables=tables, scope=scope, custom=custom)
+                session.execute(accounts).all()
+                for criterion in config.kam.criteria:
+                    measured = kam_rules.measure(
+                        criterion, accounts=accounts, tables=tables, scope=scope, custom=custom
+                    )
+                    if measured is not None:
+                        session.execute(measured).all()
+                out["kam"] += time.perf_counter() - started
+    with target.engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE {FLOOR_TABLE}"))
+    out["hygiene"], out["kam"] = round(out["hygiene"], 4), round(out["kam"], 4)
+    return out
+
+
+def _scope(session: Session, mapping: OkrMapping, config: MappingConfig) -> Scope:
+    emails = [m.email for m in config.team.members]
+    owners = repository.owner_ids_by_email(session, connection_id=mapping.connection_id, emails=emails)
+    return Scope.for_window(
+        connection_id=mapping.connection_id, crm="salesforce", owner_ids=tuple(sorted(owners.values())) or ("",),
+        first_day=config.cycle.start, last_day=config.cycle.end, as_of=ANCHOR,
+        raw_prefix=crm_adapter("salesforce").raw_prefix,
+    )  # fmt: skip
+
+
+def _kr_scope(cycle: Scope, config: MappingConfig, kr: KeyResult) -> Scope:
+    if not isinstance(kr.window, SprintWindow):
+        return cycle
+    sprint = next(s for s in config.sprints if s.key == kr.window.sprint)
+    return Scope.for_window(
+        connection_id=cycle.connection_id, crm=cycle.crm, owner_ids=cycle.owner_ids, first_day=sprint.start,
+        last_day=sprint.end, as_of=cycle.as_of, raw_prefix=cycle.raw_prefix,
+    )  # fmt: skip
+
+
+def _by_kind(target: Target, floors: dict[str, Any], full: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per kind of key result (and hygiene, KAM): the floors' sum, okrsync's time for the same in the full compute
+    (ComputeReport.timings), and the ratio."""
+    timings: dict[str, float] = {}
+    for mapping in full["mappings"]:
+        timings.update({f"{mapping['mapping']}:{k}": v for k, v in mapping["timings"].items()})
+    kinds: dict[str, dict[str, float]] = {}
+    for key, floor in floors["key_results"].items():
+        spent = sum(v for k, v in timings.items() if k.endswith(f":{key}"))
+        entry = kinds.setdefault(floor["kind"], {"key_results": 0, "floor": 0.0, "okrsync": 0.0})
+        entry["key_results"] += 1
+        entry["floor"] += floor["seconds"]
+        entry["okrsync"] += spent
+    for part in ("hygiene", "kam"):
+        spent = sum(v for k, v in timings.items() if k.endswith(f":{part}"))
+        kinds[part] = {"key_results": 0, "floor": floors[part], "okrsync": spent}
+    return [
+        {
+            "kind": kind,
+            "key_results": int(v["key_results"]),
+            "floor_seconds": round(v["floor"], 3),
+            "okrsync_seconds": round(v["okrsync"], 3),
+            "ratio": round(v["okrsync"] / v["floor"], 1) if v["floor"] else None,
+        }
+        for kind, v in sorted(kinds.items())
+    ]
+
+
+CHILD = """
+import json, resource, sys, time
+from sqlmodel import Session
+from service.compute.service import compute
+from service.kit.db import make_engine
+from service.okrs.models import OkrMapping, OkrMappingVersion
+from bench.compute import ANCHOR
+engine = make_engine(sys.argv[1])
+started = time.perf_counter()
+for mapping_id in json.loads(sys.argv[2]):
+    with Session(engine, expire_on_commit=False) as session:
+        compute(session, mapping=session.get(OkrMapping, mapping_id), as_of=ANCHOR)
+        session.commit()
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1)}))
+"""
+
+
+def _full_in_child(target: Target) -> dict[str, Any]:
+    """The full compute of both mappings again, in a fresh process: its wall time and peak RSS (the compute's
+    own memory, without the generated org this process holds)."""
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, target.url, json.dumps(list(target.mappings.values()))],
+        cwd=root, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 # ------------------------------------------------------------------------------------------------ loading
 
 
@@ -808,7 +988,6 @@ def _counts(session: Session, mapping_id: int) -> dict[str, int]:
 def _compute_all(target: Target, changes: ChangeSet | None) -> dict[str, Any]:
     """Compute both mappings (each in its own transaction, as the service's job does); wall time with commits."""
     per_mapping: list[dict[str, Any]] = []
-    started_all = time.perf_counter()
     for name, mapping_id in target.mappings.items():
         started = time.perf_counter()
         with Session(target.engine, expire_on_commit=False) as session:
@@ -824,13 +1003,14 @@ def _compute_all(target: Target, changes: ChangeSet | None) -> dict[str, Any]:
                     "seconds": round(seconds, 3),
                     "recomputed": len(report.recomputed),
                     "recomputed_keys": report.recomputed,
+                    "timings": {k: round(v, 4) for k, v in report.timings.items()},
                     "opportunities_rechecked": report.opportunities_rechecked,
                     "missing_members": report.missing_members,
                     **_counts(session, mapping_id),
                 }
             )
     return {
-        "seconds": round(time.perf_counter() - started_all, 3),
+        "seconds": round(sum(m["seconds"] for m in per_mapping), 3),  # without the row counts taken for the report
         "kind": "/".join(sorted({m["kind"] for m in per_mapping})),
         "recomputed": sum(m["recomputed"] for m in per_mapping),
         "evidence_rows": sum(m["evidence_rows"] for m in per_mapping),
@@ -892,39 +1072,84 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [f"{k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
-def _changed_activity(org: dict[str, list[dict[str, Any]]], team: set[str]) -> dict[str, Any]:
-    """A team member's completed outbound call on an opportunity, re-logged as an inbound discovery call."""
-    for row in org["Task"]:
-        if (
-            row["TaskSubtype"] == "Call"
-            and row["CallType"] == "Outbound"
-            and row["OwnerId"] in team
-            and str(row["WhatId"]).startswith("006")
-        ):
-            return {
-                **row,
-                "CallType": "Inbound",
-                "Subject": "Discovery call",
-                "LastModifiedDate": CHANGED_AT,
-                "SystemModstamp": CHANGED_AT,
-            }
-    raise RuntimeError("no outbound call of the team on an opportunity")
+def _changed_activities(org: dict[str, list[dict[str, Any]]], team: set[str], n: int) -> list[dict[str, Any]]:
+    """``n`` different completed outbound calls of team members on opportunities, each re-logged as an inbound
+    discovery call (a change that moves counts, ratios and response times alike)."""
+    found = [
+        {
+            **row,
+            "CallType": "Inbound",
+            "Subject": "Discovery call",
+            "LastModifiedDate": CHANGED_AT,
+            "SystemModstamp": CHANGED_AT,
+        }  # fmt: skip
+        for row in org["Task"]
+        if row["TaskSubtype"] == "Call"
+        and row["CallType"] == "Outbound"
+        and row["OwnerId"] in team
+        and str(row["WhatId"]).startswith("006")
+    ][:n]
+    if not found:
+        raise RuntimeError("no outbound call of the team on an opportunity")
+    return found
 
 
-def _changed_opportunity(org: dict[str, list[dict[str, Any]]], team: set[str]) -> dict[str, Any]:
-    """A team member's open opportunity with a next step: next step cleared, moved to negotiation at 50 %."""
-    for row in org["Opportunity"]:
-        if not row["IsClosed"] and row["NextStep"] and row["OwnerId"] in team and row["StageName"] == "Prospecting":
-            return {
-                **row,
-                "NextStep": None,
-                "StageName": "Negotiation/Review",
-                "Probability": 50.0,
-                "LastStageChangeDate": CHANGED_AT,
-                "LastModifiedDate": CHANGED_AT,
-                "SystemModstamp": CHANGED_AT,
-            }
-    raise RuntimeError("no open opportunity of the team in Prospecting")
+def _changed_opportunities(org: dict[str, list[dict[str, Any]]], team: set[str], n: int) -> list[dict[str, Any]]:
+    """``n`` different open opportunities of team members with a next step, in Prospecting: next step cleared,
+    moved to negotiation at 50 %."""
+    found = [
+        {
+            **row,
+            "NextStep": None,
+            "StageName": "Negotiation/Review",
+            "Probability": 50.0,
+            "LastStageChangeDate": CHANGED_AT,
+            "LastModifiedDate": CHANGED_AT,
+            "SystemModstamp": CHANGED_AT,
+        }  # fmt: skip
+        for row in org["Opportunity"]
+        if not row["IsClosed"] and row["NextStep"] and row["OwnerId"] in team and row["StageName"] == "Prospecting"
+    ][:n]
+    if not found:
+        raise RuntimeError("no open opportunity of the team in Prospecting")
+    return found
+
+
+def _percentile(values: list[float], share: float) -> float:
+    """Nearest rank: the smallest value with at least ``share`` of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _incremental_series(
+    target: Target, sobject: str, rows: list[dict[str, Any]], kind: str, keys: set[str], explain: int
+) -> dict[str, Any]:
+    """Each changed row written as a sync writes it, then an incremental compute of both mappings: the first one
+    profiled (slowest statements), every one timed. Figures: p50/p95/max over the changes."""
+    first: dict[str, Any] = {}
+    seconds: list[float] = []
+    updated: list[int] = []
+    for number, row in enumerate(rows):
+        _write_changed(target, sobject, row)
+        changes = ChangeSet(**{kind: {row["Id"]}})
+        result = _profiled(target, changes, keys, explain) if number == 0 else _compute_all(target, changes)
+        if number == 0:
+            first = result
+        if result["kind"] != "incremental":
+            raise RuntimeError(f"change {number} of {sobject} was computed {result['kind']}")
+        seconds.append(result["seconds"])
+        updated.append(result["recomputed"])
+    return {
+        **first,
+        "changes": len(rows),
+        "seconds_each": seconds,
+        "p50_seconds": round(statistics.median(seconds), 3),
+        "p95_seconds": round(_percentile(seconds, 0.95), 3),
+        "max_seconds": round(max(seconds), 3),
+        "recomputed_p50": statistics.median(updated),
+        "recomputed_max": max(updated),
+        "record": rows[0]["Id"],
+    }
 
 
 def _rows(target: Target) -> dict[str, int]:
@@ -975,6 +1200,8 @@ def run(
     analyze: bool = True,
     databases: tuple[str, ...] = ("sqlite", "postgresql"),
     explain: int = EXPLAINED,
+    changes: int = CHANGES,
+    floors: bool = True,
 ) -> dict[str, Any]:
     """Load the org into SQLite and PostgreSQL, then time full and incremental computes on each.
 
@@ -1005,8 +1232,8 @@ def run(
     results["key_results"] = {name: sum(len(o["key_results"]) for o in c["objectives"]) for name, c in configs.items()}
     results["hygiene_rules"] = len(HYGIENE["rules"])
     results["kam_criteria"] = len(KAM["criteria"])
-    changed_activity = _changed_activity(org, team)
-    changed_opportunity = _changed_opportunity(org, team)
+    changed_activities = _changed_activities(org, team, changes)
+    changed_opportunities = _changed_opportunities(org, team, changes)
     print(
         f"compute: generated {results['records_total']:,} records in {results['generate_seconds']} s", file=sys.stderr
     )
@@ -1031,31 +1258,40 @@ def run(
                     figures["analyze_seconds"] = round(time.perf_counter() - started, 2)
                 figures["statistics"] = _statistics(target)
                 _apply_mappings(target, configs)
+                if floors:
+                    print(f"compute {target.name}: floors …", file=sys.stderr)
+                    figures["floors"] = _floors(target)
                 print(f"compute {target.name}: full …", file=sys.stderr)
                 figures["full"] = _profiled(target, None, keys, explain)
                 print(f"compute {target.name}: full in {figures['full']['seconds']} s", file=sys.stderr)
-                snapshots[target.name] = _snapshot(target)
-                _write_changed(target, "Task", changed_activity)
-                figures["incremental_activity"] = _profiled(
-                    target, ChangeSet(activity={changed_activity["Id"]}), keys, explain
-                )
-                figures["incremental_activity"]["record"] = changed_activity["Id"]
+                if floors:
+                    figures["by_kind"] = _by_kind(target, figures["floors"], figures["full"])
+                figures["full_in_own_process"] = _full_in_child(target)
                 print(
-                    f"compute {target.name}: one activity in {figures['incremental_activity']['seconds']} s",
+                    f"compute {target.name}: full in its own process in {figures['full_in_own_process']['seconds']} s,"
+                    f" peak RSS {figures['full_in_own_process']['peak_rss_mb']} MB",
                     file=sys.stderr,
                 )
-                _write_changed(target, "Opportunity", changed_opportunity)
-                figures["incremental_opportunity"] = _profiled(
-                    target, ChangeSet(opportunity={changed_opportunity["Id"]}), keys, explain
+                snapshots[target.name] = _snapshot(target)
+                figures["incremental_activity"] = _incremental_series(
+                    target, "Task", changed_activities, "activity", keys, explain
                 )
-                figures["incremental_opportunity"]["record"] = changed_opportunity["Id"]
                 print(
-                    f"compute {target.name}: one opportunity in {figures['incremental_opportunity']['seconds']} s",
+                    f"compute {target.name}: {len(changed_activities)} changed activities, p50"
+                    f" {figures['incremental_activity']['p50_seconds']} s",
+                    file=sys.stderr,
+                )
+                figures["incremental_opportunity"] = _incremental_series(
+                    target, "Opportunity", changed_opportunities, "opportunity", keys, explain
+                )
+                print(
+                    f"compute {target.name}: {len(changed_opportunities)} changed opportunities, p50"
+                    f" {figures['incremental_opportunity']['p50_seconds']} s",
                     file=sys.stderr,
                 )
                 after = _snapshot(target)
                 snapshots[f"{target.name}-incremental"] = after
-                figures["changed_by_the_two_records"] = _differences(snapshots[target.name], after)
+                figures["changed_by_the_changes"] = _differences(snapshots[target.name], after)
                 if verify:  # a full compute now must give what the two incremental ones left behind
                     figures["verify_full"] = _profiled(target, None, keys, 0)
                     figures["incremental_differs_from_full"] = _differences(after, _snapshot(target))
@@ -1084,18 +1320,54 @@ def table(results: dict[str, Any]) -> str:
         f" {results['batch']:,}): {results['records_total']:,} records. Wall times include the commits."
         " KRs updated: the compute report's `recomputed` (whole, or only the evidence of the changed records).",
         "",
-        "| database | load (s) | full compute (s) | SQL share | evidence rows | hygiene findings |"
-        " 1 changed activity (s) | KRs updated | 1 changed opportunity (s) | KRs updated |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| database | load (s) | full compute (s) | SQL share | full, own process (s) | peak RSS (MB) |"
+        " evidence rows | hygiene findings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for d in results["databases"]:
-        full, act, opp = d["full"], d["incremental_activity"], d["incremental_opportunity"]
+        full = d["full"]
         share = f"{full['sql_seconds'] / full['seconds']:.0%}" if full["seconds"] else "-"
+        child = d.get("full_in_own_process", {})
         lines.append(
-            f"| {d['database']} | {d['load_seconds']} | {full['seconds']} | {share} | {full['evidence_rows']:,} |"
-            f" {full['hygiene_findings']:,} | {act['seconds']} ({act['kind']}) | {act['recomputed']} / {total} |"
-            f" {opp['seconds']} ({opp['kind']}) | {opp['recomputed']} / {total} |"
+            f"| {d['database']} | {d['load_seconds']} | {full['seconds']} | {share} | {child.get('seconds', '-')} |"
+            f" {child.get('peak_rss_mb', '-')} | {full['evidence_rows']:,} | {full['hygiene_findings']:,} |"
         )
+    lines += [
+        "",
+        "Incremental compute of both mappings after each of N different changes, one at a time, each written as a"
+        " sync writes it (seconds; KRs updated: the compute report's `recomputed`, p50 and max):",
+        "",
+        "| database | change | N | p50 (s) | p95 (s) | max (s) | KRs updated p50 / max |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for d in results["databases"]:
+        for label, key in (("activity", "incremental_activity"), ("opportunity", "incremental_opportunity")):
+            inc = d[key]
+            lines.append(
+                f"| {d['database']} | {label} | {inc.get('changes', 1)} | {inc.get('p50_seconds', inc['seconds'])} |"
+                f" {inc.get('p95_seconds', '-')} | {inc.get('max_seconds', '-')} |"
+                f" {inc.get('recomputed_p50', inc['recomputed'])} / {inc.get('recomputed_max', '-')} of {total} |"
+            )
+    if any("by_kind" in d for d in results["databases"]):
+        lines += [
+            "",
+            "Floor beside okrsync, same run: per kind, the bare aggregates that give only the numbers (the same SQL,"
+            " grouped per owner, no evidence written) over a copy of the activity table without the raw CRM payload,"
+            " and okrsync's time for the same key results (or hygiene rules, KAM criteria) in the full compute:",
+            "",
+            "| database | kind | key results | floor (s) | okrsync (s) | okrsync / floor |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for d in results["databases"]:
+            for k in d.get("by_kind", []):
+                lines.append(
+                    f"| {d['database']} | {k['kind']} | {k['key_results'] or '-'} | {k['floor_seconds']} |"
+                    f" {k['okrsync_seconds']} | {k['ratio'] if k['ratio'] is not None else '-'} |"
+                )
+            floor = sum(k["floor_seconds"] for k in d.get("by_kind", []))
+            okr = sum(k["okrsync_seconds"] for k in d.get("by_kind", []))
+            if floor:
+                lines.append(f"| {d['database']} | **all** | | {floor:.3f} | {okr:.3f} | {okr / floor:.1f} |")
     per_mapping = "; ".join(
         f"{d['database']}: " + ", ".join(f"{m['mapping']} {m['seconds']} s" for m in d["full"]["mappings"])
         for d in results["databases"]

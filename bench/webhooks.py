@@ -8,11 +8,22 @@ in this process on loopback, SQLite in a temporary directory, the acquisition ex
 - Webhook → write-back: a rep logs a meeting in the portal, the signed webhook goes to the sidecar, and the clock
   stops when the key result's record in the portal counts it. Every CRM call (the sidecar's sync and write-back)
   gets ``latency`` seconds of injected latency. Figures: p50/p95 over ``samples`` meetings.
+
+Portal size: ``sizes`` lists activity counts (``--webhook-activities 3000,20000``); each gets a portal of its own,
+scaled as bench/compute.py scales its org (opportunities = activities / 10, accounts = opportunities / 5, at least
+150 and 60). Per size, outside the timed part: generate the portal, first-sync it over HTTP (seconds, records/s),
+apply the mapping and run the full compute (seconds); then the webhook → write-back samples through the sidecar app
+with its worker on a real HTTP server; then the process's peak RSS so far (ru_maxrss, so with sizes in increasing
+order it is the peak of that size's run). Acceptance is measured once, at the first size.
+
+    python -m bench webhooks --webhook-activities 3000,20000 --samples 5
 """
 
 from __future__ import annotations
 
+import gc
 import json
+import resource
 import statistics
 import tempfile
 import time
@@ -36,10 +47,10 @@ from connectors.sandbox.hubspot_seed import portal_from_org
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
 from service.app import create_app
-from service.compute.models import KeyResultEvidence
+from service.compute.models import Computation, KeyResultEvidence
 from service.compute.service import compute
 from service.crm.clients import CrmAccess
-from service.kit.db import make_engine
+from service.kit.db import make_engine, utcnow
 from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
@@ -78,18 +89,54 @@ def _events(portal_id: int, start: int, count: int) -> list[dict[str, Any]]:
     ]  # fmt: skip  (ticket events: stored, not tracked, so the worker has nothing to refresh)
 
 
-def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict[str, Any]:
+def run(
+    *, requests: int = 200, samples: int = 15, latency: float = 0.1, sizes: tuple[int, ...] = (3000,)
+) -> dict[str, Any]:
+    acceptance: list[dict[str, Any]] = []
+    portals = []
+    for number, activities in enumerate(sizes):
+        figures, measured = _run_portal(
+            activities=activities, requests=requests if number == 0 else 0, samples=samples, latency=latency
+        )
+        acceptance = acceptance or measured
+        portals.append(figures)
+        gc.collect()  # the next size starts without this one's portal and database
+    return {"acceptance": acceptance, "portals": portals}
+
+
+def portal_size(activities: int) -> tuple[int, int]:
+    """Opportunities and accounts for a portal of ``activities``, scaled as bench/compute.py scales its org."""
+    opportunities = max(150, activities // 10)
+    return opportunities, max(60, opportunities // 5)
+
+
+def _run_portal(
+    *, activities: int, requests: int, samples: int, latency: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    opportunities, accounts = portal_size(activities)
+    figures: dict[str, Any] = {"activities": activities, "opportunities": opportunities, "accounts": accounts}
+    acceptance: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="okrsync-bench-wh-") as tmp, ExitStack() as stack:
-        data = generate_org(anchor=_anchor(), seed=7, accounts=60, opportunities=150, activities=3000)
+        started = time.perf_counter()
+        data = generate_org(
+            anchor=_anchor(), seed=7, accounts=accounts, opportunities=opportunities, activities=activities
+        )
         portal, _ids = portal_from_org(data)
         server = stack.enter_context(SandboxServer(SandboxOrg(data), portal=portal, cert_dir=Path(tmp) / "sandbox"))
+        figures["generate_seconds"] = round(time.perf_counter() - started, 2)
         config = HubSpotConfig.model_validate(
             {**HUBSPOT.sandbox_config(server.base_url, server.ca_path or "").model_dump(), "retry_wait_base": 0.05}
         )
         engine = make_engine(f"sqlite:///{tmp}/bench.db")
         create_schema(engine)
         HubSpotWriter(config).provision()
-        run_sync(engine, HubSpotConnector(config), connection_name="sandbox")
+        started = time.perf_counter()
+        report = run_sync(engine, HubSpotConnector(config), connection_name="sandbox")
+        seconds = time.perf_counter() - started
+        synced = sum(c.fetched for c in report.counts.values())
+        figures.update(
+            sync_seconds=round(seconds, 2), records_synced=synced, records_per_second=round(synced / seconds)
+        )
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
             webhooks=WebhookSettings(hubspot_client_secret=SecretStr(SECRET)),
@@ -102,7 +149,11 @@ def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict
             mapping, _v = okrs.apply(
                 session, loaded, connection=connection, author="bench", reason="bench", now=_anchor()
             )
+            session.commit()
+            started = time.perf_counter()
             compute(session, mapping=mapping, as_of=_anchor())
+            session.commit()
+            figures["compute_seconds"] = round(time.perf_counter() - started, 2)
             stage_connection(session, connection=connection, settings=settings, as_of=_anchor())
             session.commit()
             connection_id = connection.id or 0
@@ -114,18 +165,36 @@ def run(*, requests: int = 200, samples: int = 15, latency: float = 0.1) -> dict
         app.state.worker.last_sync["hubspot"] = time.monotonic()
         http = ThreadedServer(app, port=port).start()
         try:
-            acceptance = _acceptance(base, portal.portal_id, requests)
+            if requests:
+                acceptance = _acceptance(base, portal.portal_id, requests)
             with Session(engine) as session:
                 counted = session.exec(
                     sqlmodel.select(KeyResultEvidence.record_id).where(
                         KeyResultEvidence.kr_key == "discovery-meetings", KeyResultEvidence.part == "counted"
                     )
                 ).first()
-            delays = _delays(base, portal, portal.get("meetings", counted or ""), samples, latency)
+            since = utcnow()
+            figures.update(_delays(base, portal, portal.get("meetings", counted or ""), samples, latency))
+            figures.update(_pass_computes(engine, since))
         finally:
             http.stop()
             engine.dispose()
-    return {"acceptance": acceptance, "webhook_to_writeback": delays}
+        figures["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    return figures, acceptance
+
+
+def _pass_computes(engine: Any, since: Any) -> dict[str, Any]:
+    """How long the computes of the worker's passes took during the samples: the part of webhook → CRM that grows
+    with the portal, apart from the CRM calls."""
+    with Session(engine) as session:
+        runs = session.exec(sqlmodel.select(Computation).where(Computation.started_at >= since)).all()
+    seconds = sorted((r.finished_at - r.started_at).total_seconds() for r in runs if r.finished_at is not None)
+    return {
+        "pass_computes": len(seconds),
+        "pass_compute_kinds": sorted({r.kind for r in runs}),
+        "pass_compute_p50_seconds": round(statistics.median(seconds), 2) if seconds else None,
+        "pass_compute_max_seconds": round(seconds[-1], 2) if seconds else None,
+    }
 
 
 def _anchor() -> Any:
@@ -204,13 +273,25 @@ def table(results: dict[str, Any]) -> str:
             f"| {a['clients']} | {a['requests']:,} | {a['events']:,} | {a['seconds']} | {a['requests_per_second']}"
             f" | {a['events_per_second']:,} |"
         )
-    d = results["webhook_to_writeback"]
+    portals = results["portals"]
     lines += [
         "",
-        f"## HubSpot webhook → key result updated in the CRM ({d['latency_ms']} ms latency on every CRM call)",
+        f"## HubSpot webhook → key result updated in the CRM ({portals[0]['latency_ms']} ms latency on every CRM"
+        " call), by portal size",
         "",
-        "| samples | p50 (s) | p95 (s) | max (s) |",
-        "|---:|---:|---:|---:|",
-        f"| {d['samples']} | {d['p50_seconds']} | {d['p95_seconds']} | {d['max_seconds']} |",
+        "First sync over HTTP and full compute (SQLite) are set-up, outside the timed part; compute in the pass: the"
+        " worker's computes during the samples (part of p50/p95); peak RSS: the process's ru_maxrss after that size.",
+        "",
+        "| activities | opportunities | accounts | first sync (s) | records/s | full compute (s) | samples"
+        " | p50 (s) | p95 (s) | max (s) | compute in the pass, p50 / max (s) | peak RSS (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    for d in portals:
+        lines.append(
+            f"| {d['activities']:,} | {d['opportunities']:,} | {d['accounts']:,} | {d['sync_seconds']}"
+            f" | {d['records_per_second']:,} | {d['compute_seconds']} | {d['samples']} | {d['p50_seconds']}"
+            f" | {d['p95_seconds']} | {d['max_seconds']}"
+            f" | {d.get('pass_compute_p50_seconds')} / {d.get('pass_compute_max_seconds')}"
+            f" | {round(d['peak_rss_kb'] / 1024):,} |"
+        )
     return "\n".join(lines)
