@@ -218,6 +218,17 @@ def part_evidence(
     accounts/contacts/opportunities whose first record may have changed.
     """
     base, record = _base(tables, metric.of)
+    if only_ids is not None:
+        # the narrowed records first, looked up by id, then the filter over them: with the id list written into the
+        # query the planner (SQLite with statistics) preferred the owner/kind/time index for 45 ids and read every
+        # meeting of the team in the window (0.5 s at a million activities)
+        source = getattr(base, "element", base)
+        base = (
+            select(source)
+            .where(source.c.connection_id == scope.connection_id, source.c.external_id.in_(list(only_ids)))
+            .cte(f"{base.name}_narrowed")
+            .prefix_with("MATERIALIZED")
+        )
     narrow = (base, only_ids) if only_ids is not None else None
     compiler = FilterCompiler(tables=tables, scope=scope, custom=custom, narrow=narrow)
     date_field = metric.date_field or (

@@ -80,7 +80,17 @@ class Contact(RecordBase, table=True):
 class Opportunity(RecordBase, table=True):
     __table_args__ = (
         Index("ix_opportunity_account", "connection_id", "account_id"),
-        Index("ix_opportunity_owner", "connection_id", "owner_id", "is_closed"),
+        # covering for the team's open opportunities per owner and their stage ages (hygiene medians), read on every
+        # computation that an opportunity changed: 0.5 s at 100,000 opportunities when each row had to be read
+        Index(
+            "ix_opportunity_owner_open",
+            "connection_id",
+            "owner_id",
+            "is_closed",
+            "is_deleted",
+            "stage",
+            "stage_entered_at",
+        ),
     )
 
     name: str | None = Field(default=None, sa_type=Text)
