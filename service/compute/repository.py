@@ -129,12 +129,19 @@ def delete_evidence(
     related_ids: Sequence[str] | None = None,
 ) -> None:
     """Evidence rows of some records (or of some distinct keys) of one part of a KR."""
+    session.execute(delete(EVIDENCE).where(*_part_rows(mapping_id, kr_key, part, record_ids, related_ids)))
+
+
+def _part_rows(
+    mapping_id: int, kr_key: str, part: str, record_ids: Sequence[str] | None, related_ids: Sequence[str] | None
+) -> list[Any]:
+    """The conditions for one part's evidence rows of some records (or of some distinct keys)."""
     where = [EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key, EVIDENCE.c.part == part]
     if record_ids is not None:
         where.append(EVIDENCE.c.record_id.in_(list(record_ids)))
     if related_ids is not None:
         where.append(EVIDENCE.c.related_id.in_(list(related_ids)))
-    session.execute(delete(EVIDENCE).where(*where))
+    return where
 
 
 def evidence_keys(
@@ -164,11 +171,7 @@ def stored_evidence(
     related_ids: Sequence[str] | None = None,
 ) -> set[EvidenceRow]:
     """One part's stored evidence rows of some records (or of some distinct keys), as ``evidence_row``s."""
-    where = [EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key, EVIDENCE.c.part == part]
-    if record_ids is not None:
-        where.append(EVIDENCE.c.record_id.in_(list(record_ids)))
-    if related_ids is not None:
-        where.append(EVIDENCE.c.related_id.in_(list(related_ids)))
+    where = _part_rows(mapping_id, kr_key, part, record_ids, related_ids)
     query = select(
         EVIDENCE.c.part,
         EVIDENCE.c.record_id,
