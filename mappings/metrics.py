@@ -30,7 +30,7 @@ class Wait:
     """One inquiry: who owns it, when it came in, how long until the first response (None: not answered yet)."""
 
     owner_id: str | None
-    occurred_at: datetime | None  # None only for an answered inquiry read for a wall-clock statistic
+    occurred_at: datetime
     seconds: float | None
 
 
@@ -96,15 +96,9 @@ def statistic(metric: WaitMetric, waits: list[float]) -> float | None:
     return sum(1 for w in ordered if w <= limit) / len(ordered)
 
 
-def _arrived(wait: Wait) -> datetime:
-    assert wait.occurred_at is not None, "an unanswered inquiry always comes with its arrival time"
-    return wait.occurred_at
-
-
 def business_wait(calendar: BusinessCalendar, wait: Wait, as_of: datetime) -> float:
     """The wait in the calendar's open hours: from the inquiry to its response (``occurred_at + seconds``), or to
     ``as_of`` while it is not answered."""
-    assert wait.occurred_at is not None, "business hours need each inquiry's arrival time"
     end = as_of if wait.seconds is None else wait.occurred_at + timedelta(seconds=wait.seconds)
     return business_seconds(calendar, wait.occurred_at, end)
 
@@ -129,7 +123,7 @@ def response_time(
             assert calendar is not None
             seconds = business_wait(calendar, wait, as_of)
         else:
-            seconds = wait.seconds if wait.seconds is not None else (as_of - _arrived(wait)).total_seconds()
+            seconds = wait.seconds if wait.seconds is not None else (as_of - wait.occurred_at).total_seconds()
         if wait.seconds is None:
             unanswered += 1
             if limit is not None and seconds <= limit:

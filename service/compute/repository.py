@@ -171,7 +171,10 @@ def stored_evidence(
     related_ids: Sequence[str] | None = None,
 ) -> set[EvidenceRow]:
     """One part's stored evidence rows of some records (or of some distinct keys), as ``evidence_row``s."""
-    where = _part_rows(mapping_id, kr_key, part, record_ids, related_ids)
+    return _stored_rows(session, _part_rows(mapping_id, kr_key, part, record_ids, related_ids))
+
+
+def _stored_rows(session: Session, where: Sequence[Any]) -> set[EvidenceRow]:
     query = select(
         EVIDENCE.c.part,
         EVIDENCE.c.record_id,
@@ -181,6 +184,20 @@ def stored_evidence(
         EVIDENCE.c.related_id,
     ).where(*where)
     return {evidence_row(*row) for row in session.execute(query)}
+
+
+def swap_if_changed(
+    session: Session, *, mapping_id: int, kr_key: str, part: str, query: Select[Any], **only: Any
+) -> bool:
+    """Replace one part's stored rows of some records (``record_ids``) or distinct keys (``related_ids``) by what
+    ``query`` selects now, unless they are the same already; whether anything changed."""
+    if stored_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only) == selected_evidence(
+        session, query
+    ):
+        return False
+    delete_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only)
+    insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
+    return True
 
 
 def selected_evidence(session: Session, query: Select[Any]) -> set[EvidenceRow]:
@@ -251,45 +268,31 @@ def response_accounts(
     )  # fmt: skip
 
 
-def stored_inquiries_on(
-    session: Session, *, mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]
-) -> set[EvidenceRow]:
-    """The stored evidence rows ``delete_inquiries_on`` would delete, as ``evidence_row``s."""
+def _inquiries_on(mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]) -> list[Any]:
+    """A response time's rows whose inquiry is an activity on one of ``accounts`` now."""
     activity = table(Activity)
     on_accounts = select(activity.c.external_id).where(
         activity.c.connection_id == connection_id, activity.c.account_id.in_(list(accounts))
     )
-    query = select(
-        EVIDENCE.c.part,
-        EVIDENCE.c.record_id,
-        EVIDENCE.c.owner_id,
-        EVIDENCE.c.value,
-        EVIDENCE.c.occurred_at,
-        EVIDENCE.c.related_id,
-    ).where(
+    return [
         EVIDENCE.c.mapping_id == mapping_id,
         EVIDENCE.c.kr_key == kr_key,
-        EVIDENCE.c.part == "pair",
+        EVIDENCE.c.part == "pair",  # a response time's only part: the indexes start with it
         EVIDENCE.c.record_id.in_(on_accounts),
-    )
-    return {evidence_row(*row) for row in session.execute(query)}
+    ]
+
+
+def stored_inquiries_on(
+    session: Session, *, mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]
+) -> set[EvidenceRow]:
+    """The stored evidence rows ``delete_inquiries_on`` would delete, as ``evidence_row``s."""
+    return _stored_rows(session, _inquiries_on(mapping_id, kr_key, connection_id, accounts))
 
 
 def delete_inquiries_on(
     session: Session, *, mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]
 ) -> None:
-    activity = table(Activity)
-    on_accounts = select(activity.c.external_id).where(
-        activity.c.connection_id == connection_id, activity.c.account_id.in_(list(accounts))
-    )
-    session.execute(
-        delete(EVIDENCE).where(
-            EVIDENCE.c.mapping_id == mapping_id,
-            EVIDENCE.c.kr_key == kr_key,
-            EVIDENCE.c.part == "pair",  # a response time's only part
-            EVIDENCE.c.record_id.in_(on_accounts),
-        )
-    )
+    session.execute(delete(EVIDENCE).where(*_inquiries_on(mapping_id, kr_key, connection_id, accounts)))
 
 
 def part_totals(
@@ -313,22 +316,13 @@ def part_totals(
     return [PartTotal(part, owner, int(n), float(total)) for part, owner, n, total in rows]
 
 
-def waits(session: Session, *, mapping_id: int, kr_key: str, times: bool = True) -> list[Wait]:
-    """A response-time KR's inquiries. Without ``times`` an answered inquiry comes without its arrival time (a
-    wall-clock statistic needs only its wait): at a million activities, converting 100,000 timestamps per KR was
-    most of an incremental run."""
-    where = (EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)
-    if times:
-        rows = session.execute(select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at, EVIDENCE.c.value).where(*where))
-        return [Wait(owner, at, value) for owner, at, value in rows]
-    answered = session.execute(
-        select(EVIDENCE.c.owner_id, EVIDENCE.c.value).where(*where, EVIDENCE.c.value.is_not(None))
-    )
-    found = [Wait(owner, None, value) for owner, value in answered]
-    waiting = session.execute(
-        select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(*where, EVIDENCE.c.value.is_(None))
-    )
-    return found + [Wait(owner, at, None) for owner, at in waiting]
+def waits(session: Session, *, mapping_id: int, kr_key: str) -> list[Wait]:
+    rows = session.execute(
+        select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at, EVIDENCE.c.value).where(
+            EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key
+        )
+    ).all()
+    return [Wait(owner, at, value) for owner, at, value in rows]
 
 
 def _pairs(mapping_id: int, kr_key: str) -> tuple[Any, ...]:

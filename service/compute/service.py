@@ -638,26 +638,16 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
                 keys.update(row.related_id for row in repo.rows(session, evidence(only_ids=chunk)))
             ordered = sorted(k for k in keys if k is not None)
             for chunk in repo.chunks(ordered):
-                now = evidence(only_keys=chunk)
-                before = repo.stored_evidence(
-                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, related_ids=chunk
-                )
-                if before == repo.selected_evidence(session, now):
-                    continue
-                touched = True
-                repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, related_ids=chunk)
-                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=now)
+                touched |= repo.swap_if_changed(
+                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_keys=chunk),
+                    related_ids=chunk,
+                )  # fmt: skip
         else:
             for chunk in repo.chunks(changed):
-                now = evidence(only_ids=chunk)
-                before = repo.stored_evidence(
-                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk
-                )
-                if before == repo.selected_evidence(session, now):
-                    continue
-                touched = True
-                repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=chunk)
-                repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=now)
+                touched |= repo.swap_if_changed(
+                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_ids=chunk),
+                    record_ids=chunk,
+                )  # fmt: skip
     return touched
 
 

@@ -72,6 +72,14 @@ def snapshot(session: Session, mapping_id: int) -> dict[str, Any]:
     }
 
 
+def _assert_same(incremental: dict[str, Any], full: dict[str, Any], where: str) -> None:
+    """Every stored part of an incremental run equals the full recompute's, with the first differences named."""
+    for part, rows in full.items():
+        got = incremental[part]
+        extra = [r for r in got if r not in rows][:3] + [r for r in rows if r not in got][:3]
+        assert got == rows, f"{where}: {part} differ (first differences: {extra})"
+
+
 def _first(org: SandboxOrg, sobject: str, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     return next(r for r in org.records(sobject) if test(r))
 
@@ -331,11 +339,7 @@ def test_incremental_equals_full(
             mapping = session.get(OkrMapping, mapping_id)
             assert mapping is not None
             assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
-            full = snapshot(session, mapping_id)
-            for part, rows in full.items():
-                got = incremental[mapping_id][part]
-                extra = [r for r in got if r not in rows][:3] + [r for r in rows if r not in got][:3]
-                assert got == rows, f"{mapping.team} / {mapping.cycle}: {part} differ (first differences: {extra})"
+            _assert_same(incremental[mapping_id], snapshot(session, mapping_id), f"{mapping.team} / {mapping.cycle}")
     if change is prospect_becomes_customer:  # the account's type is what the inbound filters look at
         assert {"customers-answered-4h", "customer-p90"} <= set(recomputed["Customer InquiriesQ3 2026"])
     if change is change_opportunity:
@@ -399,11 +403,9 @@ def test_incremental_equals_full_after_a_sequence_of_changes(steps: list[Callabl
                     mapping = session.get(OkrMapping, mapping_id)
                     assert mapping is not None
                     assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
-                    full = snapshot(session, mapping_id)
-                    for part, rows in full.items():
-                        got = incremental[mapping_id][part]
-                        extra = [r for r in got if r not in rows][:3] + [r for r in rows if r not in got][:3]
-                        names = [s.__name__ for s in steps]
-                        assert got == rows, f"after {names}: {mapping.team} / {part} differ ({extra})"
+                    names = [s.__name__ for s in steps]
+                    _assert_same(
+                        incremental[mapping_id], snapshot(session, mapping_id), f"after {names}: {mapping.team}"
+                    )
         finally:
             engine.dispose()
