@@ -87,16 +87,35 @@ def linked_activities(
 
 
 def measure(
-    criterion: Any, *, accounts: Select[Any], tables: Tables, scope: Scope, custom: dict[str, CustomField]
+    criterion: Any,
+    *,
+    accounts: Select[Any],
+    tables: Tables,
+    scope: Scope,
+    custom: dict[str, CustomField],
+    account_ids: Sequence[str] | None = None,
 ) -> Select[Any] | None:
     """(account_id, measured) for a derived criterion, grouped per account; None for an assessed one.
 
     ``accounts`` is the key-account query (``key_accounts``): one statement for all of them. Chunks of ids (1,000
     per statement) re-ran a criterion's contact sub-select once per chunk: 2,006 key accounts at 1,000,000
-    activities took 13 s of a 28 s incremental compute on SQLite."""
+    activities took 13 s of a 28 s incremental compute on SQLite. ``account_ids``: ``accounts`` is narrowed to
+    these (``only_accounts``), and their activities are read first by the account index (a MATERIALIZED CTE):
+    SQLite's sampled statistics rate the kind/time index as selective as the account one, so it read every meeting
+    of the window for one changed activity (3 s at a million activities)."""
     if isinstance(criterion, Assessed):
         return None
-    act = tables.activity.alias("kam_activity")
+    act: Any = tables.activity.alias("kam_activity")
+    if account_ids is not None:
+        act = (
+            select(tables.activity)
+            .where(
+                tables.activity.c.connection_id == scope.connection_id,
+                tables.activity.c.account_id.in_(list(account_ids)),
+            )
+            .cte("kam_activity")
+            .prefix_with("MATERIALIZED")
+        )
     start, end = _window(criterion, scope)
     keys = accounts.subquery("key_accounts")
     clauses: list[ColumnElement[bool]] = [
@@ -124,7 +143,8 @@ def measure(
             func.lower(act.c.subject).contains(criterion.subject.lower(), autoescape=True),
         ]
     elif isinstance(criterion, ActivityOnAccount):
-        clauses += FilterCompiler(tables=tables, scope=scope, custom=custom).where(
+        narrow = (act, select(act.c.external_id)) if account_ids is not None else None
+        clauses += FilterCompiler(tables=tables, scope=scope, custom=custom, narrow=narrow).where(
             criterion.where, act, RecordType.activity
         )
     return select(act.c.account_id, func.count().label("measured")).where(*clauses).group_by(act.c.account_id)

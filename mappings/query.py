@@ -47,10 +47,11 @@ class FilterCompiler:
         tables: Tables,
         scope: Scope,
         custom: dict[str, CustomField],
-        narrow: tuple[Any, Sequence[str]] | None = None,
+        narrow: tuple[Any, Sequence[str] | Select[Any]] | None = None,
     ) -> None:
         """``narrow``: (base, ids) when a query only asks about these records of ``base`` (an incremental run);
-        a contact sub-select on ``base`` then reads only their links instead of every link of the connection."""
+        a contact sub-select on ``base`` then reads only their links instead of every link of the connection.
+        ``ids``: a list of ids, or a select of them (the ids of a narrowed CTE)."""
         self.tables = tables
         self.scope = scope
         self.custom = custom
@@ -122,7 +123,7 @@ class FilterCompiler:
             if record != RecordType.activity:
                 clauses.append(link.c.is_deleted == false())
             if self.narrow is not None and self.narrow[0] is base:
-                clauses.append(link_id.in_(list(self.narrow[1])))
+                clauses.append(link_id.in_(self._narrowed_ids()))
             return base.c.external_id.in_(select(link_id).select_from(link).join(target, true()).where(*clauses))
         foreign_key = {"account": "account_id", "opportunity": "opportunity_id", "owner": "owner_id"}[field.via.value]
         if self.narrow is not None and self.narrow[0] is base:
@@ -132,11 +133,16 @@ class FilterCompiler:
             matching.append(
                 target.c.external_id.in_(
                     select(own.c[foreign_key]).where(
-                        own.c.connection_id == self.scope.connection_id, own.c.external_id.in_(list(self.narrow[1]))
+                        own.c.connection_id == self.scope.connection_id, own.c.external_id.in_(self._narrowed_ids())
                     )
                 )
             )
         return base.c[foreign_key].in_(select(target.c.external_id).where(*matching))
+
+    def _narrowed_ids(self) -> Any:
+        assert self.narrow is not None
+        ids = self.narrow[1]
+        return ids if isinstance(ids, Select) else list(ids)
 
     def column(self, field: ResolvedField, table: Any) -> ColumnElement[Any]:
         """The SQL expression of a resolved field on ``table`` (a canonical column or a path into ``raw``)."""

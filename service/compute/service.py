@@ -463,7 +463,9 @@ def _measure_kam(
     assessments = repo.latest_assessments(ctx.session, mapping_id=ctx.mapping_id, as_of=ctx.cycle.as_of)
     measured: dict[str, dict[str, int]] = {}
     for criterion in kam.criteria:
-        query = kam_rules.measure(criterion, accounts=key_accounts, tables=ctx.tables, scope=ctx.cycle, custom=custom)
+        query = kam_rules.measure(
+            criterion, accounts=key_accounts, tables=ctx.tables, scope=ctx.cycle, custom=custom, account_ids=replace
+        )
         rows = repo.rows(ctx.session, query) if query is not None else []
         measured[criterion.key] = {account_id: int(n) for account_id, n in rows}
     now = utcnow()
