@@ -410,6 +410,19 @@ def delete_findings(session: Session, *, mapping_id: int, opportunity_ids: Seque
         )
 
 
+def findings_of(session: Session, *, mapping_id: int, opportunity_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(opportunity, owner ("" for none), rule) of the findings on these opportunities."""
+    found: list[tuple[str, str, str]] = []
+    for chunk in chunks(opportunity_ids):
+        rows = session.execute(
+            select(FINDING.c.opportunity_id, FINDING.c.owner_id, FINDING.c.rule_key).where(
+                FINDING.c.mapping_id == mapping_id, FINDING.c.opportunity_id.in_(list(chunk))
+            )
+        )
+        found += [(opportunity, owner or "", rule) for opportunity, owner, rule in rows]
+    return found
+
+
 def delete_rule_findings(session: Session, *, mapping_id: int, rule_key: str) -> None:
     session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key == rule_key))
 

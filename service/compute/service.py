@@ -173,6 +173,7 @@ def compute(
     clock = time.perf_counter()
     sprints = _sprints(ctx)
     ctx.timings["sprints"] = time.perf_counter() - clock
+    _store_failing(ctx)
     if not incremental:  # an incremental run has the last run's version: the same key results and sprints
         repo.delete_results_not_in(
             session,
@@ -218,6 +219,13 @@ class _Context:
     hygiene_values: dict[tuple[str, ...], metrics.MetricValue] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # ComputeReport.timings
     open_by_owner: dict[str, int] = field(default_factory=dict)  # the team's open opportunities (set by _hygiene)
+    # owner → opportunities with a finding among a set of rules (key: the rule keys joined by "|"), this run's;
+    # stored with the summary for the next incremental run, which applies the rechecked opportunities' difference
+    failing: dict[str, dict[str, int]] = field(default_factory=dict)
+    failing_stored: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the rechecked opportunities' findings (opportunity, owner, rule) before and after this run; None: no difference
+    # can be applied (a full recheck, or the stage medians moved and a stuck-in-stage rule was recomputed whole)
+    failing_delta: tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]] | None = None
 
     def scope_for(self, kr: KeyResult) -> Scope:
         if not isinstance(kr.window, SprintWindow):
@@ -307,6 +315,7 @@ def _hygiene(ctx: _Context) -> int | None:
         touched = _touched_opportunities(ctx)
         rechecked = len(touched)
         medians_moved = stored is not None and stored.detail.get("stage_medians", {}) != medians
+        before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched)
         for chunk in repo.chunks(touched):
             repo.delete_findings(session, mapping_id=mapping_id, opportunity_ids=chunk)
         for rule in rules:
@@ -316,12 +325,13 @@ def _hygiene(ctx: _Context) -> int | None:
                 continue
             for chunk in repo.chunks(touched):
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk))
+        if not medians_moved and stored is not None and "failing" in stored.detail:
+            ctx.failing_stored = stored.detail["failing"]
+            ctx.failing_delta = (before, repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched))
     open_count = sum(ctx.open_by_owner.values())
     per_rule = repo.findings_per_rule(session, mapping_id=mapping_id)
     now = utcnow()
-    failing = sum(
-        repo.opportunities_with_findings(session, mapping_id=mapping_id, rule_keys=[r.rule_key for r in rules]).values()
-    )
+    failing = sum(_failing(ctx, [r.rule_key for r in rules]).values())
     for rule in rules:
         violated = per_rule.get(rule.rule_key, 0)
         repo.put(
@@ -364,6 +374,37 @@ def _hygiene(ctx: _Context) -> int | None:
     return rechecked
 
 
+def _failing(ctx: _Context, rule_keys: Sequence[str]) -> dict[str, int]:
+    """Owner ("" for none) → open opportunities with at least one finding among ``rule_keys``.
+
+    An incremental run takes the last run's figures and applies the difference of the opportunities it rechecked
+    (the findings of the others did not change): a distinct count over every finding took 50 ms a rule set at a
+    million activities."""
+    key = "|".join(sorted(rule_keys))
+    if key in ctx.failing:
+        return ctx.failing[key]
+    stored = ctx.failing_stored.get(key)
+    if ctx.failing_delta is None or stored is None:
+        result = repo.opportunities_with_findings(ctx.session, mapping_id=ctx.mapping_id, rule_keys=rule_keys)
+    else:
+        wanted = set(rule_keys)
+        result = {owner: int(n) for owner, n in stored.items()}
+        for rows, sign in zip(ctx.failing_delta, (-1, 1), strict=True):
+            for _opportunity, owner in {(o, owner) for o, owner, rule in rows if rule in wanted}:
+                result[owner] = result.get(owner, 0) + sign
+        result = {owner: n for owner, n in result.items() if n}
+    ctx.failing[key] = result
+    return result
+
+
+def _store_failing(ctx: _Context) -> None:
+    """Keep this run's failing opportunities per rule set with the team summary (``_failing``)."""
+    summary = ctx.session.get(HygieneSummary, (ctx.mapping_id, "*"))
+    if summary is not None and ctx.failing:
+        summary.detail = {**summary.detail, "failing": ctx.failing}
+        ctx.session.add(summary)
+
+
 def _open_by_owner(ctx: _Context) -> dict[str, int]:
     """The team's open opportunities per owner ("" for none)."""
     opp = ctx.tables.opportunity
@@ -381,7 +422,7 @@ def _hygiene_value(ctx: _Context, metric: HygieneScoreMetric) -> metrics.MetricV
     if cached is not None:  # the findings do not change between the KRs of one run
         return cached
     open_by_owner = ctx.open_by_owner
-    failing = repo.opportunities_with_findings(ctx.session, mapping_id=ctx.mapping_id, rule_keys=rule_keys)
+    failing = _failing(ctx, rule_keys)
     total, bad = sum(open_by_owner.values()), sum(failing.values())
     contributions = {o: (n - failing.get(o, 0)) / n for o, n in open_by_owner.items() if n}
     value = metrics.MetricValue(
