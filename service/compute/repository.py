@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import Select, case, delete, false, func, insert, literal, literal_column, select
+from sqlalchemy import Select, case, delete, false, func, insert, literal, literal_column, select, text
 from sqlmodel import Session, col
 
 from mappings.metrics import AnsweredWaits, PartTotal, Wait
@@ -59,6 +60,28 @@ def local_tables() -> Tables:
         activity_contact=t(ActivityContact),
         lead=t(Lead),
     )
+
+
+# SQLite's page cache for a computation (KiB). A full compute writes millions of evidence rows into five indexes
+# each: with SQLite's default 2 MB cache every insert into an index larger than it read its pages back from the
+# file (454,432 rows of one key result at a million activities: 8.8-12.4 s with 2 MB, 8.4 s with 64 MB, 6.3 s with
+# 128 MB, 5.1 s with 256 MB). 64 MB keeps a full compute's peak RSS under 300 MB (128 MB: 319 MB). The
+# connection's own size is restored afterwards, so pooled connections keep the small default.
+COMPUTE_CACHE_KIB = 65_536
+
+
+@contextmanager
+def compute_cache(session: Session) -> Iterator[None]:
+    """A larger SQLite page cache for the duration of a computation (a no-op on PostgreSQL)."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    before = session.execute(text("PRAGMA cache_size")).scalar()
+    session.execute(text(f"PRAGMA cache_size=-{COMPUTE_CACHE_KIB}"))
+    try:
+        yield
+    finally:
+        session.execute(text(f"PRAGMA cache_size={int(before or -2000)}"))
 
 
 def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -164,16 +164,17 @@ def compute(
         run_id=run.id or 0,
         same_version=last is not None and last.version == version.version,
     )
-    clock = time.perf_counter()
-    rechecked = _hygiene(ctx)
-    ctx.timings["hygiene"], clock = time.perf_counter() - clock, time.perf_counter()
-    ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
-    ctx.timings["kam"], clock = time.perf_counter() - clock, time.perf_counter()
-    recomputed = _key_results(ctx, run_id=run.id or 0)
-    clock = time.perf_counter()
-    sprints = _sprints(ctx)
-    ctx.timings["sprints"] = time.perf_counter() - clock
-    _store_failing(ctx)
+    with repo.compute_cache(session):
+        clock = time.perf_counter()
+        rechecked = _hygiene(ctx)
+        ctx.timings["hygiene"], clock = time.perf_counter() - clock, time.perf_counter()
+        ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
+        ctx.timings["kam"], clock = time.perf_counter() - clock, time.perf_counter()
+        recomputed = _key_results(ctx, run_id=run.id or 0)
+        clock = time.perf_counter()
+        sprints = _sprints(ctx)
+        ctx.timings["sprints"] = time.perf_counter() - clock
+        _store_failing(ctx)
     if not incremental:  # an incremental run has the last run's version: the same key results and sprints
         repo.delete_results_not_in(
             session,

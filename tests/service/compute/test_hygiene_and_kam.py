@@ -6,11 +6,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from service.compute import report
 from service.compute.models import HygieneSummary, KamAccountScore, KamCriterionResult, KeyResultValue
+from service.compute.repository import COMPUTE_CACHE_KIB
+from service.compute.service import compute
 from service.okrs import service as okrs
 from tests.service.compute import world
 
@@ -247,3 +250,28 @@ def test_assessment_refused(engine: Engine, criterion: str, status: str, message
             evidence_url=None,
             at=world.AS_OF,
         )
+
+
+def test_compute_enlarges_sqlite_page_cache_only_while_it_runs(engine: Engine) -> None:
+    """A computation raises SQLite's page cache (evidence inserts into large indexes) and gives the pooled
+    connection its own size back, so an idle pool does not hold 64 MB per connection."""
+    world.build(engine)
+    mapping, _ = world.apply_and_compute(engine, world.mapping_text([COUNT_KR]))
+    seen: list[int] = []
+
+    def during(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if engine.dialect.name == "sqlite" and statement.startswith("INSERT INTO key_result_evidence"):
+            seen.append(conn.exec_driver_sql("PRAGMA cache_size").scalar())
+
+    event.listen(engine, "after_cursor_execute", during)
+    try:
+        with Session(engine) as session:
+            before = session.execute(text("PRAGMA cache_size")).scalar() if engine.dialect.name == "sqlite" else None
+            compute(session, mapping=mapping, as_of=world.AS_OF)
+            if engine.dialect.name == "sqlite":
+                assert session.execute(text("PRAGMA cache_size")).scalar() == before
+            session.commit()
+    finally:
+        event.remove(engine, "after_cursor_execute", during)
+    if engine.dialect.name == "sqlite":
+        assert seen and set(seen) == {-COMPUTE_CACHE_KIB}
