@@ -216,6 +216,10 @@ class _Context:
     kam_values: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)
     # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
     inquiries_done: dict[str, str] = field(default_factory=dict)
+    # an incremental run's response-time update per inquiry key: (changed activities, account chunks and their
+    # queries) when the first KR's evidence changed, None when it came out as stored. The KRs of one key hold the
+    # same rows (copied in a full run, updated alike since), so the others repeat the update without comparing.
+    response_updates: dict[str, tuple[list[str], list[tuple[Sequence[str], Any]]] | None] = field(default_factory=dict)
     # hygiene-score values by the rules they judge: several KRs and sprints over the same rules read them once
     hygiene_values: dict[tuple[str, ...], metrics.MetricValue] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # ComputeReport.timings
@@ -775,6 +779,13 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     Returns False, writing nothing, when those inquiries and their first responses come out exactly as stored (a
     changed activity that neither is nor answers an inquiry first): the KR keeps its value."""
     session, mapping_id = ctx.session, ctx.mapping_id
+    key = _inquiry_key(metric, scope)
+    if key in ctx.response_updates:
+        update = ctx.response_updates[key]
+        if update is None:
+            return False
+        _swap_inquiries(ctx, kr.key, scope, *update)
+        return True
     accounts = repo.ids_where(
         session, model=Activity, connection_id=scope.connection_id, column="external_id", values=changed,
         select_column="account_id",
@@ -786,7 +797,7 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     before: set[repo.EvidenceRow] = set()
     for chunk in repo.chunks(changed):
         before |= repo.stored_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=chunk)
-    queries = []
+    queries: list[tuple[Sequence[str], Any]] = []
     after: set[repo.EvidenceRow] = set()
     for chunk in repo.chunks(ordered):
         before |= repo.stored_inquiries_on(
@@ -798,21 +809,33 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
         after |= repo.selected_evidence(session, query)
         queries.append((chunk, query))
     if before == after:
+        ctx.response_updates[key] = None
         return False
-    for chunk in repo.chunks(changed):
-        repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=chunk)
-    for chunk, query in queries:
-        repo.delete_inquiries_on(
-            session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, accounts=chunk
-        )
-        repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr.key, query=query)
+    ctx.response_updates[key] = (changed, queries)
+    _swap_inquiries(ctx, kr.key, scope, changed, queries)
     return True
+
+
+def _swap_inquiries(
+    ctx: _Context, kr_key: str, scope: Scope, changed: list[str], queries: list[tuple[Sequence[str], Any]]
+) -> None:
+    """Replace a response time's rows of the changed activities and of the inquiries on the reached accounts."""
+    session, mapping_id = ctx.session, ctx.mapping_id
+    for chunk in repo.chunks(changed):
+        repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part="pair", record_ids=chunk)
+    for accounts, query in queries:
+        repo.delete_inquiries_on(
+            session, mapping_id=mapping_id, kr_key=kr_key, connection_id=scope.connection_id, accounts=accounts
+        )
+        repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
 
 
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
     session, config = ctx.session, ctx.config
     recomputed: list[str] = []
     now = utcnow()
+    # the stored values in one statement: each session.get below then finds its row in the identity map
+    session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == ctx.mapping_id)).all()
     for objective in config.objectives:
         scores: list[tuple[scoring.Score, float]] = []
         for kr in objective.key_results:
