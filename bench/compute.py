@@ -65,6 +65,7 @@ from mappings.query import metric_evidence
 from mappings.sql import Scope
 from service.compute import repository
 from service.compute.models import HygieneFinding, KamAccountScore, KeyResultEvidence, KeyResultValue
+from service.compute.report import evidence as evidence_page
 from service.compute.repository import local_tables
 from service.compute.repository import table as core_table
 from service.compute.service import ChangeSet, compute
@@ -1157,6 +1158,54 @@ def _incremental_series(
     }
 
 
+PAGE_ROUNDS = 5
+
+
+def _evidence_pages(target: Target) -> list[dict[str, Any]]:
+    """A page of 50 evidence rows as the API and the dashboard ask for it (``report.evidence``: the count, then the
+    page, newest first), for the key result with the most rows and one of median size: first page, middle page and
+    last page of all owners' rows and of one owner's (a rep's own view); the p50 and the slowest of PAGE_ROUNDS
+    rounds each."""
+    measured: list[dict[str, Any]] = []
+    with Session(target.engine) as session:
+        counts = session.execute(
+            select(core_table(KeyResultEvidence).c.mapping_id, core_table(KeyResultEvidence).c.kr_key, func.count())
+            .where(~core_table(KeyResultEvidence).c.kr_key.startswith("~"))
+            .group_by(core_table(KeyResultEvidence).c.mapping_id, core_table(KeyResultEvidence).c.kr_key)
+        ).all()
+        ranked = sorted(counts, key=lambda row: -row[2])
+        if not ranked:
+            return measured
+        for mapping_id, kr_key, rows in (ranked[0], ranked[len(ranked) // 2]):
+            mapping = session.get(OkrMapping, mapping_id)
+            assert mapping is not None
+            owner = session.execute(
+                select(core_table(KeyResultEvidence).c.owner_id)
+                .where(
+                    core_table(KeyResultEvidence).c.mapping_id == mapping_id,
+                    core_table(KeyResultEvidence).c.kr_key == kr_key,
+                )
+                .limit(1)
+            ).scalar()
+            one: list[str] = [owner or ""]
+            for who, owners in (("all", None), ("one owner", one)):
+                size = evidence_page(session, mapping, kr_key, limit=1, owner_ids=owners)[0]
+                for where, offset in (("first", 0), ("middle", size // 2), ("last", max(0, size - 50))):
+                    seconds = []
+                    for _ in range(PAGE_ROUNDS):
+                        started = time.perf_counter()
+                        total, page = evidence_page(session, mapping, kr_key, offset=offset, owner_ids=owners)
+                        seconds.append(time.perf_counter() - started)
+                    measured.append(
+                        {
+                            "kr": kr_key, "rows": rows, "owners": who, "page": where, "total": total,
+                            "returned": len(page), "p50_ms": round(statistics.median(seconds) * 1000, 1),
+                            "max_ms": round(max(seconds) * 1000, 1),
+                        }
+                    )  # fmt: skip
+    return measured
+
+
 def _rows(target: Target) -> dict[str, int]:
     with Session(target.engine) as session:
         return {
@@ -1278,6 +1327,7 @@ def run(
                     file=sys.stderr,
                 )
                 snapshots[target.name] = _snapshot(target)
+                figures["evidence_pages"] = _evidence_pages(target)
                 figures["incremental_activity"] = _incremental_series(
                     target, "Task", changed_activities, "activity", keys, explain
                 )
@@ -1373,6 +1423,21 @@ def table(results: dict[str, Any]) -> str:
             okr = sum(k["okrsync_seconds"] for k in d.get("by_kind", []))
             if floor:
                 lines.append(f"| {d['database']} | **all** | | {floor:.3f} | {okr:.3f} | {okr / floor:.1f} |")
+    if any(d.get("evidence_pages") for d in results["databases"]):
+        lines += [
+            "",
+            f"A page of 50 evidence rows as the API and the dashboard ask for it (`report.evidence`: count + page,"
+            f" newest first), p50 / slowest of {PAGE_ROUNDS} rounds (ms):",
+            "",
+            "| database | key result | rows | owners | page | returned | p50 (ms) | max (ms) |",
+            "|---|---|---:|---|---|---:|---:|---:|",
+        ]
+        for d in results["databases"]:
+            for e in d.get("evidence_pages", []):
+                lines.append(
+                    f"| {d['database']} | {e['kr']} | {e['total']:,} | {e['owners']} | {e['page']} | {e['returned']} |"
+                    f" {e['p50_ms']} | {e['max_ms']} |"
+                )
     per_mapping = "; ".join(
         f"{d['database']}: " + ", ".join(f"{m['mapping']} {m['seconds']} s" for m in d["full"]["mappings"])
         for d in results["databases"]
