@@ -126,6 +126,22 @@ def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries:
         insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
 
 
+def has_evidence_rows(session: Session, *, mapping_id: int, at_least: int) -> bool:
+    """Whether the mapping has ``at_least`` evidence rows (reads that many index entries at most)."""
+    query = select(literal(1)).where(EVIDENCE.c.mapping_id == mapping_id).offset(at_least - 1).limit(1)
+    return session.execute(query).first() is not None
+
+
+def analyze_results(session: Session) -> None:
+    """Refresh the planner's statistics of the tables a full compute fills (as a sync does for what it writes).
+    PostgreSQL, still believing the evidence table nearly empty after a first full compute wrote 3.9 million rows,
+    walked a key result's every row per look-up: an incremental run took 8.9 s at a million activities."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA analysis_limit=2000"))
+    for name in (EVIDENCE.name, FINDING.name):
+        session.execute(text(f"ANALYZE {name}"))
+
+
 def copy_evidence(session: Session, *, mapping_id: int, source: str, target: str) -> None:
     """Give ``target`` the evidence rows of ``source`` (two KRs over the same records)."""
     session.execute(delete(EVIDENCE).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == target))

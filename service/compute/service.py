@@ -67,6 +67,8 @@ RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric, Speed
 # What a computation stores beside the values for the next incremental run to start from (2: the key account each
 # activity was measured on). A run after an upgrade that changed it is full.
 STORED_STATE = 2
+# evidence rows of a mapping from which a full computation refreshes the planner's statistics (the sync's threshold)
+ANALYZE_AFTER_ROWS = 5_000
 
 
 @dataclass
@@ -175,6 +177,8 @@ def compute(
         sprints = _sprints(ctx)
         ctx.timings["sprints"] = time.perf_counter() - clock
         _store_failing(ctx)
+        if ctx.changes is None and repo.has_evidence_rows(session, mapping_id=mapping.id, at_least=ANALYZE_AFTER_ROWS):
+            repo.analyze_results(session)
     if not incremental:  # an incremental run has the last run's version: the same key results and sprints
         repo.delete_results_not_in(
             session,
