@@ -409,4 +409,3 @@ def test_incremental_equals_full_after_a_sequence_of_changes(steps: list[Callabl
                     )
         finally:
             engine.dispose()
-
