@@ -9,20 +9,30 @@ in this process on loopback, SQLite in a temporary directory, the acquisition ex
   stops when the key result's record in the portal counts it. Every CRM call (the sidecar's sync and write-back)
   gets ``latency`` seconds of injected latency. Figures: p50/p95 over ``samples`` meetings.
 
-Portal size: ``sizes`` lists activity counts (``--webhook-activities 3000,20000``); each gets a portal of its own,
-scaled as bench/compute.py scales its org (opportunities = activities / 10, accounts = opportunities / 5, at least
-150 and 60). Per size, outside the timed part: generate the portal, first-sync it over HTTP (seconds, records/s),
-apply the mapping and run the full compute (seconds); then the webhook → write-back samples through the sidecar app
-with its worker on a real HTTP server; then the process's peak RSS so far (ru_maxrss, so with sizes in increasing
-order it is the peak of that size's run). Acceptance is measured once, at the first size.
+Portal size: ``sizes`` lists activity counts (``--webhook-activities 3000,1000000``); each gets a portal of its
+own, scaled as bench/compute.py scales its org (opportunities = activities / 10, accounts = opportunities / 5, at
+least 150 and 60). Per size, outside the timed part: generate the portal (the Salesforce generator's org, seeded into
+the portal and freed as it goes; seconds and RSS after it), first-sync it over HTTP (seconds, records/s), apply the
+mapping and run the full compute (seconds, as of the data's anchor day); then one untimed first meeting (the
+worker's first pass of the day recomputes in full; reported apart) and the webhook → write-back samples through the
+sidecar app with its worker on a real HTTP server; then one more meeting whose pass runs in the bench's thread,
+plain and under cProfile, for where the time goes (CRM calls × latency, the targeted sync, the incremental compute,
+staging, write-back).
+Peak RSS is the process's VmHWM from /proc/self/status, reset at the start of each size (``clear_refs``), so it is
+that size's own peak (ru_maxrss where /proc is missing). Acceptance is measured once, at the first size.
 
-    python -m bench webhooks --webhook-activities 3000,20000 --samples 5
+At a million activities the run takes about half an hour on 2 cores, most of it the first sync; the portal holds
+about 3 GB.
+
+    python -m bench webhooks --webhook-activities 3000,1000000 --samples 20
 """
 
 from __future__ import annotations
 
+import cProfile
 import gc
 import json
+import pstats
 import resource
 import statistics
 import tempfile
@@ -117,13 +127,13 @@ def _run_portal(
     figures: dict[str, Any] = {"activities": activities, "opportunities": opportunities, "accounts": accounts}
     acceptance: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="okrsync-bench-wh-") as tmp, ExitStack() as stack:
+        peak = _reset_peak()
         started = time.perf_counter()
-        data = generate_org(
-            anchor=_anchor(), seed=7, accounts=accounts, opportunities=opportunities, activities=activities
-        )
-        portal, _ids = portal_from_org(data)
-        server = stack.enter_context(SandboxServer(SandboxOrg(data), portal=portal, cert_dir=Path(tmp) / "sandbox"))
+        portal = _portal(activities=activities, opportunities=opportunities, accounts=accounts)
         figures["generate_seconds"] = round(time.perf_counter() - started, 2)
+        figures["portal_rss_kb"] = _memory()["VmRSS"]
+        # the bench reads HubSpot only: the server's Salesforce org is empty, so the generated org is freed
+        server = stack.enter_context(SandboxServer(SandboxOrg(), portal=portal, cert_dir=Path(tmp) / "sandbox"))
         config = HubSpotConfig.model_validate(
             {**HUBSPOT.sandbox_config(server.base_url, server.ca_path or "").model_dump(), "retry_wait_base": 0.05}
         )
@@ -135,8 +145,9 @@ def _run_portal(
         seconds = time.perf_counter() - started
         synced = sum(c.fetched for c in report.counts.values())
         figures.update(
-            sync_seconds=round(seconds, 2), records_synced=synced, records_per_second=round(synced / seconds)
-        )
+            sync_seconds=round(seconds, 2), records_synced=synced, records_per_second=round(synced / seconds),
+            sync_api_calls=report.api_calls, sync_rss_kb=_memory()["VmRSS"],
+        )  # fmt: skip
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None,
             webhooks=WebhookSettings(hubspot_client_secret=SecretStr(SECRET)),
@@ -154,6 +165,7 @@ def _run_portal(
             compute(session, mapping=mapping, as_of=_anchor())
             session.commit()
             figures["compute_seconds"] = round(time.perf_counter() - started, 2)
+            figures["compute_rss_kb"] = _memory()["VmRSS"]
             stage_connection(session, connection=connection, settings=settings, as_of=_anchor())
             session.commit()
             connection_id = connection.id or 0
@@ -173,14 +185,59 @@ def _run_portal(
                         KeyResultEvidence.kr_key == "discovery-meetings", KeyResultEvidence.part == "counted"
                     )
                 ).first()
-            since = utcnow()
-            figures.update(_delays(base, portal, portal.get("meetings", counted or ""), samples, latency))
-            figures.update(_pass_computes(engine, since))
+            template = portal.get("meetings", counted or "")
+            figures.update(_delays(base, engine, portal, template, samples, latency))
+            figures["breakdown"] = _breakdown(base, app.state.worker, portal, template, latency, activities=activities)
         finally:
             http.stop()
             engine.dispose()
-        figures["peak_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+        figures["peak_rss_kb"], figures["peak_rss_source"] = _peak(peak)
+    del portal, server
+    gc.unfreeze()  # the portal's objects (frozen in _portal) can go now
     return figures, acceptance
+
+
+def _portal(*, activities: int, opportunities: int, accounts: int) -> Any:
+    """The HubSpot portal of one size, seeded from the Salesforce generator's org, which is then freed.
+
+    Its objects are frozen out of the garbage collector's reach: at a million activities the portal holds millions
+    of dicts, and every full collection would walk them all, pausing the sidecar in the same process for the sake
+    of an emulator that a real portal does not put in okrsync's process."""
+    data = generate_org(anchor=_anchor(), seed=7, accounts=accounts, opportunities=opportunities, activities=activities)
+    portal, _ids = portal_from_org(data, consume=True)
+    del data, _ids
+    gc.collect()
+    gc.freeze()
+    return portal
+
+
+def _memory() -> dict[str, int]:
+    """VmRSS and VmHWM of this process in kB (Linux); the high-water mark from ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            fields = dict(line.split(":", 1) for line in status if line.startswith(("VmRSS", "VmHWM")))
+        return {name: int(value.split()[0]) for name, value in fields.items()}
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+        return {"VmRSS": peak, "VmHWM": peak}
+
+
+def _reset_peak() -> bool:
+    """Reset the process's VmHWM to its current RSS (Linux >= 4.0: 5 > /proc/self/clear_refs), so that each size
+    reports its own peak; False when that is not possible (then the peak is the process's since it started)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak(reset: bool) -> tuple[int, str]:
+    """This size's peak RSS in kB and where it comes from."""
+    if Path("/proc/self/status").exists():
+        return _memory()["VmHWM"], "VmHWM of this size" if reset else "VmHWM of the process so far"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss of the process so far"
 
 
 def _pass_computes(engine: Any, since: Any) -> dict[str, Any]:
@@ -220,45 +277,138 @@ def _acceptance(base: str, portal_id: int, requests: int) -> list[dict[str, Any]
     return figures
 
 
-def _delays(base: str, portal: Any, template: dict[str, Any] | None, samples: int, latency: float) -> dict[str, Any]:
-    def records() -> int:
-        kr = next(r for r in portal.records("okr_key_result") if r["properties"]["kr_key"] == "discovery-meetings")
-        return int(kr["properties"]["records"])
+def _counted(portal: Any) -> int:
+    """What the portal's discovery-meetings key result record counts (the value the write-back sets)."""
+    kr = next(r for r in portal.records("okr_key_result") if r["properties"]["kr_key"] == "discovery-meetings")
+    return int(kr["properties"]["records"])
 
+
+def _meeting_event(portal: Any, template: dict[str, Any] | None, number: int) -> dict[str, Any]:
+    """A rep logs a meeting like ``template`` (same deal, company, contacts) in the portal; its creation webhook."""
     assert template is not None, "no meeting counts for discovery-meetings"
     links = [
         (kind, to)
         for kind in ("deals", "companies", "contacts")
         for to, _t in portal.associations("meetings", template["id"], kind)
     ]
+    skip = {"hs_object_id", "hs_createdate", "hs_lastmodifieddate"}
+    meeting = portal.insert(
+        "meetings", {k: v for k, v in template["properties"].items() if k not in skip}, associations=links
+    )
+    return {"eventId": 9_000_000 + number, "subscriptionId": 2, "portalId": portal.portal_id,
+            "occurredAt": int(time.time() * 1000), "subscriptionType": "object.creation", "objectTypeId": "0-47",
+            "objectId": int(meeting["id"])}  # fmt: skip
+
+
+def _sample(base: str, portal: Any, template: dict[str, Any] | None, number: int) -> float:
+    """Seconds from one meeting's signed webhook to its key result's record in the portal counting it."""
+    before = _counted(portal)
+    event = _meeting_event(portal, template, number)
+    started = time.perf_counter()
+    assert _post(base, [event]) == 200
+    deadline = time.monotonic() + 300
+    while _counted(portal) == before:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the meeting never reached the key result: does the template meeting count?")
+        time.sleep(0.01)
+    return time.perf_counter() - started
+
+
+def _delays(
+    base: str, engine: Any, portal: Any, template: dict[str, Any] | None, samples: int, latency: float
+) -> dict[str, Any]:
+    """The timed samples, after one untimed first meeting: the set-up computed as of the data's anchor day, so the
+    worker's first pass recomputes in full (as a running sidecar's first pass of each day does, the compute being
+    incremental within one day only); the samples then measure the steady state. The first one is reported apart."""
     portal.faults.add("latency", seconds=latency, times=10**9)
-    times = []
-    for number in range(samples):
-        before = records()
-        skip = {"hs_object_id", "hs_createdate", "hs_lastmodifieddate"}
-        meeting = portal.insert(
-            "meetings", {k: v for k, v in template["properties"].items() if k not in skip}, associations=links
-        )
-        started = time.perf_counter()
-        event = {"eventId": 9_000_000 + number, "subscriptionId": 2, "portalId": portal.portal_id,
-                 "occurredAt": int(time.time() * 1000), "subscriptionType": "object.creation", "objectTypeId": "0-47",
-                 "objectId": int(meeting["id"])}  # fmt: skip
-        assert _post(base, [event]) == 200
-        deadline = time.monotonic() + 60
-        while records() == before:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the meeting never reached the key result: does the template meeting count?")
-            time.sleep(0.01)
-        times.append(time.perf_counter() - started)
+    since = utcnow()
+    first = _sample(base, portal, template, samples)
+    first_computes = _pass_computes(engine, since)
+    since = utcnow()
+    times = [_sample(base, portal, template, number) for number in range(samples)]
     portal.faults.clear()
     ordered = sorted(times)
     return {
         "samples": samples,
         "latency_ms": int(latency * 1000),
+        "first_seconds": round(first, 2),
+        "first_compute_kinds": first_computes["pass_compute_kinds"],
+        "first_compute_seconds": first_computes["pass_compute_max_seconds"],
         "p50_seconds": round(statistics.median(ordered), 2),
         "p95_seconds": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
         "max_seconds": round(ordered[-1], 2),
+        "sample_seconds": [round(t, 2) for t in times],
+        **_pass_computes(engine, since),
     }
+
+
+# where a pass spends its time: (label, module, function), each the cumulative time of its calls in the profile
+_PHASES = (
+    ("sync: fetch by id + store", "service/sync/service.py", "refresh_records"),
+    ("incremental compute", "service/compute/service.py", "compute"),
+    ("stage", "service/writeback/service.py", "stage_connection"),
+    ("write-back", "service/writeback/service.py", "send"),
+)
+
+
+def _breakdown(
+    base: str, worker: Any, portal: Any, template: dict[str, Any] | None, latency: float, *, activities: int
+) -> dict[str, Any]:
+    """Where one webhook → CRM goes: the worker thread is stopped, one more meeting is posted, and its pass runs here,
+    once as it is (seconds, CRM calls, the compute's own timings) and once more under cProfile (the phases'
+    cumulative seconds, inflated by the profiler on Python code, and the slowest okrsync functions; the whole
+    profile is kept in the temporary directory for ``python -m pstats``)."""
+    worker.stop()
+    portal.faults.add("latency", seconds=latency, times=10**9)
+    runs: list[dict[str, Any]] = []
+    for number, profiled in ((1, False), (2, True)):
+        before, calls = _counted(portal), portal.api_calls_total
+        started = time.perf_counter()
+        assert _post(base, [_meeting_event(portal, template, 9_900_000 + number)]) == 200
+        posted = time.perf_counter() - started
+        profile = cProfile.Profile() if profiled else None
+        started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        work = worker.run_once(wait_for_burst=False)
+        if profile is not None:
+            profile.disable()
+        seconds = time.perf_counter() - started
+        assert _counted(portal) != before, "the pass did not write the meeting's key result back"
+        assert work.refreshes, f"the pass failed: {work.failures}"
+        result = next(iter(work.refreshes.values()))
+        computed = [report for _name, report in result.computed]
+        run: dict[str, Any] = {
+            "profiled": profiled,
+            "webhook_seconds": round(posted, 3),
+            "pass_seconds": round(seconds, 3),
+            "crm_calls": portal.api_calls_total - calls,
+            "crm_latency_seconds": round((portal.api_calls_total - calls) * latency, 2),
+            "sync_seconds": round(result.sync.seconds, 3),
+            "compute_seconds": round(sum(report.seconds for report in computed), 3),
+            "recomputed": sorted(key for report in computed for key in report.recomputed),
+            "slowest_compute_parts": sorted(
+                ((part, round(t, 3)) for report in computed for part, t in report.timings.items()),
+                key=lambda pair: -pair[1],
+            )[:5],
+            "writeback_calls": result.writeback.api_calls if result.writeback else 0,
+        }
+        if profile is not None:
+            run["profile_path"] = str(Path(tempfile.gettempdir()) / f"okrsync-bench-webhooks-{activities}.prof")
+            profile.dump_stats(run["profile_path"])
+            stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+            run["phases"] = {
+                label: round(sum(row[3] for key, row in stats.items() if key[0].endswith(path) and key[2] == name), 3)
+                for label, path, name in _PHASES
+            }
+            own = [(key, row) for key, row in stats.items() if str(ROOT) in key[0] and ".venv" not in key[0]]
+            run["slowest_functions"] = [
+                f"{row[3]:.3f} s cumulative, {row[1]} calls: {Path(key[0]).relative_to(ROOT)}:{key[1]} {key[2]}"
+                for key, row in sorted(own, key=lambda item: -item[1][3])[:15]
+            ]
+        runs.append(run)
+    portal.faults.clear()
+    return {"plain": runs[0], "profiled": runs[1]}
 
 
 def table(results: dict[str, Any]) -> str:
@@ -279,19 +429,41 @@ def table(results: dict[str, Any]) -> str:
         f"## HubSpot webhook → key result updated in the CRM ({portals[0]['latency_ms']} ms latency on every CRM"
         " call), by portal size",
         "",
-        "First sync over HTTP and full compute (SQLite) are set-up, outside the timed part; compute in the pass: the"
-        " worker's computes during the samples (part of p50/p95); peak RSS: the process's ru_maxrss after that size.",
+        "Set-up, outside the timed part: the portal generated in process (seconds; RSS after it, the generated"
+        " Salesforce org freed), the first sync over HTTP (seconds, records/s) and the full compute (SQLite). First"
+        " meeting: untimed in p50/p95, the worker's first pass of the day (its compute is full). Compute in the pass:"
+        " the worker's computes during the samples (part of p50/p95). Peak RSS: the process's VmHWM during that size"
+        " (reset at its start when Linux allows it).",
         "",
-        "| activities | opportunities | accounts | first sync (s) | records/s | full compute (s) | samples"
-        " | p50 (s) | p95 (s) | max (s) | compute in the pass, p50 / max (s) | peak RSS (MB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| activities | opportunities | accounts | portal (s) | RSS after portal (MB) | first sync (s) | records"
+        " | records/s | full compute (s) | first meeting (s) | samples | p50 (s) | p95 (s) | max (s)"
+        " | compute in the pass, p50 / max (s) | peak RSS (MB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for d in portals:
         lines.append(
-            f"| {d['activities']:,} | {d['opportunities']:,} | {d['accounts']:,} | {d['sync_seconds']}"
-            f" | {d['records_per_second']:,} | {d['compute_seconds']} | {d['samples']} | {d['p50_seconds']}"
-            f" | {d['p95_seconds']} | {d['max_seconds']}"
+            f"| {d['activities']:,} | {d['opportunities']:,} | {d['accounts']:,} | {d['generate_seconds']}"
+            f" | {round(d['portal_rss_kb'] / 1024):,} | {d['sync_seconds']} | {d['records_synced']:,}"
+            f" | {d['records_per_second']:,} | {d['compute_seconds']} | {d['first_seconds']}"
+            f" | {d['samples']} | {d['p50_seconds']} | {d['p95_seconds']} | {d['max_seconds']}"
             f" | {d.get('pass_compute_p50_seconds')} / {d.get('pass_compute_max_seconds')}"
             f" | {round(d['peak_rss_kb'] / 1024):,} |"
+        )
+    lines += [
+        "",
+        "One more meeting per size, its pass run in the bench's thread (worker stopped): as it is, then under cProfile"
+        " (phases: cumulative seconds, the profiler inflates Python code):",
+        "",
+        "| activities | pass (s) | CRM calls | CRM latency (s) | sync (s) | compute (s) | profiled pass (s)"
+        " | " + " | ".join(f"{label} (s)" for label, _p, _n in _PHASES) + " |",
+        "|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(_PHASES),
+    ]
+    for d in portals:
+        plain, profiled = d["breakdown"]["plain"], d["breakdown"]["profiled"]
+        lines.append(
+            f"| {d['activities']:,} | {plain['pass_seconds']} | {plain['crm_calls']} | {plain['crm_latency_seconds']}"
+            f" | {plain['sync_seconds']} | {plain['compute_seconds']} | {profiled['pass_seconds']} | "
+            + " | ".join(str(profiled["phases"][label]) for label, _p, _n in _PHASES)
+            + " |"
         )
     return "\n".join(lines)

@@ -345,7 +345,7 @@ def _leads(
     count = max(30, len(accounts) // 2)
     outbound: dict[str, bool] = {}
     leads: list[dict] = []
-    used: set[str] = set()
+    free = list(accounts)  # accounts no lead was converted into yet, in order (a list rebuilt per lead was quadratic)
     last_activity: dict[str, str] = {}
 
     def task(
@@ -406,10 +406,8 @@ def _leads(
         }
         touched = created + int(rnd.random() * rnd.choice((120, 600, 3000, 6000)))
         answered = rnd.random() < 0.8 and touched <= clock.last
-        free = [a for a in accounts if a["Id"] not in used]
         if answered and free and rnd.random() < 0.4:  # converted: the person is a contact of an account now
-            account = free[int(rnd.random() * len(free))]
-            used.add(account["Id"])
+            account = free.pop(int(rnd.random() * len(free)))
             contact = contacts_by_account[account["Id"]][0]
             converted = min(clock.last, touched + int(rnd.random() * 4 * 1440))
             first, last = contact["FirstName"], contact["LastName"]  # converted into this person's contact

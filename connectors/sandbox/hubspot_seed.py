@@ -8,18 +8,26 @@ with their associations, so that a test can prove both connectors derive the sam
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.records import Activity, ActivityKind, Direction
 from connectors.salesforce.mapping import EMAIL_KEY, EMAIL_STREAM, email_fields, to_record
-from connectors.sandbox.hubspot_portal import HubSpotPortal, format_timestamp
+from connectors.sandbox.hubspot_portal import (
+    HubSpotPortal,
+    _strings,
+    created_property,
+    format_timestamp,
+    modified_property,
+)
 
 
 def _stamp(value: Any) -> str | None:
     if value in (None, ""):
         return None
+    if isinstance(value, str) and len(value) == 28 and value.endswith(".000+0000"):
+        return value[:23] + "Z"  # the API's own format, already UTC: what the parse and format below give, 5x faster
     if isinstance(value, datetime):
         return format_timestamp(value)
     parsed = datetime.fromisoformat(str(value))
@@ -35,10 +43,20 @@ class IdMap(dict[str, str]):
     """Salesforce id → HubSpot id."""
 
 
-def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any) -> tuple[HubSpotPortal, IdMap]:
+def portal_from_org(
+    data: dict[str, list[dict[str, Any]]], *, consume: bool = False, **portal_options: Any
+) -> tuple[HubSpotPortal, IdMap]:
+    """The portal telling the story of ``data`` (``generate_org`` output), and the Salesforce id → HubSpot id map.
+
+    ``consume``: empty ``data``'s Task, Event and EmailMessage lists while seeding, each row freed once its
+    engagement is in the portal, so that a million activities are not held twice (at a million activities the peak
+    is then about the portal's own size, not the portal's and the org's)."""
     portal = HubSpotPortal(**portal_options)
     ids = IdMap()
     next_id: dict[str, int] = {}
+    # the int of every company, contact and deal id, so that the links of a million engagements share one int object
+    # per record instead of making one per link; engagements are linked from nothing later
+    numbers: dict[str, int] = {}
 
     def new_id(kind: str, sf_id: str, start: int) -> str:
         next_id[kind] = next_id.get(kind, start) + 1
@@ -102,20 +120,30 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
         primary_company: str | None = None,
     ) -> None:
         # engagements share one id space, as in HubSpot (they all land in the activity table)
-        hs_id = new_id("engagements" if start == 20_000_000 else kind, sf_row["Id"], start)
-        modified = "lastmodifieddate" if kind == "contacts" else "hs_lastmodifieddate"
-        created = "createdate" if kind in ("companies", "contacts", "deals") else "hs_createdate"
-        portal.insert(
+        engagement = start == 20_000_000
+        hs_id = new_id("engagements" if engagement else kind, sf_row["Id"], start)
+        record_id = int(hs_id)
+        if not engagement:
+            numbers[hs_id] = record_id
+        # what portal.insert stores, built here without its per-call checks and the copy it returns (a million
+        # engagements are seeded); the version moves as one insert and one associate per link would move it
+        created = _stamp(sf_row["CreatedDate"])
+        modified = _stamp(sf_row["SystemModstamp"])
+        if modified == created:
+            modified = created  # one string for both
+        values = {"hs_object_id": hs_id, created_property(kind): created, modified_property(kind): modified}
+        values.update(_strings(properties))
+        portal.add_record(
             kind,
-            {
-                "hs_object_id": hs_id,
-                created: _stamp(sf_row["CreatedDate"]),
-                modified: _stamp(sf_row["SystemModstamp"]),
-                **properties,
-            },
-            associations=[(k, i) for k, i in associations if i],
-            primary_company=primary_company or None,
+            {"id": hs_id, "properties": values, "createdAt": created, "updatedAt": modified, "archived": False},
         )
+        for to_kind, to_id in associations:
+            if to_id:
+                portal.link(kind, record_id, to_kind, numbers.get(to_id) or int(to_id))
+                portal.version += 1
+        if primary_company:
+            portal.mark_primary(kind, record_id, numbers.get(primary_company) or int(primary_company))
+        portal.version += 1
 
     for account in data["Account"]:
         insert(
@@ -207,10 +235,15 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
 
     # an e-mail's direction is on its EmailMessage (Enhanced Email): the portal's hs_email_direction tells the same
     emails = {e["ActivityId"]: email_fields(e) for e in data.get(EMAIL_STREAM, ()) if e.get("ActivityId")}
+    if consume and EMAIL_STREAM in data:
+        data[EMAIL_STREAM] = []
     for sobject in ("Task", "Event"):
-        for row in data[sobject]:
+        rows = data[sobject]
+        if consume:
+            data[sobject] = []
+        for row in _drain(rows) if consume else rows:
             if row["Id"] in emails:
-                row = {**row, EMAIL_KEY: emails[row["Id"]]}
+                row = {**row, EMAIL_KEY: emails.pop(row["Id"]) if consume else emails[row["Id"]]}
             activity = to_record(sobject, row, currency="EUR")
             assert isinstance(activity, Activity)
             kind, properties = _engagement(activity)
@@ -221,6 +254,13 @@ def portal_from_org(data: dict[str, list[dict[str, Any]]], **portal_options: Any
             ]
             insert(kind, row, 20_000_000, {**properties, "hubspot_owner_id": ids.get(activity.owner_id or "")}, links)
     return portal, ids
+
+
+def _drain(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The rows in order, each taken out of the list as it is handed out (the list is empty at the end)."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
 
 
 # HubSpot's Original Source values (hs_analytics_source) for the sandbox org's lead sources
