@@ -227,16 +227,16 @@ def _stored_rows(session: Session, where: Sequence[Any]) -> set[EvidenceRow]:
 
 def swap_if_changed(
     session: Session, *, mapping_id: int, kr_key: str, part: str, query: Select[Any], **only: Any
-) -> bool:
+) -> set[str]:
     """Replace one part's stored rows of some records (``record_ids``) or distinct keys (``related_ids``) by what
-    ``query`` selects now, unless they are the same already; whether anything changed."""
-    if stored_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only) == selected_evidence(
-        session, query
-    ):
-        return False
+    ``query`` selects now, unless they are the same already; the records whose rows changed (none: nothing)."""
+    before = stored_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only)
+    after = selected_evidence(session, query)
+    if before == after:
+        return set()
     delete_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only)
     insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
-    return True
+    return {row[1] for row in before ^ after}
 
 
 def selected_evidence(session: Session, query: Select[Any]) -> set[EvidenceRow]:
@@ -460,6 +460,12 @@ def findings_of(session: Session, *, mapping_id: int, opportunity_ids: Sequence[
         )
         found += [(opportunity, owner or "", rule) for opportunity, owner, rule in rows]
     return found
+
+
+def rule_opportunities(session: Session, *, mapping_id: int, rule_key: str) -> set[str]:
+    """The opportunities with a finding of one rule."""
+    query = select(FINDING.c.opportunity_id).where(FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key == rule_key)
+    return {row[0] for row in session.execute(query)}
 
 
 def delete_rule_findings(session: Session, *, mapping_id: int, rule_key: str) -> None:

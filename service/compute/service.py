@@ -87,6 +87,17 @@ class ChangeSet:
         return {k for k in kinds if getattr(self, k)}
 
 
+@dataclass
+class Touched:
+    """What an incremental computation changed that the CRM shows per record (the write-back stages only these):
+    the activities and opportunities whose evidence rows changed, the opportunities whose hygiene was rechecked
+    and the key accounts re-measured. A full computation, or a part recomputed whole, has none (``None``)."""
+
+    activities: set[str] = field(default_factory=set)
+    opportunities: set[str] = field(default_factory=set)
+    accounts: set[str] = field(default_factory=set)
+
+
 def changes_since_last(session: Session, mapping: OkrMapping) -> ChangeSet | None:
     """What syncs wrote since the mapping's last computation started (None: never computed)."""
     last = session.exec(
@@ -107,6 +118,7 @@ class ComputeReport:
     missing_members: list[str]
     # seconds spent per part: "hygiene", "kam", "sprints", and each key result's value by its key
     timings: dict[str, float] = field(default_factory=dict)
+    touched: Touched | None = None  # see Touched; None: any record's contributions, hygiene or KAM may have changed
 
 
 def compute(
@@ -203,7 +215,10 @@ def compute(
     log.info(
         "computed %s/%s (%s): %d key results in %.2f s", mapping.team, mapping.cycle, run.kind, len(recomputed), seconds
     )
-    return ComputeReport(run.id or 0, run.kind, recomputed, rechecked, seconds, missing, ctx.timings)
+    return ComputeReport(
+        run.id or 0, run.kind, recomputed, rechecked, seconds, missing, ctx.timings,
+        touched=ctx.touched if incremental else None,
+    )  # fmt: skip
 
 
 @dataclass
@@ -235,6 +250,12 @@ class _Context:
     # the rechecked opportunities' findings (opportunity, owner, rule) before and after this run; None: no difference
     # can be applied (a full recheck, or the stage medians moved and a stuck-in-stage rule was recomputed whole)
     failing_delta: tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]] | None = None
+    touched: Touched | None = field(default_factory=Touched)  # ComputeReport.touched
+
+    def touch(self, kind: str, ids: set[str] | Sequence[str]) -> None:
+        """Note records whose evidence, findings or KAM results this run changed (``kind``: a Touched field)."""
+        if self.touched is not None:
+            getattr(self.touched, kind).update(ids)
 
     def scope_for(self, kr: KeyResult) -> Scope:
         if not isinstance(kr.window, SprintWindow):
@@ -317,6 +338,8 @@ def _hygiene(ctx: _Context) -> int | None:
 
     rechecked: int | None = None
     if full:
+        if rules:
+            ctx.touched = None
         repo.delete_findings(session, mapping_id=mapping_id)
         for rule in rules:
             repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None))
@@ -324,13 +347,21 @@ def _hygiene(ctx: _Context) -> int | None:
         touched = _touched_opportunities(ctx)
         rechecked = len(touched)
         medians_moved = stored is not None and stored.detail.get("stage_medians", {}) != medians
+        ctx.touch("opportunities", touched)
         before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched)
         for chunk in repo.chunks(touched):
             repo.delete_findings(session, mapping_id=mapping_id, opportunity_ids=chunk)
         for rule in rules:
             if isinstance(rule, StuckInStage) and rule.median_factor and medians_moved:
+                # every stuck opportunity's sentence names the medians: those stuck before or now are touched
+                ctx.touch(
+                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=rule.rule_key)
+                )
                 repo.delete_rule_findings(session, mapping_id=mapping_id, rule_key=rule.rule_key)
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None))
+                ctx.touch(
+                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=rule.rule_key)
+                )
                 continue
             for chunk in repo.chunks(touched):
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk))
@@ -489,16 +520,21 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
             before |= {row[5] for row in repo.selected_evidence(session, linked)}
             repo.insert_evidence(session, mapping_id=mapping_id, kr_key=KAM_EVIDENCE_KEY, query=linked)
         reached = sorted(a for a in before if a is not None)
+        ctx.touch("accounts", reached)
         for chunk in repo.chunks(reached):
             _measure_kam(ctx, kam_rules.only_accounts(key_accounts, chunk), replace=chunk)
         return _stored_kam(ctx)
+    # every key account is re-measured: those measured before or now are touched
+    stored = set(_stored_kam(ctx)) if ctx.touched is not None and ctx.changes is not None else set()
     repo.replace_evidence(
         session,
         mapping_id=mapping_id,
         kr_key=KAM_EVIDENCE_KEY,
         queries=[kam_rules.linked_activities(kam, accounts=key_accounts, scope=ctx.cycle, tables=ctx.tables)],
     )
-    return _measure_kam(ctx, key_accounts, replace=None)
+    measured = _measure_kam(ctx, key_accounts, replace=None)
+    ctx.touch("accounts", stored | set(measured))
+    return measured
 
 
 def _measure_kam(
@@ -680,6 +716,7 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
     for name, part, changed in reached_by_part:
         if not changed:
             continue
+        kind = {RecordType.activity: "activities", RecordType.opportunity: "opportunities"}.get(RECORD_OF[part.of])
 
         def evidence(name: str = name, part: Any = part, **only: Any) -> Any:
             return part_evidence(part, part=name, tables=ctx.tables, scope=scope, custom=custom, **only)
@@ -690,16 +727,22 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
                 keys.update(row.related_id for row in repo.rows(session, evidence(only_ids=chunk)))
             ordered = sorted(k for k in keys if k is not None)
             for chunk in repo.chunks(ordered):
-                touched |= repo.swap_if_changed(
+                differ = repo.swap_if_changed(
                     session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_keys=chunk),
                     related_ids=chunk,
                 )  # fmt: skip
+                touched |= bool(differ)
+                if kind:
+                    ctx.touch(kind, differ)
         else:
             for chunk in repo.chunks(changed):
-                touched |= repo.swap_if_changed(
+                differ = repo.swap_if_changed(
                     session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_ids=chunk),
                     record_ids=chunk,
                 )  # fmt: skip
+                touched |= bool(differ)
+                if kind:
+                    ctx.touch(kind, differ)
     return touched
 
 
@@ -815,6 +858,7 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     if before == after:
         ctx.response_updates[key] = None
         return False
+    ctx.touch("activities", {row[1] for row in before ^ after})  # the inquiries' rows (the KRs of a key share them)
     ctx.response_updates[key] = (changed, queries)
     _swap_inquiries(ctx, kr.key, scope, changed, queries)
     return True
@@ -1054,6 +1098,16 @@ def _wait_value(ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime)
     )
 
 
+def _without_contributions(kr: KeyResult) -> bool:
+    """A KR whose evidence no CRM record shows as its contribution (the write-back credits activities and
+    opportunities only): a speed to lead, or a count or sum of leads."""
+    metric = kr.metric
+    if isinstance(metric, SpeedToLeadMetric):
+        return True
+    parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
+    return all(isinstance(p, CountMetric | SumMetric) and RECORD_OF[p.of] == RecordType.lead for p in parts)
+
+
 def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | None) -> metrics.MetricValue | None:
     """The KR's value, recomputed; None when an incremental run may keep the stored one."""
     metric, session = kr.metric, ctx.session
@@ -1069,6 +1123,8 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
     if delta is False:
         return None
     if delta is None:
+        if not _without_contributions(kr):
+            ctx.touched = None
         same = _inquiry_key(metric, scope) if isinstance(metric, ResponseTimeMetric) else None
         if same is not None and same in ctx.inquiries_done:
             repo.copy_evidence(session, mapping_id=ctx.mapping_id, source=ctx.inquiries_done[same], target=kr.key)

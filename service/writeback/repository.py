@@ -84,10 +84,12 @@ def contributions(
     connection_id: int,
     activity_krs: Sequence[str],
     opportunity_krs: Sequence[str],
+    only: Records | None = None,
 ) -> list[ContributionTotal]:
     """Per key result and CRM record (the opportunity, else the account), the evidence that counted: rows,
     distinct keys and the sum of values. Evidence records are activities or opportunities, depending on the key
-    result (HubSpot ids are unique per object type only, so each is joined to its own table)."""
+    result (HubSpot ids are unique per object type only, so each is joined to its own table). ``only``: just these
+    CRM records' totals (each one whole: all the evidence of the activities on it)."""
     ev = KeyResultEvidence.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     totals: list[ContributionTotal] = []
     for model, kr_keys in ((Activity, activity_krs), (Opportunity, opportunity_krs)):
@@ -95,40 +97,112 @@ def contributions(
             continue
         rec = model.__table__  # type: ignore[union-attr]  # SQLModel does not type __table__
         opportunity_id = rec.c.opportunity_id if model is Activity else rec.c.external_id
-        query = (
-            select(
-                ev.c.kr_key,
-                opportunity_id.label("opportunity_id"),
-                rec.c.account_id,
-                func.count().label("records"),
-                func.count(func.distinct(ev.c.related_id)).label("distinct_keys"),
-                func.sum(ev.c.value).label("value_sum"),
+        for narrowing in _record_narrowings(rec, connection_id, model is Activity, only):
+            query = (
+                select(
+                    ev.c.kr_key,
+                    opportunity_id.label("opportunity_id"),
+                    rec.c.account_id,
+                    func.count().label("records"),
+                    func.count(func.distinct(ev.c.related_id)).label("distinct_keys"),
+                    func.sum(ev.c.value).label("value_sum"),
+                )
+                .select_from(
+                    ev.join(rec, and_(rec.c.connection_id == connection_id, rec.c.external_id == ev.c.record_id))
+                )
+                .where(
+                    ev.c.mapping_id == mapping_id,
+                    ev.c.kr_key.in_(list(kr_keys)),
+                    ev.c.part.in_(("counted", "numerator", "pair")),
+                    or_(opportunity_id.is_not(None), rec.c.account_id.is_not(None)),
+                )
+                .group_by(ev.c.kr_key, opportunity_id, rec.c.account_id)
             )
-            .select_from(ev.join(rec, and_(rec.c.connection_id == connection_id, rec.c.external_id == ev.c.record_id)))
-            .where(
-                ev.c.mapping_id == mapping_id,
-                ev.c.kr_key.in_(list(kr_keys)),
-                ev.c.part.in_(("counted", "numerator", "pair")),
-                or_(opportunity_id.is_not(None), rec.c.account_id.is_not(None)),
-            )
-            .group_by(ev.c.kr_key, opportunity_id, rec.c.account_id)
-        )
-        totals += [ContributionTotal(*row) for row in session.execute(query).all()]
+            if narrowing is not None:  # the evidence of the records' activities, each found by its index
+                query = query.where(ev.c.record_id.in_(narrowing))
+            totals += [ContributionTotal(*row) for row in session.execute(query).all()]
     return totals
 
 
-def kam_results(session: Session, *, mapping_id: int) -> tuple[list[KamCriterionResult], list[KamAccountScore]]:
-    criteria = session.exec(sqlmodel.select(KamCriterionResult).where(KamCriterionResult.mapping_id == mapping_id))
-    scores = session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id))
-    return list(criteria.all()), list(scores.all())
+@dataclass(frozen=True)
+class Records:
+    """Some CRM records by id: what a staging after an incremental computation re-reads."""
+
+    opportunities: frozenset[str]
+    accounts: frozenset[str]
+
+
+def activity_links(
+    session: Session, *, connection_id: int, ids: Iterable[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """Activity id → (opportunity id, account id) as stored now, for the stored ones among ``ids``."""
+    act = Activity.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
+    links: dict[str, tuple[str | None, str | None]] = {}
+    for chunk in chunks(sorted(ids)):
+        query = select(act.c.external_id, act.c.opportunity_id, act.c.account_id).where(
+            act.c.connection_id == connection_id, act.c.external_id.in_(list(chunk))
+        )
+        links.update({row[0]: (row[1], row[2]) for row in session.execute(query).all()})
+    return links
+
+
+def _record_narrowings(rec: Any, connection_id: int, activities: bool, only: Records | None) -> list[Any]:
+    """Sub-selects of the evidence record ids on some CRM records, a chunk of records each ([None]: no narrowing).
+    An activity counts for its opportunity, else for its account; an opportunity for itself."""
+    if only is None:
+        return [None]
+    rec = rec.alias("on_record")  # not correlated with the outer query's table
+    found: list[Any] = []
+    for chunk in chunks(sorted(only.opportunities)):
+        column = rec.c.opportunity_id if activities else rec.c.external_id
+        found.append(select(rec.c.external_id).where(rec.c.connection_id == connection_id, column.in_(list(chunk))))
+    if activities:
+        for chunk in chunks(sorted(only.accounts)):
+            found.append(
+                select(rec.c.external_id).where(
+                    rec.c.connection_id == connection_id,
+                    rec.c.opportunity_id.is_(None),
+                    rec.c.account_id.in_(list(chunk)),
+                )
+            )
+    return found
+
+
+def kam_results(
+    session: Session, *, mapping_id: int, accounts: frozenset[str] | None = None
+) -> tuple[list[KamCriterionResult], list[KamAccountScore]]:
+    """The KAM criteria results and account scores of a mapping (``accounts``: of these accounts only)."""
+    if accounts is None:
+        criteria = session.exec(sqlmodel.select(KamCriterionResult).where(KamCriterionResult.mapping_id == mapping_id))
+        scores = session.exec(sqlmodel.select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id))
+        return list(criteria.all()), list(scores.all())
+    found: tuple[list[KamCriterionResult], list[KamAccountScore]] = ([], [])
+    for chunk in chunks(sorted(accounts)):
+        found[0].extend(
+            session.exec(
+                sqlmodel.select(KamCriterionResult).where(
+                    KamCriterionResult.mapping_id == mapping_id, col(KamCriterionResult.account_id).in_(list(chunk))
+                )
+            ).all()
+        )
+        found[1].extend(
+            session.exec(
+                sqlmodel.select(KamAccountScore).where(
+                    KamAccountScore.mapping_id == mapping_id, col(KamAccountScore.account_id).in_(list(chunk))
+                )
+            ).all()
+        )
+    return found
 
 
 def hygiene_total(session: Session, *, mapping_id: int) -> HygieneSummary | None:
     return session.get(HygieneSummary, (mapping_id, "*"))
 
 
-def open_opportunities(session: Session, *, connection_id: int, owner_ids: Sequence[str]) -> list[str]:
-    """Ids of the team's open, live opportunities: the ones the hygiene rules checked."""
+def open_opportunities(
+    session: Session, *, connection_id: int, owner_ids: Sequence[str], only: frozenset[str] | None = None
+) -> list[str]:
+    """Ids of the team's open, live opportunities: the ones the hygiene rules checked (``only``: among these)."""
     opp = Opportunity.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
     found: list[str] = []
     for owners in chunks(list(owner_ids)):
@@ -138,12 +212,23 @@ def open_opportunities(session: Session, *, connection_id: int, owner_ids: Seque
             opp.c.is_closed == literal(False),
             opp.c.owner_id.in_(list(owners)),
         )
-        found += [row[0] for row in session.execute(query).all()]
+        if only is None:
+            found += [row[0] for row in session.execute(query).all()]
+            continue
+        for ids in chunks(sorted(only)):
+            found += [row[0] for row in session.execute(query.where(opp.c.external_id.in_(list(ids)))).all()]
     return found
 
 
-def findings(session: Session, *, mapping_id: int) -> list[HygieneFinding]:
-    return list(session.exec(sqlmodel.select(HygieneFinding).where(HygieneFinding.mapping_id == mapping_id)).all())
+def findings(session: Session, *, mapping_id: int, only: frozenset[str] | None = None) -> list[HygieneFinding]:
+    """A mapping's hygiene findings (``only``: on these opportunities)."""
+    query = sqlmodel.select(HygieneFinding).where(HygieneFinding.mapping_id == mapping_id)
+    if only is None:
+        return list(session.exec(query).all())
+    found: list[HygieneFinding] = []
+    for ids in chunks(sorted(only)):
+        found += session.exec(query.where(col(HygieneFinding.opportunity_id).in_(list(ids)))).all()
+    return found
 
 
 def live_records(session: Session, *, connection_id: int, model: Any, ids: Sequence[str]) -> set[str]:
@@ -161,8 +246,24 @@ def live_records(session: Session, *, connection_id: int, model: Any, ids: Seque
 
 
 # -- the outbox -------------------------------------------------------------------------------------------------
-def outbox_rows(session: Session, *, connection_id: int) -> list[OutboxRow]:
-    return list(session.exec(sqlmodel.select(OutboxRow).where(OutboxRow.connection_id == connection_id)).all())
+def outbox_rows(
+    session: Session, *, connection_id: int, whole: Sequence[str] | None = None, keys: Iterable[tuple[str, str]] = ()
+) -> list[OutboxRow]:
+    """The connection's outbox rows; with ``whole``, only the rows of those targets and those named by ``keys``
+    (target, record key)."""
+    query = sqlmodel.select(OutboxRow).where(OutboxRow.connection_id == connection_id)
+    if whole is None:
+        return list(session.exec(query).all())
+    found = list(session.exec(query.where(col(OutboxRow.target).in_(list(whole)))).all())
+    by_target: dict[str, list[str]] = {}
+    for target, record_key in keys:
+        by_target.setdefault(target, []).append(record_key)
+    for target, record_keys in sorted(by_target.items()):
+        for chunk in chunks(sorted(set(record_keys))):
+            found += session.exec(
+                query.where(OutboxRow.target == target, col(OutboxRow.record_key).in_(list(chunk)))
+            ).all()
+    return found
 
 
 def pending(

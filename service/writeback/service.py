@@ -217,12 +217,48 @@ def written_for(crm: str, connection_name: str, settings: Settings) -> dict[Targ
 
 
 def stage_connection(
-    session: Session, *, connection: CrmConnection, settings: Settings, as_of: datetime | None = None
+    session: Session,
+    *,
+    connection: CrmConnection,
+    settings: Settings,
+    as_of: datetime | None = None,
+    only: repo.Records | None = None,
 ) -> StageReport:
-    """Stage the connection's computed results into the outbox (call it in the computation's transaction)."""
+    """Stage the connection's computed results into the outbox (call it in the computation's transaction);
+    ``only``: the CRM records an incremental computation can have changed (``records_reached``)."""
     assert connection.id is not None
     written = written_for(connection.crm, connection.name, settings)
     return stage(
         session, connection_id=connection.id, written=written, as_of=as_of,
-        dashboard=settings.webhooks.public_base_url,
+        dashboard=settings.webhooks.public_base_url, only=only,
     )  # fmt: skip
+
+
+Links = dict[str, tuple[str | None, str | None]]
+
+
+def activity_links(session: Session, *, connection_id: int, ids: set[str]) -> Links:
+    """Where some activities are now (opportunity, account): read before a sync moves them."""
+    return repo.activity_links(session, connection_id=connection_id, ids=ids)
+
+
+def records_reached(
+    session: Session,
+    *,
+    connection_id: int,
+    activities: set[str],
+    opportunities: set[str],
+    accounts: set[str],
+    before: Links,
+) -> repo.Records:
+    """The CRM records whose write-back targets can differ: the given opportunities and accounts, and the records
+    the given activities count for (their opportunity, else their account) now and, per ``before``, before."""
+    opportunity_ids, account_ids = set(opportunities), set(accounts)
+    now = repo.activity_links(session, connection_id=connection_id, ids=activities)
+    for activity_id in activities:
+        for opportunity_id, account_id in (now.get(activity_id, (None, None)), before.get(activity_id, (None, None))):
+            if opportunity_id is not None:
+                opportunity_ids.add(opportunity_id)
+            elif account_id is not None:
+                account_ids.add(account_id)
+    return repo.Records(frozenset(opportunity_ids), frozenset(account_ids))

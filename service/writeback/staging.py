@@ -5,6 +5,13 @@
 KAM criteria, and okrsync's fields on opportunities (hygiene) and accounts (KAM score). ``stage()`` compares them
 with the outbox and stages only records whose values changed (time stamps alone are no change), deletes records
 that are no longer wanted, and clears okrsync's fields on records that left the team's scope.
+
+After an incremental computation both can be narrowed to some CRM records (``only``, a ``repo.Records``): the
+objectives and key results, which are few, are compared whole, and of the per-record targets (contributions, KAM
+criteria, opportunity and account fields) only those of the named records, each built whole from every mapping.
+What the computation did not touch comes out as staged before, so the narrowed staging stages exactly what the whole
+one would (tests/service/writeback/test_narrowed_staging.py); at a million activities the whole one reads every
+contribution (16 s), the narrowed one a few records.
 """
 
 from __future__ import annotations
@@ -78,10 +85,16 @@ def digest(values: dict[str, Any]) -> str:
 
 
 def desired(
-    session: Session, *, connection_id: int, as_of: datetime | None = None, dashboard: str | None = None
+    session: Session,
+    *,
+    connection_id: int,
+    as_of: datetime | None = None,
+    dashboard: str | None = None,
+    only: repo.Records | None = None,
 ) -> Desired:
     """Every target the computed mappings of the connection want in the CRM as of ``as_of`` (default: now);
-    ``dashboard``: okrsync's public URL, for each key result's link to its dashboard page."""
+    ``dashboard``: okrsync's public URL, for each key result's link to its dashboard page; ``only``: of the
+    per-record targets, only those of these CRM records."""
     want = Desired()
     opportunity_lines: dict[str, list[str]] = defaultdict(list)
     account_lines: dict[str, list[str]] = defaultdict(list)
@@ -98,10 +111,10 @@ def desired(
         assert mapping.id is not None
         _objectives(session, want, mapping, config)
         krs = _key_results(session, want, mapping, config, dashboard)
-        _contributions(session, want, mapping, config, krs, opportunity_lines, account_lines, labels[mapping.id])
-        _kam(session, want, mapping, config)
+        _contributions(session, want, mapping, config, krs, opportunity_lines, account_lines, labels[mapping.id], only)
+        _kam(session, want, mapping, config, only)
         if mapping.id in hygiene_of:
-            _hygiene(session, mapping, config, hygiene, hygiene_of[mapping.id])
+            _hygiene(session, mapping, config, hygiene, hygiene_of[mapping.id], only)
     for opportunity_id, tally in hygiene.items():
         want.values[(Target.opportunity, opportunity_id)] = {
             "hygiene_score": _round(1 - tally.failed / tally.checks) if tally.checks else None,
@@ -218,6 +231,7 @@ def _contributions(
     opportunity_lines: dict[str, list[str]],
     account_lines: dict[str, list[str]],
     label: str,
+    only: repo.Records | None = None,
 ) -> None:
     activity_krs, opportunity_krs = [], []
     for kr_key, (kr, _row) in krs.items():
@@ -233,6 +247,7 @@ def _contributions(
         connection_id=mapping.connection_id,
         activity_krs=activity_krs,
         opportunity_krs=opportunity_krs,
+        only=only,
     )
     for total in totals:
         kr, row = krs[total.kr_key]
@@ -259,9 +274,12 @@ def _contributions(
             account_lines[total.account_id].append(line)
 
 
-def _kam(session: Session, want: Desired, mapping: OkrMapping, config: MappingConfig) -> None:
+def _kam(
+    session: Session, want: Desired, mapping: OkrMapping, config: MappingConfig, only: repo.Records | None = None
+) -> None:
     titles = {c.key: c.title for c in config.kam.criteria} if config.kam else {}
-    criteria, scores = repo.kam_results(session, mapping_id=mapping.id or 0)
+    accounts = None if only is None else only.accounts
+    criteria, scores = repo.kam_results(session, mapping_id=mapping.id or 0, accounts=accounts)
     score_of = {s.account_id: s for s in scores}
     lines: dict[str, list[str]] = defaultdict(list)
     for result in criteria:
@@ -300,7 +318,12 @@ class _HygieneTally:
 
 
 def _hygiene(
-    session: Session, mapping: OkrMapping, config: MappingConfig, hygiene: dict[str, _HygieneTally], label: str
+    session: Session,
+    mapping: OkrMapping,
+    config: MappingConfig,
+    hygiene: dict[str, _HygieneTally],
+    label: str,
+    only: repo.Records | None = None,
 ) -> None:
     rules = {r.rule_key: r for r in config.hygiene.rules}
     total = repo.hygiene_total(session, mapping_id=mapping.id or 0)
@@ -310,12 +333,15 @@ def _hygiene(
     medians = total.detail.get("stage_medians", {})
     owners = repo.last_owners(session, mapping_id=mapping.id or 0)
     checked: set[str] = set()
-    for opportunity_id in repo.open_opportunities(session, connection_id=mapping.connection_id, owner_ids=owners):
+    opportunities = None if only is None else only.opportunities
+    for opportunity_id in repo.open_opportunities(
+        session, connection_id=mapping.connection_id, owner_ids=owners, only=opportunities
+    ):
         tally = hygiene[opportunity_id]
         tally.checks += len(rules)
         tally.checked = max(tally.checked or "", total.computed_at.isoformat())
         checked.add(opportunity_id)
-    for row in repo.findings(session, mapping_id=mapping.id or 0):
+    for row in repo.findings(session, mapping_id=mapping.id or 0, only=opportunities):
         rule = rules.get(row.rule_key)
         if rule is None or row.opportunity_id not in checked:
             continue
@@ -331,6 +357,7 @@ class StageReport:
     staged: Counter[str] = field(default_factory=Counter)  # target -> rows staged for upsert
     deletes: Counter[str] = field(default_factory=Counter)  # target -> rows staged for delete / clear
     unchanged: int = 0
+    narrowed_to: int | None = None  # the CRM records a narrowed staging compared (None: it compared everything)
 
     def total(self) -> int:
         return sum(self.staged.values()) + sum(self.deletes.values())
@@ -343,19 +370,26 @@ def stage(
     written: dict[Target, frozenset[str]],
     as_of: datetime | None = None,
     dashboard: str | None = None,
+    only: repo.Records | None = None,
 ) -> StageReport:
     """Stage into the outbox what changed since the last staging. Call it in the transaction of the computation.
 
     ``written`` is what the connection's CRM writer writes (targets and neutral fields): values it would not
     send do not count as changes. Values staged by a computation with a later ``as_of`` are never replaced by
-    older ones."""
+    older ones. ``only``: after an incremental computation, the CRM records whose per-record targets it can have
+    changed (see the module docstring)."""
     now = utcnow()
     as_of = as_of or now
-    want = desired(session, connection_id=connection_id, as_of=as_of, dashboard=dashboard)
-    existing = {
-        (Target(row.target), row.record_key): row for row in repo.outbox_rows(session, connection_id=connection_id)
-    }
-    report = StageReport()
+    want = desired(session, connection_id=connection_id, as_of=as_of, dashboard=dashboard, only=only)
+    if only is None:
+        rows = repo.outbox_rows(session, connection_id=connection_id)
+    else:
+        rows = repo.outbox_rows(
+            session, connection_id=connection_id, whole=[Target.objective.value, Target.key_result.value],
+            keys=_record_keys(session, connection_id, only),
+        )  # fmt: skip
+    existing = {(Target(row.target), row.record_key): row for row in rows}
+    report = StageReport(narrowed_to=None if only is None else len(only.opportunities) + len(only.accounts))
     live = _live_field_records(session, connection_id, [*want.values, *existing])
     for key, all_values in want.values.items():
         target, record_key = key
@@ -388,6 +422,22 @@ def stage(
         report.deletes[target.value] += 1
     session.flush()
     return report
+
+
+def _record_keys(session: Session, connection_id: int, only: repo.Records) -> list[tuple[str, str]]:
+    """The outbox keys a narrowed staging compares: the records' own fields, their contributions to every key result
+    and their KAM criteria, for every mapping of the connection (as ``desired`` names them)."""
+    keys = [(Target.opportunity.value, i) for i in only.opportunities]
+    keys += [(Target.account.value, i) for i in only.accounts]
+    records = sorted(only.opportunities | only.accounts)
+    for mapping, version in repo.computed_mappings(session, connection_id=connection_id):
+        config = MappingConfig.model_validate(version.config)
+        prefix = mapping_prefix(mapping)
+        for _objective, kr in config.key_results():
+            keys += [(Target.contribution.value, f"{prefix}/{kr.key}/{record}") for record in records]
+        for criterion in config.kam.criteria if config.kam else []:
+            keys += [(Target.kam_criterion.value, f"{prefix}/{a}/{criterion.key}") for a in sorted(only.accounts)]
+    return keys
 
 
 def _live_field_records(session: Session, connection_id: int, keys: list[Key]) -> dict[Target, set[str]]:
