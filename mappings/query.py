@@ -345,9 +345,15 @@ def _answers(metric: WaitMetric, response: Any, compiler: FilterCompiler, scope:
 
 
 def speed_to_lead_evidence(
-    metric: SpeedToLeadMetric, *, tables: Tables, scope: Scope, custom: dict[str, CustomField]
+    metric: SpeedToLeadMetric,
+    *,
+    tables: Tables,
+    scope: Scope,
+    custom: dict[str, CustomField],
+    only_leads: Sequence[str] | None = None,
 ) -> Select[Any]:
-    """One row per lead a member owns that was created in the window, with the team's first answer after it.
+    """One row per lead a member owns that was created in the window, with the team's first answer after it
+    (``only_leads``: of these leads only, each with all its candidate answers).
 
     The answer is the first activity (see ``_answers``) strictly after the lead was created that was logged on the
     lead (Salesforce WhoId), on its contact (a HubSpot lead is a contact; a converted Salesforce lead has one), or
@@ -367,6 +373,8 @@ def speed_to_lead_evidence(
         lead.c.created_at < scope.end,
         *compiler.where(metric.leads, lead, RecordType.lead),
     ]
+    if only_leads is not None:
+        chosen.append(lead.c.external_id.in_(list(only_leads)))
 
     def answers(via: str) -> Select[Any]:
         """The answers logged on the lead (``via`` lead), on its account or on its contact."""

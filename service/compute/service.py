@@ -46,7 +46,7 @@ from mappings.config import (
 from mappings.fields import RecordType, resolve
 from mappings.filters import FollowedByCondition, conditions_fields
 from mappings.hygiene_rules import CustomRule, StuckInStage
-from mappings.query import metric_evidence, part_evidence, response_evidence
+from mappings.query import metric_evidence, part_evidence, response_evidence, speed_to_lead_evidence
 from mappings.sql import Scope, Tables
 from service.compute import repository as repo
 from service.compute.models import (
@@ -684,10 +684,15 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
     metric = kr.metric
     custom = ctx.config.custom()
     if isinstance(metric, SpeedToLeadMetric):
-        # leads are few (hundreds a quarter): a change to a lead, an activity, a contact or an account (a merge moves
-        # activities to another account without re-stamping them) or what its filters read recomputes it whole
         bases, related = _kinds(kr, custom)
-        return None if (bases | related | {"contact", "account"}) & changes.kinds() else False
+        kinds = changes.kinds()
+        if not (bases | related | {"contact", "account"}) & kinds:
+            return False
+        # a contact or an account (a merge moves activities to another account without re-stamping them), or a
+        # related record its filters read, can change the answers of any lead: recomputed whole
+        if kinds & ({"contact", "account"} | (related - {"activity", "lead"})):
+            return None
+        return _lead_delta(ctx, kr, metric, scope)
     if isinstance(metric, ResponseTimeMetric):
         _bases, related = _kinds(kr, custom)
         if related & changes.kinds():
@@ -810,6 +815,39 @@ def _reached(ctx: _Context, kr_key: str, name: str, part: CountMetric | SumMetri
             session, model=Activity, connection_id=connection_id, column="account_id", values=accounts
         )
     return reached
+
+
+def _lead_delta(ctx: _Context, kr: KeyResult, metric: SpeedToLeadMetric, scope: Scope) -> bool:
+    """Recompute the leads the changed leads and activities can reach: the changed leads; the leads an activity is
+    logged on, or whose contact or account it is on, now; and those it was the first answer of before (an activity
+    that was a later candidate only, and left, changes no lead's first answer)."""
+    changes, session, connection_id = ctx.changes, ctx.session, scope.connection_id
+    assert changes is not None
+    leads = set(changes.lead)
+    acts = sorted(changes.activity)
+    if acts:
+
+        def of_activities(model: Any, column: str, select_column: str) -> set[str]:
+            return repo.ids_where(
+                session, model=model, connection_id=connection_id, column=column, values=acts,
+                select_column=select_column,
+            )  # fmt: skip
+
+        leads |= of_activities(Activity, "external_id", "lead_id")
+        accounts = of_activities(Activity, "external_id", "account_id")
+        contacts = of_activities(ActivityContact, "activity_id", "contact_id")
+        leads |= repo.ids_where(session, model=Lead, connection_id=connection_id, column="account_id", values=accounts)
+        leads |= repo.ids_where(session, model=Lead, connection_id=connection_id, column="contact_id", values=contacts)
+        leads |= repo.evidence_records(session, mapping_id=ctx.mapping_id, kr_key=kr.key, part="pair", related_ids=acts)
+    touched = False
+    custom = ctx.config.custom()
+    for chunk in repo.chunks(sorted(leads)):
+        query = speed_to_lead_evidence(metric, tables=ctx.tables, scope=scope, custom=custom, only_leads=chunk)
+        changed = repo.swap_if_changed(
+            session, mapping_id=ctx.mapping_id, kr_key=kr.key, part="pair", query=query, record_ids=chunk
+        )
+        touched |= bool(changed)
+    return touched
 
 
 def _inquiry_key(metric: ResponseTimeMetric, scope: Scope) -> str:
