@@ -33,6 +33,7 @@ from service.crm.clients import CrmAccess
 from service.dashboard.api import router as my_work_router
 from service.dashboard.endpoints import STATIC_DIR
 from service.dashboard.endpoints import router as dashboard_router
+from service.goals.endpoints import router as goals_router
 from service.kit.errors import ServiceError
 from service.kit.limits import BodyLimit
 from service.kit.metrics import Metrics
@@ -170,6 +171,7 @@ def create_app(
     app.include_router(card_routes())
     app.include_router(checkin_router)
     app.include_router(sprint_router)
+    app.include_router(goals_router)
     app.include_router(my_work_router)
     app.include_router(dashboard_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
