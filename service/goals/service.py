@@ -163,17 +163,19 @@ def get(session: Session, key: str) -> CompanyGoal:
 
 
 def create(session: Session, *, key: str, fields: GoalFields, by: str, at: datetime) -> CompanyGoal:
-    key_problem = None
+    """Store a new goal at version 1, or a GoalError naming every field that is wrong (the key included)."""
+    problems = []
     try:
         key = check_key(key)
     except GoalError as exc:
-        key_problem = str(exc)
+        problems.append(str(exc))
+    values: CheckedGoal | None = None
     try:
         values = _checked(fields)
     except GoalError as exc:
-        raise GoalError("; ".join(p for p in (key_problem, str(exc)) if p)) from None
-    if key_problem:
-        raise GoalError(key_problem)
+        problems.append(str(exc))
+    if problems or values is None:
+        raise GoalError("; ".join(problems))
     taken = repository.goal(session, key)
     if taken is not None:
         raise GoalError(f"key: a company goal {key!r} exists already ({taken.title!r}): choose another key")
