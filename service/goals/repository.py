@@ -23,16 +23,20 @@ def goals(session: Session) -> list[CompanyGoal]:
     return list(session.exec(query).all())
 
 
-def goal(session: Session, key: str) -> CompanyGoal | None:
-    return session.exec(sqlmodel.select(CompanyGoal).where(CompanyGoal.key == key)).first()
+def goal(session: Session, key: str, *, lock: bool = False) -> CompanyGoal | None:
+    """The goal; ``lock``: locked for writing until the transaction ends (PostgreSQL; a delete takes it first, so a
+    mapping applied meanwhile either sees the goal gone or is seen serving it)."""
+    query = sqlmodel.select(CompanyGoal).where(CompanyGoal.key == key)
+    return session.exec(query.with_for_update() if lock else query).first()
 
 
 def existing_keys(session: Session, keys: set[str]) -> set[str]:
-    """Which of ``keys`` name a goal."""
+    """Which of ``keys`` name a goal, each share-locked until the transaction ends (PostgreSQL: FOR SHARE), so the
+    goals an applied mapping serves cannot be deleted before it is committed; several mappings may share a goal."""
     if not keys:
         return set()
-    found = session.exec(sqlmodel.select(CompanyGoal.key).where(col(CompanyGoal.key).in_(sorted(keys)))).all()
-    return set(found)
+    query = sqlmodel.select(CompanyGoal.key).where(col(CompanyGoal.key).in_(sorted(keys))).with_for_update(read=True)
+    return set(session.exec(query).all())
 
 
 def update_if_version(

@@ -235,8 +235,12 @@ def serving(session: Session) -> list[ServingObjective]:
 
 
 def delete(session: Session, key: str, *, version: int | None = None) -> None:
-    """Delete the goal, unless objectives serve it (409 naming them) or it changed since ``version`` (409)."""
-    goal = get(session, key)
+    """Delete the goal, unless objectives serve it (409 naming them) or it changed since ``version`` (409). The goal
+    is locked before the objectives are looked at: a mapping being applied that serves it holds it share-locked until
+    it is committed, and is then seen (PostgreSQL; see ``repository.existing_keys``)."""
+    goal = repository.goal(session, key, lock=True)
+    if goal is None:
+        raise GoalNotFoundError(f"no company goal {key!r}: GET /api/v1/goals lists them")
     served_by = [o for o in serving(session) if o.serves == key]
     if served_by:
         names = "; ".join(f"{o.team} / {o.cycle}: objective {o.objective_key} ({o.title!r})" for o in served_by)
