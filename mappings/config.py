@@ -390,6 +390,15 @@ class KeyResult(_Strict):
 class Objective(_Strict):
     key: str = Field(pattern=KEY_PATTERN, title="Key")
     title: str = Field(min_length=1, title="Objective", examples=["Our customers recommend us"])
+    serves: str | None = Field(
+        default=None,
+        pattern=KEY_PATTERN,
+        title="Company goal it serves",
+        description="The key of the company goal this objective serves (sales ops enter company goals in the"
+        " dashboard's company page or with POST /api/v1/goals). Applying the file checks that the goal exists. The"
+        " link may change while the cycle runs (with a reason); the objective itself may not.",
+        examples=["new-business-2026"],
+    )
     key_results: list[KeyResult] = Field(min_length=1, max_length=5, title="Key results (1–5)")
 
 

@@ -31,8 +31,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.checkins.endpoints import router as checkin_router
 from service.crm.clients import CrmAccess
 from service.dashboard.api import router as my_work_router
+from service.dashboard.company import router as company_router
 from service.dashboard.endpoints import STATIC_DIR
 from service.dashboard.endpoints import router as dashboard_router
+from service.goals.endpoints import router as goals_router
 from service.kit.errors import ServiceError
 from service.kit.limits import BodyLimit
 from service.kit.metrics import Metrics
@@ -170,7 +172,9 @@ def create_app(
     app.include_router(card_routes())
     app.include_router(checkin_router)
     app.include_router(sprint_router)
+    app.include_router(goals_router)
     app.include_router(my_work_router)
+    app.include_router(company_router)
     app.include_router(dashboard_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.mount("/docs/static", StaticFiles(directory=DOCS_ASSETS), name="docs-static")

@@ -25,6 +25,7 @@ from service.crm.models import (
     OpportunityContact,
     Owner,
 )
+from service.goals.models import CompanyGoal
 from service.kit.auth import ApiToken
 from service.kit.leases import WorkLease
 from service.okrs.models import CheckInNote, KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
@@ -36,6 +37,7 @@ from service.writeback.models import OutboxRow
 __all__ = [
     "CheckIn",
     "CheckInNote",
+    "CompanyGoal",
     "ApiToken",
     "WebhookEvent",
     "Computation",

@@ -96,7 +96,10 @@ def validate(file: FileArg, connection: ConnectionOpt = None) -> None:
                 raise _fail(str(exc)) from None
             conn = None
             err.print(f"[yellow]not checked against CRM data:[/] {exc}")
-        problems = okrs.check_against_crm(session, loaded, conn) if conn else []
+        if conn is not None:
+            problems = okrs.check_against_crm(session, loaded, conn)
+        else:  # no CRM data yet: the company goals the objectives serve are still checked
+            problems = located(okrs.check_goals(session, loaded.config), loaded.locator, filename=str(file))
     for problem in problems:
         err.print(str(problem), markup=False, highlight=False, soft_wrap=True)
     if problems:

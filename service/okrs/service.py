@@ -27,6 +27,7 @@ from mappings.validate import from_data, located
 from service.compute.models import Computation, KamAccountScore
 from service.compute.repository import owner_ids_by_email, table
 from service.crm.models import Account, Activity, Contact, CrmConnection, Lead, Opportunity, Owner
+from service.goals import repository as goals_repo
 from service.kit import errors
 from service.kit.db import utcnow
 from service.kit.errors import ConflictError
@@ -96,9 +97,10 @@ def resolve_connection(session: Session, name: str | None) -> CrmConnection:
 
 
 def check_against_crm(session: Session, loaded: LoadedMapping, connection: CrmConnection) -> list[Problem]:
-    """Team members and CRM fields named by the file must exist in what has been synced from this connection."""
+    """Team members and CRM fields named by the file must exist in what has been synced from this connection, and
+    the company goals its objectives serve must exist (``mappings/`` cannot know either: it has no database)."""
     config = loaded.config
-    problems: list[tuple[Loc, str]] = []
+    problems: list[tuple[Loc, str]] = check_goals(session, config)
     assert connection.id is not None
     emails = [m.email for m in config.team.members]
     found = owner_ids_by_email(session, connection_id=connection.id, emails=emails)
@@ -147,6 +149,21 @@ def check_against_crm(session: Session, loaded: LoadedMapping, connection: CrmCo
     return located(problems, loaded.locator, filename=loaded.source_name)
 
 
+def check_goals(session: Session, config: MappingConfig) -> list[tuple[Loc, str]]:
+    """An objective's ``serves`` must name a company goal that exists (sales ops enter them first)."""
+    named = {o.serves for o in config.objectives if o.serves}
+    found = goals_repo.existing_keys(session, named)
+    return [
+        (
+            ("objectives", i, "serves"),
+            f"objective {objective.key} ({objective.title!r}) serves company goal {objective.serves!r}, which does not"
+            " exist: create it first (dashboard: Company goals; API: POST /api/v1/goals) or correct the key",
+        )
+        for i, objective in enumerate(config.objectives)
+        if objective.serves and objective.serves not in found
+    ]
+
+
 def _has_rows(session: Session, model: Any, connection_id: int) -> bool:
     t = table(model)
     return (
@@ -178,6 +195,13 @@ def changes_between(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out += [f"key result {k} changed" for k in new_krs if k in old_krs and old_krs[k] != new_krs[k]]
     if _objectives(old) != _objectives(new):
         out.append("objectives changed")
+    else:  # which company goal an objective serves is a link, not the team's commitment: it may change mid-cycle
+        served = {o["key"]: o.get("serves") for o in old["objectives"]}
+        out += [
+            f"objective {o['key']} serves {o.get('serves') or 'no company goal'}"
+            for o in new["objectives"]
+            if o.get("serves") != served.get(o["key"])
+        ]
     for section in ("team", "cycle", "scoring", "custom_fields", "sprints", "hygiene", "kam"):
         if old.get(section) != new.get(section):
             out.append(f"{section} changed")

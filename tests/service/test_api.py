@@ -100,6 +100,8 @@ def _endpoints(api: Api) -> list[tuple[str, str, Any, str]]:
         ("GET", f"/api/v1/mappings/{api.kam_mapping}/kam-assessments", None, "viewer"),
         ("GET", f"/api/v1/mappings/{api.mapping}/weekly-check-ins", None, "viewer"),
         ("GET", f"/api/v1/mappings/{api.mapping}/key-results/discovery-meetings/trend", None, "viewer"),
+        ("GET", "/api/v1/goals", None, "viewer"),
+        ("GET", "/api/v1/company", None, "viewer"),
         ("POST", "/api/v1/mappings/validate", {"yaml": acquisition, "connection": "salesforce/sandbox"}, "sales_ops"),
         ("POST", "/api/v1/mappings/preview", {"yaml": acquisition, "connection": "salesforce/sandbox"}, "sales_ops"),
         ("POST", "/api/v1/mappings/apply", {"yaml": acquisition, "connection": "salesforce/sandbox"}, "sales_ops"),
