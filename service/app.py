@@ -42,6 +42,7 @@ from service.kit.settings import Settings
 from service.notifications.service import Notifier
 from service.okrs.endpoints import card_routes
 from service.okrs.endpoints import router as api_router
+from service.planning.endpoints import router as planning_router
 from service.sprints.endpoints import router as sprint_router
 from service.webhooks.endpoints import webhook_routes
 from service.webhooks.tasks import Worker
@@ -173,6 +174,7 @@ def create_app(
     app.include_router(checkin_router)
     app.include_router(sprint_router)
     app.include_router(goals_router)
+    app.include_router(planning_router)
     app.include_router(my_work_router)
     app.include_router(company_router)
     app.include_router(dashboard_router)

@@ -29,12 +29,15 @@ from service.goals.models import CompanyGoal
 from service.kit.auth import ApiToken
 from service.kit.leases import WorkLease
 from service.okrs.models import CheckInNote, KamAssessment, ManualValue, OkrMapping, OkrMappingVersion
+from service.planning.models import DraftEvent, PlanDraft
 from service.sprints.models import SprintResult, SprintRetrospective
 from service.sync.models import SyncRun, SyncSkip, SyncState
 from service.webhooks.models import WebhookEvent
 from service.writeback.models import OutboxRow
 
 __all__ = [
+    "DraftEvent",
+    "PlanDraft",
     "CheckIn",
     "CheckInNote",
     "CompanyGoal",

@@ -193,13 +193,17 @@ def worker(
 @token_app.command("create")
 def token_create(
     name: Annotated[str, typer.Option(help="Who or what uses it, e.g. 'anna (KAM)' or 'hubspot-card'.")],
-    role: Annotated[Role, typer.Option(help="admin, sales_ops, kam, rep or viewer.")],
+    role: Annotated[Role, typer.Option(help="admin, sales_ops, lead, kam, rep or viewer.")],
     email: Annotated[
         str | None,
         typer.Option(
             help="The person's CRM e-mail: the dashboard shows them their own work ('You'); a kam token needs it"
             " (their key accounts)."
         ),
+    ] = None,
+    team: Annotated[
+        str | None,
+        typer.Option(help="A lead token's team (team.name in the mapping file): the planning drafts they review."),
     ] = None,
 ) -> None:
     """Create a token and print it once (only its hash is stored)."""
@@ -208,7 +212,7 @@ def token_create(
     create_schema(engine)
     with Session(engine) as session:
         try:
-            row, token = create_token(session, name=name, role=role, email=email)
+            row, token = create_token(session, name=name, role=role, email=email, team=team)
         except ValueError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None

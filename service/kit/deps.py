@@ -37,7 +37,9 @@ def app_settings(request: Request) -> Settings:
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(app_settings)]
 
-# API callers by the least role a route needs (``Role``: admin > sales_ops > kam > rep > viewer)
+# API callers by the least role a route needs (``Role``: admin > sales_ops > lead, kam > rep > viewer)
 Viewer = Annotated[Caller, Depends(requires(Role.viewer, get_session))]
 Kam = Annotated[Caller, Depends(requires(Role.kam, get_session))]
 SalesOps = Annotated[Caller, Depends(requires(Role.sales_ops, get_session))]
+Rep = Annotated[Caller, Depends(requires(Role.rep, get_session))]
+Lead = Annotated[Caller, Depends(requires(Role.lead, get_session))]

@@ -116,6 +116,13 @@ class ServeSettings(BaseModel):
         description="A request body above this is refused with 413 before it is read (mapping files are at most "
         "1 MB, webhook deliveries far less).",
     )
+    preview_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A key result's live preview in the planning builder (its value this cycle and last) stops "
+        "after this long with a message, so one slow filter cannot hold a request.",
+    )
     trusted_proxies: str = Field(
         default="127.0.0.1",
         description="Comma-separated addresses or networks (10.0.0.0/8) of the reverse proxies (an Ingress, a load "

@@ -74,7 +74,13 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                 compute(session, mapping=mapping, as_of=week)
         emails = {Role.kam: KAM_EMAIL, Role.rep: REP_EMAIL}  # the CRM users they are
         tokens = {
-            role.value: create_token(session, name=f"{role.value} token", role=role, email=emails.get(role))[1]
+            role.value: create_token(
+                session,
+                name=f"{role.value} token",
+                role=role,
+                email=emails.get(role),
+                team="Vertrieb DACH" if role is Role.lead else None,
+            )[1]
             for role in Role
         }
         tokens["rep_no_email"] = create_token(session, name="rep without e-mail", role=Role.rep)[1]

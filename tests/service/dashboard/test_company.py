@@ -56,11 +56,19 @@ def _mapping_text(serves: str | None) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+def _team(role: Role) -> str | None:
+    return "Team A" if role is Role.lead else None  # a lead token names its team
+
+
 @pytest.fixture
 def site(engine: Engine) -> Iterator[Site]:
     world.build(engine)
     with Session(engine) as session:
-        tokens = {r.value: create_token(session, name=f"{r.value} token", role=r)[1] for r in Role if r is not Role.kam}
+        tokens = {
+            r.value: create_token(session, name=f"{r.value} token", role=r, team=_team(r))[1]
+            for r in Role
+            if r is not Role.kam
+        }
         session.commit()
     with ThreadedServer(create_app(settings=Settings(_env_file=None), engine=engine, worker=False)) as http:  # type: ignore[call-arg]
         headers = {"Authorization": f"Bearer {tokens['sales_ops']}"}

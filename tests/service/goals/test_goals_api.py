@@ -51,11 +51,19 @@ class Api:
         )
 
 
+def _team(role: Role) -> str | None:
+    return "Team A" if role is Role.lead else None  # a lead token names its team
+
+
 @pytest.fixture
 def api(engine: Engine) -> Iterator[Api]:
     world.build(engine)  # a CRM connection (salesforce/world) with a few records: mappings can be applied
     with Session(engine) as session:
-        tokens = {r.value: create_token(session, name=f"{r.value} token", role=r)[1] for r in Role if r is not Role.kam}
+        tokens = {
+            r.value: create_token(session, name=f"{r.value} token", role=r, team=_team(r))[1]
+            for r in Role
+            if r is not Role.kam
+        }
         tokens["kam"] = create_token(session, name="kam token", role=Role.kam, email="anna@example.com")[1]
         session.commit()
     with ThreadedServer(create_app(settings=Settings(_env_file=None), engine=engine, worker=False)) as http:  # type: ignore[call-arg]
