@@ -16,17 +16,21 @@ from html import escape
 import httpx
 import pytest
 import sqlmodel
+import yaml
 from sqlalchemy import create_engine
 from sqlmodel import Session
 
 from service.app import create_app
 from service.compute.models import HygieneFinding
+from service.compute.service import compute
 from service.crm.models import Account, Activity, Owner
 from service.kit.auth import Role
 from service.kit.settings import Settings
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
+from tests.conftest import ANCHOR
 from tests.service.dashboard.conftest import TODAY, DashboardWorld
+from tests.service.writeback.world import EXAMPLES, connection
 
 MONDAY = date(2026, 8, 31)  # inside acquisition sprint 2 (2026-08-24 – 2026-09-04)
 FRIDAY = date(2026, 8, 28)
@@ -229,8 +233,10 @@ def test_the_sprints_page_and_the_overview_link_to_the_stand_up(world: Dashboard
         sprints_page = client.get(f"/dashboard/{mapping_id}/sprints").text
         overview = client.get(f"/dashboard/{mapping_id}").text
         projector = client.get(f"/dashboard/{mapping_id}/standup?day={MONDAY}&projector=1")
+        without_sprints = client.get(f"/dashboard/{world.mappings['customer-care']}").text
     link = f'href="/dashboard/{mapping_id}/standup"'
     assert link in sprints_page and link in overview
+    assert "/standup" not in without_sprints  # a cycle without sprints has no stand-up to offer
     assert projector.status_code == 200 and 'class="standup projector"' in projector.text
     assert "default-src 'self'" in projector.headers["content-security-policy"]
 
@@ -240,3 +246,29 @@ def test_the_api_documents_the_stand_up() -> None:
     operation = app.openapi()["paths"]["/api/v1/mappings/{mapping_id}/standup"]["get"]
     assert {"200", "401", "404", "409", "422"} <= set(operation["responses"])
     assert [p["name"] for p in operation["parameters"]] == ["mapping_id", "day"]
+
+
+def test_with_a_team_calendar_its_closed_days_are_skipped(world: DashboardWorld) -> None:
+    """The same team as a second mapping whose calendar closes Friday 2026-08-28: on Monday the stand-up looks back
+    to Thursday, so Thursday's meetings count too."""
+    data = yaml.safe_load((EXAMPLES / "acquisition.yaml").read_text())
+    data["team"]["name"] = "Vertrieb DACH (calendar)"
+    data["team"]["calendar"] = {"time_zone": "Europe/Berlin", "closed": [FRIDAY.isoformat()]}
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    with Session(world.engine) as session:
+        mapping, _version = okrs.apply(
+            session, okrs.load(text, filename="calendar.yaml"), connection=connection(session, "salesforce"),
+            author="test", reason="a team calendar", now=ANCHOR,
+        )  # fmt: skip
+        compute(session, mapping=mapping, as_of=ANCHOR)
+        session.commit()
+        thursday = FRIDAY - timedelta(days=1)
+        logged = _prospect_meetings(session, mapping, _midnight(thursday), _midnight(MONDAY + timedelta(days=1)))
+        mapping_id = mapping.id or 0
+    assert any(_aware(a.occurred_at).date() == thursday for a in logged)  # type: ignore[arg-type]
+    body = _api(world, mapping_id, day=MONDAY.isoformat()).json()
+    assert body["since"] == thursday.isoformat()
+    assert {r["record_id"] for m in body["members"] for r in m["logged"]} == {a.external_id for a in logged}
+    with world.client("viewer") as client:
+        html = client.get(f"/dashboard/{mapping_id}/standup?day={MONDAY}").text
+    assert f"since {thursday}, the last working day" in html and "by the team&#39;s calendar" in html
