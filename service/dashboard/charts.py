@@ -164,3 +164,60 @@ def svg(
         parts.append(f'<circle class="actual" cx="{x}" cy="{y}" r="3.5"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def burn_down_svg(
+    remaining: Sequence[float],
+    *,
+    committed: float,
+    days: int,
+    first_day: str,
+    last_day: str,
+    title: str,
+    legend: dict[str, str],
+    shown: Callable[[float], str],
+    width: int = 720,
+    height: int = 300,
+) -> Markup:
+    """A sprint commitment's burn-down as an ``<svg>``: what remains of ``committed`` at the end of each sprint day so
+    far (``remaining[i]`` after day i + 1), against the ideal line from ``committed`` at the start to 0 at the end of
+    the last of ``days`` days. ``legend`` names the lines (actual, ideal) in the page's language."""
+    left, right, top, bottom = 72, 16, 14, 34
+    values = [0.0, committed, *remaining]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+
+    def x(index: float) -> float:
+        return round(left + index / max(days, 1) * (width - left - right), 1)
+
+    def y(value: float) -> float:
+        return round(height - bottom - (value - low) / span * (height - top - bottom), 1)
+
+    base = height - bottom
+    parts = [
+        f'<svg class="burn-down" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}"'
+        ' xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(title)}</title>",
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{width - right}" y2="{base}"/>',
+        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{base}"/>',
+        f'<line class="zero" x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}"/>',
+    ]
+    for value in sorted({0.0, committed}):
+        parts.append(
+            f'<text class="tick" x="{left - 8}" y="{y(value) + 5}" text-anchor="end">{escape(shown(value))}</text>'
+        )
+    parts.append(f'<text class="tick" x="{x(0)}" y="{base + 22}" text-anchor="start">{escape(first_day)}</text>')
+    parts.append(f'<text class="tick" x="{x(days)}" y="{base + 22}" text-anchor="end">{escape(last_day)}</text>')
+    parts.append(
+        f'<line class="ideal" x1="{x(0)}" y1="{y(committed)}" x2="{x(days)}" y2="{y(0)}">'
+        f"<title>{escape(legend['ideal'])}</title></line>"
+    )
+    points = [(x(0), y(committed)), *((x(i + 1), y(value)) for i, value in enumerate(remaining))]
+    coordinates = " ".join(f"{px},{py}" for px, py in points)
+    parts.append(
+        f'<polyline class="actual" points="{coordinates}"><title>{escape(legend["actual"])}</title></polyline>'
+    )
+    px, py = points[-1]
+    parts.append(f'<circle class="actual" cx="{px}" cy="{py}" r="5"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

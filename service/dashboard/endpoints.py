@@ -3,7 +3,8 @@
 
 Routes: ``/dashboard`` (teams and cycles), ``/dashboard/login`` and ``/logout``, and per mapping ``/{id}``
 (overview), ``/{id}/kr/{key}`` (burn-up, trend, evidence), ``/{id}/hygiene``, ``/{id}/kam``, ``/{id}/sprints``
-(review, retrospective form, forecast accuracy) and ``/{id}/check-in`` (the weekly meeting, its form and past
+(review, retrospective form, forecast accuracy), ``/{id}/standup`` (the daily stand-up of the running sprint) and
+``/{id}/check-in`` (the weekly meeting, its form and past
 check-ins). Pages are HTML for people, so they are left out of the OpenAPI document; errors are pages too.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
@@ -26,7 +27,7 @@ from service.checkins import service as checkins
 from service.compute.repository import last_computed_as_of
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
-from service.dashboard import access, health, i18n, links, me
+from service.dashboard import access, charts, health, i18n, links, me, standup
 from service.dashboard import service as views
 from service.dashboard.render import render
 from service.kit.auth import TOKEN_PREFIX, Role, find_token
@@ -411,6 +412,45 @@ def record_retrospective(
         return _sprints(request, session, mapping, found, lang, at, status=422, problem=problem, form=form)
     session.commit()
     return RedirectResponse(f"/dashboard/{mapping_id}/sprints?recorded=1#current", status_code=303)
+
+
+# -- the daily stand-up -------------------------------------------------------------------------------------------
+
+StandUpDay = Annotated[date | None, Query(description="The stand-up's day (YYYY-MM-DD); today when left out")]
+
+
+@router.get("/{mapping_id:int}/standup")
+def daily_stand_up(
+    request: Request, mapping_id: MappingId, session: SessionDep, found: Viewer, lang: Lang, at: Now,
+    day: StandUpDay = None, projector: Annotated[int, Query(ge=0, le=1)] = 0,
+) -> Response:  # fmt: skip
+    """Per member what counts since the last working day, the commitment's burn-down, blocked and overdue items."""
+    mapping = _mapping(session, mapping_id)
+    asked = day or at.date()
+    try:
+        page = standup.stand_up(session, mapping, day=asked, lang=lang)
+    except standup.NoRunningSprintError as exc:
+        _m, connection = views.load_mapping(session, mapping_id)
+        return _page(
+            request, "standup.html", lang, found, page=None, no_sprint=exc, day=asked, projector=projector,
+            mapping=views.mapping_row(mapping, connection, asked), active="nav_sprints",
+        )  # fmt: skip
+    except standup.BadDayError as exc:
+        raise access.PageError(422, "invalid_heading", detail=str(exc)) from None
+    t = i18n.Translator(lang)
+    chart = None
+    if page.burn_down and page.sprint.committed is not None:
+        chart = charts.burn_down_svg(
+            [b.remaining for b in page.burn_down], committed=page.sprint.committed, days=page.sprint.days,
+            first_day=str(page.sprint.start), last_day=str(page.sprint.end),
+            title=t("burn_down_title", commitment=page.sprint.commitment or ""),
+            legend={"actual": t("legend_remaining"), "ideal": t("legend_ideal")},
+            shown=lambda value: i18n.localize_number(page.shown(value), lang),
+        )  # fmt: skip
+    return _page(
+        request, "standup.html", lang, found, page=page, no_sprint=None, day=asked, projector=projector, chart=chart,
+        mapping=page.mapping, active="nav_sprints",
+    )  # fmt: skip
 
 
 # -- the weekly check-in ----------------------------------------------------------------------------------------

@@ -307,6 +307,49 @@ EN: dict[str, str] = {
     "invalid_heading": "Invalid request",
     "conflict_heading": "Not recorded",
     "back_to_mappings": "All teams and cycles",
+    # the daily stand-up
+    "standup_title": "Daily stand-up",
+    "standup_link": "Daily stand-up",
+    "standup_open": "Who did what since the last working day, burn-down, blocked items",
+    "standup_normal_view": "Normal view",
+    "standup_projector_view": "Projector view",
+    "standup_no_sprint": "No sprint is running on {day}: the stand-up follows a running sprint.",
+    "standup_last_sprint": "Last sprint: {name}, {start} – {end}",
+    "standup_next_sprint": "Next sprint: {name}, {start} – {end}",
+    "standup_open_day": "stand-up of {day}",
+    "standup_sprint_day": "day {n} of {days}",
+    "standup_since": "since {since}, the last working day",
+    "standup_by_calendar": "by the team's calendar",
+    "standup_by_weekdays": "Monday to Friday",
+    "standup_done": "Done",
+    "standup_remaining": "Remaining",
+    "standup_counts_toward": "What counts",
+    "standup_members": "Team members",
+    "standup_no_crm_user": "No user of this CRM has the e-mail {email}: nothing can be counted for this member.",
+    "standup_logged_count": "{count} counted since {since}",
+    "standup_sprint_part": "{done} toward the commitment in this sprint",
+    "standup_nothing_logged": "Nothing logged since the last working day counts toward this sprint.",
+    "standup_blocked": "Blocked or overdue ({count})",
+    "standup_more_problems": "{count} more on the hygiene page",
+    "standup_no_problems": "No open opportunity with a problem.",
+    "standup_explained": (
+        "Counted: the records the last computation credited to the member for the sprint's commitment or a key"
+        " result it serves, dated from 00:00 UTC of the last working day to the end of the stand-up's day. Burn-down:"
+        " committed minus what the commitment counted up to each day's end; ideal: committed × days left ÷ sprint"
+        " days. Blocked or overdue: the hygiene findings on the member's open opportunities."
+    ),
+    "burn_down": "Burn-down",
+    "burn_down_title": "Burn-down: {commitment}",
+    "burn_down_days": "Day by day",
+    "burn_down_none": "No burn-down: the commitment is not a count or a sum.",
+    "legend_remaining": "Remaining",
+    "legend_ideal": "Ideal",
+    "day": "Day",
+    "kind_call": "Call",
+    "kind_email": "E-mail",
+    "kind_meeting": "Meeting",
+    "kind_task": "Task",
+    "kind_note": "Note",
 }
 
 DE: dict[str, str] = {
@@ -620,6 +663,52 @@ DE: dict[str, str] = {
     "objectives_all_linked": "Jedes Objective zahlt auf ein Unternehmensziel ein.",
     "objectives_unknown_goal": "Objectives, die ein nicht vorhandenes Ziel nennen",
     "objectives_unknown_goal_hint": "Ihr Ziel gibt es nicht mehr: korrigieren Sie serves: im Mapping.",
+    # the daily stand-up
+    "standup_title": "Daily Stand-up",
+    "standup_link": "Daily Stand-up",
+    "standup_open": "Wer seit dem letzten Arbeitstag was getan hat, Burn-down, Blockiertes",
+    "standup_normal_view": "Normale Ansicht",
+    "standup_projector_view": "Beamer-Ansicht",
+    "standup_no_sprint": "Am {day} läuft kein Sprint: das Stand-up begleitet einen laufenden Sprint.",
+    "standup_last_sprint": "Letzter Sprint: {name}, {start} – {end}",
+    "standup_next_sprint": "Nächster Sprint: {name}, {start} – {end}",
+    "standup_open_day": "Stand-up vom {day}",
+    "standup_sprint_day": "Tag {n} von {days}",
+    "standup_since": "seit {since}, dem letzten Arbeitstag",
+    "standup_by_calendar": "nach dem Teamkalender",
+    "standup_by_weekdays": "Montag bis Freitag",
+    "standup_done": "Erledigt",
+    "standup_remaining": "Offen",
+    "standup_counts_toward": "Was zählt",
+    "standup_members": "Teammitglieder",
+    "standup_no_crm_user": (
+        "Kein Nutzer dieses CRM hat die E-Mail {email}: für dieses Mitglied kann nichts gezählt werden."
+    ),
+    "standup_logged_count": "{count} gezählt seit {since}",
+    "standup_sprint_part": "{done} zur Zusage in diesem Sprint",
+    "standup_nothing_logged": "Seit dem letzten Arbeitstag wurde nichts erfasst, das für diesen Sprint zählt.",
+    "standup_blocked": "Blockiert oder überfällig ({count})",
+    "standup_more_problems": "{count} weitere auf der Hygiene-Seite",
+    "standup_no_problems": "Keine offene Opportunity mit einem Problem.",
+    "standup_explained": (
+        "Gezählt: die Datensätze, die die letzte Berechnung dem Mitglied für die Zusage des Sprints oder ein Key"
+        " Result, dem der Sprint dient, gutgeschrieben hat, datiert ab 00:00 UTC des letzten Arbeitstags bis zum"
+        " Ende des Stand-up-Tages. Burn-down: Zusage minus das, was die Zusage bis zum Ende jedes Tages zählte;"
+        " ideal: Zusage × verbleibende Tage ÷ Sprinttage. Blockiert oder überfällig: die Hygiene-Befunde zu den offenen"
+        " Opportunities des Mitglieds."
+    ),
+    "burn_down": "Burn-down",
+    "burn_down_title": "Burn-down: {commitment}",
+    "burn_down_days": "Tag für Tag",
+    "burn_down_none": "Kein Burn-down: die Zusage ist keine Anzahl und keine Summe.",
+    "legend_remaining": "Offen",
+    "legend_ideal": "Ideal",
+    "day": "Tag",
+    "kind_call": "Anruf",
+    "kind_email": "E-Mail",
+    "kind_meeting": "Meeting",
+    "kind_task": "Aufgabe",
+    "kind_note": "Notiz",
 }
 
 LANGUAGES: dict[str, dict[str, str]] = {"en": EN, "de": DE}

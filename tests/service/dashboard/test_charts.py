@@ -76,3 +76,22 @@ def test_labels_are_escaped() -> None:
     chart = charts.burn_up(_weekly([1]), window_start=START, window_end=END, baseline=0, target=2)
     drawn = charts.svg(chart, title="<script>alert(1)</script>", legend={**LEGEND, "actual": "<b>"}, shown=str)
     assert "<script>" not in drawn and "&lt;script&gt;" in drawn and "&lt;b&gt;" in drawn
+
+
+def test_the_burn_down_runs_from_committed_to_zero_and_escapes_its_labels() -> None:
+    """Ideal: committed at the sprint's start to 0 at the end of its last day; actual: committed, then what remains
+    after each day so far (here the team did more than it committed: the axis reaches below 0)."""
+    svg = charts.burn_down_svg(
+        [8, 5, -2], committed=10, days=10, first_day="2026-08-24", last_day="2026-09-04",
+        title="Burn-down: <10 meetings>", legend={"actual": "Remaining", "ideal": "Ideal"}, shown=lambda v: f"{v:g}",
+    )  # fmt: skip
+    root = ET.fromstring(str(svg))
+    assert root.find(f"{SVG}title").text == "Burn-down: <10 meetings>"  # type: ignore[union-attr]
+    ideal = root.find(f"{SVG}line[@class='ideal']")
+    assert ideal is not None
+    points = [tuple(map(float, p.split(","))) for p in root.find(f"{SVG}polyline").get("points", "").split()]  # type: ignore[union-attr]
+    assert len(points) == 4 and points[0] == (float(ideal.get("x1", "")), float(ideal.get("y1", "")))
+    assert float(ideal.get("x2", "")) > points[-1][0] > points[0][0]  # three of ten days drawn
+    zero = float(ideal.get("y2", ""))  # the ideal ends at 0
+    assert points[-1][1] > zero > points[1][1]  # -2 below the zero line, 8 above it
+    assert [x for x, _y in points] == sorted(x for x, _y in points)
