@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -31,6 +31,7 @@ from connectors.records import CanonicalRecord, Deletion, SkippedRecord
 from service.kit.db import analyze, utcnow
 from service.sync import repository
 from service.sync.models import SyncRun, SyncState
+from service.sync.read_ahead import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -197,33 +198,34 @@ def _sync_stream(
         since = _since(connector, state)
 
     began: datetime | None = None  # the CRM's time this read began, when the connector says (Page.began_at)
-    for page in connector.pages(stream, since=since):
-        began = began or getattr(page, "began_at", None)
-        with Session(engine, expire_on_commit=False) as session:
-            written, deleted, back = _store_page(
-                session,
-                page,
-                kind=kind,
-                connection_id=connection_id,
-                seen_at=full_started_at,
-                run_id=run.run_id,
-                # a page may bring records of another CRM object (Salesforce: activities whose relations changed)
-                stream=getattr(page, "crm_object", None) or stream,
-                detach=detach,
-            )
-            state = repository.get_state(session, connection_id=connection_id, stream=stream)
-            if page.cursor and (state.cursor_at is None or page.cursor > (state.cursor_at, state.cursor_id or "")):
-                state.cursor_at, state.cursor_id = page.cursor
-            state.updated_at = utcnow()
-            session.commit()
-        if back:
-            run.revived.setdefault(stream, set()).update(back)
-        counts.fetched += len(page.records) + len(page.skipped)
-        counts.written += written
-        counts.skipped += len(page.skipped)
-        counts.deleted += deleted
-        if progress:
-            progress(stream, counts.fetched, max(page.total_size, counts.fetched))
+    with closing(read_ahead(connector.pages(stream, since=since), name=f"okrsync-read-{stream}")) as pages:
+        for page in pages:
+            began = began or getattr(page, "began_at", None)
+            with Session(engine, expire_on_commit=False) as session:
+                written, deleted, back = _store_page(
+                    session,
+                    page,
+                    kind=kind,
+                    connection_id=connection_id,
+                    seen_at=full_started_at,
+                    run_id=run.run_id,
+                    # a page may bring records of another CRM object (Salesforce: activities whose relations changed)
+                    stream=getattr(page, "crm_object", None) or stream,
+                    detach=detach,
+                )
+                state = repository.get_state(session, connection_id=connection_id, stream=stream)
+                if page.cursor and (state.cursor_at is None or page.cursor > (state.cursor_at, state.cursor_id or "")):
+                    state.cursor_at, state.cursor_id = page.cursor
+                state.updated_at = utcnow()
+                session.commit()
+            if back:
+                run.revived.setdefault(stream, set()).update(back)
+            counts.fetched += len(page.records) + len(page.skipped)
+            counts.written += written
+            counts.skipped += len(page.skipped)
+            counts.deleted += deleted
+            if progress:
+                progress(stream, counts.fetched, max(page.total_size, counts.fetched))
 
     with Session(engine, expire_on_commit=False) as session:
         state = repository.get_state(session, connection_id=connection_id, stream=stream)
