@@ -455,6 +455,9 @@ def save_key_result(
     form = _builder_form(fields)
     step = _one(fields, "step")
     draft = _get(session, draft_id)
+    if found.caller.role is Role.lead and found.caller.team != draft.team:  # as for a save: not their team's draft
+        raise access.PageError(403, "forbidden_heading", detail=f"this lead token is for team {found.caller.team}, "
+                               f"not {draft.team}")  # fmt: skip
     if step == "fields":
         return _draft_page(request, session, found, lang, draft, kr_form=form)
     if step == "preview":

@@ -91,6 +91,8 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
 
                 # the rep opens the draft from the header's Planning link
                 rep = _logged_in(browser, base, rep_token, "/dashboard")
+                console: list[str] = []
+                rep.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
                 rep.get_by_role("link", name="Planning", exact=True).click()
                 expect(rep).to_have_url(f"{base}/dashboard/planning")
                 opening = rep.locator("form#open-draft")
@@ -133,6 +135,11 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
 
                 _build(rep, objective=DOORS, title="100 outbound calls", target="100",
                        conditions=[("activity_kind", "eq", "call"), ("direction", "eq", "outbound")])  # fmt: skip
+                # the builder's script (a static file, under the CSP) offers the chosen field's values and operators
+                value_2 = rep.locator("form#builder input[name=value_2]")
+                expect(value_2).to_have_attribute("list", "values-direction")
+                expect(rep.locator("datalist#values-direction option[value=outbound]")).to_have_count(1)
+                expect(rep.locator("form#builder select[name=op_2] option[value=gt]")).to_have_count(0)  # text field
                 rep.locator("form#builder").get_by_role("button", name="Save the key result").click()
                 expect(rep.get_by_text("Draft saved.")).to_be_visible()
 
@@ -180,6 +187,7 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 expect(rep.get_by_text("Draft saved.")).to_be_visible()
                 expect(rep.locator("#kr-100-outbound-calls")).to_contain_text("120 outbound calls")
                 _shot(rep, "08-edited")
+                assert console == [], console  # no CSP violation, no script error
                 rep.get_by_role("button", name="Send to review").click()
                 expect(rep.get_by_text("The draft was sent to review.")).to_be_visible()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -64,6 +65,10 @@ class Site:
 
 @pytest.fixture
 def site(engine: Engine) -> Iterator[Site]:
+    yield from _site(engine, Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+def _site(engine: Engine, settings: Settings) -> Iterator[Site]:
     world.build(engine)
     world.apply_and_compute(engine, world.mapping_text([MEETINGS]))  # the team's running cycle: Q3 2026
     with Session(engine) as session:
@@ -72,7 +77,7 @@ def site(engine: Engine) -> Iterator[Site]:
         tokens["lead"] = create_token(session, name="Lena (lead)", role=Role.lead, team=TEAM)[1]
         tokens["other_lead"] = create_token(session, name="Otto (lead)", role=Role.lead, team="Other team")[1]
         session.commit()
-    app = create_app(settings=Settings(_env_file=None), engine=engine, worker=False)  # type: ignore[call-arg]
+    app = create_app(settings=settings, engine=engine, worker=False)
     app.dependency_overrides[endpoints.now] = lambda: world.AS_OF
     with ThreadedServer(app) as http:
         found = Site(http.base_url, tokens, engine)
@@ -184,7 +189,8 @@ def test_a_draft_goes_from_the_rep_through_the_lead_to_an_applied_mapping(site: 
             f'action="/dashboard/planning/{draft_id}/approve"' not in other.get(f"/dashboard/planning/{draft_id}").text
         )
         for path, form in (("approve", {"reason": ""}), ("request-changes", {"body": "no"}),
-                           ("objectives", {"title": "Mine", "revision": "6"})):  # fmt: skip
+                           ("objectives", {"title": "Mine", "revision": "6"}),
+                           ("key-results", _kr_form(step="preview", revision="6"))):  # fmt: skip
             answer = other.post(f"/dashboard/planning/{draft_id}/{path}", data=form)
             assert answer.status_code == 403 and "team Other team" in unescape(answer.text), (path, answer.text)
 
@@ -353,3 +359,37 @@ def test_a_running_cycle_needs_a_reason_to_approve_and_the_refusal_is_shown(site
         approved = lead.post(f"/dashboard/planning/{draft_id}/approve", data={"reason": "More meetings"})
     assert approved.status_code == 303
     assert _stored(site, draft_id)["mapping_version"] == 2
+
+
+def test_a_preview_that_takes_too_long_says_so_in_the_page(engine: Engine) -> None:
+    settings = Settings(_env_file=None, serve={"preview_seconds": 0.000001})  # type: ignore[call-arg]
+    for site in _site(engine, settings):
+        draft_id = _with_a_key_result(site)
+        before = _stored(site, draft_id)
+        with site.browser("rep") as rep:
+            page = rep.get(f"/dashboard/planning/{draft_id}").text
+            typed = _kr_form(step="preview", title="Typed before the preview", revision=_revision(page, "builder"))
+            answer = rep.post(f"/dashboard/planning/{draft_id}/key-results", data=typed)
+        assert answer.status_code == 422
+        shown = answer.text[answer.text.index('id="preview-problem"') :]
+        assert "took longer than 1e-06 s" in shown and "narrow the key result&#39;s filters" in shown
+        assert 'value="Typed before the preview"' in answer.text
+        assert _stored(site, draft_id) == before  # nothing stored, nothing lost
+
+
+def test_the_draft_downloads_as_its_mapping_file_and_a_vanished_goal_is_named(site: Site) -> None:
+    draft_id = _with_a_key_result(site)
+    with site.browser("viewer") as viewer:
+        page = viewer.get(f"/dashboard/planning/{draft_id}").text
+        assert f'href="/dashboard/planning/{draft_id}/yaml"' in page
+        exported = viewer.get(f"/dashboard/planning/{draft_id}/yaml")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("application/yaml")
+    assert 'filename="world-team-q1-2027.yaml"' in exported.headers["content-disposition"]
+    assert yaml.safe_load(exported.text) == _stored(site, draft_id)["content"]
+    # the goal is deleted (nothing applied serves it yet): the draft still names it, and says it is gone
+    with httpx.Client(base_url=site.base_url, headers={"Authorization": f"Bearer {site.tokens['sales_ops']}"}) as ops:
+        assert ops.delete(f"/api/v1/goals/{GOAL['key']}").status_code == 200
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+    assert "Serves the company goal new-business-2026, which no longer exists: choose another one." in page
+    assert any(GOAL["key"] in p["message"] for p in _stored(site, draft_id)["problems"])
