@@ -15,17 +15,17 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, select
 
-from mappings.config import KEY_PATTERN
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.dashboard import access, i18n
+from service.dashboard import planning_forms as forms
 from service.dashboard.endpoints import Form, Lang, Now, PageRoute, Viewer, _one, _page
 from service.goals import service as goals
 from service.kit.auth import Role
@@ -41,8 +41,6 @@ from service.writeback.service import stage_connection
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], route_class=PageRoute, include_in_schema=False)
 DraftId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 ItemKey = Annotated[str, Query(max_length=64, pattern=r"^[a-z0-9_-]*$")]
-CONDITIONS = 3  # filter conditions the builder form offers
-BUILT_METRICS = ("count", "sum")  # the metric types the form builds; others are edited in the file
 NOTICES = {
     "created": "plan_created", "saved": "plan_saved", "removed": "plan_removed", "commented": "plan_commented",
     "submitted": "plan_submitted", "reviewed": "plan_reviewed", "changes": "plan_changes_requested",
@@ -63,12 +61,6 @@ def _caller(role: Role) -> Callable[[Request, Session, Settings], access.PageCal
 
 Rep = Annotated[access.PageCaller, Depends(_caller(Role.rep))]
 Leader = Annotated[access.PageCaller, Depends(_caller(Role.lead))]
-
-
-class FormProblem(ServiceError):
-    """Bad input in a form, named by field: nothing is saved, the form keeps what was typed."""
-
-    status = 422
 
 
 # ---------------------------------------------------------------------------------------------------- the list
@@ -101,31 +93,15 @@ def planning_list(
     return _list_page(request, session, found, lang, notice=notice)
 
 
-def _members(text: str) -> list[dict[str, str]]:
-    """``e-mail, name`` per line (the name may be left out)."""
-    members = []
-    for line in text.splitlines():
-        email, _, name = (part.strip() for part in line.partition(","))
-        if email:
-            members.append({"email": email, "name": name or email.split("@")[0]})
-    return members
-
-
-def _day(form: dict[str, str], name: str) -> date:
-    try:
-        return date.fromisoformat(form[name].strip())
-    except ValueError:
-        raise FormProblem(f"{name}: {form[name]!r} is not a day (YYYY-MM-DD)") from None
-
-
 @router.post("/planning/drafts")
 def create_draft(request: Request, session: SessionDep, found: Rep, fields: Form, lang: Lang, at: Now) -> Response:
     form = {n: _one(fields, n) for n in ("connection", "team", "cycle", "start", "end", "members")}
     try:
         connection = okrs.resolve_connection(session, form["connection"] or None)
         draft = planning.create(
-            session, connection=connection, team=form["team"], cycle=form["cycle"], start=_day(form, "start"),
-            end=_day(form, "end"), author=found.caller.name, now=at, members=_members(form["members"]) or None,
+            session, connection=connection, team=form["team"], cycle=form["cycle"], start=forms.day(form, "start"),
+            end=forms.day(form, "end"), author=found.caller.name, now=at,
+            members=forms.members(form["members"]) or None,
         )  # fmt: skip
     except ServiceError as exc:
         session.rollback()
@@ -154,58 +130,6 @@ def import_draft(request: Request, session: SessionDep, found: Rep, fields: Form
 # --------------------------------------------------------------------------------------------------- one draft
 
 
-def _objectives(content: dict[str, Any]) -> list[dict[str, Any]]:
-    return [o for o in content.get("objectives") or [] if isinstance(o, dict)]
-
-
-def _find_kr(content: dict[str, Any], kr_key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    for objective in _objectives(content):
-        for kr in objective.get("key_results") or []:
-            if isinstance(kr, dict) and kr.get("key") == kr_key:
-                return objective, kr
-    return None
-
-
-def _buildable(kr: dict[str, Any]) -> bool:
-    """Whether the builder form can show this key result as it is (else it is edited in the file)."""
-    found = kr.get("metric")
-    metric: dict[str, Any] = found if isinstance(found, dict) else {}
-    where = metric.get("where") or []
-    return (
-        metric.get("type") in BUILT_METRICS
-        and len(where) <= CONDITIONS
-        and all(isinstance(c, dict) and set(c) <= {"field", "op", "value"} for c in where)
-        and set(metric) <= {"type", "of", "field", "where"}
-        and set(kr) <= {"key", "title", "metric", "target", "baseline"}
-    )
-
-
-def _kr_form(objective_key: str, kr: dict[str, Any] | None) -> dict[str, str]:
-    """The builder form's values for a stored key result (or an empty one)."""
-    form = {"objective": objective_key, "original": "", "key": "", "title": "", "metric": "count",
-            "of": "activities", "sum_field": "", "target": "", "baseline": ""}  # fmt: skip
-    if kr is not None:
-        metric = kr.get("metric") or {}
-        form.update(original=str(kr.get("key") or ""), key=str(kr.get("key") or ""), title=str(kr.get("title") or ""),
-                    metric=str(metric.get("type") or "count"), of=str(metric.get("of") or "activities"),
-                    sum_field=str(metric.get("field") or ""), target=_text(kr.get("target")),
-                    baseline=_text(kr.get("baseline")))  # fmt: skip
-        for n, condition in enumerate(metric.get("where") or [], start=1):
-            value = condition.get("value")
-            form[f"field_{n}"] = str(condition.get("field") or "")
-            form[f"op_{n}"] = str(condition.get("op") or "eq")
-            form[f"value_{n}"] = ", ".join(map(str, value)) if isinstance(value, list) else _text(value)
-    return form
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else f"{value:.2f}".rstrip("0")
-    return str(value)
-
-
 def _draft_page(
     request: Request, session: Session, found: access.PageCaller, lang: str, draft: PlanDraft, *,
     status: int = 200, kr_form: dict[str, str] | None = None, objective_form: dict[str, str] | None = None,
@@ -218,9 +142,9 @@ def _draft_page(
     can_edit = open_for_edits and caller.may(Role.rep) and (caller.role is not Role.lead or caller.team == draft.team)
     can_lead = open_for_edits and caller.leads(draft.team)
     options = builder.options(session, connection) if can_edit else None
-    objectives = _objectives(draft.content)
+    objectives = forms.objectives(draft.content)
     if kr_form is None and objectives:
-        kr_form = _kr_form(str(objectives[0].get("key") or ""), None)
+        kr_form = forms.kr_form_of(str(objectives[0].get("key") or ""), None)
     record_fields = (options or {}).get("counted", {}).get((kr_form or {}).get("of", ""), [])
     all_ops = list(dict.fromkeys(op for f in record_fields for op in f["ops"]))
     for name in ("preview", "preview_problem"):
@@ -234,9 +158,9 @@ def _draft_page(
         goals={g.key: g.title for g in goals.listed(session)}, can_edit=can_edit, can_lead=can_lead,
         can_comment=open_for_edits and caller.may(Role.rep), options=options, kr_form=kr_form or {},
         objective_form=objective_form or {"original": "", "key": "", "title": "", "serves": ""},
-        items=planning.items(draft.content), buildable=_buildable, conditions=range(1, CONDITIONS + 1),
-        figure=lambda v: "–" if v is None else _text(v), all_ops=all_ops, reader_only=not caller.may(Role.rep),
-        active="nav_planning", **context,
+        items=planning.items(draft.content), buildable=forms.buildable, conditions=range(1, forms.CONDITIONS + 1),
+        figure=lambda v: "–" if v is None else forms.figure_text(v), all_ops=all_ops,
+        reader_only=not caller.may(Role.rep), active="nav_planning", **context,
     )  # fmt: skip
 
 
@@ -249,12 +173,12 @@ def draft_page(
     draft = _get(session, draft_id)
     notice = i18n.Translator(lang)(NOTICES[done]) if done in NOTICES else None
     kr_form = objective_form = None
-    if edit_kr and (found_kr := _find_kr(draft.content, edit_kr)) is not None:
-        kr_form = _kr_form(str(found_kr[0].get("key")), found_kr[1])
+    if edit_kr and (found_kr := forms.find_kr(draft.content, edit_kr)) is not None:
+        kr_form = forms.kr_form_of(str(found_kr[0].get("key")), found_kr[1])
     elif add_kr:
-        kr_form = _kr_form(add_kr, None)
+        kr_form = forms.kr_form_of(add_kr, None)
     if edit_objective:
-        objective = next((o for o in _objectives(draft.content) if o.get("key") == edit_objective), None)
+        objective = next((o for o in forms.objectives(draft.content) if o.get("key") == edit_objective), None)
         if objective is not None:
             title, serves = str(objective.get("title") or ""), str(objective.get("serves") or "")
             objective_form = {"original": edit_objective, "key": edit_objective, "title": title, "serves": serves}
@@ -321,14 +245,6 @@ def _edit(
 # -- objectives
 
 
-def _key(typed: str, title: str, what: str) -> str:
-    """The typed key, or one made from the title (lower case, digits, -)."""
-    key = typed.strip() or re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:64]
-    if not re.match(KEY_PATTERN, key):
-        raise FormProblem(f"{what} key: {key!r} is not a key (lower-case letters, digits, - and _; at most 64)")
-    return key
-
-
 @router.post("/planning/{draft_id}/objectives")
 def save_objective(
     request: Request, draft_id: DraftId, session: SessionDep, found: Rep, fields: Form, lang: Lang, at: Now
@@ -338,15 +254,15 @@ def save_objective(
     def change(content: dict[str, Any]) -> None:
         title = form["title"].strip()
         if not title:
-            raise FormProblem("objective title: must not be empty")
-        key = _key(form["key"], title, "objective")
+            raise forms.FormProblem("objective title: must not be empty")
+        key = forms.key_of(form["key"], title, "objective")
         objectives = content.setdefault("objectives", [])
-        taken = {o.get("key") for o in _objectives(content)} - {form["original"]}
+        taken = {o.get("key") for o in forms.objectives(content)} - {form["original"]}
         if key in taken:
-            raise FormProblem(f"objective key: {key!r} is taken by another objective of this draft")
-        current = next((o for o in _objectives(content) if o.get("key") == form["original"]), None)
+            raise forms.FormProblem(f"objective key: {key!r} is taken by another objective of this draft")
+        current = next((o for o in forms.objectives(content) if o.get("key") == form["original"]), None)
         if form["original"] and current is None:
-            raise FormProblem(f"objective {form['original']!r} is no longer in the draft: someone removed it")
+            raise forms.FormProblem(f"objective {form['original']!r} is no longer in the draft: someone removed it")
         if current is None:
             current = {"key_results": []}
             objectives.append(current)
@@ -372,77 +288,13 @@ def remove_objective(
     key = _one(fields, "key")
 
     def change(content: dict[str, Any]) -> None:
-        content["objectives"] = [o for o in _objectives(content) if o.get("key") != key]
+        content["objectives"] = [o for o in forms.objectives(content) if o.get("key") != key]
 
     return _edit(request, session, found, lang, draft_id, revision=_one(fields, "revision"), change=change, at=at,
                  kept={})  # fmt: skip
 
 
 # -- key results (the builder)
-
-
-def _number(text: str, what: str) -> float | int:
-    try:
-        value = float(text.strip().replace(",", "."))
-    except ValueError:
-        raise FormProblem(f"{what}: {text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise FormProblem(f"{what}: {text!r} is not a number")
-    return int(value) if value.is_integer() else value
-
-
-def key_result_of(form: dict[str, str], options: dict[str, Any]) -> dict[str, Any]:
-    """The key result the builder form describes, as in the mapping file; only what ``options`` offers is taken."""
-    title = form.get("title", "").strip()
-    if not title:
-        raise FormProblem("key result title: must not be empty")
-    if form.get("metric") not in BUILT_METRICS:
-        raise FormProblem(
-            f"metric type: {form.get('metric')!r} is not one the builder makes ({', '.join(BUILT_METRICS)})"
-        )
-    offered = {f["field"]: f for f in options["counted"].get(form.get("of", ""), [])}
-    if not offered:
-        raise FormProblem(f"counted record: {form.get('of')!r} is not one of {', '.join(options['counted'])}")
-    metric: dict[str, Any] = {"type": form["metric"], "of": form["of"]}
-    if form["metric"] == "sum":
-        field = form.get("sum_field", "")
-        if offered.get(field, {}).get("type") != "number" or "." in field:
-            raise FormProblem(f"summed field: choose a number field of the {form['of']} (not {field!r})")
-        metric["field"] = field
-    where = []
-    for n in range(1, CONDITIONS + 1):
-        field, op, value = form.get(f"field_{n}", ""), form.get(f"op_{n}", "") or "eq", form.get(f"value_{n}", "")
-        if not field:
-            continue
-        if field not in offered:
-            raise FormProblem(f"condition {n}: the builder offers no field {field!r} for {form['of']}")
-        if op not in offered[field]["ops"]:
-            raise FormProblem(f"condition {n}: {field} cannot be compared with {op!r} (its operators: "
-                              f"{', '.join(offered[field]['ops'])})")  # fmt: skip
-        condition: dict[str, Any] = {"field": field, "op": op}
-        if op in options["list_ops"]:
-            condition["value"] = [v.strip() for v in value.split(",") if v.strip()]
-        elif op not in options["no_value_ops"]:
-            if not value.strip():
-                raise FormProblem(f"condition {n}: {field} {op} needs a value")
-            typed = offered[field]["type"]
-            condition["value"] = _number(value, f"condition {n} ({field})") if typed == "number" else value.strip()
-        where.append(condition)
-    if where:
-        metric["where"] = where
-    kr: dict[str, Any] = {"key": _key(form.get("key", ""), title, "key result"), "title": title, "metric": metric}
-    if form.get("baseline", "").strip():
-        kr["baseline"] = _number(form["baseline"], "baseline")
-    kr["target"] = _number(form.get("target", ""), "target") if form.get("target", "").strip() else None
-    if kr["target"] is None:
-        raise FormProblem("target: say how much the key result aims for (a number)")
-    return kr
-
-
-def _builder_form(fields: dict[str, list[str]]) -> dict[str, str]:
-    names = ["objective", "original", "key", "title", "metric", "of", "sum_field", "target", "baseline", "revision"]
-    names += [f"{part}_{n}" for n in range(1, CONDITIONS + 1) for part in ("field", "op", "value")]
-    return {n: _one(fields, n) for n in names}
 
 
 @router.post("/planning/{draft_id}/key-results")
@@ -452,7 +304,7 @@ def save_key_result(
 ) -> Response:  # fmt: skip
     """The builder: ``step=fields`` shows the fields of the chosen record, ``step=preview`` the live values, anything
     else saves the key result into its objective."""
-    form = _builder_form(fields)
+    form = forms.builder_form(fields)
     step = _one(fields, "step")
     draft = _get(session, draft_id)
     if found.caller.role is Role.lead and found.caller.team != draft.team:  # as for a save: not their team's draft
@@ -466,20 +318,20 @@ def save_key_result(
     def change(content: dict[str, Any]) -> None:
         connection = session.get(CrmConnection, draft.connection_id)
         assert connection is not None
-        kr = key_result_of(form, builder.options(session, connection))
-        objective = next((o for o in _objectives(content) if o.get("key") == form["objective"]), None)
+        kr = forms.key_result_of(form, builder.options(session, connection))
+        objective = next((o for o in forms.objectives(content) if o.get("key") == form["objective"]), None)
         if objective is None:
-            raise FormProblem(f"objective {form['objective']!r} is not in the draft: add the objective first")
+            raise forms.FormProblem(f"objective {form['objective']!r} is not in the draft: add the objective first")
         taken = {k for k in planning.items(content)} - {form["original"]}
         if kr["key"] in taken:
-            raise FormProblem(f"key result key: {kr['key']!r} is taken in this draft")
-        if form["original"] and _find_kr(content, form["original"]) is None:
-            raise FormProblem(f"key result {form['original']!r} is no longer in the draft: someone removed it")
+            raise forms.FormProblem(f"key result key: {kr['key']!r} is taken in this draft")
+        if form["original"] and forms.find_kr(content, form["original"]) is None:
+            raise forms.FormProblem(f"key result {form['original']!r} is no longer in the draft: someone removed it")
         krs = objective.setdefault("key_results", [])
         at_index = next(
             (n for n, k in enumerate(krs) if isinstance(k, dict) and k.get("key") == form["original"]), None
         )
-        for other in _objectives(content):  # an edit may move it to another objective
+        for other in forms.objectives(content):  # an edit may move it to another objective
             other["key_results"] = [
                 k for k in other.get("key_results") or []
                 if not (form["original"] and isinstance(k, dict) and k.get("key") == form["original"])
@@ -499,7 +351,7 @@ def _preview(
     assert connection is not None
     draft_id = draft.id or 0
     try:
-        kr = key_result_of(form, builder.options(session, connection))
+        kr = forms.key_result_of(form, builder.options(session, connection))
         running, before = builder.preview(
             session, connection=connection, content=copy.deepcopy(draft.content), key_result=kr,
             today=at.date(), now=at, seconds=settings.serve.preview_seconds,
@@ -522,7 +374,7 @@ def remove_key_result(
     key = _one(fields, "key")
 
     def change(content: dict[str, Any]) -> None:
-        for objective in _objectives(content):
+        for objective in forms.objectives(content):
             objective["key_results"] = [
                 k for k in objective.get("key_results") or [] if not (isinstance(k, dict) and k.get("key") == key)
             ]
@@ -570,7 +422,7 @@ def submit(request: Request, draft_id: DraftId, session: SessionDep, found: Rep,
 
 def _rating(text: str, name: str) -> int:
     if text not in ("1", "2", "3", "4", "5"):
-        raise FormProblem(f"{name}: rate it 1 (poor) to 5 (good)")
+        raise forms.FormProblem(f"{name}: rate it 1 (poor) to 5 (good)")
     return int(text)
 
 

@@ -95,6 +95,8 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 rep.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
                 rep.get_by_role("link", name="Planning", exact=True).click()
                 expect(rep).to_have_url(f"{base}/dashboard/planning")
+                listed = Axe().run(rep)
+                assert listed.violations_count == 0, listed.generate_report()
                 opening = rep.locator("form#open-draft")
                 opening.get_by_label("CRM connection").select_option("salesforce/sandbox")
                 opening.locator("input[name=team]").fill(TEAM)
@@ -124,7 +126,7 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 rep.locator("form#builder").get_by_role("button", name="Preview the value").click()
                 preview = rep.locator("#preview")
                 expect(preview).to_be_visible()
-                expect(preview).to_contain_text("Now (the last days)")
+                expect(preview).to_contain_text("Now (the days up to today: the team has no running cycle)")
                 expect(preview).to_contain_text("suggested baseline")
                 live = preview.locator("dd").first.inner_text()
                 assert re.fullmatch(r"[\d,.]+", live) and float(live.replace(",", "")) > 0, live
@@ -223,5 +225,11 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 expect(company.locator("article.member-card").first).to_be_visible()
                 expect(company.locator("ul.logged > li").first).to_be_visible()
                 _shot(company, "12-standup")
+
+                # the approved draft reads in German too
+                lead.goto(f"{draft_url}?lang=de")
+                expect(lead.get_by_role("link", name="Zur Übersicht des Teams")).to_be_visible()
+                expect(lead.locator("#history")).to_contain_text("Änderungen erbeten")
+                _shot(lead, "13-approved-de")
             finally:
                 browser.close()

@@ -393,3 +393,62 @@ def test_the_draft_downloads_as_its_mapping_file_and_a_vanished_goal_is_named(si
         page = rep.get(f"/dashboard/planning/{draft_id}").text
     assert "Serves the company goal new-business-2026, which no longer exists: choose another one." in page
     assert any(GOAL["key"] in p["message"] for p in _stored(site, draft_id)["problems"])
+
+
+def test_refused_drafts_are_named_with_the_form_kept(site: Site) -> None:
+    overlapping = {**DRAFT, "cycle": "Autumn 2026", "start": "2026-09-01", "end": "2026-11-30"}
+    with site.browser("rep") as rep:
+        refused = rep.post("/dashboard/planning/drafts", data=overlapping)
+        assert refused.status_code == 409
+        text = unescape(refused.text)
+        assert "overlaps team World team's running cycle Q3 2026 (2026-07-01 – 2026-09-30)" in text
+        assert "start the next cycle on 2026-10-01 or later" in text
+        assert 'value="Autumn 2026"' in refused.text and 'value="2026-09-01"' in refused.text  # kept
+        bad_day = rep.post("/dashboard/planning/drafts", data={**DRAFT, "end": "31.03.2027"})
+        assert bad_day.status_code == 422 and "end: &#39;31.03.2027&#39; is not a day (YYYY-MM-DD)" in bad_day.text
+        bad_file = rep.post("/dashboard/planning/import", data={"connection": "salesforce/world", "yaml": "- a list"})
+        assert (
+            bad_file.status_code == 422 and "expected a mapping with version, team, cycle, objectives" in bad_file.text
+        )
+        assert "- a list</textarea>" in bad_file.text
+        assert "No draft yet" in rep.get("/dashboard/planning").text  # nothing was stored
+
+
+def test_objectives_are_edited_and_removed_with_their_key_results(site: Site) -> None:
+    draft_id = _with_a_key_result(site)
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}?edit_objective=new-customers").text
+        form = page[page.index('id="objective-form"') :]
+        assert 'name="original" value="new-customers"' in form and 'value="We open doors to new customers"' in form
+        assert f'<option value="{GOAL["key"]}" selected>' in form
+        edited = rep.post(f"/dashboard/planning/{draft_id}/objectives",
+                          data={"original": "new-customers", "key": "new-customers", "title": "Doors open",
+                                "serves": "", "revision": _revision(page, "objective-form")})  # fmt: skip
+        assert edited.status_code == 303
+    objective = _stored(site, draft_id)["content"]["objectives"][0]
+    assert objective["title"] == "Doors open" and "serves" not in objective and len(objective["key_results"]) == 1
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        assert "Serves no company goal yet." in page
+        revision = _revision(page, "objective-form")
+        removed = rep.post(f"/dashboard/planning/{draft_id}/key-results/remove",
+                           data={"key": "20-meetings-with-customers", "revision": revision})  # fmt: skip
+        assert removed.status_code == 303
+        stale = rep.post(f"/dashboard/planning/{draft_id}/objectives/remove",
+                         data={"key": "new-customers", "revision": revision})  # fmt: skip
+        assert stale.status_code == 409 and "saved by rep token" in stale.text
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        again = rep.post(f"/dashboard/planning/{draft_id}/objectives/remove",
+                         data={"key": "new-customers", "revision": _revision(page, "objective-form")})  # fmt: skip
+        assert again.status_code == 303
+    assert _stored(site, draft_id)["content"]["objectives"] == []
+
+
+def test_the_pages_read_in_german(site: Site) -> None:
+    draft_id = _with_a_key_result(site)
+    with site.browser("lead") as lead:
+        listed = lead.get("/dashboard/planning?lang=de").text
+        page = lead.get(f"/dashboard/planning/{draft_id}?lang=de").text
+    assert "Den nächsten Zyklus planen" in listed and "im Entwurf" in listed and ">Planung</a>" in listed
+    assert "Objectives und Key Results" in page and "Key Result zusammenstellen" in page
+    assert "Bewerten: 20 meetings with customers" in page and "Zahlt auf das Unternehmensziel ein: Win new" in page
