@@ -222,7 +222,7 @@ def _refused(exc: ServiceError) -> None:
 
 def _edit(
     request: Request, session: Session, found: access.PageCaller, lang: str, draft_id: int, *, revision: str,
-    change: Callable[[dict[str, Any]], None], at: datetime, kept: dict[str, Any],
+    change: Callable[[dict[str, Any]], None], at: datetime, kept: dict[str, Any], done: str = "saved",
 ) -> Response:  # fmt: skip
     """Apply ``change`` to the stored content and save it as the next revision; on a refusal, the page with the
     reason and the form (``kept``) as typed, carrying the current revision when the refusal was a newer save."""
@@ -239,7 +239,7 @@ def _edit(
             form["revision"] = str(draft.revision) if isinstance(exc, planning.DraftConflict) else revision
         return _draft_page(request, session, found, lang, draft, status=exc.status, problem=str(exc), **kept)
     session.commit()
-    return _done(draft_id, "saved")
+    return _done(draft_id, done)
 
 
 # -- objectives
@@ -291,7 +291,7 @@ def remove_objective(
         content["objectives"] = [o for o in forms.objectives(content) if o.get("key") != key]
 
     return _edit(request, session, found, lang, draft_id, revision=_one(fields, "revision"), change=change, at=at,
-                 kept={})  # fmt: skip
+                 kept={}, done="removed")  # fmt: skip
 
 
 # -- key results (the builder)
@@ -322,7 +322,7 @@ def save_key_result(
         objective = next((o for o in forms.objectives(content) if o.get("key") == form["objective"]), None)
         if objective is None:
             raise forms.FormProblem(f"objective {form['objective']!r} is not in the draft: add the objective first")
-        taken = {k for k in planning.items(content)} - {form["original"]}
+        taken = set(planning.items(content)) - {form["original"]}
         if kr["key"] in taken:
             raise forms.FormProblem(f"key result key: {kr['key']!r} is taken in this draft")
         if form["original"] and forms.find_kr(content, form["original"]) is None:
@@ -380,7 +380,7 @@ def remove_key_result(
             ]
 
     return _edit(request, session, found, lang, draft_id, revision=_one(fields, "revision"), change=change, at=at,
-                 kept={})  # fmt: skip
+                 kept={}, done="removed")  # fmt: skip
 
 
 # -- the conversation

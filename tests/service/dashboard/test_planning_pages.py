@@ -433,7 +433,7 @@ def test_objectives_are_edited_and_removed_with_their_key_results(site: Site) ->
         revision = _revision(page, "objective-form")
         removed = rep.post(f"/dashboard/planning/{draft_id}/key-results/remove",
                            data={"key": "20-meetings-with-customers", "revision": revision})  # fmt: skip
-        assert removed.status_code == 303
+        assert removed.status_code == 303 and removed.headers["location"].endswith("done=removed")
         stale = rep.post(f"/dashboard/planning/{draft_id}/objectives/remove",
                          data={"key": "new-customers", "revision": revision})  # fmt: skip
         assert stale.status_code == 409 and "saved by rep token" in stale.text
@@ -452,3 +452,17 @@ def test_the_pages_read_in_german(site: Site) -> None:
     assert "Den nächsten Zyklus planen" in listed and "im Entwurf" in listed and ">Planung</a>" in listed
     assert "Objectives und Key Results" in page and "Key Result zusammenstellen" in page
     assert "Bewerten: 20 meetings with customers" in page and "Zahlt auf das Unternehmensziel ein: Win new" in page
+
+
+def test_a_draft_whose_goal_vanished_in_review_is_not_approved_and_the_page_says_why(site: Site) -> None:
+    draft_id = _with_a_key_result(site)
+    with site.browser("rep") as rep:
+        assert rep.post(f"/dashboard/planning/{draft_id}/submit").status_code == 303
+    with httpx.Client(base_url=site.base_url, headers={"Authorization": f"Bearer {site.tokens['sales_ops']}"}) as ops:
+        assert ops.delete(f"/api/v1/goals/{GOAL['key']}").status_code == 200
+    with site.browser("lead") as lead:
+        refused = lead.post(f"/dashboard/planning/{draft_id}/approve", data={"reason": ""})
+    assert refused.status_code == 422
+    assert "does not apply any more" in refused.text and "company goal &#39;new-business-2026&#39;" in refused.text
+    stored = _stored(site, draft_id)
+    assert stored["status"] == "in_review" and stored["mapping_id"] is None
