@@ -197,6 +197,14 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 lead.goto(draft_url)
                 axe = Axe().run(lead)
                 assert axe.violations_count == 0, axe.generate_report()
+                for width in (1024, 390):  # a projector, a phone: nothing scrolls sideways
+                    lead.set_viewport_size({"width": width, "height": 900})
+                    widths = lead.evaluate(
+                        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+                    )
+                    assert widths[0] <= widths[1], f"the draft page at {width} px scrolls sideways: {widths}"
+                    _shot(lead, f"08b-review-{width}")
+                lead.set_viewport_size({"width": 1280, "height": 900})
                 lead.locator("form#approve").get_by_role("button", name="Approve").click()
                 expect(lead.get_by_text("Approved: the draft was applied as the team's mapping")).to_be_visible()
                 _shot(lead, "09-approved")
