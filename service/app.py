@@ -34,6 +34,7 @@ from service.dashboard.api import router as my_work_router
 from service.dashboard.company import router as company_router
 from service.dashboard.endpoints import STATIC_DIR
 from service.dashboard.endpoints import router as dashboard_router
+from service.dashboard.planning import router as planning_pages_router
 from service.goals.endpoints import router as goals_router
 from service.kit.errors import ServiceError
 from service.kit.limits import BodyLimit
@@ -177,6 +178,7 @@ def create_app(
     app.include_router(planning_router)
     app.include_router(my_work_router)
     app.include_router(company_router)
+    app.include_router(planning_pages_router)
     app.include_router(dashboard_router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")
     app.mount("/docs/static", StaticFiles(directory=DOCS_ASSETS), name="docs-static")

@@ -346,8 +346,16 @@ def approve(
         )
     connection = session.get(CrmConnection, draft.connection_id)
     assert connection is not None
-    loaded = okrs.load(export_yaml(draft.content), filename=f"draft-{draft.id}.yaml")
-    mapping, version = okrs.apply(session, loaded, connection=connection, author=caller.name, reason=reason, now=now)
+    try:  # it was valid when submitted; what it names may have changed since (a company goal deleted, a field gone)
+        loaded = okrs.load(export_yaml(draft.content), filename=f"draft-{draft.id}.yaml")
+        mapping, version = okrs.apply(session, loaded, connection=connection, author=caller.name, reason=reason,
+                                      now=now)  # fmt: skip
+    except MappingFileError as exc:
+        raise DraftRefused(
+            f"draft {draft.team} / {draft.cycle} does not apply any more: "
+            + "; ".join(str(p) for p in exc.problems)
+            + " — correct the draft and send it to review again"
+        ) from None
     draft.status = "approved"
     draft.mapping_id, draft.mapping_version = mapping.id, mapping.current_version
     session.add(draft)

@@ -30,9 +30,12 @@ class ServedSidecar:
             [sys.executable, "-m", "service.cli", *args], env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
-    def token(self, *, name: str, role: str, email: str | None = None) -> str:
-        """A new API token (``okrsync token create``), printed once on stdout and never on stderr."""
-        created = self.cli("token", "create", "--name", name, "--role", role, *(("--email", email) if email else ()))
+    def token(self, *, name: str, role: str, email: str | None = None, team: str | None = None) -> str:
+        """A new API token (``okrsync token create``; ``team`` for a lead), printed once on stdout, never on stderr."""
+        created = self.cli(
+            "token", "create", "--name", name, "--role", role, *(("--email", email) if email else ()),
+            *(("--team", team) if team else ()),
+        )  # fmt: skip
         assert created.returncode == 0, created.stderr
         token = created.stdout.strip()
         assert token.startswith("okr_") and token not in created.stderr

@@ -322,3 +322,24 @@ def test_the_builder_over_the_sandbox_org(engine: Engine, config: Any) -> None:
         types = next(f for f in options["counted"]["activities"] if f["field"] == "account.account_type")["values"]
         assert "Prospect" in types
         assert _offered_and_accepted(session, options, connection, "anna.berger@sandbox.okrsync.dev") >= 60
+
+
+def test_a_draft_that_stopped_validating_after_submit_is_refused_on_approval_not_a_500(api: Api) -> None:
+    """The company goal an objective serves is deleted while the draft is in review: approving names the problem
+    (422), the draft stays in review, nothing is applied."""
+    headers = {"Authorization": f"Bearer {api.tokens['sales_ops']}"}
+    goal = {"key": "win-2026", "title": "Win", "owner": "CEO", "measure": "120 customers", "period": "2026"}
+    assert httpx.post(f"{api.base_url}/api/v1/goals", json=goal, headers=headers).status_code == 201
+    draft = _draft(api)
+    path = f"/drafts/{draft['id']}"
+    content = _with_objectives(draft["content"])
+    content["objectives"][0]["serves"] = "win-2026"
+    assert api.ok("PUT", path, "rep", {"content": content, "revision": 1})["problems"] == []
+    api.ok("POST", f"{path}/submit", "rep")
+    assert httpx.delete(f"{api.base_url}/api/v1/goals/win-2026", headers=headers).status_code == 200
+    refused = api.call("POST", f"{path}/approve", "lead", {})
+    assert refused.status_code == 422, refused.text
+    assert "win-2026" in refused.text and "does not apply" in refused.text
+    stored = api.ok("GET", path, "viewer")
+    assert stored["status"] == "in_review" and stored["mapping_id"] is None
+    assert any("win-2026" in p["message"] for p in stored["problems"])
