@@ -101,7 +101,7 @@ def create_draft(request: Request, session: SessionDep, found: Rep, fields: Form
         draft = planning.create(
             session, connection=connection, team=form["team"], cycle=form["cycle"], start=forms.day(form, "start"),
             end=forms.day(form, "end"), author=found.caller.name, now=at,
-            members=forms.members(form["members"]) or None,
+            members=forms.members(form["members"]) or None, caller=found.caller,
         )  # fmt: skip
     except ServiceError as exc:
         session.rollback()
@@ -117,7 +117,7 @@ def import_draft(request: Request, session: SessionDep, found: Rep, fields: Form
     try:
         connection = okrs.resolve_connection(session, form["connection"] or None)
         draft = planning.import_yaml(
-            session, connection=connection, text=form["yaml"], author=found.caller.name, now=at
+            session, connection=connection, text=form["yaml"], author=found.caller.name, now=at, caller=found.caller
         )
     except ServiceError as exc:
         session.rollback()

@@ -70,7 +70,7 @@ def create_draft(body: schemas.DraftCreate, session: SessionDep, caller: Rep) ->
     connection = okrs.resolve_connection(session, body.connection)
     draft = planning.create(
         session, connection=connection, team=body.team, cycle=body.cycle, start=body.start, end=body.end,
-        author=caller.name, now=utcnow(), members=body.members,
+        author=caller.name, now=utcnow(), members=body.members, caller=caller,
     )  # fmt: skip
     session.commit()
     return _detail(session, draft)
@@ -80,7 +80,9 @@ def create_draft(body: schemas.DraftCreate, session: SessionDep, caller: Rep) ->
 def import_draft(body: schemas.DraftImport, session: SessionDep, caller: Rep) -> schemas.DraftDetail:
     """A draft from a mapping file (it may be incomplete: the problems say what is missing)."""
     connection = okrs.resolve_connection(session, body.connection)
-    draft = planning.import_yaml(session, connection=connection, text=body.yaml, author=caller.name, now=utcnow())
+    draft = planning.import_yaml(
+        session, connection=connection, text=body.yaml, author=caller.name, now=utcnow(), caller=caller
+    )
     session.commit()
     return _detail(session, draft)
 

@@ -109,6 +109,7 @@ def create(
     author: str,
     now: datetime,
     members: list[dict[str, Any]] | None = None,
+    caller: Caller | None = None,
 ) -> PlanDraft:
     """A new draft for a team's cycle. Team members, calendar, scoring and custom fields come from the team's latest
     mapping on the connection (``members`` when it has none); objectives start empty."""
@@ -130,11 +131,12 @@ def create(
             content["team"]["members"] = members
     content["cycle"] = {"name": cycle, "start": start.isoformat(), "end": end.isoformat()}
     content["objectives"] = []
-    draft = _new(session, connection=connection, content=content, author=author, now=now)
-    return draft
+    return _new(session, connection=connection, content=content, author=author, now=now, caller=caller)
 
 
-def import_yaml(session: Session, *, connection: CrmConnection, text: str, author: str, now: datetime) -> PlanDraft:
+def import_yaml(
+    session: Session, *, connection: CrmConnection, text: str, author: str, now: datetime, caller: Caller | None = None
+) -> PlanDraft:
     """A draft from a mapping file (as written: it may still be incomplete)."""
     content = content_of(text)
     team, cycle = content.get("team"), content.get("cycle")
@@ -142,13 +144,21 @@ def import_yaml(session: Session, *, connection: CrmConnection, text: str, autho
         raise DraftRefused("the file names no team (team: {name: …, members: […]})")
     if not isinstance(cycle, dict) or not str(cycle.get("name") or "").strip():
         raise DraftRefused("the file names no cycle (cycle: {name: …, start: …, end: …})")
-    return _new(session, connection=connection, content=content, author=author, now=now)
+    return _new(session, connection=connection, content=content, author=author, now=now, caller=caller)
 
 
 def _new(
-    session: Session, *, connection: CrmConnection, content: dict[str, Any], author: str, now: datetime
+    session: Session,
+    *,
+    connection: CrmConnection,
+    content: dict[str, Any],
+    author: str,
+    now: datetime,
+    caller: Caller | None = None,
 ) -> PlanDraft:
     team, cycle = str(content["team"]["name"]).strip(), str(content["cycle"]["name"]).strip()
+    if caller is not None:
+        _own_team(caller, team)
     assert connection.id is not None
     existing = repo.draft_for(session, connection_id=connection.id, team=team, cycle=cycle)
     if existing is not None:
@@ -216,18 +226,23 @@ def save(
     draft.content = content
     draft.revision += 1
     draft.updated_by, draft.updated_at = caller.name, now
-    if draft.status == "changes_requested":
-        draft.status = "drafting"
+    if draft.status in ("changes_requested", "in_review"):
+        draft.status = "drafting"  # changed content goes to review again: nobody approves what they did not see
     session.add(draft)
     session.flush()
     return draft
 
 
+def _own_team(caller: Caller, team: str) -> None:
+    """A lead token acts for its own team only (reps and sales ops for any)."""
+    if caller.role is Role.lead and caller.team != team:
+        raise NotYourTeam(f"this lead token is for team {caller.team}, not {team}")
+
+
 def _may_edit(draft: PlanDraft, caller: Caller) -> None:
     if not caller.may(Role.rep):
         raise NotYourTeam(f"editing a draft needs the role rep or higher (the token's role is {caller.role})")
-    if caller.role is Role.lead and caller.team != draft.team:
-        raise NotYourTeam(f"this lead token is for team {caller.team}, not {draft.team}")
+    _own_team(caller, draft.team)
     if draft.status == "approved":
         raise DraftConflict(
             f"draft {draft.team} / {draft.cycle} was approved and applied as mapping version {draft.mapping_version}:"
@@ -272,6 +287,7 @@ def comment(
 ) -> DraftEvent:
     if not caller.may(Role.rep):
         raise NotYourTeam(f"commenting needs the role rep or higher (the token's role is {caller.role})")
+    _own_team(caller, draft.team)
     if not body.strip():
         raise DraftRefused("a comment needs some text (body)")
     return _event(session, draft, caller, "comment", now, item=_item(draft, item), body=body.strip())

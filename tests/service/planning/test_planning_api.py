@@ -196,8 +196,26 @@ def test_who_may_do_what(api: Api) -> None:
     other = api.call("POST", f"{path}/approve", "other_lead", {})
     assert other.status_code == 403 and "team Other team" in other.text
     assert api.call("PUT", path, "other_lead", {"content": content, "revision": 2}).status_code == 403
+    # nor comment on it, nor open a draft for that team
+    assert api.call("POST", f"{path}/comments", "other_lead", {"body": "Looks good"}).status_code == 403
+    theirs = {"connection": "salesforce/world", "team": TEAM, "cycle": "Q2 2027", "start": "2027-04-01",
+              "end": "2027-06-30", "members": MEMBERS}  # fmt: skip
+    assert api.call("POST", "/drafts", "other_lead", theirs).status_code == 403
     # sales ops may review any team
     assert api.call("POST", f"{path}/request-changes", "sales_ops", {"body": "Fewer KRs"}).status_code == 200
+
+
+def test_a_save_during_review_sends_the_draft_back_to_drafting(api: Api) -> None:
+    """The lead approves only what was submitted: changed content must be sent to review again."""
+    draft = _draft(api)
+    path = f"/drafts/{draft['id']}"
+    content = _with_objectives(draft["content"])
+    api.ok("PUT", path, "rep", {"content": content, "revision": 1})
+    api.ok("POST", f"{path}/submit", "rep")
+    content["objectives"][0]["key_results"][0]["target"] = 5
+    assert api.ok("PUT", path, "rep", {"content": content, "revision": 2})["status"] == "drafting"
+    refused = api.call("POST", f"{path}/approve", "lead", {})
+    assert refused.status_code == 409 and "submit it first" in refused.text
 
 
 def test_two_people_saving_the_same_revision_the_second_is_refused_and_nothing_is_lost(api: Api) -> None:
