@@ -3,7 +3,8 @@ and per draft (``/dashboard/planning/{id}``) its objectives and key results as c
 the forms of whoever may act on it — thin routes over ``service.planning`` (the same rules as ``/api/v1/planning``).
 
 Reps and up edit (objectives; key results with the builder, no YAML: metric type, counted record, up to three
-filter conditions from the fields and values ``builder.options`` offers, target, baseline), preview a key result
+filter conditions from the fields and values ``builder.options`` offers — a ratio's numerator and denominator, a
+response time's inquiries or speed to lead's leads — the type's settings, target, baseline), preview a key result
 (its value in the running cycle and the cycle before), comment and send to review; the team's lead (or sales ops)
 rates each objective and key result, requests changes or approves. Every edit carries the revision its page was
 loaded with: a stale one (409) shows who saved in between and keeps what was typed in the form, which then carries

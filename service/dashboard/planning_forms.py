@@ -365,6 +365,7 @@ def key_result_of(
 
 def builder_form(fields: dict[str, list[str]]) -> dict[str, str]:
     form = {n: (fields.get(n) or [""])[-1] for n in (*FORM_NAMES, "revision")}
+    form["den_of"] = form["den_of"] or form["of"]  # just switched to ratio: the denominator's rows need a record
     if len(fields.get("rules") or []) > 1:  # the rules' checkboxes: one value each
         form["rules"] = ", ".join(v for v in fields["rules"] if v)
     return form

@@ -1,7 +1,7 @@
-// The key-result builder without a round trip: when a condition's field changes (the numerator's or the
-// denominator's rows alike), its operator list becomes that
-// field's operators and its value input offers that field's values (the datalist the page rendered). Without this
-// script the form works the same: "Show the fields of these records" renders them on the server.
+// The key-result builder without a round trip: when a condition's field changes (a ratio's numerator rows and its
+// denominator rows alike), its operator list becomes that field's operators and its value input offers that field's
+// values (the datalist the page rendered). Without this script the form works the same: "Show the fields of these
+// records" renders them on the server.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const builder = document.getElementById("builder");
