@@ -687,3 +687,18 @@ def test_without_calendar_rules_or_kam_the_builder_says_they_come_from_the_file(
         german = rep.get(f"/dashboard/planning/{draft_id}?lang=de").text
     assert "Ein Hygiene-Score kommt aus den Hygiene-Regeln" in german
     assert _stored(site, draft_id)["content"] == before["content"]
+
+
+@pytest.mark.parametrize("typed", [t[0] for t in BUILT], ids=[t[0]["metric"] for t in BUILT])
+def test_each_metric_type_previews_and_the_preview_stores_nothing(site: Site, typed: dict[str, str]) -> None:
+    draft_id = _imported_draft(site)
+    before = _stored(site, draft_id)
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        preview = rep.post(f"/dashboard/planning/{draft_id}/key-results",
+                           data={**typed, "step": "preview", "revision": _revision(page, "builder")})  # fmt: skip
+    assert preview.status_code == 200, unescape(preview.text)[-2000:]
+    shown = preview.text[preview.text.index('id="preview"') :]
+    assert "Now (Q3 2026)" in shown and "suggested baseline" in shown
+    assert dict(_builder_sent(preview.text))["title"] == typed["title"]
+    assert _stored(site, draft_id) == before
