@@ -3,7 +3,8 @@ and per draft (``/dashboard/planning/{id}``) its objectives and key results as c
 the forms of whoever may act on it — thin routes over ``service.planning`` (the same rules as ``/api/v1/planning``).
 
 Reps and up edit (objectives; key results with the builder, no YAML: metric type, counted record, up to three
-filter conditions from the fields and values ``builder.options`` offers, target, baseline), preview a key result
+filter conditions from the fields and values ``builder.options`` offers — a ratio's numerator and denominator, a
+response time's inquiries or speed to lead's leads — the type's settings, target, baseline), preview a key result
 (its value in the running cycle and the cycle before), comment and send to review; the team's lead (or sales ops)
 rates each objective and key result, requests changes or approves. Every edit carries the revision its page was
 loaded with: a stale one (409) shows who saved in between and keeps what was typed in the form, which then carries
@@ -145,8 +146,11 @@ def _draft_page(
     objectives = forms.objectives(draft.content)
     if kr_form is None and objectives:
         kr_form = forms.kr_form_of(str(objectives[0].get("key") or ""), None)
-    record_fields = (options or {}).get("counted", {}).get((kr_form or {}).get("of", ""), [])
+    counted = (options or {}).get("counted", {})
+    record_fields = counted.get(forms.condition_record(kr_form or {}), [])
+    den_fields = counted.get((kr_form or {}).get("den_of", ""), [])
     all_ops = list(dict.fromkeys(op for f in record_fields for op in f["ops"]))
+    den_ops = list(dict.fromkeys(op for f in den_fields for op in f["ops"]))
     for name in ("preview", "preview_problem"):
         context.setdefault(name, None)
     for name in ("comment_form", "review_form", "changes_form", "approve_form"):
@@ -159,7 +163,9 @@ def _draft_page(
         can_comment=open_for_edits and caller.may(Role.rep), options=options, kr_form=kr_form or {},
         objective_form=objective_form or {"original": "", "key": "", "title": "", "serves": ""},
         items=planning.items(draft.content), buildable=forms.buildable, conditions=range(1, forms.CONDITIONS + 1),
-        figure=lambda v: "–" if v is None else forms.figure_text(v), all_ops=all_ops,
+        figure=lambda v: "–" if v is None else forms.figure_text(v), all_ops=all_ops, den_ops=den_ops,
+        record_fields=record_fields, den_fields=den_fields, sections=forms.sections(draft.content),
+        statistics=forms.STATISTICS,
         reader_only=not caller.may(Role.rep), active="nav_planning", **context,
     )  # fmt: skip
 
@@ -318,7 +324,7 @@ def save_key_result(
     def change(content: dict[str, Any]) -> None:
         connection = session.get(CrmConnection, draft.connection_id)
         assert connection is not None
-        kr = forms.key_result_of(form, builder.options(session, connection))
+        kr = forms.key_result_of(form, builder.options(session, connection), content)
         objective = next((o for o in forms.objectives(content) if o.get("key") == form["objective"]), None)
         if objective is None:
             raise forms.FormProblem(f"objective {form['objective']!r} is not in the draft: add the objective first")
@@ -351,7 +357,7 @@ def _preview(
     assert connection is not None
     draft_id = draft.id or 0
     try:
-        kr = forms.key_result_of(form, builder.options(session, connection))
+        kr = forms.key_result_of(form, builder.options(session, connection), draft.content)
         running, before = builder.preview(
             session, connection=connection, content=copy.deepcopy(draft.content), key_result=kr,
             today=at.date(), now=at, seconds=settings.serve.preview_seconds,

@@ -1,11 +1,12 @@
 """Planning a cycle bottom-up in a real headless Chromium against a real ``okrsync serve --sandbox`` (issue 22's
 "Must show"): sales ops add a company goal; a rep opens a draft for a new team and builds two objectives with three
 key results using the builder (no YAML typed), one objective serving the goal, and sees the live value of a key
-result; sends it to review; the team's lead requests a change with a comment; the rep edits a key result and sends it
-again; the lead approves; the mapping is applied and computed (its overview shows the key results with values); the
-company page shows the team under its goal; the stand-up page of the running sprint shows the day's activities. The
-draft page passes axe-core. Screenshots of each step go to ``$OKRSYNC_ARTIFACTS/screenshots`` (default
-``build/artifacts``), named ``planning-*.png``."""
+result; adds a fourth, a ratio (numerator and denominator from condition rows); sends it to review; the team's lead
+requests a change with a comment; the rep edits a key result and sends it again; the lead approves; the mapping is
+applied and computed (its overview shows the key results with values); the company page shows the team under its
+goal; the stand-up page of the running sprint shows the day's activities. The draft page passes axe-core.
+Screenshots of each step go to ``$OKRSYNC_ARTIFACTS/screenshots`` (default ``build/artifacts``), named
+``planning-*.png``."""
 
 from __future__ import annotations
 
@@ -152,7 +153,18 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 _build(rep, objective=PIPELINE, title="10 new opportunities", conditions=[], target="10")
                 rep.locator("form#builder").get_by_role("button", name="Save the key result").click()
                 expect(rep.get_by_text("Draft saved.")).to_be_visible()
-                expect(rep.locator("article.kr-card")).to_have_count(3)
+                # a ratio: the numerator's and the denominator's condition rows, the target as a percentage
+                builder.locator("select[name=metric]").select_option("ratio")
+                builder.get_by_role("button", name="Show the fields of these records").click()
+                _build(rep, objective=PIPELINE, title="Half of the calls go out", target="50 %",
+                       conditions=[("activity_kind", "eq", "call"), ("direction", "eq", "outbound")])  # fmt: skip
+                builder.locator("select[name=den_field_1]").select_option("activity_kind")
+                expect(builder.locator("input[name=den_value_1]")).to_have_attribute("list", "den-values-activity_kind")
+                builder.locator("input[name=den_value_1]").fill("call")
+                builder.get_by_role("button", name="Save the key result").click()
+                expect(rep.get_by_text("Draft saved.")).to_be_visible()
+                expect(rep.locator("#kr-half-of-the-calls-go-out")).to_contain_text("0.5")
+                expect(rep.locator("article.kr-card")).to_have_count(4)
                 expect(rep.get_by_text("Nothing: the draft would apply as it is.")).to_be_visible()
                 _shot(rep, "05-three-key-results")
                 rep.get_by_role("button", name="Send to review").click()
@@ -211,7 +223,7 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 lead.get_by_role("link", name="Open the team's overview").click()
                 expect(lead).to_have_url(re.compile(rf"{base}/dashboard/\d+$"))
                 mapping_id = int(lead.url.rsplit("/", 1)[1])
-                for title in ("40 meetings", "120 outbound calls", "10 new opportunities"):
+                for title in ("40 meetings", "120 outbound calls", "10 new opportunities", "Half of the calls go out"):
                     expect(lead.get_by_role("link", name=title)).to_be_visible()
                 expect(lead.locator(".bar .fill").first).to_be_visible()
                 detail = httpx.get(f"{base}/api/v1/mappings/{mapping_id}", headers={"Authorization": f"Bearer {ops}"})

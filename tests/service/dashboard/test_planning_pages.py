@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from html import unescape
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -466,3 +467,238 @@ def test_a_draft_whose_goal_vanished_in_review_is_not_approved_and_the_page_says
     assert "does not apply any more" in refused.text and "company goal &#39;new-business-2026&#39;" in refused.text
     stored = _stored(site, draft_id)
     assert stored["status"] == "in_review" and stored["mapping_id"] is None
+
+
+# ------------------------------------------------------------------------------ the other metric types
+
+
+class _FormReader(HTMLParser):
+    """What a browser sends for the builder form as the page shows it: text and hidden inputs, ticked boxes, and each
+    select's selected option (else its first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, str]] = []
+        self._select: str | None = None
+        self._options: list[tuple[str, bool]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        if tag == "input" and found.get("name"):
+            if found.get("type") != "checkbox" or "checked" in found:
+                self.sent.append((found["name"], found.get("value", "")))
+        elif tag == "select":
+            self._select, self._options = found.get("name"), []
+        elif tag == "option" and self._select is not None:
+            self._options.append((found.get("value", ""), "selected" in found))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select" and self._select is not None:
+            chosen = [v for v, selected in self._options if selected] or [v for v, _ in self._options[:1]]
+            self.sent.extend((self._select, v) for v in chosen)
+            self._select = None
+
+
+def _builder_sent(html: str) -> list[tuple[str, str]]:
+    form = html[html.index('id="builder"') :]
+    reader = _FormReader()
+    reader.feed(form[: form.index("</form>")])
+    return reader.sent
+
+
+RULES = [{"type": "no_next_step", "name": "no-next-step"}, {"type": "close_date_past"}]
+KAM = {"accounts": {"where": [{"field": "custom.key_account", "op": "is_true"}]},
+       "criteria": [{"key": "contacts", "title": "Two contacts", "type": "distinct_contacts", "min": 2}]}  # fmt: skip
+
+
+def _imported_draft(site: Site) -> int:
+    """A draft imported from a file whose team has a calendar, hygiene rules and a kam section."""
+    content = yaml.safe_load(world.mapping_text([MEETINGS], hygiene={"rules": RULES}, kam=KAM))
+    content["cycle"] = {"name": "Q1 2027", "start": "2027-01-01", "end": "2027-03-31"}
+    content["team"]["calendar"] = {"time_zone": "Europe/Berlin"}
+    with site.browser("rep") as rep:
+        imported = rep.post("/dashboard/planning/import",
+                            data={"connection": "salesforce/world", "yaml": yaml.safe_dump(content)})  # fmt: skip
+    assert imported.status_code == 303, imported.text
+    draft_id = int(imported.headers["location"].split("/")[-1].split("?")[0])
+    assert _stored(site, draft_id)["problems"] == []
+    return draft_id
+
+
+def _typed(**typed: str) -> dict[str, str]:
+    """A builder form with no count condition: only what the case types."""
+    return {"objective": "objective", "field_1": "", "op_1": "", "value_1": "", **typed}
+
+
+BUILT = [
+    (
+        _typed(title="40 % of the calls lead to a meeting", metric="ratio", of="activities", field_1="activity_kind",
+               op_1="eq", value_1="meeting", den_of="activities", den_field_1="activity_kind", den_op_1="in",
+               den_value_1="meeting, call", baseline="20 %", target="0.4"),
+        {"key": "40-of-the-calls-lead-to-a-meeting", "title": "40 % of the calls lead to a meeting",
+         "metric": {"type": "ratio",
+                    "numerator": {"type": "count", "of": "activities",
+                                  "where": [{"field": "activity_kind", "op": "eq", "value": "meeting"}]},
+                    "denominator": {"type": "count", "of": "activities",
+                                    "where": [{"field": "activity_kind", "op": "in", "value": ["meeting", "call"]}]}},
+         "baseline": 0.2, "target": 0.4},
+        {"baseline": "0.2"},
+    ),
+    (
+        _typed(title="Customers hear back within 4 hours", metric="response_time", statistic="percentile",
+               percentile="75", hours="business", match="contact", field_1="account.account_type", op_1="eq",
+               value_1="Customer", baseline="24", target="4"),
+        {"key": "customers-hear-back-within-4-hours", "title": "Customers hear back within 4 hours",
+         "metric": {"type": "response_time", "statistic": "percentile", "percentile": 75, "hours": "business",
+                    "match": "contact",
+                    "inbound": [{"field": "account.account_type", "op": "eq", "value": "Customer"}]},
+         "baseline": 24, "target": 4, "direction": "lower"},
+        {},
+    ),
+    (
+        _typed(title="Web leads called within 4 hours", metric="speed_to_lead", statistic="share_within",
+               within_hours="4", hours="wall_clock", field_1="source", op_1="in", value_1="Web, Phone Inquiry",
+               target="90%"),
+        {"key": "web-leads-called-within-4-hours", "title": "Web leads called within 4 hours",
+         "metric": {"type": "speed_to_lead", "statistic": "share_within", "within_hours": 4,
+                    "leads": [{"field": "source", "op": "in", "value": ["Web", "Phone Inquiry"]}]},
+         "target": 0.9},
+        {"target": "0.9"},
+    ),
+    (
+        _typed(title="Customers recommend us", metric="manual", unit="NPS", baseline="20", target="40"),
+        {"key": "customers-recommend-us", "title": "Customers recommend us",
+         "metric": {"type": "manual", "unit": "NPS"}, "baseline": 20, "target": 40},
+        {},
+    ),
+    (
+        _typed(title="Every deal has a next step", metric="hygiene_score", rules="no-next-step", target="0.8"),
+        {"key": "every-deal-has-a-next-step", "title": "Every deal has a next step",
+         "metric": {"type": "hygiene_score", "rules": ["no-next-step"]}, "target": 0.8},
+        {},
+    ),
+    (
+        _typed(title="Key accounts looked after", metric="kam_criteria", min_score="0.75", target="60 %"),
+        {"key": "key-accounts-looked-after", "title": "Key accounts looked after",
+         "metric": {"type": "kam_criteria", "min_score": 0.75}, "target": 0.6},
+        {"target": "0.6"},
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("typed", "expected", "shown"), BUILT, ids=[t[0]["metric"] for t in BUILT])
+def test_each_metric_type_is_built_as_the_file_would_say_it_and_edited_again(
+    site: Site, typed: dict[str, str], expected: dict[str, Any], shown: dict[str, str]
+) -> None:
+    draft_id = _imported_draft(site)
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        fields = rep.post(f"/dashboard/planning/{draft_id}/key-results",
+                          data={**typed, "step": "fields", "revision": _revision(page, "builder")})  # fmt: skip
+        assert fields.status_code == 200
+        sent = dict(_builder_sent(fields.text))  # the inputs of this metric type are in the page now
+        assert {n for n, v in typed.items() if v} <= set(sent), {n for n, v in typed.items() if v} - set(sent)
+        saved = rep.post(f"/dashboard/planning/{draft_id}/key-results",
+                          data={**typed, "step": "save", "revision": _revision(page, "builder")})  # fmt: skip
+    assert saved.status_code == 303, unescape(saved.text)[-3000:]
+    stored = _stored(site, draft_id)
+    assert stored["content"]["objectives"][0]["key_results"][1] == expected
+    assert stored["problems"] == []  # the mapping validation accepts it as it is
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        card = page[page.index(f'id="kr-{expected["key"]}"') :]
+        assert "Edit with the builder" in card[: card.index("</article>")]  # buildable: no "change it in the file"
+        edit = rep.get(f"/dashboard/planning/{draft_id}?edit_kr={expected['key']}").text
+        sent_list = _builder_sent(edit)
+        sent = {n: ", ".join(v for k, v in sent_list if k == n) for n, _ in sent_list}
+        for name, value in typed.items():
+            if name not in ("field_1", "op_1", "value_1") or value:
+                assert sent[name] == shown.get(name, value), name
+        resent: dict[str, list[str]] = {"step": ["save"]}
+        for name, value in sent_list:
+            resent.setdefault(name, []).append(value)
+        again = rep.post(f"/dashboard/planning/{draft_id}/key-results", data=resent)
+    assert again.status_code == 303, unescape(again.text)[-3000:]
+    after = _stored(site, draft_id)
+    assert after["content"] == stored["content"] and after["revision"] == stored["revision"] + 1
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ({"metric": "response_time", "statistic": "percentile", "percentile": ""},
+         "percentile: statistic percentile needs the percentile, a number between 0 and 100"),
+        ({"metric": "response_time", "statistic": "percentile", "percentile": "150"},
+         "percentile: 150 is outside 0–100"),
+        ({"metric": "speed_to_lead", "statistic": "share_within", "within_hours": ""},
+         "within hours: statistic share_within needs the limit in hours"),
+        ({"metric": "speed_to_lead", "statistic": "mean"}, "statistic: choose one of median, p90, percentile"),
+        ({"metric": "ratio", "den_of": "activities", "target": "2"},
+         "target: 2 is not a share: type a fraction 0–1 (0.8) or a percentage (80 %)"),
+        ({"metric": "ratio", "den_of": "activities", "den_field_1": "raw.Secret__c", "den_op_1": "eq",
+          "den_value_1": "x"}, "denominator condition 1: the builder offers no field &#39;raw.Secret__c&#39;"),
+        ({"metric": "hygiene_score", "rules": "bogus"}, "hygiene rules: &#39;bogus&#39; is not a rule of this draft"),
+        ({"metric": "kam_criteria", "min_score": "0", "target": "0.5"},
+         "account score counted as met: 0 must be above 0"),
+    ],
+    ids=["no-percentile", "percentile-150", "no-within-hours", "bad-statistic", "ratio-target", "den-field",
+         "unknown-rule", "min-score-0"],
+)  # fmt: skip
+def test_bad_options_are_named_and_nothing_is_stored(site: Site, typed: dict[str, str], message: str) -> None:
+    draft_id = _imported_draft(site)
+    before = _stored(site, draft_id)
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        form = {**_kr_form(objective="objective", title="Typed with care", target="0.5"), **typed}
+        refused = rep.post(f"/dashboard/planning/{draft_id}/key-results",
+                           data={**form, "revision": _revision(page, "builder")})  # fmt: skip
+    assert refused.status_code == 422 and message in refused.text, refused.text[-2000:]
+    sent = dict(_builder_sent(refused.text))
+    assert sent["title"] == "Typed with care" and sent["metric"] == typed["metric"]  # kept as typed
+    for name in ("percentile", "within_hours", "min_score"):
+        if name in typed:
+            assert sent[name] == typed[name]
+    assert _stored(site, draft_id)["content"] == before["content"]
+
+
+def test_without_calendar_rules_or_kam_the_builder_says_they_come_from_the_file(site: Site) -> None:
+    draft_id = _with_a_key_result(site)  # opened in the dashboard: no calendar, hygiene or kam section
+    before = _stored(site, draft_id)
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        assert 'value="hygiene_score"' not in page and 'value="kam_criteria"' not in page
+        assert "A hygiene score comes from the hygiene rules of the mapping file&#39;s hygiene section" in page
+        assert "KAM criteria come from the key accounts and criteria of the mapping file&#39;s kam section" in page
+        waits = rep.post(
+            f"/dashboard/planning/{draft_id}/key-results",
+            data=_kr_form(step="fields", metric="response_time", revision=_revision(page, "builder")),
+        )
+        assert 'value="business"' not in waits.text and "this draft&#39;s team has none, so waits count" in waits.text
+        typed = _kr_form(metric="response_time", statistic="median", hours="business", field_1="", target="4",
+                         baseline="8", revision=_revision(page, "builder"))  # fmt: skip
+        business = rep.post(f"/dashboard/planning/{draft_id}/key-results", data=typed)
+        assert business.status_code == 422
+        assert "hours counted: business hours need the team&#39;s calendar" in business.text
+        hygiene = rep.post(
+            f"/dashboard/planning/{draft_id}/key-results",
+            data={**typed, "metric": "hygiene_score", "target": "0.8", "baseline": ""},
+        )
+        assert hygiene.status_code == 422 and "hygiene_score needs the hygiene rules" in hygiene.text
+        german = rep.get(f"/dashboard/planning/{draft_id}?lang=de").text
+    assert "Ein Hygiene-Score kommt aus den Hygiene-Regeln" in german
+    assert _stored(site, draft_id)["content"] == before["content"]
+
+
+@pytest.mark.parametrize("typed", [t[0] for t in BUILT], ids=[t[0]["metric"] for t in BUILT])
+def test_each_metric_type_previews_and_the_preview_stores_nothing(site: Site, typed: dict[str, str]) -> None:
+    draft_id = _imported_draft(site)
+    before = _stored(site, draft_id)
+    with site.browser("rep") as rep:
+        page = rep.get(f"/dashboard/planning/{draft_id}").text
+        preview = rep.post(f"/dashboard/planning/{draft_id}/key-results",
+                           data={**typed, "step": "preview", "revision": _revision(page, "builder")})  # fmt: skip
+    assert preview.status_code == 200, unescape(preview.text)[-2000:]
+    shown = preview.text[preview.text.index('id="preview"') :]
+    assert "Now (Q3 2026)" in shown and "suggested baseline" in shown
+    assert dict(_builder_sent(preview.text))["title"] == typed["title"]
+    assert _stored(site, draft_id) == before
