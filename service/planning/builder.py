@@ -71,7 +71,7 @@ PICKLISTS: dict[RecordType, tuple[str, ...]] = {
     RecordType.opportunity: ("stage", "forecast_category", "currency"),
     RecordType.account: ("account_type", "industry", "country"),
     RecordType.contact: ("title",),
-    RecordType.owner: ("title",),
+    RecordType.owner: ("title", "name", "email"),  # who: the team members by name or e-mail
     RecordType.lead: ("status", "source"),
 }
 MAX_VALUES = 100  # a field with more distinct values than this is typed in, not picked
