@@ -41,7 +41,7 @@ from mappings.validate import MappingFileError
 from service.compute.models import KeyResultValue
 from service.compute.repository import table
 from service.compute.service import compute as compute_mapping
-from service.crm.models import Account, Activity, Contact, CrmConnection, Lead, Opportunity, Owner
+from service.crm.models import CrmConnection
 from service.kit.errors import InvalidError, ServiceError
 from service.okrs import service as okrs
 from service.planning import repository as repo
@@ -57,14 +57,6 @@ METRICS = (
     KamCriteriaMetric,
     ManualMetric,
 )
-MODELS: dict[RecordType, Any] = {
-    RecordType.activity: Activity,
-    RecordType.opportunity: Opportunity,
-    RecordType.account: Account,
-    RecordType.contact: Contact,
-    RecordType.owner: Owner,
-    RecordType.lead: Lead,
-}
 # the fields whose values the builder lists (few distinct values: picklists); others are typed in
 PICKLISTS: dict[RecordType, tuple[str, ...]] = {
     RecordType.activity: ("activity_kind", "direction", "status"),
@@ -121,7 +113,7 @@ def _metric(model: Any) -> dict[str, Any]:
 
 
 def _values(session: Session, connection_id: int, record: RecordType, name: str) -> list[str]:
-    t = table(MODELS[record])
+    t = table(okrs.MODELS[record])  # the local model of each record type, as the validation reads it
     column = t.c[name]
     query = (
         select(column)
