@@ -257,7 +257,7 @@ def preview(
     values = []
     try:
         for spot in (running, before):
-            values.append(_one(session, connection, content, key_result, spot, today, now, seconds))
+            values.append(_one(session, connection, content, key_result, spot, now, seconds))
     finally:
         session.rollback()
     return values
@@ -269,7 +269,6 @@ def _one(
     content: dict[str, Any],
     key_result: dict[str, Any],
     spot: Window,
-    today: date,
     now: datetime,
     seconds: float,
 ) -> PreviewValue:

@@ -121,7 +121,7 @@ def create(
     latest = repo.latest_mapping(session, connection_id=connection.id or 0, team=team)
     content: dict[str, Any] = {"version": 1, "team": {"name": team, "members": members or []}}
     if latest is not None:
-        mapping, version = latest
+        _mapping, version = latest
         for key in ("scoring", "custom_fields"):
             if version.config.get(key):
                 content[key] = version.config[key]
