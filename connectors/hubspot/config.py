@@ -29,6 +29,19 @@ class HubSpotConfig(BaseModel):
         "associated with deals and companies (Enterprise portals; create them with `okrsync provision hubspot`). "
         "properties: okrsync properties on deals and companies only, for portals without custom objects.",
     )
+    leads: Literal["lifecycle", "object"] = Field(
+        default="lifecycle",
+        description="Where leads come from. lifecycle: contacts that became leads (hs_lifecyclestage_lead_date), "
+        "every portal. object: the leads object of Sales Hub Professional/Enterprise (scope crm.objects.leads.read); "
+        "a portal that refuses it is told once per run and read by lifecycle. Changing it needs one full sync.",
+    )
+    lead_converted_stages: list[str] = Field(
+        default_factory=lambda: ["qualified-stage-id"],
+        min_length=1,
+        description="Lead pipeline stage ids that mean converted (leads object only); the default pipeline's "
+        "'Qualified' stage is qualified-stage-id.",
+        examples=[["qualified-stage-id", "1841452734"]],
+    )
     lookback_seconds: int = Field(
         default=300, ge=0, description="Re-read this much before the cursor: search results lag behind writes."
     )

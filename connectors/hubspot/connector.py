@@ -51,7 +51,7 @@ from connectors.errors import (
 )
 from connectors.hubspot import mapping
 from connectors.hubspot.config import HubSpotConfig
-from connectors.hubspot.mapping import HubSpotRow, Pipelines, Stage
+from connectors.hubspot.mapping import LEAD_STREAM, HubSpotRow, LeadStages, Pipelines, Stage
 from connectors.records import CanonicalRecord, Contact, Deletion, SkippedRecord
 from connectors.retry import call_with_retries, retry_after_seconds
 
@@ -141,7 +141,6 @@ class HubSpotConnector:
     """Reads one HubSpot portal. ``api_calls`` counts the HTTP calls made (retries included)."""
 
     crm = "hubspot"
-    streams: tuple[str, ...] = mapping.STREAMS
     # archiving a company, deal or contact leaves the records associated with it, and HubSpot may still list the
     # associations: the sync clears references to a record it marks deleted itself
     links_outlive_deletes = True
@@ -172,6 +171,15 @@ class HubSpotConnector:
         self.server_time: datetime | None = None  # the Date header of the last answer
         self.guard = RateGuard(burst_share=config.burst_share, search_per_second=config.search_per_second)
         self._pipelines: Pipelines | None = None
+        # leads: the leads object (read before contacts, so that a portal refusing it has its contacts' leads read
+        # by lifecycle in the same run), else contacts by lifecycle stage
+        self._lead_object = config.leads == "object"
+        self._lead_stages: LeadStages | None = None
+        self.streams: tuple[str, ...] = (
+            tuple(s for name in mapping.STREAMS for s in ((LEAD_STREAM, name) if name == "contacts" else (name,)))
+            if self._lead_object
+            else mapping.STREAMS
+        )
 
     # -- what the sync engine asks -------------------------------------------------------------------------
     @property
@@ -264,6 +272,7 @@ class HubSpotConnector:
             self.guard.after(getattr(exc, "headers", None))
             body = _body(exc)
             error = self._translate(name, int(status), body)
+            error.http_status = int(status)  # type: ignore[attr-defined]
             if isinstance(error, RetriableError):
                 error.retry_after = retry_after_seconds(getattr(exc, "headers", None)) or self._window(body)
             raise error from None
@@ -401,18 +410,63 @@ class HubSpotConnector:
         props = list(mapping.PROPERTIES[stream]) + self._extra_properties(stream)
         if stream == "deals":
             props += self.pipelines().entered_properties()
+        if stream == LEAD_STREAM:
+            props += sorted(set(self.lead_stages().entered.values()))
         return props
+
+    def lead_stages(self) -> LeadStages:
+        """The portal's lead stages (labels from the lead pipelines) and, from its lead properties, the property
+        holding when a lead entered each converted stage (``mapping.entered_property``): two calls, once per
+        connector. A converted stage without such a property gives converted leads no conversion date: said once."""
+        if self._lead_stages is None:
+            answer = self._call("properties", partial(self._properties_api.get_all_with_http_info, LEAD_STREAM))
+            names = {prop.name for prop in answer.results}
+            pipelines = self._call("pipelines", lambda: self._pipelines_api.get_all_with_http_info(LEAD_STREAM))
+            labels = {stage.id: stage.label for pipeline in pipelines.results for stage in pipeline.stages}
+            converted = frozenset(self.config.lead_converted_stages)
+            unknown = sorted(converted - set(labels))
+            if unknown:
+                raise ConfigurationError(
+                    f"HubSpot's lead pipelines have no stage {', '.join(unknown)} — check "
+                    f"OKRSYNC_HUBSPOT__LEAD_CONVERTED_STAGES (stage ids: {', '.join(sorted(labels)) or 'none'})"
+                )
+            entered = {stage: found for stage in converted if (found := mapping.entered_property(stage, names))}
+            for stage in sorted(converted - set(entered)):
+                log.warning(
+                    "HubSpot lists no 'date entered' property of lead stage %s: its converted leads have no"
+                    " conversion date, so counts by converted_on miss them",
+                    stage,
+                )
+            self._lead_stages = LeadStages(labels=labels, converted=converted, entered=entered)
+        return self._lead_stages
 
     def pages(self, stream: str, *, since: datetime | None) -> Iterator[Page]:
         """Yield mapped pages of ``stream`` (all when ``since`` is None: list API; else search from ``since``)."""
         if stream == "owners":
             yield from self._owner_pages()
             return
+        if stream == LEAD_STREAM:
+            if not self._lead_object:
+                return
+            try:
+                self.lead_stages()
+            except (AuthenticationError, FatalError) as exc:
+                if getattr(exc, "http_status", None) not in (403, 404):
+                    raise
+                log.warning(
+                    "HubSpot does not let okrsync read the leads object (%s): this run reads leads from contacts by"
+                    " lifecycle stage. Add scope crm.objects.leads.read to the private app (Sales Hub Professional or"
+                    " Enterprise), or set OKRSYNC_HUBSPOT__LEADS=lifecycle",
+                    str(exc)[:160],
+                )
+                self._lead_object = False
+                return
         started = self._cursor_limit()
         batch: list[HubSpotRow] = []
         props = self._properties(stream)  # here, not in the prefetch thread: it may call (pipelines, properties)
+        inline = () if stream in mapping.NOT_INLINE else mapping.ASSOCIATIONS.get(stream, ())
         source = (
-            self._list_rows(stream, props=props, associations=mapping.ASSOCIATIONS.get(stream, ()))
+            self._list_rows(stream, props=props, associations=inline)
             if since is None
             else self._search_rows(stream, since, props=props)
         )
@@ -545,6 +599,9 @@ class HubSpotConnector:
         pipelines = self.pipelines() if stream == "deals" else Pipelines()
         for row in rows:
             try:
+                if stream == LEAD_STREAM:
+                    page.records.append(mapping.lead_record(row, self.lead_stages()))
+                    continue
                 record = mapping.to_record(row, pipelines)
                 if stream == "deals" and self.config.close_date_pushes_property:
                     pushes = mapping.push_count(row.properties.get(self.config.close_date_pushes_property))
@@ -552,7 +609,7 @@ class HubSpotConnector:
                 page.records.append(record)
                 if stream == "deals":
                     page.records.extend(mapping.deal_contacts(row, record.modified_at))
-                if stream == "contacts" and isinstance(record, Contact):
+                if stream == "contacts" and isinstance(record, Contact) and not self._lead_object:
                     lead = mapping.contact_lead(row, record)
                     page.records.extend([lead] if lead else [])
             except SkippableError as exc:
@@ -571,10 +628,9 @@ class HubSpotConnector:
         """The records ``ids`` of ``stream`` as they are now, with their associations (batch read, 100 per call):
         a webhook's targeted refresh. Ids the portal no longer lists (archived, merged away) come back as
         deletions. Owners have no batch read (nor a webhook that names one): an incremental sync reads them."""
-        if stream not in mapping.OBJECT_STREAMS:
-            raise ValueError(
-                f"HubSpot {stream!r} records cannot be fetched by id; fetch one of {', '.join(mapping.OBJECT_STREAMS)}"
-            )
+        fetchable = (*mapping.OBJECT_STREAMS, LEAD_STREAM) if self._lead_object else mapping.OBJECT_STREAMS
+        if stream not in fetchable:
+            raise ValueError(f"HubSpot {stream!r} records cannot be fetched by id; fetch one of {', '.join(fetchable)}")
         props = self._properties(stream)
         rows: list[HubSpotRow] = []
         unique = sorted(set(ids))
@@ -594,6 +650,8 @@ class HubSpotConnector:
         re-stamps none of them, so no incremental search returns them)."""
         found: dict[str, set[str]] = {}
         for owner, to_types in mapping.ASSOCIATIONS.items():
+            if owner == LEAD_STREAM and not self._lead_object:
+                continue
             if stream in to_types and ids:
                 links = self.associations(stream, owner, sorted(set(ids)))
                 ids_there = {link.to_id for linked in links.values() for link in linked}

@@ -32,8 +32,13 @@ from connectors.records import (
 ENGAGEMENTS = ("calls", "emails", "meetings", "notes", "tasks")
 OBJECT_STREAMS = ("companies", "contacts", "deals", *ENGAGEMENTS)
 STREAMS = ("owners", *OBJECT_STREAMS)
+# Sales Hub Professional/Enterprise portals have a leads object (objectTypeId 0-136, scope crm.objects.leads.read):
+# read as the stream "leads" when the connection says so (HubSpotConfig.leads = "object"); every other portal's
+# leads are contacts by lifecycle stage (contact_lead). https://developers.hubspot.com/docs/api-reference/crm-leads-v3/guide
+LEAD_STREAM = "leads"
 KINDS = {
     "owners": "owner",
+    LEAD_STREAM: "lead",
     "companies": "account",
     "contacts": "contact",
     "deals": "opportunity",
@@ -41,7 +46,7 @@ KINDS = {
 }
 
 # Contacts carry their change stamp in `lastmodifieddate`; every other object in `hs_lastmodifieddate`.
-MODIFIED = {t: "lastmodifieddate" if t == "contacts" else "hs_lastmodifieddate" for t in OBJECT_STREAMS}
+MODIFIED = {t: "lastmodifieddate" if t == "contacts" else "hs_lastmodifieddate" for t in (*OBJECT_STREAMS, LEAD_STREAM)}
 
 PROPERTIES: dict[str, list[str]] = {
     "companies": [
@@ -127,6 +132,16 @@ PROPERTIES: dict[str, list[str]] = {
         "hs_createdate",
         "hs_lastmodifieddate",
     ],
+    # the lead's date of entering a converted stage is added per portal (lead_converted_properties): its name carries
+    # a suffix only the portal's property list tells
+    LEAD_STREAM: [
+        "hs_lead_name",
+        "hs_pipeline",
+        "hs_pipeline_stage",
+        "hubspot_owner_id",
+        "hs_createdate",
+        "hs_lastmodifieddate",
+    ],
     "notes": ["hs_timestamp", "hs_note_body", "hubspot_owner_id", "hs_createdate", "hs_lastmodifieddate"],
     "tasks": [
         "hs_timestamp",
@@ -145,7 +160,12 @@ ASSOCIATIONS: dict[str, tuple[str, ...]] = {
     "contacts": ("companies",),
     "deals": ("companies", "contacts"),
     **{e: ("companies", "deals", "contacts") for e in ENGAGEMENTS},
+    LEAD_STREAM: ("contacts", "companies"),
 }
+# Streams whose associations are read by the v4 batch read, not inline with the list page: the v3 list names inline
+# association types by name, and the lead's primary-contact and primary-company type names are not documented; the
+# v4 read gives their type ids (PRIMARY_TYPE).
+NOT_INLINE = frozenset({LEAD_STREAM})
 
 # The HUBSPOT_DEFINED association type that marks a record's primary company; the unlabelled type (deal → company
 # 341, contact → company 279) is listed beside it, and links come in no priority order. HubSpot's table of type ids
@@ -159,6 +179,12 @@ PRIMARY_COMPANY_TYPE: dict[str, int] = {"contacts": 1, "deals": 5}
 # (response shown in https://community.hubspot.com/t5/APIs-Integrations/Object-data-fetch-sorting-out-associations/td-p/658333;
 # the names match the v3 association types, https://developers.hubspot.com/docs/api-reference/crm-associations-v3/guide).
 INLINE_PRIMARY_COMPANY_TYPE: dict[str, str] = {"contacts": "contact_to_company", "deals": "deal_to_company"}
+
+# A lead's primary contact and primary company (HUBSPOT_DEFINED 578 and 580, from lead to contact/company). HubSpot
+# requires a lead to be associated with a contact on creation (https://developers.hubspot.com/docs/api-reference/crm-leads-v3/guide,
+# "Must be associated with an existing contact"); the type ids are the ones integrations create leads with (the
+# guide's example body does not print them): a lead without a link of these types takes its only (else lowest) one.
+PRIMARY_TYPE: dict[tuple[str, str], int] = {(LEAD_STREAM, "contacts"): 578, (LEAD_STREAM, "companies"): 580}
 
 
 @dataclass(frozen=True)
@@ -233,6 +259,7 @@ class HubSpotRow:
     archived: bool = False
     associations: dict[str, list[str]] = field(default_factory=dict)
     primary_company: str | None = None
+    primary_contact: str | None = None
 
     def raw(self) -> dict[str, Any]:
         raw = {
@@ -246,10 +273,15 @@ class HubSpotRow:
     def link(self, to_type: str, links: list[Link]) -> None:
         """Take the associations read for ``to_type``."""
         self.associations[to_type] = [link.to_id for link in links]
-        primary = PRIMARY_COMPANY_TYPE.get(self.object_type)
-        if to_type == "companies" and primary is not None:
+        primary = PRIMARY_TYPE.get((self.object_type, to_type))
+        if primary is None and to_type == "companies":
+            primary = PRIMARY_COMPANY_TYPE.get(self.object_type)
+        if primary is not None:
             marked = [link.to_id for link in links if ("HUBSPOT_DEFINED", primary) in link.types]
-            self.primary_company = marked[0] if marked else None
+            if to_type == "companies":
+                self.primary_company = marked[0] if marked else None
+            else:
+                self.primary_contact = marked[0] if marked else None
 
 
 def by_id(ids: list[str]) -> tuple[str, ...]:
@@ -517,6 +549,69 @@ def contact_lead(row: HubSpotRow, contact: Contact) -> Lead | None:
         contact_id=contact.external_id,
         account_id=contact.account_id,
     )
+
+
+@dataclass
+class LeadStages:
+    """What a lead's stage means in one portal: its label (lead pipelines API), whether it counts as converted
+    (``HubSpotConfig.lead_converted_stages``), and the property holding the time a lead entered each converted stage.
+
+    HubSpot keeps "date entered stage" properties for leads as ``hs_v2_date_entered_<stage id>``; a stage id that is
+    not a number (the default lead pipeline's ``qualified-stage-id``) has its hyphens made underscores and a suffix
+    only the portal knows appended (``hs_v2_date_entered_qualified_stage_id_233247981``), so the name is looked up
+    in the portal's lead properties (``entered_property``), never built."""
+
+    labels: dict[str, str] = field(default_factory=dict)
+    converted: frozenset[str] = frozenset()
+    entered: dict[str, str] = field(default_factory=dict)  # converted stage id -> its date-entered property
+
+
+def entered_property(stage_id: str, names: set[str]) -> str | None:
+    """The portal's "date entered" property of a lead stage among its property ``names``, or None: the exact
+    ``hs_v2_date_entered_<id>`` (numeric ids), else ``hs_v2_date_entered_<id with _ for ->_<digits>``; when several
+    carry a suffix, the one with the lowest suffix (a stable choice; the connector warns)."""
+    base = "hs_v2_date_entered_" + stage_id.replace("-", "_")
+    if base in names:
+        return base
+    suffixed = sorted(
+        (int(name[len(base) + 1 :]), name)
+        for name in names
+        if name.startswith(base + "_") and name[len(base) + 1 :].isdigit()
+    )
+    return suffixed[0][1] if suffixed else None
+
+
+def lead_record(row: HubSpotRow, stages: LeadStages) -> Lead:
+    """A record of the leads object as a canonical lead (``HubSpotConfig.leads = "object"``).
+
+    created: ``hs_createdate`` (when the lead was created: where speed to lead starts); status: the label of its
+    stage (``hs_pipeline_stage``), the stage id when the pipelines API does not list it; converted: its stage is one
+    of the converted stages, on the UTC date it entered that stage; ``contact_id``/``account_id``: its primary
+    contact and company (``PRIMARY_TYPE``). A lead has no source property HubSpot documents: ``source`` is empty
+    (filter on the contact's Original Source through ``contact.…`` is not offered either; see docs/metrics.md)."""
+    try:
+        row.properties = strip_nul(row.properties)
+        p = row.properties
+        stage = p.get("hs_pipeline_stage") or None
+        converted = stage in stages.converted
+        entered = stages.entered.get(stage or "")
+        contacts = by_id(row.associations.get("contacts") or [])
+        companies = by_id(row.associations.get("companies") or [])
+        return Lead(
+            **_common(row),
+            name=p.get("hs_lead_name") or None,
+            status=stages.labels.get(stage or "", stage),
+            owner_id=p.get("hubspot_owner_id") or None,
+            is_converted=converted,
+            converted_on=_date(p.get(entered)) if converted and entered else None,
+            contact_id=row.primary_contact or (contacts[0] if contacts else None),
+            account_id=row.primary_company or (companies[0] if companies else None),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+        raise SkippableError(f"leads {row.id}: {problems}") from exc
+    except (ValueError, TypeError) as exc:
+        raise SkippableError(f"leads {row.id}: {exc}") from exc
 
 
 def deal_contacts(row: HubSpotRow, modified_at: datetime) -> list[OpportunityContact]:

@@ -36,9 +36,10 @@ from connectors.sandbox.hubspot_portal import (
     format_timestamp,
     modified_property,
 )
-from connectors.sandbox.hubspot_schemas import ApiError, list_properties, resolve_kind
+from connectors.sandbox.hubspot_schemas import ApiError, list_properties
+from connectors.sandbox.hubspot_schemas import resolve_kind as _resolve_kind
 from connectors.sandbox.hubspot_search import SearchError, matcher, ordered
-from connectors.sandbox.hubspot_writes import add_write_routes
+from connectors.sandbox.hubspot_writes import add_write_routes, require_scopes
 
 SEARCH_RESULT_CAP = 10_000
 ASSOCIATIONS_PAGE = 500
@@ -174,6 +175,16 @@ def create_hubspot_router(portal: HubSpotPortal) -> APIRouter:
     """Routes of the HubSpot CRM API subset: objects list/get/search/batch read, associations v4, owners,
     pipelines."""
     router = APIRouter()
+
+    def resolve_kind(portal: HubSpotPortal, name: str) -> str:
+        """The object type of a path, refused with 403 MISSING_SCOPES for the leads object unless the token has
+        crm.objects.leads.read (https://developers.hubspot.com/docs/api-reference/crm-leads-v3/guide, "Scope
+        requirements"); the sandbox checks reads of leads only: every other read scope is granted."""
+        kind = _resolve_kind(portal, name)
+        if kind == "leads":
+            require_scopes(portal, "crm.objects.leads.read")
+        return kind
+
     searches: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
 
     def add(path: str, method: str, call: str, handler: Callable[[Request, Any], Any], search: bool = False) -> None:

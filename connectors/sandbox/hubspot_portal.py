@@ -36,7 +36,8 @@ from connectors.sandbox.hubspot_faults import HubSpotFaultPlan, RateLimiter
 from connectors.sandbox.hubspot_merges import Merge, Merges
 from connectors.sandbox.hubspot_schemas import CustomObjects, format_timestamp
 
-OBJECT_TYPES = ("deals", "companies", "contacts", "calls", "emails", "meetings", "notes", "tasks")
+# "leads" last: every other type keeps its id range (ids start at (index + 1) * 10,000,000)
+OBJECT_TYPES = ("deals", "companies", "contacts", "calls", "emails", "meetings", "notes", "tasks", "leads")
 # https://developers.hubspot.com/docs/guides/api/crm/understanding-the-crm#object-type-ids
 _TYPE_IDS = {
     "contacts": "0-1",
@@ -47,6 +48,9 @@ _TYPE_IDS = {
     "meetings": "0-47",
     "notes": "0-46",
     "tasks": "0-27",
+    # https://developers.hubspot.com/docs/api-reference/latest/crm/objects/leads/object-definition (Sales Hub
+    # Professional/Enterprise; scope crm.objects.leads.read)
+    "leads": "0-136",
 }
 _ALIASES = {
     **{name: name for name in OBJECT_TYPES},
@@ -63,6 +67,13 @@ ASSOCIATION_TYPE_IDS: dict[tuple[str, str], int] = {
     ("contacts", "deals"): 4,
     ("deals", "companies"): 341,
     ("companies", "deals"): 342,
+    # a lead's primary contact and primary company, the types integrations create leads with (HubSpot requires the
+    # contact: https://developers.hubspot.com/docs/api-reference/crm-leads-v3/guide). The reverse ids (contact → lead,
+    # company → lead) are the sandbox's own, unverified: okrsync reads a lead's links from the lead's side only.
+    ("leads", "contacts"): 578,
+    ("contacts", "leads"): 579,
+    ("leads", "companies"): 580,
+    ("companies", "leads"): 581,
 }
 # The primary company of a contact or a deal: a second, labelled HUBSPOT_DEFINED type listed beside the unlabelled
 # one above (HubSpot's table has no primary type for engagements). Labels per HubSpot's changelog (typeIds are what

@@ -40,13 +40,36 @@ def stage_id(label: str) -> str:
 
 
 class IdMap(dict[str, str]):
-    """Salesforce id → HubSpot id."""
+    """Salesforce id → HubSpot id. ``leads``: Salesforce lead id → the HubSpot lead object's id (a portal seeded
+    with ``leads_object``), kept apart because the Salesforce lead id already names the contact an open lead became."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.leads: dict[str, str] = {}
+
+
+# The default lead pipeline's stages (https://knowledge.hubspot.com/object-settings/customize-the-lead-pipeline;
+# ids as the API names them), their labels edited to the org's lead statuses (HubSpot allows it), so that a lead's
+# status reads the same from both CRMs. "qualified-stage-id" is the converted stage.
+LEAD_STAGES: dict[str, str] = {
+    "Open - Not Contacted": "new-stage-id",
+    "Working - Contacted": "attempting-stage-id",
+    "Closed - Converted": "qualified-stage-id",
+    "Closed - Not Converted": "unqualified-stage-id",
+}
+# HubSpot names a lead's "date entered" property after the stage id with a suffix only the portal knows when the id
+# is not a number (hs_v2_date_entered_qualified_stage_id_233247981 in one portal): the sandbox's suffix is its own.
+LEAD_ENTERED_SUFFIX = "_611904723"
 
 
 def portal_from_org(
-    data: dict[str, list[dict[str, Any]]], *, consume: bool = False, **portal_options: Any
+    data: dict[str, list[dict[str, Any]]], *, consume: bool = False, leads_object: bool = False, **portal_options: Any
 ) -> tuple[HubSpotPortal, IdMap]:
     """The portal telling the story of ``data`` (``generate_org`` output), and the Salesforce id → HubSpot id map.
+
+    ``leads_object``: the portal also has the leads object (Sales Hub Professional/Enterprise), one lead per
+    Salesforce lead, associated with the contact it is (converted: the contact it was converted to; open: the contact
+    made for it) and, once converted, its company (see ``_lead_objects``).
 
     ``consume``: empty ``data``'s Task, Event and EmailMessage lists while seeding, each row freed once its
     engagement is in the portal, so that a million activities are not held twice (at a million activities the peak
@@ -201,6 +224,8 @@ def portal_from_org(
                 **_lead_properties(lead, owner(lead)),  # its owner too
             },
         )
+    if leads_object:
+        _lead_objects(portal, data, ids, owner)
     roles: dict[str, list[str]] = {}
     for role in data["OpportunityContactRole"]:
         roles.setdefault(role["OpportunityId"], []).append(role["ContactId"])
@@ -254,6 +279,72 @@ def portal_from_org(
             ]
             insert(kind, row, 20_000_000, {**properties, "hubspot_owner_id": ids.get(activity.owner_id or "")}, links)
     return portal, ids
+
+
+def _lead_objects(portal: HubSpotPortal, data: dict[str, list[dict[str, Any]]], ids: IdMap, owner: Any) -> None:
+    """Each live Salesforce lead as a record of the leads object: name, owner, pipeline stage (``LEAD_STAGES``),
+    created and modified as in Salesforce, the date it entered the converted stage, and its primary contact (578)
+    and, when converted, primary company (580)."""
+    first = min((_stamp(lead["CreatedDate"]) or "" for lead in data.get("Lead", ())), default=None)
+    portal.pipelines["leads"] = [
+        {
+            "id": "lead-pipeline-id",
+            "label": "Lead pipeline",
+            "displayOrder": 0,
+            "stages": [
+                {
+                    "id": stage,
+                    "label": label,
+                    "displayOrder": order,
+                    "metadata": {},
+                    "createdAt": first,
+                    "updatedAt": first,
+                    "archived": False,
+                }
+                for order, (label, stage) in enumerate(LEAD_STAGES.items())
+            ],
+            "createdAt": first,
+            "updatedAt": first,
+            "archived": False,
+        }
+    ]
+    number = 90_000_000
+    for lead in data.get("Lead", ()):
+        if lead.get("IsDeleted"):
+            continue
+        number += 1
+        hs_id = str(number)
+        ids.leads[lead["Id"]] = hs_id
+        stage = LEAD_STAGES[lead["Status"]]
+        created, modified = _stamp(lead["CreatedDate"]), _stamp(lead["SystemModstamp"])
+        values = {
+            "hs_object_id": hs_id,
+            "hs_createdate": created,
+            "hs_lastmodifieddate": modified,
+            "hs_lead_name": lead.get("Name"),
+            "hs_pipeline": "lead-pipeline-id",
+            "hs_pipeline_stage": stage,
+            "hubspot_owner_id": owner(lead),
+        }
+        if lead.get("IsConverted"):
+            values["hs_v2_date_entered_qualified_stage_id" + LEAD_ENTERED_SUFFIX] = _stamp(lead.get("ConvertedDate"))
+        portal.add_record(
+            "leads",
+            {
+                "id": hs_id,
+                "properties": _strings(values),
+                "createdAt": created,
+                "updatedAt": modified,
+                "archived": False,
+            },
+        )
+        contact = ids.get(lead.get("ConvertedContactId") or lead["Id"])
+        if contact:
+            portal.link("leads", number, "contacts", int(contact))
+        company = ids.get(lead.get("ConvertedAccountId") or "")
+        if company:
+            portal.link("leads", number, "companies", int(company))
+        portal.version += 1
 
 
 def _drain(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

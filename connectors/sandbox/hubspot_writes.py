@@ -73,7 +73,7 @@ def _now() -> str:
     return format_timestamp(datetime.now(UTC))
 
 
-def _require(portal: HubSpotPortal, *scopes: str) -> None:
+def require_scopes(portal: HubSpotPortal, *scopes: str) -> None:
     if portal.scopes is None:
         return
     missing = [scope for scope in scopes if scope not in portal.scopes]
@@ -159,11 +159,11 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
 
     # --- schemas: https://developers.hubspot.com/docs/guides/api/crm/objects/custom-objects -------------------
     def list_schemas(_request: Request, _body: Any) -> dict[str, Any]:
-        _require(portal, "crm.schemas.custom.read")
+        require_scopes(portal, "crm.schemas.custom.read")
         return {"results": portal.schemas() if portal.custom_objects_allowed else []}
 
     def get_schema(request: Request, _body: Any) -> dict[str, Any]:
-        _require(portal, "crm.schemas.custom.read")
+        require_scopes(portal, "crm.schemas.custom.read")
         name = request.path_params["objectType"]
         schema = portal.schema(name) if portal.custom_objects_allowed else None
         if schema is None:
@@ -171,7 +171,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
         return schema
 
     def create_schema(_request: Request, body: Any) -> Any:
-        _require(portal, "crm.schemas.custom.write")
+        require_scopes(portal, "crm.schemas.custom.write")
         if not portal.custom_objects_allowed:
             raise ApiError(403, "FORBIDDEN", _NO_CUSTOM_OBJECTS.format(tier=portal.tier))
         arguments = schema_request(body, now=_now())
@@ -184,7 +184,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
 
     def create_association(request: Request, body: Any) -> Any:
         # https://developers.hubspot.com/docs/api-reference/crm-schemas-v3/core/post-crm-object-schemas-v3-schemas-objectType-associations
-        _require(portal, "crm.schemas.custom.write")
+        require_scopes(portal, "crm.schemas.custom.write")
         custom = portal.kind_of(request.path_params["objectType"])
         if custom is None or not portal.is_custom(custom):
             raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find object type {request.path_params['objectType']}")
@@ -218,7 +218,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
 
     def create_group(request: Request, body: Any) -> Any:
         kind = kind_in(request)
-        _require(portal, _scope(portal, kind, "schemas", "write"))
+        require_scopes(portal, _scope(portal, kind, "schemas", "write"))
         name, label = (body.get("name"), body.get("label")) if isinstance(body, dict) else (None, None)
         if not isinstance(name, str) or not PROPERTY_NAME.fullmatch(name) or not isinstance(label, str) or not label:
             raise refuse("A property group needs a name (lowercase letters, digits, underscores) and a label")
@@ -230,7 +230,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
 
     def create_property(request: Request, body: Any) -> Any:
         kind = kind_in(request)
-        _require(portal, _scope(portal, kind, "schemas", "write"))
+        require_scopes(portal, _scope(portal, kind, "schemas", "write"))
         definition = property_definition(body, default_group=None, now=_now())
         if portal.property_group(kind, definition["groupName"]) is None:
             raise refuse(f"Property {definition['name']}: property group {definition['groupName']} does not exist")
@@ -248,7 +248,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
 
     def delete_property(request: Request, _body: Any) -> Any:
         kind, name = kind_in(request), request.path_params["propertyName"]
-        _require(portal, _scope(portal, kind, "schemas", "write"))
+        require_scopes(portal, _scope(portal, kind, "schemas", "write"))
         try:
             portal.remove_property(kind, name)
         except KeyError as exc:
@@ -277,7 +277,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
     def batch_upsert(request: Request, body: Any) -> Any:
         # https://developers.hubspot.com/docs/api-reference/crm-custom-objects-v3/batch/post-crm-v3-objects-objectType-batch-upsert
         kind = kind_in(request)
-        _require(portal, _scope(portal, kind, "objects", "write"))
+        require_scopes(portal, _scope(portal, kind, "objects", "write"))
         started, inputs = _now(), _inputs(body, limit=BATCH_LIMIT)
         lookup = property_lookup(portal, kind)
         keys, id_properties, values = [], [], []
@@ -314,7 +314,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
     def batch_update(request: Request, body: Any) -> Any:
         # https://developers.hubspot.com/docs/api-reference/crm-deals-v3/batch/post-crm-v3-objects-deals-batch-update
         kind = kind_in(request)
-        _require(portal, _scope(portal, kind, "objects", "write"))
+        require_scopes(portal, _scope(portal, kind, "objects", "write"))
         started, inputs = _now(), _inputs(body, limit=BATCH_LIMIT)
         lookup = property_lookup(portal, kind)
         id_property = next((str(item["idProperty"]) for item in inputs if item.get("idProperty")), None)
@@ -350,7 +350,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
         # https://developers.hubspot.com/docs/api-reference/crm-deals-v3/batch/post-crm-v3-objects-deals-batch-archive
         # answers 204 whatever the ids: archiving twice, or an unknown id, is not an error
         kind = kind_in(request)
-        _require(portal, _scope(portal, kind, "objects", "write"))
+        require_scopes(portal, _scope(portal, kind, "objects", "write"))
         keys = [str(item.get("id")) for item in _inputs(body, limit=BATCH_LIMIT)]
         with portal.lock:
             for key in keys:
@@ -365,7 +365,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
         # SimplePublicObject; which properties it carries is not documented, so it carries only the defaults a read
         # without `properties` gets (read hs_merged_object_ids with a GET).
         kind = kind_in(request)
-        _require(portal, _scope(portal, kind, "objects", "write"))
+        require_scopes(portal, _scope(portal, kind, "objects", "write"))
         fields = ("objectIdToMerge", "primaryObjectId")
         given = {field: body.get(field) for field in fields} if isinstance(body, dict) else {}
         missing = [field for field in fields if given.get(field) in (None, "")]
@@ -387,7 +387,7 @@ def add_write_routes(portal: HubSpotPortal, add: Callable[[str, str, str, Handle
     # --- associations: https://developers.hubspot.com/docs/guides/api/crm/associations/associations-v4 --------
     def pair_kinds(request: Request) -> tuple[str, str]:
         source, target = kind_in(request, "fromObjectType"), kind_in(request, "toObjectType")
-        _require(portal, _scope(portal, source, "objects", "write"))
+        require_scopes(portal, _scope(portal, source, "objects", "write"))
         return source, target
 
     def object_id(value: Any) -> str:
