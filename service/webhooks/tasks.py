@@ -19,7 +19,9 @@ order ``occurredAt`` says they happened in.
 An event whose refresh fails stays pending with the error and is tried again after a pause that doubles with each
 failed pass (1 s, 2 s, 4 s … at most 5 minutes); after ``MAX_ATTEMPTS`` it is marked failed, error kept (never
 dropped). A periodic incremental sync runs every ``sync_interval_seconds`` even without
-events, because webhooks can be lost.
+events, because webhooks can be lost, and at the first poll of each UTC day: a new day moves every key result's
+window and every hygiene age, so that pass computes the mappings in full; run then, it spares the day's first
+webhook that wait (25 s at a million activities, bench/REFERENCE.md).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 
 from sqlalchemy.engine import Engine
@@ -70,8 +73,10 @@ class Worker:
         metrics: Metrics,
         *,
         notifier: Notifier | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine
+        self.clock = clock  # the UTC time (a test moves it past midnight)
         self.notifier = notifier
         self.settings = settings
         self.crms = crms
@@ -80,6 +85,7 @@ class Worker:
         self.connectors = {key: access.connector() for key, access in crms.items()}
         self.writers = {key: access.writer() for key, access in crms.items()}
         self.last_sync: dict[str, float] = {}
+        self.synced_on: dict[str, date] = {}  # the UTC day of this worker's last periodic sync per connection
         self.refreshes = 0  # passes run (for metrics and tests: a burst of events should cost a few)
         self.failures: dict[str, int] = {}  # consecutive failed passes per connection
         self.backoff_until: dict[str, float] = {}  # after a failure, wait before trying that connection again
@@ -144,12 +150,17 @@ class Worker:
         return f"crm:{self.crms[key].crm}/{self.crms[key].connection_name}"
 
     def _sync_due(self, key: str) -> bool:
-        """A periodic sync is due when neither this worker nor any other finished one within the interval."""
+        """A periodic sync is due when neither this worker nor any other finished one within the interval, or none
+        has finished one on this UTC day (the day's full computation, see the module docstring)."""
         interval = self.settings.serve.sync_interval_seconds
-        if time.monotonic() - self.last_sync.get(key, float("-inf")) < interval:
+        now = self.clock()
+        new_day = key in self.synced_on and self.synced_on[key] < now.date()
+        if not new_day and time.monotonic() - self.last_sync.get(key, float("-inf")) < interval:
             return False
         done = leases.last_sync(self.engine, self.lease_name(key))
-        return done is None or (utcnow() - done).total_seconds() >= interval
+        if done is not None and new_day and done.date() >= now.date():
+            self.synced_on[key] = done.date()  # another worker has had today's pass
+        return done is None or done.date() < now.date() or (now - done).total_seconds() >= interval
 
     def _pass(self, key: str, lease: str, report: WorkReport, *, ripe: bool) -> None:
         """One refresh of the connection ``key`` under its lease: its pending events (read now that no other worker
@@ -192,6 +203,7 @@ class Worker:
         synced = periodic or not targets
         if synced:
             self.last_sync[key] = time.monotonic()
+            self.synced_on[key] = self.clock().date()
         self.refreshes += 1
         # metrics are labelled by connection key: "hubspot" as with one portal, "hubspot/west" for an extra one
         self.metrics.refresh_seconds.labels(key).observe(time.perf_counter() - started)
