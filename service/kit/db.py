@@ -97,14 +97,59 @@ def upsert(
     """
     if not rows:
         return
-    dialect = conn.get_bind().dialect.name if isinstance(conn, Session) else conn.dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
+    dialect = conn.get_bind().dialect if isinstance(conn, Session) else conn.dialect
+    module = postgresql if dialect.name == "postgresql" else sqlite
     # executemany of one compiled statement: SQLAlchemy compiles it once (a multi-row VALUES clause would be
     # compiled anew for every chunk, which costs more than the database work)
     stmt = module.insert(table)
     update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys and c.name in rows[0]}
     where = table.c[newer_than] <= stmt.excluded[newer_than] if newer_than else None
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update, where=where), list(rows))
+    statement = stmt.on_conflict_do_update(index_elements=list(keys), set_=update, where=where)
+    if dialect.name == "sqlite" and len(rows) >= FAST_ROWS:
+        _sqlite_executemany(conn, statement, table, rows, dialect, key=(table.name, tuple(keys), newer_than))
+        return
+    conn.execute(statement, list(rows))
+
+
+FAST_ROWS = 50  # below this, SQLAlchemy's own executemany costs too little to matter
+# (table, conflict keys, newer_than, row keys) -> (SQL, [(row key, bind processor or None)] in parameter order)
+_COMPILED: dict[tuple[Any, ...], tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]] = {}
+
+
+def _sqlite_executemany(
+    conn: Connection | Session,
+    statement: Any,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    dialect: Any,
+    *,
+    key: tuple[Any, ...],
+) -> None:
+    """The same statement and the same bound values as ``conn.execute(statement, rows)``, handed to sqlite3's
+    executemany as tuples: each value goes through the bind processor SQLAlchemy itself applies to its column
+    (``type.dialect_impl(dialect).bind_processor``: UTC datetimes as SQLite text, JSON — None included, stored as
+    'null' —, booleans, enums), without SQLAlchemy's per-row parameter dictionaries, which cost more than
+    SQLite's own work in a first sync (bench/REFERENCE.md, ingest). Runs in the caller's transaction."""
+    names = tuple(rows[0])
+    key = (*key, names)  # the statement is fixed by the table, its conflict keys, newer_than and the row keys
+    found = _COMPILED.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(names))
+        order = list(compiled.positiontup or ())
+        if any(name not in table.c or name not in names for name in order):
+            raise AssertionError(f"upsert of {table.name}: parameters {order} are not all columns of the rows")
+        found = _COMPILED[key] = (
+            compiled.string,
+            [(name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in order],
+        )
+    sql, pairs = found
+    params = [tuple(row[n] if p is None else p(row[n]) for n, p in pairs) for row in rows]
+    connection = conn.connection() if isinstance(conn, Session) else conn
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 T = TypeVar("T")

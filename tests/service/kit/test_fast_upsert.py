@@ -1,0 +1,91 @@
+"""SQLite upserts of 50 rows or more go to sqlite3's executemany as tuples (service.kit.db._sqlite_executemany), the
+rest through SQLAlchemy's own executemany. Both must store exactly the same: every canonical record kind of a
+sandbox quarter is upserted twice, once in pages of 49 (SQLAlchemy) and once in one page (tuples), into two SQLite
+files whose tables are then compared value by value, as SQLite stores them (text datetimes, JSON, booleans)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from connectors.records import CanonicalRecord
+from connectors.salesforce import mapping as sf_mapping
+from connectors.sandbox.generator import generate_org
+from service.kit.db import FAST_ROWS, make_engine
+from service.kit.migrate import create_schema
+from service.sync import repository
+from tests.conftest import ANCHOR
+
+SKIP_COLUMNS = {"synced_at"}  # the time of the write itself
+
+
+def _records() -> dict[str, list[CanonicalRecord]]:
+    data = generate_org(anchor=ANCHOR, seed=5, accounts=30, opportunities=80, activities=400)
+    by_kind: dict[str, list[CanonicalRecord]] = {}
+    for sobject in sf_mapping.OBJECTS:
+        for row in data.get(sobject, ()):
+            record = sf_mapping.to_record(sobject, row, currency="EUR")
+            by_kind.setdefault(record.kind, []).append(record)
+    return by_kind
+
+
+def _store(path: Path, pages: list[tuple[str, list[CanonicalRecord]]]) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    with Session(engine) as session:
+        connection = repository.get_or_create_connection(session, crm_name="salesforce", name="sandbox")
+        assert connection.id is not None
+        for stream, records in pages:
+            stored = repository.stored_stamps(
+                session,
+                repository.TABLES[records[0].kind],
+                connection_id=connection.id,
+                ids=[r.external_id for r in records],
+            )
+            repository.upsert_records(
+                session,
+                records,
+                connection_id=connection.id,
+                crm_object=stream,
+                seen_at=ANCHOR,
+                stored_ids=stored.keys(),
+            )
+        session.commit()
+    engine.dispose()
+
+
+def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    db = sqlite3.connect(path)
+    out = {}
+    for kind in repository.TABLES:
+        table = repository.TABLES[kind].__tablename__  # type: ignore[attr-defined]
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})") if r[1] not in SKIP_COLUMNS]
+        out[table] = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(columns)}").fetchall()
+    db.close()
+    return out
+
+
+def test_tuples_and_sqlalchemy_store_the_same(tmp_path: Path) -> None:
+    records = _records()
+    assert all(len(r) >= FAST_ROWS for k, r in records.items() if k in ("activity", "contact", "opportunity"))
+    # a second, older version of some activities: neither path may let it replace the newer row
+    older = [r.model_copy(update={"modified_at": r.modified_at - timedelta(days=1), "subject": "stale"}) for r in
+             records["activity"][: FAST_ROWS * 2]]  # fmt: skip
+    small = [(k, chunk) for k, rows in records.items() for chunk in _chunks(rows, FAST_ROWS - 1)]
+    large = [(k, rows) for k, rows in records.items()]
+    _store(tmp_path / "sqlalchemy.db", [*small, *[("activity", c) for c in _chunks(older, FAST_ROWS - 1)]])
+    _store(tmp_path / "tuples.db", [*large, ("activity", older)])
+    slow, fast = _tables(tmp_path / "sqlalchemy.db"), _tables(tmp_path / "tuples.db")
+    assert sum(len(rows) for rows in fast.values()) > 800
+    for table, rows in slow.items():
+        assert fast[table] == rows, table
+    subjects = {row for row in fast["activity"] if "stale" in row}
+    assert not subjects, "an older version replaced a newer row"
+
+
+def _chunks(rows: list[CanonicalRecord], size: int) -> list[list[CanonicalRecord]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
