@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import bindparam, delete, or_, select, update
+from sqlalchemy import Index, Table, bindparam, delete, literal, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col
 
 from connectors import records as crm
@@ -40,6 +41,49 @@ TABLES: dict[str, type[SQLModel]] = {
 # Records a connector derives from another record's row, under the same id (a HubSpot lead is a contact that became a
 # lead): they go when that record goes (deleted, archived or merged away).
 DERIVED: dict[str, tuple[str, ...]] = {"contact": ("lead",)}
+
+# The tables a sync fills: records and their links.
+LOADED_TABLES: tuple[type[SQLModel], ...] = (*TABLES.values(), ActivityContact, ActivityOpportunity, RecordAccount)
+
+
+def defer_indexes(engine: Engine) -> list[Index]:
+    """On SQLite, the secondary indexes of the sync's tables that are empty now, dropped: a first sync then writes
+    rows without keeping these B-trees up to date and builds them once at the end (``restore_indexes``), which takes
+    a third of the time (101,479 activities: 5.7-6.1 s loading with the indexes against 1.7-2.0 s plus 0.7 s to build
+    them after). Only while no activity is stored at all (a first sync; of any connection), and only for tables
+    holding no row. Unique indexes stay: the upserts and the sync's own look-ups use them. Nothing is deferred on
+    PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        return []
+    dropped: list[Index] = []
+    with engine.begin() as conn:
+
+        def empty(table: Table) -> bool:
+            return conn.execute(select(literal(1)).select_from(table).limit(1)).first() is None
+
+        if not empty(Activity.__table__):  # type: ignore[attr-defined]
+            return []  # not a first sync (tables a CRM never fills stay empty: not worth dropping their indexes)
+        for model in LOADED_TABLES:
+            table: Table = model.__table__  # type: ignore[attr-defined]  # SQLModel does not type __table__
+            secondary = [index for index in table.indexes if not index.unique]
+            if secondary and empty(table):
+                for index in secondary:
+                    index.drop(conn, checkfirst=True)
+                dropped += secondary
+    return dropped
+
+
+def restore_indexes(engine: Engine) -> None:
+    """Every secondary index of the sync's tables exists afterwards: the ones ``defer_indexes`` dropped, and any a
+    killed first sync left dropped (each sync starts by calling this; an existing index costs one look-up)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as conn:
+        for model in LOADED_TABLES:
+            for index in model.__table__.indexes:  # type: ignore[attr-defined]
+                if not index.unique:
+                    index.create(conn, checkfirst=True)
+
 
 # Chunk size for IN (...) lists: well under SQLite's and PostgreSQL's parameter limits.
 ID_CHUNK = 1000

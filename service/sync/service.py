@@ -153,17 +153,23 @@ def run_sync(
 ) -> SyncReport:
     """Sync every stream of ``connector`` into the local model. Raises the connector's FatalError after logging
     the run; whatever was committed before stays committed and the next run resumes from it."""
+    repository.restore_indexes(engine)  # a first sync killed while its indexes were deferred left them dropped
     with _recorded_run(engine, connector, connection_name=connection_name, full=full) as (connection_id, report):
-        for stream in connector.streams:
-            report.counts[stream] = _sync_stream(
-                engine,
-                connector,
-                connection_id=connection_id,
-                stream=stream,
-                full=full,
-                run=report,
-                progress=progress,
-            )
+        deferred = repository.defer_indexes(engine)
+        try:
+            for stream in connector.streams:
+                report.counts[stream] = _sync_stream(
+                    engine,
+                    connector,
+                    connection_id=connection_id,
+                    stream=stream,
+                    full=full,
+                    run=report,
+                    progress=progress,
+                )
+        finally:
+            if deferred:
+                repository.restore_indexes(engine)
         # a --full run re-reads every record, the linked ones too; a resumed full read of one stream (which sets
         # report.full) does not, so the records linked to what it restored are still read again
         if not full:
