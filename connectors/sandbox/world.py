@@ -44,8 +44,10 @@ def sandbox_org(state_dir: Path, options: Any) -> SandboxOrg:
 
 
 def sandbox_world(state_dir: Path, options: Any) -> tuple[SandboxOrg, HubSpotPortal]:
-    """The sandbox org and the HubSpot portal seeded from the same records (``options.portal_id``)."""
+    """The sandbox org and the HubSpot portal seeded from the same records (``options.portal_id``). The portal is
+    a Sales Hub Professional/Enterprise one with the leads object, so ``OKRSYNC_HUBSPOT__LEADS=object`` can be tried
+    against it (the default, lifecycle, reads the same leads from contacts)."""
     org = sandbox_org(state_dir, options)
     records = {t: org.records(t, include_deleted=True) for t in (*OBJECTS, EMAIL_STREAM)}
-    portal, _ids = portal_from_org(records, portal_id=options.portal_id)
+    portal, _ids = portal_from_org(records, portal_id=options.portal_id, leads_object=True)
     return org, portal
