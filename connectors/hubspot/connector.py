@@ -692,8 +692,8 @@ class HubSpotConnector:
     def deleted(self, stream: str, *, start: datetime, end: datetime) -> DeletedWindow:
         """Archived records of ``stream`` (the archived listing; deletion webhooks arrive in a later issue). Owners:
         none, archived owners are deactivated users that ``pages()`` lists and keeps."""
-        if stream == "owners":
-            return DeletedWindow(deletions=[], latest_covered=end)
+        if stream == "owners" or (stream == LEAD_STREAM and not self._lead_object):
+            return DeletedWindow(deletions=[], latest_covered=end)  # leads: the portal refused the object this run
         deletions = [
             Deletion(external_id=row.id, deleted_at=mapping.parse_timestamp(row.properties.get("archivedAt")))
             for rows in self._list_rows(stream, archived=True)

@@ -213,3 +213,19 @@ def test_the_date_entered_property_is_looked_up_not_built() -> None:
     assert entered_property("qualified-stage-id", names | {"hs_v2_date_entered_qualified_stage_id_12"}) == (
         "hs_v2_date_entered_qualified_stage_id_12"
     )
+
+
+def test_a_scope_revoked_later_does_not_stop_the_sync(
+    tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The leads object read once, then the app loses crm.objects.leads.read: the next incremental run is told once,
+    reads leads by lifecycle, and neither its search nor its archived listing of leads stops the sync."""
+    org = small_org(activities=600)
+    portal, _ids = portal_from_org(_data(org), leads_object=True)
+    with SandboxServer(org, portal=portal, cert_dir=tmp_path / "sandbox") as server:
+        first = run_sync(engine, HubSpotConnector(_hubspot(server)), connection_name="sandbox")
+        portal.scopes = set(SCOPES_WITHOUT_LEADS)
+        with caplog.at_level(logging.WARNING, logger="connectors.hubspot.connector"):
+            later = run_sync(engine, HubSpotConnector(_hubspot(server)), connection_name="sandbox")
+    assert first.status == later.status == "ok" and not later.full
+    assert len([r for r in caplog.records if "crm.objects.leads.read" in r.getMessage()]) == 1
