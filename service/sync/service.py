@@ -14,7 +14,9 @@ Rules it keeps, whatever the CRM:
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -154,7 +156,13 @@ def run_sync(
     """Sync every stream of ``connector`` into the local model. Raises the connector's FatalError after logging
     the run; whatever was committed before stays committed and the next run resumes from it."""
     repository.restore_indexes(engine)  # a first sync killed while its indexes were deferred left them dropped
-    with _recorded_run(engine, connector, connection_name=connection_name, full=full) as (connection_id, report):
+    with (
+        _rare_collections(),
+        _recorded_run(engine, connector, connection_name=connection_name, full=full) as (
+            connection_id,
+            report,
+        ),
+    ):
         deferred = repository.defer_indexes(engine)
         try:
             for stream in connector.streams:
@@ -177,6 +185,39 @@ def run_sync(
         if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
             analyze(engine)
     return report
+
+
+class _Collections:
+    """Syncs running in this process, and the garbage collector's thresholds before the first of them."""
+
+    lock = threading.Lock()
+    running = 0
+    before: tuple[int, int, int] = (700, 10, 10)
+
+
+GC_FIRST_GENERATION = 100_000  # allocations between young-generation collections while a sync runs (Python: 700)
+
+
+@contextmanager
+def _rare_collections() -> Iterator[None]:
+    """Fewer cyclic garbage collections while a sync runs. A page makes hundreds of thousands of short-lived objects
+    (JSON, records, row dicts) that reference counting frees, yet each 700 allocations start a collection that walks
+    the young ones, and the older generations are walked again and again as the objects a sync keeps grow. With a
+    first-generation threshold of 100,000 a 126,072-record Salesforce sync into SQLite took 15.5 / 14.3 s instead of
+    16.6 / 16.8 s (user CPU 14.2 / 13.2 s against 15.9 / 16.1 s). Process-wide: the first sync to start sets it, the
+    last to end puts the thresholds back."""
+    with _Collections.lock:
+        if _Collections.running == 0:
+            _Collections.before = gc.get_threshold()
+            gc.set_threshold(GC_FIRST_GENERATION, _Collections.before[1], _Collections.before[2])
+        _Collections.running += 1
+    try:
+        yield
+    finally:
+        with _Collections.lock:
+            _Collections.running -= 1
+            if _Collections.running == 0:
+                gc.set_threshold(*_Collections.before)
 
 
 def _sync_stream(
