@@ -114,6 +114,10 @@ class _NoLeads(ConfigurationError):
     """The integration user cannot read Lead (no Read on Lead in its profile or permission sets)."""
 
 
+class _NoCases(ConfigurationError):
+    """The integration user cannot read Case (no Read on Case in its profile or permission sets)."""
+
+
 class SalesforceConnector:
     """Reads one Salesforce org. Create it, call ``pages()``/``deleted()``; ``api_calls`` counts REST calls made."""
 
@@ -135,6 +139,7 @@ class SalesforceConnector:
         self._first_began: datetime | None = None  # the org's time when this connector's first query began
         self._email_messages = config.email_messages
         self._leads = config.leads
+        self._cases = True  # False once the org refused Case: told once, not asked again in this run
         self.streams: tuple[str, ...] = (
             tuple(o for o in mapping.OBJECTS if config.leads or o != mapping.LEAD_STREAM)
             + ((mapping.EMAIL_STREAM,) if config.email_messages else ())
@@ -255,6 +260,8 @@ class SalesforceConnector:
                     raise _NoEmailMessages(message) from None
                 if code == "INVALID_TYPE" and f"'{mapping.LEAD_STREAM}'" in message:
                     raise _NoLeads(message) from None
+                if code == "INVALID_TYPE" and f"'{mapping.CASE_OBJECT}'" in message:
+                    raise _NoCases(message) from None
                 if code in {"INVALID_FIELD", "INVALID_TYPE"}:
                     raise ConfigurationError(
                         f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
@@ -401,6 +408,29 @@ class SalesforceConnector:
         began = self._first_began or self.answers.server_time_at(time.monotonic())
         return Page(sobject=stream, cursor=(began, "") if began else None, began_at=began)
 
+    def _result_pages(self, result: dict[str, Any], *, headers: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """The pages of a query whose first page is ``result``, following ``nextRecordsUrl``."""
+        while True:
+            yield result
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self._call(
+                "query_more",
+                partial(_query_more, url=next_url, headers=headers, timeout=self.config.timeout_seconds),
+            )
+
+    def _row_cursor(self, stream: str, rows: list[dict[str, Any]]) -> tuple[datetime, str] | None:
+        cursor = next(
+            (
+                (stamp, str(row["Id"]))
+                for row in reversed(rows)
+                if (stamp := mapping.parse_datetime(row.get("SystemModstamp")))
+            ),
+            None,
+        )
+        return self._capped(stream, cursor)
+
     def _parents_again(
         self,
         stream: str,
@@ -410,71 +440,131 @@ class SalesforceConnector:
         *,
         began: datetime | None,
         headers: dict[str, str],
-        with_incoming: bool = False,
     ) -> Iterator[Page]:
         """Pages of ``stream`` (rows naming a ``parent`` record in ``parent_field``) as pages of those parents, read
-        again as they are now; the cursor is the stream's own. ``with_incoming``: the rows are e-mails, whose
-        direction and addresses their tasks take without looking them up again. A parent named on an earlier page
-        is not read again: the query had every row when it began, so that read already saw them all (two relations
-        of one task may sit on either side of a page boundary)."""
+        again as they are now; the cursor is the stream's own. A parent named on an earlier page is not read again:
+        the query had every row when it began, so that read already saw them all (two relations of one task may sit
+        on either side of a page boundary)."""
         read: set[str] = set()
-        while True:
-            rows = result.get("records", [])
-            fresh = {str(row[parent_field]): row for row in rows if row.get(parent_field)}
-            named = sorted(set(fresh) - read)
-            read.update(named)
-            emails = {i: mapping.email_fields(fresh[i]) for i in named} if with_incoming else None
-            found, _gone = self.fetch(parent, named, emails=emails)
-            cursor = next(
-                (
-                    (stamp, str(row["Id"]))
-                    for row in reversed(rows)
-                    if (stamp := mapping.parse_datetime(row.get("SystemModstamp")))
-                ),
-                None,
-            )
-            yield Page(
-                sobject=stream,
-                crm_object=parent,
-                records=found.records,
-                skipped=found.skipped,
-                cursor=self._capped(stream, cursor),
-                total_size=int(result.get("totalSize") or 0),
-                began_at=began,
-            )
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
-                return
-            result = self._call(
-                "query_more",
-                partial(_query_more, url=next_url, headers=headers, timeout=self.config.timeout_seconds),
-            )
+        for page in self._result_pages(result, headers=headers):
+            rows = page.get("records", [])
+            yield self._parents_page(stream, parent, parent_field, rows, read=read, page=page, began=began)
+
+    def _parents_page(
+        self,
+        stream: str,
+        parent: str,
+        parent_field: str,
+        rows: list[dict[str, Any]],
+        *,
+        read: set[str],
+        page: dict[str, Any],
+        began: datetime | None,
+        with_incoming: bool = False,
+    ) -> Page:
+        """One page of ``_parents_again``. ``with_incoming``: the rows are e-mails, whose direction and addresses
+        their tasks take without looking them up again."""
+        fresh = {str(row[parent_field]): row for row in rows if row.get(parent_field)}
+        named = sorted(set(fresh) - read)
+        read.update(named)
+        emails = {i: mapping.email_fields(fresh[i]) for i in named} if with_incoming else None
+        found, _gone = self.fetch(parent, named, emails=emails)
+        return Page(
+            sobject=stream,
+            crm_object=parent,
+            records=found.records,
+            skipped=found.skipped,
+            cursor=self._row_cursor(stream, rows),
+            total_size=int(page.get("totalSize") or 0),
+            began_at=began,
+        )
 
     def _email_pages(self, *, since: datetime | None) -> Iterator[Page]:
-        """The e-mail tasks whose EmailMessage changed at or after ``since``, read again with their direction.
+        """The e-mail tasks whose EmailMessage changed at or after ``since``, read again with their direction, and
+        the e-mails without a task (Email-to-Case: ``ActivityId`` empty) as activities of their own.
 
-        A first or full sync reads nothing here: every e-mail task has just come with its direction (``_map_page``
-        looks them up). Its cursor starts at the org's time this connector's first query began. An upgrade that
-        adds this stream to a synced connection needs one ``okrsync sync salesforce --full`` to give the e-mail
-        tasks already stored their direction."""
+        An incremental run makes one query (``queryAll``: deleted e-mails arrive with IsDeleted) for both kinds; its
+        rows with a task bring that task again, those without one are mapped here, with one Case look-up per 300
+        cases they name (none on a page without task-less e-mails, so a quiet run costs what it cost before).
+
+        A first or full sync reads the e-mail tasks nowhere here: every e-mail task has just come with its direction
+        (``_map_page`` looks them up). It reads the task-less e-mails (``WHERE ActivityId = null``); the stream's
+        cursor starts no later than the org's time this connector's first query began. An upgrade that adds this
+        stream, or these e-mails, to a synced connection needs one ``okrsync sync salesforce --full``."""
         if not self._email_messages:
             return
         if since is None:
             yield self._cursor_page(mapping.EMAIL_STREAM)
-            return
+            where = "ActivityId = null"
+        else:
+            where = f"SystemModstamp >= {soql_datetime(since)}"
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         query = (
-            f"SELECT Id, ActivityId, {', '.join(mapping.EMAIL_FIELDS)}, SystemModstamp FROM {mapping.EMAIL_STREAM}"
-            f" WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+            f"SELECT {', '.join(mapping.EMAIL_STREAM_FIELDS)} FROM {mapping.EMAIL_STREAM}"
+            f" WHERE {where} ORDER BY SystemModstamp ASC, Id ASC"
         )
         try:
-            result, began = self._first_page(lambda: query, include_deleted=False, headers=headers)
+            result, began = self._first_page(lambda: query, include_deleted=True, headers=headers)
         except _NoEmailMessages as exc:
             self._no_email_messages(exc)
             return
-        yield from self._parents_again(
-            mapping.EMAIL_STREAM, "Task", "ActivityId", result, began=began, headers=headers, with_incoming=True
-        )
+        read: set[str] = set()
+        for page in self._result_pages(result, headers=headers):
+            rows = page.get("records", [])
+            if since is not None:  # rows with a task: their task again (a full sync has just read every task)
+                yield self._parents_page(
+                    mapping.EMAIL_STREAM, "Task", "ActivityId", rows, read=read, page=page, began=began,
+                    with_incoming=True,
+                )  # fmt: skip
+            taskless = [row for row in rows if not row.get("ActivityId")]
+            if taskless or since is None:
+                yield self._case_email_page(taskless, total=int(page.get("totalSize") or 0), began=began)
+
+    def _case_email_page(self, rows: list[dict[str, Any]], *, total: int, began: datetime | None) -> Page:
+        """Task-less e-mails (their rows) as e-mail activities, related through their cases (read here, 300 a query)
+        or through what RelatedToId names; an e-mail related to nothing okrsync syncs is left out (not an error)."""
+        cases = self._cases_of(sorted({i for row in rows for i in mapping.case_ids(row)}))
+        page = Page(sobject=mapping.EMAIL_STREAM, total_size=total, began_at=began)
+        unrelated = 0
+        for row in rows:
+            try:
+                record = mapping.case_email(row, cases)
+            except SkippableError as exc:
+                log.warning("skipped %s", exc)
+                page.skipped.append(SkippedRecord(external_id=row.get("Id"), reason=str(exc), raw=row))
+                continue
+            if record is None:
+                unrelated += 1
+            else:
+                page.records.append(record)
+        if unrelated:
+            log.info("%d e-mails without a task relate to no account, contact or opportunity: left out", unrelated)
+        page.cursor = self._row_cursor(mapping.EMAIL_STREAM, rows)
+        return page
+
+    def _cases_of(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Case id → its ``mapping.CASE_FIELDS`` (``queryAll``: a deleted case still tells a deleted e-mail's
+        account), 300 ids a query; {} when the integration user cannot read Case (said once per run)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 300):
+            if not self._cases:
+                break
+            where = ", ".join(repr(i) for i in ids[start : start + 300])
+            query = f"SELECT {', '.join(mapping.CASE_FIELDS)} FROM {mapping.CASE_OBJECT} WHERE Id IN ({where})"
+            try:
+                result, _began = self._first_page(partial(str, query), include_deleted=True)
+            except _NoCases as exc:
+                log.warning(
+                    "Salesforce does not let okrsync read Case (%s): e-mails without a task (Email-to-Case) are"
+                    " related only through their RelatedToId, so those on cases are left out and are no inquiries."
+                    " Give the integration user Read on Case (the okrsync_integration permission set in"
+                    " deploy/salesforce grants it)",
+                    str(exc).strip()[:120],
+                )
+                self._cases = False
+                break
+            found.update({str(case["Id"]): case for case in result.get("records", []) if case.get("Id")})
+        return found
 
     def _with_email_direction(self, rows: list[dict[str, Any]], known: dict[str, Any] | None = None) -> None:
         """Put each e-mail task's EmailMessage ``{"Incoming": …, "FromAddress": …, "ToAddress": …, "CcAddress": …}``

@@ -185,6 +185,7 @@ class SandboxOrg:
         shared_activities: bool = True,
         email_messages: bool = True,
         leads: bool = True,
+        cases: bool = True,
     ) -> None:
         self.daily_api_limit = daily_api_limit
         self.shared_activities = shared_activities
@@ -229,6 +230,11 @@ class SandboxOrg:
         self.leads = leads
         if not leads:
             self._schemas.pop("Lead", None)
+        # and one without Read on Case the same way for Case: "sObject type 'Case' is not supported" (object
+        # permissions: https://help.salesforce.com/s/articleView?id=sf.users_profiles_object_perms.htm&type=5)
+        self.cases = cases
+        if not cases:
+            self._schemas.pop("Case", None)
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self._schemas}
         self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in self._schemas}
         self._next_number = dict.fromkeys(self._schemas, 1)
@@ -242,7 +248,7 @@ class SandboxOrg:
 
     def _load(self, data: dict[str, list[dict]]) -> None:
         for sobject, rows in data.items():
-            if sobject not in self._schemas and sobject in ("EmailMessage", "Lead"):
+            if sobject not in self._schemas and sobject in ("EmailMessage", "Lead", "Case"):
                 continue  # not visible to this user
             table = self._table(sobject)
             for row in rows:
