@@ -140,6 +140,7 @@ class SalesforceConnector:
         self._email_messages = config.email_messages
         self._leads = config.leads
         self._cases = True  # False once the org refused Case: told once, not asked again in this run
+        self._cases_asked = False
         self.streams: tuple[str, ...] = (
             tuple(o for o in mapping.OBJECTS if config.leads or o != mapping.LEAD_STREAM)
             + ((mapping.EMAIL_STREAM,) if config.email_messages else ())
@@ -519,11 +520,17 @@ class SalesforceConnector:
             taskless = [row for row in rows if not row.get("ActivityId")]
             if taskless or since is None:
                 yield self._case_email_page(taskless, total=int(page.get("totalSize") or 0), began=began)
+        if since is None and self._cases and not self._cases_asked:
+            # Case e-mails follow access to their case: a user without Read on Case sees none, and nothing above
+            # asked Case. A full sync that found no case to look up asks once, so that it is said (a quiet
+            # incremental run never asks)
+            self._cases_of([])
 
     def _case_email_page(self, rows: list[dict[str, Any]], *, total: int, began: datetime | None) -> Page:
         """Task-less e-mails (their rows) as e-mail activities, related through their cases (read here, 300 a query)
         or through what RelatedToId names; an e-mail related to nothing okrsync syncs is left out (not an error)."""
-        cases = self._cases_of(sorted({i for row in rows for i in mapping.case_ids(row)}))
+        named = sorted({i for row in rows for i in mapping.case_ids(row)})
+        cases = self._cases_of(named) if named else {}
         page = Page(sobject=mapping.EMAIL_STREAM, total_size=total, began_at=began)
         unrelated = 0
         for row in rows:
@@ -544,21 +551,27 @@ class SalesforceConnector:
 
     def _cases_of(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Case id → its ``mapping.CASE_FIELDS`` (``queryAll``: a deleted case still tells a deleted e-mail's
-        account), 300 ids a query; {} when the integration user cannot read Case (said once per run)."""
+        account), 300 ids a query; {} when the integration user cannot read Case (said once per run). No ids: one
+        query only to learn whether it may."""
         found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 300):
+        for start in range(0, max(len(ids), 1), 300):
             if not self._cases:
                 break
-            where = ", ".join(repr(i) for i in ids[start : start + 300])
-            query = f"SELECT {', '.join(mapping.CASE_FIELDS)} FROM {mapping.CASE_OBJECT} WHERE Id IN ({where})"
+            if ids:
+                where = " WHERE Id IN (" + ", ".join(repr(i) for i in ids[start : start + 300]) + ")"
+            else:  # only whether the user may read Case at all
+                where = " LIMIT 1"
+            query = f"SELECT {', '.join(mapping.CASE_FIELDS)} FROM {mapping.CASE_OBJECT}{where}"
+            self._cases_asked = True
             try:
                 result, _began = self._first_page(partial(str, query), include_deleted=True)
             except _NoCases as exc:
                 log.warning(
-                    "Salesforce does not let okrsync read Case (%s): e-mails without a task (Email-to-Case) are"
-                    " related only through their RelatedToId, so those on cases are left out and are no inquiries."
-                    " Give the integration user Read on Case (the okrsync_integration permission set in"
-                    " deploy/salesforce grants it)",
+                    "Salesforce does not let okrsync read Case (%s): e-mails on cases (Email-to-Case, without a"
+                    " task) follow access to their case, so okrsync sees few or none of them and relates those it"
+                    " sees only through their RelatedToId; the others are no inquiries and no responses. Give the"
+                    " integration user Read on Case (the okrsync_integration permission set in deploy/salesforce"
+                    " grants it)",
                     str(exc).strip()[:120],
                 )
                 self._cases = False

@@ -685,6 +685,17 @@ class SandboxOrg:
             rows = list(self._table(sobject).values())
         return rows if include_deleted else [row for row in rows if not row.get("IsDeleted")]
 
+    def readable(self, sobject: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of ``sobject`` the integration user may read. An Email-to-Case e-mail (ParentId a case) follows
+        access to its case: "If Email-to-Case is enabled and the email is based on a case (the ParentId field is a
+        Case), access depends on the user's access to the related case record"
+        (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_emailmessage.htm),
+        so a user without Read on Case sees none. (The creator of an e-mail always sees it; not modelled: stricter.)"""
+        if sobject != "EmailMessage" or self.cases:
+            return rows
+        case_prefix = SOBJECTS["Case"].key_prefix
+        return [row for row in rows if not str(row.get("ParentId") or "").startswith(case_prefix)]
+
     def deleted_log(self, sobject: str) -> dict[str, str]:
         """Record id -> deletedDate of every record deleted (soft or hard) in `sobject`."""
         with self._lock:
