@@ -557,10 +557,8 @@ class SalesforceConnector:
         for start in range(0, max(len(ids), 1), 300):
             if not self._cases:
                 break
-            if ids:
-                where = " WHERE Id IN (" + ", ".join(repr(i) for i in ids[start : start + 300]) + ")"
-            else:  # only whether the user may read Case at all
-                where = " LIMIT 1"
+            listed = ", ".join(repr(i) for i in ids[start : start + 300])
+            where = f" WHERE Id IN ({listed})" if ids else " LIMIT 1"  # no ids: only whether it may read Case
             query = f"SELECT {', '.join(mapping.CASE_FIELDS)} FROM {mapping.CASE_OBJECT}{where}"
             self._cases_asked = True
             try:

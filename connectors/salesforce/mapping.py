@@ -396,13 +396,15 @@ def case_email(row: dict[str, Any], cases: dict[str, dict[str, Any]]) -> Activit
             raise ValueError(f"Incoming is {incoming!r}, not true or false")
         status = EMAIL_STATUSES.get(str(row.get("Status") or ""), row.get("Status"))
         owner = (case.get("OwnerId") if case else None) if incoming else row.get("CreatedById")
+        occurred = None if status == "Draft" else parse_datetime(row.get("MessageDate"))
         return Activity(
             **_common(row),
             activity_kind=ActivityKind.email,
             subject=row.get("Subject"),
             direction=Direction.inbound if incoming else Direction.outbound,
             status=status,
-            occurred_at=None if status == "Draft" else parse_datetime(row.get("MessageDate")),
+            occurred_at=occurred,
+            completed_at=occurred,  # sent or received: done, as a logged e-mail task is
             owner_id=owner or None,
             account_id=account_id,
             opportunity_id=opportunity_id,

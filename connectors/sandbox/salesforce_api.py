@@ -188,7 +188,9 @@ def _run_query(org: SandboxOrg, text: str, version: str, batch_size: int, includ
         raise ApiError(400, exc.error_code, exc.message) from exc
     if org.sobject(query.sobject.name) is None:  # TaskRelation/EventRelation without Shared Activities
         raise ApiError(400, "INVALID_TYPE", f"sObject type '{query.sobject.name}' is not supported.")
-    rows = query.run(org.readable(query.sobject.name, org.snapshot(query.sobject.name, include_deleted=include_deleted)))
+    rows = query.run(
+        org.readable(query.sobject.name, org.snapshot(query.sobject.name, include_deleted=include_deleted))
+    )
     children = _children(org, query, rows, include_deleted)
     return _page(org, org.open_cursor(query, rows, batch_size, children=children), 0, version)
 

@@ -1,9 +1,10 @@
 """The sandbox org stores e-mails as Enhanced Email does: an EmailMessage for every e-mail task (ActivityId), with
 its direction (Incoming), date, addresses and the record it is about (RelatedToId), queryable and deletable like
 any record (https://developer.salesforce.com/docs/platform/object-reference/references/standard-objects/object-emailmessage.html).
-Email-to-Case e-mails have no task (ActivityId null) and belong to a Case (ParentId = RelatedToId = the case): "ActivityId
-can only be specified for emails on cases" (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/
-object_reference/sforce_api_objects_emailmessage.htm); a user without Read on Case is answered INVALID_TYPE."""
+Email-to-Case e-mails have no task (ActivityId null) and belong to a Case (ParentId = RelatedToId = the case):
+"ActivityId can only be specified for emails on cases"
+(https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_emailmessage.htm);
+a user without Read on Case is answered INVALID_TYPE and sees no case e-mail."""
 
 from __future__ import annotations
 
@@ -86,8 +87,9 @@ def test_without_read_on_case_the_org_answers_invalid_type(tmp_path: object) -> 
         assert refused.value.content[0]["errorCode"] == "INVALID_TYPE"
         assert "'Case'" in refused.value.content[0]["message"]
         # and the case e-mails follow access to their case: none is visible; the e-mail tasks' e-mails are
-        assert org.records("EmailMessage") and sf.query("SELECT Id FROM EmailMessage WHERE ParentId != null")[
-            "totalSize"
-        ] == 0
+        assert (
+            org.records("EmailMessage")
+            and sf.query("SELECT Id FROM EmailMessage WHERE ParentId != null")["totalSize"] == 0
+        )
         visible = sf.query_all("SELECT Id FROM EmailMessage")["totalSize"]
         assert visible == sum(1 for e in org.records("EmailMessage") if e["ActivityId"]) > 0
