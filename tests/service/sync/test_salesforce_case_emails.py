@@ -46,7 +46,7 @@ def _taskless(org: SandboxOrg) -> list[dict[str, Any]]:
 
 
 def _sync(engine: Engine, server: SandboxServer, *, full: bool = False) -> Any:
-    # a look-back of one second: a run two seconds after one that read new e-mails reads none of them again
+    # a look-back of one second: a run three seconds after new e-mails reads them, the run after it none again
     config = fast_config(server, lookback_seconds=1)
     report = run_sync(engine, SalesforceConnector(config), connection_name="org", full=full)
     assert report.status == "ok"
@@ -105,7 +105,9 @@ def test_case_emails_are_activities_with_their_case_and_follow_changes(engine: E
         )
         gone = emails[0]["Id"]
         org.delete(mapping.EMAIL_STREAM, gone)
-        time.sleep(2)  # older than the look-back when the next run begins: the run after it reads them no more
+        # older than the look-back (and the Date header's one-second resolution) when the next run begins: the run
+        # after it reads them no more
+        time.sleep(3)
         org.reset_stats()
         again = _sync(engine, server)
         stored = _stored(engine)
