@@ -12,6 +12,10 @@ which the next run's look-back is measured (:meth:`SalesforceConnector.increment
 Shared Activities: Task and Event queries bring every related contact with a subquery on TaskRelations /
 EventRelations; the streams TaskRelation and EventRelation read relations changed since the last run and bring the
 activities they belong to again, with all their contacts.
+
+E-mails: an e-mail task takes its direction from its EmailMessage; the EmailMessage stream brings the tasks of
+changed e-mails again, and maps the e-mails without a task (Email-to-Case) to activities of their own through their
+cases (``case_emails``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from connectors.records import CanonicalRecord, Deletion, SkippedRecord
 from connectors.retry import call_with_retries
 from connectors.salesforce import mapping
 from connectors.salesforce.auth import Token, can_renew, fetch_token
+from connectors.salesforce.case_emails import CaseLookup, NoCases, map_case_emails
 from connectors.salesforce.config import SalesforceConfig
 from connectors.salesforce.limits import DATE_SLACK, OrgAnswers, refusal
 
@@ -114,10 +119,6 @@ class _NoLeads(ConfigurationError):
     """The integration user cannot read Lead (no Read on Lead in its profile or permission sets)."""
 
 
-class _NoCases(ConfigurationError):
-    """The integration user cannot read Case (no Read on Case in its profile or permission sets)."""
-
-
 class SalesforceConnector:
     """Reads one Salesforce org. Create it, call ``pages()``/``deleted()``; ``api_calls`` counts REST calls made."""
 
@@ -139,8 +140,8 @@ class SalesforceConnector:
         self._first_began: datetime | None = None  # the org's time when this connector's first query began
         self._email_messages = config.email_messages
         self._leads = config.leads
-        self._cases = True  # False once the org refused Case: told once, not asked again in this run
-        self._cases_asked = False
+        # the cases of e-mails without a task, read for this run (a refusal is said once, then not asked again)
+        self._cases = CaseLookup(query=lambda soql: self._first_page(partial(str, soql), include_deleted=True)[0])
         self.streams: tuple[str, ...] = (
             tuple(o for o in mapping.OBJECTS if config.leads or o != mapping.LEAD_STREAM)
             + ((mapping.EMAIL_STREAM,) if config.email_messages else ())
@@ -262,7 +263,7 @@ class SalesforceConnector:
                 if code == "INVALID_TYPE" and f"'{mapping.LEAD_STREAM}'" in message:
                     raise _NoLeads(message) from None
                 if code == "INVALID_TYPE" and f"'{mapping.CASE_OBJECT}'" in message:
-                    raise _NoCases(message) from None
+                    raise NoCases(message) from None
                 if code in {"INVALID_FIELD", "INVALID_TYPE"}:
                     raise ConfigurationError(
                         f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
@@ -520,62 +521,23 @@ class SalesforceConnector:
             taskless = [row for row in rows if not row.get("ActivityId")]
             if taskless or since is None:
                 yield self._case_email_page(taskless, total=int(page.get("totalSize") or 0), began=began)
-        if since is None and self._cases and not self._cases_asked:
+        if since is None and self._cases.readable and not self._cases.asked:
             # Case e-mails follow access to their case: a user without Read on Case sees none, and nothing above
             # asked Case. A full sync that found no case to look up asks once, so that it is said (a quiet
             # incremental run never asks)
-            self._cases_of([])
+            self._cases.cases([])
 
     def _case_email_page(self, rows: list[dict[str, Any]], *, total: int, began: datetime | None) -> Page:
-        """Task-less e-mails (their rows) as e-mail activities, related through their cases (read here, 300 a query)
-        or through what RelatedToId names; an e-mail related to nothing okrsync syncs is left out (not an error)."""
-        named = sorted({i for row in rows for i in mapping.case_ids(row)})
-        cases = self._cases_of(named) if named else {}
-        page = Page(sobject=mapping.EMAIL_STREAM, total_size=total, began_at=began)
-        unrelated = 0
-        for row in rows:
-            try:
-                record = mapping.case_email(row, cases)
-            except SkippableError as exc:
-                log.warning("skipped %s", exc)
-                page.skipped.append(SkippedRecord(external_id=row.get("Id"), reason=str(exc), raw=row))
-                continue
-            if record is None:
-                unrelated += 1
-            else:
-                page.records.append(record)
-        if unrelated:
-            log.info("%d e-mails without a task relate to no account, contact or opportunity: left out", unrelated)
-        page.cursor = self._row_cursor(mapping.EMAIL_STREAM, rows)
-        return page
-
-    def _cases_of(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Case id → its ``mapping.CASE_FIELDS`` (``queryAll``: a deleted case still tells a deleted e-mail's
-        account), 300 ids a query; {} when the integration user cannot read Case (said once per run). No ids: one
-        query only to learn whether it may."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, max(len(ids), 1), 300):
-            if not self._cases:
-                break
-            listed = ", ".join(repr(i) for i in ids[start : start + 300])
-            where = f" WHERE Id IN ({listed})" if ids else " LIMIT 1"  # no ids: only whether it may read Case
-            query = f"SELECT {', '.join(mapping.CASE_FIELDS)} FROM {mapping.CASE_OBJECT}{where}"
-            self._cases_asked = True
-            try:
-                result, _began = self._first_page(partial(str, query), include_deleted=True)
-            except _NoCases as exc:
-                log.warning(
-                    "Salesforce does not let okrsync read Case (%s): e-mails on cases (Email-to-Case, without a"
-                    " task) follow access to their case, so okrsync sees few or none of them and relates those it"
-                    " sees only through their RelatedToId; the others are no inquiries and no responses. Give the"
-                    " integration user Read on Case (the okrsync_integration permission set in deploy/salesforce"
-                    " grants it)",
-                    str(exc).strip()[:120],
-                )
-                self._cases = False
-                break
-            found.update({str(case["Id"]): case for case in result.get("records", []) if case.get("Id")})
-        return found
+        """Task-less e-mails (their rows) as e-mail activities (``case_emails.map_case_emails``)."""
+        records, skipped = map_case_emails(rows, self._cases)
+        return Page(
+            sobject=mapping.EMAIL_STREAM,
+            records=records,
+            skipped=skipped,
+            cursor=self._row_cursor(mapping.EMAIL_STREAM, rows),
+            total_size=total,
+            began_at=began,
+        )
 
     def _with_email_direction(self, rows: list[dict[str, Any]], known: dict[str, Any] | None = None) -> None:
         """Put each e-mail task's EmailMessage ``{"Incoming": …, "FromAddress": …, "ToAddress": …, "CcAddress": …}``
