@@ -73,7 +73,8 @@ def salesforce_minimum(changed: dict[str, int], config: SalesforceConfig, *, ema
     """Calls of an incremental Salesforce run in which ``changed`` records of each object changed: one query (or
     queryAll) per object and a queryMore per further page, one query per Shared Activities relation object, one
     query for the EmailMessage stream and ``email_lookups`` EmailMessage look-ups (one per 300 e-mail tasks of a
-    page of changed tasks: their directions), and one getDeleted per object that can be deleted."""
+    page of changed tasks: their directions), and one getDeleted per object that can be deleted. No e-mail without a
+    task changes here, so no Case look-up (one per 300 cases of a page of such e-mails)."""
     queries = sum(max(1, _pages(changed.get(s, 0), config.page_size)) for s in sf_mapping.OBJECTS)
     relations = len(sf_mapping.RELATION_STREAMS) if config.shared_activities else 0
     emails = 1 + email_lookups if config.email_messages else 0

@@ -12,6 +12,10 @@ which the next run's look-back is measured (:meth:`SalesforceConnector.increment
 Shared Activities: Task and Event queries bring every related contact with a subquery on TaskRelations /
 EventRelations; the streams TaskRelation and EventRelation read relations changed since the last run and bring the
 activities they belong to again, with all their contacts.
+
+E-mails: an e-mail task takes its direction from its EmailMessage; the EmailMessage stream brings the tasks of
+changed e-mails again, and maps the e-mails without a task (Email-to-Case) to activities of their own through their
+cases (``case_emails``).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from connectors.records import CanonicalRecord, Deletion, SkippedRecord
 from connectors.retry import call_with_retries
 from connectors.salesforce import mapping
 from connectors.salesforce.auth import Token, can_renew, fetch_token
+from connectors.salesforce.case_emails import CaseLookup, NoCases, map_case_emails
 from connectors.salesforce.config import SalesforceConfig
 from connectors.salesforce.limits import DATE_SLACK, OrgAnswers, refusal
 
@@ -135,6 +140,8 @@ class SalesforceConnector:
         self._first_began: datetime | None = None  # the org's time when this connector's first query began
         self._email_messages = config.email_messages
         self._leads = config.leads
+        # the cases of e-mails without a task, read for this run (a refusal is said once, then not asked again)
+        self._cases = CaseLookup(query=lambda soql: self._first_page(partial(str, soql), include_deleted=True)[0])
         self.streams: tuple[str, ...] = (
             tuple(o for o in mapping.OBJECTS if config.leads or o != mapping.LEAD_STREAM)
             + ((mapping.EMAIL_STREAM,) if config.email_messages else ())
@@ -255,6 +262,8 @@ class SalesforceConnector:
                     raise _NoEmailMessages(message) from None
                 if code == "INVALID_TYPE" and f"'{mapping.LEAD_STREAM}'" in message:
                     raise _NoLeads(message) from None
+                if code == "INVALID_TYPE" and f"'{mapping.CASE_OBJECT}'" in message:
+                    raise NoCases(message) from None
                 if code in {"INVALID_FIELD", "INVALID_TYPE"}:
                     raise ConfigurationError(
                         f"Salesforce does not know a field or object okrsync asked for ({code}: {message.strip()})"
@@ -401,6 +410,29 @@ class SalesforceConnector:
         began = self._first_began or self.answers.server_time_at(time.monotonic())
         return Page(sobject=stream, cursor=(began, "") if began else None, began_at=began)
 
+    def _result_pages(self, result: dict[str, Any], *, headers: dict[str, str]) -> Iterator[dict[str, Any]]:
+        """The pages of a query whose first page is ``result``, following ``nextRecordsUrl``."""
+        while True:
+            yield result
+            next_url = result.get("nextRecordsUrl")
+            if result.get("done", True) or not next_url:
+                return
+            result = self._call(
+                "query_more",
+                partial(_query_more, url=next_url, headers=headers, timeout=self.config.timeout_seconds),
+            )
+
+    def _row_cursor(self, stream: str, rows: list[dict[str, Any]]) -> tuple[datetime, str] | None:
+        cursor = next(
+            (
+                (stamp, str(row["Id"]))
+                for row in reversed(rows)
+                if (stamp := mapping.parse_datetime(row.get("SystemModstamp")))
+            ),
+            None,
+        )
+        return self._capped(stream, cursor)
+
     def _parents_again(
         self,
         stream: str,
@@ -410,70 +442,101 @@ class SalesforceConnector:
         *,
         began: datetime | None,
         headers: dict[str, str],
-        with_incoming: bool = False,
     ) -> Iterator[Page]:
         """Pages of ``stream`` (rows naming a ``parent`` record in ``parent_field``) as pages of those parents, read
-        again as they are now; the cursor is the stream's own. ``with_incoming``: the rows are e-mails, whose
-        direction and addresses their tasks take without looking them up again. A parent named on an earlier page
-        is not read again: the query had every row when it began, so that read already saw them all (two relations
-        of one task may sit on either side of a page boundary)."""
+        again as they are now; the cursor is the stream's own. A parent named on an earlier page is not read again:
+        the query had every row when it began, so that read already saw them all (two relations of one task may sit
+        on either side of a page boundary)."""
         read: set[str] = set()
-        while True:
-            rows = result.get("records", [])
-            fresh = {str(row[parent_field]): row for row in rows if row.get(parent_field)}
-            named = sorted(set(fresh) - read)
-            read.update(named)
-            emails = {i: mapping.email_fields(fresh[i]) for i in named} if with_incoming else None
-            found, _gone = self.fetch(parent, named, emails=emails)
-            cursor = next(
-                (
-                    (stamp, str(row["Id"]))
-                    for row in reversed(rows)
-                    if (stamp := mapping.parse_datetime(row.get("SystemModstamp")))
-                ),
-                None,
-            )
-            yield Page(
-                sobject=stream,
-                crm_object=parent,
-                records=found.records,
-                skipped=found.skipped,
-                cursor=self._capped(stream, cursor),
-                total_size=int(result.get("totalSize") or 0),
-                began_at=began,
-            )
-            next_url = result.get("nextRecordsUrl")
-            if result.get("done", True) or not next_url:
-                return
-            result = self._call(
-                "query_more",
-                partial(_query_more, url=next_url, headers=headers, timeout=self.config.timeout_seconds),
-            )
+        for page in self._result_pages(result, headers=headers):
+            rows = page.get("records", [])
+            yield self._parents_page(stream, parent, parent_field, rows, read=read, page=page, began=began)
+
+    def _parents_page(
+        self,
+        stream: str,
+        parent: str,
+        parent_field: str,
+        rows: list[dict[str, Any]],
+        *,
+        read: set[str],
+        page: dict[str, Any],
+        began: datetime | None,
+        with_incoming: bool = False,
+    ) -> Page:
+        """One page of ``_parents_again``. ``with_incoming``: the rows are e-mails, whose direction and addresses
+        their tasks take without looking them up again."""
+        fresh = {str(row[parent_field]): row for row in rows if row.get(parent_field)}
+        named = sorted(set(fresh) - read)
+        read.update(named)
+        emails = {i: mapping.email_fields(fresh[i]) for i in named} if with_incoming else None
+        found, _gone = self.fetch(parent, named, emails=emails)
+        return Page(
+            sobject=stream,
+            crm_object=parent,
+            records=found.records,
+            skipped=found.skipped,
+            cursor=self._row_cursor(stream, rows),
+            total_size=int(page.get("totalSize") or 0),
+            began_at=began,
+        )
 
     def _email_pages(self, *, since: datetime | None) -> Iterator[Page]:
-        """The e-mail tasks whose EmailMessage changed at or after ``since``, read again with their direction.
+        """The e-mail tasks whose EmailMessage changed at or after ``since``, read again with their direction, and
+        the e-mails without a task (Email-to-Case: ``ActivityId`` empty) as activities of their own.
 
-        A first or full sync reads nothing here: every e-mail task has just come with its direction (``_map_page``
-        looks them up). Its cursor starts at the org's time this connector's first query began. An upgrade that
-        adds this stream to a synced connection needs one ``okrsync sync salesforce --full`` to give the e-mail
-        tasks already stored their direction."""
+        An incremental run makes one query (``queryAll``: deleted e-mails arrive with IsDeleted) for both kinds; its
+        rows with a task bring that task again, those without one are mapped here, with one Case look-up per 300
+        cases they name (none on a page without task-less e-mails, so a quiet run costs what it cost before).
+
+        A first or full sync reads the e-mail tasks nowhere here: every e-mail task has just come with its direction
+        (``_map_page`` looks them up). It reads the task-less e-mails (``WHERE ActivityId = null``); the stream's
+        cursor starts no later than the org's time this connector's first query began. An upgrade that adds this
+        stream, or these e-mails, to a synced connection needs one ``okrsync sync salesforce --full``."""
         if not self._email_messages:
             return
         if since is None:
             yield self._cursor_page(mapping.EMAIL_STREAM)
-            return
+            where = "ActivityId = null"
+        else:
+            where = f"SystemModstamp >= {soql_datetime(since)}"
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         query = (
-            f"SELECT Id, ActivityId, {', '.join(mapping.EMAIL_FIELDS)}, SystemModstamp FROM {mapping.EMAIL_STREAM}"
-            f" WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC, Id ASC"
+            f"SELECT {', '.join(mapping.EMAIL_STREAM_FIELDS)} FROM {mapping.EMAIL_STREAM}"
+            f" WHERE {where} ORDER BY SystemModstamp ASC, Id ASC"
         )
         try:
-            result, began = self._first_page(lambda: query, include_deleted=False, headers=headers)
+            result, began = self._first_page(lambda: query, include_deleted=True, headers=headers)
         except _NoEmailMessages as exc:
             self._no_email_messages(exc)
             return
-        yield from self._parents_again(
-            mapping.EMAIL_STREAM, "Task", "ActivityId", result, began=began, headers=headers, with_incoming=True
+        read: set[str] = set()
+        for page in self._result_pages(result, headers=headers):
+            rows = page.get("records", [])
+            if since is not None:  # rows with a task: their task again (a full sync has just read every task)
+                yield self._parents_page(
+                    mapping.EMAIL_STREAM, "Task", "ActivityId", rows, read=read, page=page, began=began,
+                    with_incoming=True,
+                )  # fmt: skip
+            taskless = [row for row in rows if not row.get("ActivityId")]
+            if taskless or since is None:
+                yield self._case_email_page(taskless, total=int(page.get("totalSize") or 0), began=began)
+        if since is None and self._cases.readable and not self._cases.asked:
+            # Case e-mails follow access to their case: a user without Read on Case sees none, and nothing above
+            # asked Case. A full sync that found no case to look up asks once, so that it is said (a quiet
+            # incremental run never asks)
+            self._cases.cases([])
+
+    def _case_email_page(self, rows: list[dict[str, Any]], *, total: int, began: datetime | None) -> Page:
+        """Task-less e-mails (their rows) as e-mail activities (``case_emails.map_case_emails``)."""
+        records, skipped = map_case_emails(rows, self._cases)
+        return Page(
+            sobject=mapping.EMAIL_STREAM,
+            records=records,
+            skipped=skipped,
+            cursor=self._row_cursor(mapping.EMAIL_STREAM, rows),
+            total_size=total,
+            began_at=began,
         )
 
     def _with_email_direction(self, rows: list[dict[str, Any]], known: dict[str, Any] | None = None) -> None:

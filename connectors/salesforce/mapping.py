@@ -146,6 +146,32 @@ def email_fields(email: dict[str, Any]) -> dict[str, Any]:
     return {name: email.get(name) for name in EMAIL_FIELDS}
 
 
+# E-mails without a task: "ActivityId can only be specified for emails on cases. It's auto-created for other
+# entities" (EmailMessage reference above), so an e-mail whose ActivityId is empty is an Email-to-Case e-mail: ParentId
+# is its case (key prefix 500) and RelatedToId normally the same case. The EmailMessage stream maps each one to an
+# activity of its own (``case_email``), related to the case's account and contact, read from Case.
+# https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_case.htm
+CASE_OBJECT = "Case"
+CASE_FIELDS = ("Id", "AccountId", "ContactId", "OwnerId")  # what an e-mail takes from its case
+# what the EmailMessage stream reads of each e-mail: a task's fields, and what a task-less e-mail needs on its own
+EMAIL_STREAM_FIELDS = (
+    "Id",
+    "ActivityId",
+    *EMAIL_FIELDS,
+    "MessageDate",
+    "Subject",
+    "Status",
+    "RelatedToId",
+    "ParentId",
+    "CreatedById",
+    "CreatedDate",
+    "LastModifiedDate",
+    "SystemModstamp",
+    "IsDeleted",
+)
+# EmailMessage.Status is stored as a digit (EmailMessage reference above); a draft has not been sent
+EMAIL_STATUSES = {"0": "New", "1": "Read", "2": "Replied", "3": "Sent", "4": "Forwarded", "5": "Draft"}
+
 EMAIL_SUBTYPES = frozenset({"Email", "ListEmail"})
 PARENT_OF: dict[str, str] = {relation: parent for parent, (relation, _field, _name) in RELATIONS.items()}
 _CHILD_KEYS = frozenset(name for _relation, _field, name in RELATIONS.values())
@@ -162,6 +188,7 @@ PREFIX_OPPORTUNITY = "006"
 PREFIX_ACCOUNT = "001"
 PREFIX_CONTACT = "003"
 PREFIX_LEAD = "00Q"
+PREFIX_CASE = "500"
 
 
 def has_is_deleted(sobject: str) -> bool:
@@ -325,6 +352,75 @@ def _task(row: dict[str, Any], currency: str) -> Activity:
     )
 
 
+def case_ids(row: dict[str, Any]) -> list[str]:
+    """The cases a task-less e-mail names (RelatedToId, then ParentId), for the Case look-up."""
+    found = (str(row.get(name) or "") for name in ("RelatedToId", "ParentId"))
+    return list(dict.fromkeys(i for i in found if i.startswith(PREFIX_CASE)))
+
+
+def case_email(row: dict[str, Any], cases: dict[str, dict[str, Any]]) -> Activity | None:
+    """A task-less EmailMessage (an Email-to-Case e-mail) as an e-mail activity, or None when it is related to
+    nothing okrsync syncs (and is not deleted). ``cases``: case id → its ``CASE_FIELDS``, as read (none when the
+    integration user cannot read Case).
+
+    Its account and contact are its case's (RelatedToId, else ParentId), or what RelatedToId names directly (an
+    account, contact or opportunity). Owner: an outbound e-mail is the sender's, ``CreatedById``; an inbound one
+    (``Incoming``: the customer wrote) is created by Email-to-Case, not by a person of the team, and belongs to whoever
+    owns the case (``Case.OwnerId``), as the inquiry it is. A draft has not been sent: it has not occurred. Raises
+    ``SkippableError`` naming the record and the field when the row cannot be mapped."""
+    record_id = row.get("Id")
+    try:
+        if not record_id:
+            raise ValueError("the row has no Id")
+        if not row.get("SystemModstamp"):
+            raise ValueError("SystemModstamp is empty")
+        row = strip_nul(row)
+        case = next((cases[i] for i in case_ids(row) if i in cases), None)
+        related = str(row.get("RelatedToId") or "")
+        account_id = opportunity_id = None
+        contact_ids: tuple[str, ...] = ()
+        if case is not None:
+            account_id = case.get("AccountId") or None
+            contact = str(case.get("ContactId") or "")
+            contact_ids = (contact,) if contact.startswith(PREFIX_CONTACT) else ()
+        elif related.startswith(PREFIX_ACCOUNT):
+            account_id = related
+        elif related.startswith(PREFIX_CONTACT):
+            contact_ids = (related,)
+        elif related.startswith(PREFIX_OPPORTUNITY):
+            opportunity_id = related
+        if not (account_id or contact_ids or opportunity_id or row.get("IsDeleted")):
+            return None
+        incoming = row.get("Incoming")
+        if not isinstance(incoming, bool):
+            raise ValueError(f"Incoming is {incoming!r}, not true or false")
+        status = EMAIL_STATUSES.get(str(row.get("Status") or ""), row.get("Status"))
+        owner = (case.get("OwnerId") if case else None) if incoming else row.get("CreatedById")
+        occurred = None if status == "Draft" else parse_datetime(row.get("MessageDate"))
+        return Activity(
+            **_common(row),
+            activity_kind=ActivityKind.email,
+            subject=row.get("Subject"),
+            direction=Direction.inbound if incoming else Direction.outbound,
+            status=status,
+            occurred_at=occurred,
+            completed_at=occurred,  # sent or received: done, as a logged e-mail task is
+            owner_id=owner or None,
+            account_id=account_id,
+            opportunity_id=opportunity_id,
+            contact_ids=contact_ids,
+            email_from=row.get("FromAddress") or None,
+            email_to=addresses(row.get("ToAddress"), row.get("CcAddress")),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise SkippableError(f"{EMAIL_STREAM} {record_id or '<no Id>'}: {problems}") from exc
+    except (ValueError, TypeError) as exc:
+        raise SkippableError(f"{EMAIL_STREAM} {record_id or '<no Id>'}: {exc}") from exc
+
+
 def _event(row: dict[str, Any], currency: str) -> Activity:
     minutes = row.get("DurationInMinutes")
     return Activity(
@@ -367,7 +463,8 @@ KINDS: dict[str, str] = {
     # a relation stream brings the activities whose contacts changed, read again with all their contacts
     "TaskRelation": "activity",
     "EventRelation": "activity",
-    # the e-mail stream brings the tasks whose e-mail changed, read again with its direction
+    # the e-mail stream brings the tasks whose e-mail changed, read again with its direction, and the e-mails
+    # without a task (Email-to-Case) as activities of their own
     "EmailMessage": "activity",
 }
 

@@ -274,6 +274,10 @@ def generate_org(
     org["EmailMessage"] = _email_messages(random.Random(seed + 2), tasks, users, [*contacts, *leads], outbound)
     if shared_activities:
         org.update(_relations(random.Random(seed + 1), {"Task": tasks, "Event": events}, contacts_by_account))
+    # Email-to-Case: customers writing to a case, and the case owner's answers, as e-mails without a task; a random
+    # generator of their own, and the e-mails they add come after all others, so every other record stays as it was
+    org["Case"], case_emails = _cases(random.Random(seed + 4), clock, new_id, users, account_rows, contacts_by_account)
+    org["EmailMessage"] += _renumbered(case_emails, len(org["EmailMessage"]))
     return org
 
 
@@ -315,12 +319,111 @@ def _email_messages(
                 "CcAddress": None,
                 "Subject": task["Subject"],
                 "Status": "1" if incoming else "3",
+                "CreatedById": task["OwnerId"],  # logged by the task's owner (their e-mail client or Salesforce)
                 "CreatedDate": task["CreatedDate"],
                 "LastModifiedDate": task["LastModifiedDate"],
                 "SystemModstamp": task["SystemModstamp"],
                 "IsDeleted": False,
             }
         )
+    return rows
+
+
+SUPPORT_ADDRESS = "support@sandbox.okrsync.dev"  # the Email-to-Case routing address customers write to
+_CASE_SUBJECTS = ["Invoice question", "Delivery delayed", "Login problem", "Change of address", "Contract terms"]
+
+
+def _cases(
+    rnd: random.Random,
+    clock: _Clock,
+    new_id: IdFactory,
+    users: list[dict],
+    accounts: list[dict],
+    contacts_by_account: dict[str, list[dict]],
+) -> tuple[list[dict], list[dict]]:
+    """Email-to-Case threads: a customer (a contact of an account) writes to the support address at any hour, which
+    opens a case owned by the account's owner; the customer may write again; most messages are answered by the case
+    owner, some within business hours, some in the evening, some not yet. Every e-mail is an EmailMessage without a
+    task ("ActivityId can only be specified for emails on cases", and an inbound case e-mail creates a Task only if
+    the routing address says so), ParentId and RelatedToId the case:
+    https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_emailmessage.htm
+    An inbound one is created by Email-to-Case's context user (the first user here, the org's admin); an answer by
+    the owner who sends it (CreatedById). Returns the cases and their e-mails (Ids numbered by the caller)."""
+    email_of = {u["Id"]: (u["Email"], u["Name"]) for u in users}
+    context_user = users[0]["Id"]
+    cases: list[dict] = []
+    emails: list[dict] = []
+
+    def email(minute: int, case: dict, contact: dict, *, incoming: bool) -> None:
+        stamp = clock.stamp(minute, int(rnd.random() * 60))
+        owner, owner_name = email_of[case["OwnerId"]]
+        emails.append(
+            {
+                "Id": None,
+                "ActivityId": None,
+                "RelatedToId": case["Id"],
+                "ParentId": case["Id"],
+                "Incoming": incoming,
+                "MessageDate": stamp,
+                "FromAddress": contact["Email"] if incoming else owner,
+                "FromName": contact["Name"] if incoming else owner_name,
+                "ToAddress": SUPPORT_ADDRESS if incoming else contact["Email"],
+                "CcAddress": None,
+                "Subject": case["Subject"] if incoming else f"Re: {case['Subject']}",
+                "Status": "1" if incoming else "3",
+                "CreatedById": context_user if incoming else case["OwnerId"],
+                "CreatedDate": stamp,
+                "LastModifiedDate": stamp,
+                "SystemModstamp": stamp,
+                "IsDeleted": False,
+            }
+        )
+        case["LastModifiedDate"] = case["SystemModstamp"] = max(case["SystemModstamp"], stamp)
+
+    for _ in range(max(8, len(accounts) // 3)):
+        account = accounts[int(rnd.random() * len(accounts))]
+        people = contacts_by_account[account["Id"]]
+        contact = people[int(rnd.random() * len(people))]
+        opened = clock.first + int(rnd.random() * (clock.last - clock.first - 1440))
+        stamp = clock.stamp(opened)
+        case = {
+            "Id": new_id("Case"),
+            "AccountId": account["Id"],
+            "ContactId": contact["Id"],
+            "OwnerId": account["OwnerId"],
+            "Subject": rnd.choice(_CASE_SUBJECTS),
+            "Status": "New",
+            "Origin": "Email",
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+            "IsDeleted": False,
+        }
+        cases.append(case)
+        minute = opened
+        for turn in range(1 + int(rnd.random() * 3)):
+            if turn and (minute := minute + 60 + int(rnd.random() * 3 * 1440)) > clock.last:
+                break
+            email(minute, case, contact, incoming=True)
+            answer = rnd.random()
+            if answer < 0.25:  # not answered (yet)
+                break
+            if answer < 0.6:  # soon, whenever that is: in or out of business hours
+                minute += 20 + int(rnd.random() * 300)
+            else:  # the next day, in the evening: after business hours
+                minute = (minute // 1440 + 1) * 1440 + 1140 + int(rnd.random() * 180)  # 19:00–22:00 UTC
+            if minute > clock.last:
+                break
+            email(minute, case, contact, incoming=False)
+            case["Status"] = "Working"
+    return cases, emails
+
+
+def _renumbered(rows: list[dict], before: int) -> list[dict]:
+    """``rows`` with EmailMessage Ids numbered on from the ``before`` e-mails already made."""
+    prefix = SOBJECTS["EmailMessage"].key_prefix
+    for number, row in enumerate(rows, start=before + 1):
+        row["Id"] = make_id(prefix, number)
     return rows
 
 

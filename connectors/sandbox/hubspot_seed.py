@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.records import Activity, ActivityKind, Direction
-from connectors.salesforce.mapping import EMAIL_KEY, EMAIL_STREAM, email_fields, to_record
+from connectors.salesforce.mapping import (
+    CASE_FIELDS,
+    CASE_OBJECT,
+    EMAIL_KEY,
+    EMAIL_STREAM,
+    case_email,
+    email_fields,
+    to_record,
+)
 from connectors.sandbox.hubspot_portal import (
     HubSpotPortal,
     _strings,
@@ -260,6 +268,10 @@ def portal_from_org(
 
     # an e-mail's direction is on its EmailMessage (Enhanced Email): the portal's hs_email_direction tells the same
     emails = {e["ActivityId"]: email_fields(e) for e in data.get(EMAIL_STREAM, ()) if e.get("ActivityId")}
+    # an e-mail without a task (Email-to-Case) is an e-mail engagement of its own in HubSpot, on the case's contact
+    # and company, owned as the Salesforce connector owns it (the sender of an answer, the case owner of an inquiry)
+    taskless = [e for e in data.get(EMAIL_STREAM, ()) if not e.get("ActivityId")]
+    cases = {c["Id"]: {f: c.get(f) for f in CASE_FIELDS} for c in data.get(CASE_OBJECT, ())}
     if consume and EMAIL_STREAM in data:
         data[EMAIL_STREAM] = []
     for sobject in ("Task", "Event"):
@@ -278,6 +290,17 @@ def portal_from_org(
                 *[("contacts", ids.get(c, "")) for c in (*activity.contact_ids, activity.lead_id) if c],
             ]
             insert(kind, row, 20_000_000, {**properties, "hubspot_owner_id": ids.get(activity.owner_id or "")}, links)
+    for row in taskless:  # after every other engagement, so their ids stay what they were
+        found = case_email(row, cases)
+        if found is None or found.is_deleted:
+            continue
+        kind, properties = _engagement(found)
+        links = [
+            ("companies", ids.get(found.account_id or "", "")),
+            ("deals", ids.get(found.opportunity_id or "", "")),
+            *[("contacts", ids.get(c, "")) for c in found.contact_ids],
+        ]
+        insert(kind, row, 20_000_000, {**properties, "hubspot_owner_id": ids.get(found.owner_id or "")}, links)
     return portal, ids
 
 

@@ -188,7 +188,9 @@ def _run_query(org: SandboxOrg, text: str, version: str, batch_size: int, includ
         raise ApiError(400, exc.error_code, exc.message) from exc
     if org.sobject(query.sobject.name) is None:  # TaskRelation/EventRelation without Shared Activities
         raise ApiError(400, "INVALID_TYPE", f"sObject type '{query.sobject.name}' is not supported.")
-    rows = query.run(org.snapshot(query.sobject.name, include_deleted=include_deleted))
+    rows = query.run(
+        org.readable(query.sobject.name, org.snapshot(query.sobject.name, include_deleted=include_deleted))
+    )
     children = _children(org, query, rows, include_deleted)
     return _page(org, org.open_cursor(query, rows, batch_size, children=children), 0, version)
 
@@ -240,7 +242,7 @@ def _updated(org: SandboxOrg, version: str, sobject: str, start: str | None, end
     # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getupdated.htm
     name = _sobject(org, version, sobject).name
     low, high, _earliest = _window(org, start, end)
-    rows = sorted((row["SystemModstamp"], row["Id"]) for row in org.snapshot(name))
+    rows = sorted((row["SystemModstamp"], row["Id"]) for row in org.readable(name, org.snapshot(name)))
     return {"ids": [rid for stamp, rid in rows if low <= stamp <= high], "latestDateCovered": high}
 
 

@@ -220,6 +220,25 @@ SOBJECTS: dict[str, SObjectSchema] = {
                 "CcAddress": STRING,
                 "Subject": STRING,
                 "Status": PICKLIST,
+                "CreatedById": REFERENCE,
+                **_AUDIT,
+                "IsDeleted": BOOLEAN,
+            },
+        ),
+        # Case: key prefix 500. Email-to-Case e-mails are EmailMessages whose ParentId is the case; AccountId and
+        # ContactId say whose it is, OwnerId who works it (a user; a queue in real orgs, not modelled).
+        # https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_case.htm
+        SObjectSchema(
+            "Case",
+            "500",
+            {
+                "Id": ID,
+                "AccountId": REFERENCE,
+                "ContactId": REFERENCE,
+                "OwnerId": REFERENCE,
+                "Subject": STRING,
+                "Status": PICKLIST,
+                "Origin": PICKLIST,
                 **_AUDIT,
                 "IsDeleted": BOOLEAN,
             },

@@ -185,6 +185,7 @@ class SandboxOrg:
         shared_activities: bool = True,
         email_messages: bool = True,
         leads: bool = True,
+        cases: bool = True,
     ) -> None:
         self.daily_api_limit = daily_api_limit
         self.shared_activities = shared_activities
@@ -229,6 +230,11 @@ class SandboxOrg:
         self.leads = leads
         if not leads:
             self._schemas.pop("Lead", None)
+        # and one without Read on Case the same way for Case: "sObject type 'Case' is not supported" (object
+        # permissions: https://help.salesforce.com/s/articleView?id=sf.users_profiles_object_perms.htm&type=5)
+        self.cases = cases
+        if not cases:
+            self._schemas.pop("Case", None)
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self._schemas}
         self._deleted_log: dict[str, dict[str, str]] = {name: {} for name in self._schemas}
         self._next_number = dict.fromkeys(self._schemas, 1)
@@ -242,7 +248,7 @@ class SandboxOrg:
 
     def _load(self, data: dict[str, list[dict]]) -> None:
         for sobject, rows in data.items():
-            if sobject not in self._schemas and sobject in ("EmailMessage", "Lead"):
+            if sobject not in self._schemas and sobject in ("EmailMessage", "Lead", "Case"):
                 continue  # not visible to this user
             table = self._table(sobject)
             for row in rows:
@@ -678,6 +684,17 @@ class SandboxOrg:
         with self._lock:
             rows = list(self._table(sobject).values())
         return rows if include_deleted else [row for row in rows if not row.get("IsDeleted")]
+
+    def readable(self, sobject: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of ``sobject`` the integration user may read. An Email-to-Case e-mail (ParentId a case) follows
+        access to its case: "If Email-to-Case is enabled and the email is based on a case (the ParentId field is a
+        Case), access depends on the user's access to the related case record"
+        (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_emailmessage.htm),
+        so a user without Read on Case sees none. (The creator of an e-mail always sees it; not modelled: stricter.)"""
+        if sobject != "EmailMessage" or self.cases:
+            return rows
+        case_prefix = SOBJECTS["Case"].key_prefix
+        return [row for row in rows if not str(row.get("ParentId") or "").startswith(case_prefix)]
 
     def deleted_log(self, sobject: str) -> dict[str, str]:
         """Record id -> deletedDate of every record deleted (soft or hard) in `sobject`."""

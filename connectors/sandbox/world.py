@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.salesforce.mapping import EMAIL_STREAM, OBJECTS
+from connectors.salesforce.mapping import CASE_OBJECT, EMAIL_STREAM, OBJECTS
 from connectors.sandbox.generator import generate_org
 from connectors.sandbox.hubspot_portal import HubSpotPortal
 from connectors.sandbox.hubspot_seed import portal_from_org
@@ -48,6 +48,6 @@ def sandbox_world(state_dir: Path, options: Any) -> tuple[SandboxOrg, HubSpotPor
     a Sales Hub Professional/Enterprise one with the leads object, so ``OKRSYNC_HUBSPOT__LEADS=object`` can be tried
     against it (the default, lifecycle, reads the same leads from contacts)."""
     org = sandbox_org(state_dir, options)
-    records = {t: org.records(t, include_deleted=True) for t in (*OBJECTS, EMAIL_STREAM)}
+    records = {t: org.records(t, include_deleted=True) for t in (*OBJECTS, EMAIL_STREAM, CASE_OBJECT)}
     portal, _ids = portal_from_org(records, portal_id=options.portal_id, leads_object=True)
     return org, portal

@@ -125,11 +125,14 @@ def test_permission_set_grants_read_on_the_synced_objects_a_permission_set_can_g
     """Read on the synced objects whose access a permission set controls (the Lead warning of the sync names this
     permission set). Users, tasks and events are not granted by object permissions (User is readable with API
     access; Task and Event follow the Access Activities and Edit Tasks/Events user permissions), nor are contact
-    roles and e-mails (they follow their opportunity and their task)."""
+    roles and e-mails (they follow their opportunity and their task, or their case). Case is granted: the e-mails
+    without a task are Email-to-Case e-mails, related to their account through their case (the Case warning of the sync
+    names this permission set)."""
     root = ET.parse(SFDX / "permissionsets" / "okrsync_integration.permissionset-meta.xml").getroot()
     readable = {_text(p, "object") for p in root.findall("md:objectPermissions", NS) if _text(p, "allowRead") == "true"}
     granted_elsewhere = {"User", "Task", "Event", "OpportunityContactRole"}
     assert set(sf_mapping.OBJECTS) - granted_elsewhere <= readable
+    assert sf_mapping.CASE_OBJECT in readable
 
 
 HS_TYPES = {

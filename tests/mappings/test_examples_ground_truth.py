@@ -162,7 +162,8 @@ class _Activity:
         return self.at is not None and window[0] <= self.at < window[1]
 
 
-ALL_OBJECTS = (*sf_mapping.OBJECTS, sf_mapping.EMAIL_STREAM)  # what the truth reads: the objects and the e-mails
+# what the truth reads: the objects, the e-mails and the cases (Email-to-Case e-mails are related through them)
+ALL_OBJECTS = (*sf_mapping.OBJECTS, sf_mapping.EMAIL_STREAM, "Case")
 
 
 def _activities(data: dict[str, list[dict[str, Any]]]) -> list[_Activity]:
@@ -184,6 +185,41 @@ def _activities(data: dict[str, list[dict[str, Any]]]) -> list[_Activity]:
     for row in data["Event"]:
         if not row.get("IsDeleted"):
             out.append(_activity(row, "meeting", None, _at(row.get("StartDateTime"))))
+    out += _case_emails(data)
+    return out
+
+
+def _case_emails(data: dict[str, list[dict[str, Any]]]) -> list[_Activity]:
+    """E-mails without a task (Email-to-Case): each one an e-mail of its own, on its case's account and contact.
+    The customer's (Incoming) belongs to the case's owner; an answer to the user who sent it (CreatedById)."""
+    cases = {c["Id"]: c for c in data.get("Case", ())}
+    out = []
+    for row in data.get("EmailMessage", ()):
+        if row.get("ActivityId") or row.get("IsDeleted"):
+            continue
+        case = cases.get(row.get("RelatedToId") or "") or cases.get(row.get("ParentId") or "")
+        related = row.get("RelatedToId") or ""
+        if case is not None:
+            account, contact, opportunity = case.get("AccountId"), case.get("ContactId"), None
+        else:
+            account = related if related.startswith("001") else None
+            contact = related if related.startswith("003") else None
+            opportunity = related if related.startswith("006") else None
+        if not (account or contact or opportunity):
+            continue  # related to nothing okrsync syncs
+        out.append(
+            _Activity(
+                id=row["Id"],
+                kind="email",
+                direction="inbound" if row["Incoming"] else "outbound",
+                at=None if row.get("Status") == "5" else _at(row.get("MessageDate")),  # a draft was not sent
+                owner=(case or {}).get("OwnerId") if row["Incoming"] else row.get("CreatedById"),
+                account=account,
+                opportunity=opportunity,
+                contacts=(contact,) if contact else (),
+                subject=row.get("Subject"),
+            )
+        )
     return out
 
 
@@ -721,6 +757,14 @@ def test_the_scenario_makes_every_check_meaningful(truth: GroundTruth) -> None:
     assert acquisition.evidence["leads-converted"] > 0
     assert any(not answered for _s, answered, _o in truth.lead_waits), "a lead nobody has answered yet"
     assert 0 < care.values["answered-within-4h"] < 1  # type: ignore[operator]
+    # e-mails without a task (Email-to-Case) are there, inquiries and answers, and they change the inquiry KR
+    taskless = _case_emails(truth.data)
+    assert {a.direction for a in taskless} == {"inbound", "outbound"}
+    without = GroundTruth(
+        {**truth.data, "EmailMessage": [e for e in truth.data["EmailMessage"] if e.get("ActivityId")]}
+    ).results["customer-care"]
+    assert without.evidence["answered-within-4h"] < care.evidence["answered-within-4h"], "case e-mails are inquiries"
+    assert without.values["answered-within-4h"] != care.values["answered-within-4h"]
     assert care.values["key-accounts-healthy"] and len(care.kam) > 1
     assert len(set(care.kam.values())) > 1, "key accounts differ in their scores"
     for results in (acquisition, care):  # per member: several members, with different figures

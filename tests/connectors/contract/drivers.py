@@ -99,9 +99,15 @@ class SalesforceDriver(CrmDriver):
     adapter = adapter("salesforce")
     deletable = ("Opportunity", "Task")
     not_fetched = {
-        relation: f"a {relation} page holds {parent} records, read again when their contacts change: fetch serves "
-        f"them as the {parent} stream; a full read of {relation} brings none (it only sets the stream's cursor)"
-        for relation, parent in (("TaskRelation", "Task"), ("EventRelation", "Event"), ("EmailMessage", "Task"))
+        **{
+            relation: f"a {relation} page holds {parent} records, read again when their contacts change: fetch "
+            f"serves them as the {parent} stream; a full read of {relation} brings none (it only sets the stream's "
+            "cursor)"
+            for relation, parent in (("TaskRelation", "Task"), ("EventRelation", "Event"))
+        },
+        "EmailMessage": "an EmailMessage page holds Task records, read again when their e-mail changes (fetch serves "
+        "them as the Task stream), and e-mails without a task (Email-to-Case), whose activity is built from the "
+        "e-mail and its case: no webhook names an EmailMessage, so the targeted refresh never asks for one",
     }
 
     @contextmanager

@@ -71,8 +71,19 @@ def _prefix_of(sobject: str, record_id: str) -> bool:
 def minimum_query_calls(org: SandboxOrg, *, page_size: int = 2000) -> int:
     """One query call per 2,000 records per object (at least one), counting soft-deleted records queryAll returns;
     plus, per page of tasks, one EmailMessage look-up per 300 e-mail tasks on it (their direction), when the org
-    lets okrsync read EmailMessage. A first sync reads nothing in the EmailMessage stream (no call)."""
+    lets okrsync read EmailMessage. A first sync reads the e-mails without a task in the EmailMessage stream (one
+    call per page of those it may see, at least one) and their cases (one call per 300 cases a page names; one call
+    when none is named, to learn whether Case is readable: refused once when it is not)."""
     total = 0
+    if org.sobject(mapping.EMAIL_STREAM) is not None:
+        rows = org.readable(mapping.EMAIL_STREAM, org.records(mapping.EMAIL_STREAM, include_deleted=True))
+        taskless = sorted((r for r in rows if not r["ActivityId"]), key=lambda r: (r["SystemModstamp"], r["Id"]))
+        total += max(1, math.ceil(len(taskless) / page_size))
+        lookups = 0
+        for start in range(0, len(taskless), page_size):
+            named = {i for r in taskless[start : start + page_size] for i in mapping.case_ids(r)}
+            lookups += math.ceil(len(named) / 300)
+        total += max(1, lookups) if org.sobject(mapping.CASE_OBJECT) is not None else 1
     for sobject in mapping.OBJECTS:
         rows = org.records(sobject, include_deleted=mapping.has_is_deleted(sobject))
         total += max(1, math.ceil(len(rows) / page_size))

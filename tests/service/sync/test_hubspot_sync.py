@@ -111,7 +111,12 @@ def test_hubspot_and_salesforce_give_the_same_canonical_records(engine: Engine, 
 
     sf_activities = local_rows(engine, "activity", crm="salesforce")
     hs_activities = local_rows(engine, "activity", crm="hubspot")
-    assert len(sf_activities) == len(hs_activities) == len(org.records("Task")) + len(org.records("Event"))
+    # every task and event, and every e-mail without a task (Email-to-Case: an e-mail engagement in HubSpot)
+    taskless = [e for e in org.records("EmailMessage") if not e["ActivityId"]]
+    assert taskless and {sf_activities[e["Id"]].direction for e in taskless} == {"inbound", "outbound"}
+    assert (
+        len(sf_activities) == len(hs_activities) == len(org.records("Task")) + len(org.records("Event")) + len(taskless)
+    )
     sf_links, hs_links = _links(engine, "salesforce"), _links(engine, "hubspot")
     for sf_id, sf_row in sf_activities.items():
         hs_row = hs_activities[ids[sf_id]]
