@@ -14,6 +14,10 @@ Retry decisions are made in exactly one place per connector (its ``_call`` wrapp
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import ValidationError
+
 
 class ConnectorError(Exception):
     """Root error of the connectors package."""
@@ -55,3 +59,13 @@ class ApiLimitError(FatalError):
 
 class SkippableError(ConnectorError):
     """One record is malformed; the rest of the page is fine."""
+
+
+def skipped(name: str, record_id: Any, exc: Exception) -> SkippableError:
+    """The error that skips a row that cannot be mapped, naming its object, its id and each problem (a validation
+    error's fields and messages)."""
+    if isinstance(exc, ValidationError):
+        problem = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
+    else:
+        problem = str(exc)
+    return SkippableError(f"{name} {record_id or '<no Id>'}: {problem}")

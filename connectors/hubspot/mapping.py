@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.errors import SkippableError
+from connectors.errors import SkippableError, skipped
 from connectors.records import (
     Account,
     Activity,
@@ -487,11 +487,8 @@ def to_record(row: HubSpotRow, pipelines: Pipelines) -> CanonicalRecord:
     try:
         row.properties = strip_nul(row.properties)
         return MAPPERS[row.object_type](row, pipelines)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise SkippableError(f"{row.object_type} {row.id}: {problems}") from exc
-    except (ValueError, TypeError) as exc:
-        raise SkippableError(f"{row.object_type} {row.id}: {exc}") from exc
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise skipped(row.object_type, row.id, exc) from exc
 
 
 def owner_record(raw: dict[str, Any]) -> Owner:
@@ -607,11 +604,8 @@ def lead_record(row: HubSpotRow, stages: LeadStages) -> Lead:
             contact_id=row.primary_contact or (contacts[0] if contacts else None),
             account_id=row.primary_company or (companies[0] if companies else None),
         )
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False))
-        raise SkippableError(f"leads {row.id}: {problems}") from exc
-    except (ValueError, TypeError) as exc:
-        raise SkippableError(f"leads {row.id}: {exc}") from exc
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise skipped(row.object_type, row.id, exc) from exc
 
 
 def deal_contacts(row: HubSpotRow, modified_at: datetime) -> list[OpportunityContact]:

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 
-from connectors.errors import SkippableError
+from connectors.errors import skipped
 from connectors.records import (
     Account,
     Activity,
@@ -412,13 +412,8 @@ def case_email(row: dict[str, Any], cases: dict[str, dict[str, Any]]) -> Activit
             email_from=row.get("FromAddress") or None,
             email_to=addresses(row.get("ToAddress"), row.get("CcAddress")),
         )
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
-        raise SkippableError(f"{EMAIL_STREAM} {record_id or '<no Id>'}: {problems}") from exc
-    except (ValueError, TypeError) as exc:
-        raise SkippableError(f"{EMAIL_STREAM} {record_id or '<no Id>'}: {exc}") from exc
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise skipped(EMAIL_STREAM, record_id, exc) from exc
 
 
 def _event(row: dict[str, Any], currency: str) -> Activity:
@@ -489,10 +484,5 @@ def to_record(sobject: str, row: dict[str, Any], *, currency: str) -> CanonicalR
         if not row.get("SystemModstamp"):
             raise ValueError("SystemModstamp is empty")
         return MAPPERS[sobject](strip_nul(row), currency)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
-        )
-        raise SkippableError(f"{sobject} {record_id or '<no Id>'}: {problems}") from exc
-    except (ValueError, TypeError) as exc:
-        raise SkippableError(f"{sobject} {record_id or '<no Id>'}: {exc}") from exc
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise skipped(sobject, record_id, exc) from exc
