@@ -446,8 +446,10 @@ class HubSpotConnector:
             yield from self._owner_pages()
             return
         if stream == LEAD_STREAM:
-            if not self._lead_object:
+            if self.config.leads != "object":
                 return
+            # asked again every run: a connector kept by the worker gets the object back once the scope is granted
+            self._lead_object = True
             try:
                 self.lead_stages()
             except (AuthenticationError, FatalError) as exc:

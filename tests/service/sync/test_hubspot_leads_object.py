@@ -218,3 +218,21 @@ def test_a_scope_revoked_later_does_not_stop_the_sync(
             later = run_sync(engine, HubSpotConnector(_hubspot(server)), connection_name="sandbox")
     assert first.status == later.status == "ok" and not later.full
     assert len([r for r in caplog.records if "crm.objects.leads.read" in r.getMessage()]) == 1
+
+
+def test_a_kept_connector_reads_the_object_again_once_the_scope_is_granted(
+    tmp_path: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker keeps one connector for its life: a refusal holds for that run only."""
+    org = small_org(activities=600)
+    portal, ids = portal_from_org(_data(org), leads_object=True, scopes=SCOPES_WITHOUT_LEADS)
+    with SandboxServer(org, portal=portal, cert_dir=tmp_path / "sandbox") as server:
+        connector = HubSpotConnector(_hubspot(server))
+        with caplog.at_level(logging.WARNING, logger="connectors.hubspot.connector"):
+            refused = run_sync(engine, connector, connection_name="sandbox")
+        portal.scopes = None  # the scope granted
+        granted = run_sync(engine, connector, connection_name="sandbox", full=True)
+    assert refused.status == granted.status == "ok"
+    assert len([r for r in caplog.records if "crm.objects.leads.read" in r.getMessage()]) == 1
+    live = {i for i, lead in _leads(engine, "hubspot").items() if not lead.is_deleted}
+    assert live == set(ids.leads.values()), "the full run reads the object and sweeps the leads read by lifecycle"
