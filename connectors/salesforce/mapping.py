@@ -370,11 +370,7 @@ def case_email(row: dict[str, Any], cases: dict[str, dict[str, Any]]) -> Activit
     ``SkippableError`` naming the record and the field when the row cannot be mapped."""
     record_id = row.get("Id")
     try:
-        if not record_id:
-            raise ValueError("the row has no Id")
-        if not row.get("SystemModstamp"):
-            raise ValueError("SystemModstamp is empty")
-        row = strip_nul(row)
+        row = _checked(row)
         case = next((cases[i] for i in case_ids(row) if i in cases), None)
         related = str(row.get("RelatedToId") or "")
         account_id = opportunity_id = None
@@ -479,10 +475,16 @@ def to_record(sobject: str, row: dict[str, Any], *, currency: str) -> CanonicalR
     """Map one SObject row to its canonical record, or raise ``SkippableError`` naming the record and the problem."""
     record_id = row.get("Id")
     try:
-        if not record_id:
-            raise ValueError("the row has no Id")
-        if not row.get("SystemModstamp"):
-            raise ValueError("SystemModstamp is empty")
-        return MAPPERS[sobject](strip_nul(row), currency)
+        return MAPPERS[sobject](_checked(row), currency)
     except (ValidationError, ValueError, TypeError) as exc:
         raise skipped(sobject, record_id, exc) from exc
+
+
+def _checked(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without NUL characters; ValueError when it has no Id or no SystemModstamp (nothing to key or order
+    it by)."""
+    if not row.get("Id"):
+        raise ValueError("the row has no Id")
+    if not row.get("SystemModstamp"):
+        raise ValueError("SystemModstamp is empty")
+    return strip_nul(row)
