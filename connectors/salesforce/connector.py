@@ -490,16 +490,15 @@ class SalesforceConnector:
         cases they name (none on a page without task-less e-mails, so a quiet run costs what it cost before).
 
         A first or full sync reads the e-mail tasks nowhere here: every e-mail task has just come with its direction
-        (``_map_page`` looks them up). It reads the task-less e-mails (``WHERE ActivityId = null``); the stream's
-        cursor starts no later than the org's time this connector's first query began. An upgrade that adds this
-        stream, or these e-mails, to a synced connection needs one ``okrsync sync salesforce --full``."""
+        (``_map_page`` looks them up). It reads the task-less e-mails (``WHERE ActivityId = null``), each page
+        dated as if the stream's read began when this connector's first query began; the stream's cursor is set to
+        that time only after the last of them. Set first, a full read killed between that cursor and the e-mails
+        resumed from it (an incremental read from then, so none of the older e-mails) and its end-of-stream sweep
+        marked every e-mail on a case deleted (a kill -9 test found it). An upgrade that adds this stream, or these
+        e-mails, to a synced connection needs one ``okrsync sync salesforce --full``."""
         if not self._email_messages:
             return
-        if since is None:
-            yield self._cursor_page(mapping.EMAIL_STREAM)
-            where = "ActivityId = null"
-        else:
-            where = f"SystemModstamp >= {soql_datetime(since)}"
+        where = "ActivityId = null" if since is None else f"SystemModstamp >= {soql_datetime(since)}"
         headers = {"Sforce-Query-Options": f"batchSize={self.config.page_size}"}
         query = (
             f"SELECT {', '.join(mapping.EMAIL_STREAM_FIELDS)} FROM {mapping.EMAIL_STREAM}"
@@ -509,7 +508,11 @@ class SalesforceConnector:
             result, began = self._first_page(lambda: query, include_deleted=True, headers=headers)
         except _NoEmailMessages as exc:
             self._no_email_messages(exc)
+            if since is None:
+                yield self._cursor_page(mapping.EMAIL_STREAM)
             return
+        if since is None:  # the e-mail tasks of this read came with the first stream: it began with that
+            began = self._first_began or began
         read: set[str] = set()
         for page in self._result_pages(result, headers=headers):
             rows = page.get("records", [])
@@ -521,11 +524,13 @@ class SalesforceConnector:
             taskless = [row for row in rows if not row.get("ActivityId")]
             if taskless or since is None:
                 yield self._case_email_page(taskless, total=int(page.get("totalSize") or 0), began=began)
-        if since is None and self._cases.readable and not self._cases.asked:
-            # Case e-mails follow access to their case: a user without Read on Case sees none, and nothing above
-            # asked Case. A full sync that found no case to look up asks once, so that it is said (a quiet
-            # incremental run never asks)
-            self._cases.cases([])
+        if since is None:
+            if self._cases.readable and not self._cases.asked:
+                # Case e-mails follow access to their case: a user without Read on Case sees none, and nothing above
+                # asked Case. A full sync that found no case to look up asks once, so that it is said (a quiet
+                # incremental run never asks)
+                self._cases.cases([])
+            yield self._cursor_page(mapping.EMAIL_STREAM)
 
     def _case_email_page(self, rows: list[dict[str, Any]], *, total: int, began: datetime | None) -> Page:
         """Task-less e-mails (their rows) as e-mail activities (``case_emails.map_case_emails``)."""

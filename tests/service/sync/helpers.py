@@ -52,6 +52,24 @@ def assert_local_equals_org(engine: Engine, org: SandboxOrg, config: SalesforceC
             if record_id in emails and record.get("TaskSubtype") in mapping.EMAIL_SUBTYPES:
                 want[mapping.EMAIL_KEY] = emails[record_id]  # its e-mail's direction and addresses, looked up
             assert stored[record_id].raw == want, f"{sobject} {record_id} differs"
+    if config.email_messages and org.sobject(mapping.EMAIL_STREAM) is not None:
+        # The e-mails without a task (Email-to-Case) the integration user may read and that relate to something
+        # okrsync syncs (their case's account or contact, or what RelatedToId names) are live e-mail activities.
+        cases = {c["Id"]: c for c in org.records(mapping.CASE_OBJECT)} if org.sobject(mapping.CASE_OBJECT) else {}
+        wanted = set()
+        for email in org.readable(mapping.EMAIL_STREAM, org.records(mapping.EMAIL_STREAM)):
+            if email["ActivityId"]:
+                continue
+            case = cases.get(email.get("ParentId") or "") if org.cases else None
+            related = str(email.get("RelatedToId") or "")
+            if (case and (case.get("AccountId") or case.get("ContactId"))) or related[:3] in ("001", "003", "006"):
+                wanted.add(email["Id"])
+        stored_emails = {
+            i for i, row in local_rows(engine, "activity").items()
+            if row.crm_object == mapping.EMAIL_STREAM and not row.is_deleted
+        }  # fmt: skip
+        missing, extra = sorted(wanted - stored_emails), sorted(stored_emails - wanted)
+        assert not missing and not extra, f"e-mails without a task: missing {missing[:5]}, extra {extra[:5]}"
     # Activity ↔ contact links equal the WhoIds of live activities.
     with Session(engine) as session:
         links = {(a, c) for a, c in session.execute(select(ActivityContact.activity_id, ActivityContact.contact_id))}
