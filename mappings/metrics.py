@@ -148,6 +148,43 @@ class AnsweredWaits:
     longest: float | None
 
 
+@dataclass
+class UnansweredWaits:
+    """One owner's unanswered inquiries as the database sums them up: how many; how many are late (waited longer
+    than the limit by now; every one when there is no limit) and the longest of those waits (seconds); and, only
+    when a percentile needs them, every late wait (seconds, any order)."""
+
+    count: int
+    late: int
+    longest: float | None
+    late_waits: list[float] | None = None
+
+
+def unanswered_summary(
+    arrivals: list[tuple[str, datetime]], *, as_of: datetime, limit: float | None, with_waits: bool
+) -> dict[str, UnansweredWaits]:
+    """``UnansweredWaits`` per owner from each unanswered inquiry's (owner, arrival): what the database sums up,
+    in Python (for data already in memory, and as the written definition of those sums)."""
+    out: dict[str, UnansweredWaits] = {}
+    for owner, arrived in arrivals:
+        seconds = (as_of - arrived).total_seconds()
+        entry = out.setdefault(owner, UnansweredWaits(0, 0, None, [] if with_waits else None))
+        entry.count += 1
+        if limit is not None and seconds <= limit:
+            continue
+        entry.late += 1
+        entry.longest = seconds if entry.longest is None else max(entry.longest, seconds)
+        if entry.late_waits is not None:
+            entry.late_waits.append(seconds)
+    return out
+
+
+def needs_late_waits(metric: WaitMetric) -> bool:
+    """Whether ``indexed_response_time`` needs every late unanswered wait (a percentile), or only their counts
+    and the longest (share_within, max)."""
+    return metric.statistic not in (Statistic.share_within, Statistic.max)
+
+
 # (owner or None for the whole team, offset, how many) → that slice of the answered waits in ascending order
 WaitSlice = Callable[[str | None, int, int], list[float]]
 
@@ -156,67 +193,74 @@ def indexed_response_time(
     metric: WaitMetric,
     *,
     answered: dict[str, AnsweredWaits],
-    unanswered: list[tuple[str, datetime]],
+    unanswered: dict[str, UnansweredWaits],
     waits_slice: WaitSlice,
-    as_of: datetime,
 ) -> MetricValue:
     """``response_time`` for wall-clock hours without reading every wait: the answered waits stay in the database,
     in order (an index), and only the few values a statistic needs are fetched.
 
-    The same numbers as ``response_time``, step for step: the unanswered inquiries are few and taken here (with the
-    time they have waited so far; for share_within only once late). A percentile of the n = a + u waits sits at
-    position h = (n − 1) × share; its two neighbours x[⌊h⌋] and x[⌊h⌋ + 1] are among the answered waits at
-    positions ⌊h⌋ − u … ⌊h⌋ + 1 and the u unanswered ones (at most u of those come before it), so those are
-    fetched and merged.
+    The same numbers as ``response_time``, step for step. An unanswered inquiry counts once late, with the time it
+    has waited so far (``unanswered_summary``); share_within and max need only how many are late and the longest,
+    so the database sums them up. A percentile of the n = a + u waits sits at position h = (n − 1) × share; its two
+    neighbours x[⌊h⌋] and x[⌊h⌋ + 1] are among the answered waits at positions ⌊h⌋ − u … ⌊h⌋ + 1 and the u late
+    unanswered ones (at most u of those come before it), so those are fetched and merged.
     """
     if metric.hours == "business":
         raise ValueError("business hours are counted per wait: use response_time")
     limit = metric.within_hours * 3600 if metric.within_hours else None
-    late: dict[str, list[float]] = {}
-    for owner, arrived in unanswered:
-        seconds = (as_of - arrived).total_seconds()
-        if limit is not None and seconds <= limit:
-            continue
-        late.setdefault(owner, []).append(seconds)
+    percentile = needs_late_waits(metric)
+    late = {o: w for o, w in unanswered.items() if w.late}
 
-    def value(owner: str | None, waits: AnsweredWaits, extra: list[float]) -> float | None:
-        extra = sorted(extra)
-        n = waits.count + len(extra)
+    def value(owner: str | None, waits: AnsweredWaits, extra: UnansweredWaits) -> float | None:
+        n = waits.count + extra.late
         if n == 0:
             return None
         if metric.statistic == Statistic.share_within:
             assert limit is not None
-            return (waits.within + sum(1 for w in extra if w <= limit)) / n
+            return waits.within / n  # a late unanswered inquiry has waited longer than the limit
         if metric.statistic == Statistic.max:
-            return max([*([waits.longest] if waits.longest is not None else []), *extra]) / 3600
+            longest = [w for w in (waits.longest, extra.longest) if w is not None]
+            return max(longest) / 3600
+        assert percentile and extra.late_waits is not None, "a percentile needs the late waits themselves"
         share = {Statistic.median: 0.5, Statistic.p90: 0.9}.get(metric.statistic)
         if share is None:
             assert metric.percentile is not None
             share = metric.percentile / 100
         position = (n - 1) * share
         low = math.floor(position)
-        first = max(0, low - len(extra))
+        first = max(0, low - extra.late)
         last = min(low + 1, waits.count - 1)
         fetched = waits_slice(owner, first, last - first + 1) if waits.count and last >= first else []
-        merged = sorted([*fetched, *extra])
+        merged = sorted([*fetched, *extra.late_waits])
         if low + 1 >= n:
             return merged[low - first] / 3600
         x_low, x_high = merged[low - first], merged[low + 1 - first]
         return (x_low + (position - low) * (x_high - x_low)) / 3600
 
     none = AnsweredWaits(0, 0, None)
+    nobody = UnansweredWaits(0, 0, None, [] if percentile else None)
     contributions = {
         o: v
         for o in sorted(set(answered) | set(late))
-        if (v := value(o, answered.get(o, none), late.get(o, []))) is not None
+        if (v := value(o, answered.get(o, none), late.get(o, nobody))) is not None
     }
-    longest = [w.longest for w in answered.values() if w.longest is not None]
+
+    def longest_of(values: list[float | None]) -> float | None:
+        return max((v for v in values if v is not None), default=None)
+
     team = AnsweredWaits(
-        sum(w.count for w in answered.values()), sum(w.within for w in answered.values()), max(longest, default=None)
+        sum(w.count for w in answered.values()),
+        sum(w.within for w in answered.values()),
+        longest_of([w.longest for w in answered.values()]),
     )
-    everyone_late = [s for waits in late.values() for s in waits]
+    everyone_late = UnansweredWaits(
+        sum(w.count for w in unanswered.values()),
+        sum(w.late for w in late.values()),
+        longest_of([w.longest for w in late.values()]),
+        [s for w in late.values() for s in (w.late_waits or [])] if percentile else None,
+    )
     detail: dict[str, float | int | None] = {
-        "inquiries": team.count + len(unanswered),
-        "unanswered": len(unanswered),
+        "inquiries": team.count + everyone_late.count,
+        "unanswered": everyone_late.count,
     }
-    return MetricValue(value(None, team, everyone_late), team.count + len(everyone_late), contributions, detail=detail)
+    return MetricValue(value(None, team, everyone_late), team.count + everyone_late.late, contributions, detail=detail)

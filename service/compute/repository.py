@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlmodel
 from sqlalchemy import Select, case, delete, false, func, insert, literal, literal_column, select, text
 from sqlmodel import Session, col
 
-from mappings.metrics import AnsweredWaits, PartTotal, Wait
+from mappings.metrics import AnsweredWaits, PartTotal, UnansweredWaits, Wait
 from mappings.sql import Tables
 from service.compute.models import (
     Computation,
@@ -385,16 +385,37 @@ def answered_waits(session: Session, *, mapping_id: int, kr_key: str, limit: flo
     }
 
 
-def unanswered_waits(session: Session, *, mapping_id: int, kr_key: str) -> list[tuple[str, datetime]]:
-    """(owner, arrival) of the inquiries nobody has answered yet."""
+def unanswered_waits(
+    session: Session, *, mapping_id: int, kr_key: str, as_of: datetime, limit: float | None, with_waits: bool
+) -> dict[str, UnansweredWaits]:
+    """Per owner ("" for none) the inquiries nobody has answered yet: how many, how many are late by ``as_of``
+    (arrived more than ``limit`` seconds before it; all without a limit), the longest late wait, and with
+    ``with_waits`` every late wait (a percentile needs them). Summed up in the database: at a million activities
+    the 2,800 unanswered inquiries of a key result took 23 ms to fetch one by one, their sums per owner 2 ms."""
     # through the partial, covering ix_evidence_wait (its condition written out): the NULLs come first in it
-    query = select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(
+    where = (
         EVIDENCE.c.mapping_id == mapping_id,
         EVIDENCE.c.kr_key == kr_key,
         EVIDENCE.c.part == literal_column("'pair'"),
         EVIDENCE.c.value.is_(None),
     )
-    return [(owner or "", at) for owner, at in session.execute(query)]
+    is_late = EVIDENCE.c.occurred_at < as_of - timedelta(seconds=limit) if limit is not None else None
+    late = func.coalesce(func.sum(case((is_late, 1), else_=0)), 0) if is_late is not None else func.count()
+    earliest = func.min(case((is_late, EVIDENCE.c.occurred_at)) if is_late is not None else EVIDENCE.c.occurred_at)
+    query = select(EVIDENCE.c.owner_id, func.count(), late, earliest).where(*where).group_by(EVIDENCE.c.owner_id)
+    out = {
+        owner or "": UnansweredWaits(
+            int(n), int(n_late), None if first is None else (as_of - first).total_seconds(), [] if with_waits else None
+        )
+        for owner, n, n_late, first in session.execute(query)
+    }
+    if with_waits:
+        rows = select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(*where)
+        for owner, arrived in session.execute(rows.where(is_late) if is_late is not None else rows):
+            waits = out[owner or ""].late_waits
+            assert waits is not None
+            waits.append((as_of - arrived).total_seconds())
+    return out
 
 
 def waits_slice(

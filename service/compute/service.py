@@ -1127,12 +1127,19 @@ def _wait_value(ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime)
     def waits_slice(owner: str | None, offset: int, count: int) -> list[float]:
         return repo.waits_slice(session, mapping_id=mapping_id, kr_key=kr_key, owner=owner, offset=offset, count=count)
 
+    unanswered = repo.unanswered_waits(
+        session,
+        mapping_id=mapping_id,
+        kr_key=kr_key,
+        as_of=as_of,
+        limit=limit,
+        with_waits=metrics.needs_late_waits(metric),
+    )
     return metrics.indexed_response_time(
         metric,
         answered=repo.answered_waits(session, mapping_id=mapping_id, kr_key=kr_key, limit=limit),
-        unanswered=repo.unanswered_waits(session, mapping_id=mapping_id, kr_key=kr_key),
+        unanswered=unanswered,
         waits_slice=waits_slice,
-        as_of=as_of,
     )
 
 

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mappings.config import ResponseTimeMetric
-from mappings.metrics import AnsweredWaits, Wait, indexed_response_time, response_time
+from mappings.metrics import (
+    AnsweredWaits,
+    Wait,
+    indexed_response_time,
+    needs_late_waits,
+    response_time,
+    unanswered_summary,
+)
 
 AS_OF = datetime(2026, 9, 30, 18, 0, tzinfo=UTC)
 OWNERS = ["005A", "005B", "005C", ""]
@@ -40,7 +47,8 @@ def _indexed(metric: ResponseTimeMetric, answered: list[tuple[str, float]], unan
         return values[offset : offset + count]
 
     arrivals = [(o, AS_OF - timedelta(minutes=m)) for o, m in unanswered]
-    value = indexed_response_time(metric, answered=summary, unanswered=arrivals, waits_slice=waits_slice, as_of=AS_OF)
+    late = unanswered_summary(arrivals, as_of=AS_OF, limit=limit, with_waits=needs_late_waits(metric))
+    value = indexed_response_time(metric, answered=summary, unanswered=late, waits_slice=waits_slice)
     return value, fetched
 
 
