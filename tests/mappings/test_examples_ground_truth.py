@@ -102,6 +102,7 @@ CHECKS = [
     *[(example, "kr", key) for example, keys in KEY_RESULTS.items() for key in keys],
     *[("pipeline-hygiene", "rule", rule) for rule in RULES],
     ("customer-care", "kam", "scores"),
+    ("pipeline-hygiene", "medians", "stage"),  # the team's median days per stage, which stuck-vs-team names
 ]
 
 
@@ -248,6 +249,7 @@ class Results:
     rules: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # rule key → (violations, score)
     kam: dict[str, float] = field(default_factory=dict)  # key account name → score
     members: dict[str, dict[str, float]] = field(default_factory=dict)  # KR key → member e-mail → contribution
+    stage_medians: dict[str, float] = field(default_factory=dict)  # stage → median days in it (open team deals)
 
 
 def _team(data: dict[str, list[dict[str, Any]]], example: str) -> set[str]:
@@ -545,6 +547,8 @@ class GroundTruth:
             if (days := age(o)) is not None:
                 ages.setdefault(o["StageName"], []).append(days)
         medians = {stage: _classic_median(values) for stage, values in ages.items()}
+        # a stage with an even count (the median is the mean of two ages) and one with an odd count
+        assert {len(v) % 2 for v in ages.values()} == {0, 1}, "the scenario has even and odd stage counts"
         self.stage_margins = [
             abs(days - 2 * medians[o["StageName"]]) for o in open_opps if (days := age(o)) is not None
         ]
@@ -589,6 +593,7 @@ class GroundTruth:
         failing = {rule: {o["Id"] for o in open_opps if violated(rule, o)} for rule in RULES if rule != "*"}
         any_rule = set().union(*failing.values())
         out = Results()
+        out.stage_medians = {stage: round(median, 6) for stage, median in medians.items()}
         out.rules = {rule: (len(ids), (total - len(ids)) / total if total else None) for rule, ids in failing.items()}
         out.rules["*"] = (len(any_rule), (total - len(any_rule)) / total if total else None)
         with_next_step = [o for o in open_opps if o.get("NextStep") not in (None, "")]
@@ -644,6 +649,8 @@ def _read_results(session: Session, mapping_id: int) -> Results:
     out.evidence = {key: int(n) for key, n in evidence}
     for summary in session.execute(select(HygieneSummary).where(HygieneSummary.mapping_id == mapping_id)).scalars():
         out.rules[summary.rule_key] = (summary.violations, summary.score)
+        if summary.rule_key == "*":
+            out.stage_medians = dict(summary.detail.get("stage_medians", {}))
     for score in session.execute(select(KamAccountScore).where(KamAccountScore.mapping_id == mapping_id)).scalars():
         out.kam[score.name or score.account_id] = score.score
     return out
@@ -741,6 +748,9 @@ def _compare(got: Results, want: Results, kind: str, key: str) -> None:
         want_violations, want_score = want.rules[key]
         assert violations == want_violations, f"{key}: violations"
         assert score == pytest.approx(want_score, rel=1e-9), f"{key}: score"
+    elif kind == "medians":
+        assert got.stage_medians, "no stage medians were stored"
+        assert got.stage_medians == pytest.approx(want.stage_medians, abs=1e-6)
     else:
         assert set(got.kam) == set(want.kam), "key accounts"
         assert got.kam == pytest.approx(want.kam, rel=1e-9)
