@@ -163,8 +163,8 @@ class UnansweredWaits:
 def unanswered_summary(
     arrivals: list[tuple[str, datetime]], *, as_of: datetime, limit: float | None, with_waits: bool
 ) -> dict[str, UnansweredWaits]:
-    """``UnansweredWaits`` per owner from each unanswered inquiry's (owner, arrival): what the database sums up,
-    in Python (for data already in memory, and as the written definition of those sums)."""
+    """``UnansweredWaits`` per owner from each unanswered inquiry's (owner, arrival): what the database sums up
+    when no percentile needs the waits themselves, here from every arrival (the written definition of those sums)."""
     out: dict[str, UnansweredWaits] = {}
     for owner, arrived in arrivals:
         seconds = (as_of - arrived).total_seconds()
