@@ -11,6 +11,7 @@ from service.compute.models import (
     KeyResultContribution,
     KeyResultEvidence,
     KeyResultHistory,
+    KeyResultPartTotal,
     KeyResultValue,
     ObjectiveValue,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "KamCriterionResult",
     "KeyResultContribution",
     "KeyResultEvidence",
+    "KeyResultPartTotal",
     "KeyResultHistory",
     "KeyResultValue",
     "ManualValue",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Index, Text, text
+from sqlalchemy import BigInteger, Index, Text, text
 from sqlmodel import Field, SQLModel, col
 
 from service.kit.db import JsonType, UtcDateTime
@@ -79,6 +79,22 @@ class KeyResultContribution(SQLModel, table=True):
     kr_key: str = Field(primary_key=True, max_length=64)
     owner_id: str = Field(primary_key=True, max_length=64)
     value: float
+
+
+class KeyResultPartTotal(SQLModel, table=True):
+    """A count, sum or ratio key result's evidence summed up per part and owner: how many rows, and their values
+    added up in millionths (each row's value times 1,000,000, rounded to a whole number). Integers add up exactly
+    in any order, so a change's rows taken out and put back give the very totals a full recompute sums up, and an
+    incremental run reads these few rows instead of grouping all the key result's evidence again."""
+
+    __tablename__ = "key_result_part_total"
+
+    mapping_id: int = Field(foreign_key="okr_mapping.id", primary_key=True)
+    kr_key: str = Field(primary_key=True, max_length=64)
+    part: str = Field(primary_key=True, max_length=16)
+    owner_id: str = Field(primary_key=True, max_length=64)  # "" for rows without an owner
+    records: int
+    micros: int = Field(sa_type=BigInteger)
 
 
 class KeyResultEvidence(SQLModel, table=True):

@@ -8,7 +8,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import Select, case, delete, false, func, insert, literal, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    case,
+    cast,
+    delete,
+    false,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from mappings.metrics import AnsweredWaits, PartTotal, UnansweredWaits, Wait, unanswered_summary
@@ -21,6 +35,7 @@ from service.compute.models import (
     KamCriterionResult,
     KeyResultContribution,
     KeyResultEvidence,
+    KeyResultPartTotal,
     KeyResultValue,
     ObjectiveValue,
 )
@@ -226,16 +241,31 @@ def _stored_rows(session: Session, where: Sequence[Any]) -> set[EvidenceRow]:
 
 
 def swap_if_changed(
-    session: Session, *, mapping_id: int, kr_key: str, part: str, query: Select[Any], **only: Any
+    session: Session,
+    *,
+    mapping_id: int,
+    kr_key: str,
+    part: str,
+    query: Select[Any],
+    totals: bool = False,
+    record_ids: Sequence[str] | None = None,
+    related_ids: Sequence[str] | None = None,
 ) -> set[str]:
     """Replace one part's stored rows of some records (``record_ids``) or distinct keys (``related_ids``) by what
-    ``query`` selects now, unless they are the same already; the records whose rows changed (none: nothing)."""
-    before = stored_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only)
+    ``query`` selects now, unless they are the same already; the records whose rows changed (none: nothing).
+
+    ``totals``: the key result's stored part totals (``key_result_part_total``) lose what the old rows summed up
+    to and gain what the new rows sum up to, each summed by the same SQL a full recompute sums with."""
+    where = _part_rows(mapping_id, kr_key, part, record_ids, related_ids)
+    before = _stored_rows(session, where)
     after = selected_evidence(session, query)
     if before == after:
         return set()
-    delete_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part=part, **only)
+    removed = _grouped_totals(session, where) if totals else []
+    session.execute(delete(EVIDENCE).where(*where))
     insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
+    if totals:
+        _adjust_totals(session, mapping_id, kr_key, removed, _grouped_totals(session, where))
     return {row[1] for row in before ^ after}
 
 
@@ -334,6 +364,89 @@ def delete_inquiries_on(
     session.execute(delete(EVIDENCE).where(*_inquiries_on(mapping_id, kr_key, connection_id, accounts)))
 
 
+MICROS = 1_000_000  # part totals add values up in millionths: whole numbers, exact in any order
+TOTAL = table(KeyResultPartTotal)
+
+
+def _micros_sum() -> Any:
+    """The sum of the rows' values in millionths, each row's rounded to a whole number first. Every total, stored or
+    grouped, full or incremental, is summed by this one expression, so a value's rounding is the same on every path
+    (halves: away from zero in SQLite, as the platform rounds doubles in PostgreSQL)."""
+    return func.coalesce(func.sum(cast(func.round(EVIDENCE.c.value * MICROS), BigInteger)), 0)
+
+
+def _totals_query(where: Sequence[Any]) -> Select[Any]:
+    """Rows, and their values in millionths, per (part, owner) of the evidence rows ``where`` picks (grouped by the
+    columns as stored, so ix_evidence_value serves it in order)."""
+    query = select(EVIDENCE.c.part, EVIDENCE.c.owner_id, func.count(), _micros_sum()).where(*where)
+    return query.group_by(EVIDENCE.c.part, EVIDENCE.c.owner_id)
+
+
+def _grouped_totals(session: Session, where: Sequence[Any]) -> list[tuple[str, str, int, int]]:
+    """``_totals_query``'s rows, the owner "" for none."""
+    return [
+        (part, owner or "", int(n), int(micros)) for part, owner, n, micros in session.execute(_totals_query(where))
+    ]
+
+
+def _adjust_totals(
+    session: Session,
+    mapping_id: int,
+    kr_key: str,
+    removed: list[tuple[str, str, int, int]],
+    added: list[tuple[str, str, int, int]],
+) -> None:
+    """Apply what some rows summed up to before (``removed``) and after (``added``) to the stored part totals; a
+    total left with no rows is deleted, as a full recompute would not write it."""
+    change: dict[tuple[str, str], tuple[int, int]] = {}
+    for sign, rows in ((-1, removed), (1, added)):
+        for part, owner, n, micros in rows:
+            records, summed = change.get((part, owner), (0, 0))
+            change[(part, owner)] = (records + sign * n, summed + sign * micros)
+    rows_ = [
+        {"mapping_id": mapping_id, "kr_key": kr_key, "part": part, "owner_id": owner, "records": n, "micros": m}
+        for (part, owner), (n, m) in sorted(change.items())
+        if n or m
+    ]
+    if not rows_:
+        return
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = module.insert(TOTAL)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["mapping_id", "kr_key", "part", "owner_id"],
+            set_={
+                "records": TOTAL.c.records + stmt.excluded.records,
+                "micros": TOTAL.c.micros + stmt.excluded.micros,
+            },
+        ),
+        rows_,
+    )
+    session.execute(
+        delete(TOTAL).where(TOTAL.c.mapping_id == mapping_id, TOTAL.c.kr_key == kr_key, TOTAL.c.records == 0)
+    )
+
+
+def store_part_totals(session: Session, *, mapping_id: int, kr_key: str) -> None:
+    """Sum up a key result's evidence per (part, owner) into ``key_result_part_total``, replacing what was there."""
+    session.execute(delete(TOTAL).where(TOTAL.c.mapping_id == mapping_id, TOTAL.c.kr_key == kr_key))
+    grouped = _totals_query((EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)).subquery()
+    part, owner, records, micros = grouped.c
+    source = select(literal(mapping_id), literal(kr_key), part, func.coalesce(owner, ""), records, micros)
+    columns = ["mapping_id", "kr_key", "part", "owner_id", "records", "micros"]
+    session.execute(insert(TOTAL).from_select(columns, source))
+
+
+def stored_part_totals(session: Session, *, mapping_id: int, kr_key: str) -> list[PartTotal]:
+    """A key result's stored totals per (part, owner), as ``store_part_totals`` and the swaps left them."""
+    rows = session.execute(
+        select(TOTAL.c.part, TOTAL.c.owner_id, TOTAL.c.records, TOTAL.c.micros).where(
+            TOTAL.c.mapping_id == mapping_id, TOTAL.c.kr_key == kr_key
+        )
+    )
+    return [PartTotal(part, owner or None, int(n), int(micros) / MICROS) for part, owner, n, micros in rows]
+
+
 def part_totals(
     session: Session,
     *,
@@ -341,18 +454,18 @@ def part_totals(
     kr_key: str,
     between: tuple[datetime | None, datetime | None] | None = None,
 ) -> list[PartTotal]:
-    """Evidence grouped by (part, owner); ``between``: only records dated from the first bound to before the second."""
-    query = select(
-        EVIDENCE.c.part, EVIDENCE.c.owner_id, func.count(), func.coalesce(func.sum(EVIDENCE.c.value), 0.0)
-    ).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)
+    """Evidence grouped by (part, owner), summed in millionths as the stored totals are; ``between``: only records
+    dated from the first bound to before the second."""
+    where = [EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key]
     if between is not None:
         lower, upper = between
         if lower is not None:
-            query = query.where(EVIDENCE.c.occurred_at >= lower)
+            where.append(EVIDENCE.c.occurred_at >= lower)
         if upper is not None:
-            query = query.where(EVIDENCE.c.occurred_at < upper)
-    rows = session.execute(query.group_by(EVIDENCE.c.part, EVIDENCE.c.owner_id)).all()
-    return [PartTotal(part, owner, int(n), float(total)) for part, owner, n, total in rows]
+            where.append(EVIDENCE.c.occurred_at < upper)
+    return [
+        PartTotal(part, owner or None, n, micros / MICROS) for part, owner, n, micros in _grouped_totals(session, where)
+    ]
 
 
 def waits(session: Session, *, mapping_id: int, kr_key: str) -> list[Wait]:
@@ -594,7 +707,7 @@ def rows(session: Session, query: Select[Any]) -> list[Any]:
 
 def delete_results_not_in(session: Session, *, mapping_id: int, kr_keys: Sequence[str]) -> None:
     """Key results no longer in the mapping lose their current value (their history stays)."""
-    for model in (KeyResultValue, KeyResultContribution, KeyResultEvidence):
+    for model in (KeyResultValue, KeyResultContribution, KeyResultEvidence, KeyResultPartTotal):
         result = table(model)
         session.execute(delete(result).where(result.c.mapping_id == mapping_id, result.c.kr_key.not_in(list(kr_keys))))
 

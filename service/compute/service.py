@@ -734,7 +734,7 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
             for chunk in repo.chunks(ordered):
                 differ = repo.swap_if_changed(
                     session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_keys=chunk),
-                    related_ids=chunk,
+                    related_ids=chunk, totals=True,
                 )  # fmt: skip
                 touched |= bool(differ)
                 if kind:
@@ -743,7 +743,7 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
             for chunk in repo.chunks(changed):
                 differ = repo.swap_if_changed(
                     session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_ids=chunk),
-                    record_ids=chunk,
+                    record_ids=chunk, totals=True,
                 )  # fmt: skip
                 touched |= bool(differ)
                 if kind:
@@ -1178,9 +1178,12 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
             if same is not None:
                 ctx.inquiries_done[same] = kr.key
+            if not isinstance(metric, WAIT_METRICS):
+                repo.store_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, WAIT_METRICS):
         return _wait_value(ctx, kr.key, metric, scope.as_of)
-    totals = repo.part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
+    # the totals the full recompute stored, or that ``_delta``'s swaps brought up to date
+    totals = repo.stored_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, RatioMetric):
         return metrics.ratio(metric, totals)
     assert isinstance(metric, CountMetric | SumMetric)
