@@ -568,6 +568,17 @@ def put(session: Session, row: KeyResultValue | ObjectiveValue | HygieneSummary)
     session.merge(row)
 
 
+def put_value(session: Session, stored: KeyResultValue | None, row: KeyResultValue) -> None:
+    """Store a key result's value: the row read at the start of the run updated in place (only the columns whose
+    value differs are written), or ``row`` added. ``session.merge`` copied every attribute through the ORM: 1 ms
+    per key result, a fifth of an incremental run at a million activities."""
+    if stored is None:
+        session.add(row)
+        return
+    for name in KeyResultValue.model_fields:
+        setattr(stored, name, getattr(row, name))
+
+
 def delete_findings(session: Session, *, mapping_id: int, opportunity_ids: Sequence[str] | None = None) -> None:
     if opportunity_ids is None:
         session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id))

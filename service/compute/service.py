@@ -184,7 +184,10 @@ def compute(
         ctx.timings["hygiene"], clock = time.perf_counter() - clock, time.perf_counter()
         ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
         ctx.timings["kam"], clock = time.perf_counter() - clock, time.perf_counter()
-        recomputed = _key_results(ctx, run_id=run.id or 0)
+        # each key result's value and history row are flushed once, together, after the loop: with autoflush every
+        # query of the next key result flushed the last one's two rows first (45 flushes an incremental run)
+        with session.no_autoflush:
+            recomputed = _key_results(ctx, run_id=run.id or 0)
         clock = time.perf_counter()
         sprints = _sprints(ctx)
         ctx.timings["sprints"] = time.perf_counter() - clock
@@ -920,13 +923,18 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
     session, config = ctx.session, ctx.config
     recomputed: list[str] = []
     now = utcnow()
-    # the stored values in one statement: each session.get below then finds its row in the identity map
-    session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == ctx.mapping_id)).all()
+    # the stored values in one statement, held here: the session's identity map holds unchanged rows weakly, so
+    # a session.get per key result found them collected and read each again (150 SELECTs, each flushing the last
+    # key result's writes first: 40 ms of a 230 ms incremental run at a million activities)
+    stored_values = {
+        row.kr_key: row
+        for row in session.exec(sqlmodel.select(KeyResultValue).where(KeyResultValue.mapping_id == ctx.mapping_id))
+    }
     for objective in config.objectives:
         scores: list[tuple[scoring.Score, float]] = []
         for kr in objective.key_results:
             scope = ctx.scope_for(kr)
-            stored = session.get(KeyResultValue, (ctx.mapping_id, kr.key))
+            stored = stored_values.get(kr.key)
             clock = time.perf_counter()
             value = _value(ctx, kr, scope, stored)
             ctx.timings[kr.key] = time.perf_counter() - clock
@@ -954,8 +962,9 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
                 scoring=config.scoring,
             )
             scores.append((result, kr.weight))
-            repo.put(
+            repo.put_value(
                 session,
+                stored,
                 KeyResultValue(
                     mapping_id=ctx.mapping_id,
                     kr_key=kr.key,
