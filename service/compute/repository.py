@@ -60,6 +60,7 @@ def table(model: Any) -> Any:
 
 
 EVIDENCE = table(KeyResultEvidence)
+SUMMARY = table(HygieneSummary)
 FINDING = table(HygieneFinding)
 
 
@@ -564,8 +565,25 @@ def replace_contributions(session: Session, *, mapping_id: int, kr_key: str, val
         )
 
 
-def put(session: Session, row: KeyResultValue | ObjectiveValue | HygieneSummary) -> None:
-    session.merge(row)
+def put_all(session: Session, rows: Sequence[ObjectiveValue | HygieneSummary]) -> None:
+    """Store rows of one table for one mapping: a row already stored is updated in place (only the columns whose
+    value differs are written), the others are added. One SELECT for them all: ``session.merge`` read and copied
+    each row on its own, 1 ms a row (a sixth of an incremental run at a million activities)."""
+    if not rows:
+        return
+    model = type(rows[0])
+    keys = [column.name for column in table(model).primary_key]
+    stored = {
+        tuple(getattr(row, k) for k in keys): row
+        for row in session.exec(sqlmodel.select(model).where(col(model.mapping_id) == rows[0].mapping_id))
+    }
+    for row in rows:
+        found = stored.get(tuple(getattr(row, k) for k in keys))
+        if found is None:
+            session.add(row)
+            continue
+        for name in model.model_fields:
+            setattr(found, name, getattr(row, name))
 
 
 def put_value(session: Session, stored: KeyResultValue | None, row: KeyResultValue) -> None:
@@ -656,6 +674,16 @@ def opportunities_with_findings(session: Session, *, mapping_id: int, rule_keys:
         .group_by(FINDING.c.owner_id)
     ).all()
     return {owner or "": int(n) for owner, n in rows}
+
+
+def stored_violations(session: Session, *, mapping_id: int) -> dict[str, int]:
+    """Rule key → findings, as the last run's hygiene summaries hold them (without the team's "*")."""
+    rows = session.execute(
+        select(SUMMARY.c.rule_key, SUMMARY.c.violations).where(
+            SUMMARY.c.mapping_id == mapping_id, SUMMARY.c.rule_key != "*"
+        )
+    )
+    return {rule: int(n) for rule, n in rows}
 
 
 def stored_summary(session: Session, *, mapping_id: int, rule_key: str) -> HygieneSummary | None:

@@ -372,24 +372,21 @@ def _hygiene(ctx: _Context) -> int | None:
             ctx.failing_stored = stored.detail["failing"]
             ctx.failing_delta = (before, repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched))
     open_count = sum(ctx.open_by_owner.values())
-    per_rule = repo.findings_per_rule(session, mapping_id=mapping_id)
+    per_rule = _findings_per_rule(ctx, [r.rule_key for r in rules])
     now = utcnow()
     failing = sum(_failing(ctx, [r.rule_key for r in rules]).values())
-    for rule in rules:
-        violated = per_rule.get(rule.rule_key, 0)
-        repo.put(
-            session,
-            HygieneSummary(
-                mapping_id=mapping_id,
-                rule_key=rule.rule_key,
-                violations=violated,
-                open_opportunities=open_count,
-                score=(open_count - violated) / open_count if open_count else None,
-                computed_at=now,
-            ),
+    summaries = [
+        HygieneSummary(
+            mapping_id=mapping_id,
+            rule_key=rule.rule_key,
+            violations=per_rule.get(rule.rule_key, 0),
+            open_opportunities=open_count,
+            score=(open_count - per_rule.get(rule.rule_key, 0)) / open_count if open_count else None,
+            computed_at=now,
         )
-    repo.put(
-        session,
+        for rule in rules
+    ]
+    summaries.append(
         HygieneSummary(
             mapping_id=mapping_id,
             rule_key="*",
@@ -402,8 +399,9 @@ def _hygiene(ctx: _Context) -> int | None:
                 "open_by_owner": ctx.open_by_owner,
             },
             computed_at=now,
-        ),
+        )
     )
+    repo.put_all(session, summaries)
     session.add(
         HygieneHistory(
             mapping_id=mapping_id,
@@ -438,6 +436,21 @@ def _failing(ctx: _Context, rule_keys: Sequence[str]) -> dict[str, int]:
         result = {owner: n for owner, n in result.items() if n}
     ctx.failing[key] = result
     return result
+
+
+def _findings_per_rule(ctx: _Context, rule_keys: Sequence[str]) -> dict[str, int]:
+    """Findings per rule. An incremental run whose findings changed only on the rechecked opportunities takes the
+    last run's counts (the rules' summaries) and applies the difference: counting all findings per rule took 13 ms
+    of a 90 ms incremental run at a million activities."""
+    stored = repo.stored_violations(ctx.session, mapping_id=ctx.mapping_id)
+    if ctx.failing_delta is None or not set(rule_keys) <= set(stored):
+        return repo.findings_per_rule(ctx.session, mapping_id=ctx.mapping_id)
+    counts = {rule: stored[rule] for rule in rule_keys}
+    for rows, sign in zip(ctx.failing_delta, (-1, 1), strict=True):
+        for _opportunity, _owner, rule in rows:
+            if rule in counts:
+                counts[rule] += sign
+    return {rule: n for rule, n in counts.items() if n}
 
 
 def _store_failing(ctx: _Context) -> None:
@@ -922,6 +935,7 @@ def _swap_inquiries(
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
     session, config = ctx.session, ctx.config
     recomputed: list[str] = []
+    objectives: list[ObjectiveValue] = []
     now = utcnow()
     # the stored values in one statement, held here: the session's identity map holds unchanged rows weakly, so
     # a session.get per key result found them collected and read each again (150 SELECTs, each flushing the last
@@ -999,8 +1013,7 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
                     status=result.status,
                 )
             )
-        repo.put(
-            session,
+        objectives.append(
             ObjectiveValue(
                 mapping_id=ctx.mapping_id,
                 objective_key=objective.key,
@@ -1009,8 +1022,9 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
                 status=scoring.objective_status([s for s, _w in scores]),
                 achieved=all(s.achieved for s, _w in scores),
                 computed_at=now,
-            ),
+            )
         )
+    repo.put_all(session, objectives)
     return recomputed
 
 
