@@ -597,13 +597,23 @@ def put_value(session: Session, stored: KeyResultValue | None, row: KeyResultVal
         setattr(stored, name, getattr(row, name))
 
 
-def delete_findings(session: Session, *, mapping_id: int, opportunity_ids: Sequence[str] | None = None) -> None:
+def delete_findings(
+    session: Session,
+    *,
+    mapping_id: int,
+    opportunity_ids: Sequence[str] | None = None,
+    rule_keys: Sequence[str] | None = None,
+) -> None:
+    """The mapping's findings; of some opportunities only, and of some rules only (``rule_keys``)."""
+    by_rule = [FINDING.c.rule_key.in_(list(rule_keys))] if rule_keys is not None else []
     if opportunity_ids is None:
-        session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id))
+        session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id, *by_rule))
         return
     for chunk in chunks(opportunity_ids):
         session.execute(
-            delete(FINDING).where(FINDING.c.mapping_id == mapping_id, FINDING.c.opportunity_id.in_(list(chunk)))
+            delete(FINDING).where(
+                FINDING.c.mapping_id == mapping_id, FINDING.c.opportunity_id.in_(list(chunk)), *by_rule
+            )
         )
 
 

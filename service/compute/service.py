@@ -45,7 +45,7 @@ from mappings.config import (
 )
 from mappings.fields import RecordType, resolve
 from mappings.filters import FollowedByCondition, conditions_fields
-from mappings.hygiene_rules import CustomRule, StuckInStage
+from mappings.hygiene_rules import CustomRule, NoActivity, StuckInStage
 from mappings.query import metric_evidence, part_evidence, response_evidence, speed_to_lead_evidence
 from mappings.sql import Scope, Tables
 from service.compute import repository as repo
@@ -352,9 +352,17 @@ def _hygiene(ctx: _Context) -> int | None:
         medians_moved = stored is not None and stored.detail.get("stage_medians", {}) != medians
         ctx.touch("opportunities", touched)
         before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched)
+        # when only activities changed, the opportunities they are on can only gain or lose a finding of a rule
+        # that reads activities (no_activity): every other rule reads the opportunity and its contacts, account
+        # and owner, none of which changed. The others' findings stay (10 statements built and run for nothing
+        # on every logged call otherwise).
+        activities_only = changes is not None and changes.kinds() <= {"activity"}
+        recheck = [rule for rule in rules if isinstance(rule, NoActivity) or not activities_only]
         for chunk in repo.chunks(touched):
-            repo.delete_findings(session, mapping_id=mapping_id, opportunity_ids=chunk)
-        for rule in rules:
+            repo.delete_findings(
+                session, mapping_id=mapping_id, opportunity_ids=chunk, rule_keys=[r.rule_key for r in recheck]
+            )
+        for rule in recheck:
             if isinstance(rule, StuckInStage) and rule.median_factor and medians_moved:
                 # every stuck opportunity's sentence names the medians: those stuck before or now are touched
                 ctx.touch(

@@ -182,6 +182,38 @@ def insert_meeting(org: SandboxOrg) -> None:
     )
 
 
+QUIET_SINCE = "2026-09-09"  # ANCHOR's day minus the pipeline-hygiene example's 21 days of no_activity
+
+
+def call_on_a_quiet_opportunity(org: SandboxOrg) -> None:
+    """A rep logs a call on an open opportunity nobody touched for 21 days: its no-activity finding goes. Only an
+    activity changed, so only the rules that read activities are rechecked; the opportunity's other findings stay."""
+    reps = _users(org, "Account Executive")
+    recent = {
+        r["WhatId"]
+        for sobject in ("Task", "Event")
+        for r in org.records(sobject)
+        if (r.get("ActivityDate") or r.get("StartDateTime") or "")[:10] >= QUIET_SINCE
+    }
+    opp = _first(
+        org,
+        "Opportunity",
+        lambda r: not r["IsClosed"] and r["OwnerId"] in reps and r["Id"] not in recent
+        and (r["LastActivityDate"] or "") < QUIET_SINCE,
+    )  # fmt: skip
+    stamp = "2026-09-28T14:00:00.000+0000"
+    org.insert(
+        "Task",
+        {
+            "OwnerId": opp["OwnerId"], "WhatId": opp["Id"], "AccountId": opp["AccountId"], "WhoId": None,
+            "Subject": "Follow-up call", "TaskSubtype": "Call", "Type": "Call", "CallType": "Outbound",
+            "CallDisposition": "Connected", "CallDurationInSeconds": 300, "ActivityDate": "2026-09-28",
+            "CompletedDateTime": stamp, "Status": "Completed", "IsClosed": True, "Priority": "Normal",
+            "Description": None,
+        },
+    )  # fmt: skip
+
+
 def prospect_becomes_customer(org: SandboxOrg) -> None:
     """A prospect with an inbound inquiry becomes a customer: its inquiries now count for the customer response
     times (an account change alone, no activity changed)."""
@@ -291,6 +323,7 @@ CHANGES = [
     delete_task,
     change_opportunity,
     insert_meeting,
+    call_on_a_quiet_opportunity,
     remove_contact_role,
     prospect_becomes_customer,
     inquiry_moves_to_a_customer,
@@ -340,6 +373,8 @@ def test_incremental_equals_full(
             assert mapping is not None
             assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
             _assert_same(incremental[mapping_id], snapshot(session, mapping_id), f"{mapping.team} / {mapping.cycle}")
+    if change is call_on_a_quiet_opportunity:  # the case this change is for: a finding moved on an activity alone
+        assert any(incremental[i]["findings"] != before[i]["findings"] for i in before), "no finding moved"
     if change is prospect_becomes_customer:  # the account's type is what the inbound filters look at
         assert {"customers-answered-4h", "customer-p90"} <= set(recomputed["Customer InquiriesQ3 2026"])
     if change is change_opportunity:
