@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -249,6 +250,7 @@ def swap_if_changed(
     part: str,
     query: Select[Any],
     totals: bool = False,
+    waits: WaitTotals | None = None,
     record_ids: Sequence[str] | None = None,
     related_ids: Sequence[str] | None = None,
 ) -> set[str]:
@@ -256,7 +258,8 @@ def swap_if_changed(
     ``query`` selects now, unless they are the same already; the records whose rows changed (none: nothing).
 
     ``totals``: the key result's stored part totals (``key_result_part_total``) lose what the old rows summed up
-    to and gain what the new rows sum up to, each summed by the same SQL a full recompute sums with."""
+    to and gain what the new rows sum up to, each summed by the same SQL a full recompute sums with. ``waits``: a
+    wall-clock wait's answered counts likewise (``adjust_wait_totals``)."""
     where = _part_rows(mapping_id, kr_key, part, record_ids, related_ids)
     before = _stored_rows(session, where)
     after = selected_evidence(session, query)
@@ -267,6 +270,8 @@ def swap_if_changed(
     insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
     if totals:
         _adjust_totals(session, mapping_id, kr_key, removed, _grouped_totals(session, where))
+    if waits is not None:
+        adjust_wait_totals(session, mapping_id=mapping_id, kr_key=kr_key, waits=waits, removed=before, added=after)
     return {row[1] for row in before ^ after}
 
 
@@ -428,9 +433,13 @@ def _adjust_totals(
     )
 
 
+def delete_part_totals(session: Session, *, mapping_id: int, kr_key: str) -> None:
+    session.execute(delete(TOTAL).where(TOTAL.c.mapping_id == mapping_id, TOTAL.c.kr_key == kr_key))
+
+
 def store_part_totals(session: Session, *, mapping_id: int, kr_key: str) -> None:
     """Sum up a key result's evidence per (part, owner) into ``key_result_part_total``, replacing what was there."""
-    session.execute(delete(TOTAL).where(TOTAL.c.mapping_id == mapping_id, TOTAL.c.kr_key == kr_key))
+    delete_part_totals(session, mapping_id=mapping_id, kr_key=kr_key)
     grouped = _totals_query((EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == kr_key)).subquery()
     part, owner, records, micros = grouped.c
     source = select(literal(mapping_id), literal(kr_key), part, func.coalesce(owner, ""), records, micros)
@@ -446,6 +455,65 @@ def stored_part_totals(session: Session, *, mapping_id: int, kr_key: str) -> lis
         )
     )
     return [PartTotal(part, owner or None, int(n), int(micros) / MICROS) for part, owner, n, micros in rows]
+
+
+@dataclass(frozen=True)
+class WaitTotals:
+    """A wall-clock response time's or speed to lead's stored counts: per owner, the answered inquiries (part
+    ``answered``) and those answered within ``limit`` seconds (part ``within``; none without a limit)."""
+
+    limit: float | None
+
+
+def _wait_counts(waits: WaitTotals, rows: Iterable[EvidenceRow], sign: int) -> list[tuple[str, str, int, int]]:
+    found: dict[tuple[str, str], int] = {}
+    for _part, _record, owner, value, _at, _related in rows:
+        if value is None:
+            continue
+        found[("answered", owner or "")] = found.get(("answered", owner or ""), 0) + sign
+        if waits.limit is not None and value <= waits.limit:
+            found[("within", owner or "")] = found.get(("within", owner or ""), 0) + sign
+    return [(part, owner, n, 0) for (part, owner), n in found.items()]
+
+
+def adjust_wait_totals(
+    session: Session,
+    *,
+    mapping_id: int,
+    kr_key: str,
+    waits: WaitTotals,
+    removed: Iterable[EvidenceRow],
+    added: Iterable[EvidenceRow],
+) -> None:
+    """Take the ``removed`` pair rows out of a wait key result's stored counts and put the ``added`` ones in: whole
+    numbers, counted here from the rows themselves, so they end where counting all rows again ends."""
+    positive = _wait_counts(waits, added, 1)
+    negative = [(part, owner, -n, 0) for part, owner, n, _m in _wait_counts(waits, removed, -1)]
+    _adjust_totals(session, mapping_id, kr_key, negative, positive)
+
+
+def store_wait_totals(session: Session, *, mapping_id: int, kr_key: str, waits: WaitTotals) -> None:
+    """Count a wait key result's answered inquiries per owner (and those within its limit) into
+    ``key_result_part_total``, replacing what was there."""
+    delete_part_totals(session, mapping_id=mapping_id, kr_key=kr_key)
+    rows = []
+    for owner, answered in answered_waits(session, mapping_id=mapping_id, kr_key=kr_key, limit=waits.limit).items():
+        rows.append({"part": "answered", "owner_id": owner, "records": answered.count})
+        if waits.limit is not None and answered.within:
+            rows.append({"part": "within", "owner_id": owner, "records": answered.within})
+    if rows:
+        session.execute(insert(TOTAL), [{"mapping_id": mapping_id, "kr_key": kr_key, "micros": 0, **r} for r in rows])
+
+
+def stored_answered(session: Session, *, mapping_id: int, kr_key: str) -> dict[str, AnsweredWaits]:
+    """A wait key result's stored counts per owner ("" for none), as ``answered_waits`` gives them without the
+    longest wait (None: only a ``max`` needs it, and it reads ``answered_waits``)."""
+    found: dict[str, dict[str, int]] = {}
+    for total in stored_part_totals(session, mapping_id=mapping_id, kr_key=kr_key):
+        found.setdefault(total.owner_id or "", {})[total.part] = total.records
+    return {
+        owner: AnsweredWaits(parts.get("answered", 0), parts.get("within", 0), None) for owner, parts in found.items()
+    }
 
 
 def part_totals(

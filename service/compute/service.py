@@ -39,6 +39,7 @@ from mappings.config import (
     SpeedToLeadMetric,
     Sprint,
     SprintWindow,
+    Statistic,
     SumMetric,
     WaitMetric,
     metric_filters,
@@ -65,8 +66,9 @@ from service.sprints.models import SprintResult
 log = logging.getLogger(__name__)
 RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric, SpeedToLeadMetric)
 # What a computation stores beside the values for the next incremental run to start from (2: the key account each
-# activity was measured on). A run after an upgrade that changed it is full.
-STORED_STATE = 2
+# activity was measured on; 3: a wall-clock wait's answered counts in key_result_part_total). A run after an
+# upgrade that changed it is full.
+STORED_STATE = 3
 # evidence rows of a mapping from which a full computation refreshes the planner's statistics (the sync's threshold)
 ANALYZE_AFTER_ROWS = 5_000
 
@@ -224,6 +226,11 @@ def compute(
     )  # fmt: skip
 
 
+# an incremental run's update of a response time's inquiries: the changed activities, the account chunks with their
+# queries, and the pair rows taken out and put in (the KRs of one inquiry key apply them to their own counts)
+_InquiryUpdate = tuple[list[str], list[tuple[Sequence[str], Any]], set[repo.EvidenceRow], set[repo.EvidenceRow]]
+
+
 @dataclass
 class _Context:
     session: Session
@@ -241,7 +248,7 @@ class _Context:
     # an incremental run's response-time update per inquiry key: (changed activities, account chunks and their
     # queries) when the first KR's evidence changed, None when it came out as stored. The KRs of one key hold the
     # same rows (copied in a full run, updated alike since), so the others repeat the update without comparing.
-    response_updates: dict[str, tuple[list[str], list[tuple[Sequence[str], Any]]] | None] = field(default_factory=dict)
+    response_updates: dict[str, _InquiryUpdate | None] = field(default_factory=dict)
     # hygiene-score values by the rules they judge: several KRs and sprints over the same rules read them once
     hygiene_values: dict[tuple[str, ...], metrics.MetricValue] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # ComputeReport.timings
@@ -868,8 +875,9 @@ def _lead_delta(ctx: _Context, kr: KeyResult, metric: SpeedToLeadMetric, scope: 
     for chunk in repo.chunks(sorted(leads)):
         query = speed_to_lead_evidence(metric, tables=ctx.tables, scope=scope, custom=custom, only_leads=chunk)
         changed = repo.swap_if_changed(
-            session, mapping_id=ctx.mapping_id, kr_key=kr.key, part="pair", query=query, record_ids=chunk
-        )
+            session, mapping_id=ctx.mapping_id, kr_key=kr.key, part="pair", query=query, record_ids=chunk,
+            waits=_wait_totals(metric),
+        )  # fmt: skip
         touched |= bool(changed)
     return touched
 
@@ -893,7 +901,7 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
         update = ctx.response_updates[key]
         if update is None:
             return False
-        _swap_inquiries(ctx, kr.key, scope, *update)
+        _swap_inquiries(ctx, kr.key, metric, scope, update)
         return True
     accounts = repo.ids_where(
         session, model=Activity, connection_id=scope.connection_id, column="external_id", values=changed,
@@ -921,16 +929,23 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
         ctx.response_updates[key] = None
         return False
     ctx.touch("activities", {row[1] for row in before ^ after})  # the inquiries' rows (the KRs of a key share them)
-    ctx.response_updates[key] = (changed, queries)
-    _swap_inquiries(ctx, kr.key, scope, changed, queries)
+    update = ctx.response_updates[key] = (changed, queries, before, after)
+    _swap_inquiries(ctx, kr.key, metric, scope, update)
     return True
 
 
 def _swap_inquiries(
-    ctx: _Context, kr_key: str, scope: Scope, changed: list[str], queries: list[tuple[Sequence[str], Any]]
+    ctx: _Context, kr_key: str, metric: ResponseTimeMetric, scope: Scope, update: _InquiryUpdate
 ) -> None:
-    """Replace a response time's rows of the changed activities and of the inquiries on the reached accounts."""
+    """Replace a response time's rows of the changed activities and of the inquiries on the reached accounts, and
+    apply the difference to its stored answered counts."""
     session, mapping_id = ctx.session, ctx.mapping_id
+    changed, queries, before, after = update
+    waits = _wait_totals(metric)
+    if waits is not None:
+        repo.adjust_wait_totals(
+            session, mapping_id=mapping_id, kr_key=kr_key, waits=waits, removed=before - after, added=after - before
+        )
     for chunk in repo.chunks(changed):
         repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part="pair", record_ids=chunk)
     for accounts, query in queries:
@@ -1144,7 +1159,18 @@ def _gain(ctx: _Context, kr_key: str, first: date, last: date, ended: bool) -> f
     return later[-1] - (earlier[-1] if earlier else kr.baseline)
 
 
-def _wait_value(ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime) -> metrics.MetricValue:
+def _wait_totals(metric: WaitMetric) -> repo.WaitTotals | None:
+    """What a wait key result keeps counted between runs: its answered inquiries per owner and those within its
+    limit, for wall-clock hours (business hours read every wait) and any statistic but ``max`` (which needs the
+    longest wait: read from the evidence)."""
+    if metric.hours == "business" or metric.statistic == Statistic.max:
+        return None
+    return repo.WaitTotals(metric.within_hours * 3600 if metric.within_hours else None)
+
+
+def _wait_value(
+    ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime, *, stored: bool = False
+) -> metrics.MetricValue:
     """A response time or speed to lead from its stored waits. Business hours need every wait's own arrival time
     (read them all); wall-clock hours are summed up in the database and only the waits a percentile needs are
     fetched (``metrics.indexed_response_time``): at a million activities reading 100,000 waits per key result was
@@ -1166,9 +1192,16 @@ def _wait_value(ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime)
         limit=limit,
         with_waits=metrics.needs_late_waits(metric),
     )
+    # a key result's counts are stored (``_wait_totals``): grouping all its answered waits again took 28 ms per
+    # key result at a million activities; a sprint's commitment is counted afresh
+    answered = (
+        repo.stored_answered(session, mapping_id=mapping_id, kr_key=kr_key)
+        if stored and _wait_totals(metric) is not None
+        else repo.answered_waits(session, mapping_id=mapping_id, kr_key=kr_key, limit=limit)
+    )
     return metrics.indexed_response_time(
         metric,
-        answered=repo.answered_waits(session, mapping_id=mapping_id, kr_key=kr_key, limit=limit),
+        answered=answered,
         unanswered=unanswered,
         waits_slice=waits_slice,
     )
@@ -1209,10 +1242,16 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             repo.replace_evidence(session, mapping_id=ctx.mapping_id, kr_key=kr.key, queries=queries)
             if same is not None:
                 ctx.inquiries_done[same] = kr.key
-            if not isinstance(metric, WAIT_METRICS):
-                repo.store_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
+        if not isinstance(metric, WAIT_METRICS):
+            repo.store_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
+        elif (waits := _wait_totals(metric)) is not None:
+            repo.store_wait_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key, waits=waits)
+        else:
+            repo.delete_part_totals(
+                session, mapping_id=ctx.mapping_id, kr_key=kr.key
+            )  # none kept (business hours, max)
     if isinstance(metric, WAIT_METRICS):
-        return _wait_value(ctx, kr.key, metric, scope.as_of)
+        return _wait_value(ctx, kr.key, metric, scope.as_of, stored=True)
     # the totals the full recompute stored, or that ``_delta``'s swaps brought up to date
     totals = repo.stored_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, RatioMetric):
