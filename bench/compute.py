@@ -779,8 +779,9 @@ def _floors(target: Target) -> dict[str, Any]:
             medians: dict[str, float] = {}
             for rule in config.hygiene.rules:
                 if getattr(rule, "median_factor", None) and not medians:
-                    ages = session.execute(hygiene_rules.stage_ages(tables, scope)).all()
-                    medians = {stage or "": float(days) for stage, days in ages}  # the query's cost, not the value
+                    for stage, n in session.execute(hygiene_rules.stage_counts(tables, scope)).all():
+                        middle = session.execute(hygiene_rules.stage_middle(tables, scope, stage, n)).all()
+                        medians[stage] = float(middle[0][0])  # the queries' cost, not the value
                 violations = hygiene_rules.violations(
                     rule, tables=tables, scope=scope, custom=custom, stages=config.hygiene.stages,
                     stage_medians=medians,

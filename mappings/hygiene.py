@@ -51,10 +51,43 @@ def days_in_stage(opp: Any, scope: Scope) -> ColumnElement[float]:
 
 
 def stage_ages(tables: Tables, scope: Scope) -> Select[Any]:
-    """(stage, days in stage) of every open team opportunity: the service takes the median per stage."""
+    """(stage, days in stage) of every open team opportunity: a stage's median is ``median`` of its ages."""
     opp = tables.opportunity
     return select(opp.c.stage, days_in_stage(opp, scope).label("days")).where(
         *open_opportunity_clauses(opp, scope), opp.c.stage_entered_at.is_not(None)
+    )
+
+
+def stage_counts(tables: Tables, scope: Scope) -> Select[Any]:
+    """(stage, how many) of the open team opportunities ``stage_ages`` gives an age; a stage without a name and one
+    named "" are one stage, ""."""
+    opp = tables.opportunity
+    clauses = [*open_opportunity_clauses(opp, scope), opp.c.stage_entered_at.is_not(None)]
+    stage = func.coalesce(opp.c.stage, "")
+    count: Any = func.count()
+    return select(stage, count).where(*clauses).group_by(stage)
+
+
+def stage_middle(tables: Tables, scope: Scope, stage: str, count: int) -> Select[Any]:
+    """The middle days in stage of a stage's ``count`` ages (``stage_ages``; stage "" also holds those without a
+    stage) in ascending order: the one at position (count − 1) / 2 when count is odd, the two at count / 2 − 1 and
+    count / 2 when even. The stage's median is ``median`` of them, which equals ``median`` of all its ages.
+
+    Ages ascending are entry times descending (an opportunity that entered later has spent fewer days in it; equal
+    entry times have equal ages), so the middle is an index walk of ix_opportunity_stage_open to it: fetching all
+    60,000 open opportunities' ages to take their medians took a fifth of an incremental run at a million
+    activities."""
+    opp = tables.opportunity
+    return (
+        select(days_in_stage(opp, scope))
+        .where(
+            *open_opportunity_clauses(opp, scope),
+            opp.c.stage_entered_at.is_not(None),
+            opp.c.stage == stage if stage else or_(opp.c.stage.is_(None), opp.c.stage == ""),
+        )
+        .order_by(opp.c.stage_entered_at.desc())
+        .limit(2 - count % 2)
+        .offset((count - 1) // 2)
     )
 
 

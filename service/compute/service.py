@@ -289,10 +289,14 @@ class _Context:
 
 
 def _stage_medians(ctx: _Context) -> dict[str, float]:
-    ages: dict[str, list[float]] = {}
-    for stage, days in repo.rows(ctx.session, hygiene_rules.stage_ages(ctx.tables, ctx.cycle)):
-        ages.setdefault(stage or "", []).append(float(days))
-    return {stage: round(hygiene_rules.median(values), 6) for stage, values in ages.items()}
+    """The median days in stage per stage ("" for none) of the team's open opportunities, from each stage's one or
+    two middle ages (``stage_middle``)."""
+    medians: dict[str, float] = {}
+    for stage, count in repo.rows(ctx.session, hygiene_rules.stage_counts(ctx.tables, ctx.cycle)):
+        query = hygiene_rules.stage_middle(ctx.tables, ctx.cycle, stage, int(count))
+        middle = [float(days) for (days,) in repo.rows(ctx.session, query)]
+        medians[stage] = round(hygiene_rules.median(middle), 6)
+    return medians
 
 
 def _touched_opportunities(ctx: _Context) -> list[str]:

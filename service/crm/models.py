@@ -91,6 +91,17 @@ class Opportunity(RecordBase, table=True):
             "stage",
             "stage_entered_at",
         ),
+        # each stage's open opportunities in the order of their entry into it: a stage's median age is a walk to its
+        # middle (hygiene.stage_middle), without a sort of the stage's ages; covering (owner last)
+        Index(
+            "ix_opportunity_stage_open",
+            "connection_id",
+            "is_closed",
+            "is_deleted",
+            "stage",
+            "stage_entered_at",
+            "owner_id",
+        ),
     )
 
     name: str | None = Field(default=None, sa_type=Text)
