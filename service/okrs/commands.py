@@ -22,7 +22,7 @@ from mappings.source import MappingFileError
 from mappings.validate import json_schema, located
 from service.compute import report as reports
 from service.compute import report_formats
-from service.compute.service import changes_since_last
+from service.compute.service import changes_since_last, settle
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.kit.db import make_engine, utcnow
@@ -211,19 +211,23 @@ def compute(
     """Recompute key results, hygiene findings and KAM criteria of the applied mappings.
 
     By default only what the syncs changed since the last computation (the same day and mapping version)."""
-    with Session(_engine()) as session:
+    engine = _engine()
+    results = []
+    with Session(engine) as session:
         targets = [_mapping(session, mapping)] if mapping else okrs.mappings(session)
         if not targets:
             raise _fail("no mapping applied yet: run `okrsync mappings apply FILE`")
         for m in targets:
             changes = None if full else changes_since_last(session, m)
             result = compute_mapping(session, mapping=m, as_of=_utc(as_of), changes=changes)
+            results.append(result)
             out.print(
                 f"{m.team} / {m.cycle}: {result.kind}, {len(result.recomputed)} key result(s) recomputed"
                 f" in {result.seconds:.2f} s"
             )
         _stage(session, targets, as_of=_utc(as_of))
         session.commit()
+    settle(engine, results)
 
 
 class ReportFormat(StrEnum):
