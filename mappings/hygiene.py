@@ -50,22 +50,24 @@ def days_in_stage(opp: Any, scope: Scope) -> ColumnElement[float]:
     return (literal(scope.as_of.timestamp()) - epoch_seconds(opp.c.stage_entered_at)) / 86400.0
 
 
+def _aged(opp: Any, scope: Scope) -> list[ColumnElement[bool]]:
+    """The open team opportunities that have an age in their stage (an entry time)."""
+    return [*open_opportunity_clauses(opp, scope), opp.c.stage_entered_at.is_not(None)]
+
+
 def stage_ages(tables: Tables, scope: Scope) -> Select[Any]:
     """(stage, days in stage) of every open team opportunity: a stage's median is ``median`` of its ages."""
     opp = tables.opportunity
-    return select(opp.c.stage, days_in_stage(opp, scope).label("days")).where(
-        *open_opportunity_clauses(opp, scope), opp.c.stage_entered_at.is_not(None)
-    )
+    return select(opp.c.stage, days_in_stage(opp, scope).label("days")).where(*_aged(opp, scope))
 
 
 def stage_counts(tables: Tables, scope: Scope) -> Select[Any]:
     """(stage, how many) of the open team opportunities ``stage_ages`` gives an age; a stage without a name and one
     named "" are one stage, ""."""
     opp = tables.opportunity
-    clauses = [*open_opportunity_clauses(opp, scope), opp.c.stage_entered_at.is_not(None)]
     stage = func.coalesce(opp.c.stage, "")
     count: Any = func.count()
-    return select(stage, count).where(*clauses).group_by(stage)
+    return select(stage, count).where(*_aged(opp, scope)).group_by(stage)
 
 
 def stage_middle(tables: Tables, scope: Scope, stage: str, count: int) -> Select[Any]:
@@ -80,11 +82,7 @@ def stage_middle(tables: Tables, scope: Scope, stage: str, count: int) -> Select
     opp = tables.opportunity
     return (
         select(days_in_stage(opp, scope))
-        .where(
-            *open_opportunity_clauses(opp, scope),
-            opp.c.stage_entered_at.is_not(None),
-            opp.c.stage == stage if stage else or_(opp.c.stage.is_(None), opp.c.stage == ""),
-        )
+        .where(*_aged(opp, scope), opp.c.stage == stage if stage else or_(opp.c.stage.is_(None), opp.c.stage == ""))
         .order_by(opp.c.stage_entered_at.desc())
         .limit(2 - count % 2)
         .offset((count - 1) // 2)
