@@ -57,8 +57,8 @@ def _raw(api: Api, method: str, path: str, role: str | None, content: bytes, **h
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
-    assert _shape(httpx.get(f"{api.base_url}/api/v1/nothing-here"), 404)["error"] == "not_found"
-    assert _shape(httpx.get(f"{api.base_url}/no/such/page"), 404)["error"] == "not_found"
+    assert _shape(httpx.get(f"{api.base_url}/api/v1/nothing-here", timeout=30), 404)["error"] == "not_found"
+    assert _shape(httpx.get(f"{api.base_url}/no/such/page", timeout=30), 404)["error"] == "not_found"
     assert _shape(httpx.delete(f"{api.base_url}/api/v1/mappings"), 405)["error"] == "method_not_allowed"
 
 
@@ -75,17 +75,17 @@ def test_the_token_is_checked_before_the_body(api: Api) -> None:
 
 
 def test_docs_load_their_assets_from_the_sidecar(api: Api) -> None:
-    page = httpx.get(f"{api.base_url}/docs")
+    page = httpx.get(f"{api.base_url}/docs", timeout=30)
     assert page.status_code == 200
     sources = [part.split('"')[1] for part in page.text.split("src=")[1:]] + [
         part.split("'")[1] for part in page.text.split("href=")[1:] if part.startswith("'")
     ]
     assert sources and all(s.startswith("/docs/static/") for s in sources if s.endswith((".js", ".css"))), sources
     assert "cdn" not in page.text.lower()
-    script = httpx.get(f"{api.base_url}/docs/static/swagger-ui-bundle.js")
+    script = httpx.get(f"{api.base_url}/docs/static/swagger-ui-bundle.js", timeout=30)
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert len(script.content) > 100_000
-    assert httpx.get(f"{api.base_url}/docs/static/swagger-ui.css").status_code == 200
+    assert httpx.get(f"{api.base_url}/docs/static/swagger-ui.css", timeout=30).status_code == 200
 
 
 def test_a_huge_body_is_refused_before_it_is_read(api: Api) -> None:
@@ -148,7 +148,7 @@ def test_the_largest_id_is_a_plain_404(api: Api) -> None:
 )
 def test_the_dashboard_answers_huge_numbers_with_a_page(api: Api, path: str) -> None:
     page = httpx.get(
-        f"{api.base_url}{path.format(mapping=api.mapping)}", cookies={"okrsync_token": api.tokens["viewer"]}
+        f"{api.base_url}{path.format(mapping=api.mapping)}", cookies={"okrsync_token": api.tokens["viewer"]}, timeout=30
     )
     assert 400 <= page.status_code < 500, page.status_code
     assert "text/html" in page.headers["content-type"]
@@ -182,6 +182,7 @@ def test_the_dashboard_check_in_form_refuses_odd_confidence(api: Api, tmp_path: 
             data={"confidence.discovery-meetings": odd, "attendee": "Anna Berger"},
             cookies={"okrsync_token": api.tokens["sales_ops"]},
             headers={"Origin": api.base_url},
+            timeout=30,
         )
         assert page.status_code == 422, page.status_code
         assert "use 1–10" in page.text
@@ -209,7 +210,7 @@ def test_a_kam_cannot_assess_an_account_that_is_not_a_key_account(api: Api) -> N
     path = f"{api.base_url}/api/v1/mappings/{api.kam_mapping}/kam-assessments"
     body = {"account_id": plain_id, "criterion": "strategic-relationship", "status": "met"}
     for token in (kam_token, api.tokens["sales_ops"]):
-        refused = httpx.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+        refused = httpx.post(path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert "is not a key account" in _shape(refused, 404)["detail"]
     with Session(api.engine) as session:
         assert len(session.exec(sqlmodel.select(KamAssessment)).all()) == before
