@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from connectors.writes import Writer
-from service.compute.service import ChangeSet, ComputeReport, changes_since_last, settle
+from service.compute.service import ChangeSet, ComputeReport, changes_since_last
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.kit.settings import Settings
@@ -95,7 +95,6 @@ def run_pass(
         report.staged = stage_connection(session, connection=connection, settings=settings, only=only)
         session.commit()
         connection_id = connection.id
-    settle(engine, [r for _n, r in report.computed])
     report.writeback = send(engine, writer, connection_id=connection_id)
     return report
 

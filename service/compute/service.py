@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlmodel
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -126,10 +126,36 @@ class ComputeReport:
     touched: Touched | None = None  # see Touched; None: any record's contributions, hygiene or KAM may have changed
 
 
-def settle(engine: Engine, reports: Sequence[ComputeReport]) -> None:
-    """After the transaction of computations has committed: when one was full, ``settle_after_full``."""
-    if any(report.kind == "full" for report in reports):
-        settle_after_full(engine)
+# session.info keys: this transaction ran a full compute and is settled when it commits; the listeners that do it are
+# on the session; the seconds settling took (the bench reports them beside the compute's)
+SETTLE_ON_COMMIT = "okrsync.settle_on_commit"
+_SETTLE_LISTENING = "okrsync.settle_listening"
+SETTLED_SECONDS = "okrsync.settled_seconds"
+
+
+def settle_on_commit(session: Session) -> None:
+    """Once per transaction that ran a full compute: when it has committed, ``settle_after_full``; when it rolls
+    back (a preview, a failed request), nothing. ``compute`` calls it, so every caller that commits a full compute
+    (the loop, ``okrsync compute``, the API's apply, a KAM assessment, a check-in) leaves the evidence settled; two
+    mappings computed in one transaction are settled once."""
+    session.info[SETTLE_ON_COMMIT] = True
+    if not session.info.get(_SETTLE_LISTENING):  # listeners stay for the session's life (none is removed while the
+        session.info[_SETTLE_LISTENING] = True  # session dispatches its events: SQLAlchemy refuses that)
+        event.listen(session, "after_commit", _settle_committed)
+        event.listen(session, "after_rollback", _settle_rolled_back)
+
+
+def _settle_committed(session: Session) -> None:
+    if not session.info.pop(SETTLE_ON_COMMIT, False):
+        return
+    bind = session.get_bind()
+    started = time.perf_counter()
+    settle_after_full(bind if isinstance(bind, Engine) else bind.engine)
+    session.info[SETTLED_SECONDS] = session.info.get(SETTLED_SECONDS, 0.0) + time.perf_counter() - started
+
+
+def _settle_rolled_back(session: Session) -> None:
+    session.info.pop(SETTLE_ON_COMMIT, None)
 
 
 def settle_after_full(engine: Engine) -> None:
@@ -232,6 +258,8 @@ def compute(
     }
     session.add(run)
     session.flush()
+    if not incremental:
+        settle_on_commit(session)
     seconds = time.perf_counter() - started
     log.info(
         "computed %s/%s (%s): %d key results in %.2f s", mapping.team, mapping.cycle, run.kind, len(recomputed), seconds

@@ -22,7 +22,7 @@ from mappings.source import MappingFileError
 from mappings.validate import json_schema, located
 from service.compute import report as reports
 from service.compute import report_formats
-from service.compute.service import changes_since_last, settle
+from service.compute.service import changes_since_last
 from service.compute.service import compute as compute_mapping
 from service.crm.models import CrmConnection
 from service.kit.db import make_engine, utcnow
@@ -227,7 +227,6 @@ def compute(
             )
         _stage(session, targets, as_of=_utc(as_of))
         session.commit()
-    settle(engine, results)
 
 
 class ReportFormat(StrEnum):

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import sqlmodel
 from openapi_spec_validator import validate
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -188,6 +189,32 @@ def test_objectives_key_results_and_record_view(api: Api) -> None:
     assert record["object"] == "opportunity" and record["key_results"]
     assert api.call("GET", "/api/v1/records/salesforce/opportunity/006000000000000AAA", "rep").status_code == 404
     assert api.call("GET", "/api/v1/records/salesforce/lead/x", "rep").status_code == 404
+
+
+def _evidence_vacuums(engine: Engine) -> int:
+    with engine.connect() as conn:  # a new connection: PostgreSQL's statistics are read once per transaction
+        return int(
+            conn.execute(
+                text(
+                    "SELECT vacuum_count FROM pg_stat_user_tables"
+                    " WHERE relname = 'key_result_evidence' AND schemaname = current_schema()"
+                )
+            ).scalar_one()
+        )
+
+
+def test_a_mapping_applied_through_the_api_leaves_its_evidence_settled(api: Api) -> None:
+    """POST /mappings/apply computes in full and commits: PostgreSQL's evidence table is vacuumed once after it (its
+    evidence pages are then index-only walks); the preview computes too, rolls back, and vacuums nothing."""
+    body = {"yaml": (EXAMPLES / "acquisition.yaml").read_text(), "connection": "salesforce/sandbox"}
+    postgres = api.engine.dialect.name == "postgresql"
+    before = _evidence_vacuums(api.engine) if postgres else 0
+    assert api.call("POST", "/api/v1/mappings/preview", "sales_ops", body).status_code == 200
+    if postgres:
+        assert _evidence_vacuums(api.engine) == before
+    assert api.call("POST", "/api/v1/mappings/apply", "sales_ops", body).status_code == 200
+    if postgres:
+        assert _evidence_vacuums(api.engine) == before + 1
 
 
 def test_mapping_edits_keep_the_cycle_rules(api: Api) -> None:
