@@ -36,6 +36,7 @@ from service.compute.models import (
     KamCriterionResult,
     KeyResultContribution,
     KeyResultEvidence,
+    KeyResultHistory,
     KeyResultPartTotal,
     KeyResultValue,
     ObjectiveValue,
@@ -122,7 +123,11 @@ def owner_ids_by_email(session: Session, *, connection_id: int, emails: Sequence
 EVIDENCE_COLUMNS = ["mapping_id", "kr_key", "part", "record_id", "owner_id", "value", "occurred_at", "related_id"]
 
 
-def insert_evidence(session: Session, *, mapping_id: int, kr_key: str, query: Select[Any]) -> None:
+def insert_evidence(
+    session: Session, *, mapping_id: int, kr_key: str, query: Select[Any], params: dict[str, Any] | None = None
+) -> None:
+    """INSERT … SELECT of ``query``'s rows as the key result's evidence (``params``: the query's parameters, e.g.
+    a narrowed query's ids)."""
     sq = query.subquery("evidence")
     source = select(
         literal(mapping_id),
@@ -134,7 +139,7 @@ def insert_evidence(session: Session, *, mapping_id: int, kr_key: str, query: Se
         sq.c.occurred_at,
         sq.c.related_id,
     )
-    session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, source))
+    session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, source), params)
 
 
 def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries: Sequence[Select[Any]]) -> None:
@@ -249,25 +254,27 @@ def swap_if_changed(
     kr_key: str,
     part: str,
     query: Select[Any],
+    params: dict[str, Any] | None = None,
     totals: bool = False,
     waits: WaitTotals | None = None,
     record_ids: Sequence[str] | None = None,
     related_ids: Sequence[str] | None = None,
 ) -> set[str]:
     """Replace one part's stored rows of some records (``record_ids``) or distinct keys (``related_ids``) by what
-    ``query`` selects now, unless they are the same already; the records whose rows changed (none: nothing).
+    ``query`` selects now (executed with ``params``), unless they are the same already; the records whose rows
+    changed (none: nothing).
 
     ``totals``: the key result's stored part totals (``key_result_part_total``) lose what the old rows summed up
     to and gain what the new rows sum up to, each summed by the same SQL a full recompute sums with. ``waits``: a
     wall-clock wait's answered counts likewise (``adjust_wait_totals``)."""
     where = _part_rows(mapping_id, kr_key, part, record_ids, related_ids)
     before = _stored_rows(session, where)
-    after = selected_evidence(session, query)
+    after = selected_evidence(session, query, params)
     if before == after:
         return set()
     removed = _grouped_totals(session, where) if totals else []
     session.execute(delete(EVIDENCE).where(*where))
-    insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
+    insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query, params=params)
     if totals:
         _adjust_totals(session, mapping_id, kr_key, removed, _grouped_totals(session, where))
     if waits is not None:
@@ -275,11 +282,11 @@ def swap_if_changed(
     return {row[1] for row in before ^ after}
 
 
-def selected_evidence(session: Session, query: Select[Any]) -> set[EvidenceRow]:
-    """What an evidence query selects now, as ``evidence_row``s."""
+def selected_evidence(session: Session, query: Select[Any], params: dict[str, Any] | None = None) -> set[EvidenceRow]:
+    """What an evidence query selects now (executed with ``params``), as ``evidence_row``s."""
     sq = query.subquery("evidence")
     columns = select(sq.c.part, sq.c.record_id, sq.c.owner_id, sq.c.value, sq.c.occurred_at, sq.c.related_id)
-    return {evidence_row(*row) for row in session.execute(columns)}
+    return {evidence_row(*row) for row in session.execute(columns, params)}
 
 
 def _evidence_column(
@@ -620,16 +627,30 @@ def latest_manual_value(session: Session, *, mapping_id: int, kr_key: str, as_of
     ).first()
 
 
-def replace_contributions(session: Session, *, mapping_id: int, kr_key: str, values: dict[str, float]) -> None:
+def replace_contributions(session: Session, *, mapping_id: int, values: dict[str, dict[str, float]]) -> None:
+    """The contributions per owner of the key results in ``values`` (key → owner → value), replaced: one DELETE and
+    one INSERT for them all (a DELETE and an INSERT per key result were 32 of an incremental run's statements)."""
+    if not values:
+        return
     contribution = table(KeyResultContribution)
-    session.execute(
-        delete(contribution).where(contribution.c.mapping_id == mapping_id, contribution.c.kr_key == kr_key)
-    )
-    if values:
+    for chunk in chunks(sorted(values)):
         session.execute(
-            insert(contribution),
-            [{"mapping_id": mapping_id, "kr_key": kr_key, "owner_id": o, "value": v} for o, v in values.items()],
+            delete(contribution).where(contribution.c.mapping_id == mapping_id, contribution.c.kr_key.in_(list(chunk)))
         )
+    rows = [
+        {"mapping_id": mapping_id, "kr_key": kr_key, "owner_id": o, "value": v}
+        for kr_key, by_owner in values.items()
+        for o, v in by_owner.items()
+    ]
+    if rows:
+        session.execute(insert(contribution), rows)
+
+
+def add_history(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Key-result history rows in one executemany INSERT: added to the session as objects, each was its own
+    INSERT … RETURNING id (SQLite cannot return ids of a batch in order), 50 statements an incremental run."""
+    if rows:
+        session.execute(insert(table(KeyResultHistory)), list(rows))
 
 
 def put_all(session: Session, rows: Sequence[ObjectiveValue | HygieneSummary]) -> None:
@@ -812,8 +833,8 @@ def has_kam_scores(session: Session, *, mapping_id: int) -> bool:
     )
 
 
-def rows(session: Session, query: Select[Any]) -> list[Any]:
-    return list(session.execute(query).all())
+def rows(session: Session, query: Select[Any], params: dict[str, Any] | None = None) -> list[Any]:
+    return list(session.execute(query, params).all())
 
 
 def delete_results_not_in(session: Session, *, mapping_id: int, kr_keys: Sequence[str]) -> None:

@@ -48,7 +48,14 @@ from mappings.config import (
 from mappings.fields import RecordType, resolve
 from mappings.filters import FollowedByCondition, conditions_fields
 from mappings.hygiene_rules import CustomRule, NoActivity, StuckInStage
-from mappings.query import metric_evidence, part_evidence, response_evidence, speed_to_lead_evidence
+from mappings.query import (
+    NARROWED_IDS,
+    NARROWED_KEYS,
+    metric_evidence,
+    part_evidence,
+    response_evidence,
+    speed_to_lead_evidence,
+)
 from mappings.sql import Scope, Tables
 from service.compute import repository as repo
 from service.compute.models import (
@@ -802,27 +809,30 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
             continue
         kind = {RecordType.activity: "activities", RecordType.opportunity: "opportunities"}.get(RECORD_OF[part.of])
 
-        def evidence(name: str = name, part: Any = part, **only: Any) -> Any:
-            return part_evidence(part, part=name, tables=ctx.tables, scope=scope, custom=custom, **only)
+        def evidence(name: str = name, part: Any = part, **narrowing: bool) -> Any:
+            return part_evidence(part, part=name, tables=ctx.tables, scope=scope, custom=custom, **narrowing)
 
         if isinstance(part, CountMetric) and part.distinct is not None:
             keys = repo.evidence_keys(session, mapping_id=mapping_id, kr_key=kr.key, part=name, record_ids=changed)
+            of_records = evidence(narrowed=True)
             for chunk in repo.chunks(changed):
-                keys.update(row.related_id for row in repo.rows(session, evidence(only_ids=chunk)))
+                keys.update(row.related_id for row in repo.rows(session, of_records, {NARROWED_IDS: list(chunk)}))
             ordered = sorted(k for k in keys if k is not None)
+            of_keys = evidence(by_keys=True)
             for chunk in repo.chunks(ordered):
                 differ = repo.swap_if_changed(
-                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_keys=chunk),
-                    related_ids=chunk, totals=True,
+                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=of_keys,
+                    params={NARROWED_KEYS: list(chunk)}, related_ids=chunk, totals=True,
                 )  # fmt: skip
                 touched |= bool(differ)
                 if kind:
                     ctx.touch(kind, differ)
         else:
+            of_records = evidence(narrowed=True)
             for chunk in repo.chunks(changed):
                 differ = repo.swap_if_changed(
-                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=evidence(only_ids=chunk),
-                    record_ids=chunk, totals=True,
+                    session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=of_records,
+                    params={NARROWED_IDS: list(chunk)}, record_ids=chunk, totals=True,
                 )  # fmt: skip
                 touched |= bool(differ)
                 if kind:
@@ -1007,6 +1017,8 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
     session, config = ctx.session, ctx.config
     recomputed: list[str] = []
     objectives: list[ObjectiveValue] = []
+    contributions: dict[str, dict[str, float]] = {}
+    history: list[dict[str, Any]] = []
     now = utcnow()
     # the stored values in one statement, held here: the session's identity map holds unchanged rows weakly, so
     # a session.get per key result found them collected and read each again (150 SELECTs, each flushing the last
@@ -1025,9 +1037,7 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
             ctx.timings[kr.key] = time.perf_counter() - clock
             if value is not None:
                 recomputed.append(kr.key)
-                repo.replace_contributions(
-                    session, mapping_id=ctx.mapping_id, kr_key=kr.key, values=value.contributions
-                )
+                contributions[kr.key] = value.contributions
             elif stored is not None:
                 value = metrics.MetricValue(
                     stored.value,
@@ -1072,17 +1082,17 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
                     computed_at=now,
                 ),
             )
-            session.add(
-                KeyResultHistory(
-                    mapping_id=ctx.mapping_id,
-                    kr_key=kr.key,
-                    computation_id=run_id,
-                    as_of=scope.as_of,
-                    value=result.value,
-                    progress=result.progress,
-                    grade=result.grade,
-                    status=result.status,
-                )
+            history.append(
+                {
+                    "mapping_id": ctx.mapping_id,
+                    "kr_key": kr.key,
+                    "computation_id": run_id,
+                    "as_of": scope.as_of,
+                    "value": result.value,
+                    "progress": result.progress,
+                    "grade": result.grade,
+                    "status": result.status,
+                }
             )
         objectives.append(
             ObjectiveValue(
@@ -1095,6 +1105,8 @@ def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
                 computed_at=now,
             )
         )
+    repo.replace_contributions(session, mapping_id=ctx.mapping_id, values=contributions)
+    repo.add_history(session, history)
     repo.put_all(session, objectives)
     return recomputed
 
