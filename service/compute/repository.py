@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
@@ -259,6 +260,7 @@ def swap_if_changed(
     waits: WaitTotals | None = None,
     record_ids: Sequence[str] | None = None,
     related_ids: Sequence[str] | None = None,
+    known: tuple[set[EvidenceRow], set[EvidenceRow]] | None = None,
 ) -> set[str]:
     """Replace one part's stored rows of some records (``record_ids``) or distinct keys (``related_ids``) by what
     ``query`` selects now (executed with ``params``), unless they are the same already; the records whose rows
@@ -266,10 +268,10 @@ def swap_if_changed(
 
     ``totals``: the key result's stored part totals (``key_result_part_total``) lose what the old rows summed up
     to and gain what the new rows sum up to, each summed by the same SQL a full recompute sums with. ``waits``: a
-    wall-clock wait's answered counts likewise (``adjust_wait_totals``)."""
+    wall-clock wait's answered counts likewise (``adjust_wait_totals``). ``known``: the rows before and after, already
+    read (``stored_parts_of`` and ``selected_parts``)."""
     where = _part_rows(mapping_id, kr_key, part, record_ids, related_ids)
-    before = _stored_rows(session, where)
-    after = selected_evidence(session, query, params)
+    before, after = known or (_stored_rows(session, where), selected_evidence(session, query, params))
     if before == after:
         return set()
     removed = _grouped_totals(session, where) if totals else []
@@ -280,6 +282,61 @@ def swap_if_changed(
     if waits is not None:
         adjust_wait_totals(session, mapping_id=mapping_id, kr_key=kr_key, waits=waits, removed=before, added=after)
     return {row[1] for row in before ^ after}
+
+
+def stored_parts_of(
+    session: Session, *, mapping_id: int, parts: set[tuple[str, str]], record_ids: Sequence[str]
+) -> dict[tuple[str, str], set[EvidenceRow]]:
+    """The stored evidence rows of some records in several (key result, part)s, in one SELECT (the lists of keys,
+    parts and ids probe ix_evidence_part_record)."""
+    found: dict[tuple[str, str], set[EvidenceRow]] = {}
+    if not parts or not record_ids:
+        return found
+    query = select(
+        EVIDENCE.c.kr_key,
+        EVIDENCE.c.part,
+        EVIDENCE.c.record_id,
+        EVIDENCE.c.owner_id,
+        EVIDENCE.c.value,
+        EVIDENCE.c.occurred_at,
+        EVIDENCE.c.related_id,
+    ).where(
+        EVIDENCE.c.mapping_id == mapping_id,
+        EVIDENCE.c.kr_key.in_(sorted({k for k, _p in parts})),
+        EVIDENCE.c.part.in_(sorted({p for _k, p in parts})),
+        EVIDENCE.c.record_id.in_(list(record_ids)),
+    )
+    for kr_key, *row in session.execute(query):
+        if (kr_key, row[0]) in parts:
+            found.setdefault((kr_key, row[0]), set()).add(evidence_row(*row))
+    return found
+
+
+def selected_parts(
+    session: Session, queries: Sequence[tuple[str, Select[Any]]], params: dict[str, Any]
+) -> dict[tuple[str, str], set[EvidenceRow]]:
+    """What several key results' evidence queries select now, in one UNION ALL executed with ``params``: (key
+    result, part) → rows."""
+    found: dict[tuple[str, str], set[EvidenceRow]] = {}
+    members = []
+    for kr_key, query in queries:
+        sq = query.subquery()
+        members.append(
+            select(
+                literal(kr_key).label("kr_key"),
+                sq.c.part,
+                sq.c.record_id,
+                sq.c.owner_id,
+                sq.c.value,
+                sq.c.occurred_at,
+                sq.c.related_id,
+            )  # fmt: skip
+        )
+    if not members:
+        return found
+    for kr_key, *row in session.execute(union_all(*members) if len(members) > 1 else members[0], params):
+        found.setdefault((kr_key, row[0]), set()).add(evidence_row(*row))
+    return found
 
 
 def selected_evidence(session: Session, query: Select[Any], params: dict[str, Any] | None = None) -> set[EvidenceRow]:
