@@ -122,6 +122,8 @@ def owner_ids_by_email(session: Session, *, connection_id: int, emails: Sequence
 
 
 EVIDENCE_COLUMNS = ["mapping_id", "kr_key", "part", "record_id", "owner_id", "value", "occurred_at", "related_id"]
+# an evidence row's own columns, in the order of ``evidence_row``'s arguments
+ROW_COLUMNS = [EVIDENCE.c[name] for name in EVIDENCE_COLUMNS[2:]]
 
 
 def insert_evidence(
@@ -168,16 +170,9 @@ def analyze_results(session: Session) -> None:
 def copy_evidence(session: Session, *, mapping_id: int, source: str, target: str) -> None:
     """Give ``target`` the evidence rows of ``source`` (two KRs over the same records)."""
     session.execute(delete(EVIDENCE).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == target))
-    rows = select(
-        EVIDENCE.c.mapping_id,
-        literal(target),
-        EVIDENCE.c.part,
-        EVIDENCE.c.record_id,
-        EVIDENCE.c.owner_id,
-        EVIDENCE.c.value,
-        EVIDENCE.c.occurred_at,
-        EVIDENCE.c.related_id,
-    ).where(EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == source)
+    rows = select(EVIDENCE.c.mapping_id, literal(target), *ROW_COLUMNS).where(
+        EVIDENCE.c.mapping_id == mapping_id, EVIDENCE.c.kr_key == source
+    )
     session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, rows))
 
 
@@ -237,14 +232,7 @@ def stored_evidence(
 
 
 def _stored_rows(session: Session, where: Sequence[Any]) -> set[EvidenceRow]:
-    query = select(
-        EVIDENCE.c.part,
-        EVIDENCE.c.record_id,
-        EVIDENCE.c.owner_id,
-        EVIDENCE.c.value,
-        EVIDENCE.c.occurred_at,
-        EVIDENCE.c.related_id,
-    ).where(*where)
+    query = select(*ROW_COLUMNS).where(*where)
     return {evidence_row(*row) for row in session.execute(query)}
 
 
@@ -292,15 +280,7 @@ def stored_parts_of(
     found: dict[tuple[str, str], set[EvidenceRow]] = {}
     if not parts or not record_ids:
         return found
-    query = select(
-        EVIDENCE.c.kr_key,
-        EVIDENCE.c.part,
-        EVIDENCE.c.record_id,
-        EVIDENCE.c.owner_id,
-        EVIDENCE.c.value,
-        EVIDENCE.c.occurred_at,
-        EVIDENCE.c.related_id,
-    ).where(
+    query = select(EVIDENCE.c.kr_key, *ROW_COLUMNS).where(
         EVIDENCE.c.mapping_id == mapping_id,
         EVIDENCE.c.kr_key.in_(sorted({k for k, _p in parts})),
         EVIDENCE.c.part.in_(sorted({p for _k, p in parts})),
