@@ -30,7 +30,7 @@ from sqlmodel import Session, col
 
 from connectors.errors import ApiLimitError, ConnectorError
 from connectors.records import CanonicalRecord, Deletion, SkippedRecord
-from service.kit.db import analyze, utcnow
+from service.kit.db import analyze, utcnow, vacuum
 from service.sync import repository
 from service.sync.models import SyncRun, SyncState
 from service.sync.read_ahead import read_ahead
@@ -184,6 +184,11 @@ def run_sync(
             _relink_restored(engine, connector, connection_id=connection_id, report=report)
         if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
             analyze(engine)
+            # PostgreSQL: the new rows' pages marked all-visible, or every index-only scan over them (the stage
+            # medians, open opportunities per owner) visits each row until autovacuum comes by, which is off on
+            # this machine and in CI: at 100,000 opportunities one changed opportunity's compute took 0.33 s
+            # unvacuumed and 0.19 s vacuumed (the stage medians' queries 108 ms against 12 ms). SQLite: nothing.
+            vacuum(engine, [model.__table__.name for model in repository.LOADED_TABLES])  # type: ignore[attr-defined]
     return report
 
 
