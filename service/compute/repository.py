@@ -126,22 +126,17 @@ EVIDENCE_COLUMNS = ["mapping_id", "kr_key", "part", "record_id", "owner_id", "va
 ROW_COLUMNS = [EVIDENCE.c[name] for name in EVIDENCE_COLUMNS[2:]]
 
 
+def _row_of(evidence_query: Any) -> list[Any]:
+    """An evidence query's (a subquery's) columns in the order of ``ROW_COLUMNS``."""
+    return [evidence_query.c[column.name] for column in ROW_COLUMNS]
+
+
 def insert_evidence(
     session: Session, *, mapping_id: int, kr_key: str, query: Select[Any], params: dict[str, Any] | None = None
 ) -> None:
     """INSERT … SELECT of ``query``'s rows as the key result's evidence (``params``: the query's parameters, e.g.
     a narrowed query's ids)."""
-    sq = query.subquery("evidence")
-    source = select(
-        literal(mapping_id),
-        literal(kr_key),
-        sq.c.part,
-        sq.c.record_id,
-        sq.c.owner_id,
-        sq.c.value,
-        sq.c.occurred_at,
-        sq.c.related_id,
-    )
+    source = select(literal(mapping_id), literal(kr_key), *_row_of(query.subquery("evidence")))
     session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, source), params)
 
 
@@ -300,18 +295,7 @@ def selected_parts(
     found: dict[tuple[str, str], set[EvidenceRow]] = {}
     members = []
     for kr_key, query in queries:
-        sq = query.subquery()
-        members.append(
-            select(
-                literal(kr_key).label("kr_key"),
-                sq.c.part,
-                sq.c.record_id,
-                sq.c.owner_id,
-                sq.c.value,
-                sq.c.occurred_at,
-                sq.c.related_id,
-            )  # fmt: skip
-        )
+        members.append(select(literal(kr_key).label("kr_key"), *_row_of(query.subquery())))
     if not members:
         return found
     for kr_key, *row in session.execute(union_all(*members) if len(members) > 1 else members[0], params):
@@ -321,9 +305,7 @@ def selected_parts(
 
 def selected_evidence(session: Session, query: Select[Any], params: dict[str, Any] | None = None) -> set[EvidenceRow]:
     """What an evidence query selects now (executed with ``params``), as ``evidence_row``s."""
-    sq = query.subquery("evidence")
-    columns = select(sq.c.part, sq.c.record_id, sq.c.owner_id, sq.c.value, sq.c.occurred_at, sq.c.related_id)
-    return {evidence_row(*row) for row in session.execute(columns, params)}
+    return {evidence_row(*row) for row in session.execute(select(*_row_of(query.subquery("evidence"))), params)}
 
 
 def _evidence_column(

@@ -795,11 +795,8 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
         if metric.match != "account":
             return None  # a contact's inquiries span accounts
         return _response_delta(ctx, kr, metric, scope, sorted(changes.activity))
-    parts: list[tuple[str, Any]] = (
-        [("numerator", metric.numerator), ("denominator", metric.denominator)]
-        if isinstance(metric, RatioMetric)
-        else [("counted", metric)]
-    )
+    assert isinstance(metric, CountMetric | SumMetric | RatioMetric)  # _value handles the others before
+    parts = _parts(metric)
     reached_by_part: list[tuple[str, Any, list[str]]] = []
     for name, part in parts:
         assert isinstance(part, CountMetric | SumMetric)
@@ -835,20 +832,27 @@ def _delta(ctx: _Context, kr: KeyResult, scope: Scope) -> bool | None:
                 if kind:
                     ctx.touch(kind, differ)
         else:
-            known = ctx.prefetched.get((kr.key, name))
-            if known is not None and known[0] == changed and known[1] == known[2]:
+            prefetched = ctx.prefetched.get((kr.key, name))
+            known = prefetched[1:] if prefetched is not None and prefetched[0] == changed else None
+            if known is not None and known[0] == known[1]:
                 continue  # read with the other parts: the same rows before and after
             of_records = evidence(narrowed=True)
             for chunk in repo.chunks(changed):
                 differ = repo.swap_if_changed(
                     session, mapping_id=mapping_id, kr_key=kr.key, part=name, query=of_records,
-                    params={NARROWED_IDS: list(chunk)}, record_ids=chunk, totals=True,
-                    known=known[1:] if known is not None and known[0] == changed else None,
+                    params={NARROWED_IDS: list(chunk)}, record_ids=chunk, totals=True, known=known,
                 )  # fmt: skip
                 touched |= bool(differ)
                 if kind:
                     ctx.touch(kind, differ)
     return touched
+
+
+def _parts(metric: CountMetric | SumMetric | RatioMetric) -> list[tuple[str, Any]]:
+    """A count or sum is one part, "counted"; a ratio two, its numerator and denominator."""
+    if isinstance(metric, RatioMetric):
+        return [("numerator", metric.numerator), ("denominator", metric.denominator)]
+    return [("counted", metric)]
 
 
 def _prefetch(ctx: _Context, stored_values: dict[str, KeyResultValue]) -> None:
@@ -873,12 +877,7 @@ def _prefetch(ctx: _Context, stored_values: dict[str, KeyResultValue]) -> None:
             or not isinstance(metric, CountMetric | SumMetric | RatioMetric)
         ):
             continue
-        parts: list[tuple[str, Any]] = (
-            [("numerator", metric.numerator), ("denominator", metric.denominator)]
-            if isinstance(metric, RatioMetric)
-            else [("counted", metric)]
-        )
-        for name, part in parts:
+        for name, part in _parts(metric):
             reached = ctx.reached[(kr.key, name)] = _reached(ctx, kr.key, name, part)
             if reached is None:
                 break  # the key result is recomputed whole
