@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, Table, event
+from sqlalchemy import JSON, DateTime, String, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
@@ -39,6 +39,17 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 JsonType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def byte_text(length: int) -> Any:
+    """A short text column (an id, a key) compared byte by byte on PostgreSQL too, as SQLite always does.
+
+    PostgreSQL compares text in the database's collation unless a column says otherwise: through the C library's
+    ``strcoll`` for anything but "C" (``C.UTF-8`` included, and ``en_US.utf8``, the official image's default).
+    Every entry a row puts into an index on such columns pays those comparisons. For ids and keys, which nobody
+    reads in a language's alphabetical order, "C" gives the same equality and SQLite's order, and made a full
+    compute's evidence INSERTs about a quarter cheaper (bench/REFERENCE.md, 2026-12-07)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 def utcnow() -> datetime:

@@ -19,6 +19,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, DateTime, Index, MetaData, String, UniqueConstraint, inspect, make_url, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner, Result
@@ -144,6 +145,41 @@ def test_migrations_make_every_index_the_models_declare(empty_url: str) -> None:
         declared = {(t.name, ix.name) for t in SQLModel.metadata.tables.values() for ix in t.indexes}
         assert ("key_result_evidence", "ix_evidence_page") in declared
         assert declared - _index_definitions(engine) == set()
+    finally:
+        engine.dispose()
+
+
+def _collations(engine: Any) -> dict[tuple[str, str], str]:
+    """(table, column) → collation of every text column that has one of its own, from PostgreSQL's catalogue:
+    autogenerate does not compare collations, so the comparison above cannot see a migration that forgot one."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND collation_name IS NOT NULL"
+        ).all()
+    return {(table, column): collation for table, column, collation in rows}
+
+
+def test_migrations_give_text_columns_the_collations_the_models_declare(pg_url: str) -> None:
+    """The evidence's ids and keys compare byte by byte on PostgreSQL (``kit.db.byte_text``): a database brought
+    up by the migrations has the same collations as one made from the models."""
+    declared = {
+        (table.name, column.name): collation
+        for table in SQLModel.metadata.tables.values()
+        for column in table.columns
+        if (collation := getattr(column.type.dialect_impl(postgresql.dialect()), "collation", None))
+    }
+    assert {c for (t, c) in declared if t == "key_result_evidence"} == {
+        "kr_key", "part", "record_id", "related_id", "owner_id",
+    }  # fmt: skip
+    assert set(declared.values()) == {"C"}
+    engine = make_engine(pg_url)
+    try:
+        upgrade(engine)
+        assert _collations(engine) == declared
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0015")
+        assert _collations(engine) == {}  # and back
     finally:
         engine.dispose()
 
