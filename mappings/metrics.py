@@ -185,8 +185,9 @@ def needs_late_waits(metric: WaitMetric) -> bool:
     return metric.statistic not in (Statistic.share_within, Statistic.max)
 
 
-# (owner or None for the whole team, offset, how many) → that slice of the answered waits in ascending order
-WaitSlice = Callable[[str | None, int, int], list[float]]
+# (owner or None for the whole team, offset, how many, how many answered waits there are) → that slice of the
+# answered waits in ascending order
+WaitSlice = Callable[[str | None, int, int, int], list[float]]
 
 
 def indexed_response_time(
@@ -230,7 +231,7 @@ def indexed_response_time(
         low = math.floor(position)
         first = max(0, low - extra.late)
         last = min(low + 1, waits.count - 1)
-        fetched = waits_slice(owner, first, last - first + 1) if waits.count and last >= first else []
+        fetched = waits_slice(owner, first, last - first + 1, waits.count) if waits.count and last >= first else []
         merged = sorted([*fetched, *extra.late_waits])
         if low + 1 >= n:
             return merged[low - first] / 3600

@@ -621,10 +621,12 @@ def unanswered_waits(
 
 
 def waits_slice(
-    session: Session, *, mapping_id: int, kr_key: str, owner: str | None, offset: int, count: int
+    session: Session, *, mapping_id: int, kr_key: str, owner: str | None, offset: int, count: int, total: int
 ) -> list[float]:
     """Answered waits ``offset`` … ``offset + count − 1`` in ascending order, of one owner ("": none) or of the
-    whole team (None). One owner's are read in index order (ix_evidence_value ends with owner and value)."""
+    whole team (None), of ``total`` answered waits. One owner's are read in index order (ix_evidence_value ends
+    with owner and value); a slice in the upper half is read from the top of the index down (an OFFSET walks every
+    entry before it: a p90 of 40,000 waits walked 36,000 from the bottom, 4,000 from the top)."""
     if owner is None:  # the partial index ix_evidence_wait: its condition must be in the statement as written
         where: tuple[Any, ...] = (
             EVIDENCE.c.mapping_id == mapping_id,
@@ -634,6 +636,10 @@ def waits_slice(
     else:
         where = (*_pairs(mapping_id, kr_key), EVIDENCE.c.owner_id == owner if owner else EVIDENCE.c.owner_id.is_(None))
     query = select(EVIDENCE.c.value).where(*where, EVIDENCE.c.value.is_not(None))
+    from_top = total - offset - count  # the slice's offset counted from the largest wait down
+    if 0 <= from_top < offset:
+        query = query.order_by(EVIDENCE.c.value.desc()).limit(count).offset(from_top)
+        return [float(v) for (v,) in session.execute(query)][::-1]
     query = query.order_by(EVIDENCE.c.value).limit(count).offset(offset)
     return [float(v) for (v,) in session.execute(query)]
 

@@ -1302,8 +1302,10 @@ def _wait_value(
         return metrics.response_time(metric, waits, as_of, ctx.config.team.calendar)
     limit = metric.within_hours * 3600 if metric.within_hours else None
 
-    def waits_slice(owner: str | None, offset: int, count: int) -> list[float]:
-        return repo.waits_slice(session, mapping_id=mapping_id, kr_key=kr_key, owner=owner, offset=offset, count=count)
+    def waits_slice(owner: str | None, offset: int, count: int, total: int) -> list[float]:
+        return repo.waits_slice(
+            session, mapping_id=mapping_id, kr_key=kr_key, owner=owner, offset=offset, count=count, total=total
+        )
 
     unanswered = repo.unanswered_waits(
         session,

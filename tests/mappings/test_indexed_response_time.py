@@ -41,9 +41,10 @@ def _indexed(metric: ResponseTimeMetric, answered: list[tuple[str, float]], unan
         summary[owner] = AnsweredWaits(len(mine), sum(1 for s in mine if limit is not None and s <= limit), max(mine))
     fetched: list[tuple[str | None, int, int]] = []
 
-    def waits_slice(owner: str | None, offset: int, count: int) -> list[float]:
+    def waits_slice(owner: str | None, offset: int, count: int, total: int) -> list[float]:
         fetched.append((owner, offset, count))
         values = sorted(s for o, s in answered if owner is None or o == owner)
+        assert total == len(values)  # what the database's slice counts from the top with
         return values[offset : offset + count]
 
     arrivals = [(o, AS_OF - timedelta(minutes=m)) for o, m in unanswered]
