@@ -14,7 +14,10 @@ A mapping holds at most 5 objectives x 5 key results, so the 50 key results are 
 * ``pipeline``: opportunity counts, sums and ratios, hygiene scores and the 10 hygiene rules of
   pipeline-hygiene.yaml.
 
-Measured per database: the full compute of both mappings (wall time including the commit), then an incremental
+Measured per database: the full compute of both mappings (wall time including the commit) on the empty result
+tables, the first computation after a mapping is applied; the same again in a fresh process (its peak RSS), with
+every key result's evidence stored, as the first computation of each day finds it (it writes only the rows that
+differ, ``repository.replace_evidence``); then an incremental
 compute after one changed activity (an outbound call re-logged as an inbound one, written as a sync writes it) and
 after one changed opportunity (next step removed, stage and probability changed). Every SQL statement is timed; the
 slowest ones are reported with their plans (EXPLAIN). Key-result values and findings are compared between SQLite and
@@ -1384,7 +1387,8 @@ def table(results: dict[str, Any]) -> str:
         f" {results['batch']:,}): {results['records_total']:,} records. Wall times include the commits."
         " KRs updated: the compute report's `recomputed` (whole, or only the evidence of the changed records).",
         "",
-        "| database | load (s) | full compute (s) | SQL share | then settled (s) | full, own process (s) |"
+        "| database | load (s) | first full compute (s) | SQL share | then settled (s) |"
+        " full again, evidence stored, own process (s) |"
         " peak RSS (MB) | evidence rows | hygiene findings |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
