@@ -253,25 +253,32 @@ def test_assessment_refused(engine: Engine, criterion: str, status: str, message
 
 
 def test_compute_enlarges_sqlite_page_cache_only_while_it_runs(engine: Engine) -> None:
-    """A computation raises SQLite's page cache (evidence inserts into large indexes) and gives the pooled
-    connection its own size back, so an idle pool does not hold 64 MB per connection."""
+    """A computation raises SQLite's page cache (evidence inserts into large indexes), the temporary tables' too
+    (the rows a full compute compares with the stored ones), and gives the pooled connection its own sizes back, so
+    an idle pool does not hold 64 MB per connection."""
     world.build(engine)
     mapping, _ = world.apply_and_compute(engine, world.mapping_text([COUNT_KR]))
     seen: list[int] = []
+    seen_temp: list[int] = []  # the computation above stored evidence: this one compares with it
 
     def during(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if engine.dialect.name == "sqlite" and statement.startswith("INSERT INTO key_result_evidence"):
             seen.append(conn.exec_driver_sql("PRAGMA cache_size").scalar())
+        if engine.dialect.name == "sqlite" and statement.startswith("INSERT INTO okrsync_fresh_evidence"):
+            seen_temp.append(conn.exec_driver_sql("PRAGMA temp.cache_size").scalar())
 
     event.listen(engine, "after_cursor_execute", during)
     try:
         with Session(engine) as session:
-            before = session.execute(text("PRAGMA cache_size")).scalar() if engine.dialect.name == "sqlite" else None
+            sizes = ("PRAGMA cache_size", "PRAGMA temp.cache_size")
+            sqlite = engine.dialect.name == "sqlite"
+            before = [session.execute(text(pragma)).scalar() for pragma in sizes] if sqlite else None
             compute(session, mapping=mapping, as_of=world.AS_OF)
-            if engine.dialect.name == "sqlite":
-                assert session.execute(text("PRAGMA cache_size")).scalar() == before
+            if sqlite:
+                assert [session.execute(text(pragma)).scalar() for pragma in sizes] == before
             session.commit()
     finally:
         event.remove(engine, "after_cursor_execute", during)
     if engine.dialect.name == "sqlite":
         assert seen and set(seen) == {-COMPUTE_CACHE_KIB}
+        assert seen_temp and set(seen_temp) == {-COMPUTE_CACHE_KIB}
