@@ -510,7 +510,8 @@ def response_evidence(
         *_answers(metric, response, compiler, scope),
     ]
     if metric.match == "account":
-        # ix_activity_account (connection, account, occurred_at) finds the candidates of one inquiry
+        # ix_activity_account (connection, account, occurred_at, external_id) holds the candidates of one inquiry
+        # in the order the first answer is chosen by
         source: Any = response
         matches.append(response.c.account_id == inquiry.c.account_id)
     else:

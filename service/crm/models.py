@@ -138,7 +138,9 @@ class Activity(RecordBase, table=True):
     __table_args__ = (
         Index("ix_activity_owner_kind_time", "connection_id", "owner_id", "activity_kind", "occurred_at"),
         Index("ix_activity_kind_time", "connection_id", "activity_kind", "occurred_at"),
-        Index("ix_activity_account", "connection_id", "account_id", "occurred_at"),
+        # ends with the id: the first answer to an inquiry (mappings.query.response_evidence: the account's next
+        # activities by time, then id) is the first matching entry, not a sort of all the account's later ones
+        Index("ix_activity_account", "connection_id", "account_id", "occurred_at", "external_id"),
         Index("ix_activity_opportunity", "connection_id", "opportunity_id", "occurred_at"),
         Index("ix_activity_lead", "connection_id", "lead_id"),
     )

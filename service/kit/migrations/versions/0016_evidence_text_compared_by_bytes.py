@@ -7,8 +7,9 @@ nobody reads in alphabetical order: with ``COLLATE "C"`` equality is the same, t
 full compute of the bench's 100,000-activity org on PostgreSQL took 12.5 s instead of 17.2 s
 (``kit.db.byte_text``; bench/REFERENCE.md, 2026-12-07). SQLite compares bytes already: nothing changes there.
 
-Existing rows: kept. PostgreSQL rebuilds the table's indexes on the new collation (about 20 s per million evidence
-rows, under a lock on the table: run it when no compute runs).
+Existing rows: kept. PostgreSQL rebuilds the table's six indexes on the new collation, under a lock on the table:
+161 s for the 3.9 million evidence rows of a million activities on a 2-core machine (the downgrade 174 s). The
+one-shot ``okrsync db upgrade`` runs before the service starts (deploy/docker-compose.yml), so no compute waits.
 
 Revision ID: 0016
 Revises: 0015
