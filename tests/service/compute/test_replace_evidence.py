@@ -6,7 +6,6 @@ one transaction and again after a rollback."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,11 +16,9 @@ from sqlmodel import Session
 from service.compute import repository as repo
 from service.compute.models import KeyResultEvidence
 from service.kit.db import UtcDateTime
-from service.okrs import service as okrs
-from service.sync.repository import get_or_create_connection
+from tests.service.compute import world
 
 AT = datetime(2026, 9, 1, 9, 30, 0, 125_000, tzinfo=UTC)
-EXAMPLE = Path(__file__).resolve().parents[3] / "mappings" / "examples" / "customer-care.yaml"
 
 Row = tuple[str, str, str | None, float | None, datetime | None, str | None]  # part, record, owner, value, at, related
 
@@ -77,12 +74,10 @@ def _stored(session: Session, mapping_id: int, kr_key: str) -> dict[Row, int]:
 @pytest.fixture
 def mapping_id(engine: Engine) -> int:
     with Session(engine) as session:
-        connection = get_or_create_connection(session, crm_name="salesforce", name="replace")
-        mapping, _ = okrs.apply(session, okrs.load_path(EXAMPLE), connection=connection, author="test", now=AT)
-        assert mapping.id is not None
-        session.add(KeyResultEvidence(mapping_id=mapping.id, kr_key="other", part="counted", record_id="00T1"))
+        mapping_id = world.applied_example(session, connection_name="replace", example="customer-care.yaml", as_of=AT)
+        session.add(KeyResultEvidence(mapping_id=mapping_id, kr_key="other", part="counted", record_id="00T1"))
         session.commit()
-        return mapping.id
+        return mapping_id
 
 
 def test_the_evidence_becomes_the_selected_rows_and_unchanged_rows_keep_their_ids(

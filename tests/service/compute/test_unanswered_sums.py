@@ -6,7 +6,6 @@ percentile, every late wait. Real SQLite and PostgreSQL; the expectations are pl
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -14,12 +13,10 @@ from sqlmodel import Session
 
 from service.compute import repository as repo
 from service.compute.models import KeyResultEvidence
-from service.okrs import service as okrs
-from service.sync.repository import get_or_create_connection
+from tests.service.compute import world
 
 AS_OF = datetime(2026, 9, 30, 18, 0, 0, 250_000, tzinfo=UTC)
 LIMIT = 4 * 3600.0
-EXAMPLE = Path(__file__).resolve().parents[3] / "mappings" / "examples" / "customer-care.yaml"
 
 # (owner, seconds waited by AS_OF) of unanswered inquiries: around the limit to the microsecond, and far from it
 UNANSWERED = [
@@ -37,27 +34,25 @@ ANSWERED = [("005A", 120.0), ("005B", 20000.0), ("005C", 30.0)]
 @pytest.fixture
 def mapping_id(engine: Engine) -> int:
     with Session(engine) as session:
-        connection = get_or_create_connection(session, crm_name="salesforce", name="sums")
-        mapping, _ = okrs.apply(session, okrs.load_path(EXAMPLE), connection=connection, author="test", now=AS_OF)
-        assert mapping.id is not None
+        mapping_id = world.applied_example(session, connection_name="sums", example="customer-care.yaml", as_of=AS_OF)
         rows = [(owner, AS_OF - timedelta(seconds=s), None) for owner, s in UNANSWERED]
         rows += [(owner, AS_OF - timedelta(days=20), s) for owner, s in ANSWERED]
         for number, (owner, arrived, wait) in enumerate(rows):
             session.add(
                 KeyResultEvidence(
-                    mapping_id=mapping.id, kr_key="k", part="pair", record_id=f"00T{number:015d}",
+                    mapping_id=mapping_id, kr_key="k", part="pair", record_id=f"00T{number:015d}",
                     owner_id=owner, value=wait, occurred_at=arrived,
                 )
             )  # fmt: skip
         # rows that are not this key result's unanswered pairs: never counted
         session.add(
             KeyResultEvidence(
-                mapping_id=mapping.id, kr_key="other", part="pair", record_id="00T1", owner_id="005A",
+                mapping_id=mapping_id, kr_key="other", part="pair", record_id="00T1", owner_id="005A",
                 occurred_at=AS_OF - timedelta(days=9),
             )
         )  # fmt: skip
         session.commit()
-        return mapping.id
+        return mapping_id
 
 
 def _by_hand(limit: float | None) -> dict[str, tuple[int, int, float | None, list[float]]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -16,11 +15,9 @@ from sqlmodel import Session
 
 from service.compute import repository as repo
 from service.compute.models import KeyResultEvidence
-from service.okrs import service as okrs
-from service.sync.repository import get_or_create_connection
+from tests.service.compute import world
 
 AS_OF = datetime(2026, 9, 30, 18, tzinfo=UTC)
-EXAMPLE = Path(__file__).resolve().parents[3] / "mappings" / "examples" / "customer-care.yaml"
 OWNERS = ["005A", "005B", None]
 
 
@@ -37,13 +34,11 @@ def _waits() -> list[tuple[str | None, float | None]]:
 @pytest.fixture
 def mapping_id(engine: Engine) -> int:
     with Session(engine) as session:
-        connection = get_or_create_connection(session, crm_name="salesforce", name="slices")
-        mapping, _ = okrs.apply(session, okrs.load_path(EXAMPLE), connection=connection, author="test", now=AS_OF)
-        assert mapping.id is not None
+        mapping_id = world.applied_example(session, connection_name="slices", example="customer-care.yaml", as_of=AS_OF)
         for number, (owner, wait) in enumerate(_waits()):
             session.add(
                 KeyResultEvidence(
-                    mapping_id=mapping.id, kr_key="k", part="pair", record_id=f"00T{number:015d}",
+                    mapping_id=mapping_id, kr_key="k", part="pair", record_id=f"00T{number:015d}",
                     owner_id=owner, value=wait, occurred_at=AS_OF - timedelta(days=3, minutes=number),
                 )
             )  # fmt: skip
@@ -51,12 +46,12 @@ def mapping_id(engine: Engine) -> int:
         for number, wait in enumerate([1.0, 10.0**7]):
             session.add(
                 KeyResultEvidence(
-                    mapping_id=mapping.id, kr_key="other", part="pair", record_id=f"00T9{number}",
+                    mapping_id=mapping_id, kr_key="other", part="pair", record_id=f"00T9{number}",
                     owner_id="005A", value=wait, occurred_at=AS_OF - timedelta(days=1),
                 )
             )  # fmt: skip
         session.commit()
-        return mapping.id
+        return mapping_id
 
 
 @pytest.mark.parametrize("owner", [*OWNERS, "team"])

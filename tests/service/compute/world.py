@@ -8,6 +8,7 @@ say which key results it feeds.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -240,3 +241,16 @@ def apply_and_compute(
         session.refresh(mapping)
         session.expunge(mapping)
         return mapping, report
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "mappings" / "examples"
+
+
+def applied_example(session: Session, *, connection_name: str, example: str, as_of: datetime) -> int:
+    """Apply one of mappings/examples (e.g. ``customer-care.yaml``) on a new Salesforce connection, nothing synced
+    or computed: the id of a mapping to write rows of results for by hand."""
+    connection = get_or_create_connection(session, crm_name="salesforce", name=connection_name)
+    path = EXAMPLES / example
+    mapping, _version = okrs.apply(session, okrs.load_path(path), connection=connection, author="test", now=as_of)
+    assert mapping.id is not None
+    return mapping.id
