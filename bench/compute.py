@@ -74,11 +74,11 @@ from service.compute.repository import table as core_table
 from service.compute.service import SETTLED_SECONDS, ChangeSet, compute
 from service.crm.models import Activity, Opportunity
 from service.kit.db import analyze as analyze_tables
-from service.kit.db import make_engine, utcnow
+from service.kit.db import make_engine, utcnow, vacuum
 from service.kit.migrate import create_schema
 from service.okrs.models import OkrMapping, OkrMappingVersion
 from service.okrs.service import apply, load
-from service.sync.repository import get_or_create_connection, upsert_records
+from service.sync.repository import LOADED_TABLES, get_or_create_connection, upsert_records
 from service.sync.service import ANALYZE_AFTER_ROWS
 
 ANCHOR = datetime(2026, 9, 30, 18, 0, tzinfo=UTC)  # end of the generated quarter and "now" of every compute
@@ -1316,7 +1316,10 @@ def run(
                 }
                 if analyze and results["records_total"] >= ANALYZE_AFTER_ROWS:
                     started = time.perf_counter()
-                    analyze_tables(target.engine)  # what run_sync does after a sync that wrote this much
+                    # what run_sync does after a sync that wrote this much: ANALYZE, and on PostgreSQL VACUUM of the
+                    # tables a sync fills (00e078c; autovacuum is off on this machine)
+                    analyze_tables(target.engine)
+                    vacuum(target.engine, [model.__table__.name for model in LOADED_TABLES])  # type: ignore[attr-defined]
                     figures["analyze_seconds"] = round(time.perf_counter() - started, 2)
                 figures["statistics"] = _statistics(target)
                 _apply_mappings(target, configs)

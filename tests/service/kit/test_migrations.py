@@ -26,8 +26,8 @@ from typer.testing import CliRunner, Result
 
 import service.models  # noqa: F401  (every table in SQLModel.metadata)
 from service.cli import app
-from service.crm.models import CrmConnection
-from service.kit.db import make_engine, utcnow
+from service.crm.models import Activity, CrmConnection
+from service.kit.db import analyze, make_engine, utcnow
 from service.kit.migrate import (
     INITIAL,
     SchemaError,
@@ -180,6 +180,45 @@ def test_migrations_give_text_columns_the_collations_the_models_declare(pg_url: 
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0015")
         assert _collations(engine) == {}  # and back
+    finally:
+        engine.dispose()
+
+
+def _account_index_stats(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        if conn.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is None:
+            return []
+        return [r[0] for r in conn.exec_driver_sql("SELECT idx FROM sqlite_stat1 WHERE idx = 'ix_activity_account'")]
+
+
+@pytest.mark.parametrize("analyzed", [True, False])
+def test_the_rebuilt_account_index_has_statistics_where_the_activities_had_them(tmp_path: Path, analyzed: bool) -> None:
+    """Migration 0017 rebuilds ix_activity_account; SQLite drops an index's statistics with it, and without them
+    took the new index for very selective (an incremental run's look-up by id read the whole index). A database
+    whose activities were analyzed has the new index's statistics after the upgrade; one never analyzed stays so."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'okrsync.db'}")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0016")
+        with Session(engine) as session:
+            connection = CrmConnection(crm="salesforce", name="acme", created_at=utcnow())
+            session.add(connection)
+            session.flush()
+            for n in range(30):
+                session.add(
+                    Activity(
+                        connection_id=connection.id, external_id=f"00T{n:015d}", crm_object="Task",
+                        modified_at=utcnow(), synced_at=utcnow(), activity_kind="call", account_id=f"001{n % 3}",
+                        occurred_at=utcnow(),
+                    )
+                )  # fmt: skip
+            session.commit()
+        if analyzed:
+            analyze(engine)
+        assert _account_index_stats(engine) == (["ix_activity_account"] if analyzed else [])
+        upgrade(engine)
+        assert current(engine) == head()
+        assert _account_index_stats(engine) == (["ix_activity_account"] if analyzed else [])
     finally:
         engine.dispose()
 
