@@ -74,12 +74,12 @@ from service.compute.repository import table as core_table
 from service.compute.service import SETTLED_SECONDS, ChangeSet, compute
 from service.crm.models import Activity, Opportunity
 from service.kit.db import analyze as analyze_tables
-from service.kit.db import make_engine, utcnow, vacuum
+from service.kit.db import make_engine, utcnow
 from service.kit.migrate import create_schema
 from service.okrs.models import OkrMapping, OkrMappingVersion
 from service.okrs.service import apply, load
-from service.sync.repository import LOADED_TABLES, get_or_create_connection, upsert_records
-from service.sync.service import ANALYZE_AFTER_ROWS
+from service.sync.repository import get_or_create_connection, upsert_records
+from service.sync.service import ANALYZE_AFTER_ROWS, settle_loaded_tables
 
 ANCHOR = datetime(2026, 9, 30, 18, 0, tzinfo=UTC)  # end of the generated quarter and "now" of every compute
 APPLIED_AT = datetime(2026, 6, 25, 9, 0, tzinfo=UTC)  # mappings applied before the cycle starts
@@ -1316,10 +1316,7 @@ def run(
                 }
                 if analyze and results["records_total"] >= ANALYZE_AFTER_ROWS:
                     started = time.perf_counter()
-                    # what run_sync does after a sync that wrote this much: ANALYZE, and on PostgreSQL VACUUM of the
-                    # tables a sync fills (00e078c; autovacuum is off on this machine)
-                    analyze_tables(target.engine)
-                    vacuum(target.engine, [model.__table__.name for model in LOADED_TABLES])  # type: ignore[attr-defined]
+                    settle_loaded_tables(target.engine)  # what run_sync does after a sync that wrote this much
                     figures["analyze_seconds"] = round(time.perf_counter() - started, 2)
                 figures["statistics"] = _statistics(target)
                 _apply_mappings(target, configs)

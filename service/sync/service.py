@@ -183,13 +183,18 @@ def run_sync(
         if not full:
             _relink_restored(engine, connector, connection_id=connection_id, report=report)
         if sum(c.written for c in report.counts.values()) >= ANALYZE_AFTER_ROWS:
-            analyze(engine)
-            # PostgreSQL: the new rows' pages marked all-visible, or every index-only scan over them (the stage
-            # medians, open opportunities per owner) visits each row until autovacuum comes by, which is off on
-            # this machine and in CI: at 100,000 opportunities one changed opportunity's compute took 0.33 s
-            # unvacuumed and 0.19 s vacuumed (the stage medians' queries 108 ms against 12 ms). SQLite: nothing.
-            vacuum(engine, [model.__table__.name for model in repository.LOADED_TABLES])  # type: ignore[attr-defined]
+            settle_loaded_tables(engine)
     return report
+
+
+def settle_loaded_tables(engine: Engine) -> None:
+    """After a sync that wrote ANALYZE_AFTER_ROWS rows or more: the planner's statistics refreshed, and on
+    PostgreSQL the new rows' pages marked all-visible, or every index-only scan over them (the stage medians, open
+    opportunities per owner) visits each row until autovacuum comes by, which is off on this machine and in CI: at
+    100,000 opportunities one changed opportunity's compute took 0.33 s unvacuumed and 0.19 s vacuumed (the stage
+    medians' queries 108 ms against 12 ms). SQLite: nothing to vacuum."""
+    analyze(engine)
+    vacuum(engine, [model.__table__.name for model in repository.LOADED_TABLES])  # type: ignore[attr-defined]
 
 
 class _Collections:
