@@ -46,8 +46,16 @@ def open_opportunity_clauses(opp: Any, scope: Scope, ids: Sequence[str] | None =
     return clauses
 
 
+def day_start(scope: Scope) -> datetime:
+    """What hygiene counts days up to: the start (00:00 UTC) of the computation's day, as a spreadsheet's
+    ``=TODAY() - entered`` does. The same all day, so an opportunity's days in stage, the stage medians and the
+    findings do not move between the day's computations (nor the sentences the CRM shows)."""
+    return datetime.combine(scope.as_of.date(), datetime.min.time(), tzinfo=UTC)
+
+
 def days_in_stage(opp: Any, scope: Scope) -> ColumnElement[float]:
-    return (literal(scope.as_of.timestamp()) - epoch_seconds(opp.c.stage_entered_at)) / 86400.0
+    """Days from the stage's entry to the start of the computation's day (``day_start``)."""
+    return (literal(day_start(scope).timestamp()) - epoch_seconds(opp.c.stage_entered_at)) / 86400.0
 
 
 def _aged(opp: Any, scope: Scope) -> list[ColumnElement[bool]]:
@@ -134,7 +142,7 @@ def violations(
         age = days_in_stage(opp, scope)
         text, number = opp.c.stage, age
         if rule.days is not None:
-            test = opp.c.stage_entered_at < scope.as_of - timedelta(days=rule.days)
+            test = opp.c.stage_entered_at < day_start(scope) - timedelta(days=rule.days)
         else:
             assert rule.median_factor is not None
             limits = {s: m * rule.median_factor for s, m in (stage_medians or {}).items()}

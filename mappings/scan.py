@@ -14,6 +14,7 @@ from __future__ import annotations
 from mappings.config import (
     Counted,
     CountMetric,
+    DateField,
     MappingConfig,
     RatioMetric,
     SumMetric,
@@ -55,11 +56,37 @@ def _activity_filters(metric: object) -> list[tuple[Loc, list[Condition]]]:
     return []  # a response time's inquiries are searched by their kinds (inquiry_kinds) already
 
 
+def _by_creation(metric: object) -> list[Loc]:
+    """Where ``metric`` counts activities by their creation time (``date_field: created_at``)."""
+    parts: list[tuple[Loc, object]] = [((), metric)]
+    if isinstance(metric, RatioMetric):
+        parts = [(("numerator",), metric.numerator), (("denominator",), metric.denominator)]
+    return [
+        (*loc, "date_field")
+        for loc, part in parts
+        if isinstance(part, CountMetric | SumMetric)
+        and part.of == Counted.activities
+        and part.date_field == DateField.created_at
+    ]
+
+
 def scan_warnings(config: MappingConfig) -> list[tuple[Loc, str]]:
-    """(location, message) for each filter that will read every team activity in its key result's window."""
+    """(location, message) for each filter that will read every team activity in its key result's window, and each
+    key result that counts activities by their creation time (no index finds the ones created since the last
+    computation: an incremental computation later in the day reads every activity's ``created_at``)."""
     warnings: list[tuple[Loc, str]] = []
     for oi, objective in enumerate(config.objectives):
         for ki, kr in enumerate(objective.key_results):
+            for loc in _by_creation(kr.metric):
+                warnings.append(
+                    (
+                        ("objectives", oi, "key_results", ki, "metric", *loc),
+                        f"key result {kr.key} counts activities by created_at: every incremental computation later "
+                        "in the day reads all activities' creation times to find those created since the last one "
+                        "(about 0.6 s at a million activities on SQLite). It computes correctly. occurred_at and "
+                        "completed_at are indexed.",
+                    )
+                )
             for loc, where in _activity_filters(kr.metric):
                 if _narrowed(where):
                     continue

@@ -400,6 +400,27 @@ def ids_where(
     return found
 
 
+def dated_between(
+    session: Session,
+    *,
+    model: Any,
+    connection_id: int,
+    column: str,
+    since: datetime,
+    until: datetime,
+    kinds: Sequence[str] = (),
+) -> set[str]:
+    """Ids of the connection's ``model`` rows whose ``column`` lies in [since, until], deleted ones too.
+
+    ``kinds``: the activity kinds to look in (all of them): the connection, the kind and the time are the order of
+    ix_activity_kind_time, so the look-up is one short index range per kind."""
+    t = table(model)
+    clauses = [t.c.connection_id == connection_id, t.c[column] >= since, t.c[column] <= until]
+    if kinds:
+        clauses.append(t.c.activity_kind.in_(list(kinds)))
+    return {row[0] for row in session.execute(select(t.c.external_id).where(*clauses))}
+
+
 def evidence_records(
     session: Session, *, mapping_id: int, kr_key: str, part: str, related_ids: Iterable[str]
 ) -> set[str]:

@@ -20,6 +20,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from connectors.records import ActivityKind
 from connectors.registry import adapter as crm_adapter
 from mappings import hygiene as hygiene_rules
 from mappings import kam as kam_rules
@@ -29,6 +30,7 @@ from mappings.config import (
     WAIT_METRICS,
     Counted,
     CountMetric,
+    DateField,
     Distinct,
     HygieneScoreMetric,
     KamCriteriaMetric,
@@ -76,9 +78,9 @@ from service.sprints.models import SprintResult
 log = logging.getLogger(__name__)
 RECORD_METRICS = (CountMetric, SumMetric, RatioMetric, ResponseTimeMetric, SpeedToLeadMetric)
 # What a computation stores beside the values for the next incremental run to start from (2: the key account each
-# activity was measured on; 3: a wall-clock wait's answered counts in key_result_part_total). A run after an
-# upgrade that changed it is full.
-STORED_STATE = 3
+# activity was measured on; 3: a wall-clock wait's answered counts in key_result_part_total; 4: hygiene's days in stage
+# counted to the day's start, not to the computation's time). A run after an upgrade that changed it is full.
+STORED_STATE = 4
 # evidence rows of a mapping from which a full computation refreshes the planner's statistics (the sync's threshold)
 ANALYZE_AFTER_ROWS = 5_000
 
@@ -95,8 +97,10 @@ class ChangeSet:
     lead: set[str] = field(default_factory=set)
 
     def kinds(self) -> set[str]:
-        kinds = ("activity", "opportunity", "account", "contact", "opportunity_contact", "lead")
-        return {k for k in kinds if getattr(self, k)}
+        return {k for k in CHANGE_KINDS if getattr(self, k)}
+
+
+CHANGE_KINDS = ("activity", "opportunity", "account", "contact", "opportunity_contact", "lead")
 
 
 @dataclass
@@ -176,7 +180,8 @@ def compute(
     session: Session, *, mapping: OkrMapping, as_of: datetime | None = None, changes: ChangeSet | None = None
 ) -> ComputeReport:
     """Compute ``mapping`` as of ``as_of`` (default now). With ``changes``, recompute only what they touch when
-    the last computation used the same mapping version on the same day (hygiene ages count in days)."""
+    the last computation used the same mapping version on the same day (hygiene counts days to the day's start;
+    records dated since the last computation are taken in as changes: ``_take_in_passed_dates``)."""
     started = time.perf_counter()
     as_of = as_of or utcnow()
     assert mapping.id is not None
@@ -231,6 +236,9 @@ def compute(
     )
     with repo.compute_cache(session):
         clock = time.perf_counter()
+        if ctx.changes is not None and last is not None and last.as_of != as_of:
+            _take_in_passed_dates(ctx, since=last.as_of)
+            ctx.timings["passed_dates"], clock = time.perf_counter() - clock, time.perf_counter()
         rechecked = _hygiene(ctx)
         ctx.timings["hygiene"], clock = time.perf_counter() - clock, time.perf_counter()
         ctx.kam_values = _stored_kam(ctx) if _kam_untouched(ctx) else _kam(ctx)
@@ -277,6 +285,56 @@ def compute(
     )  # fmt: skip
 
 
+def _take_in_passed_dates(ctx: _Context, *, since: datetime) -> None:
+    """Time is a change too. Between the last computation (as of ``since``) and this one, 'now' moved: records
+    dated in between start to count without any sync writing them (a meeting planned for the afternoon, synced in
+    the morning), and a KAM criterion's last N days move along. They are added to the run's changes as if synced:
+    the activities, opportunities and leads dated in between (the dates the windows, answers and following
+    opportunities are compared with 'now' on), and for KAM the activities whose date left a criterion's last N days.
+    Hygiene counts days up to the day's start, the same all day (``hygiene.day_start``); an activity dated in between
+    can end a no-activity finding and is among the changed activities. The caller's change set is left as it was."""
+    changes = ctx.changes
+    assert changes is not None
+    session, connection_id = ctx.session, ctx.cycle.connection_id
+    lo, hi = sorted((since, ctx.cycle.as_of))
+    ctx.as_of_moved = True
+    ctx.changes = changes = ChangeSet(**{kind: set(getattr(changes, kind)) for kind in CHANGE_KINDS})
+    kinds = [k.value for k in ActivityKind]
+
+    def dated(model: Any, column: str, first: datetime, last: datetime, **kw: Any) -> set[str]:
+        return repo.dated_between(
+            session, model=model, connection_id=connection_id, column=column, since=first, until=last, **kw
+        )
+
+    for column in sorted(_activity_date_columns(ctx.config)):
+        changes.activity |= dated(Activity, column, lo, hi, kinds=kinds if column == "occurred_at" else ())
+    changes.opportunity |= dated(Opportunity, "created_at", lo, hi)
+    changes.lead |= dated(Lead, "created_at", lo, hi)
+    kam = ctx.config.kam
+    spans: set[int] = {days for c in kam.criteria if (days := getattr(c, "days", None))} if kam else set()
+    for days in sorted(spans):
+        span = timedelta(days=days)
+        ctx.kam_passed |= dated(Activity, "occurred_at", lo - span, hi - span, kinds=kinds)
+
+
+def _activity_date_columns(config: MappingConfig) -> set[str]:
+    """The activity timestamps the mapping's windows compare with 'now': when it happened (counts, response times,
+    KAM, hygiene), and created_at or completed_at where a count or sum of activities is dated by them."""
+    columns = {"occurred_at"}
+    metrics_ = [kr.metric for _o, kr in config.key_results()]
+    metrics_ += [s.commitment.metric for s in config.sprints if s.commitment is not None]
+    for metric in metrics_:
+        parts = [metric.numerator, metric.denominator] if isinstance(metric, RatioMetric) else [metric]
+        for part in parts:
+            if (
+                isinstance(part, CountMetric | SumMetric)
+                and part.of == Counted.activities
+                and part.date_field in (DateField.created_at, DateField.completed_at)
+            ):
+                columns.add(part.date_field.value)
+    return columns
+
+
 # an incremental run's update of a response time's inquiries: the changed activities, the account chunks with their
 # queries, and the pair rows taken out and put in (the KRs of one inquiry key apply them to their own counts)
 _InquiryUpdate = tuple[list[str], list[tuple[Sequence[str], Any]], set[repo.EvidenceRow], set[repo.EvidenceRow]]
@@ -319,6 +377,10 @@ class _Context:
     prefetched: dict[tuple[str, str], tuple[list[str], set[repo.EvidenceRow], set[repo.EvidenceRow]]] = field(
         default_factory=dict
     )
+    # an incremental run later than the last computation (``_take_in_passed_dates``): 'now' moved, and with it the
+    # activities a KAM criterion's last N days hold
+    as_of_moved: bool = False
+    kam_passed: set[str] = field(default_factory=set)
 
     def touch(self, kind: str, ids: set[str] | Sequence[str]) -> None:
         """Note records whose evidence, findings or KAM results this run changed (``kind``: a Touched field)."""
@@ -378,7 +440,7 @@ def _hygiene(ctx: _Context) -> int | None:
     needs_medians = any(isinstance(r, StuckInStage) and r.median_factor for r in rules)
     stored = repo.stored_summary(session, mapping_id=mapping_id, rule_key="*")
     # no opportunity changed: the open opportunities per owner and the stage medians are what the last run found
-    # (both depend on opportunities only; ages count in days, and an incremental run is one of the same day)
+    # (both depend on opportunities only; ages count to the day's start, and an incremental run is one of that day)
     same_opportunities = (
         ctx.changes is not None
         and not ctx.changes.opportunity
@@ -591,7 +653,7 @@ def _kam(ctx: _Context) -> dict[str, tuple[str | None, float | None]]:
         and not (changes.opportunity and _kam_reads_opportunities(ctx))
         and repo.has_kam_scores(session, mapping_id=mapping_id)
     ):
-        changed = sorted(changes.activity)
+        changed = sorted(changes.activity | ctx.kam_passed)
         before: set[str | None] = set()
         # only the key accounts the changed activities are on now can hold them now (the key-account query alone
         # reads every account's raw payload)
@@ -713,7 +775,7 @@ def _kam_untouched(ctx: _Context) -> bool:
     """An incremental run whose changes cannot move a KAM criterion: no activity, account or contact changed and no
     criterion looks at opportunities (criteria count activities on key accounts)."""
     changes, kam = ctx.changes, ctx.config.kam
-    if changes is None or kam is None or changes.activity or changes.account or changes.contact:
+    if changes is None or kam is None or changes.activity or ctx.kam_passed or changes.account or changes.contact:
         return False
     return not (changes.opportunity and _kam_reads_opportunities(ctx))
 
@@ -1352,8 +1414,8 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
         detail: dict[str, Any] = {"entered_by": entry.author, "note": entry.note} if entry else {}
         return metrics.MetricValue(entry.value if entry else None, 1 if entry else 0, detail=detail)
     delta = _delta(ctx, kr, scope) if ctx.changes is not None and stored and stored.version == ctx.version else None
-    if delta is False:
-        return None
+    if delta is False and not (ctx.as_of_moved and isinstance(metric, WAIT_METRICS)):
+        return None  # (an unanswered inquiry's or lead's wait grows with 'now': a wait is read again when it moved)
     if delta is None:
         if not _without_contributions(kr):
             ctx.touched = None

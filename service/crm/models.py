@@ -93,6 +93,8 @@ class Opportunity(RecordBase, table=True):
         ),
         # each stage's open opportunities in the order of their entry into it: a stage's median age is a walk to its
         # middle (hygiene.stage_middle), without a sort of the stage's ages; covering (owner last)
+        # the opportunities created since the last computation (compute.service._take_in_passed_dates)
+        Index("ix_opportunity_created", "connection_id", "created_at"),
         Index(
             "ix_opportunity_stage_open",
             "connection_id",
@@ -143,6 +145,9 @@ class Activity(RecordBase, table=True):
         Index("ix_activity_account", "connection_id", "account_id", "occurred_at", "external_id"),
         Index("ix_activity_opportunity", "connection_id", "opportunity_id", "occurred_at"),
         Index("ix_activity_lead", "connection_id", "lead_id"),
+        # the activities completed since the last computation, for key results counted by completion
+        # (compute.service._take_in_passed_dates; those by occurred_at are found through ix_activity_kind_time)
+        Index("ix_activity_completed", "connection_id", "completed_at"),
     )
 
     activity_kind: str = Field(max_length=16)

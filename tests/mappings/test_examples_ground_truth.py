@@ -538,9 +538,11 @@ class GroundTruth:
                 latest[a.opportunity] = max(a.at, latest.get(a.opportunity, a.at))
         cutoff = today - timedelta(days=21)
 
+        day_start = _midnight(today)  # hygiene counts days in stage to the start of the day (=TODAY() - entered)
+
         def age(o: dict[str, Any]) -> float | None:
             entered = _at(o.get("LastStageChangeDate"))
-            return (self.anchor - entered).total_seconds() / 86400 if entered else None
+            return (day_start - entered).total_seconds() / 86400 if entered else None
 
         ages: dict[str, list[float]] = {}
         for o in open_opps:
@@ -573,7 +575,7 @@ class GroundTruth:
                 return quiet and (last_day is None or last_day < cutoff)
             if rule == "stuck_in_stage":
                 entered = _at(o.get("LastStageChangeDate"))
-                return entered is not None and entered < self.anchor - timedelta(days=60)
+                return entered is not None and entered < day_start - timedelta(days=60)
             if rule == "stuck-vs-team":
                 days = age(o)
                 return days is not None and days > 2 * medians[o["StageName"]]

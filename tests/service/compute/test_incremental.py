@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from service.compute.models import (
     KeyResultValue,
     ObjectiveValue,
 )
-from service.compute.service import changes_since_last, compute
+from service.compute.service import KAM_EVIDENCE_KEY, changes_since_last, compute
 from service.kit.db import make_engine
 from service.kit.migrate import create_schema
 from service.okrs import service as okrs
@@ -78,6 +79,19 @@ def _assert_same(incremental: dict[str, Any], full: dict[str, Any], where: str) 
         got = incremental[part]
         extra = [r for r in got if r not in rows][:3] + [r for r in rows if r not in got][:3]
         assert got == rows, f"{where}: {part} differ (first differences: {extra})"
+
+
+def _compute_incrementally(engine: Engine, ids: list[int], as_of: datetime) -> None:
+    """Each mapping computed from what the syncs wrote since its last computation, as the loop does, in one
+    transaction: incremental, never full."""
+    with Session(engine) as session:
+        for mapping_id in ids:
+            mapping = session.get(OkrMapping, mapping_id)
+            assert mapping is not None
+            changes = changes_since_last(session, mapping)
+            assert changes is not None
+            assert compute(session, mapping=mapping, as_of=as_of, changes=changes).kind == "incremental"
+        session.commit()
 
 
 def _first(org: SandboxOrg, sobject: str, test: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -383,8 +397,134 @@ def test_incremental_equals_full(
         assert "new-pipeline" in recomputed["Vertrieb DACHQ3 2026"]
 
 
+# ------------------------------------------------------------------------------------- later the same day
+
+MORNING = ANCHOR.replace(hour=0, minute=5)  # the day's first computation; the org's records run up to ANCHOR (18:00)
+LATER = [ANCHOR.replace(hour=11, minute=30), ANCHOR.replace(hour=15, minute=5), ANCHOR]
+
+
+def _dated_after_morning(org: SandboxOrg) -> int:
+    """Activities dated between the morning's computation and the evening (a meeting planned for the afternoon)."""
+    stamp = MORNING.strftime("%Y-%m-%dT%H:%M")
+    end = ANCHOR.strftime("%Y-%m-%dT%H:%M")
+    dated = [r.get("StartDateTime") or r.get("CompletedDateTime") for s in ("Event", "Task") for r in org.records(s)]
+    return sum(1 for d in dated if d and stamp < d[:16] <= end)
+
+
+def meeting_on_the_kam_days_edge(org: SandboxOrg) -> None:
+    """A key-account manager's meeting with a new contact of a key account, 90 days before 16:00 of the evening
+    (the customer-care example's three-contacts criterion counts the last 90 days): inside those days at 11:30
+    and 15:05, outside at 18:00."""
+    account = _first(org, "Account", lambda r: bool(r["Key_Account__c"]))
+    owner = next(iter(sorted(_users(org, names=CARE))))
+    contact = org.insert(
+        "Contact",
+        {"FirstName": "Edge", "LastName": "Case", "Name": "Edge Case", "Email": "edge.case@example.com",
+         "Title": "CFO", "AccountId": account["Id"], "OwnerId": owner},
+    )  # fmt: skip
+    start = (ANCHOR.replace(hour=16) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    end = (ANCHOR.replace(hour=17) - timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    org.insert(
+        "Event",
+        {"OwnerId": owner, "WhoId": contact["Id"], "WhatId": account["Id"], "AccountId": account["Id"],
+         "Type": "Meeting", "EventSubtype": "Event", "Subject": "Account review", "StartDateTime": start,
+         "ActivityDateTime": start, "EndDateTime": end, "DurationInMinutes": 60},
+    )  # fmt: skip
+
+
+def records_dated_this_afternoon(org: SandboxOrg) -> None:
+    """An opportunity and a lead imported with their creation at 14:00 and 14:30 (a migration that sets the audit
+    fields): synced before 11:30, they count from the 15:05 run on (new opportunities, pipeline, speed to lead). And
+    a meeting planned from 14:30 to 16:30: counted by its end (a test mapping's meetings-ended), from 18:00 on."""
+    care = sorted(_users(org, names=CARE))
+    account = _first(org, "Account", lambda r: bool(r["Key_Account__c"]))
+    org.insert(
+        "Event",
+        {"OwnerId": care[0], "WhatId": account["Id"], "AccountId": account["Id"], "Type": "Meeting",
+         "EventSubtype": "Event", "Subject": "Workshop", "StartDateTime": "2026-09-30T14:30:00.000+0000",
+         "ActivityDateTime": "2026-09-30T14:30:00.000+0000", "EndDateTime": "2026-09-30T16:30:00.000+0000",
+         "DurationInMinutes": 120},
+    )  # fmt: skip
+    reps = sorted(_users(org, "Account Executive"))
+    opp = _open_opportunity(org, lambda r: r["OwnerId"] in reps and r["CreatedDate"] >= "2026-07-02")
+    org.insert(
+        "Opportunity",
+        {**{k: opp[k] for k in ("AccountId", "OwnerId", "StageName", "CloseDate", "Amount", "Probability")},
+         "Name": "Imported this afternoon", "NextStep": "Call back", "CreatedDate": "2026-09-30T14:00:00.000+0000"},
+    )  # fmt: skip
+    org.insert(
+        "Lead",
+        {"FirstName": "Late", "LastName": "Lead", "Name": "Late Lead", "Email": "late.lead@example.org",
+         "Company": "Afternoon GmbH", "Status": "Open - Not Contacted", "LeadSource": "Web", "OwnerId": reps[0],
+         "IsConverted": False, "CreatedDate": "2026-09-30T14:30:00.000+0000"},
+    )  # fmt: skip
+
+
+def opportunity_reaches_its_stage_days(org: SandboxOrg) -> None:
+    """An open opportunity entered its stage on 1 August at 13:00: 60 days in it by the clock from 13:00 on the
+    30th, but hygiene counts days to the day's start (59.46 days): stuck on no run of the day, the full one at 18:00
+    included (the pipeline-hygiene example's 60 days)."""
+    reps = _users(org, "Account Executive")
+    opp = _open_opportunity(org, lambda r: r["OwnerId"] in reps)
+    org.update("Opportunity", opp["Id"], {"LastStageChangeDate": "2026-08-01T13:00:00.000+0000"})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        None,
+        change_meeting,
+        change_opportunity,
+        meeting_on_the_kam_days_edge,
+        records_dated_this_afternoon,
+        opportunity_reaches_its_stage_days,
+    ],
+    ids=["time only", "meeting", "opp", "kam edge", "dated this afternoon", "stage days"],
+)
+def test_incremental_later_that_day_equals_full(
+    engine: Engine, org: SandboxOrg, config: SalesforceConfig, change: Callable[[SandboxOrg], None] | None
+) -> None:
+    """The day's first computation runs at 00:05; incremental ones follow at 11:30, 15:05 and 18:00 (a webhook
+    each, ``change`` synced before the first of them): what they leave equals a full computation at 18:00. Records
+    dated in between start to count, unanswered inquiries wait longer and a KAM criterion's last N days move on,
+    without any sync writing a record; hygiene, counted to the day's start, stays as it was."""
+    assert _dated_after_morning(org) > 0, "the org has activities dated after the morning: the case is not vacuous"
+    _sync(engine, config)
+    with Session(engine) as session:
+        connection = okrs.resolve_connection(session, "salesforce/sandbox")
+        ids: list[int] = []
+        for path in MAPPINGS:
+            mapping, _ = okrs.apply(session, okrs.load_path(path), connection=connection, author="test", now=MORNING)
+            assert compute(session, mapping=mapping, as_of=MORNING).kind == "full"
+            assert mapping.id is not None
+            ids.append(mapping.id)
+        session.commit()
+        morning = {i: snapshot(session, i) for i in ids}
+    if change is not None:
+        change(org)
+        _sync(engine, config)
+    for as_of in LATER:
+        _compute_incrementally(engine, ids, as_of)
+    with Session(engine) as session:
+        incremental = {i: snapshot(session, i) for i in ids}
+        for part in ("values", "evidence"):  # time alone moved each of them
+            assert any(incremental[i][part] != morning[i][part] for i in ids), f"nothing in {part} moved"
+        if change is None:  # hygiene counts days to the day's start: time alone moves no finding within the day
+            assert all(incremental[i]["findings"] == morning[i]["findings"] for i in ids)
+        kam_rows = [
+            {r for i in ids for r in snap[i]["evidence"] if r[0] == KAM_EVIDENCE_KEY} for snap in (morning, incremental)
+        ]
+        assert kam_rows[0] != kam_rows[1], "no activity entered or left a KAM criterion's days"
+        for mapping_id in ids:
+            mapping = session.get(OkrMapping, mapping_id)
+            assert mapping is not None
+            assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
+            _assert_same(incremental[mapping_id], snapshot(session, mapping_id), f"{mapping.team} at 18:00")
+
+
 # ------------------------------------------------------------------------------- random sequences of changes
 
+SEQUENCE_START = ANCHOR.replace(hour=9)  # the first computation; the steps follow it by minutes, within the day
 SEQUENCE_EXAMPLES = 6  # each example syncs a fresh org and computes every mapping once per step: ~10 s each
 
 
@@ -394,11 +534,17 @@ SEQUENCE_EXAMPLES = 6  # each example syncs a fresh org and computes every mappi
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-@given(steps=st.lists(st.sampled_from(CHANGES), min_size=2, max_size=4))
-def test_incremental_equals_full_after_a_sequence_of_changes(steps: list[Callable[[SandboxOrg], None]]) -> None:
+@given(
+    steps=st.lists(st.tuples(st.sampled_from(CHANGES), st.integers(min_value=0, max_value=150)), min_size=2, max_size=4)
+)
+def test_incremental_equals_full_after_a_sequence_of_changes(
+    steps: list[tuple[Callable[[SandboxOrg], None], int]],
+) -> None:
     """Several changes, each synced and followed by an incremental compute on top of the last incremental one
-    (as webhooks bring them), then a full recompute: the stored results must be identical. A change that finds no
-    record left to change (e.g. the second conversion of the only open lead) is skipped."""
+    (as webhooks bring them), each some minutes after the last (0 to 150, from 09:00 on, the same day), then a full
+    recompute at the last one's time: the stored results must be identical. A change that finds no record left to
+    change (e.g. the second conversion of the only open lead) is skipped."""
+    as_of = SEQUENCE_START
     with tempfile.TemporaryDirectory(prefix="okrsync-sequence-") as tmp:
         org = small_org()
         engine = make_engine(f"sqlite:///{Path(tmp) / 'okrsync.db'}")
@@ -413,32 +559,25 @@ def test_incremental_equals_full_after_a_sequence_of_changes(steps: list[Callabl
                     for path in MAPPINGS:
                         loaded = okrs.load_path(path)
                         mapping, _ = okrs.apply(session, loaded, connection=connection, author="test", now=ANCHOR)
-                        compute(session, mapping=mapping, as_of=ANCHOR)
+                        compute(session, mapping=mapping, as_of=as_of)
                         assert mapping.id is not None
                         ids.append(mapping.id)
                     session.commit()
-                for step in steps:
+                for step, minutes in steps:
+                    as_of += timedelta(minutes=minutes)
                     try:
                         step(org)
                     except StopIteration:
                         continue
                     _sync(engine, config)
-                    with Session(engine) as session:
-                        for mapping_id in ids:
-                            mapping = session.get(OkrMapping, mapping_id)
-                            assert mapping is not None
-                            changes = changes_since_last(session, mapping)
-                            assert changes is not None
-                            report = compute(session, mapping=mapping, as_of=ANCHOR, changes=changes)
-                            assert report.kind == "incremental"
-                        session.commit()
+                    _compute_incrementally(engine, ids, as_of)
             with Session(engine) as session:
                 incremental = {i: snapshot(session, i) for i in ids}
                 for mapping_id in ids:
                     mapping = session.get(OkrMapping, mapping_id)
                     assert mapping is not None
-                    assert compute(session, mapping=mapping, as_of=ANCHOR).kind == "full"
-                    names = [s.__name__ for s in steps]
+                    assert compute(session, mapping=mapping, as_of=as_of).kind == "full"
+                    names = [(s.__name__, m) for s, m in steps]
                     _assert_same(
                         incremental[mapping_id], snapshot(session, mapping_id), f"after {names}: {mapping.team}"
                     )

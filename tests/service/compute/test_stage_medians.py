@@ -25,6 +25,7 @@ from service.crm.models import Opportunity
 from service.sync.repository import get_or_create_connection
 
 AS_OF = datetime(2026, 9, 30, 18, 0, 0, 250_000, tzinfo=UTC)
+DAY_START = datetime(2026, 9, 30, tzinfo=UTC)  # hygiene counts days in stage to the start of the day
 TEAM = ("005A", "005B")
 STAGES = ["Prospecting", "Negotiation", None, ""]  # no stage and "" are one stage, ""
 
@@ -87,11 +88,13 @@ def test_stage_medians_from_the_middle_equal_the_median_of_all_ages(engine: Engi
         )  # fmt: skip
         got = _medians_from_middles(session, scope)
         assert got == _medians_from_all_ages(session, scope)  # exactly: the same values of the same SQL
-    # by hand: per stage, the ages of the team's open opportunities with an entry time, in days
+    # by hand: per stage, the ages of the team's open opportunities with an entry time, in days up to the start of
+    # the computation's day (00:00 UTC; entries later that day have negative ages)
     by_hand: dict[str, list[float]] = {}
     for owner, stage, minutes, closed, deleted in pipeline:
         if owner in TEAM and minutes is not None and not closed and not deleted:
-            by_hand.setdefault(stage or "", []).append(minutes / 1440)
+            entered = AS_OF - timedelta(minutes=minutes)
+            by_hand.setdefault(stage or "", []).append((DAY_START - entered).total_seconds() / 86400)
     assert set(got) == set(by_hand)
     for stage, ages in by_hand.items():
         assert got[stage] == pytest.approx(statistics.median(ages), abs=1e-9), stage

@@ -88,6 +88,31 @@ def test_validate_warns_about_a_key_result_that_reads_every_activity(workdir: Pa
     assert "valid —" in result.stdout
 
 
+def test_validate_warns_about_a_key_result_that_counts_activities_by_creation(workdir: Path) -> None:
+    """Activities counted by created_at are valid (exit 0) but warned about at their date_field: no index finds the
+    ones created since the last computation."""
+    text = (EXAMPLES / "acquisition.yaml").read_text()
+    counted = (
+        "          of: activities\n          where:\n            - {field: activity_kind, op: eq, value: meeting}\n"
+    )
+    assert counted in text
+    dated = workdir / "dated.yaml"
+    dated.write_text(
+        text.replace(
+            counted, counted.replace("          where:", "          date_field: created_at\n          where:"), 1
+        )
+    )
+    result = okrsync(workdir, "mappings", "validate", str(dated))
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if ": warning: " in line]
+    assert len(warnings) == 1, result.stderr
+    rows = dated.read_text().splitlines()
+    key = next(n for n, row in enumerate(rows, 1) if "key: discovery-meetings" in row)
+    line = next(n for n, row in enumerate(rows, 1) if n > key and "date_field: created_at" in row)
+    assert warnings[0].startswith(f"{dated}:{line}:"), warnings
+    assert "discovery-meetings counts activities by created_at" in warnings[0]
+
+
 def test_apply_report_explain_and_manual_values(workdir: Path) -> None:
     care = str(EXAMPLES / "customer-care.yaml")
     preview = okrsync(workdir, "mappings", "preview", care, "--as-of", AS_OF)
