@@ -19,6 +19,13 @@ def _ts(*, index: bool = False, nullable: bool = True) -> Any:
     return Field(default=None, sa_type=UtcDateTime, index=index, nullable=nullable)
 
 
+def _synced(table: str) -> Index:
+    """What the syncs wrote since a time (``compute.repository.changed_since``: each loop pass, for each mapping,
+    finds the records its incremental compute starts from). Without it every row was read: 4.5 s at a million
+    activities on SQLite, on every webhook's pass."""
+    return Index(f"ix_{table}_synced", "connection_id", "synced_at")
+
+
 class CrmConnection(SQLModel, table=True):
     """One Salesforce org or HubSpot portal. A deployment may hold several; a team may span them."""
 
@@ -54,7 +61,7 @@ class Owner(RecordBase, table=True):
 
 
 class Account(RecordBase, table=True):
-    __table_args__ = (Index("ix_account_owner", "connection_id", "owner_id"),)
+    __table_args__ = (Index("ix_account_owner", "connection_id", "owner_id"), _synced("account"))
 
     name: str | None = Field(default=None, sa_type=Text)
     owner_id: str | None = None
@@ -68,7 +75,7 @@ class Account(RecordBase, table=True):
 
 
 class Contact(RecordBase, table=True):
-    __table_args__ = (Index("ix_contact_account", "connection_id", "account_id"),)
+    __table_args__ = (Index("ix_contact_account", "connection_id", "account_id"), _synced("contact"))
 
     name: str | None = Field(default=None, sa_type=Text)
     email: str | None = None
@@ -95,6 +102,7 @@ class Opportunity(RecordBase, table=True):
         # middle (hygiene.stage_middle), without a sort of the stage's ages; covering (owner last)
         # the opportunities created since the last computation (compute.service._take_in_passed_dates)
         Index("ix_opportunity_created", "connection_id", "created_at"),
+        _synced("opportunity"),
         Index(
             "ix_opportunity_stage_open",
             "connection_id",
@@ -128,6 +136,7 @@ class OpportunityContact(RecordBase, table=True):
     __table_args__ = (
         Index("ix_opportunity_contact_opp", "connection_id", "opportunity_id"),
         Index("ix_opportunity_contact_contact", "connection_id", "contact_id"),
+        _synced("opportunity_contact"),
     )
 
     opportunity_id: str
@@ -148,6 +157,7 @@ class Activity(RecordBase, table=True):
         # the activities completed since the last computation, for key results counted by completion
         # (compute.service._take_in_passed_dates; those by occurred_at are found through ix_activity_kind_time)
         Index("ix_activity_completed", "connection_id", "completed_at"),
+        _synced("activity"),
     )
 
     activity_kind: str = Field(max_length=16)
@@ -173,6 +183,7 @@ class Lead(RecordBase, table=True):
     __table_args__ = (
         Index("ix_lead_owner_created", "connection_id", "owner_id", "created_at"),
         Index("ix_lead_contact", "connection_id", "contact_id"),
+        _synced("lead"),
     )
 
     name: str | None = Field(default=None, sa_type=Text)

@@ -191,7 +191,8 @@ def _account_index_stats(engine: Engine) -> list[str]:
         return sorted(
             r[0]
             for r in conn.exec_driver_sql(
-                "SELECT idx FROM sqlite_stat1 WHERE idx IN ('ix_activity_account', 'ix_activity_completed')"
+                "SELECT idx FROM sqlite_stat1 WHERE idx IN "
+                "('ix_activity_account', 'ix_activity_completed', 'ix_activity_synced')"
             )
         )
 
@@ -199,9 +200,9 @@ def _account_index_stats(engine: Engine) -> list[str]:
 @pytest.mark.parametrize("analyzed", [True, False])
 def test_the_rebuilt_account_index_has_statistics_where_the_activities_had_them(tmp_path: Path, analyzed: bool) -> None:
     """Migration 0017 rebuilds ix_activity_account; SQLite drops an index's statistics with it, and without them
-    took the new index for very selective (an incremental run's look-up by id read the whole index). Migration 0018
-    adds ix_activity_completed, which needs its statistics as well. A database whose activities were analyzed has
-    both indexes' statistics after the upgrade; one never analyzed stays so."""
+    took the new index for very selective (an incremental run's look-up by id read the whole index). Migrations 0018
+    and 0019 add ix_activity_completed and ix_activity_synced, which need their statistics as well. A database whose
+    activities were analyzed has the three indexes' statistics after the upgrade; one never analyzed stays so."""
     engine = make_engine(f"sqlite:///{tmp_path / 'okrsync.db'}")
     try:
         with engine.begin() as conn:
@@ -224,7 +225,8 @@ def test_the_rebuilt_account_index_has_statistics_where_the_activities_had_them(
         assert _account_index_stats(engine) == (["ix_activity_account"] if analyzed else [])
         upgrade(engine)
         assert current(engine) == head()
-        assert _account_index_stats(engine) == (["ix_activity_account", "ix_activity_completed"] if analyzed else [])
+        added = ["ix_activity_account", "ix_activity_completed", "ix_activity_synced"]
+        assert _account_index_stats(engine) == (added if analyzed else [])
     finally:
         engine.dispose()
 

@@ -8,7 +8,7 @@ ix_activity_kind_time; without these two indexes, those counted by ``completed_a
 0.2 s of every such run (SQLite).
 
 Existing rows: kept; the indexes are built from them (about 3 s per million activities on SQLite), then the two
-tables are analyzed again where they were analyzed before (see ``_analyze``).
+tables are analyzed again where they were analyzed before (see ``statistics.analyze_where_analyzed``).
 
 Revision ID: 0018
 Revises: 0017
@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
+from service.kit.migrations.statistics import analyze_where_analyzed
+
 revision: str = "0018"
 down_revision: str | Sequence[str] | None = "0017"
 branch_labels: str | Sequence[str] | None = None
@@ -32,25 +34,10 @@ INDEXES = {
 }
 
 
-def _analyze(table: str) -> None:
-    """The new index's statistics, where the table had them (as migration 0017): without a row in sqlite_stat1
-    SQLite takes a new index for very selective and may walk all of it for a query on the connection alone."""
-    bind = op.get_bind()
-    if bind.dialect.name == "sqlite":
-        analyzed = (
-            bind.exec_driver_sql("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first() is not None
-            and bind.exec_driver_sql(f"SELECT 1 FROM sqlite_stat1 WHERE tbl = '{table}' LIMIT 1").first() is not None
-        )
-        if not analyzed:
-            return
-        bind.exec_driver_sql("PRAGMA analysis_limit=2000")  # as kit.db.analyze
-    bind.exec_driver_sql(f"ANALYZE {table}")
-
-
 def upgrade() -> None:
     for name, (table, columns) in INDEXES.items():
         op.create_index(name, table, columns, unique=False)
-        _analyze(table)
+        analyze_where_analyzed(table)
 
 
 def downgrade() -> None:
