@@ -57,6 +57,7 @@ from service.crm.models import (
     OpportunityContact,
     Owner,
 )
+from service.kit.db import full_statistics
 from service.okrs.models import KamAssessment, ManualValue
 
 ID_CHUNK = 1000
@@ -217,7 +218,7 @@ def analyze_results(session: Session) -> None:
     PostgreSQL, still believing the evidence table nearly empty after a first full compute wrote 3.9 million rows,
     walked a key result's every row per look-up: an incremental run took 8.9 s at a million activities."""
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("PRAGMA analysis_limit=2000"))
+        full_statistics(session)  # every entry read: 2.5 s for 3.9 million evidence rows
     for name in (EVIDENCE.name, FINDING.name):
         session.execute(text(f"ANALYZE {name}"))
 

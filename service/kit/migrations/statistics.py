@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from service.kit.db import full_statistics
+
 
 def analyze_where_analyzed(table: str) -> None:
     """The table's statistics again, the new index's among them, where the table had statistics: SQLite drops an
@@ -19,5 +21,5 @@ def analyze_where_analyzed(table: str) -> None:
         )
         if not analyzed:
             return
-        bind.exec_driver_sql("PRAGMA analysis_limit=2000")  # as kit.db.analyze
+        full_statistics(bind)  # as kit.db.analyze
     bind.exec_driver_sql(f'ANALYZE "{table}"')
