@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from mappings.config import Kam
 from mappings.fields import CustomField, RecordType
 from mappings.kam_criteria import ActivityOnAccount, Assessed, DistinctContacts, TaskCompleted
-from mappings.query import FilterCompiler
+from mappings.query import FilterCompiler, activities_on_accounts
 from mappings.sql import Scope, Tables, typed_null
 
 MET, PARTLY, NOT_MET, NOT_ASSESSED = "met", "partly", "not_met", "not_assessed"
@@ -107,15 +107,7 @@ def measure(
         return None
     act: Any = tables.activity.alias("kam_activity")
     if account_ids is not None:
-        act = (
-            select(tables.activity)
-            .where(
-                tables.activity.c.connection_id == scope.connection_id,
-                tables.activity.c.account_id.in_(list(account_ids)),
-            )
-            .cte("kam_activity")
-            .prefix_with("MATERIALIZED")
-        )
+        act = activities_on_accounts(tables, scope.connection_id, account_ids, "kam_activity")
     start, end = _window(criterion, scope)
     keys = accounts.subquery("key_accounts")
     clauses: list[ColumnElement[bool]] = [

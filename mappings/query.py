@@ -515,6 +515,21 @@ def _pairs(sq: Any) -> Select[Any]:
     )
 
 
+def activities_on_accounts(
+    tables: Tables, connection_id: int, accounts: Sequence[str], name: str, *also: ColumnElement[bool]
+) -> Any:
+    """The activities on ``accounts`` (and matching ``also``), read first by ix_activity_account: a MATERIALIZED
+    CTE named ``name``, so that no estimate can make the planner walk another index of the whole table instead
+    (an incremental run's response times here, a KAM criterion's accounts in ``kam.criterion_query``)."""
+    activity = tables.activity
+    return (
+        select(activity)
+        .where(activity.c.connection_id == connection_id, activity.c.account_id.in_(list(accounts)), *also)
+        .cte(name)
+        .prefix_with("MATERIALIZED")
+    )
+
+
 def response_evidence(
     metric: ResponseTimeMetric,
     *,
@@ -531,20 +546,13 @@ def response_evidence(
     compiler = FilterCompiler(tables=tables, scope=scope, custom=custom)
     inquiry: Any = tables.activity.alias("inquiry")
     if only_accounts is not None:
-        # the accounts' activities read first, by ix_activity_account (a MATERIALIZED CTE, as kam.criterion_query
-        # does): with an IN list of 101 accounts (one change and the activities dated in the minutes since the
-        # last run) SQLite's estimates chose ix_activity_owner_kind_time and walked every inquiry of the team in
-        # the window, 2 s per statement at a million activities where the account index needs 5,000 entries
-        inquiry = (
-            select(tables.activity)
-            .where(
-                tables.activity.c.connection_id == scope.connection_id,
-                tables.activity.c.account_id.in_(list(only_accounts)),
-                tables.activity.c.direction == "inbound",  # (in no index: no other plan to draw the planner to)
-            )
-            .cte("inquiry")
-            .prefix_with("MATERIALIZED")
-        )
+        # with an IN list of 101 accounts (one change and the activities dated in the minutes since the last run)
+        # SQLite's estimates chose ix_activity_owner_kind_time and walked every inquiry of the team in the window:
+        # 2 s per statement at a million activities, where the account index needs 5,000 entries
+        inquiry = activities_on_accounts(
+            tables, scope.connection_id, only_accounts, "inquiry",
+            tables.activity.c.direction == "inbound",  # (in no index: no other plan to draw the planner to)
+        )  # fmt: skip
     response = tables.activity.alias("response")
     matches: list[ColumnElement[bool]] = [
         response.c.connection_id == inquiry.c.connection_id,

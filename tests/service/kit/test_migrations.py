@@ -43,6 +43,7 @@ from service.kit.migrate import (
 from service.kit.server import free_port
 from service.kit.settings import get_settings
 from tests.conftest import BASE_POSTGRES_URL, WORKER
+from tests.planner_statistics import owner_index_counted, owner_index_statistics
 
 SECRET = "s3cret-pw"
 
@@ -232,23 +233,10 @@ def test_the_rebuilt_account_index_has_statistics_where_the_activities_had_them(
         engine.dispose()
 
 
-def _owner_index_stat(engine: Engine) -> list[int]:
-    with engine.connect() as conn:
-        found = conn.exec_driver_sql("SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_activity_owner_kind_time'").first()
-    return [int(n) for n in str(found[0]).split()] if found else []
-
-
-def _average(rows: int, distinct: int) -> int:
-    """Rows per distinct prefix as SQLite's ANALYZE writes it (analyze.c, statGet): rounded up, and 1 where that
-    gives 2 for a nearly unique prefix (rows ≤ 1.1 × distinct)."""
-    value = -(-rows // distinct)
-    return 1 if value == 2 and rows * 10 <= distinct * 11 else value
-
-
 def test_sampled_statistics_are_read_again_in_full(tmp_path: Path) -> None:
     """Migration 0020: a SQLite database analyzed by sampling (as okrsync did until 0020) gets statistics from
-    every index entry. The expected figures are counted here by GROUP BY: rows, then the average rows per distinct
-    prefix of ix_activity_owner_kind_time (connection; owner; kind; time), rounded up as SQLite rounds them."""
+    every index entry: those of ix_activity_owner_kind_time equal the ones counted by SELECT DISTINCT
+    (``tests.planner_statistics``)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'okrsync.db'}")
     try:
         with engine.begin() as conn:
@@ -270,21 +258,12 @@ def test_sampled_statistics_are_read_again_in_full(tmp_path: Path) -> None:
         with engine.begin() as conn:  # how okrsync analyzed before 0020
             conn.exec_driver_sql("PRAGMA analysis_limit=2000")
             conn.exec_driver_sql("ANALYZE")
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT count(*) FROM activity").scalar_one()
-            prefixes = [
-                conn.exec_driver_sql(f"SELECT count(*) FROM (SELECT DISTINCT {columns} FROM activity)").scalar_one()
-                for columns in (
-                    "connection_id", "connection_id, owner_id", "connection_id, owner_id, activity_kind",
-                    "connection_id, owner_id, activity_kind, occurred_at",
-                )
-            ]  # fmt: skip
-        expected = [rows, *[_average(rows, distinct) for distinct in prefixes]]
+        expected = owner_index_counted(engine)
         assert expected == [6_000, 6_000, 1_500, 500, 1]
-        assert _owner_index_stat(engine) != expected  # the sample's figures
+        assert owner_index_statistics(engine) != expected  # the sample's figures
         upgrade(engine)
         assert current(engine) == head()
-        assert _owner_index_stat(engine) == expected
+        assert owner_index_statistics(engine) == expected
     finally:
         engine.dispose()
 

@@ -14,6 +14,7 @@ from connectors.salesforce.connector import SalesforceConnector
 from connectors.sandbox.server import SandboxServer
 from service.sync.service import ANALYZE_AFTER_ROWS, run_sync
 from tests.conftest import fast_config, small_org
+from tests.planner_statistics import owner_index_counted, owner_index_statistics
 
 pytestmark = pytest.mark.slow  # syncs an org large enough to trigger ANALYZE
 
@@ -54,34 +55,8 @@ def test_a_large_sync_analyzes_and_a_small_one_does_not(engine: Engine, tmp_path
     if postgres:
         assert _vacuumed(engine) == {"activity", "opportunity", "account", "contact", "owner"}
     else:
-        assert _owner_index_statistics(engine) == _owner_index_counted(engine)
-
-
-def _owner_index_statistics(engine: Engine) -> list[int]:
-    """SQLite's statistics of ix_activity_owner_kind_time: rows, then average rows per distinct prefix."""
-    with engine.connect() as conn:
-        stat = conn.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_activity_owner_kind_time'")).scalar()
-    return [int(n) for n in str(stat).split()]
-
-
-def _owner_index_counted(engine: Engine) -> list[int]:
-    """The same figures counted (as SQLite rounds them: ``_average``). A sampled ANALYZE (``analysis_limit=2000``, as
-    okrsync ran until migration 0020) gave 2,001 rows per connection and per owner for any table larger than that."""
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT count(*) FROM activity")).scalar_one()
-        prefixes = [
-            conn.execute(text(f"SELECT count(*) FROM (SELECT DISTINCT {columns} FROM activity)")).scalar_one()
-            for columns in (
-                "connection_id", "connection_id, owner_id", "connection_id, owner_id, activity_kind",
-                "connection_id, owner_id, activity_kind, occurred_at",
-            )
-        ]  # fmt: skip
-    assert rows > 2_001 and prefixes[0] == 2  # two connections: the small one and the large one
-    return [rows, *[_average(rows, distinct) for distinct in prefixes]]
-
-
-def _average(rows: int, distinct: int) -> int:
-    """Rows per distinct prefix as SQLite's ANALYZE writes it (analyze.c, statGet): rounded up, and 1 where that
-    gives 2 for a nearly unique prefix (rows ≤ 1.1 × distinct)."""
-    value = -(-rows // distinct)
-    return 1 if value == 2 and rows * 10 <= distinct * 11 else value
+        # read in full: a sampled ANALYZE (analysis_limit=2000, as okrsync ran until migration 0020) said 2,001 rows
+        # per connection and per owner for any table larger than that
+        counted = owner_index_counted(engine)
+        assert counted[0] > 2_001
+        assert owner_index_statistics(engine) == counted
