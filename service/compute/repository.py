@@ -193,18 +193,60 @@ def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries:
         for query in queries:
             insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
         return
-    connection = session.connection()
-    FRESH.create(connection, checkfirst=True)  # a temporary table lives as long as the database connection
-    _empty_fresh(session)
-    names = [column.name for column in ROW_COLUMNS]
-    for query in queries:
-        session.execute(insert(FRESH).from_select(names, select(*_row_of(query.subquery("evidence")))))
+    _fill_fresh(session, queries)
     gone = select(EVIDENCE.c.id).where(*mine, ~exists().where(*_same_row(FRESH, EVIDENCE)))
     session.execute(delete(EVIDENCE).where(EVIDENCE.c.id.in_(gone)))
     stored = select(literal(1)).where(*mine, *_same_row(EVIDENCE, FRESH))
     new = select(literal(mapping_id), literal(kr_key), *_row_of(FRESH)).where(~stored.exists())
     session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, new))
     _empty_fresh(session)
+
+
+def _fill_fresh(session: Session, queries: Sequence[Select[Any]], params: dict[str, Any] | None = None) -> None:
+    """``FRESH`` holding exactly the rows ``queries`` select (executed with ``params``)."""
+    FRESH.create(session.connection(), checkfirst=True)  # a temporary table lives as long as the database connection
+    _empty_fresh(session)
+    names = [column.name for column in ROW_COLUMNS]
+    for query in queries:
+        session.execute(insert(FRESH).from_select(names, select(*_row_of(query.subquery("evidence")))), params)
+
+
+def select_into_fresh(session: Session, queries: Sequence[Select[Any]]) -> set[EvidenceRow]:
+    """What ``queries`` select now, held in ``FRESH`` until ``put_fresh_records`` or ``empty_fresh``, and returned
+    as ``evidence_row``s read back from it (the evidence table's own column types). Each query runs once: its rows
+    are written from here, not selected again."""
+    _fill_fresh(session, queries)
+    return {evidence_row(*row) for row in session.execute(select(*[FRESH.c[c.name] for c in ROW_COLUMNS]))}
+
+
+def empty_fresh(session: Session) -> None:
+    _empty_fresh(session)
+
+
+def put_fresh_records(session: Session, *, mapping_id: int, kr_key: str, part: str, record_ids: Sequence[str]) -> None:
+    """Replace one part's stored rows of ``record_ids`` by ``FRESH``'s rows of them (``select_into_fresh``); the
+    key result's other rows stay as they are."""
+    for chunk in chunks(record_ids):
+        ids = list(chunk)
+        session.execute(delete(EVIDENCE).where(*_part_rows(mapping_id, kr_key, part, ids, None)))
+        rows = select(literal(mapping_id), literal(kr_key), *[FRESH.c[c.name] for c in ROW_COLUMNS]).where(
+            FRESH.c.part == part, FRESH.c.record_id.in_(ids)
+        )
+        session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, rows))
+
+
+def copy_records(
+    session: Session, *, mapping_id: int, source: str, target: str, part: str, record_ids: Sequence[str]
+) -> None:
+    """Give ``target`` the stored rows of ``source`` for ``record_ids`` in one part (two key results over the same
+    records, ``source`` brought up to date first), replacing its own rows of them."""
+    for chunk in chunks(record_ids):
+        ids = list(chunk)
+        session.execute(delete(EVIDENCE).where(*_part_rows(mapping_id, target, part, ids, None)))
+        rows = select(literal(mapping_id), literal(target), *ROW_COLUMNS).where(
+            *_part_rows(mapping_id, source, part, ids, None)
+        )
+        session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, rows))
 
 
 def has_evidence_rows(session: Session, *, mapping_id: int, at_least: int) -> bool:
@@ -466,14 +508,8 @@ def _inquiries_on(mapping_id: int, kr_key: str, connection_id: int, accounts: Se
 def stored_inquiries_on(
     session: Session, *, mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]
 ) -> set[EvidenceRow]:
-    """The stored evidence rows ``delete_inquiries_on`` would delete, as ``evidence_row``s."""
+    """A response time's stored rows whose inquiry is an activity on one of ``accounts`` now, as ``evidence_row``s."""
     return _stored_rows(session, _inquiries_on(mapping_id, kr_key, connection_id, accounts))
-
-
-def delete_inquiries_on(
-    session: Session, *, mapping_id: int, kr_key: str, connection_id: int, accounts: Sequence[str]
-) -> None:
-    session.execute(delete(EVIDENCE).where(*_inquiries_on(mapping_id, kr_key, connection_id, accounts)))
 
 
 MICROS = 1_000_000  # part totals add values up in millionths: whole numbers, exact in any order

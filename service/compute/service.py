@@ -335,9 +335,9 @@ def _activity_date_columns(config: MappingConfig) -> set[str]:
     return columns
 
 
-# an incremental run's update of a response time's inquiries: the changed activities, the account chunks with their
-# queries, and the pair rows taken out and put in (the KRs of one inquiry key apply them to their own counts)
-_InquiryUpdate = tuple[list[str], list[tuple[Sequence[str], Any]], set[repo.EvidenceRow], set[repo.EvidenceRow]]
+# an incremental run's update of a response time's inquiries: the KR brought up to date first, the inquiries whose
+# rows differ, and the pair rows taken out and put in (the KRs of one inquiry key apply them to their own counts)
+_InquiryUpdate = tuple[str, list[str], set[repo.EvidenceRow], set[repo.EvidenceRow]]
 
 
 @dataclass
@@ -354,9 +354,9 @@ class _Context:
     kam_values: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)
     # response-time KRs with the same inquiries and window share one evidence query (median, p90, share_within…)
     inquiries_done: dict[str, str] = field(default_factory=dict)
-    # an incremental run's response-time update per inquiry key: (changed activities, account chunks and their
-    # queries) when the first KR's evidence changed, None when it came out as stored. The KRs of one key hold the
-    # same rows (copied in a full run, updated alike since), so the others repeat the update without comparing.
+    # an incremental run's response-time update per inquiry key (``_InquiryUpdate``) when the first KR's evidence
+    # changed, None when it came out as stored. The KRs of one key hold the same rows (copied in a full run, updated
+    # alike since), so the others take the first one's rows of the inquiries that differ without comparing.
     response_updates: dict[str, _InquiryUpdate | None] = field(default_factory=dict)
     # hygiene-score values by the rules they judge: several KRs and sprints over the same rules read them once
     hygiene_values: dict[tuple[str, ...], metrics.MetricValue] = field(default_factory=dict)
@@ -1071,14 +1071,16 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     the inquiries they were (or answered) are. A wait only depends on activities of its own account.
 
     Returns False, writing nothing, when those inquiries and their first responses come out exactly as stored (a
-    changed activity that neither is nor answers an inquiry first): the KR keeps its value."""
+    changed activity that neither is nor answers an inquiry first): the KR keeps its value. Otherwise only the rows
+    of the inquiries whose row differs are replaced: the query runs once, into a temporary table, and the first KR
+    of the inquiry key takes its rows of those inquiries from there; the KRs after it copy them from the first."""
     session, mapping_id = ctx.session, ctx.mapping_id
     key = _inquiry_key(metric, scope)
     if key in ctx.response_updates:
         update = ctx.response_updates[key]
         if update is None:
             return False
-        _swap_inquiries(ctx, kr.key, metric, scope, update)
+        _swap_inquiries(ctx, kr.key, metric, update)
         return True
     accounts = repo.ids_where(
         session, model=Activity, connection_id=scope.connection_id, column="external_id", values=changed,
@@ -1087,49 +1089,46 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
     accounts |= repo.response_accounts(
         session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, activity_ids=changed
     )
-    ordered = sorted(accounts)
     before: set[repo.EvidenceRow] = set()
     for chunk in repo.chunks(changed):
         before |= repo.stored_evidence(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=chunk)
-    queries: list[tuple[Sequence[str], Any]] = []
-    after: set[repo.EvidenceRow] = set()
-    for chunk in repo.chunks(ordered):
+    queries = []
+    for chunk in repo.chunks(sorted(accounts)):
         before |= repo.stored_inquiries_on(
             session, mapping_id=mapping_id, kr_key=kr.key, connection_id=scope.connection_id, accounts=chunk
         )
-        query = response_evidence(
-            metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom(), only_accounts=chunk
+        queries.append(
+            response_evidence(metric, tables=ctx.tables, scope=scope, custom=ctx.config.custom(), only_accounts=chunk)
         )
-        after |= repo.selected_evidence(session, query)
-        queries.append((chunk, query))
+    after = repo.select_into_fresh(session, queries)
     if before == after:
+        repo.empty_fresh(session)
         ctx.response_updates[key] = None
         return False
-    ctx.touch("activities", {row[1] for row in before ^ after})  # the inquiries' rows (the KRs of a key share them)
-    update = ctx.response_updates[key] = (changed, queries, before, after)
-    _swap_inquiries(ctx, kr.key, metric, scope, update)
+    records = sorted({row[1] for row in before ^ after})  # the inquiries (and former ones) whose rows differ
+    ctx.touch("activities", records)  # the inquiries' rows (the KRs of a key share them)
+    waits = _wait_totals(metric)
+    if waits is not None:
+        repo.adjust_wait_totals(
+            session, mapping_id=mapping_id, kr_key=kr.key, waits=waits, removed=before - after, added=after - before
+        )
+    repo.put_fresh_records(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=records)
+    repo.empty_fresh(session)
+    ctx.response_updates[key] = (kr.key, records, before, after)
     return True
 
 
-def _swap_inquiries(
-    ctx: _Context, kr_key: str, metric: ResponseTimeMetric, scope: Scope, update: _InquiryUpdate
-) -> None:
-    """Replace a response time's rows of the changed activities and of the inquiries on the reached accounts, and
+def _swap_inquiries(ctx: _Context, kr_key: str, metric: ResponseTimeMetric, update: _InquiryUpdate) -> None:
+    """Give a response time the rows the first KR of its inquiry key got for the inquiries whose rows differ, and
     apply the difference to its stored answered counts."""
     session, mapping_id = ctx.session, ctx.mapping_id
-    changed, queries, before, after = update
+    source, records, before, after = update
     waits = _wait_totals(metric)
     if waits is not None:
         repo.adjust_wait_totals(
             session, mapping_id=mapping_id, kr_key=kr_key, waits=waits, removed=before - after, added=after - before
         )
-    for chunk in repo.chunks(changed):
-        repo.delete_evidence(session, mapping_id=mapping_id, kr_key=kr_key, part="pair", record_ids=chunk)
-    for accounts, query in queries:
-        repo.delete_inquiries_on(
-            session, mapping_id=mapping_id, kr_key=kr_key, connection_id=scope.connection_id, accounts=accounts
-        )
-        repo.insert_evidence(session, mapping_id=mapping_id, kr_key=kr_key, query=query)
+    repo.copy_records(session, mapping_id=mapping_id, source=source, target=kr_key, part="pair", record_ids=records)
 
 
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
