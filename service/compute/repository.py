@@ -724,8 +724,8 @@ def unanswered_waits(
         EVIDENCE.c.value.is_(None),
     )
     if with_waits:
-        rows = session.execute(select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(*where))
-        return unanswered_summary([(owner or "", at) for owner, at in rows], as_of=as_of, limit=limit, with_waits=True)
+        arrivals = unanswered_arrivals(session, mapping_id=mapping_id, kr_key=kr_key)
+        return unanswered_summary(arrivals, as_of=as_of, limit=limit, with_waits=True)
     is_late = EVIDENCE.c.occurred_at < as_of - timedelta(seconds=limit) if limit is not None else None
     late = func.coalesce(func.sum(case((is_late, 1), else_=0)), 0) if is_late is not None else func.count()
     earliest = func.min(case((is_late, EVIDENCE.c.occurred_at)) if is_late is not None else EVIDENCE.c.occurred_at)
@@ -734,6 +734,18 @@ def unanswered_waits(
         owner or "": UnansweredWaits(int(n), int(n_late), None if first is None else (as_of - first).total_seconds())
         for owner, n, n_late, first in session.execute(query)
     }
+
+
+def unanswered_arrivals(session: Session, *, mapping_id: int, kr_key: str) -> list[tuple[str, datetime]]:
+    """(owner or "", arrival) of each inquiry of a response time nobody has answered yet."""
+    where = (  # ix_evidence_wait, as in unanswered_waits
+        EVIDENCE.c.mapping_id == mapping_id,
+        EVIDENCE.c.kr_key == kr_key,
+        EVIDENCE.c.part == literal_column("'pair'"),
+        EVIDENCE.c.value.is_(None),
+    )
+    rows = session.execute(select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(*where))
+    return [(owner or "", at) for owner, at in rows]
 
 
 def waits_slice(

@@ -291,3 +291,28 @@ def test_what_an_inquiry_is_and_what_answers_it_are_the_file_s(engine: Engine) -
             "emails": (pytest.approx(123.0), 1),
             "filtered": (pytest.approx(844.0), 6),  # the same 6 inquiries, I2 now unanswered
         }
+
+
+def test_each_percentile_reads_the_unanswered_inquiries_of_its_own_definition(engine: Engine) -> None:
+    """Percentiles over the same inquiries share one read of the unanswered ones in a run; over other inquiries
+    they must not. Customers' inquiries (A2): I1 answered after 1 h, I4 pending for 2 h → median (1 + 2) / 2 = 1.5.
+    All inquiries: 1, 2, 3, 10, 340 → median 3, p90 208 (as above). Given the other definition's unanswered
+    inquiries, the customers' median would be 2 (1 with 2 and 340) and the team's 2.5 (1, 2, 3, 10)."""
+    customers = [{"field": "account.account_type", "op": "starts_with", "value": "Customer"}]
+    world.build(engine)
+    text = world.mapping_text(
+        [
+            kr({"type": "response_time", "statistic": "median"}, key="all-median"),
+            kr({"type": "response_time", "statistic": "median", "inbound": customers}, key="customer-median"),
+            kr({"type": "response_time", "statistic": "p90"}, key="all-p90"),
+            kr({"type": "response_time", "statistic": "p90", "inbound": customers}, key="customer-p90"),
+        ]
+    )
+    mapping, _report = world.apply_and_compute(engine, text)
+    with Session(engine) as session:
+        values = {
+            v.kr_key: v.value
+            for v in session.exec(select(KeyResultValue).where(KeyResultValue.mapping_id == mapping.id))
+        }
+    # customers' p90: h = (2 − 1) × 0.9 → 1 + 0.9 × (2 − 1) = 1.9
+    assert values == pytest.approx({"all-median": 3.0, "customer-median": 1.5, "all-p90": 208.0, "customer-p90": 1.9})
