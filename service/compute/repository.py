@@ -90,12 +90,19 @@ def local_tables() -> Tables:
 # SQLite's page cache for a computation (KiB). A full compute writes millions of evidence rows into five indexes
 # each: with SQLite's default 2 MB cache every insert into an index larger than it read its pages back from the
 # file (454,432 rows of one key result at a million activities: 8.8-12.4 s with 2 MB, 8.4 s with 64 MB, 6.3 s with
-# 128 MB, 5.1 s with 256 MB). 64 MB keeps a full compute's peak RSS under 300 MB (128 MB: 319 MB). The
-# connection's own size is restored afterwards, so pooled connections keep the small default. The temporary
-# tables' cache (``replace_evidence``'s rows to compare, 728,317 for the largest key result) gets the same: with
-# 2 MB a full compute with its evidence stored spent 53 s of 143 s in the kernel reading them back, 26 s of 99 s
-# with 64 MB (peak RSS 290 MB).
-COMPUTE_CACHE_KIB = 65_536
+# 128 MB, 5.1 s with 256 MB). The connection's own size is restored afterwards, so pooled connections keep the
+# small default. The temporary tables' cache (``replace_evidence``'s rows to compare, 728,317 for the largest key
+# result) gets its own: with 2 MB a full compute with its evidence stored spent 53 s of 143 s in the kernel reading
+# them back, 26 s of 99 s with 64 MB.
+#
+# What a computation can hold is about twice the main cache plus the temporary one: SQLite's sorter (a window
+# function's or GROUP BY's rows, e.g. a distinct count's first record per key) keeps up to the main cache's size in
+# memory before it spills to a file. With 64 MB for both, the full compute at a million activities peaked at
+# 359.6 MB (deals-touched: its first activity per opportunity sorted while FRESH filled); 48 MB + 16 MB peaked at
+# 271-272 MB, 32 MB + 16 MB at 239 MB, in the same 61-81 s the full compute took with 64 + 64 MB on this machine
+# (bench/REFERENCE.md, 2026-12-07). The goal is 300 MB.
+COMPUTE_CACHE_KIB = 49_152
+COMPUTE_TEMP_CACHE_KIB = 16_384
 
 
 @contextmanager
@@ -107,7 +114,7 @@ def compute_cache(session: Session) -> Iterator[None]:
     before = session.execute(text("PRAGMA cache_size")).scalar()
     temp_before = session.execute(text("PRAGMA temp.cache_size")).scalar()
     session.execute(text(f"PRAGMA cache_size=-{COMPUTE_CACHE_KIB}"))
-    session.execute(text(f"PRAGMA temp.cache_size=-{COMPUTE_CACHE_KIB}"))
+    session.execute(text(f"PRAGMA temp.cache_size=-{COMPUTE_TEMP_CACHE_KIB}"))
     try:
         yield
     finally:

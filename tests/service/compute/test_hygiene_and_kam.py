@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from service.compute import report
 from service.compute.models import HygieneSummary, KamAccountScore, KamCriterionResult, KeyResultValue
-from service.compute.repository import COMPUTE_CACHE_KIB
+from service.compute.repository import COMPUTE_CACHE_KIB, COMPUTE_TEMP_CACHE_KIB
 from service.compute.service import compute
 from service.okrs import service as okrs
 from tests.service.compute import world
@@ -255,7 +255,7 @@ def test_assessment_refused(engine: Engine, criterion: str, status: str, message
 def test_compute_enlarges_sqlite_page_cache_only_while_it_runs(engine: Engine) -> None:
     """A computation raises SQLite's page cache (evidence inserts into large indexes), the temporary tables' too
     (the rows a full compute compares with the stored ones), and gives the pooled connection its own sizes back, so
-    an idle pool does not hold 64 MB per connection."""
+    an idle pool does not hold 48 MB per connection."""
     world.build(engine)
     mapping, _ = world.apply_and_compute(engine, world.mapping_text([COUNT_KR]))
     seen: list[int] = []
@@ -281,4 +281,4 @@ def test_compute_enlarges_sqlite_page_cache_only_while_it_runs(engine: Engine) -
         event.remove(engine, "after_cursor_execute", during)
     if engine.dialect.name == "sqlite":
         assert seen and set(seen) == {-COMPUTE_CACHE_KIB}
-        assert seen_temp and set(seen_temp) == {-COMPUTE_CACHE_KIB}
+        assert seen_temp and set(seen_temp) == {-COMPUTE_TEMP_CACHE_KIB}
