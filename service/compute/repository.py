@@ -170,7 +170,7 @@ FRESH = Table(
 FRESH_INDEX = Index("ix_okrsync_fresh_evidence", FRESH.c.part, FRESH.c.record_id)
 
 
-def _empty_fresh(session: Session) -> None:
+def empty_fresh(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"TRUNCATE {FRESH.name}"))
     else:  # SQLite empties a table deleted from without a condition in one step
@@ -206,13 +206,13 @@ def replace_evidence(session: Session, *, mapping_id: int, kr_key: str, queries:
     stored = select(literal(1)).where(*mine, *_same_row(EVIDENCE, FRESH))
     new = select(literal(mapping_id), literal(kr_key), *_row_of(FRESH)).where(~stored.exists())
     session.execute(insert(EVIDENCE).from_select(EVIDENCE_COLUMNS, new))
-    _empty_fresh(session)
+    empty_fresh(session)
 
 
 def _fill_fresh(session: Session, queries: Sequence[Select[Any]], params: dict[str, Any] | None = None) -> None:
     """``FRESH`` holding exactly the rows ``queries`` select (executed with ``params``)."""
     FRESH.create(session.connection(), checkfirst=True)  # a temporary table lives as long as the database connection
-    _empty_fresh(session)
+    empty_fresh(session)
     names = [column.name for column in ROW_COLUMNS]
     for query in queries:
         session.execute(insert(FRESH).from_select(names, select(*_row_of(query.subquery("evidence")))), params)
@@ -224,10 +224,6 @@ def select_into_fresh(session: Session, queries: Sequence[Select[Any]]) -> set[E
     are written from here, not selected again."""
     _fill_fresh(session, queries)
     return {evidence_row(*row) for row in session.execute(select(*[FRESH.c[c.name] for c in ROW_COLUMNS]))}
-
-
-def empty_fresh(session: Session) -> None:
-    _empty_fresh(session)
 
 
 def put_fresh_records(session: Session, *, mapping_id: int, kr_key: str, part: str, record_ids: Sequence[str]) -> None:
@@ -715,6 +711,17 @@ def answered_waits(session: Session, *, mapping_id: int, kr_key: str, limit: flo
     }
 
 
+def _unanswered(mapping_id: int, kr_key: str) -> tuple[Any, ...]:
+    """A response time's unanswered pairs, through the partial, covering ix_evidence_wait (its condition written
+    out): the NULLs come first in it."""
+    return (
+        EVIDENCE.c.mapping_id == mapping_id,
+        EVIDENCE.c.kr_key == kr_key,
+        EVIDENCE.c.part == literal_column("'pair'"),
+        EVIDENCE.c.value.is_(None),
+    )
+
+
 def unanswered_waits(
     session: Session, *, mapping_id: int, kr_key: str, as_of: datetime, limit: float | None, with_waits: bool
 ) -> dict[str, UnansweredWaits]:
@@ -723,13 +730,7 @@ def unanswered_waits(
     ``with_waits`` every late wait (a percentile needs them: each arrival is read, ``metrics.unanswered_summary``).
     Without, summed up in the database: at a million activities the 2,800 unanswered inquiries of a key result
     took 23 ms to fetch one by one, their sums per owner 2 ms."""
-    # through the partial, covering ix_evidence_wait (its condition written out): the NULLs come first in it
-    where = (
-        EVIDENCE.c.mapping_id == mapping_id,
-        EVIDENCE.c.kr_key == kr_key,
-        EVIDENCE.c.part == literal_column("'pair'"),
-        EVIDENCE.c.value.is_(None),
-    )
+    where = _unanswered(mapping_id, kr_key)
     if with_waits:
         arrivals = unanswered_arrivals(session, mapping_id=mapping_id, kr_key=kr_key)
         return unanswered_summary(arrivals, as_of=as_of, limit=limit, with_waits=True)
@@ -745,13 +746,7 @@ def unanswered_waits(
 
 def unanswered_arrivals(session: Session, *, mapping_id: int, kr_key: str) -> list[tuple[str, datetime]]:
     """(owner or "", arrival) of each inquiry of a response time nobody has answered yet."""
-    where = (  # ix_evidence_wait, as in unanswered_waits
-        EVIDENCE.c.mapping_id == mapping_id,
-        EVIDENCE.c.kr_key == kr_key,
-        EVIDENCE.c.part == literal_column("'pair'"),
-        EVIDENCE.c.value.is_(None),
-    )
-    rows = session.execute(select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(*where))
+    rows = session.execute(select(EVIDENCE.c.owner_id, EVIDENCE.c.occurred_at).where(*_unanswered(mapping_id, kr_key)))
     return [(owner or "", at) for owner, at in rows]
 
 

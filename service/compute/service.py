@@ -1111,20 +1111,16 @@ def _response_delta(ctx: _Context, kr: KeyResult, metric: ResponseTimeMetric, sc
         return False
     records = sorted({row[1] for row in before ^ after})  # the inquiries (and former ones) whose rows differ
     ctx.touch("activities", records)  # the inquiries' rows (the KRs of a key share them)
-    waits = _wait_totals(metric)
-    if waits is not None:
-        repo.adjust_wait_totals(
-            session, mapping_id=mapping_id, kr_key=kr.key, waits=waits, removed=before - after, added=after - before
-        )
     repo.put_fresh_records(session, mapping_id=mapping_id, kr_key=kr.key, part="pair", record_ids=records)
     repo.empty_fresh(session)
-    ctx.response_updates[key] = (kr.key, records, before, after)
+    update = ctx.response_updates[key] = (kr.key, records, before, after)
+    _swap_inquiries(ctx, kr.key, metric, update)
     return True
 
 
 def _swap_inquiries(ctx: _Context, kr_key: str, metric: ResponseTimeMetric, update: _InquiryUpdate) -> None:
-    """Give a response time the rows the first KR of its inquiry key got for the inquiries whose rows differ, and
-    apply the difference to its stored answered counts."""
+    """Apply the difference of the inquiries whose rows differ to a response time's stored answered counts, and
+    give a KR after the first of its inquiry key the rows the first one got for them."""
     session, mapping_id = ctx.session, ctx.mapping_id
     source, records, before, after = update
     waits = _wait_totals(metric)
@@ -1132,7 +1128,8 @@ def _swap_inquiries(ctx: _Context, kr_key: str, metric: ResponseTimeMetric, upda
         repo.adjust_wait_totals(
             session, mapping_id=mapping_id, kr_key=kr_key, waits=waits, removed=before - after, added=after - before
         )
-    repo.copy_records(session, mapping_id=mapping_id, source=source, target=kr_key, part="pair", record_ids=records)
+    if kr_key != source:
+        repo.copy_records(session, mapping_id=mapping_id, source=source, target=kr_key, part="pair", record_ids=records)
 
 
 def _key_results(ctx: _Context, *, run_id: int) -> list[str]:
