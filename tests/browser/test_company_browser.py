@@ -10,12 +10,12 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests import loopback
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, SCREENSHOTS, _chromium, _running_cycle
 from tests.service.sidecar_process import okrsync_serve
 
@@ -80,7 +80,7 @@ def test_a_lead_adds_a_goal_and_sees_the_team_under_it(tmp_path: Path) -> None:
                 _shot(page, "goal-added")
 
                 # the mapping whose first objective serves the goal, applied through the API
-                applied = httpx.post(
+                applied = loopback.post(
                     f"{base}/api/v1/mappings/apply", timeout=60, headers={"Authorization": f"Bearer {lead}"},
                     json={"yaml": _serving(now), "connection": "salesforce/sandbox"},
                 )  # fmt: skip
@@ -106,7 +106,7 @@ def test_a_lead_adds_a_goal_and_sees_the_team_under_it(tmp_path: Path) -> None:
                 edit.get_by_label("Measured by").fill("My careful rewording")
                 body = {"title": "Win new customers", "owner": "Ada", "measure": "125 new customers", "period": "2026",
                         "version": 1}  # fmt: skip
-                saved = httpx.put(
+                saved = loopback.put(
                     f"{base}/api/v1/goals/{GOAL_KEY}", json=body, headers={"Authorization": f"Bearer {admin}"}
                 )
                 assert saved.status_code == 200, saved.text

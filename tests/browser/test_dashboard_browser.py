@@ -11,11 +11,11 @@ import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests import loopback
 from tests.service.sidecar_process import okrsync_serve
 from tests.service.writeback.world import EXAMPLES
 
@@ -57,7 +57,7 @@ def apply_running(
     for example in examples:
         body = {"yaml": _running_cycle(example, today), "connection": "salesforce/sandbox"}
         for _computation in range(times):
-            applied = httpx.post(
+            applied = loopback.post(
                 f"{base_url}/api/v1/mappings/apply", json=body, timeout=60, headers={"Authorization": f"Bearer {token}"}
             )
             assert applied.status_code == 200, applied.text

@@ -14,11 +14,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests import loopback
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, SCREENSHOTS, _chromium, apply_running
 from tests.service.sidecar_process import okrsync_serve
 
@@ -226,7 +226,9 @@ def test_a_team_plans_its_cycle_and_the_lead_approves_it(tmp_path: Path) -> None
                 for title in ("40 meetings", "120 outbound calls", "10 new opportunities", "Half of the calls go out"):
                     expect(lead.get_by_role("link", name=title)).to_be_visible()
                 expect(lead.locator(".bar .fill").first).to_be_visible()
-                detail = httpx.get(f"{base}/api/v1/mappings/{mapping_id}", headers={"Authorization": f"Bearer {ops}"})
+                detail = loopback.get(
+                    f"{base}/api/v1/mappings/{mapping_id}", headers={"Authorization": f"Bearer {ops}"}
+                )
                 assert detail.status_code == 200, detail.text
                 assert detail.json()["computed_at"] is not None
                 values = {kr["title"]: kr["value"] for o in detail.json()["objectives"] for kr in o["key_results"]}

@@ -10,11 +10,11 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests import loopback
 from tests.browser.test_dashboard_browser import CHROMIUM_ARGS, SCREENSHOTS, _chromium, apply_running
 from tests.service.sidecar_process import okrsync_serve
 
@@ -44,7 +44,7 @@ def test_the_team_opens_the_stand_up_of_the_running_sprint(tmp_path: Path) -> No
         lead = served.token(name="Team lead", role="sales_ops")
         ids = apply_running(served.base_url, lead, ("acquisition", "pipeline-hygiene"), now.date())
         base, overview = served.base_url, f"{served.base_url}/dashboard/{ids['acquisition']}"
-        api = httpx.get(
+        api = loopback.get(
             f"{base}/api/v1/mappings/{ids['acquisition']}/standup", headers={"Authorization": f"Bearer {lead}"}
         )
         assert api.status_code == 200, api.text  # the third sprint of the moved example runs today

@@ -36,6 +36,7 @@ from service.kit.migrate import create_schema
 from service.kit.server import free_port
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.webhooks.models import WebhookEvent
+from tests import loopback
 
 ROOT = Path(__file__).resolve().parents[2]
 OKRSYNC = str(Path(sys.executable).parent / "okrsync")
@@ -123,7 +124,7 @@ class Deployment:
         base = f"http://127.0.0.1:{port}"
         self.start(f"sidecar-{port}", "serve", "--sandbox-url", self.sandbox_url, "--no-worker", "--port", str(port),
                    OKRSYNC_WEBHOOKS__PUBLIC_BASE_URL=base)  # fmt: skip
-        wait_for(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, f"sidecar on {base}")
+        wait_for(lambda: loopback.get(f"{base}/healthz", timeout=1).status_code == 200, f"sidecar on {base}")
         return base
 
     def worker(self, **env: str) -> subprocess.Popen[bytes]:
@@ -265,7 +266,7 @@ def post(base: str, events: list[dict[str, Any]]) -> dict[str, int]:
     )
     headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp,
                "Content-Type": "application/json"}  # fmt: skip
-    answer = httpx.post(uri, content=body, headers=headers, timeout=30)
+    answer = loopback.post(uri, content=body, headers=headers, timeout=30)
     assert answer.status_code == 200, f"{answer.status_code} {answer.text}"
     return answer.json()  # type: ignore[no-any-return]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from service.kit.server import free_port
+from tests import loopback
 
 
 @dataclass
@@ -73,7 +74,7 @@ def okrsync_serve(
         while True:
             assert child.poll() is None, log.read_text(errors="replace")[-2000:]
             try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                ready = loopback.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
                 if ready.status_code == 200 and ready.json()["last_sync_age_seconds"].get("salesforce") is not None:
                     break
             except httpx.HTTPError:

@@ -23,6 +23,7 @@ from service.kit.auth import Role, create_token
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
 from service.okrs.models import OkrMapping
+from tests import loopback
 from tests.conftest import fast_config
 from tests.service.writeback.world import EXAMPLES, apply_examples, deployed_org, start_salesforce
 
@@ -42,7 +43,7 @@ class Api:
 
     def call(self, method: str, path: str, role: str | None, json: Any = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
-        return httpx.request(method, f"{self.base_url}{path}", json=json, headers=headers, timeout=30)
+        return loopback.request(method, f"{self.base_url}{path}", json=json, headers=headers, timeout=30)
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_every_endpoint_checks_the_role(api: Api) -> None:
     for method, path, body, least in _endpoints(api):
         assert api.call(method, path, None, body).status_code == 401, path
         forged = {"Authorization": "Bearer okr_forged"}
-        bad = httpx.request(method, f"{api.base_url}{path}", json=body, headers=forged, timeout=30)
+        bad = loopback.request(method, f"{api.base_url}{path}", json=body, headers=forged, timeout=30)
         assert bad.status_code == 401, path
         for role in ORDER:
             answer = api.call(method, path, role, body)
@@ -146,7 +147,7 @@ def test_every_endpoint_checks_the_role(api: Api) -> None:
 def test_openapi_is_valid_and_every_endpoint_has_a_response_model(api: Api) -> None:
     # the first request builds the schema of every route (1.3 s on a quiet machine; httpx's default 5 s timed out
     # once in CI with both cores busy): the same 30 s as every other request here
-    document = httpx.get(f"{api.base_url}/openapi.json", timeout=30).json()
+    document = loopback.get(f"{api.base_url}/openapi.json", timeout=30).json()
     validate(document)
     for path, operations in document["paths"].items():
         for method, operation in operations.items():

@@ -27,6 +27,7 @@ from service.kit.auth import Role, create_token
 from service.kit.db import utcnow
 from service.okrs import service as okrs
 from service.okrs.models import KamAssessment, ManualValue, OkrMapping
+from tests import loopback
 from tests.service.test_api import Api, served_api
 from tests.service.writeback.world import EXAMPLES, connection
 
@@ -50,16 +51,16 @@ def _raw(api: Api, method: str, path: str, role: str | None, content: bytes, **h
     sent = {"Content-Type": "application/json", **headers}
     if role:
         sent["Authorization"] = f"Bearer {api.tokens[role]}"
-    return httpx.request(method, f"{api.base_url}{path}", content=content, headers=sent, timeout=30)
+    return loopback.request(method, f"{api.base_url}{path}", content=content, headers=sent, timeout=30)
 
 
 # --- 11: one error shape, the token before the body, /docs offline -------------------------------------------------
 
 
 def test_unknown_routes_and_methods_have_the_error_shape(api: Api) -> None:
-    assert _shape(httpx.get(f"{api.base_url}/api/v1/nothing-here", timeout=30), 404)["error"] == "not_found"
-    assert _shape(httpx.get(f"{api.base_url}/no/such/page", timeout=30), 404)["error"] == "not_found"
-    assert _shape(httpx.delete(f"{api.base_url}/api/v1/mappings"), 405)["error"] == "method_not_allowed"
+    assert _shape(loopback.get(f"{api.base_url}/api/v1/nothing-here", timeout=30), 404)["error"] == "not_found"
+    assert _shape(loopback.get(f"{api.base_url}/no/such/page", timeout=30), 404)["error"] == "not_found"
+    assert _shape(loopback.delete(f"{api.base_url}/api/v1/mappings"), 405)["error"] == "method_not_allowed"
 
 
 def test_the_token_is_checked_before_the_body(api: Api) -> None:
@@ -75,17 +76,17 @@ def test_the_token_is_checked_before_the_body(api: Api) -> None:
 
 
 def test_docs_load_their_assets_from_the_sidecar(api: Api) -> None:
-    page = httpx.get(f"{api.base_url}/docs", timeout=30)
+    page = loopback.get(f"{api.base_url}/docs", timeout=30)
     assert page.status_code == 200
     sources = [part.split('"')[1] for part in page.text.split("src=")[1:]] + [
         part.split("'")[1] for part in page.text.split("href=")[1:] if part.startswith("'")
     ]
     assert sources and all(s.startswith("/docs/static/") for s in sources if s.endswith((".js", ".css"))), sources
     assert "cdn" not in page.text.lower()
-    script = httpx.get(f"{api.base_url}/docs/static/swagger-ui-bundle.js", timeout=30)
+    script = loopback.get(f"{api.base_url}/docs/static/swagger-ui-bundle.js", timeout=30)
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert len(script.content) > 100_000
-    assert httpx.get(f"{api.base_url}/docs/static/swagger-ui.css", timeout=30).status_code == 200
+    assert loopback.get(f"{api.base_url}/docs/static/swagger-ui.css", timeout=30).status_code == 200
 
 
 def test_a_huge_body_is_refused_before_it_is_read(api: Api) -> None:
@@ -100,7 +101,7 @@ def test_a_huge_body_is_refused_before_it_is_read(api: Api) -> None:
             yield b"x" * 10_000
         yield b'"}'
 
-    streamed = httpx.post(
+    streamed = loopback.post(
         f"{api.base_url}{path}",
         content=chunks(),
         headers={"Authorization": f"Bearer {api.tokens['sales_ops']}", "Content-Type": "application/json"},
@@ -147,7 +148,7 @@ def test_the_largest_id_is_a_plain_404(api: Api) -> None:
     ],
 )
 def test_the_dashboard_answers_huge_numbers_with_a_page(api: Api, path: str) -> None:
-    page = httpx.get(
+    page = loopback.get(
         f"{api.base_url}{path.format(mapping=api.mapping)}", cookies={"okrsync_token": api.tokens["viewer"]}, timeout=30
     )
     assert 400 <= page.status_code < 500, page.status_code
@@ -177,7 +178,7 @@ def test_a_manual_value_must_be_a_finite_number(api: Api, body: bytes) -> None:
 def test_the_dashboard_check_in_form_refuses_odd_confidence(api: Api, tmp_path: Path) -> None:
     mapping_id = _running_mapping(api, tmp_path)
     for odd in ("²", "9" * 5_000, "١"):  # superscript two, 5,000 digits, Arabic-Indic one
-        page = httpx.post(
+        page = loopback.post(
             f"{api.base_url}/dashboard/{mapping_id}/check-in",
             data={"confidence.discovery-meetings": odd, "attendee": "Anna Berger"},
             cookies={"okrsync_token": api.tokens["sales_ops"]},
@@ -210,7 +211,7 @@ def test_a_kam_cannot_assess_an_account_that_is_not_a_key_account(api: Api) -> N
     path = f"{api.base_url}/api/v1/mappings/{api.kam_mapping}/kam-assessments"
     body = {"account_id": plain_id, "criterion": "strategic-relationship", "status": "met"}
     for token in (kam_token, api.tokens["sales_ops"]):
-        refused = httpx.post(path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        refused = loopback.post(path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         assert "is not a key account" in _shape(refused, 404)["detail"]
     with Session(api.engine) as session:
         assert len(session.exec(sqlmodel.select(KamAssessment)).all()) == before

@@ -33,6 +33,7 @@ from service.okrs.models import OkrMapping
 from service.sidecar import SANDBOX_HUBSPOT_CLIENT_SECRET
 from service.sync.models import SyncRun
 from service.writeback.models import OutboxRow
+from tests import loopback
 from tests.conftest import POSTGRES_URL, _postgres_engine
 from tests.service.deployment import (
     PORTAL_ID,
@@ -61,7 +62,7 @@ class Crm:
         self.verify = ssl.create_default_context(cafile=ca)
 
     def set_amount(self, deal: str, amount: float) -> None:
-        answer = httpx.post(
+        answer = loopback.post(
             f"{self.url}/crm/v3/objects/deals/batch/update",
             json={"inputs": [{"id": deal, "properties": {"amount": str(amount)}}]},
             headers={"Authorization": f"Bearer {self.token}"},
@@ -71,11 +72,11 @@ class Crm:
         assert answer.status_code == 200, answer.text
 
     def reset_stats(self) -> None:
-        assert httpx.post(f"{self.url}/__sandbox/reset-stats", verify=self.verify, timeout=10).status_code == 204
+        assert loopback.post(f"{self.url}/__sandbox/reset-stats", verify=self.verify, timeout=10).status_code == 204
 
     def calls(self) -> tuple[int, int]:
         """(HubSpot API calls, Salesforce API calls) since the last reset."""
-        stats = httpx.get(f"{self.url}/__sandbox/stats", verify=self.verify, timeout=10).json()
+        stats = loopback.get(f"{self.url}/__sandbox/stats", verify=self.verify, timeout=10).json()
         return stats["hubspot"]["api_calls_total"], stats["api_calls_total"]
 
 
@@ -234,7 +235,7 @@ def _card(sidecar: str, deal: str, portal_id: int) -> dict[str, Any]:
     signature = sign_hubspot_v3(
         client_secret=SANDBOX_HUBSPOT_CLIENT_SECRET, method="GET", uri=f"{sidecar}{path}", body=b"", timestamp=stamp
     )
-    answer = httpx.get(
+    answer = loopback.get(
         f"{sidecar}{path}", headers={"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
     )
     assert answer.status_code == 200, answer.text

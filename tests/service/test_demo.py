@@ -16,12 +16,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from service.demo import EXAMPLES_DIR, move_to_quarter, quarter_of, write_moved_examples
 from service.okrs import service as okrs
+from tests import loopback
 
 REP_LINE = re.compile(r"logged a meeting with .+ \((HubSpot|Salesforce)\) → discovery-meetings (\d+) → (\d+) \(")
 
@@ -70,7 +70,7 @@ class Output:
 def _discovery_meetings(base_url: str, token: str, mapping_ids: list[int]) -> float:
     total = 0.0
     for mapping_id in mapping_ids:
-        answer = httpx.get(
+        answer = loopback.get(
             f"{base_url}/api/v1/mappings/{mapping_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10
         )
         assert answer.status_code == 200, answer.text

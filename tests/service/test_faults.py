@@ -39,6 +39,7 @@ from service.kit.leases import WorkLease
 from service.kit.server import free_port
 from service.okrs.models import OkrMapping
 from service.writeback.models import OutboxRow
+from tests import loopback
 from tests.conftest import BASE_POSTGRES_URL, POSTGRES_URL, _postgres_engine
 from tests.service.deployment import Deployment, burst, deliver, deployed, events, post, settled, wait_for
 
@@ -108,7 +109,7 @@ def _crm(world: Deployment) -> dict[str, list[tuple[Any, ...]]]:
     ca = ssl.create_default_context(cafile=Path(world.env["OKRSYNC_DATA_DIR"]) / "sandbox" / "ca.pem")
     out: dict[str, list[tuple[Any, ...]]] = {}
     for sobject, fields in CRM_FIELDS.items():
-        answer = httpx.get(f"{world.sandbox_url}/__sandbox/records/{sobject}", verify=ca, timeout=30)
+        answer = loopback.get(f"{world.sandbox_url}/__sandbox/records/{sobject}", verify=ca, timeout=30)
         assert answer.status_code == 200, answer.text
         rows = [tuple(r.get(f) for f in fields) for r in answer.json()]
         if sobject == "Opportunity":
@@ -195,7 +196,7 @@ def test_kill_9_at_random_points_ends_like_a_clean_run(clean_and_killed: tuple[D
 
 def _stats(world: Deployment) -> dict[str, Any]:
     ca = ssl.create_default_context(cafile=Path(world.env["OKRSYNC_DATA_DIR"]) / "sandbox" / "ca.pem")
-    return httpx.get(f"{world.sandbox_url}/__sandbox/stats", verify=ca, timeout=10).json()  # type: ignore[no-any-return]
+    return loopback.get(f"{world.sandbox_url}/__sandbox/stats", verify=ca, timeout=10).json()  # type: ignore[no-any-return]
 
 
 def _inject_faults(world: Deployment) -> None:
@@ -206,7 +207,7 @@ def _inject_faults(world: Deployment) -> None:
         {"kind": "drop", "match": "composite_upsert", "after": 1, "times": 2},  # applied, the answer lost: replayed
         {"kind": "record_error", "match": "composite_upsert", "index": 3, "error_code": "UNABLE_TO_LOCK_ROW"},
     ):
-        answer = httpx.post(f"{world.sandbox_url}/__sandbox/faults", json=fault, verify=ca, timeout=10)
+        answer = loopback.post(f"{world.sandbox_url}/__sandbox/faults", json=fault, verify=ca, timeout=10)
         assert answer.status_code == 201, answer.text
 
 
@@ -304,7 +305,7 @@ def test_postgres_restarted_under_load_recovers_without_manual_action(
         private_postgres.stop("immediate")  # a crash, as if the database host went away
         with pytest.raises(AssertionError, match="500|503"):
             post(sidecar, batches[4])  # not accepted while the database is down (5xx): HubSpot sends it again
-        ready = httpx.get(f"{sidecar}/readyz", timeout=10)
+        ready = loopback.get(f"{sidecar}/readyz", timeout=10)
         assert ready.status_code == 503 and ready.json()["database"] != "ok"
         time.sleep(2)
         private_postgres.start()
@@ -315,5 +316,5 @@ def test_postgres_restarted_under_load_recovers_without_manual_action(
             raise AssertionError(world.logs()) from None
         stored = events(world.engine)
         assert len(stored) == 1200 and all(e.status == "processed" for e in stored), world.logs()
-        assert httpx.get(f"{sidecar}/readyz", timeout=10).json()["database"] == "ok"
+        assert loopback.get(f"{sidecar}/readyz", timeout=10).json()["database"] == "ok"
         assert all(p.poll() is None for p in world.processes), "a process died instead of recovering"

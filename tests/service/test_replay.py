@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlmodel
 from sqlalchemy import make_url, text
@@ -34,6 +33,7 @@ from service.kit.db import make_engine
 from service.kit.migrate import create_schema
 from service.kit.server import free_port
 from service.webhooks.models import WebhookEvent, WebhookReplay
+from tests import loopback
 from tests.conftest import BASE_POSTGRES_URL, WORKER
 from tests.service.deployment import OKRSYNC, wait_for
 from tests.service.webhooks.raw_http import raw_post
@@ -90,7 +90,7 @@ class Sidecars:
             )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: httpx.get(f"{base}/healthz", timeout=1).status_code == 200, f"sidecar {name}")
+            wait_for(lambda: loopback.get(f"{base}/healthz", timeout=1).status_code == 200, f"sidecar {name}")
         except AssertionError:
             raise AssertionError(self.logs()) from None
         return base

@@ -44,6 +44,7 @@ from service.loop import run_pass
 from service.sync.service import run_sync
 from service.webhooks.models import WebhookEvent
 from service.writeback.service import send
+from tests import loopback
 from tests.conftest import ANCHOR
 from tests.service.sidecar_process import okrsync_serve
 from tests.service.writeback.world import apply_examples, connection
@@ -68,7 +69,7 @@ class Sidecar:
         signature = sign_hubspot_v3(client_secret=secret, method="POST", uri=uri, body=body, timestamp=stamp)
         headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp,
                    "Content-Type": "application/json"}  # fmt: skip
-        return httpx.post(uri, content=body + (b" " if tamper else b""), headers=headers, timeout=10)
+        return loopback.post(uri, content=body + (b" " if tamper else b""), headers=headers, timeout=10)
 
 
 def _config(server: SandboxServer) -> HubSpotConfig:
@@ -153,7 +154,7 @@ def test_a_logged_meeting_moves_the_key_result_in_the_crm(sidecar: Sidecar) -> N
         time.sleep(0.05)
     assert stored.duplicates == 1 and stored.object_type == "meetings"
     assert elapsed < 30  # measured in bench/; here only a bound that the worker got there
-    metrics = httpx.get(f"{sidecar.base_url}/metrics").text
+    metrics = loopback.get(f"{sidecar.base_url}/metrics").text
     assert 'okrsync_webhook_events_received_total{source="hubspot"} 1.0' in metrics
     assert 'okrsync_webhook_events_duplicate_total{source="hubspot"} 1.0' in metrics
     assert 'okrsync_outbox_pending{crm="hubspot"} 0.0' in metrics  # everything written
@@ -188,8 +189,8 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(sidecar: Sidecar, case
 
 
 def test_health_and_readiness(sidecar: Sidecar) -> None:
-    assert httpx.get(f"{sidecar.base_url}/healthz").json() == {"status": "ok"}
-    ready = httpx.get(f"{sidecar.base_url}/readyz").json()
+    assert loopback.get(f"{sidecar.base_url}/healthz").json() == {"status": "ok"}
+    ready = loopback.get(f"{sidecar.base_url}/readyz").json()
     assert ready["status"] == "ok" and ready["database"] == "ok" and "hubspot" in ready["last_sync_age_seconds"]
 
 
@@ -272,7 +273,7 @@ def test_malformed_hubspot_batches_are_refused_with_a_reason(
     stamp = str(int(time.time() * 1000))
     uri = f"{sidecar.base_url}/webhooks/hubspot"
     signature = sign_hubspot_v3(client_secret=SECRET, method="POST", uri=uri, body=body, timestamp=stamp)
-    answer = httpx.post(
+    answer = loopback.post(
         uri, content=body, headers={"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
     )
     assert answer.status_code == status, answer.text
@@ -291,13 +292,13 @@ def test_the_hubspot_card_answers_signed_requests_only(sidecar: Sidecar) -> None
         client_secret=SECRET, method="GET", uri=f"{sidecar.base_url}{path}", body=b"", timestamp=stamp
     )
     headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
-    card = httpx.get(f"{sidecar.base_url}{path}", headers=headers)
+    card = loopback.get(f"{sidecar.base_url}{path}", headers=headers)
     assert card.status_code == 200, card.text
     body = card.json()
     assert body["record"]["objectId"] == deal and body["keyResults"]
     assert {"title", "progress", "expected", "status", "contributed"} <= set(body["keyResults"][0])
-    assert httpx.get(f"{sidecar.base_url}{path}").status_code == 401
-    tampered = httpx.get(f"{sidecar.base_url}{path.replace('deals', 'companies')}", headers=headers)
+    assert loopback.get(f"{sidecar.base_url}{path}").status_code == 401
+    tampered = loopback.get(f"{sidecar.base_url}{path.replace('deals', 'companies')}", headers=headers)
     assert tampered.status_code == 401
 
 
@@ -305,9 +306,9 @@ def test_the_hubspot_card_answers_signed_requests_only(sidecar: Sidecar) -> None
 def test_okrsync_serve_starts_on_the_sandbox(tmp_path: Path) -> None:
     with okrsync_serve(tmp_path) as served:
         secret = served.token(name="ops", role="sales_ops")
-        answer = httpx.get(f"{served.base_url}/api/v1/mappings", headers={"Authorization": f"Bearer {secret}"})
+        answer = loopback.get(f"{served.base_url}/api/v1/mappings", headers={"Authorization": f"Bearer {secret}"})
         assert answer.status_code == 200 and answer.json() == []
-        assert httpx.get(f"{served.base_url}/docs").status_code == 200
+        assert loopback.get(f"{served.base_url}/docs").status_code == 200
 
 
 def test_a_deletion_event_marks_the_record_deleted(sidecar: Sidecar) -> None:

@@ -10,7 +10,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlmodel
 from pydantic import SecretStr
@@ -26,6 +25,7 @@ from service.kit.server import ThreadedServer
 from service.kit.settings import ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent
 from service.writeback.service import send
+from tests import loopback
 from tests.conftest import fast_config
 from tests.service.writeback.world import (
     apply_examples,
@@ -117,7 +117,7 @@ def test_an_outbound_message_moves_the_key_result(sidecar: SalesforceSidecar) ->
     event = _log_meeting(sidecar)
     body = _outbound(sidecar.org.org_id, "04l000000000001AAA", event)
     for _ in range(2):  # Salesforce repeats a notification until it sees the Ack
-        answer = httpx.post(
+        answer = loopback.post(
             f"{sidecar.base_url}/webhooks/salesforce", content=body, headers={"Content-Type": "text/xml"}
         )
         assert answer.status_code == 200 and b"<Ack>true</Ack>" in answer.content
@@ -134,13 +134,13 @@ def test_a_flow_callout_moves_the_key_result(sidecar: SalesforceSidecar) -> None
         {"id": "evt-1", "sobject": "Event", "recordId": event["Id"], "changeType": "create",
          "occurredAt": "2026-09-30T17:00:00Z"}]}).encode()  # fmt: skip
     header = sign_shared_hmac(secret=FLOW_SECRET, body=body, timestamp=int(time.time()))
-    answer = httpx.post(
+    answer = loopback.post(
         f"{sidecar.base_url}/webhooks/salesforce/flow", content=body, headers={"X-Okrsync-Signature": header}
     )
     assert answer.status_code == 200, answer.text
     _wait_for(lambda: _records(sidecar.org) == before + 1)
     forged = sign_shared_hmac(secret="wrong", body=body, timestamp=int(time.time()))
-    refused = httpx.post(
+    refused = loopback.post(
         f"{sidecar.base_url}/webhooks/salesforce/flow", content=body, headers={"X-Okrsync-Signature": forged}
     )
     assert refused.status_code == 401
@@ -166,7 +166,9 @@ def test_bad_outbound_messages_are_refused_and_nothing_is_stored(
         "other-org": _outbound("00D000000000999AAA", "04l3", event),
         "huge": b"<x>" + b"a" * 300_000 + b"</x>",
     }[case]
-    answer = httpx.post(f"{sidecar.base_url}/webhooks/salesforce", content=body, headers={"Content-Type": "text/xml"})
+    answer = loopback.post(
+        f"{sidecar.base_url}/webhooks/salesforce", content=body, headers={"Content-Type": "text/xml"}
+    )
     assert answer.status_code == status, answer.text
     with Session(sidecar.engine) as session:
         assert session.exec(sqlmodel.select(WebhookEvent)).all() == []

@@ -11,12 +11,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import loopback
 from tests.service.sidecar_process import okrsync_serve
 
 
 def _login_cookie(base_url: str, token: str) -> str:
     host = base_url.removeprefix("http://")
-    proxy = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), base_url=base_url)
+    proxy = loopback.client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), base_url=base_url)
     with proxy:
         answer = proxy.post(
             "/dashboard/login",

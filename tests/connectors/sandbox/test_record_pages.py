@@ -13,6 +13,7 @@ from connectors.salesforce.adapter import ADAPTER as SALESFORCE
 from connectors.sandbox.hubspot_generator import generate_portal
 from connectors.sandbox.server import SandboxServer
 from connectors.sandbox.store import SandboxOrg
+from tests import loopback
 from tests.conftest import ANCHOR, small_org
 
 
@@ -24,7 +25,7 @@ def server() -> Iterator[SandboxServer]:
 
 
 def _get(server: SandboxServer, url: str) -> httpx.Response:
-    return httpx.get(url, verify=server.ca_path or False, timeout=10)
+    return loopback.get(url, verify=server.ca_path or False, timeout=10)
 
 
 def test_a_salesforce_record_link_opens_its_page(server: SandboxServer) -> None:

@@ -9,7 +9,6 @@ from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlmodel
 from sqlalchemy.engine import Engine
@@ -25,6 +24,7 @@ from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
 from service.okrs import service as okrs
 from service.sync.service import run_sync
+from tests import loopback
 from tests.conftest import ANCHOR, fast_config
 from tests.service.writeback.world import (
     SalesforceWorld,
@@ -134,15 +134,15 @@ def test_check_in_api_roles_and_closed_cycle(world: SalesforceWorld) -> None:
         body = {"attendees": ["Anna"], "confidence": {"discovery-meetings": 8}}
         viewer = {"Authorization": f"Bearer {tokens[Role.viewer]}"}
         ops = {"Authorization": f"Bearer {tokens[Role.sales_ops]}"}
-        assert httpx.post(f"{url}/weekly-check-ins", json=body, headers=viewer).status_code == 403
-        ended = httpx.post(f"{url}/weekly-check-ins", json=body, headers=ops)  # today is after Q3 2026
+        assert loopback.post(f"{url}/weekly-check-ins", json=body, headers=viewer).status_code == 403
+        ended = loopback.post(f"{url}/weekly-check-ins", json=body, headers=ops)  # today is after Q3 2026
         assert ended.status_code == 409 and "ended" in ended.json()["detail"]
-        bad = httpx.post(f"{url}/weekly-check-ins", json={"confidence": {"discovery-meetings": 0}}, headers=ops)
+        bad = loopback.post(f"{url}/weekly-check-ins", json={"confidence": {"discovery-meetings": 0}}, headers=ops)
         assert bad.status_code == 422
-        assert httpx.get(f"{url}/weekly-check-ins", headers=viewer).json() == []
-        trend = httpx.get(f"{url}/key-results/discovery-meetings/trend", headers=viewer).json()
+        assert loopback.get(f"{url}/weekly-check-ins", headers=viewer).json() == []
+        trend = loopback.get(f"{url}/key-results/discovery-meetings/trend", headers=viewer).json()
         assert trend["points"] == 3 and trend["change_7d"] is not None
-        assert httpx.get(f"{url}/key-results/nope/trend", headers=viewer).status_code == 404
+        assert loopback.get(f"{url}/key-results/nope/trend", headers=viewer).status_code == 404
 
 
 def test_the_team_hygiene_score_is_kept_per_computation(world: SalesforceWorld) -> None:

@@ -10,7 +10,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 import pytest
 import sqlmodel
 from fastapi import FastAPI
@@ -26,6 +25,7 @@ from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
 from service.okrs.models import OkrMapping
+from tests import loopback
 from tests.conftest import ANCHOR, POSTGRES_URL, _postgres_engine, fast_config
 from tests.service.writeback.world import apply_examples, deployed_org, start_salesforce
 
@@ -43,11 +43,11 @@ class DashboardWorld:
     tokens: dict[str, str]
     mappings: dict[str, int]  # example name -> mapping id
 
-    def client(self, role: str | None = None, **headers: str) -> httpx.Client:
+    def client(self, role: str | None = None, **headers: str) -> loopback.Client:
         """An HTTP client for the dashboard; with ``role``, sending that role's bearer token."""
         if role is not None:
             headers["Authorization"] = f"Bearer {self.tokens[role]}"
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, follow_redirects=False)
+        return loopback.client(base_url=self.base_url, headers=headers, timeout=30, follow_redirects=False)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 import yaml
 from sqlalchemy.engine import Engine
@@ -21,6 +20,7 @@ from service.goals import service as goals
 from service.kit.auth import Role, create_token
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
+from tests import loopback
 from tests.service.compute import world
 
 FORM = {"key": "new-business-2026", "title": "Win new customers", "owner": "Clara CEO",
@@ -36,14 +36,14 @@ class Site:
     tokens: dict[str, str]
     mapping_id: int
 
-    def bearer(self, role: str) -> httpx.Client:
+    def bearer(self, role: str) -> loopback.Client:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"}
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, follow_redirects=False)
+        return loopback.client(base_url=self.base_url, headers=headers, timeout=30, follow_redirects=False)
 
-    def browser(self, role: str, *, origin: str | None = "same") -> httpx.Client:
+    def browser(self, role: str, *, origin: str | None = "same") -> loopback.Client:
         """As the logged-in browser sends it: the token in the cookie, Origin this site (or another, or none)."""
         headers = {} if origin is None else {"Origin": self.base_url if origin == "same" else origin}
-        return httpx.Client(
+        return loopback.client(
             base_url=self.base_url, headers=headers, cookies={access.TOKEN_COOKIE: self.tokens[role]}, timeout=30,
             follow_redirects=False,
         )  # fmt: skip
@@ -74,9 +74,9 @@ def site(engine: Engine) -> Iterator[Site]:
         headers = {"Authorization": f"Bearer {tokens['sales_ops']}"}
         body = {"key": "care-2026-h2", "title": "Keep our customers", "owner": "coo@example.com",
                 "measure": "NPS 50", "period": "2026-H2"}  # fmt: skip
-        assert httpx.post(f"{http.base_url}/api/v1/goals", json=body, headers=headers).status_code == 201
-        assert httpx.post(f"{http.base_url}/api/v1/goals", json={**body, **FORM}, headers=headers).status_code == 201
-        applied = httpx.post(
+        assert loopback.post(f"{http.base_url}/api/v1/goals", json=body, headers=headers).status_code == 201
+        assert loopback.post(f"{http.base_url}/api/v1/goals", json={**body, **FORM}, headers=headers).status_code == 201
+        applied = loopback.post(
             f"{http.base_url}/api/v1/mappings/apply", headers=headers, timeout=60,
             json={"yaml": _mapping_text("new-business-2026"), "connection": "salesforce/world"},
         )  # fmt: skip

@@ -34,6 +34,7 @@ from service.kit.auth import Role, create_token, revoke_token
 from service.okrs import service as okrs
 from service.okrs.models import KamAssessment, ManualValue, OkrMapping
 from service.sprints import service as sprints
+from tests import loopback
 from tests.berlin_hours import berlin_open_seconds
 from tests.conftest import ANCHOR
 from tests.service.dashboard.conftest import KAM_EMAIL, REP_EMAIL, TODAY, WEEKS, DashboardWorld, set_today
@@ -67,7 +68,7 @@ def _check_ins(world: DashboardWorld) -> list[CheckIn]:
         return checkins.check_ins(session, _mapping(world, session))
 
 
-def _log_in(world: DashboardWorld, browser: httpx.Client, role: str) -> None:
+def _log_in(world: DashboardWorld, browser: loopback.Client, role: str) -> None:
     answer = browser.post(
         "/dashboard/login", data={"token": world.tokens[role], "next": "/dashboard"}, headers={"Origin": world.base_url}
     )

@@ -29,6 +29,7 @@ from service.kit.settings import Settings
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping
 from service.planning import builder
+from tests import loopback
 from tests.service.compute import world
 
 TEAM = "World team"
@@ -48,15 +49,15 @@ class Site:
     tokens: dict[str, str]
     engine: Engine
 
-    def browser(self, role: str) -> httpx.Client:
+    def browser(self, role: str) -> loopback.Client:
         """As the logged-in browser sends it: the token in the cookie, Origin this site."""
-        return httpx.Client(
+        return loopback.client(
             base_url=self.base_url, headers={"Origin": self.base_url}, cookies={access.TOKEN_COOKIE: self.tokens[role]},
             timeout=60, follow_redirects=False,
         )  # fmt: skip
 
     def api(self, method: str, path: str, json: Any = None) -> Any:
-        answer = httpx.request(
+        answer = loopback.request(
             method, f"{self.base_url}/api/v1{path}", json=json, timeout=60,
             headers={"Authorization": f"Bearer {self.tokens['sales_ops']}"},
         )  # fmt: skip
@@ -256,7 +257,7 @@ def test_a_viewer_sees_the_draft_but_gets_no_form_and_posting_is_forbidden(site:
             assert refused.status_code == 403, (path, refused.text)
             assert "This needs the role" in refused.text
     # a form sent from another site is refused even for a rep
-    with httpx.Client(base_url=site.base_url, headers={"Origin": "https://evil.example"},
+    with loopback.client(base_url=site.base_url, headers={"Origin": "https://evil.example"},
                       cookies={access.TOKEN_COOKIE: site.tokens["rep"]}) as forged:  # fmt: skip
         assert forged.post(f"/dashboard/planning/{draft_id}/comments", data={"body": "x"}).status_code == 403
     assert _stored(site, draft_id)["revision"] == 3 and _stored(site, draft_id)["events"] == []
@@ -388,7 +389,9 @@ def test_the_draft_downloads_as_its_mapping_file_and_a_vanished_goal_is_named(si
     assert 'filename="world-team-q1-2027.yaml"' in exported.headers["content-disposition"]
     assert yaml.safe_load(exported.text) == _stored(site, draft_id)["content"]
     # the goal is deleted (nothing applied serves it yet): the draft still names it, and says it is gone
-    with httpx.Client(base_url=site.base_url, headers={"Authorization": f"Bearer {site.tokens['sales_ops']}"}) as ops:
+    with loopback.client(
+        base_url=site.base_url, headers={"Authorization": f"Bearer {site.tokens['sales_ops']}"}
+    ) as ops:
         assert ops.delete(f"/api/v1/goals/{GOAL['key']}").status_code == 200
     with site.browser("rep") as rep:
         page = rep.get(f"/dashboard/planning/{draft_id}").text
@@ -459,7 +462,9 @@ def test_a_draft_whose_goal_vanished_in_review_is_not_approved_and_the_page_says
     draft_id = _with_a_key_result(site)
     with site.browser("rep") as rep:
         assert rep.post(f"/dashboard/planning/{draft_id}/submit").status_code == 303
-    with httpx.Client(base_url=site.base_url, headers={"Authorization": f"Bearer {site.tokens['sales_ops']}"}) as ops:
+    with loopback.client(
+        base_url=site.base_url, headers={"Authorization": f"Bearer {site.tokens['sales_ops']}"}
+    ) as ops:
         assert ops.delete(f"/api/v1/goals/{GOAL['key']}").status_code == 200
     with site.browser("lead") as lead:
         refused = lead.post(f"/dashboard/planning/{draft_id}/approve", data={"reason": ""})

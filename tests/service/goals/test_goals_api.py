@@ -18,6 +18,7 @@ from service.app import create_app
 from service.kit.auth import Role, create_token
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
+from tests import loopback
 from tests.service.compute import world
 
 GOAL = {
@@ -46,7 +47,7 @@ class Api:
 
     def call(self, method: str, path: str, role: str | None, json: Any = None, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[role]}"} if role else {}
-        return httpx.request(
+        return loopback.request(
             method, f"{self.base_url}/api/v1{path}", json=json, params=params, headers=headers, timeout=60
         )
 

@@ -27,6 +27,7 @@ from service.kit.db import make_engine
 from service.kit.migrate import create_schema
 from service.kit.server import ThreadedServer
 from service.kit.settings import Settings, get_settings
+from tests import loopback
 from tests.service.compute import world
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "mappings" / "examples"
@@ -256,7 +257,7 @@ class Api:
     def post(self, path: str, text: str) -> httpx.Response:
         body: dict[str, Any] = {"yaml": text, "connection": "salesforce/world"}
         headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.post(f"{self.base_url}/api/v1/mappings/{path}", json=body, headers=headers, timeout=60)
+        return loopback.post(f"{self.base_url}/api/v1/mappings/{path}", json=body, headers=headers, timeout=60)
 
 
 @pytest.fixture

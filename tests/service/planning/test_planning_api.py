@@ -22,6 +22,7 @@ from service.kit.server import ThreadedServer
 from service.kit.settings import Settings
 from service.okrs import service as okrs
 from service.okrs.models import OkrMapping, OkrMappingVersion
+from tests import loopback
 from tests.service.compute import world
 
 TEAM = "World team"
@@ -63,7 +64,7 @@ class Api:
     tokens: dict[str, str]
 
     def call(self, method: str, path: str, role: str, json: Any = None, **params: Any) -> httpx.Response:
-        return httpx.request(
+        return loopback.request(
             method, f"{self.base_url}/api/v1/planning{path}", json=json, params=params,
             headers={"Authorization": f"Bearer {self.tokens[role]}"}, timeout=60,
         )  # fmt: skip
@@ -347,14 +348,14 @@ def test_a_draft_that_stopped_validating_after_submit_is_refused_on_approval_not
     (422), the draft stays in review, nothing is applied."""
     headers = {"Authorization": f"Bearer {api.tokens['sales_ops']}"}
     goal = {"key": "win-2026", "title": "Win", "owner": "CEO", "measure": "120 customers", "period": "2026"}
-    assert httpx.post(f"{api.base_url}/api/v1/goals", json=goal, headers=headers).status_code == 201
+    assert loopback.post(f"{api.base_url}/api/v1/goals", json=goal, headers=headers).status_code == 201
     draft = _draft(api)
     path = f"/drafts/{draft['id']}"
     content = _with_objectives(draft["content"])
     content["objectives"][0]["serves"] = "win-2026"
     assert api.ok("PUT", path, "rep", {"content": content, "revision": 1})["problems"] == []
     api.ok("POST", f"{path}/submit", "rep")
-    assert httpx.delete(f"{api.base_url}/api/v1/goals/win-2026", headers=headers).status_code == 200
+    assert loopback.delete(f"{api.base_url}/api/v1/goals/win-2026", headers=headers).status_code == 200
     refused = api.call("POST", f"{path}/approve", "lead", {})
     assert refused.status_code == 422, refused.text
     assert "win-2026" in refused.text and "does not apply" in refused.text

@@ -9,7 +9,6 @@ from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlmodel
 from sqlalchemy.engine import Engine
@@ -29,6 +28,7 @@ from service.okrs.models import OkrMapping
 from service.sprints import service as sprints
 from service.sprints.models import SprintResult
 from service.sync.service import run_sync
+from tests import loopback
 from tests.conftest import ANCHOR, fast_config
 from tests.service.writeback.world import EXAMPLES, SalesforceWorld, apply_examples, deployed_org, start_salesforce
 
@@ -203,7 +203,7 @@ def test_sprints_through_the_api_and_bad_sprints(world: SalesforceWorld) -> None
     }  # fmt: skip
     with ThreadedServer(app) as http:
         url = f"{http.base_url}/api/v1/mappings/{mapping_id}/sprints"
-        assert httpx.post(url, json=new, headers=viewer).status_code == 403
+        assert loopback.post(url, json=new, headers=viewer).status_code == 403
         bad_cases = [
             ({"start": "2026-09-20", "end": "2026-09-29"}, "overlaps sprint acquisition-sprint-3"),
             ({"start": "2026-09-30", "end": "2026-09-28"}, "ends (2026-09-28) before it starts"),
@@ -228,25 +228,25 @@ def test_sprints_through_the_api_and_bad_sprints(world: SalesforceWorld) -> None
             ({"goal": "x" * 1_100_000}, "larger than 1,048,576 bytes"),  # under the API's 4 MB, over a file's 1 MiB
         ]
         for change, message in bad_cases:
-            response = httpx.post(url, json={**new, **change}, headers=ops, timeout=60)  # a 1.1 MB body among them
+            response = loopback.post(url, json={**new, **change}, headers=ops, timeout=60)  # a 1.1 MB body among them
             assert response.status_code == 422, change
             assert message in str(response.json()["detail"]), (change, response.json())
         with Session(world.engine) as session:
             assert session.get(OkrMapping, mapping_id).current_version == 1  # type: ignore[union-attr]
-        added = httpx.post(url, json=new, headers=ops)
+        added = loopback.post(url, json=new, headers=ops)
         assert added.status_code == 201, added.text
         assert added.json()["version"] == 2 and added.json()["sprint"]["source"] == "api"
         assert added.json()["sprint"]["achieved"] is not None  # computed at once
-        listed = httpx.get(url, headers=viewer).json()
+        listed = loopback.get(url, headers=viewer).json()
         assert [s["key"] for s in listed["sprints"]][-1] == "hygiene-sprint"
         assert listed["forecast"]["sprints"] == 4
-        retro = httpx.post(f"{url}/hygiene-sprint/retrospective", json={"improvement": "Weekly hygiene hour"},
+        retro = loopback.post(f"{url}/hygiene-sprint/retrospective", json={"improvement": "Weekly hygiene hour"},
                            headers=ops)  # fmt: skip
         assert retro.status_code == 201 and retro.json()["retrospective"]["improvement"] == "Weekly hygiene hour"
-        empty = httpx.post(f"{url}/hygiene-sprint/retrospective", json={"improvement": " "}, headers=ops)
+        empty = loopback.post(f"{url}/hygiene-sprint/retrospective", json={"improvement": " "}, headers=ops)
         assert empty.status_code == 422 and "improvement" in empty.text
-        assert httpx.post(f"{url}/nope/retrospective", json={"improvement": "x"}, headers=ops).status_code == 404
-        assert httpx.get(f"{url}/nope", headers=viewer).status_code == 404
+        assert loopback.post(f"{url}/nope/retrospective", json={"improvement": "x"}, headers=ops).status_code == 404
+        assert loopback.get(f"{url}/nope", headers=viewer).status_code == 404
 
 
 def test_suggested_next_commitment_compares_sprints_measured_alike(world: SalesforceWorld) -> None:

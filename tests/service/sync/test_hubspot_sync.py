@@ -25,6 +25,7 @@ from connectors.sandbox.store import SandboxOrg
 from service.crm.models import ActivityContact, CrmConnection
 from service.dashboard.links import RecordLinks
 from service.sync.service import run_sync
+from tests import loopback
 from tests.conftest import ANCHOR, fast_config
 from tests.service.sync.helpers import local_rows
 
@@ -468,7 +469,7 @@ def test_the_first_sync_learns_the_portals_record_pages_and_the_links_open(engin
     links = _record_links(engine, [deal["id"], company["id"], meeting])
     assert links == {deal["id"]: f"{base}/record/0-3/{deal['id']}", company["id"]: f"{base}/record/0-2/{company['id']}",
                      meeting: None}  # fmt: skip
-    with httpx.Client(verify=ssl.create_default_context(cafile=server.ca_path), trust_env=False) as browser:
+    with loopback.client(verify=ssl.create_default_context(cafile=server.ca_path), trust_env=False) as browser:
         opened = browser.get(links[deal["id"]] or "")
         assert opened.status_code == 200 and opened.json()["id"] == deal["id"]
         assert opened.json()["properties"]["dealname"] == deal["properties"]["dealname"]

@@ -31,6 +31,7 @@ from service.app import create_app
 from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent, WebhookReplay
+from tests import loopback
 from tests.service.webhooks.raw_http import raw_post
 
 SECRET = "endpoint-test-client-secret"
@@ -55,18 +56,18 @@ class Hooks:
         return self.resend_hubspot(body, headers), headers
 
     def resend_hubspot(self, body: bytes, headers: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.base_url}/webhooks/hubspot", content=body, headers=headers, timeout=30)
+        return loopback.post(f"{self.base_url}/webhooks/hubspot", content=body, headers=headers, timeout=30)
 
     def flow(self, body: bytes, header: str | None = None) -> httpx.Response:
         header = header or sign_shared_hmac(secret=FLOW_SECRET, body=body, timestamp=int(time.time()))
-        return httpx.post(
+        return loopback.post(
             f"{self.base_url}/webhooks/salesforce/flow", content=body, headers={"X-Okrsync-Signature": header}
         )
 
     def outbound(self, body: bytes) -> httpx.Response:
         # 30 s as for HubSpot: httpx's default 5 s timed out in CI (4 workers on 2 cores) while the server refused
         # a 100,000-deep message, which takes about a second alone
-        return httpx.post(
+        return loopback.post(
             f"{self.base_url}/webhooks/salesforce", content=body, headers={"Content-Type": "text/xml"}, timeout=30
         )
 

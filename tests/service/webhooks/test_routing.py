@@ -34,6 +34,7 @@ from service.kit.server import ThreadedServer, free_port
 from service.kit.settings import ConnectionSettings, ServeSettings, Settings, WebhookSettings
 from service.webhooks.models import WebhookEvent
 from service.webhooks.tasks import Worker
+from tests import loopback
 
 SECRET = "one-app-secret-for-every-portal"
 FLOW_SECRET = "flow-secret"
@@ -55,7 +56,7 @@ class Sidecar:
         signature = sign_hubspot_v3(client_secret=SECRET, method="POST", uri=uri, body=body, timestamp=stamp)
         headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp,
                    "Content-Type": "application/json"}  # fmt: skip
-        return httpx.post(uri, content=body, headers=headers, timeout=10)
+        return loopback.post(uri, content=body, headers=headers, timeout=10)
 
     def outbound(self, org_id: str, notification_id: str, record_id: str) -> httpx.Response:
         body = f"""<?xml version="1.0" encoding="UTF-8"?>
@@ -65,7 +66,7 @@ class Sidecar:
   <Notification><Id>{notification_id}</Id>
    <sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>{record_id}</sf:Id>
    </sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>""".encode()
-        return httpx.post(f"{self.base_url}/webhooks/salesforce", content=body, headers={"Content-Type": "text/xml"})
+        return loopback.post(f"{self.base_url}/webhooks/salesforce", content=body, headers={"Content-Type": "text/xml"})
 
     def flow(self, org_id: str, record_id: str) -> httpx.Response:
         event = {"id": "e1", "sobject": "Opportunity", "recordId": record_id, "changeType": "update",
@@ -73,14 +74,16 @@ class Sidecar:
         body = json.dumps({"organizationId": org_id, "events": [event]}).encode()
         signature = sign_shared_hmac(secret=FLOW_SECRET, body=body, timestamp=int(time.time()))
         headers = {"X-Okrsync-Signature": signature, "Content-Type": "application/json"}
-        return httpx.post(f"{self.base_url}/webhooks/salesforce/flow", content=body, headers=headers)
+        return loopback.post(f"{self.base_url}/webhooks/salesforce/flow", content=body, headers=headers)
 
     def card(self, path: str) -> httpx.Response:
         stamp = str(int(time.time() * 1000))
         uri = f"{self.base_url}{path}"
         signature = sign_hubspot_v3(client_secret=SECRET, method="GET", uri=uri, body=b"", timestamp=stamp)
         headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": stamp}
-        return httpx.get(uri, headers=headers, timeout=30)  # the first request of a fresh app, on a loaded CI machine
+        return loopback.get(
+            uri, headers=headers, timeout=30
+        )  # the first request of a fresh app, on a loaded CI machine
 
     def stored(self) -> list[WebhookEvent]:
         with Session(self.engine) as session:
@@ -248,7 +251,7 @@ def test_the_app_card_answers_only_for_a_portal_okrsync_has(sidecar: Sidecar) ->
     }
     missing = sidecar.card(_card_path(None))
     assert missing.status_code == 400 and missing.json()["detail"].startswith("portalId missing")
-    assert httpx.get(f"{sidecar.base_url}{_card_path(UNKNOWN_PORTAL)}").status_code == 401  # unsigned: 401 first
+    assert loopback.get(f"{sidecar.base_url}{_card_path(UNKNOWN_PORTAL)}").status_code == 401  # unsigned: 401 first
 
 
 def test_the_app_card_of_the_default_portal_waits_for_its_first_sync(sidecar: Sidecar) -> None:
