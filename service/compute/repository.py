@@ -25,11 +25,13 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
+    or_,
     select,
     text,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from mappings.metrics import AnsweredWaits, PartTotal, UnansweredWaits, Wait, unanswered_summary
@@ -868,14 +870,29 @@ def findings_of(session: Session, *, mapping_id: int, opportunity_ids: Sequence[
     return found
 
 
-def rule_opportunities(session: Session, *, mapping_id: int, rule_key: str) -> set[str]:
-    """The opportunities with a finding of one rule."""
-    query = select(FINDING.c.opportunity_id).where(FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key == rule_key)
+def _rule_clauses(mapping_id: int, rule_key: str, stages: Sequence[str] | None) -> list[ColumnElement[bool]]:
+    """One rule's findings; with ``stages``, only those whose ``detail_text`` (a stuck-in-stage finding's stage)
+    is one of them, stage "" also matching a finding without one."""
+    clauses = [FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key == rule_key]
+    if stages is not None:
+        named = FINDING.c.detail_text.in_(list(stages))
+        clauses.append(or_(named, FINDING.c.detail_text.is_(None)) if "" in stages else named)
+    return clauses
+
+
+def rule_opportunities(
+    session: Session, *, mapping_id: int, rule_key: str, stages: Sequence[str] | None = None
+) -> set[str]:
+    """The opportunities with a finding of one rule (in ``stages``: ``_rule_clauses``)."""
+    query = select(FINDING.c.opportunity_id).where(*_rule_clauses(mapping_id, rule_key, stages))
     return {row[0] for row in session.execute(query)}
 
 
-def delete_rule_findings(session: Session, *, mapping_id: int, rule_key: str) -> None:
-    session.execute(delete(FINDING).where(FINDING.c.mapping_id == mapping_id, FINDING.c.rule_key == rule_key))
+def delete_rule_findings(
+    session: Session, *, mapping_id: int, rule_key: str, stages: Sequence[str] | None = None
+) -> None:
+    """Delete one rule's findings (in ``stages``: ``_rule_clauses``)."""
+    session.execute(delete(FINDING).where(*_rule_clauses(mapping_id, rule_key, stages)))
 
 
 def insert_findings(session: Session, *, mapping_id: int, query: Select[Any]) -> None:

@@ -469,10 +469,11 @@ def _hygiene(ctx: _Context) -> int | None:
     stages = ctx.config.hygiene.stages
     custom = ctx.config.custom()
 
-    def violations(rule: Any, ids: Sequence[str] | None) -> Any:
+    def violations(rule: Any, ids: Sequence[str] | None, stage_medians: dict[str, float] | None = None) -> Any:
         return hygiene_rules.violations(
-            rule, tables=ctx.tables, scope=ctx.cycle, custom=custom, stages=stages, stage_medians=medians, ids=ids
-        )
+            rule, tables=ctx.tables, scope=ctx.cycle, custom=custom, stages=stages, ids=ids,
+            stage_medians=medians if stage_medians is None else stage_medians,
+        )  # fmt: skip
 
     rechecked: int | None = None
     if full:
@@ -499,14 +500,25 @@ def _hygiene(ctx: _Context) -> int | None:
             )
         for rule in recheck:
             if isinstance(rule, StuckInStage) and rule.median_factor and medians_moved:
-                # every stuck opportunity's sentence names the medians: those stuck before or now are touched
+                # The stages whose median moved are rechecked whole: any of their opportunities may be stuck now,
+                # or no longer, and a stuck one's sentence names its stage's median, so those stuck before or
+                # now are touched. In every other stage only the touched opportunities (their findings went
+                # above) are checked, against their own stage's unmoved median.
+                assert stored is not None
+                old = stored.detail.get("stage_medians", {})
+                moved = sorted(s for s in {*old, *medians} if old.get(s) != medians.get(s))
+                key = rule.rule_key
                 ctx.touch(
-                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=rule.rule_key)
+                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=key, stages=moved)
                 )
-                repo.delete_rule_findings(session, mapping_id=mapping_id, rule_key=rule.rule_key)
-                repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None))
+                repo.delete_rule_findings(session, mapping_id=mapping_id, rule_key=key, stages=moved)
+                in_moved = {s: m for s, m in medians.items() if s in moved}
+                repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None, in_moved))
+                elsewhere = {s: m for s, m in medians.items() if s not in moved}
+                for chunk in repo.chunks(touched):
+                    repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk, elsewhere))
                 ctx.touch(
-                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=rule.rule_key)
+                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=key, stages=moved)
                 )
                 continue
             for chunk in repo.chunks(touched):

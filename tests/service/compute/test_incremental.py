@@ -7,9 +7,10 @@ three example mappings are recomputed from what the sync wrote — then once mor
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +329,73 @@ def lead_converted(org: SandboxOrg) -> None:
     )  # fmt: skip
 
 
+HYGIENE_TEAM = ("anna.berger", "david.garcia", "greta.lang", "jonas.quinn", "mia.vogel", "paul.costa",
+                "tara.hoffmann", "wim.moreau")  # pipeline-hygiene.yaml's team  # fmt: skip
+DAY_START = datetime.combine(ANCHOR.date(), time.min, tzinfo=UTC)  # hygiene counts days in stage up to it
+
+
+def _sf_time(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def stage_ages(org: SandboxOrg) -> dict[str, dict[str, float]]:
+    """By hand: days in stage at ANCHOR's day start of the hygiene team's open opportunities, by stage and id."""
+    team = _users(org, names=HYGIENE_TEAM)
+    ages: dict[str, dict[str, float]] = {}
+    for r in org.records("Opportunity"):
+        if not r["IsClosed"] and r["OwnerId"] in team and r["LastStageChangeDate"]:
+            days = (DAY_START - _sf_time(r["LastStageChangeDate"])).total_seconds() / 86400
+            ages.setdefault(r["StageName"] or "", {})[r["Id"]] = days
+    return ages
+
+
+def stuck_beside_a_stage_change(org: SandboxOrg) -> str:
+    """An opportunity moves from one stage to another (both stages' medians move), and in the same sync another,
+    in a third stage, turns out to have entered it long ago: older than twice its stage's median, which it does not
+    move (it was above the middle before). The stuck-vs-team rule rechecks the two moved stages whole, must still
+    see the third stage's changed opportunity, and must keep the findings of stages it did not recheck: the two
+    stages are picked among those without a stuck opportunity where the data allow. Returns the id of the one that
+    becomes stuck."""
+    ages = stage_ages(org)
+    medians = {stage: statistics.median(by_id.values()) for stage, by_id in ages.items()}
+    stuck = {stage: any(d > 2 * medians[stage] for d in by_id.values()) for stage, by_id in ages.items()}
+    by_size = sorted(ages, key=lambda s: (-len(ages[s]), s))
+    for third in by_size:
+        ordered = sorted(ages[third].items(), key=lambda item: (item[1], item[0]))
+        above = [i for i, d in ordered[len(ordered) // 2 + 1 :] if d <= 2 * medians[third]]  # not stuck yet
+        if above:
+            stuck_id = above[0]
+            break
+    else:
+        raise AssertionError("no stage has an opportunity above its median and not yet stuck")
+    entered = DAY_START - timedelta(days=2 * medians[third] + 5)
+    org.update("Opportunity", stuck_id, {"LastStageChangeDate": entered.strftime("%Y-%m-%dT%H:%M:%S.000+0000")})
+    moved_at = "2026-09-29T09:00:00.000+0000"
+    pairs = [
+        (source, target)
+        for source in sorted(by_size, key=lambda s: stuck[s])  # stable: the stages without a stuck one first
+        for target in sorted(by_size, key=lambda s: stuck[s])
+        if len({source, target, third}) == 3 and source and target and len(ages[source]) > 1
+    ]
+    for source, target in pairs:
+        mover = min(ages[source], key=lambda i: (ages[source][i], i))  # the youngest
+        moved_age = (DAY_START - _sf_time(moved_at)).total_seconds() / 86400
+        rest = [d for i, d in ages[source].items() if i != mover]
+        if (
+            statistics.median(rest) != medians[source]
+            and statistics.median([*ages[target].values(), moved_age]) != medians[target]
+        ):
+            org.update("Opportunity", mover, {"StageName": target, "LastStageChangeDate": moved_at})
+            return stuck_id
+    raise AssertionError("no move of one opportunity moves the medians of two stages")
+
+
+def _moved_medians(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> set[str]:
+    """By hand: the stages whose median days in stage differ."""
+    return {s for s in {*before, *after} if statistics.median(before.get(s, {"": 0}).values())
+            != statistics.median(after.get(s, {"": 0}).values())}  # fmt: skip
+
+
 CHANGES = [
     lead_answered,
     lead_converted,
@@ -343,12 +411,13 @@ CHANGES = [
     inquiry_moves_to_a_customer,
     contact_promoted,
     opportunity_moves_account,
+    stuck_beside_a_stage_change,
 ]
 
 
 @pytest.mark.parametrize("change", CHANGES, ids=[c.__name__ for c in CHANGES])
 def test_incremental_equals_full(
-    engine: Engine, org: SandboxOrg, config: SalesforceConfig, change: Callable[[SandboxOrg], None]
+    engine: Engine, org: SandboxOrg, config: SalesforceConfig, change: Callable[[SandboxOrg], object]
 ) -> None:
     _sync(engine, config)
     mappings: list[OkrMapping] = []
@@ -362,8 +431,13 @@ def test_incremental_equals_full(
         ids = [m.id for m in mappings]
         before = {mapping_id: snapshot(session, mapping_id) for mapping_id in ids if mapping_id is not None}
 
-    change(org)
+    ages = stage_ages(org)
+    changed = change(org)
     _sync(engine, config)
+    if change is stuck_beside_a_stage_change:  # two stages' medians moved, not the stuck one's
+        moved = _moved_medians(ages, stage_ages(org))
+        stage = next(s for s, by_id in ages.items() if changed in by_id)
+        assert len(moved) == 2 and stage not in moved, (moved, stage)
 
     recomputed: dict[str, list[str]] = {}
     with Session(engine) as session:
@@ -389,6 +463,11 @@ def test_incremental_equals_full(
             _assert_same(incremental[mapping_id], snapshot(session, mapping_id), f"{mapping.team} / {mapping.cycle}")
     if change is call_on_a_quiet_opportunity:  # the case this change is for: a finding moved on an activity alone
         assert any(incremental[i]["findings"] != before[i]["findings"] for i in before), "no finding moved"
+    if change is stuck_beside_a_stage_change:  # the opportunity in the stage whose median stayed is stuck now
+        stuck = [f for i in before for f in incremental[i]["findings"] if f[:2] == (changed, "stuck-vs-team")]
+        assert stuck and not [f for i in before for f in before[i]["findings"] if f[:2] == (changed, "stuck-vs-team")]
+        # and findings in stages whose median stayed were there to keep (detail_text: the stage)
+        assert [f for i in before for f in before[i]["findings"] if f[1] == "stuck-vs-team" and f[-1] not in moved]
     if change is prospect_becomes_customer:  # the account's type is what the inbound filters look at
         assert {"customers-answered-4h", "customer-p90"} <= set(recomputed["Customer InquiriesQ3 2026"])
     if change is change_opportunity:
