@@ -485,47 +485,58 @@ def _hygiene(ctx: _Context) -> int | None:
     else:
         touched = _touched_opportunities(ctx)
         rechecked = len(touched)
-        medians_moved = stored is not None and stored.detail.get("stage_medians", {}) != medians
+        old_medians = stored.detail.get("stage_medians", {}) if stored is not None else {}
+        moved = sorted(s for s in {*old_medians, *medians} if old_medians.get(s) != medians.get(s))
         ctx.touch("opportunities", touched)
-        before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched)
         # when only activities changed, the opportunities they are on can only gain or lose a finding of a rule
         # that reads activities (no_activity): every other rule reads the opportunity and its contacts, account
         # and owner, none of which changed. The others' findings stay (10 statements built and run for nothing
         # on every logged call otherwise).
         activities_only = changes is not None and changes.kinds() <= {"activity"}
         recheck = [rule for rule in rules if isinstance(rule, NoActivity) or not activities_only]
+        # The stages whose median moved are rechecked whole by a "stuck vs the team's median" rule: any of their
+        # opportunities may be stuck now, or no longer, and a stuck one's sentence names its stage's median, so
+        # those stuck before or now are touched. In every other stage only the touched opportunities are checked,
+        # against their own stage's unmoved median.
+        by_median = [r for r in recheck if isinstance(r, StuckInStage) and r.median_factor] if moved else []
+        prior = {
+            r.rule_key: repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=r.rule_key, stages=moved)
+            for r in by_median
+        }
+        earlier = set().union(*prior.values()) - set(touched)  # untouched: only those rules' findings move
+        before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=sorted({*touched, *earlier}))
         for chunk in repo.chunks(touched):
             repo.delete_findings(
                 session, mapping_id=mapping_id, opportunity_ids=chunk, rule_keys=[r.rule_key for r in recheck]
             )
+        in_moved = {s: m for s, m in medians.items() if s in moved}
+        elsewhere = {s: m for s, m in medians.items() if s not in moved}
+        found: set[str] = set()
         for rule in recheck:
-            if isinstance(rule, StuckInStage) and rule.median_factor and medians_moved:
-                # The stages whose median moved are rechecked whole: any of their opportunities may be stuck now,
-                # or no longer, and a stuck one's sentence names its stage's median, so those stuck before or
-                # now are touched. In every other stage only the touched opportunities (their findings went
-                # above) are checked, against their own stage's unmoved median.
-                assert stored is not None
-                old = stored.detail.get("stage_medians", {})
-                moved = sorted(s for s in {*old, *medians} if old.get(s) != medians.get(s))
+            if rule.rule_key in prior:
                 key = rule.rule_key
-                ctx.touch(
-                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=key, stages=moved)
-                )
+                ctx.touch("opportunities", prior[key])
                 repo.delete_rule_findings(session, mapping_id=mapping_id, rule_key=key, stages=moved)
-                in_moved = {s: m for s, m in medians.items() if s in moved}
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None, in_moved))
-                elsewhere = {s: m for s, m in medians.items() if s not in moved}
                 for chunk in repo.chunks(touched):
                     repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk, elsewhere))
-                ctx.touch(
-                    "opportunities", repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=key, stages=moved)
-                )
+                now_stuck = repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=key, stages=moved)
+                ctx.touch("opportunities", now_stuck)
+                found |= now_stuck
                 continue
             for chunk in repo.chunks(touched):
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk))
-        if not medians_moved and stored is not None and "failing" in stored.detail:
+        if stored is not None and "failing" in stored.detail:
+            # The difference to apply to the last run's counts (``_failing``, ``_findings_per_rule``): the findings
+            # of every opportunity whose findings may have moved, before and after. One newly stuck in a moved stage
+            # and untouched had no finding of those rules before (it was in that stage and not stuck), and its other
+            # findings are as they were.
+            new = found - set(touched) - earlier
+            after = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=sorted({*touched, *earlier, *new}))
+            median_keys = {r.rule_key for r in by_median}
+            before += [row for row in after if row[0] in new and row[2] not in median_keys]
             ctx.failing_stored = stored.detail["failing"]
-            ctx.failing_delta = (before, repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=touched))
+            ctx.failing_delta = (before, after)
     open_count = sum(ctx.open_by_owner.values())
     per_rule = _findings_per_rule(ctx, [r.rule_key for r in rules])
     now = utcnow()

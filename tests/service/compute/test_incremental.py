@@ -332,6 +332,7 @@ def lead_converted(org: SandboxOrg) -> None:
 HYGIENE_TEAM = ("anna.berger", "david.garcia", "greta.lang", "jonas.quinn", "mia.vogel", "paul.costa",
                 "tara.hoffmann", "wim.moreau")  # pipeline-hygiene.yaml's team  # fmt: skip
 DAY_START = datetime.combine(ANCHOR.date(), time.min, tzinfo=UTC)  # hygiene counts days in stage up to it
+MOVED_AT = "2026-09-29T09:00:00.000+0000"  # a stage change of yesterday: 0.625 days in the new stage then
 
 
 def _sf_time(stamp: str) -> datetime:
@@ -370,7 +371,6 @@ def stuck_beside_a_stage_change(org: SandboxOrg) -> str:
         raise AssertionError("no stage has an opportunity above its median and not yet stuck")
     entered = DAY_START - timedelta(days=2 * medians[third] + 5)
     org.update("Opportunity", stuck_id, {"LastStageChangeDate": entered.strftime("%Y-%m-%dT%H:%M:%S.000+0000")})
-    moved_at = "2026-09-29T09:00:00.000+0000"
     pairs = [
         (source, target)
         for source in sorted(by_size, key=lambda s: stuck[s])  # stable: the stages without a stuck one first
@@ -379,15 +379,59 @@ def stuck_beside_a_stage_change(org: SandboxOrg) -> str:
     ]
     for source, target in pairs:
         mover = min(ages[source], key=lambda i: (ages[source][i], i))  # the youngest
-        moved_age = (DAY_START - _sf_time(moved_at)).total_seconds() / 86400
+        moved_age = (DAY_START - _sf_time(MOVED_AT)).total_seconds() / 86400
         rest = [d for i, d in ages[source].items() if i != mover]
         if (
             statistics.median(rest) != medians[source]
             and statistics.median([*ages[target].values(), moved_age]) != medians[target]
         ):
-            org.update("Opportunity", mover, {"StageName": target, "LastStageChangeDate": moved_at})
+            org.update("Opportunity", mover, {"StageName": target, "LastStageChangeDate": MOVED_AT})
             return stuck_id
     raise AssertionError("no move of one opportunity moves the medians of two stages")
+
+
+def _stuck(ages: dict[str, dict[str, float]]) -> set[str]:
+    """By hand: the opportunities older in their stage than twice its median (the stuck-vs-team rule)."""
+    out: set[str] = set()
+    for by_id in ages.values():
+        limit = 2 * statistics.median(by_id.values())
+        out |= {i for i, days in by_id.items() if days > limit}
+    return out
+
+
+def young_deals_join_a_stage(org: SandboxOrg) -> set[str]:
+    """The youngest opportunities of other stages move into a stage that has a stuck opportunity, until its median
+    falls so far that opportunities nobody touched are stuck now (the median's recheck must find them; the one stuck
+    before stays stuck). Returns the ids moved."""
+    ages = stage_ages(org)
+    stuck = _stuck(ages)
+    stage = max((s for s in ages if s and stuck & set(ages[s])), key=lambda s: (len(ages[s]), s))
+    moved: set[str] = set()
+    while not (_stuck(ages) - stuck - moved) & set(ages[stage]):
+        source = min((s for s in ages if s != stage and len(ages[s]) > 1), key=lambda s: (min(ages[s].values()), s))
+        mover = min(ages[source], key=lambda i: (ages[source][i], i))
+        org.update("Opportunity", mover, {"StageName": stage, "LastStageChangeDate": MOVED_AT})
+        moved.add(mover)
+        ages = stage_ages(org)
+        assert len(moved) <= 5, "five young opportunities did not pull the median down far enough"
+    return moved
+
+
+def young_deals_leave_a_stage(org: SandboxOrg) -> set[str]:
+    """The youngest opportunities of a stage with a stuck opportunity move to another stage, until its median rises
+    so far that a stuck opportunity nobody touched is stuck no longer. Returns the ids moved."""
+    ages = stage_ages(org)
+    stuck = _stuck(ages)
+    stage = max((s for s in ages if s and stuck & set(ages[s])), key=lambda s: (len(ages[s]), s))
+    target = max((s for s in ages if s and s != stage), key=lambda s: (len(ages[s]), s))
+    moved: set[str] = set()
+    while not stuck & set(ages[stage]) - _stuck(ages):
+        mover = min(ages[stage], key=lambda i: (ages[stage][i], i))
+        assert mover not in stuck and len(moved) < 5, "the stage's young opportunities ran out"
+        org.update("Opportunity", mover, {"StageName": target, "LastStageChangeDate": MOVED_AT})
+        moved.add(mover)
+        ages = stage_ages(org)
+    return moved
 
 
 def _moved_medians(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> set[str]:
@@ -412,6 +456,8 @@ CHANGES = [
     contact_promoted,
     opportunity_moves_account,
     stuck_beside_a_stage_change,
+    young_deals_join_a_stage,
+    young_deals_leave_a_stage,
 ]
 
 
@@ -468,6 +514,13 @@ def test_incremental_equals_full(
         assert stuck and not [f for i in before for f in before[i]["findings"] if f[:2] == (changed, "stuck-vs-team")]
         # and findings in stages whose median stayed were there to keep (detail_text: the stage)
         assert [f for i in before for f in before[i]["findings"] if f[1] == "stuck-vs-team" and f[-1] not in moved]
+    if change in (young_deals_join_a_stage, young_deals_leave_a_stage):  # untouched ones move with the median
+
+        def stuck(snapshots: dict[int, dict[str, Any]]) -> set[str]:
+            return {f[0] for i in before for f in snapshots[i]["findings"] if f[1] == "stuck-vs-team"}
+
+        assert (stuck(incremental) - stuck(before) if change is young_deals_join_a_stage else
+                stuck(before) - stuck(incremental)) - changed  # fmt: skip
     if change is prospect_becomes_customer:  # the account's type is what the inbound filters look at
         assert {"customers-answered-4h", "customer-p90"} <= set(recomputed["Customer InquiriesQ3 2026"])
     if change is change_opportunity:
