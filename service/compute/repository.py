@@ -61,6 +61,7 @@ from service.crm.models import (
 )
 from service.kit.db import full_statistics
 from service.okrs.models import KamAssessment, ManualValue
+from service.sync.models import SyncRun
 
 ID_CHUNK = 1000
 
@@ -1014,6 +1015,18 @@ def delete_results_not_in(session: Session, *, mapping_id: int, kr_keys: Sequenc
     for model in (KeyResultValue, KeyResultContribution, KeyResultEvidence, KeyResultPartTotal):
         result = table(model)
         session.execute(delete(result).where(result.c.mapping_id == mapping_id, result.c.kr_key.not_in(list(kr_keys))))
+
+
+def open_sync_start(session: Session, *, connection_id: int, at: datetime) -> datetime | None:
+    """The start of the earliest sync run of the connection that was running at ``at``: started before it and not
+    finished by then (a run whose process died has no end until the connection's next run closes it), or None."""
+    run = table(SyncRun)
+    query = select(func.min(run.c.started_at)).where(
+        run.c.connection_id == connection_id,
+        run.c.started_at < at,
+        or_(run.c.finished_at.is_(None), run.c.finished_at > at),
+    )
+    return session.execute(query).scalar()
 
 
 def changed_since(session: Session, *, connection_id: int, since: datetime) -> dict[str, set[str]]:

@@ -115,13 +115,24 @@ class Touched:
 
 
 def changes_since_last(session: Session, mapping: OkrMapping) -> ChangeSet | None:
-    """What syncs wrote since the mapping's last computation started (None: never computed)."""
+    """What syncs wrote since the mapping's last computation started (None: never computed).
+
+    A sync stamps a record's ``synced_at`` when it writes it and commits later (a page at a time). A computation
+    that started in between, in another process (the API's apply, a KAM assessment, another worker's mapping),
+    did not see that record, and its stamp is earlier than the computation's start: "since" therefore reaches
+    back to the start of any sync run of the connection that was still running when the last computation started
+    (``repo.open_sync_start``). Records that run had committed before are read again; that only widens the
+    recompute."""
     last = session.exec(
         sqlmodel.select(Computation).where(Computation.mapping_id == mapping.id).order_by(col(Computation.id).desc())
     ).first()
     if last is None:
         return None
-    return ChangeSet(**repo.changed_since(session, connection_id=mapping.connection_id, since=last.started_at))
+    since = last.started_at
+    running = repo.open_sync_start(session, connection_id=mapping.connection_id, at=since)
+    if running is not None:
+        since = min(since, running)
+    return ChangeSet(**repo.changed_since(session, connection_id=mapping.connection_id, since=since))
 
 
 @dataclass

@@ -493,7 +493,9 @@ def _close_interrupted_runs(session: Session, connection_id: int) -> None:
     session.execute(
         update(SyncRun)
         .where(col(SyncRun.connection_id) == connection_id, col(SyncRun.status) == "running")
-        .values(status="interrupted", error="the process ended before the run finished")
+        # its end is not known: now bounds it (an incremental compute reaches back to a run still open when the
+        # computation before it started: compute.service.changes_since_last)
+        .values(status="interrupted", error="the process ended before the run finished", finished_at=utcnow())
     )
 
 

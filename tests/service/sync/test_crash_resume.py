@@ -91,8 +91,10 @@ def test_kill_9_mid_sync_then_resume(engine: Engine, db_url: str, tmp_path: Path
             assert purged not in _stored_ids(engine, "Task") and binned not in _stored_ids(engine, "Task")
             assert report.counts["Task"].fetched < len(org.records("Task")), "resumed from the cursor, not from zero"
         with Session(engine) as session:
-            statuses = [r.status for r in session.execute(select(SyncRun).order_by(SyncRun.id)).scalars()]
-        assert statuses == ["interrupted", "ok"]
+            runs = list(session.execute(select(SyncRun).order_by(SyncRun.id)).scalars())
+        assert [r.status for r in runs] == ["interrupted", "ok"]
+        # closed by the next run with an end no later than that run's start (what changes_since_last reads)
+        assert runs[0].finished_at is not None and runs[0].finished_at <= runs[1].started_at
 
 
 @pytest.mark.parametrize("kill_when", ["companies-stored", "engagements-half-stored"])
