@@ -359,7 +359,8 @@ def stuck_beside_a_stage_change(org: SandboxOrg) -> str:
     becomes stuck."""
     ages = stage_ages(org)
     medians = {stage: statistics.median(by_id.values()) for stage, by_id in ages.items()}
-    stuck = {stage: any(d > 2 * medians[stage] for d in by_id.values()) for stage, by_id in ages.items()}
+    stuck_ids = _stuck(ages)
+    stuck = {stage: bool(stuck_ids & set(by_id)) for stage, by_id in ages.items()}
     by_size = sorted(ages, key=lambda s: (-len(ages[s]), s))
     for third in by_size:
         ordered = sorted(ages[third].items(), key=lambda item: (item[1], item[0]))
@@ -377,9 +378,9 @@ def stuck_beside_a_stage_change(org: SandboxOrg) -> str:
         for target in sorted(by_size, key=lambda s: stuck[s])
         if len({source, target, third}) == 3 and source and target and len(ages[source]) > 1
     ]
+    moved_age = (DAY_START - _sf_time(MOVED_AT)).total_seconds() / 86400
     for source, target in pairs:
         mover = min(ages[source], key=lambda i: (ages[source][i], i))  # the youngest
-        moved_age = (DAY_START - _sf_time(MOVED_AT)).total_seconds() / 86400
         rest = [d for i, d in ages[source].items() if i != mover]
         if (
             statistics.median(rest) != medians[source]
@@ -435,9 +436,12 @@ def young_deals_leave_a_stage(org: SandboxOrg) -> set[str]:
 
 
 def _moved_medians(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> set[str]:
-    """By hand: the stages whose median days in stage differ."""
-    return {s for s in {*before, *after} if statistics.median(before.get(s, {"": 0}).values())
-            != statistics.median(after.get(s, {"": 0}).values())}  # fmt: skip
+    """By hand: the stages whose median days in stage differ (a stage with no opportunity left has none)."""
+
+    def median(ages: dict[str, dict[str, float]], stage: str) -> float | None:
+        return statistics.median(ages[stage].values()) if ages.get(stage) else None
+
+    return {s for s in {*before, *after} if median(before, s) != median(after, s)}
 
 
 CHANGES = [
