@@ -6,16 +6,20 @@ files whose tables are then compared value by value, as SQLite stores them (text
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
 from sqlmodel import Session
 
 from connectors.records import CanonicalRecord
 from connectors.salesforce import mapping as sf_mapping
 from connectors.sandbox.generator import generate_org
-from service.kit.db import FAST_ROWS, make_engine
+from service.kit.db import FAST_ROWS, UtcDateTime, _bind_processor, make_engine
 from service.kit.migrate import create_schema
 from service.sync import repository
 from tests.conftest import ANCHOR
@@ -89,3 +93,47 @@ def test_tuples_and_sqlalchemy_store_the_same(tmp_path: Path) -> None:
 
 def _chunks(rows: list[CanonicalRecord], size: int) -> list[list[CanonicalRecord]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+_NOON = datetime(2026, 9, 30, 12, tzinfo=UTC)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, database=None)
+@given(
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.datetimes(timezones=st.just(UTC)),
+            st.datetimes(timezones=st.timezones()),
+            st.datetimes(
+                timezones=st.builds(
+                    timezone, st.timedeltas(min_value=-timedelta(hours=23), max_value=timedelta(hours=23))
+                )
+            ),
+            st.just(_NOON),
+        ),
+        max_size=6,
+    )
+)
+def test_utc_datetimes_as_sqlite_text_equal_sqlalchemys(values: list[datetime | None]) -> None:
+    """The tuple path's UtcDateTime processor gives SQLAlchemy's own text for every aware datetime, in UTC or another
+    zone, repeated (the remembered last value) or not, and None for None."""
+    dialect = sqlite.dialect()
+    general = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    fast = _bind_processor(UtcDateTime(), dialect)
+    assert general is not None and fast is not None and fast is not general
+    for value in [*values, *values]:
+        try:
+            expected = general(value)
+        except (OverflowError, ValueError) as exc:  # a zone that pushes datetime.max past the calendar
+            with pytest.raises(type(exc)):
+                fast(value)
+            continue
+        assert fast(value) == expected, value
+
+
+def test_naive_datetime_is_refused_on_the_tuple_path_too() -> None:
+    fast = _bind_processor(UtcDateTime(), sqlite.dialect())
+    assert fast is not None
+    with pytest.raises(ValueError, match="naive datetime"):
+        fast(datetime(2026, 9, 30, 12))
