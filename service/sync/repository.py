@@ -679,6 +679,16 @@ def mark_seen(session: Session, kind: str, *, connection_id: int, ids: Sequence[
         )
 
 
+def stored_objects(session: Session, *, connection_id: int) -> set[tuple[str, str]]:
+    """(kind, CRM object) of the rows the connection has stored, deleted ones included."""
+    pairs: set[tuple[str, str]] = set()
+    for kind, table in TABLES.items():
+        model: Any = table
+        found = session.execute(select(model.crm_object).where(model.connection_id == connection_id).distinct())
+        pairs.update((kind, row[0]) for row in found)
+    return pairs
+
+
 def sweep_unseen(
     session: Session, kind: str, *, connection_id: int, crm_object: str, full_started_at: datetime, detach: bool = False
 ) -> int:

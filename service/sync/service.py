@@ -18,7 +18,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -164,6 +164,7 @@ def run_sync(
         ),
     ):
         deferred = repository.defer_indexes(engine)
+        objects = _StoredObjects(connection_id)
         try:
             for stream in connector.streams:
                 report.counts[stream] = _sync_stream(
@@ -174,6 +175,7 @@ def run_sync(
                     full=full,
                     run=report,
                     progress=progress,
+                    objects=objects,
                 )
         finally:
             if deferred:
@@ -241,6 +243,7 @@ def _sync_stream(
     full: bool,
     run: SyncReport,
     progress: ProgressCallback | None,
+    objects: _StoredObjects,
 ) -> StreamCounts:
     counts = StreamCounts()
     kind = connector.kind_of(stream)
@@ -277,6 +280,7 @@ def _sync_stream(
                     state.cursor_at, state.cursor_id = page.cursor
                 state.updated_at = utcnow()
                 session.commit()
+            objects.written(page.records, getattr(page, "crm_object", None) or stream)
             if back:
                 run.revived.setdefault(stream, set()).update(back)
             counts.fetched += len(page.records) + len(page.skipped)
@@ -289,7 +293,7 @@ def _sync_stream(
     with Session(engine, expire_on_commit=False) as session:
         state = repository.get_state(session, connection_id=connection_id, stream=stream)
         if state.full_started_at is not None:
-            for swept_kind in repository.TABLES:  # a stream may fill several tables (deals → deal↔contact links)
+            for swept_kind in objects.kinds_holding(session, stream):  # deals fill two tables: deals, contact links
                 swept = repository.sweep_unseen(
                     session,
                     swept_kind,
@@ -322,6 +326,27 @@ def _sync_stream(
         state.updated_at = utcnow()
         session.commit()
     return counts
+
+
+class _StoredObjects:
+    """Which tables hold rows of which CRM object, for one run's sweeps: the rows stored when the first sweep asks
+    (one ``SELECT DISTINCT`` per table), and what the run's pages write. A full read then sweeps only the tables
+    that can hold rows of its stream. Sweeping every table for every stream read each table in full 11 times in a
+    first Salesforce sync (the secondary indexes are deferred then): 0.8 s of 12 s at 100,000 activities."""
+
+    def __init__(self, connection_id: int) -> None:
+        self.connection_id = connection_id
+        self.pairs: set[tuple[str, str]] = set()
+        self.read = False
+
+    def written(self, records: Sequence[CanonicalRecord], crm_object: str) -> None:
+        self.pairs.update((kind, crm_object) for kind in {r.kind for r in records})
+
+    def kinds_holding(self, session: Session, crm_object: str) -> list[str]:
+        if not self.read:
+            self.pairs |= repository.stored_objects(session, connection_id=self.connection_id)
+            self.read = True
+        return [kind for kind in repository.TABLES if (kind, crm_object) in self.pairs]
 
 
 def _detaches(connector: FetchConnector | PullConnector) -> bool:
