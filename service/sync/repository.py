@@ -134,6 +134,17 @@ def stored_stamps(session: Session, table: type[SQLModel], *, connection_id: int
     return found
 
 
+# A canonical record's fields that are no columns of its table: its kind, and the link lists (tables of their own).
+# Its other fields are the row's values as they are: the records are flat, frozen pydantic models, so their
+# ``__dict__`` holds what ``model_dump`` would copy (a 100,000-activity first sync spent 0.65 s in model_dump).
+_NOT_COLUMNS = frozenset({"kind", "contact_ids", "account_ids", "opportunity_ids", "merged_ids"})
+
+
+def row_values(record: crm.CanonicalRecord) -> dict[str, Any]:
+    """The record's own column values (``model_dump`` without ``_NOT_COLUMNS``, without its copying)."""
+    return {k: v for k, v in record.__dict__.items() if k not in _NOT_COLUMNS}
+
+
 def upsert_records(
     session: Session,
     records: Sequence[crm.CanonicalRecord],
@@ -155,7 +166,7 @@ def upsert_records(
     now = utcnow()
     rows: list[dict[str, Any]] = []
     for record in records:
-        values = record.model_dump(exclude={"kind", "contact_ids", "account_ids", "opportunity_ids", "merged_ids"})
+        values = row_values(record)
         values.update(
             connection_id=connection_id,
             crm_object=crm_object,

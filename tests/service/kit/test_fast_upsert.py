@@ -91,6 +91,20 @@ def test_tuples_and_sqlalchemy_store_the_same(tmp_path: Path) -> None:
     assert not subjects, "an older version replaced a newer row"
 
 
+def test_row_values_are_the_records_dump_without_kind_and_links() -> None:
+    """upsert_records takes a record's column values from its ``__dict__``: the same as pydantic's ``model_dump``
+    (no field is a nested model, none is computed), for every kind a connector maps."""
+    records = _records()
+    assert set(records) == set(repository.TABLES)
+    links = {"kind", "contact_ids", "account_ids", "opportunity_ids", "merged_ids"}
+    for kind, rows in records.items():
+        columns = {c.name for c in repository.TABLES[kind].__table__.columns}  # type: ignore[attr-defined]
+        for record in rows:
+            values = repository.row_values(record)
+            assert values == record.model_dump(exclude=links), (kind, record.external_id)
+            assert set(values) <= columns, set(values) - columns
+
+
 def _chunks(rows: list[CanonicalRecord], size: int) -> list[list[CanonicalRecord]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
