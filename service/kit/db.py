@@ -168,6 +168,18 @@ def upsert(
     conn.execute(statement, list(rows))
 
 
+def insert_rows(conn: Connection | Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """A plain INSERT of ``rows`` (all with the same keys); on SQLite, 50 rows or more as tuples to sqlite3's
+    executemany like ``upsert`` (a first sync inserts a link row for every activity: 100,000 of them)."""
+    if not rows:
+        return
+    dialect = conn.get_bind().dialect if isinstance(conn, Session) else conn.dialect
+    if dialect.name == "sqlite" and len(rows) >= FAST_ROWS:
+        _sqlite_executemany(conn, sqlite.insert(table), table, rows, dialect, key=(table.name, "insert"))
+        return
+    conn.execute(table.insert(), list(rows))
+
+
 FAST_ROWS = 50  # below this, SQLAlchemy's own executemany costs too little to matter
 # (table, conflict keys, newer_than, row keys) -> (SQL, [(row key, bind processor or None)] in parameter order)
 _COMPILED: dict[tuple[Any, ...], tuple[str, list[tuple[str, Callable[[Any], Any] | None]]]] = {}

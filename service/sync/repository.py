@@ -25,7 +25,7 @@ from service.crm.models import (
     Owner,
     RecordAccount,
 )
-from service.kit.db import upsert, utcnow
+from service.kit.db import insert_rows, upsert, utcnow
 from service.sync.models import SyncRun, SyncSkip, SyncState
 
 TABLES: dict[str, type[SQLModel]] = {
@@ -297,9 +297,7 @@ def _replace_link_rows(
     new = [key for key in wanted if key not in have]
     if new:
         base = {"connection_id": connection_id, **fixed}
-        session.execute(
-            core.insert(), [{**base, keys[0]: key[0], keys[1]: key[1], **wanted[key]} for key in sorted(new)]
-        )
+        insert_rows(session, core, [{**base, keys[0]: key[0], keys[1]: key[1], **wanted[key]} for key in sorted(new)])
     changed = [key for key in wanted if key in have and have[key] != wanted[key]]
     if changed:
         session.execute(

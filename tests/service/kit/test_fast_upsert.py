@@ -1,7 +1,8 @@
-"""SQLite upserts of 50 rows or more go to sqlite3's executemany as tuples (service.kit.db._sqlite_executemany), the
-rest through SQLAlchemy's own executemany. Both must store exactly the same: every canonical record kind of a
-sandbox quarter is upserted twice, once in pages of 49 (SQLAlchemy) and once in one page (tuples), into two SQLite
-files whose tables are then compared value by value, as SQLite stores them (text datetimes, JSON, booleans)."""
+"""SQLite upserts (and link-row inserts) of 50 rows or more go to sqlite3's executemany as tuples
+(service.kit.db._sqlite_executemany), the rest through SQLAlchemy's own executemany. Both must store exactly the
+same: every canonical record kind of a sandbox quarter is upserted twice, once in pages of 49 (SQLAlchemy) and once
+in one page (tuples), into two SQLite files whose tables (the records' and their links') are then compared value by
+value, as SQLite stores them (text datetimes, JSON, booleans)."""
 
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def _store(path: Path, pages: list[tuple[str, list[CanonicalRecord]]]) -> None:
 def _tables(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     db = sqlite3.connect(path)
     out = {}
-    for kind in repository.TABLES:
-        table = repository.TABLES[kind].__tablename__  # type: ignore[attr-defined]
+    for model in repository.LOADED_TABLES:  # the records' tables and their link tables
+        table = model.__tablename__  # type: ignore[attr-defined]
         columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})") if r[1] not in SKIP_COLUMNS]
         out[table] = db.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {', '.join(columns)}").fetchall()
     db.close()
@@ -85,6 +86,7 @@ def test_tuples_and_sqlalchemy_store_the_same(tmp_path: Path) -> None:
     _store(tmp_path / "tuples.db", [*large, ("activity", older)])
     slow, fast = _tables(tmp_path / "sqlalchemy.db"), _tables(tmp_path / "tuples.db")
     assert sum(len(rows) for rows in fast.values()) > 800
+    assert len(fast["activity_contact"]) >= FAST_ROWS, "the links were not inserted as tuples"
     for table, rows in slow.items():
         assert fast[table] == rows, table
     subjects = {row for row in fast["activity"] if "stale" in row}
