@@ -8,7 +8,6 @@ from typing import Annotated
 
 import sqlmodel
 import typer
-import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 from rich.markup import escape
@@ -17,7 +16,6 @@ from sqlmodel import Session
 
 from connectors.registry import BUILT_IN
 from connectors.sandbox.world import sandbox_org
-from service.app import create_app
 from service.crm.clients import CrmAccess, NotConfiguredError, extra_crms, open_crm
 from service.kit.auth import ApiToken, Role, create_token, revoke_token
 from service.kit.db import make_engine
@@ -130,6 +128,12 @@ def serve(
             settings = sandbox_webhooks(settings, _sandbox_org_id(crms, settings))
         elif not crms:
             err.print("[yellow]no CRM configured: serving the API only (no sync, no write-back)[/]")
+        # imported here: the API app (FastAPI and every router) and uvicorn cost ~0.2 s to import, which every
+        # other okrsync command, a sync included, would otherwise pay at its start
+        import uvicorn
+
+        from service.app import create_app
+
         app = create_app(settings=settings, engine=engine, crms=crms, worker=worker)
         uvicorn.run(
             app,
