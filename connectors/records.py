@@ -33,13 +33,30 @@ class Direction(StrEnum):
 
 def strip_nul(value: Any) -> Any:
     """PostgreSQL rejects NUL characters in text and JSON; a CRM may still return them. Connectors apply this to
-    each row before mapping it."""
+    each row before mapping it. A value without any NUL is returned as it is (no copy): finding none is a scan,
+    copying every row cost 0.6 s of the reading thread in a first sync of 100,000 Salesforce activities."""
+    return _without_nul(value) if _has_nul(value) else value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    for item in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        if isinstance(item, str):  # a row's values are mostly text: checked here, not in a call each
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict | list) and _has_nul(item):
+            return True
+    return False
+
+
+def _without_nul(value: Any) -> Any:
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, dict):
-        return {k: strip_nul(v) for k, v in value.items()}
+        return {k: _without_nul(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [strip_nul(v) for v in value]
+        return [_without_nul(v) for v in value]
     return value
 
 
