@@ -6,6 +6,7 @@ list of waits, because medians and percentiles are not portable SQL.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -190,12 +191,51 @@ def needs_late_waits(metric: WaitMetric) -> bool:
 WaitSlice = Callable[[str | None, int, int, int], list[float]]
 
 
+# answered waits fetched either side of a hinted percentile (``_near_hint``). At a million activities an inquiry
+# key has ~2,800 late unanswered inquiries; without a hint a median fetched 1,700 of the team's answered waits and
+# ~200 of each owner's, a p90 2,600 and ~300, on every incremental run (the waits of unanswered inquiries grow with
+# 'now', so the value is read again each time)
+HINT_WINDOW = 8
+
+
+def _near_hint(
+    owner: str | None, low: int, n: int, count: int, late_waits: list[float], hint: float, waits_slice: WaitSlice
+) -> tuple[int, list[float]] | None:
+    """(m, the merged waits from merged position m on) covering positions ``low`` and ``low`` + 1 of the sorted
+    answered waits (``count``, in the database) and the late unanswered ones; None when the slice fetched around
+    the hint (``hint`` hours) cannot tell.
+
+    b late waits are shorter than the hint: the position is then near the answered wait ⌊h⌋ − b. The answered waits
+    x[f] … x[l] around it are fetched. The late waits below x[f] (b' of them) all come before it, so the merge of the
+    fetched waits and the other late waits starts at position f + b'. Of that merge, the values up to x[l] are
+    certain (an answered wait not fetched is x[l] or longer; every one is when l is the last); ⌊h⌋ and ⌊h⌋ + 1 (when
+    n has it) must be among them."""
+    if count == 0 or len(late_waits) <= 2 * HINT_WINDOW:
+        return None  # without the hint at most as many are fetched
+    late = sorted(late_waits)
+    centre = low - bisect.bisect_left(late, hint * 3600)
+    first = min(max(0, centre - HINT_WINDOW), count - 1)
+    last = min(count - 1, max(first, centre + 1 + HINT_WINDOW))
+    fetched = waits_slice(owner, first, last - first + 1, count)
+    below = bisect.bisect_left(late, fetched[0]) if first > 0 else 0
+    start = first + below
+    if start > low:
+        return None
+    certain = len(fetched) + len(late) - below
+    if last < count - 1:
+        certain = len(fetched) + bisect.bisect_right(late, fetched[-1]) - below
+    if min(low + 1, n - 1) - start >= certain:
+        return None
+    return start, sorted([*fetched, *late[below:]])[:certain]
+
+
 def indexed_response_time(
     metric: WaitMetric,
     *,
     answered: dict[str, AnsweredWaits],
     unanswered: dict[str, UnansweredWaits],
     waits_slice: WaitSlice,
+    hints: dict[str | None, float] | None = None,
 ) -> MetricValue:
     """``response_time`` for wall-clock hours without reading every wait: the answered waits stay in the database,
     in order (an index), and only the few values a statistic needs are fetched.
@@ -205,6 +245,11 @@ def indexed_response_time(
     so the database sums them up. A percentile of the n = a + u waits sits at position h = (n − 1) × share; its two
     neighbours x[⌊h⌋] and x[⌊h⌋ + 1] are among the answered waits at positions ⌊h⌋ − u … ⌊h⌋ + 1 and the u late
     unanswered ones (at most u of those come before it), so those are fetched and merged.
+
+    ``hints``: the last run's values in hours, per owner ("" for none) and for the team (None). A hint says how many
+    late waits come before the position, and so where among the answered waits it is: only ``HINT_WINDOW`` answered
+    waits either side of there are fetched (``_near_hint``), when they are enough to tell; otherwise as above. The
+    result is the same with any hint, right, stale or wrong.
     """
     if metric.hours == "business":
         raise ValueError("business hours are counted per wait: use response_time")
@@ -229,10 +274,15 @@ def indexed_response_time(
             share = metric.percentile / 100
         position = (n - 1) * share
         low = math.floor(position)
-        first = max(0, low - extra.late)
-        last = min(low + 1, waits.count - 1)
-        fetched = waits_slice(owner, first, last - first + 1, waits.count) if waits.count and last >= first else []
-        merged = sorted([*fetched, *extra.late_waits])
+        hint = (hints or {}).get(owner)
+        near = _near_hint(owner, low, n, waits.count, extra.late_waits, hint, waits_slice) if hint is not None else None
+        if near is not None:
+            first, merged = near
+        else:
+            first = max(0, low - extra.late)
+            last = min(low + 1, waits.count - 1)
+            fetched = waits_slice(owner, first, last - first + 1, waits.count) if waits.count and last >= first else []
+            merged = sorted([*fetched, *extra.late_waits])
         if low + 1 >= n:
             return merged[low - first] / 3600
         x_low, x_high = merged[low - first], merged[low + 1 - first]

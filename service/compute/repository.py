@@ -804,6 +804,15 @@ def replace_contributions(session: Session, *, mapping_id: int, values: dict[str
         session.execute(insert(contribution), rows)
 
 
+def stored_contributions(session: Session, *, mapping_id: int, kr_key: str) -> dict[str | None, float]:
+    """A key result's stored contributions, owner ("" for none) → value."""
+    contribution = table(KeyResultContribution)
+    query = select(contribution.c.owner_id, contribution.c.value).where(
+        contribution.c.mapping_id == mapping_id, contribution.c.kr_key == kr_key
+    )
+    return {owner: float(value) for owner, value in session.execute(query)}
+
+
 def add_history(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Key-result history rows in one executemany INSERT: added to the session as objects, each was its own
     INSERT … RETURNING id (SQLite cannot return ids of a batch in order), 50 statements an incremental run."""

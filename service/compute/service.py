@@ -1386,12 +1386,20 @@ def _wait_totals(metric: WaitMetric) -> repo.WaitTotals | None:
 
 
 def _wait_value(
-    ctx: _Context, kr_key: str, metric: WaitMetric, as_of: datetime, *, stored: bool = False, shared: str = ""
+    ctx: _Context,
+    kr_key: str,
+    metric: WaitMetric,
+    as_of: datetime,
+    *,
+    stored: bool = False,
+    shared: str = "",
+    last: KeyResultValue | None = None,
 ) -> metrics.MetricValue:
     """A response time or speed to lead from its stored waits. Business hours need every wait's own arrival time
     (read them all); wall-clock hours are summed up in the database and only the waits a percentile needs are
     fetched (``metrics.indexed_response_time``): at a million activities reading 100,000 waits per key result was
-    most of an incremental run."""
+    most of an incremental run. ``last``: the KR's stored value; a percentile takes it and the stored contributions
+    as hints where to fetch (any hint gives the same value)."""
     session, mapping_id = ctx.session, ctx.mapping_id
     if metric.hours == "business":
         waits = repo.waits(session, mapping_id=mapping_id, kr_key=kr_key)
@@ -1421,11 +1429,15 @@ def _wait_value(
         if stored and _wait_totals(metric) is not None
         else repo.answered_waits(session, mapping_id=mapping_id, kr_key=kr_key, limit=limit)
     )
+    hints: dict[str | None, float] | None = None
+    if last is not None and last.value is not None and metrics.needs_late_waits(metric):
+        hints = {None: last.value, **repo.stored_contributions(session, mapping_id=mapping_id, kr_key=kr_key)}
     return metrics.indexed_response_time(
         metric,
         answered=answered,
         unanswered=unanswered,
         waits_slice=waits_slice,
+        hints=hints,
     )
 
 
@@ -1472,7 +1484,7 @@ def _value(ctx: _Context, kr: KeyResult, scope: Scope, stored: KeyResultValue | 
             repo.delete_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, WAIT_METRICS):
         shared = _inquiry_key(metric, scope) if isinstance(metric, ResponseTimeMetric) else ""
-        return _wait_value(ctx, kr.key, metric, scope.as_of, stored=True, shared=shared)
+        return _wait_value(ctx, kr.key, metric, scope.as_of, stored=True, shared=shared, last=stored)
     # the totals the full recompute stored, or that ``_delta``'s swaps brought up to date
     totals = repo.stored_part_totals(session, mapping_id=ctx.mapping_id, kr_key=kr.key)
     if isinstance(metric, RatioMetric):
