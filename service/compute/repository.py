@@ -898,11 +898,10 @@ def rule_opportunities(
     return {row[0] for row in session.execute(query)}
 
 
-def delete_rule_findings(
-    session: Session, *, mapping_id: int, rule_key: str, stages: Sequence[str] | None = None
-) -> None:
-    """Delete one rule's findings (in ``stages``: ``_rule_clauses``)."""
-    session.execute(delete(FINDING).where(*_rule_clauses(mapping_id, rule_key, stages)))
+def violating(session: Session, query: Select[Any]) -> set[str]:
+    """The opportunities a violations query (``hygiene.violations``) selects, without storing them."""
+    sq = query.subquery("violation")
+    return {row[0] for row in session.execute(select(sq.c.opportunity_id))}
 
 
 def insert_findings(session: Session, *, mapping_id: int, query: Select[Any]) -> None:

@@ -505,47 +505,46 @@ def _hygiene(ctx: _Context) -> int | None:
         # on every logged call otherwise).
         activities_only = changes is not None and changes.kinds() <= {"activity"}
         recheck = [rule for rule in rules if isinstance(rule, NoActivity) or not activities_only]
-        # The stages whose median moved are rechecked whole by a "stuck vs the team's median" rule: any of their
+        # The stages whose median moved are rechecked by a "stuck vs the team's median" rule: any of their
         # opportunities may be stuck now, or no longer, and a stuck one's sentence names its stage's median, so
-        # those stuck before or now are touched. In every other stage only the touched opportunities are checked,
-        # against their own stage's unmoved median.
+        # those stuck before or now are touched. Only the findings of the opportunities that cross the limit move:
+        # the violations of the moved stages are selected (ids only) and compared with the findings stored, and
+        # the few that differ are deleted or inserted (deleting and inserting every stuck opportunity of two stages,
+        # thousands at a million activities, was most of an incremental run after a stage change). In every other
+        # stage only the touched opportunities are checked, against their own stage's unmoved median.
         by_median = [r for r in recheck if isinstance(r, StuckInStage) and r.median_factor] if moved else []
+        in_moved = {s: m for s, m in medians.items() if s in moved}
         prior = {
             r.rule_key: repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=r.rule_key, stages=moved)
             for r in by_median
         }
-        earlier = set().union(*prior.values()) - set(touched)  # untouched: only those rules' findings move
-        before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=sorted({*touched, *earlier}))
+        stuck = {r.rule_key: repo.violating(session, violations(r, None, in_moved)) for r in by_median}
+        rechecked_ids = set(touched)  # rechecked below whatever their limits
+        lost = {key: prior[key] - stuck[key] - rechecked_ids for key in prior}
+        gained = {key: stuck[key] - prior[key] - rechecked_ids for key in prior}
+        crossing = set().union(*lost.values(), *gained.values())
+        # every opportunity whose findings can differ after this run: the touched ones and those crossing a limit
+        # (one stuck before and now keeps the same finding row: its age and stage did not change)
+        moving = sorted({*touched, *crossing})
+        before = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=moving)
         for chunk in repo.chunks(touched):
             repo.delete_findings(
                 session, mapping_id=mapping_id, opportunity_ids=chunk, rule_keys=[r.rule_key for r in recheck]
             )
-        in_moved = {s: m for s, m in medians.items() if s in moved}
-        elsewhere = {s: m for s, m in medians.items() if s not in moved}
-        found: set[str] = set()
         for rule in recheck:
-            if rule.rule_key in prior:
-                key = rule.rule_key
+            key = rule.rule_key
+            if key in prior:
                 ctx.touch("opportunities", prior[key])
-                repo.delete_rule_findings(session, mapping_id=mapping_id, rule_key=key, stages=moved)
-                repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, None, in_moved))
-                for chunk in repo.chunks(touched):
-                    repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk, elsewhere))
-                now_stuck = repo.rule_opportunities(session, mapping_id=mapping_id, rule_key=key, stages=moved)
-                ctx.touch("opportunities", now_stuck)
-                found |= now_stuck
-                continue
+                ctx.touch("opportunities", stuck[key])
+                for chunk in repo.chunks(sorted(lost[key])):
+                    repo.delete_findings(session, mapping_id=mapping_id, opportunity_ids=chunk, rule_keys=[key])
+                for chunk in repo.chunks(sorted(gained[key])):
+                    repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk, in_moved))
             for chunk in repo.chunks(touched):
                 repo.insert_findings(session, mapping_id=mapping_id, query=violations(rule, chunk))
         if stored is not None and "failing" in stored.detail:
-            # The difference to apply to the last run's counts (``_failing``, ``_findings_per_rule``): the findings
-            # of every opportunity whose findings may have moved, before and after. One newly stuck in a moved stage
-            # and untouched had no finding of those rules before (it was in that stage and not stuck), and its other
-            # findings are as they were.
-            new = found - set(touched) - earlier
-            after = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=sorted({*touched, *earlier, *new}))
-            median_keys = {r.rule_key for r in by_median}
-            before += [row for row in after if row[0] in new and row[2] not in median_keys]
+            # the difference to apply to the last run's counts (``_failing``, ``_findings_per_rule``)
+            after = repo.findings_of(session, mapping_id=mapping_id, opportunity_ids=moving)
             ctx.failing_stored = stored.detail["failing"]
             ctx.failing_delta = (before, after)
     open_count = sum(ctx.open_by_owner.values())
