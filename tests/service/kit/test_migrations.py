@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, DateTime, Index, MetaData, String, UniqueConstraint, inspect, make_url, text
+from sqlalchemy import Column, DateTime, Index, MetaData, String, UniqueConstraint, delete, inspect, make_url, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
@@ -27,6 +27,8 @@ from typer.testing import CliRunner, Result
 
 import service.models  # noqa: F401  (every table in SQLModel.metadata)
 from service.cli import app
+from service.compute import repository
+from service.compute.models import KeyResultEvidence
 from service.crm.models import Activity, CrmConnection
 from service.kit.db import analyze, make_engine, utcnow
 from service.kit.migrate import (
@@ -42,6 +44,7 @@ from service.kit.migrate import (
 )
 from service.kit.server import free_port
 from service.kit.settings import get_settings
+from service.okrs.models import OkrMapping
 from tests.conftest import BASE_POSTGRES_URL, WORKER
 from tests.planner_statistics import owner_index_counted, owner_index_statistics
 
@@ -171,7 +174,8 @@ def _partial_indexes(engine: Any) -> set[tuple[str, str]]:
 
 
 def test_migrations_make_the_partial_indexes_partial(empty_url: str) -> None:
-    """ix_evidence_wait (0009) and ix_activity_lead (0021) hold only the rows their condition names, as declared."""
+    """ix_evidence_wait (0009), ix_activity_lead (0021) and ix_evidence_part_key (0022) hold only the rows their
+    condition names, as declared."""
     engine = make_engine(empty_url)
     try:
         upgrade(engine)
@@ -182,7 +186,11 @@ def test_migrations_make_the_partial_indexes_partial(empty_url: str) -> None:
             for ix in t.indexes
             if ix.dialect_options[dialect]["where"] is not None
         }
-        assert declared == {("key_result_evidence", "ix_evidence_wait"), ("activity", "ix_activity_lead")}
+        assert declared == {
+            ("key_result_evidence", "ix_evidence_wait"),
+            ("activity", "ix_activity_lead"),
+            ("key_result_evidence", "ix_evidence_part_key"),
+        }
         assert _partial_indexes(engine) == declared
     finally:
         engine.dispose()
@@ -566,5 +574,50 @@ def test_an_embedded_database_is_brought_to_the_head_by_any_command(
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'okrsync.db'}")
     try:
         assert current(engine) == head()
+    finally:
+        engine.dispose()
+
+
+def _plan(conn: Any, statement: Any) -> str:
+    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    if conn.dialect.name == "sqlite":
+        return " | ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # a small table: whether the index can serve, not cost
+    return " | ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def test_the_evidence_key_lookups_use_the_partial_key_index(empty_url: str) -> None:
+    """ix_evidence_part_key holds only the rows with a key (0022). Every look-up by key (``related_id IN …``, as
+    ``repository._part_rows`` and ``records_with_keys`` ask) implies IS NOT NULL; both planners must see that, or
+    a changed opportunity's distinct-count delta would walk the key result's every row."""
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine)
+        with Session(engine) as session:
+            connection = CrmConnection(crm="salesforce", name="acme", created_at=utcnow())
+            session.add(connection)
+            session.flush()
+            mapping = OkrMapping(
+                connection_id=connection.id, team="t", cycle="c", cycle_start=date(2026, 10, 1),
+                cycle_end=date(2026, 12, 31), created_at=utcnow(),
+            )  # fmt: skip
+            session.add(mapping)
+            session.flush()
+            for n in range(400):
+                session.add(
+                    KeyResultEvidence(
+                        mapping_id=mapping.id, kr_key="deals-touched" if n % 2 else "talk-time", part="counted",
+                        record_id=f"00T{n:015d}", related_id=f"006{n % 40:015d}" if n % 2 else None, value=1.0,
+                    )
+                )  # fmt: skip
+            session.commit()
+            mapping_id = mapping.id
+        analyze(engine)
+        evidence = KeyResultEvidence.__table__  # type: ignore[attr-defined]
+        keys = [f"006{n:015d}" for n in (1, 3)]
+        where = repository._part_rows(mapping_id, "deals-touched", "counted", None, keys)
+        with engine.begin() as conn:
+            for statement in (select(evidence.c.record_id).where(*where), delete(evidence).where(*where)):
+                assert "ix_evidence_part_key" in _plan(conn, statement), _plan(conn, statement)
     finally:
         engine.dispose()
